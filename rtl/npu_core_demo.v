@@ -3,814 +3,139 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  reg [22:0] \$10 ;
-  wire [10:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [11:0] \$102 ;
-  wire [12:0] \$103 ;
-  wire [14:0] \$104 ;
-  wire [14:0] \$105 ;
-  wire [15:0] \$106 ;
-  wire \$107 ;
-  wire [8:0] \$108 ;
-  wire \$109 ;
-  wire [12:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
-  wire [5:0] \$118 ;
-  wire \$119 ;
-  wire [12:0] \$12 ;
-  wire [8:0] \$120 ;
-  wire [2:0] \$121 ;
-  wire \$122 ;
-  wire [2:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
+  wire [15:0] \$1 ;
+  wire [15:0] \$10 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [15:0] \$13 ;
   wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [17:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [26:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [6:0] \$15 ;
+  wire [7:0] \$16 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [17:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [26:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [7:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [17:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire [26:0] \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire \$21 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [17:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  reg [7:0] \$247 ;
-  reg [40:0] \$248 ;
-  reg [15:0] \$249 ;
-  wire [26:0] \$25 ;
-  reg [15:0] \$250 ;
-  reg [8:0] \$251 ;
-  wire [13:0] \$252 ;
-  wire [11:0] \$253 ;
-  wire [10:0] \$254 ;
-  wire [10:0] \$255 ;
-  wire [11:0] \$256 ;
-  wire [10:0] \$257 ;
-  wire [10:0] \$258 ;
-  wire [11:0] \$259 ;
+  wire \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire [10:0] \$260 ;
-  wire [10:0] \$261 ;
-  wire [11:0] \$262 ;
-  wire [10:0] \$263 ;
-  wire [10:0] \$264 ;
-  wire [11:0] \$265 ;
-  wire [10:0] \$266 ;
-  wire [10:0] \$267 ;
-  wire [11:0] \$268 ;
-  wire [10:0] \$269 ;
-  wire [17:0] \$27 ;
-  wire [10:0] \$270 ;
-  wire [11:0] \$271 ;
-  wire [10:0] \$272 ;
-  wire [10:0] \$273 ;
-  wire [11:0] \$274 ;
-  wire [10:0] \$275 ;
-  wire [10:0] \$276 ;
-  wire \$277 ;
-  reg [6:0] \$278 ;
-  wire \$279 ;
-  wire [26:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire [10:0] \$283 ;
-  wire [47:0] \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire [10:0] \$289 ;
+  wire \$27 ;
+  wire \$28 ;
   wire \$29 ;
-  wire [47:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire [10:0] \$295 ;
-  wire [47:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire [17:0] \$30 ;
-  wire \$300 ;
-  wire [10:0] \$301 ;
-  wire [47:0] \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire [10:0] \$307 ;
-  wire [47:0] \$308 ;
-  wire \$309 ;
-  wire [26:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire [10:0] \$313 ;
-  wire [47:0] \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire [10:0] \$319 ;
+  wire [7:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
   wire \$32 ;
-  wire [47:0] \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire [10:0] \$325 ;
-  wire [47:0] \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire [17:0] \$33 ;
-  wire \$330 ;
-  wire [8:0] \$331 ;
-  wire [9:0] \$332 ;
-  wire \$333 ;
-  wire [8:0] \$334 ;
-  wire [9:0] \$335 ;
-  wire \$336 ;
-  wire [8:0] \$337 ;
-  wire [9:0] \$338 ;
-  wire \$339 ;
-  wire [26:0] \$34 ;
-  wire [8:0] \$340 ;
-  wire [9:0] \$341 ;
-  wire \$342 ;
-  wire [8:0] \$343 ;
-  wire [9:0] \$344 ;
-  wire \$345 ;
-  wire [8:0] \$346 ;
-  wire [9:0] \$347 ;
-  wire \$348 ;
-  wire [8:0] \$349 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire [9:0] \$350 ;
-  wire \$351 ;
-  wire [8:0] \$352 ;
-  wire [9:0] \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  reg [6:0] \$358 ;
-  reg [6:0] \$359 ;
-  wire [17:0] \$36 ;
-  reg [7:0] \$360 ;
-  reg \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire [26:0] \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
+  wire \$36 ;
+  wire \$37 ;
   wire \$38 ;
-  wire [4:0] \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire [8:0] \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire [7:0] \$393 ;
-  wire [7:0] \$394 ;
-  wire [8:0] \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire \$4 ;
+  wire \$39 ;
+  wire [8:0] \$4 ;
   wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire [8:0] \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
+  wire \$41 ;
   wire \$42 ;
-  wire \$420 ;
-  reg [45:0] \$421 ;
-  reg [45:0] \$422 ;
-  reg [45:0] \$423 ;
-  reg [45:0] \$424 ;
-  reg [22:0] \$425 ;
-  reg [22:0] \$426 ;
-  reg [22:0] \$427 ;
-  reg [22:0] \$428 ;
-  reg [22:0] \$429 ;
-  wire [8:0] \$43 ;
-  reg [22:0] \$430 ;
-  reg [22:0] \$431 ;
-  reg [22:0] \$432 ;
-  reg [2:0] \$433 ;
-  reg [46:0] \$434 ;
-  reg [46:0] \$435 ;
-  reg [46:0] \$436 ;
-  reg [46:0] \$437 ;
-  reg \$438 ;
-  reg [3:0] \$439 ;
+  wire \$43 ;
   wire \$44 ;
-  reg [2:0] \$440 ;
-  reg [46:0] \$441 ;
-  reg [45:0] \$442 ;
-  reg [3:0] \$443 ;
-  reg [3:0] \$444 ;
-  reg [22:0] \$445 ;
-  reg \$446 ;
-  reg \$447 ;
-  reg \$448 ;
-  reg [7:0] \$449 ;
-  wire [8:0] \$45 ;
-  reg [11:0] \$450 ;
-  reg \$451 ;
-  reg \$452 ;
-  reg \$453 ;
-  reg \$454 ;
-  reg \$455 ;
-  reg \$456 ;
-  reg \$457 ;
-  reg [17:0] \$458 ;
-  reg [25:0] \$459 ;
+  wire \$45 ;
   wire \$46 ;
-  reg [17:0] \$460 ;
-  reg [25:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [25:0] \$463 ;
-  reg [17:0] \$464 ;
-  reg [25:0] \$465 ;
-  reg [17:0] \$466 ;
-  reg [25:0] \$467 ;
-  reg [17:0] \$468 ;
-  reg [25:0] \$469 ;
-  wire [8:0] \$47 ;
-  reg [17:0] \$470 ;
-  reg [25:0] \$471 ;
-  reg [17:0] \$472 ;
-  reg [25:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
+  wire \$47 ;
   wire \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg [7:0] \$484 ;
-  reg [7:0] \$485 ;
-  reg [7:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg [7:0] \$489 ;
-  wire [8:0] \$49 ;
-  reg [7:0] \$490 ;
-  reg [15:0] \$491 ;
-  reg [15:0] \$492 ;
-  reg [15:0] \$493 ;
-  reg [15:0] \$494 ;
-  reg [15:0] \$495 ;
-  reg [15:0] \$496 ;
-  reg [15:0] \$497 ;
-  reg [15:0] \$498 ;
-  reg [7:0] \$499 ;
-  reg [45:0] \$5 ;
+  wire \$49 ;
+  wire [8:0] \$5 ;
   wire \$50 ;
-  reg \$500 ;
-  reg \$501 ;
-  reg [6:0] \$502 ;
-  reg [6:0] \$503 ;
-  reg [1:0] \$504 ;
-  reg \$505 ;
-  reg \$506 ;
-  reg [3:0] \$507 ;
-  reg [4:0] \$508 ;
-  reg [2:0] \$509 ;
-  wire [8:0] \$51 ;
-  reg \$510 ;
-  reg \$511 ;
-  reg [7:0] \$512 ;
-  reg [7:0] \$513 ;
-  reg [10:0] \$514 ;
-  reg [12:0] \$515 ;
-  reg [1:0] \$516 ;
-  reg \$517 ;
-  wire \$52 ;
-  wire [8:0] \$53 ;
-  wire \$54 ;
-  wire [8:0] \$55 ;
-  wire \$56 ;
-  wire [8:0] \$57 ;
-  wire \$58 ;
-  wire [8:0] \$59 ;
-  reg [22:0] \$6 ;
-  wire \$60 ;
-  wire [8:0] \$61 ;
-  wire \$62 ;
-  wire [8:0] \$63 ;
-  wire \$64 ;
-  wire [8:0] \$65 ;
-  wire \$66 ;
-  wire [8:0] \$67 ;
-  wire \$68 ;
-  wire [8:0] \$69 ;
-  reg [46:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  reg [6:0] \$73 ;
+  wire \$51 ;
+  wire [15:0] \$6 ;
+  wire [15:0] \$7 ;
+  wire [3:0] \$71 ;
   wire [7:0] \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  reg [45:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  reg \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  reg [6:0] \$89 ;
-  wire [4:0] \$9 ;
-  wire \$90 ;
-  reg [7:0] \$91 ;
-  wire [7:0] \$92 ;
-  wire [8:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [8:0] \$95 ;
-  wire [8:0] \$96 ;
-  wire [9:0] \$97 ;
-  wire [10:0] \$98 ;
-  wire [10:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$110  = 1'h0;
-  reg \$signal$111  = 1'h0;
-  reg \$signal$113  = 1'h0;
-  reg \$signal$114 ;
-  reg \$signal$115  = 1'h0;
-  reg \$signal$116  = 1'h0;
-  reg \$signal$117  = 1'h0;
-  reg \$signal$223  = 1'h0;
-  reg \$signal$228  = 1'h0;
-  wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$257 ;
-  wire [10:0] \$signature__addr$260 ;
-  wire [4:0] \$signature__addr$263 ;
-  wire [10:0] \$signature__addr$266 ;
-  wire [4:0] \$signature__addr$269 ;
-  wire [10:0] \$signature__addr$272 ;
-  wire [4:0] \$signature__addr$275 ;
-  wire [10:0] \$signature__addr$278 ;
-  wire [4:0] \$signature__addr$281 ;
-  wire [10:0] \$signature__addr$284 ;
-  wire [4:0] \$signature__addr$287 ;
-  wire [10:0] \$signature__addr$290 ;
-  wire [4:0] \$signature__addr$293 ;
-  wire [10:0] \$signature__addr$296 ;
-  wire [4:0] \$signature__addr$299 ;
-  wire [4:0] \$signature__addr$427 ;
-  wire [4:0] \$signature__addr$431 ;
-  wire [4:0] \$signature__addr$434 ;
-  wire [4:0] \$signature__addr$437 ;
-  wire [4:0] \$signature__addr$440 ;
-  wire [4:0] \$signature__addr$443 ;
-  wire [4:0] \$signature__addr$446 ;
-  wire [4:0] \$signature__addr$449 ;
-  wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$258 ;
-  wire [8:0] \$signature__data$258.alpha ;
-  wire [15:0] \$signature__data$258.bias ;
-  wire [15:0] \$signature__data$258.theta ;
-  wire [7:0] \$signature__data$261 ;
-  wire [40:0] \$signature__data$264 ;
-  wire [8:0] \$signature__data$264.alpha ;
-  wire [15:0] \$signature__data$264.bias ;
-  wire [15:0] \$signature__data$264.theta ;
-  wire [7:0] \$signature__data$267 ;
-  wire [40:0] \$signature__data$270 ;
-  wire [8:0] \$signature__data$270.alpha ;
-  wire [15:0] \$signature__data$270.bias ;
-  wire [15:0] \$signature__data$270.theta ;
-  wire [7:0] \$signature__data$273 ;
-  wire [40:0] \$signature__data$276 ;
-  wire [8:0] \$signature__data$276.alpha ;
-  wire [15:0] \$signature__data$276.bias ;
-  wire [15:0] \$signature__data$276.theta ;
-  wire [7:0] \$signature__data$279 ;
-  wire [40:0] \$signature__data$282 ;
-  wire [8:0] \$signature__data$282.alpha ;
-  wire [15:0] \$signature__data$282.bias ;
-  wire [15:0] \$signature__data$282.theta ;
-  wire [7:0] \$signature__data$285 ;
-  wire [40:0] \$signature__data$288 ;
-  wire [8:0] \$signature__data$288.alpha ;
-  wire [15:0] \$signature__data$288.bias ;
-  wire [15:0] \$signature__data$288.theta ;
-  wire [7:0] \$signature__data$291 ;
-  wire [40:0] \$signature__data$294 ;
-  wire [8:0] \$signature__data$294.alpha ;
-  wire [15:0] \$signature__data$294.bias ;
-  wire [15:0] \$signature__data$294.theta ;
-  wire [7:0] \$signature__data$297 ;
-  wire [40:0] \$signature__data$300 ;
-  wire [8:0] \$signature__data$300.alpha ;
-  wire [15:0] \$signature__data$300.bias ;
-  wire [15:0] \$signature__data$300.theta ;
-  wire [15:0] \$signature__data$428 ;
-  wire [15:0] \$signature__data$432 ;
-  wire [15:0] \$signature__data$435 ;
-  wire [15:0] \$signature__data$438 ;
-  wire [15:0] \$signature__data$441 ;
-  wire [15:0] \$signature__data$444 ;
-  wire [15:0] \$signature__data$447 ;
-  wire [15:0] \$signature__data$450 ;
-  wire \$signature__en ;
-  wire \$signature__en$259 ;
-  wire \$signature__en$262 ;
-  wire \$signature__en$265 ;
-  wire \$signature__en$268 ;
-  wire \$signature__en$271 ;
-  wire \$signature__en$274 ;
-  wire \$signature__en$277 ;
-  wire \$signature__en$280 ;
-  wire \$signature__en$283 ;
-  wire \$signature__en$286 ;
-  wire \$signature__en$289 ;
-  wire \$signature__en$292 ;
-  wire \$signature__en$295 ;
-  wire \$signature__en$298 ;
-  wire \$signature__en$301 ;
-  wire \$signature__en$429 ;
-  wire \$signature__en$433 ;
-  wire \$signature__en$436 ;
-  wire \$signature__en$439 ;
-  wire \$signature__en$442 ;
-  wire \$signature__en$445 ;
-  wire \$signature__en$448 ;
-  wire \$signature__en$451 ;
-  (* init = 8'h00 *)
-  wire [7:0] a;
-  (* init = 8'h00 *)
-  wire [7:0] \a$336 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$338 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$340 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$342 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$344 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$346 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$348 ;
-  reg [25:0] acc0 = 26'h0000000;
-  reg [25:0] acc1 = 26'h0000000;
-  reg [25:0] acc2 = 26'h0000000;
-  reg [25:0] acc3 = 26'h0000000;
-  reg [25:0] acc4 = 26'h0000000;
-  reg [25:0] acc5 = 26'h0000000;
-  reg [25:0] acc6 = 26'h0000000;
-  reg [25:0] acc7 = 26'h0000000;
-  (* init = 9'h000 *)
-  wire [8:0] alpha;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$354 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$357 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$360 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$363 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$366 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$369 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$372 ;
-  reg [8:0] alpha_q0 = 9'h000;
-  reg [8:0] alpha_q1 = 9'h000;
-  reg [8:0] alpha_q2 = 9'h000;
-  reg [8:0] alpha_q3 = 9'h000;
-  reg [8:0] alpha_q4 = 9'h000;
-  reg [8:0] alpha_q5 = 9'h000;
-  reg [8:0] alpha_q6 = 9'h000;
-  reg [8:0] alpha_q7 = 9'h000;
-  (* init = 8'h00 *)
-  wire [7:0] b;
-  (* init = 8'h00 *)
-  wire [7:0] \b$337 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$339 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$341 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$343 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$345 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$347 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$349 ;
-  reg bank_sel = 1'h0;
-  reg [7:0] base;
-  (* init = 16'h0000 *)
-  wire [15:0] bias;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$355 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$358 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$361 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$364 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$367 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$370 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$373 ;
-  reg [15:0] bias_q0 = 16'h0000;
-  reg [15:0] bias_q1 = 16'h0000;
-  reg [15:0] bias_q2 = 16'h0000;
-  reg [15:0] bias_q3 = 16'h0000;
-  reg [15:0] bias_q4 = 16'h0000;
-  reg [15:0] bias_q5 = 16'h0000;
-  reg [15:0] bias_q6 = 16'h0000;
-  reg [15:0] bias_q7 = 16'h0000;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
+  wire active;
+  wire [17:0] addr;
+  wire [7:0] base;
   output busy;
-  reg busy;
-  wire \busy$462 ;
-  wire \busy$68 ;
+  wire busy;
+  wire \busy$156 ;
+  wire \busy$24 ;
+  wire \busy$25 ;
+  wire \busy$54 ;
+  wire [1:0] busy_groups;
+  wire [1:0] \busy_groups$27 ;
+  wire [1:0] \busy_groups$44 ;
+  wire [1:0] \busy_groups$47 ;
   wire can_load;
-  wire \can_load$468 ;
+  wire \can_load$128 ;
+  wire \can_load$166 ;
   wire [4:0] chunks;
   input clear;
   wire clear;
-  reg \clear$485 ;
+  wire \clear$38 ;
+  wire \clear$53 ;
   input clk;
   wire clk;
-  reg [7:0] cnt = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \cnt$464 ;
-  reg [7:0] count0 = 8'h00;
-  reg [7:0] count1 = 8'h00;
-  reg [7:0] count10 = 8'h00;
-  reg [7:0] count11 = 8'h00;
-  reg [7:0] count12 = 8'h00;
-  reg [7:0] count13 = 8'h00;
-  reg [7:0] count14 = 8'h00;
-  reg [7:0] count15 = 8'h00;
-  reg [7:0] count2 = 8'h00;
-  reg [7:0] count3 = 8'h00;
-  reg [7:0] count4 = 8'h00;
-  reg [7:0] count5 = 8'h00;
-  reg [7:0] count6 = 8'h00;
-  reg [7:0] count7 = 8'h00;
-  reg [7:0] count8 = 8'h00;
-  reg [7:0] count9 = 8'h00;
-  reg cur = 1'h0;
-  (* init = 1'h0 *)
-  wire \cur$460 ;
+  wire [7:0] cnt;
+  wire [7:0] \cnt$159 ;
+  wire [31:0] counters_rdata;
+  wire [31:0] \counters_rdata$31 ;
+  wire counters_re;
+  wire \counters_re$35 ;
+  wire [127:0] counts;
+  wire [127:0] \counts$66 ;
+  wire [7:0] \counts$66[0] ;
+  wire [7:0] \counts$66[10] ;
+  wire [7:0] \counts$66[11] ;
+  wire [7:0] \counts$66[12] ;
+  wire [7:0] \counts$66[13] ;
+  wire [7:0] \counts$66[14] ;
+  wire [7:0] \counts$66[15] ;
+  wire [7:0] \counts$66[1] ;
+  wire [7:0] \counts$66[2] ;
+  wire [7:0] \counts$66[3] ;
+  wire [7:0] \counts$66[4] ;
+  wire [7:0] \counts$66[5] ;
+  wire [7:0] \counts$66[6] ;
+  wire [7:0] \counts$66[7] ;
+  wire [7:0] \counts$66[8] ;
+  wire [7:0] \counts$66[9] ;
+  wire [7:0] \counts[0] ;
+  wire [7:0] \counts[10] ;
+  wire [7:0] \counts[11] ;
+  wire [7:0] \counts[12] ;
+  wire [7:0] \counts[13] ;
+  wire [7:0] \counts[14] ;
+  wire [7:0] \counts[15] ;
+  wire [7:0] \counts[1] ;
+  wire [7:0] \counts[2] ;
+  wire [7:0] \counts[3] ;
+  wire [7:0] \counts[4] ;
+  wire [7:0] \counts[5] ;
+  wire [7:0] \counts[6] ;
+  wire [7:0] \counts[7] ;
+  wire [7:0] \counts[8] ;
+  wire [7:0] \counts[9] ;
+  wire cur;
+  wire \cur$154 ;
+  wire \cur$64 ;
   wire done;
-  reg [1:0] drain_n = 2'h0;
-  reg [3:0] e = 4'h0;
-  reg [3:0] e_end = 4'h0;
-  reg [3:0] e_new;
-  reg e_set;
-  reg [22:0] \edge  = 23'h000000;
-  wire [7:0] \edge.nsrc ;
-  wire \edge.recurrent ;
-  wire [2:0] \edge.src ;
-  wire [10:0] \edge.wbase ;
-  reg [22:0] edge0 = 23'h000000;
-  wire [7:0] \edge0.nsrc ;
-  wire \edge0.recurrent ;
-  wire [2:0] \edge0.src ;
-  wire [10:0] \edge0.wbase ;
-  reg [22:0] edge1 = 23'h000000;
-  wire [7:0] \edge1.nsrc ;
-  wire \edge1.recurrent ;
-  wire [2:0] \edge1.src ;
-  wire [10:0] \edge1.wbase ;
-  reg [22:0] edge2 = 23'h000000;
-  wire [7:0] \edge2.nsrc ;
-  wire \edge2.recurrent ;
-  wire [2:0] \edge2.src ;
-  wire [10:0] \edge2.wbase ;
-  reg [22:0] edge3 = 23'h000000;
-  wire [7:0] \edge3.nsrc ;
-  wire \edge3.recurrent ;
-  wire [2:0] \edge3.src ;
-  wire [10:0] \edge3.wbase ;
-  reg [22:0] edge4 = 23'h000000;
-  wire [7:0] \edge4.nsrc ;
-  wire \edge4.recurrent ;
-  wire [2:0] \edge4.src ;
-  wire [10:0] \edge4.wbase ;
-  reg [22:0] edge5 = 23'h000000;
-  wire [7:0] \edge5.nsrc ;
-  wire \edge5.recurrent ;
-  wire [2:0] \edge5.src ;
-  wire [10:0] \edge5.wbase ;
-  reg [22:0] edge6 = 23'h000000;
-  wire [7:0] \edge6.nsrc ;
-  wire \edge6.recurrent ;
-  wire [2:0] \edge6.src ;
-  wire [10:0] \edge6.wbase ;
-  reg [22:0] edge7 = 23'h000000;
-  wire [7:0] \edge7.nsrc ;
-  wire \edge7.recurrent ;
-  wire [2:0] \edge7.src ;
-  wire [10:0] \edge7.wbase ;
+  wire drained;
+  wire \drained$95 ;
   wire emit_values;
-  reg \emit_values$475 ;
+  wire \emit_values$152 ;
   wire [27:0] end_record;
   wire [6:0] \end_record.index ;
   wire [1:0] \end_record.kind ;
   wire [1:0] \end_record.layer ;
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
-  reg [46:0] entry;
+  wire end_step;
+  wire \end_step$58 ;
+  wire [46:0] entry;
   wire \entry.g_rec ;
   wire [2:0] \entry.g_src ;
   wire \entry.k_const ;
@@ -828,6 +153,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \entry.v_rec ;
   wire [2:0] \entry.v_src ;
   wire [5:0] \entry.y_shift ;
+  wire [14:0] ev;
+  wire [6:0] \ev.index ;
+  wire [7:0] \ev.value ;
   wire [7:0] ev_cnt;
   wire ev_from_input;
   wire [6:0] ev_index;
@@ -836,66 +164,100 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [2:0] ev_src;
   wire ev_step;
   wire [7:0] ev_value;
-  reg [10:0] ev_wr__addr;
-  reg [14:0] ev_wr__data;
-  wire [6:0] \ev_wr__data.index ;
-  wire [7:0] \ev_wr__data.value ;
-  reg ev_wr__en;
   wire \event ;
   wire [7:0] event_index;
   wire [1:0] event_layer;
-  reg [14:0] events_nrw = 15'h0000;
-  wire [6:0] \events_nrw.index ;
-  wire [7:0] \events_nrw.value ;
   wire free;
-  reg [3:0] fsm_state = 4'h0;
   input [17:0] host_addr;
   wire [17:0] host_addr;
   wire host_param_we;
   output [46:0] host_rdata;
-  reg [46:0] host_rdata;
+  wire [46:0] host_rdata;
   input host_re;
   wire host_re;
   wire host_req;
+  wire \host_req$37 ;
   output host_rvalid;
-  reg host_rvalid = 1'h0;
+  wire host_rvalid;
   input [46:0] host_wdata;
   wire [46:0] host_wdata;
-  wire [46:0] \host_wdata$249 ;
+  wire [46:0] \host_wdata$181 ;
   input host_we;
   wire host_we;
   wire [10:0] host_word;
-  reg [6:0] in_count0 = 7'h00;
-  reg [6:0] in_count1 = 7'h00;
-  reg in_full = 1'h0;
-  (* init = 1'h0 *)
+  wire [10:0] \host_word$180 ;
+  wire [10:0] \host_word$48 ;
+  wire [13:0] in_counts;
+  wire [13:0] \in_counts$68 ;
+  wire [6:0] \in_counts$68[0] ;
+  wire [6:0] \in_counts$68[1] ;
+  wire [6:0] \in_counts[0] ;
+  wire [6:0] \in_counts[1] ;
+  wire in_full;
+  wire \in_full$60 ;
   wire in_rbank;
-  reg [7:0] in_wr__addr;
-  reg [14:0] in_wr__data;
-  wire [6:0] \in_wr__data.index ;
-  wire [7:0] \in_wr__data.value ;
-  reg in_wr__en;
-  reg [17:0] inc;
+  wire \in_rbank$155 ;
+  wire \in_rbank$62 ;
   wire inc_events;
   wire inc_neuron;
   wire inc_syn;
   input [15:0] input__payload;
   wire [15:0] input__payload;
+  wire [15:0] \input__payload$50 ;
+  wire \input__payload$50.end ;
+  wire [6:0] \input__payload$50.index ;
+  wire [7:0] \input__payload$50.value ;
   wire \input__payload.end ;
   wire [6:0] \input__payload.index ;
   wire [7:0] \input__payload.value ;
   output input__ready;
   wire input__ready;
+  wire \input__ready$51 ;
   input input__valid;
   wire input__valid;
-  reg [14:0] input_events_nrw = 15'h0000;
-  wire [6:0] \input_events_nrw.index ;
-  wire [7:0] \input_events_nrw.value ;
-  reg issue;
-  reg [4:0] k = 5'h00;
-  reg last_row = 1'h0;
-  reg [45:0] layer = 46'h000000000000;
-  reg [1:0] \layer$474 ;
+  wire \input__valid$52 ;
+  wire issue;
+  wire \issue$89 ;
+  wire [4:0] k;
+  wire [1503:0] lane_rdata;
+  wire [375:0] \lane_rdata[0] ;
+  wire [46:0] \lane_rdata[0][0] ;
+  wire [46:0] \lane_rdata[0][1] ;
+  wire [46:0] \lane_rdata[0][2] ;
+  wire [46:0] \lane_rdata[0][3] ;
+  wire [46:0] \lane_rdata[0][4] ;
+  wire [46:0] \lane_rdata[0][5] ;
+  wire [46:0] \lane_rdata[0][6] ;
+  wire [46:0] \lane_rdata[0][7] ;
+  wire [375:0] \lane_rdata[1] ;
+  wire [46:0] \lane_rdata[1][0] ;
+  wire [46:0] \lane_rdata[1][1] ;
+  wire [46:0] \lane_rdata[1][2] ;
+  wire [46:0] \lane_rdata[1][3] ;
+  wire [46:0] \lane_rdata[1][4] ;
+  wire [46:0] \lane_rdata[1][5] ;
+  wire [46:0] \lane_rdata[1][6] ;
+  wire [46:0] \lane_rdata[1][7] ;
+  wire [375:0] \lane_rdata[2] ;
+  wire [46:0] \lane_rdata[2][0] ;
+  wire [46:0] \lane_rdata[2][1] ;
+  wire [46:0] \lane_rdata[2][2] ;
+  wire [46:0] \lane_rdata[2][3] ;
+  wire [46:0] \lane_rdata[2][4] ;
+  wire [46:0] \lane_rdata[2][5] ;
+  wire [46:0] \lane_rdata[2][6] ;
+  wire [46:0] \lane_rdata[2][7] ;
+  wire [375:0] \lane_rdata[3] ;
+  wire [46:0] \lane_rdata[3][0] ;
+  wire [46:0] \lane_rdata[3][1] ;
+  wire [46:0] \lane_rdata[3][2] ;
+  wire [46:0] \lane_rdata[3][3] ;
+  wire [46:0] \lane_rdata[3][4] ;
+  wire [46:0] \lane_rdata[3][5] ;
+  wire [46:0] \lane_rdata[3][6] ;
+  wire [46:0] \lane_rdata[3][7] ;
+  wire [45:0] layer;
+  wire [1:0] \layer$112 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -906,85 +268,34 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer.spiking ;
   wire \layer.ssm ;
   wire [15:0] \layer.v_reset ;
-  reg [45:0] layer0 = 46'h000000000000;
-  wire [2:0] \layer0.ebase ;
-  wire [3:0] \layer0.ecount ;
-  wire \layer0.emit_values ;
-  wire [1:0] \layer0.reset ;
-  wire [4:0] \layer0.rows ;
-  wire [4:0] \layer0.sbase ;
-  wire [7:0] \layer0.size ;
-  wire \layer0.spiking ;
-  wire \layer0.ssm ;
-  wire [15:0] \layer0.v_reset ;
-  reg [45:0] layer1 = 46'h000000000000;
-  wire [2:0] \layer1.ebase ;
-  wire [3:0] \layer1.ecount ;
-  wire \layer1.emit_values ;
-  wire [1:0] \layer1.reset ;
-  wire [4:0] \layer1.rows ;
-  wire [4:0] \layer1.sbase ;
-  wire [7:0] \layer1.size ;
-  wire \layer1.spiking ;
-  wire \layer1.ssm ;
-  wire [15:0] \layer1.v_reset ;
-  reg [45:0] layer2 = 46'h000000000000;
-  wire [2:0] \layer2.ebase ;
-  wire [3:0] \layer2.ecount ;
-  wire \layer2.emit_values ;
-  wire [1:0] \layer2.reset ;
-  wire [4:0] \layer2.rows ;
-  wire [4:0] \layer2.sbase ;
-  wire [7:0] \layer2.size ;
-  wire \layer2.spiking ;
-  wire \layer2.ssm ;
-  wire [15:0] \layer2.v_reset ;
-  reg [45:0] layer3 = 46'h000000000000;
-  wire [2:0] \layer3.ebase ;
-  wire [3:0] \layer3.ecount ;
-  wire \layer3.emit_values ;
-  wire [1:0] \layer3.reset ;
-  wire [4:0] \layer3.rows ;
-  wire [4:0] \layer3.sbase ;
-  wire [7:0] \layer3.size ;
-  wire \layer3.spiking ;
-  wire \layer3.ssm ;
-  wire [15:0] \layer3.v_reset ;
-  (* init = 2'h0 *)
   wire [1:0] layer_index;
-  wire [17:0] leak;
-  wire [17:0] \leak$129 ;
-  wire [17:0] \leak$136 ;
-  wire [17:0] \leak$143 ;
-  wire [17:0] \leak$150 ;
-  wire [17:0] \leak$157 ;
-  wire [17:0] \leak$164 ;
-  wire [17:0] \leak$171 ;
-  reg [17:0] leak_q0 = 18'h00000;
-  reg [17:0] leak_q1 = 18'h00000;
-  reg [17:0] leak_q2 = 18'h00000;
-  reg [17:0] leak_q3 = 18'h00000;
-  reg [17:0] leak_q4 = 18'h00000;
-  reg [17:0] leak_q5 = 18'h00000;
-  reg [17:0] leak_q6 = 18'h00000;
-  reg [17:0] leak_q7 = 18'h00000;
-  reg [1:0] li = 2'h0;
+  wire [1:0] \layer_index$153 ;
+  wire [1:0] li;
   wire [7:0] list_count;
-  reg load;
+  wire load;
   wire [7:0] m_len;
-  reg [15:0] membranes0_nrw = 16'h0000;
-  reg [15:0] membranes1_nrw = 16'h0000;
-  reg [15:0] membranes2_nrw = 16'h0000;
-  reg [15:0] membranes3_nrw = 16'h0000;
-  reg [15:0] membranes4_nrw = 16'h0000;
-  reg [15:0] membranes5_nrw = 16'h0000;
-  reg [15:0] membranes6_nrw = 16'h0000;
-  reg [15:0] membranes7_nrw = 16'h0000;
-  reg [7:0] n = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \n$463 ;
-  reg neuron_write;
-  reg [2:0] num_layers = 3'h0;
+  wire [1:0] membrane_write;
+  wire [1:0] \membrane_write$108 ;
+  wire [375:0] membranes_rdata;
+  wire [46:0] \membranes_rdata[0] ;
+  wire [46:0] \membranes_rdata[1] ;
+  wire [46:0] \membranes_rdata[2] ;
+  wire [46:0] \membranes_rdata[3] ;
+  wire [46:0] \membranes_rdata[4] ;
+  wire [46:0] \membranes_rdata[5] ;
+  wire [46:0] \membranes_rdata[6] ;
+  wire [46:0] \membranes_rdata[7] ;
+  wire [7:0] n;
+  wire [127:0] new_u;
+  wire [15:0] \new_u[0] ;
+  wire [15:0] \new_u[1] ;
+  wire [15:0] \new_u[2] ;
+  wire [15:0] \new_u[3] ;
+  wire [15:0] \new_u[4] ;
+  wire [15:0] \new_u[5] ;
+  wire [15:0] \new_u[6] ;
+  wire [15:0] \new_u[7] ;
+  wire out_ready;
   output [27:0] output__payload;
   wire [27:0] output__payload;
   wire [6:0] \output__payload.index ;
@@ -996,135 +307,51 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire output__ready;
   output output__valid;
   wire output__valid;
-  wire [15:0] p;
-  wire [15:0] \p$131 ;
-  wire [15:0] \p$138 ;
-  wire [15:0] \p$145 ;
-  wire [15:0] \p$152 ;
-  wire [15:0] \p$159 ;
-  wire [15:0] \p$166 ;
-  wire [15:0] \p$173 ;
   wire [8:0] param_rdata;
-  reg [40:0] params0_nrw = 41'h00000000000;
-  wire [8:0] \params0_nrw.alpha ;
-  wire [15:0] \params0_nrw.bias ;
-  wire [15:0] \params0_nrw.theta ;
-  reg [40:0] params1_nrw = 41'h00000000000;
-  wire [8:0] \params1_nrw.alpha ;
-  wire [15:0] \params1_nrw.bias ;
-  wire [15:0] \params1_nrw.theta ;
-  reg [40:0] params2_nrw = 41'h00000000000;
-  wire [8:0] \params2_nrw.alpha ;
-  wire [15:0] \params2_nrw.bias ;
-  wire [15:0] \params2_nrw.theta ;
-  reg [40:0] params3_nrw = 41'h00000000000;
-  wire [8:0] \params3_nrw.alpha ;
-  wire [15:0] \params3_nrw.bias ;
-  wire [15:0] \params3_nrw.theta ;
-  reg [40:0] params4_nrw = 41'h00000000000;
-  wire [8:0] \params4_nrw.alpha ;
-  wire [15:0] \params4_nrw.bias ;
-  wire [15:0] \params4_nrw.theta ;
-  reg [40:0] params5_nrw = 41'h00000000000;
-  wire [8:0] \params5_nrw.alpha ;
-  wire [15:0] \params5_nrw.bias ;
-  wire [15:0] \params5_nrw.theta ;
-  reg [40:0] params6_nrw = 41'h00000000000;
-  wire [8:0] \params6_nrw.alpha ;
-  wire [15:0] \params6_nrw.bias ;
-  wire [15:0] \params6_nrw.theta ;
-  reg [40:0] params7_nrw = 41'h00000000000;
-  wire [8:0] \params7_nrw.alpha ;
-  wire [15:0] \params7_nrw.bias ;
-  wire [15:0] \params7_nrw.theta ;
-  wire [10:0] port__addr;
-  wire [4:0] \port__addr$309 ;
-  wire [4:0] \port__addr$310 ;
-  wire [10:0] \port__addr$311 ;
-  wire [4:0] \port__addr$312 ;
-  wire [4:0] \port__addr$313 ;
-  wire [10:0] \port__addr$314 ;
-  wire [4:0] \port__addr$315 ;
-  wire [4:0] \port__addr$316 ;
-  wire [10:0] \port__addr$317 ;
-  wire [4:0] \port__addr$318 ;
-  wire [4:0] \port__addr$319 ;
-  wire [10:0] \port__addr$320 ;
-  wire [4:0] \port__addr$321 ;
-  wire [4:0] \port__addr$322 ;
-  wire [10:0] \port__addr$323 ;
-  wire [4:0] \port__addr$324 ;
-  wire [4:0] \port__addr$325 ;
-  wire [10:0] \port__addr$326 ;
-  wire [4:0] \port__addr$327 ;
-  wire [4:0] \port__addr$328 ;
-  wire [10:0] \port__addr$329 ;
-  wire [4:0] \port__addr$330 ;
-  wire [4:0] \port__addr$331 ;
-  wire [10:0] \port__addr$332 ;
-  wire [7:0] \port__addr$333 ;
-  wire [14:0] port__data;
-  wire [14:0] \port__data$19 ;
-  wire [6:0] \port__data$19.index ;
-  wire [7:0] \port__data$19.value ;
-  wire [7:0] \port__data$21 ;
-  wire [40:0] \port__data$23 ;
-  wire [8:0] \port__data$23.alpha ;
-  wire [15:0] \port__data$23.bias ;
-  wire [15:0] \port__data$23.theta ;
-  wire [15:0] \port__data$25 ;
-  wire [7:0] \port__data$27 ;
-  wire [40:0] \port__data$29 ;
-  wire [8:0] \port__data$29.alpha ;
-  wire [15:0] \port__data$29.bias ;
-  wire [15:0] \port__data$29.theta ;
-  wire [15:0] \port__data$31 ;
-  wire [7:0] \port__data$33 ;
-  wire [40:0] \port__data$35 ;
-  wire [8:0] \port__data$35.alpha ;
-  wire [15:0] \port__data$35.bias ;
-  wire [15:0] \port__data$35.theta ;
-  wire [15:0] \port__data$37 ;
-  wire [7:0] \port__data$39 ;
-  wire [40:0] \port__data$41 ;
-  wire [8:0] \port__data$41.alpha ;
-  wire [15:0] \port__data$41.bias ;
-  wire [15:0] \port__data$41.theta ;
-  wire [15:0] \port__data$43 ;
-  wire [7:0] \port__data$45 ;
-  wire [40:0] \port__data$47 ;
-  wire [8:0] \port__data$47.alpha ;
-  wire [15:0] \port__data$47.bias ;
-  wire [15:0] \port__data$47.theta ;
-  wire [15:0] \port__data$49 ;
-  wire [7:0] \port__data$51 ;
-  wire [40:0] \port__data$53 ;
-  wire [8:0] \port__data$53.alpha ;
-  wire [15:0] \port__data$53.bias ;
-  wire [15:0] \port__data$53.theta ;
-  wire [15:0] \port__data$55 ;
-  wire [7:0] \port__data$57 ;
-  wire [40:0] \port__data$59 ;
-  wire [8:0] \port__data$59.alpha ;
-  wire [15:0] \port__data$59.bias ;
-  wire [15:0] \port__data$59.theta ;
-  wire [15:0] \port__data$61 ;
-  wire [7:0] \port__data$63 ;
-  wire [40:0] \port__data$65 ;
-  wire [8:0] \port__data$65.alpha ;
-  wire [15:0] \port__data$65.bias ;
-  wire [15:0] \port__data$65.theta ;
-  wire [15:0] \port__data$67 ;
-  wire [6:0] \port__data.index ;
-  wire [7:0] \port__data.value ;
+  wire [375:0] params_rdata;
+  wire [46:0] \params_rdata[0] ;
+  wire [46:0] \params_rdata[1] ;
+  wire [46:0] \params_rdata[2] ;
+  wire [46:0] \params_rdata[3] ;
+  wire [46:0] \params_rdata[4] ;
+  wire [46:0] \params_rdata[5] ;
+  wire [46:0] \params_rdata[6] ;
+  wire [46:0] \params_rdata[7] ;
+  wire [127:0] prod;
+  wire [127:0] \prod$101 ;
+  wire [15:0] \prod$101[0] ;
+  wire [15:0] \prod$101[1] ;
+  wire [15:0] \prod$101[2] ;
+  wire [15:0] \prod$101[3] ;
+  wire [15:0] \prod$101[4] ;
+  wire [15:0] \prod$101[5] ;
+  wire [15:0] \prod$101[6] ;
+  wire [15:0] \prod$101[7] ;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire [15:0] \prod[2] ;
+  wire [15:0] \prod[3] ;
+  wire [15:0] \prod[4] ;
+  wire [15:0] \prod[5] ;
+  wire [15:0] \prod[6] ;
+  wire [15:0] \prod[7] ;
+  wire [1:0] prod_valid;
+  wire [1:0] \prod_valid$103 ;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
-  wire [4:0] raddr;
-  reg [2:0] rd_lane = 3'h0;
-  reg [46:0] rd_reg = 47'h000000000000;
-  reg [3:0] rd_region = 4'h0;
-  wire [31:0] rdata;
+  wire rd_bank;
+  wire \rd_bank$72 ;
+  wire [14:0] rd_data;
+  wire [6:0] \rd_data.index ;
+  wire [7:0] \rd_data.value ;
+  wire rd_from_input;
+  wire \rd_from_input$76 ;
+  wire [7:0] rd_n;
+  wire [7:0] \rd_n$74 ;
+  wire [2:0] rd_src;
+  wire [2:0] \rd_src$70 ;
+  wire [46:0] rdata;
   wire re;
   wire [27:0] records__payload;
   wire [6:0] \records__payload.index ;
@@ -1135,19 +362,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire records__ready;
   wire records__valid;
   wire [1:0] reset;
-  wire [1:0] \reset$395 ;
-  wire [1:0] \reset$400 ;
-  wire [1:0] \reset$405 ;
-  wire [1:0] \reset$410 ;
-  wire [1:0] \reset$415 ;
-  wire [1:0] \reset$420 ;
-  wire [1:0] \reset$425 ;
+  wire router_free;
+  wire router_load;
   wire [5:0] row_addr;
+  wire [5:0] \row_addr$97 ;
   wire [7:0] row_base;
   wire row_load;
-  reg [12:0] row_offset = 13'h0000;
   wire [7:0] row_send;
   wire [7:0] row_spikes;
+  wire row_start;
+  wire \row_start$99 ;
   wire [127:0] row_values;
   wire [15:0] \row_values[0] ;
   wire [15:0] \row_values[1] ;
@@ -1157,113 +381,48 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \row_values[5] ;
   wire [15:0] \row_values[6] ;
   wire [15:0] \row_values[7] ;
-  reg [10:0] row_wbase = 11'h000;
   wire [11:0] rowbase;
+  wire [11:0] \rowbase$91 ;
   input rst;
   wire rst;
-  reg s1_from_input = 1'h0;
-  wire [6:0] s1_index;
-  reg [11:0] s1_rowbase = 12'h000;
-  wire [7:0] s1_value;
-  reg s1b_valid = 1'h0;
-  reg [7:0] s1b_x = 8'h00;
-  reg s2_valid = 1'h0;
-  reg [7:0] s2_x = 8'h00;
-  reg s4_valid = 1'h0;
-  reg [7:0] send;
-  wire spike;
-  wire \spike$197 ;
-  wire \spike$200 ;
-  wire \spike$203 ;
-  wire \spike$206 ;
-  wire \spike$209 ;
-  wire \spike$212 ;
-  wire \spike$215 ;
-  wire [2:0] spike_src;
-  reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$472 ;
+  wire rvalid;
+  wire [7:0] send;
+  wire spike_event;
+  wire [1:0] spike_layer;
+  wire [7:0] spikes;
+  wire [7:0] \spikes$119 ;
   wire spiking;
-  wire \spiking$396 ;
-  wire \spiking$401 ;
-  wire \spiking$406 ;
-  wire \spiking$411 ;
-  wire \spiking$416 ;
-  wire \spiking$421 ;
-  wire \spiking$426 ;
-  reg [2:0] src_sel = 3'h0;
-  reg [46:0] ssm0 = 47'h000000000000;
-  wire \ssm0.g_rec ;
-  wire [2:0] \ssm0.g_src ;
-  wire \ssm0.k_const ;
-  wire \ssm0.k_rec ;
-  wire [2:0] \ssm0.k_src ;
-  wire [4:0] \ssm0.n ;
-  wire [8:0] \ssm0.pbase ;
-  wire \ssm0.q_const ;
-  wire \ssm0.q_rec ;
-  wire [2:0] \ssm0.q_src ;
-  wire \ssm0.selective ;
-  wire \ssm0.skip ;
-  wire [5:0] \ssm0.ssbase ;
-  wire \ssm0.v_const ;
-  wire \ssm0.v_rec ;
-  wire [2:0] \ssm0.v_src ;
-  wire [5:0] \ssm0.y_shift ;
-  reg [46:0] ssm1 = 47'h000000000000;
-  wire \ssm1.g_rec ;
-  wire [2:0] \ssm1.g_src ;
-  wire \ssm1.k_const ;
-  wire \ssm1.k_rec ;
-  wire [2:0] \ssm1.k_src ;
-  wire [4:0] \ssm1.n ;
-  wire [8:0] \ssm1.pbase ;
-  wire \ssm1.q_const ;
-  wire \ssm1.q_rec ;
-  wire [2:0] \ssm1.q_src ;
-  wire \ssm1.selective ;
-  wire \ssm1.skip ;
-  wire [5:0] \ssm1.ssbase ;
-  wire \ssm1.v_const ;
-  wire \ssm1.v_rec ;
-  wire [2:0] \ssm1.v_src ;
-  wire [5:0] \ssm1.y_shift ;
-  reg [46:0] ssm2 = 47'h000000000000;
-  wire \ssm2.g_rec ;
-  wire [2:0] \ssm2.g_src ;
-  wire \ssm2.k_const ;
-  wire \ssm2.k_rec ;
-  wire [2:0] \ssm2.k_src ;
-  wire [4:0] \ssm2.n ;
-  wire [8:0] \ssm2.pbase ;
-  wire \ssm2.q_const ;
-  wire \ssm2.q_rec ;
-  wire [2:0] \ssm2.q_src ;
-  wire \ssm2.selective ;
-  wire \ssm2.skip ;
-  wire [5:0] \ssm2.ssbase ;
-  wire \ssm2.v_const ;
-  wire \ssm2.v_rec ;
-  wire [2:0] \ssm2.v_src ;
-  wire [5:0] \ssm2.y_shift ;
-  reg [46:0] ssm3 = 47'h000000000000;
-  wire \ssm3.g_rec ;
-  wire [2:0] \ssm3.g_src ;
-  wire \ssm3.k_const ;
-  wire \ssm3.k_rec ;
-  wire [2:0] \ssm3.k_src ;
-  wire [4:0] \ssm3.n ;
-  wire [8:0] \ssm3.pbase ;
-  wire \ssm3.q_const ;
-  wire \ssm3.q_rec ;
-  wire [2:0] \ssm3.q_src ;
-  wire \ssm3.selective ;
-  wire \ssm3.skip ;
-  wire [5:0] \ssm3.ssbase ;
-  wire \ssm3.v_const ;
-  wire \ssm3.v_rec ;
-  wire [2:0] \ssm3.v_src ;
-  wire [5:0] \ssm3.y_shift ;
-  reg start;
+  wire ssm_done;
+  wire [46:0] ssm_entry;
+  wire \ssm_entry.g_rec ;
+  wire [2:0] \ssm_entry.g_src ;
+  wire \ssm_entry.k_const ;
+  wire \ssm_entry.k_rec ;
+  wire [2:0] \ssm_entry.k_src ;
+  wire [4:0] \ssm_entry.n ;
+  wire [8:0] \ssm_entry.pbase ;
+  wire \ssm_entry.q_const ;
+  wire \ssm_entry.q_rec ;
+  wire [2:0] \ssm_entry.q_src ;
+  wire \ssm_entry.selective ;
+  wire \ssm_entry.skip ;
+  wire [5:0] \ssm_entry.ssbase ;
+  wire \ssm_entry.v_const ;
+  wire \ssm_entry.v_rec ;
+  wire [2:0] \ssm_entry.v_src ;
+  wire [5:0] \ssm_entry.y_shift ;
+  wire [7:0] ssm_ev_cnt;
+  wire ssm_ev_from_input;
+  wire ssm_ev_list_bank;
+  wire ssm_ev_load;
+  wire [2:0] ssm_ev_src;
+  wire ssm_ev_step;
+  wire [2:0] ssm_inc;
+  wire [8:0] ssm_param_rdata;
+  wire ssm_start;
+  wire start;
+  wire start_step;
+  wire \start_step$56 ;
   wire [127:0] state_rdata;
   wire [15:0] \state_rdata[0] ;
   wire [15:0] \state_rdata[1] ;
@@ -1292,81 +451,18 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [10:0] \state_word[5] ;
   wire [10:0] \state_word[6] ;
   wire [10:0] \state_word[7] ;
-  wire [15:0] theta;
-  wire [15:0] \theta$393 ;
-  wire [15:0] \theta$398 ;
-  wire [15:0] \theta$403 ;
-  wire [15:0] \theta$408 ;
-  wire [15:0] \theta$413 ;
-  wire [15:0] \theta$418 ;
-  wire [15:0] \theta$423 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] total;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$392 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$397 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$402 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$407 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$412 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$417 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$422 ;
-  (* init = 16'h0000 *)
-  wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$353 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$356 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$359 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$362 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$365 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$368 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$371 ;
-  wire [15:0] u_new;
-  wire [15:0] \u_new$199 ;
-  wire [15:0] \u_new$202 ;
-  wire [15:0] \u_new$205 ;
-  wire [15:0] \u_new$208 ;
-  wire [15:0] \u_new$211 ;
-  wire [15:0] \u_new$214 ;
-  wire [15:0] \u_new$217 ;
-  reg [15:0] u_new0 = 16'h0000;
-  reg [15:0] u_new1 = 16'h0000;
-  reg [15:0] u_new2 = 16'h0000;
-  reg [15:0] u_new3 = 16'h0000;
-  reg [15:0] u_new4 = 16'h0000;
-  reg [15:0] u_new5 = 16'h0000;
-  reg [15:0] u_new6 = 16'h0000;
-  reg [15:0] u_new7 = 16'h0000;
-  reg [15:0] u_q0 = 16'h0000;
-  reg [15:0] u_q1 = 16'h0000;
-  reg [15:0] u_q2 = 16'h0000;
-  reg [15:0] u_q3 = 16'h0000;
-  reg [15:0] u_q4 = 16'h0000;
-  reg [15:0] u_q5 = 16'h0000;
-  reg [15:0] u_q6 = 16'h0000;
-  reg [15:0] u_q7 = 16'h0000;
+  wire [46:0] table_rdata;
+  wire [46:0] \table_rdata$29 ;
+  wire [66:0] tables;
+  wire [2:0] \tables.lane ;
+  wire \tables.re ;
+  wire [3:0] \tables.region ;
+  wire [46:0] \tables.wdata ;
+  wire \tables.we ;
+  wire [10:0] \tables.word ;
   wire [15:0] v_reset;
-  wire [15:0] \v_reset$394 ;
-  wire [15:0] \v_reset$399 ;
-  wire [15:0] \v_reset$404 ;
-  wire [15:0] \v_reset$409 ;
-  wire [15:0] \v_reset$414 ;
-  wire [15:0] \v_reset$419 ;
-  wire [15:0] \v_reset$424 ;
-  wire [7:0] valid_lanes;
-  reg [7:0] valid_q = 8'h00;
-  reg [127:0] values;
+  wire [7:0] valid;
+  wire [127:0] values;
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
   wire [15:0] \values[2] ;
@@ -1375,20 +471,1313 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \values[5] ;
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
-  reg [11:0] w_addr_q0 = 12'h000;
-  reg [11:0] w_addr_q1 = 12'h000;
+  wire [200:0] views;
+  wire [133:0] \views$46 ;
+  wire [66:0] \views$46[0] ;
+  wire [2:0] \views$46[0].lane ;
+  wire \views$46[0].re ;
+  wire [3:0] \views$46[0].region ;
+  wire [46:0] \views$46[0].wdata ;
+  wire \views$46[0].we ;
+  wire [10:0] \views$46[0].word ;
+  wire [66:0] \views$46[1] ;
+  wire [2:0] \views$46[1].lane ;
+  wire \views$46[1].re ;
+  wire [3:0] \views$46[1].region ;
+  wire [46:0] \views$46[1].wdata ;
+  wire \views$46[1].we ;
+  wire [10:0] \views$46[1].word ;
+  wire [133:0] \views$49 ;
+  wire [66:0] \views$49[0] ;
+  wire [2:0] \views$49[0].lane ;
+  wire \views$49[0].re ;
+  wire [3:0] \views$49[0].region ;
+  wire [46:0] \views$49[0].wdata ;
+  wire \views$49[0].we ;
+  wire [10:0] \views$49[0].word ;
+  wire [66:0] \views$49[1] ;
+  wire [2:0] \views$49[1].lane ;
+  wire \views$49[1].re ;
+  wire [3:0] \views$49[1].region ;
+  wire [46:0] \views$49[1].wdata ;
+  wire \views$49[1].we ;
+  wire [10:0] \views$49[1].word ;
+  wire [66:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [3:0] \views[0].region ;
+  wire [46:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [66:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [3:0] \views[1].region ;
+  wire [46:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
+  wire [66:0] \views[2] ;
+  wire [2:0] \views[2].lane ;
+  wire \views[2].re ;
+  wire [3:0] \views[2].region ;
+  wire [46:0] \views[2].wdata ;
+  wire \views[2].we ;
+  wire [10:0] \views[2].word ;
   wire [27:0] w_data;
   wire w_en;
   wire w_rdy;
-  reg [7:0] weights0_nrw = 8'h00;
-  reg [7:0] weights1_nrw = 8'h00;
-  reg [7:0] weights2_nrw = 8'h00;
-  reg [7:0] weights3_nrw = 8'h00;
-  reg [7:0] weights4_nrw = 8'h00;
-  reg [7:0] weights5_nrw = 8'h00;
-  reg [7:0] weights6_nrw = 8'h00;
-  reg [7:0] weights7_nrw = 8'h00;
-  reg write_end;
+  wire [46:0] wdata;
+  wire we;
+  wire [375:0] weights_rdata;
+  wire [46:0] \weights_rdata[0] ;
+  wire [46:0] \weights_rdata[1] ;
+  wire [46:0] \weights_rdata[2] ;
+  wire [46:0] \weights_rdata[3] ;
+  wire [46:0] \weights_rdata[4] ;
+  wire [46:0] \weights_rdata[5] ;
+  wire [46:0] \weights_rdata[6] ;
+  wire [46:0] \weights_rdata[7] ;
+  wire wr_event;
+  wire [7:0] wr_index;
+  wire [1:0] wr_layer;
+  wire [7:0] wr_value;
+  wire write_end;
+  assign \$38  = views[130:127] == 4'h8;
+  assign \$39  = views[125] & \$38 ;
+  assign \$40  = views[133:131] == 3'h5;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = views[130:127] == 4'h8;
+  assign \$43  = views[125] & \$42 ;
+  assign \$44  = views[133:131] == 3'h6;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = views[130:127] == 4'h8;
+  assign \$47  = views[125] & \$46 ;
+  assign \$48  = views[133:131] == 3'h7;
+  assign \$49  = \$47  & \$48 ;
+  assign \$1  = layer[45] ? records__payload[27:12] : 16'h0001;
+  assign load = router_load | row_load;
+  assign \$2  = spikes & valid;
+  assign \$3  = layer[44] ? valid : \$2 ;
+  assign send = active ? row_send : \$3 ;
+  assign \spikes$119  = active ? row_spikes : spikes;
+  assign \$4  = k * 4'h8;
+  assign \$5  = active ? { 1'h0, row_base } : \$4 ;
+  assign \$6  = active ? row_values[15:0] : new_u[15:0];
+  assign \$7  = active ? row_values[31:16] : new_u[31:16];
+  assign \$8  = active ? row_values[47:32] : new_u[47:32];
+  assign \$9  = active ? row_values[63:48] : new_u[63:48];
+  assign \$10  = active ? row_values[79:64] : new_u[79:64];
+  assign \$11  = active ? row_values[95:80] : new_u[95:80];
+  assign \$12  = active ? row_values[111:96] : new_u[111:96];
+  assign \$13  = active ? row_values[127:112] : new_u[127:112];
+  assign w_data = write_end ? 28'h0000002 : records__payload;
+  assign \$14  = write_end | records__valid;
+  assign w_en = w_rdy & \$14 ;
+  assign \$71  = in_rbank * 3'h7;
+  assign \$15  = in_counts >> \$71 ;
+  assign \$74  = { ev_list_bank, ev_src } * 4'h8;
+  assign \$16  = counts >> \$74 ;
+  assign list_count = ev_from_input ? { 1'h0, \$15  } : \$16 ;
+  assign \$17  = views[197:194] == 4'h9;
+  assign host_param_we = views[192] & \$17 ;
+  assign \$18  = views[63:60] == 4'h8;
+  assign \$19  = views[58] & \$18 ;
+  assign \$20  = ! views[66:64];
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = views[63:60] == 4'h8;
+  assign \$23  = views[58] & \$22 ;
+  assign \$24  = views[66:64] == 1'h1;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = views[63:60] == 4'h8;
+  assign \$27  = views[58] & \$26 ;
+  assign \$28  = views[66:64] == 2'h2;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = views[63:60] == 4'h8;
+  assign \$31  = views[58] & \$30 ;
+  assign \$32  = views[66:64] == 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = views[130:127] == 4'h8;
+  assign \$35  = views[125] & \$34 ;
+  assign \$36  = views[133:131] == 3'h4;
+  assign \$37  = \$35  & \$36 ;
+  \npu_core_demo.host  host (
+    .addr(host_addr),
+    .busy(busy),
+    .clk(clk),
+    .counters_rdata(counters_rdata),
+    .lane_rdata(lane_rdata),
+    .rdata(host_rdata),
+    .re(host_re),
+    .rst(rst),
+    .rvalid(host_rvalid),
+    .ssm_param_rdata(ssm_param_rdata),
+    .table_rdata(table_rdata),
+    .views(views),
+    .wdata(host_wdata),
+    .we(host_we)
+  );
+  \npu_core_demo.lists  lists (
+    .busy(busy),
+    .clear(clear),
+    .clk(clk),
+    .counts(counts),
+    .cur(cur),
+    .end_step(end_step),
+    .in_counts(in_counts),
+    .in_full(in_full),
+    .in_rbank(in_rbank),
+    .input__payload(input__payload),
+    .input__ready(input__ready),
+    .input__valid(input__valid),
+    .\port$2662$2 (records__payload[10:2]),
+    .rd_bank(rd_bank),
+    .rd_data(ev),
+    .rd_from_input(rd_from_input),
+    .rd_n(rd_n),
+    .rd_src(rd_src),
+    .rst(rst),
+    .start_step(start_step),
+    .wr_event(wr_event),
+    .wr_value(\$1 [7:0])
+  );
+  \npu_core_demo.neurons  neurons (
+    .clk(clk),
+    .membranes_rdata(membranes_rdata),
+    .new_u(new_u),
+    .params_rdata(params_rdata),
+    .\port$2321$0 (busy),
+    .\port$2329$0 (\$50 ),
+    .\port$2370$25 (layer[43:25]),
+    .\port$2531$0 (\$51 ),
+    .prod(prod),
+    .row_addr(row_addr),
+    .row_start(row_start),
+    .rst(rst),
+    .spikes(spikes),
+    .views(\views$49 )
+  );
+  \npu_core_demo.out_fifo  out_fifo (
+    .clk(clk),
+    .r_data(output__payload),
+    .r_en(output__ready),
+    .r_rdy(output__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data),
+    .w_rdy(w_rdy)
+  );
+  \npu_core_demo.router  router (
+    .\base$34 (\$5 [7:0]),
+    .can_load(can_load),
+    .clk(clk),
+    .\emit_values$36 (layer[44]),
+    .\event (wr_event),
+    .free(router_free),
+    .\layer$35 (layer_index),
+    .load(load),
+    .out_valid(records__valid),
+    .records__payload(records__payload),
+    .records__ready(w_rdy),
+    .rst(rst),
+    .send(send),
+    .\spikes$33 (\spikes$119 ),
+    .values(values)
+  );
+  \npu_core_demo.sequencer  sequencer (
+    .busy(busy),
+    .can_load(can_load),
+    .clear(clear),
+    .clk(clk),
+    .cnt(cnt),
+    .counters_rdata(counters_rdata),
+    .counts(counts),
+    .cur(cur),
+    .drained(drained),
+    .end_step(end_step),
+    .in_counts(in_counts),
+    .in_full(in_full),
+    .in_rbank(in_rbank),
+    .issue(issue),
+    .k(k),
+    .layer(layer),
+    .li(layer_index),
+    .neuron_write(\$50 ),
+    .out_ready(w_rdy),
+    .\port$2701$0 (inc_syn),
+    .\port$2714$0 (inc_events),
+    .\port$2715$0 (inc_neuron),
+    .rd_bank(rd_bank),
+    .rd_from_input(rd_from_input),
+    .rd_n(rd_n),
+    .rd_src(rd_src),
+    .re(host_re),
+    .router_free(router_free),
+    .router_load(router_load),
+    .row_addr(row_addr),
+    .row_start(row_start),
+    .rowbase(rowbase),
+    .rst(rst),
+    .spike_event(wr_event),
+    .spike_layer(records__payload[3:2]),
+    .ssm_done(ssm_done),
+    .ssm_entry(entry),
+    .ssm_ev_cnt(ssm_ev_cnt),
+    .ssm_ev_from_input(ev_from_input),
+    .ssm_ev_list_bank(ev_list_bank),
+    .ssm_ev_load(ssm_ev_load),
+    .ssm_ev_src(ev_src),
+    .ssm_ev_step(ssm_ev_step),
+    .ssm_start(start),
+    .start_step(start_step),
+    .table_rdata(table_rdata),
+    .tables(views[200:134]),
+    .valid(valid),
+    .write_end(write_end)
+  );
+  \npu_core_demo.ssm  ssm (
+    .active(active),
+    .busy(busy),
+    .can_load(can_load),
+    .clk(clk),
+    .cnt(cnt),
+    .cur(cur),
+    .done(ssm_done),
+    .emit_values(layer[44]),
+    .entry(entry),
+    .ev_cnt(ssm_ev_cnt),
+    .ev_from_input(ev_from_input),
+    .ev_list_bank(ev_list_bank),
+    .ev_load(ssm_ev_load),
+    .ev_src(ev_src),
+    .ev_step(ssm_ev_step),
+    .inc_events(inc_events),
+    .inc_neuron(inc_neuron),
+    .inc_syn(inc_syn),
+    .list_count(list_count),
+    .n(rd_n),
+    .param_rdata(ssm_param_rdata),
+    .pm_wr__en(host_param_we),
+    .\port$2305$134 (views[191:134]),
+    .\port$2370$0 (layer[12:0]),
+    .\port$2508$0 (ev),
+    .row_base(row_base),
+    .row_load(row_load),
+    .row_send(row_send),
+    .row_values(row_values),
+    .rst(rst),
+    .ssm_ynz(row_spikes),
+    .start(start),
+    .state_rdata(state_rdata),
+    .state_wdata(state_wdata),
+    .state_we(state_we),
+    .state_word(state_word)
+  );
+  \npu_core_demo.synapse  synapse (
+    .clk(clk),
+    .drained(drained),
+    .ev(ev),
+    .issue(issue),
+    .\port$2321$0 (busy),
+    .prod(prod),
+    .rowbase(rowbase),
+    .rst(rst),
+    .s4_valid(\$51 ),
+    .views(\views$46 ),
+    .weights_rdata(weights_rdata)
+  );
+  assign param_rdata = ssm_param_rdata;
+  assign addr = host_addr;
+  assign wdata = host_wdata;
+  assign we = host_we;
+  assign re = host_re;
+  assign rdata = host_rdata;
+  assign rvalid = host_rvalid;
+  assign \busy$24  = busy;
+  assign \busy$25  = busy;
+  assign busy_groups = { busy, busy };
+  assign \busy_groups$27  = { busy, busy };
+  assign \table_rdata$29  = table_rdata;
+  assign \counters_rdata$31  = counters_rdata;
+  assign tables = views[200:134];
+  assign counters_re = host_re;
+  assign \counters_re$35  = host_re;
+  assign host_req = 1'h0;
+  assign \host_req$37  = 1'h0;
+  assign \clear$38  = clear;
+  assign \busy_groups$44  = { busy, busy };
+  assign host_word = host_addr[10:0];
+  assign \busy_groups$47  = { busy, busy };
+  assign \host_word$48  = host_addr[10:0];
+  assign \input__payload$50  = input__payload;
+  assign \input__ready$51  = input__ready;
+  assign \input__valid$52  = input__valid;
+  assign \clear$53  = clear;
+  assign \busy$54  = busy;
+  assign \start_step$56  = start_step;
+  assign \end_step$58  = end_step;
+  assign \in_full$60  = in_full;
+  assign \in_rbank$62  = in_rbank;
+  assign \cur$64  = cur;
+  assign \counts$66  = counts;
+  assign \in_counts$68  = in_counts;
+  assign \rd_src$70  = rd_src;
+  assign \rd_bank$72  = rd_bank;
+  assign \rd_n$74  = rd_n;
+  assign \rd_from_input$76  = rd_from_input;
+  assign \event  = wr_event;
+  assign wr_index = { 1'h0, records__payload[10:4] };
+  assign event_index = { 1'h0, records__payload[10:4] };
+  assign wr_layer = records__payload[3:2];
+  assign event_layer = records__payload[3:2];
+  assign li = layer_index;
+  assign wr_value = \$1 [7:0];
+  assign \issue$89  = issue;
+  assign \rowbase$91  = rowbase;
+  assign rd_data = ev;
+  assign \drained$95  = drained;
+  assign \row_addr$97  = row_addr;
+  assign \row_start$99  = row_start;
+  assign \prod$101  = prod;
+  assign prod_valid = { \$51 , \$51  };
+  assign \prod_valid$103  = { \$51 , \$51  };
+  assign reset = layer[27:26];
+  assign v_reset = layer[43:28];
+  assign spiking = layer[25];
+  assign membrane_write = { \$50 , \$50  };
+  assign \membrane_write$108  = { \$50 , \$50  };
+  assign \layer$112  = layer_index;
+  assign emit_values = layer[44];
+  assign base = \$5 [7:0];
+  assign \can_load$128  = can_load;
+  assign free = router_free;
+  assign spike_event = wr_event;
+  assign spike_layer = records__payload[3:2];
+  assign records__ready = w_rdy;
+  assign out_ready = w_rdy;
+  assign r_data = output__payload;
+  assign r_rdy = output__valid;
+  assign r_en = output__ready;
+  assign ssm_start = start;
+  assign done = ssm_done;
+  assign ssm_entry = entry;
+  assign m_len = layer[7:0];
+  assign chunks = layer[12:8];
+  assign \emit_values$152  = layer[44];
+  assign \layer_index$153  = layer_index;
+  assign \cur$154  = cur;
+  assign \in_rbank$155  = in_rbank;
+  assign \busy$156  = busy;
+  assign n = rd_n;
+  assign \cnt$159  = cnt;
+  assign ev_index = ev[6:0];
+  assign ev_value = ev[14:7];
+  assign \can_load$166  = can_load;
+  assign ssm_inc = { inc_events, inc_neuron, inc_syn };
+  assign ev_load = ssm_ev_load;
+  assign ssm_ev_src = ev_src;
+  assign ssm_ev_list_bank = ev_list_bank;
+  assign ssm_ev_from_input = ev_from_input;
+  assign ev_cnt = ssm_ev_cnt;
+  assign ev_step = ssm_ev_step;
+  assign \host_word$180  = views[144:134];
+  assign \host_wdata$181  = views[191:145];
+  assign \input__payload.index  = input__payload[6:0];
+  assign \input__payload.value  = input__payload[14:7];
+  assign \input__payload.end  = input__payload[15];
+  assign \output__payload.kind  = output__payload[1:0];
+  assign \output__payload.layer  = output__payload[3:2];
+  assign \output__payload.index  = output__payload[10:4];
+  assign \output__payload.spike  = output__payload[11];
+  assign \output__payload.value  = output__payload[27:12];
+  assign \tables.word  = views[144:134];
+  assign \tables.wdata  = views[191:145];
+  assign \tables.we  = views[192];
+  assign \tables.re  = views[193];
+  assign \tables.region  = views[197:194];
+  assign \tables.lane  = views[200:198];
+  assign \views[0]  = views[66:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[57:11];
+  assign \views[0].we  = views[58];
+  assign \views[0].re  = views[59];
+  assign \views[0].region  = views[63:60];
+  assign \views[0].lane  = views[66:64];
+  assign \views[1]  = views[133:67];
+  assign \views[1].word  = views[77:67];
+  assign \views[1].wdata  = views[124:78];
+  assign \views[1].we  = views[125];
+  assign \views[1].re  = views[126];
+  assign \views[1].region  = views[130:127];
+  assign \views[1].lane  = views[133:131];
+  assign \views[2]  = views[200:134];
+  assign \views[2].word  = views[144:134];
+  assign \views[2].wdata  = views[191:145];
+  assign \views[2].we  = views[192];
+  assign \views[2].re  = views[193];
+  assign \views[2].region  = views[197:194];
+  assign \views[2].lane  = views[200:198];
+  assign \lane_rdata[0]  = lane_rdata[375:0];
+  assign \lane_rdata[0][0]  = lane_rdata[46:0];
+  assign \lane_rdata[0][1]  = lane_rdata[93:47];
+  assign \lane_rdata[0][2]  = lane_rdata[140:94];
+  assign \lane_rdata[0][3]  = lane_rdata[187:141];
+  assign \lane_rdata[0][4]  = lane_rdata[234:188];
+  assign \lane_rdata[0][5]  = lane_rdata[281:235];
+  assign \lane_rdata[0][6]  = lane_rdata[328:282];
+  assign \lane_rdata[0][7]  = lane_rdata[375:329];
+  assign \lane_rdata[1]  = lane_rdata[751:376];
+  assign \lane_rdata[1][0]  = lane_rdata[422:376];
+  assign \lane_rdata[1][1]  = lane_rdata[469:423];
+  assign \lane_rdata[1][2]  = lane_rdata[516:470];
+  assign \lane_rdata[1][3]  = lane_rdata[563:517];
+  assign \lane_rdata[1][4]  = lane_rdata[610:564];
+  assign \lane_rdata[1][5]  = lane_rdata[657:611];
+  assign \lane_rdata[1][6]  = lane_rdata[704:658];
+  assign \lane_rdata[1][7]  = lane_rdata[751:705];
+  assign \lane_rdata[2]  = lane_rdata[1127:752];
+  assign \lane_rdata[2][0]  = lane_rdata[798:752];
+  assign \lane_rdata[2][1]  = lane_rdata[845:799];
+  assign \lane_rdata[2][2]  = lane_rdata[892:846];
+  assign \lane_rdata[2][3]  = lane_rdata[939:893];
+  assign \lane_rdata[2][4]  = lane_rdata[986:940];
+  assign \lane_rdata[2][5]  = lane_rdata[1033:987];
+  assign \lane_rdata[2][6]  = lane_rdata[1080:1034];
+  assign \lane_rdata[2][7]  = lane_rdata[1127:1081];
+  assign \lane_rdata[3]  = lane_rdata[1503:1128];
+  assign \lane_rdata[3][0]  = lane_rdata[1174:1128];
+  assign \lane_rdata[3][1]  = lane_rdata[1221:1175];
+  assign \lane_rdata[3][2]  = lane_rdata[1268:1222];
+  assign \lane_rdata[3][3]  = lane_rdata[1315:1269];
+  assign \lane_rdata[3][4]  = lane_rdata[1362:1316];
+  assign \lane_rdata[3][5]  = lane_rdata[1409:1363];
+  assign \lane_rdata[3][6]  = lane_rdata[1456:1410];
+  assign \lane_rdata[3][7]  = lane_rdata[1503:1457];
+  assign \weights_rdata[0]  = weights_rdata[46:0];
+  assign \weights_rdata[1]  = weights_rdata[93:47];
+  assign \weights_rdata[2]  = weights_rdata[140:94];
+  assign \weights_rdata[3]  = weights_rdata[187:141];
+  assign \weights_rdata[4]  = weights_rdata[234:188];
+  assign \weights_rdata[5]  = weights_rdata[281:235];
+  assign \weights_rdata[6]  = weights_rdata[328:282];
+  assign \weights_rdata[7]  = weights_rdata[375:329];
+  assign \params_rdata[0]  = params_rdata[46:0];
+  assign \params_rdata[1]  = params_rdata[93:47];
+  assign \params_rdata[2]  = params_rdata[140:94];
+  assign \params_rdata[3]  = params_rdata[187:141];
+  assign \params_rdata[4]  = params_rdata[234:188];
+  assign \params_rdata[5]  = params_rdata[281:235];
+  assign \params_rdata[6]  = params_rdata[328:282];
+  assign \params_rdata[7]  = params_rdata[375:329];
+  assign \membranes_rdata[0]  = membranes_rdata[46:0];
+  assign \membranes_rdata[1]  = membranes_rdata[93:47];
+  assign \membranes_rdata[2]  = membranes_rdata[140:94];
+  assign \membranes_rdata[3]  = membranes_rdata[187:141];
+  assign \membranes_rdata[4]  = membranes_rdata[234:188];
+  assign \membranes_rdata[5]  = membranes_rdata[281:235];
+  assign \membranes_rdata[6]  = membranes_rdata[328:282];
+  assign \membranes_rdata[7]  = membranes_rdata[375:329];
+  assign \state_rdata[0]  = state_rdata[15:0];
+  assign \state_rdata[1]  = state_rdata[31:16];
+  assign \state_rdata[2]  = state_rdata[47:32];
+  assign \state_rdata[3]  = state_rdata[63:48];
+  assign \state_rdata[4]  = state_rdata[79:64];
+  assign \state_rdata[5]  = state_rdata[95:80];
+  assign \state_rdata[6]  = state_rdata[111:96];
+  assign \state_rdata[7]  = state_rdata[127:112];
+  assign \views$46[0]  = \views$46 [66:0];
+  assign \views$46[0].word  = \views$46 [10:0];
+  assign \views$46[0].wdata  = \views$46 [57:11];
+  assign \views$46[0].we  = \views$46 [58];
+  assign \views$46[0].re  = \views$46 [59];
+  assign \views$46[0].region  = \views$46 [63:60];
+  assign \views$46[0].lane  = \views$46 [66:64];
+  assign \views$46[1]  = \views$46 [133:67];
+  assign \views$46[1].word  = \views$46 [77:67];
+  assign \views$46[1].wdata  = \views$46 [124:78];
+  assign \views$46[1].we  = \views$46 [125];
+  assign \views$46[1].re  = \views$46 [126];
+  assign \views$46[1].region  = \views$46 [130:127];
+  assign \views$46[1].lane  = \views$46 [133:131];
+  assign \views$49[0]  = \views$49 [66:0];
+  assign \views$49[0].word  = \views$49 [10:0];
+  assign \views$49[0].wdata  = \views$49 [57:11];
+  assign \views$49[0].we  = \views$49 [58];
+  assign \views$49[0].re  = \views$49 [59];
+  assign \views$49[0].region  = \views$49 [63:60];
+  assign \views$49[0].lane  = \views$49 [66:64];
+  assign \views$49[1]  = \views$49 [133:67];
+  assign \views$49[1].word  = \views$49 [77:67];
+  assign \views$49[1].wdata  = \views$49 [124:78];
+  assign \views$49[1].we  = \views$49 [125];
+  assign \views$49[1].re  = \views$49 [126];
+  assign \views$49[1].region  = \views$49 [130:127];
+  assign \views$49[1].lane  = \views$49 [133:131];
+  assign \input__payload$50.index  = input__payload[6:0];
+  assign \input__payload$50.value  = input__payload[14:7];
+  assign \input__payload$50.end  = input__payload[15];
+  assign \counts[0]  = counts[7:0];
+  assign \counts[1]  = counts[15:8];
+  assign \counts[2]  = counts[23:16];
+  assign \counts[3]  = counts[31:24];
+  assign \counts[4]  = counts[39:32];
+  assign \counts[5]  = counts[47:40];
+  assign \counts[6]  = counts[55:48];
+  assign \counts[7]  = counts[63:56];
+  assign \counts[8]  = counts[71:64];
+  assign \counts[9]  = counts[79:72];
+  assign \counts[10]  = counts[87:80];
+  assign \counts[11]  = counts[95:88];
+  assign \counts[12]  = counts[103:96];
+  assign \counts[13]  = counts[111:104];
+  assign \counts[14]  = counts[119:112];
+  assign \counts[15]  = counts[127:120];
+  assign \counts$66[0]  = counts[7:0];
+  assign \counts$66[1]  = counts[15:8];
+  assign \counts$66[2]  = counts[23:16];
+  assign \counts$66[3]  = counts[31:24];
+  assign \counts$66[4]  = counts[39:32];
+  assign \counts$66[5]  = counts[47:40];
+  assign \counts$66[6]  = counts[55:48];
+  assign \counts$66[7]  = counts[63:56];
+  assign \counts$66[8]  = counts[71:64];
+  assign \counts$66[9]  = counts[79:72];
+  assign \counts$66[10]  = counts[87:80];
+  assign \counts$66[11]  = counts[95:88];
+  assign \counts$66[12]  = counts[103:96];
+  assign \counts$66[13]  = counts[111:104];
+  assign \counts$66[14]  = counts[119:112];
+  assign \counts$66[15]  = counts[127:120];
+  assign \in_counts[0]  = in_counts[6:0];
+  assign \in_counts[1]  = in_counts[13:7];
+  assign \in_counts$68[0]  = in_counts[6:0];
+  assign \in_counts$68[1]  = in_counts[13:7];
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \layer.ssm  = layer[45];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \ev.index  = ev[6:0];
+  assign \ev.value  = ev[14:7];
+  assign \rd_data.index  = ev[6:0];
+  assign \rd_data.value  = ev[14:7];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod[2]  = prod[47:32];
+  assign \prod[3]  = prod[63:48];
+  assign \prod[4]  = prod[79:64];
+  assign \prod[5]  = prod[95:80];
+  assign \prod[6]  = prod[111:96];
+  assign \prod[7]  = prod[127:112];
+  assign \prod$101[0]  = prod[15:0];
+  assign \prod$101[1]  = prod[31:16];
+  assign \prod$101[2]  = prod[47:32];
+  assign \prod$101[3]  = prod[63:48];
+  assign \prod$101[4]  = prod[79:64];
+  assign \prod$101[5]  = prod[95:80];
+  assign \prod$101[6]  = prod[111:96];
+  assign \prod$101[7]  = prod[127:112];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
+  assign \new_u[0]  = new_u[15:0];
+  assign \new_u[1]  = new_u[31:16];
+  assign \new_u[2]  = new_u[47:32];
+  assign \new_u[3]  = new_u[63:48];
+  assign \new_u[4]  = new_u[79:64];
+  assign \new_u[5]  = new_u[95:80];
+  assign \new_u[6]  = new_u[111:96];
+  assign \new_u[7]  = new_u[127:112];
+  assign \row_values[0]  = row_values[15:0];
+  assign \row_values[1]  = row_values[31:16];
+  assign \row_values[2]  = row_values[47:32];
+  assign \row_values[3]  = row_values[63:48];
+  assign \row_values[4]  = row_values[79:64];
+  assign \row_values[5]  = row_values[95:80];
+  assign \row_values[6]  = row_values[111:96];
+  assign \row_values[7]  = row_values[127:112];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[3:2];
+  assign \end_record.index  = end_record[10:4];
+  assign \end_record.spike  = end_record[11];
+  assign \end_record.value  = end_record[27:12];
+  assign \entry.n  = entry[4:0];
+  assign \entry.ssbase  = entry[10:5];
+  assign \entry.pbase  = entry[19:11];
+  assign \entry.k_src  = entry[22:20];
+  assign \entry.k_rec  = entry[23];
+  assign \entry.k_const  = entry[24];
+  assign \entry.v_src  = entry[27:25];
+  assign \entry.v_rec  = entry[28];
+  assign \entry.v_const  = entry[29];
+  assign \entry.q_src  = entry[32:30];
+  assign \entry.q_rec  = entry[33];
+  assign \entry.q_const  = entry[34];
+  assign \entry.g_src  = entry[37:35];
+  assign \entry.g_rec  = entry[38];
+  assign \entry.selective  = entry[39];
+  assign \entry.y_shift  = entry[45:40];
+  assign \entry.skip  = entry[46];
+  assign \ssm_entry.n  = entry[4:0];
+  assign \ssm_entry.ssbase  = entry[10:5];
+  assign \ssm_entry.pbase  = entry[19:11];
+  assign \ssm_entry.k_src  = entry[22:20];
+  assign \ssm_entry.k_rec  = entry[23];
+  assign \ssm_entry.k_const  = entry[24];
+  assign \ssm_entry.v_src  = entry[27:25];
+  assign \ssm_entry.v_rec  = entry[28];
+  assign \ssm_entry.v_const  = entry[29];
+  assign \ssm_entry.q_src  = entry[32:30];
+  assign \ssm_entry.q_rec  = entry[33];
+  assign \ssm_entry.q_const  = entry[34];
+  assign \ssm_entry.g_src  = entry[37:35];
+  assign \ssm_entry.g_rec  = entry[38];
+  assign \ssm_entry.selective  = entry[39];
+  assign \ssm_entry.y_shift  = entry[45:40];
+  assign \ssm_entry.skip  = entry[46];
+  assign \state_word[0]  = state_word[10:0];
+  assign \state_word[1]  = state_word[21:11];
+  assign \state_word[2]  = state_word[32:22];
+  assign \state_word[3]  = state_word[43:33];
+  assign \state_word[4]  = state_word[54:44];
+  assign \state_word[5]  = state_word[65:55];
+  assign \state_word[6]  = state_word[76:66];
+  assign \state_word[7]  = state_word[87:77];
+  assign \state_wdata[0]  = state_wdata[46:0];
+  assign \state_wdata[1]  = state_wdata[93:47];
+  assign \state_wdata[2]  = state_wdata[140:94];
+  assign \state_wdata[3]  = state_wdata[187:141];
+  assign \state_wdata[4]  = state_wdata[234:188];
+  assign \state_wdata[5]  = state_wdata[281:235];
+  assign \state_wdata[6]  = state_wdata[328:282];
+  assign \state_wdata[7]  = state_wdata[375:329];
+  assign state_we[7] = \$49 ;
+  assign state_we[6] = \$45 ;
+  assign state_we[5] = \$41 ;
+  assign state_we[4] = \$37 ;
+  assign state_we[3] = \$33 ;
+  assign state_we[2] = \$29 ;
+  assign state_we[1] = \$25 ;
+  assign state_we[0] = \$21 ;
+  assign state_wdata[375:329] = views[124:78];
+  assign state_wdata[328:282] = views[124:78];
+  assign state_wdata[281:235] = views[124:78];
+  assign state_wdata[234:188] = views[124:78];
+  assign state_wdata[187:141] = views[57:11];
+  assign state_wdata[140:94] = views[57:11];
+  assign state_wdata[93:47] = views[57:11];
+  assign state_wdata[46:0] = views[57:11];
+  assign state_word[87:77] = views[77:67];
+  assign state_word[76:66] = views[77:67];
+  assign state_word[65:55] = views[77:67];
+  assign state_word[54:44] = views[77:67];
+  assign state_word[43:33] = views[10:0];
+  assign state_word[32:22] = views[10:0];
+  assign state_word[21:11] = views[10:0];
+  assign state_word[10:0] = views[10:0];
+  assign end_record[1:0] = 2'h2;
+  assign end_record[27:2] = 26'h0000000;
+  assign values[127:112] = \$13 ;
+  assign values[111:96] = \$12 ;
+  assign values[95:80] = \$11 ;
+  assign values[79:64] = \$10 ;
+  assign values[63:48] = \$9 ;
+  assign values[47:32] = \$8 ;
+  assign values[31:16] = \$7 ;
+  assign values[15:0] = \$6 ;
+  assign \views$49 [133:67] = views[133:67];
+  assign \views$49 [66:0] = views[66:0];
+  assign \views$46 [133:67] = views[133:67];
+  assign \views$46 [66:0] = views[66:0];
+  assign lane_rdata[1503:1457] = { 31'h00000000, state_rdata[127:112] };
+  assign lane_rdata[1456:1410] = { 31'h00000000, state_rdata[111:96] };
+  assign lane_rdata[1409:1363] = { 31'h00000000, state_rdata[95:80] };
+  assign lane_rdata[1362:1316] = { 31'h00000000, state_rdata[79:64] };
+  assign lane_rdata[1315:1269] = { 31'h00000000, state_rdata[63:48] };
+  assign lane_rdata[1268:1222] = { 31'h00000000, state_rdata[47:32] };
+  assign lane_rdata[1221:1175] = { 31'h00000000, state_rdata[31:16] };
+  assign lane_rdata[1174:1128] = { 31'h00000000, state_rdata[15:0] };
+  assign lane_rdata[1127:1081] = membranes_rdata[375:329];
+  assign lane_rdata[1080:1034] = membranes_rdata[328:282];
+  assign lane_rdata[1033:987] = membranes_rdata[281:235];
+  assign lane_rdata[986:940] = membranes_rdata[234:188];
+  assign lane_rdata[939:893] = membranes_rdata[187:141];
+  assign lane_rdata[892:846] = membranes_rdata[140:94];
+  assign lane_rdata[845:799] = membranes_rdata[93:47];
+  assign lane_rdata[798:752] = membranes_rdata[46:0];
+  assign lane_rdata[751:705] = params_rdata[375:329];
+  assign lane_rdata[704:658] = params_rdata[328:282];
+  assign lane_rdata[657:611] = params_rdata[281:235];
+  assign lane_rdata[610:564] = params_rdata[234:188];
+  assign lane_rdata[563:517] = params_rdata[187:141];
+  assign lane_rdata[516:470] = params_rdata[140:94];
+  assign lane_rdata[469:423] = params_rdata[93:47];
+  assign lane_rdata[422:376] = params_rdata[46:0];
+  assign lane_rdata[375:329] = weights_rdata[375:329];
+  assign lane_rdata[328:282] = weights_rdata[328:282];
+  assign lane_rdata[281:235] = weights_rdata[281:235];
+  assign lane_rdata[234:188] = weights_rdata[234:188];
+  assign lane_rdata[187:141] = weights_rdata[187:141];
+  assign lane_rdata[140:94] = weights_rdata[140:94];
+  assign lane_rdata[93:47] = weights_rdata[93:47];
+  assign lane_rdata[46:0] = weights_rdata[46:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, addr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  reg [46:0] \$13 ;
+  reg [46:0] \$14 ;
+  reg [46:0] \$15 ;
+  reg [46:0] \$16 ;
+  reg \$17 ;
+  reg [3:0] \$18 ;
+  reg [2:0] \$19 ;
+  wire \$2 ;
+  reg [46:0] \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [17:0] addr;
+  wire [17:0] addr;
+  input busy;
+  wire busy;
+  wire [1:0] busy_groups;
+  input clk;
+  wire clk;
+  input [31:0] counters_rdata;
+  wire [31:0] counters_rdata;
+  wire counters_re;
+  input [1503:0] lane_rdata;
+  wire [1503:0] lane_rdata;
+  wire [375:0] \lane_rdata[0] ;
+  wire [46:0] \lane_rdata[0][0] ;
+  wire [46:0] \lane_rdata[0][1] ;
+  wire [46:0] \lane_rdata[0][2] ;
+  wire [46:0] \lane_rdata[0][3] ;
+  wire [46:0] \lane_rdata[0][4] ;
+  wire [46:0] \lane_rdata[0][5] ;
+  wire [46:0] \lane_rdata[0][6] ;
+  wire [46:0] \lane_rdata[0][7] ;
+  wire [375:0] \lane_rdata[1] ;
+  wire [46:0] \lane_rdata[1][0] ;
+  wire [46:0] \lane_rdata[1][1] ;
+  wire [46:0] \lane_rdata[1][2] ;
+  wire [46:0] \lane_rdata[1][3] ;
+  wire [46:0] \lane_rdata[1][4] ;
+  wire [46:0] \lane_rdata[1][5] ;
+  wire [46:0] \lane_rdata[1][6] ;
+  wire [46:0] \lane_rdata[1][7] ;
+  wire [375:0] \lane_rdata[2] ;
+  wire [46:0] \lane_rdata[2][0] ;
+  wire [46:0] \lane_rdata[2][1] ;
+  wire [46:0] \lane_rdata[2][2] ;
+  wire [46:0] \lane_rdata[2][3] ;
+  wire [46:0] \lane_rdata[2][4] ;
+  wire [46:0] \lane_rdata[2][5] ;
+  wire [46:0] \lane_rdata[2][6] ;
+  wire [46:0] \lane_rdata[2][7] ;
+  wire [375:0] \lane_rdata[3] ;
+  wire [46:0] \lane_rdata[3][0] ;
+  wire [46:0] \lane_rdata[3][1] ;
+  wire [46:0] \lane_rdata[3][2] ;
+  wire [46:0] \lane_rdata[3][3] ;
+  wire [46:0] \lane_rdata[3][4] ;
+  wire [46:0] \lane_rdata[3][5] ;
+  wire [46:0] \lane_rdata[3][6] ;
+  wire [46:0] \lane_rdata[3][7] ;
+  reg [2:0] rd_lane = 3'h0;
+  reg [46:0] rd_reg = 47'h000000000000;
+  reg [3:0] rd_region = 4'h0;
+  output [46:0] rdata;
+  reg [46:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  output rvalid;
+  reg rvalid = 1'h0;
+  input [8:0] ssm_param_rdata;
+  wire [8:0] ssm_param_rdata;
+  input [46:0] table_rdata;
+  wire [46:0] table_rdata;
+  output [200:0] views;
+  wire [200:0] views;
+  wire [66:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [3:0] \views[0].region ;
+  wire [46:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [66:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [3:0] \views[1].region ;
+  wire [46:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
+  wire [66:0] \views[2] ;
+  wire [2:0] \views[2].lane ;
+  wire \views[2].re ;
+  wire [3:0] \views[2].region ;
+  wire [46:0] \views[2].wdata ;
+  wire \views[2].we ;
+  wire [10:0] \views[2].word ;
+  input [46:0] wdata;
+  wire [46:0] wdata;
+  input we;
+  wire we;
+  assign \$1  = ~ busy;
+  assign \$2  = \$1  & we;
+  assign \$3  = ~ busy;
+  assign \$4  = \$3  & re;
+  assign \$5  = ~ busy;
+  assign \$6  = \$5  & we;
+  assign \$7  = ~ busy;
+  assign \$8  = \$7  & re;
+  assign \$9  = ~ busy;
+  assign \$10  = \$9  & we;
+  assign \$11  = ~ busy;
+  assign \$12  = \$11  & re;
+  always @(posedge clk)
+    rvalid <= \$17 ;
+  always @(posedge clk)
+    rd_region <= \$18 ;
+  always @(posedge clk)
+    rd_lane <= \$19 ;
+  always @(posedge clk)
+    rd_reg <= \$20 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$13  = lane_rdata[46:0];
+      3'h1:
+          \$13  = lane_rdata[93:47];
+      3'h2:
+          \$13  = lane_rdata[140:94];
+      3'h3:
+          \$13  = lane_rdata[187:141];
+      3'h4:
+          \$13  = lane_rdata[234:188];
+      3'h5:
+          \$13  = lane_rdata[281:235];
+      3'h6:
+          \$13  = lane_rdata[328:282];
+      3'h7:
+          \$13  = lane_rdata[375:329];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$14  = lane_rdata[422:376];
+      3'h1:
+          \$14  = lane_rdata[469:423];
+      3'h2:
+          \$14  = lane_rdata[516:470];
+      3'h3:
+          \$14  = lane_rdata[563:517];
+      3'h4:
+          \$14  = lane_rdata[610:564];
+      3'h5:
+          \$14  = lane_rdata[657:611];
+      3'h6:
+          \$14  = lane_rdata[704:658];
+      3'h7:
+          \$14  = lane_rdata[751:705];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$15  = lane_rdata[798:752];
+      3'h1:
+          \$15  = lane_rdata[845:799];
+      3'h2:
+          \$15  = lane_rdata[892:846];
+      3'h3:
+          \$15  = lane_rdata[939:893];
+      3'h4:
+          \$15  = lane_rdata[986:940];
+      3'h5:
+          \$15  = lane_rdata[1033:987];
+      3'h6:
+          \$15  = lane_rdata[1080:1034];
+      3'h7:
+          \$15  = lane_rdata[1127:1081];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$16  = lane_rdata[1174:1128];
+      3'h1:
+          \$16  = lane_rdata[1221:1175];
+      3'h2:
+          \$16  = lane_rdata[1268:1222];
+      3'h3:
+          \$16  = lane_rdata[1315:1269];
+      3'h4:
+          \$16  = lane_rdata[1362:1316];
+      3'h5:
+          \$16  = lane_rdata[1409:1363];
+      3'h6:
+          \$16  = lane_rdata[1456:1410];
+      3'h7:
+          \$16  = lane_rdata[1503:1457];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_region)
+      4'h4:
+          rdata = \$13 ;
+      4'h2:
+          rdata = \$14 ;
+      4'h3:
+          rdata = \$15 ;
+      4'h8:
+          rdata = \$16 ;
+      4'h5:
+          rdata = { 15'h0000, counters_rdata };
+      4'h9:
+          rdata = { 38'h0000000000, ssm_param_rdata };
+      default:
+          rdata = rd_reg;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$17  = views[193];
+    if (rst) begin
+      \$17  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$18  = views[197:194];
+    if (rst) begin
+      \$18  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$19  = views[200:198];
+    if (rst) begin
+      \$19  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$20  = table_rdata;
+    if (rst) begin
+      \$20  = 47'h000000000000;
+    end
+  end
+  assign busy_groups = { busy, busy };
+  assign counters_re = re;
+  assign \views[0]  = views[66:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[57:11];
+  assign \views[0].we  = views[58];
+  assign \views[0].re  = views[59];
+  assign \views[0].region  = views[63:60];
+  assign \views[0].lane  = views[66:64];
+  assign \views[1]  = views[133:67];
+  assign \views[1].word  = views[77:67];
+  assign \views[1].wdata  = views[124:78];
+  assign \views[1].we  = views[125];
+  assign \views[1].re  = views[126];
+  assign \views[1].region  = views[130:127];
+  assign \views[1].lane  = views[133:131];
+  assign \views[2]  = views[200:134];
+  assign \views[2].word  = views[144:134];
+  assign \views[2].wdata  = views[191:145];
+  assign \views[2].we  = views[192];
+  assign \views[2].re  = views[193];
+  assign \views[2].region  = views[197:194];
+  assign \views[2].lane  = views[200:198];
+  assign \lane_rdata[0]  = lane_rdata[375:0];
+  assign \lane_rdata[0][0]  = lane_rdata[46:0];
+  assign \lane_rdata[0][1]  = lane_rdata[93:47];
+  assign \lane_rdata[0][2]  = lane_rdata[140:94];
+  assign \lane_rdata[0][3]  = lane_rdata[187:141];
+  assign \lane_rdata[0][4]  = lane_rdata[234:188];
+  assign \lane_rdata[0][5]  = lane_rdata[281:235];
+  assign \lane_rdata[0][6]  = lane_rdata[328:282];
+  assign \lane_rdata[0][7]  = lane_rdata[375:329];
+  assign \lane_rdata[1]  = lane_rdata[751:376];
+  assign \lane_rdata[1][0]  = lane_rdata[422:376];
+  assign \lane_rdata[1][1]  = lane_rdata[469:423];
+  assign \lane_rdata[1][2]  = lane_rdata[516:470];
+  assign \lane_rdata[1][3]  = lane_rdata[563:517];
+  assign \lane_rdata[1][4]  = lane_rdata[610:564];
+  assign \lane_rdata[1][5]  = lane_rdata[657:611];
+  assign \lane_rdata[1][6]  = lane_rdata[704:658];
+  assign \lane_rdata[1][7]  = lane_rdata[751:705];
+  assign \lane_rdata[2]  = lane_rdata[1127:752];
+  assign \lane_rdata[2][0]  = lane_rdata[798:752];
+  assign \lane_rdata[2][1]  = lane_rdata[845:799];
+  assign \lane_rdata[2][2]  = lane_rdata[892:846];
+  assign \lane_rdata[2][3]  = lane_rdata[939:893];
+  assign \lane_rdata[2][4]  = lane_rdata[986:940];
+  assign \lane_rdata[2][5]  = lane_rdata[1033:987];
+  assign \lane_rdata[2][6]  = lane_rdata[1080:1034];
+  assign \lane_rdata[2][7]  = lane_rdata[1127:1081];
+  assign \lane_rdata[3]  = lane_rdata[1503:1128];
+  assign \lane_rdata[3][0]  = lane_rdata[1174:1128];
+  assign \lane_rdata[3][1]  = lane_rdata[1221:1175];
+  assign \lane_rdata[3][2]  = lane_rdata[1268:1222];
+  assign \lane_rdata[3][3]  = lane_rdata[1315:1269];
+  assign \lane_rdata[3][4]  = lane_rdata[1362:1316];
+  assign \lane_rdata[3][5]  = lane_rdata[1409:1363];
+  assign \lane_rdata[3][6]  = lane_rdata[1456:1410];
+  assign \lane_rdata[3][7]  = lane_rdata[1503:1457];
+  assign views[200:198] = addr[13:11];
+  assign views[197:194] = addr[17:14];
+  assign views[193] = \$12 ;
+  assign views[192] = \$10 ;
+  assign views[191:145] = wdata;
+  assign views[144:134] = addr[10:0];
+  assign views[133:131] = addr[13:11];
+  assign views[130:127] = addr[17:14];
+  assign views[126] = \$8 ;
+  assign views[125] = \$6 ;
+  assign views[124:78] = wdata;
+  assign views[77:67] = addr[10:0];
+  assign views[66:64] = addr[13:11];
+  assign views[63:60] = addr[17:14];
+  assign views[59] = \$4 ;
+  assign views[58] = \$2 ;
+  assign views[57:11] = wdata;
+  assign views[10:0] = addr[10:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2662$2 
+, clear);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  wire \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire \$15 ;
+  wire [8:0] \$16 ;
+  wire \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire \$21 ;
+  wire [8:0] \$22 ;
+  wire \$23 ;
+  wire [8:0] \$24 ;
+  wire \$25 ;
+  wire [8:0] \$26 ;
+  wire \$27 ;
+  wire [8:0] \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [8:0] \$30 ;
+  wire \$31 ;
+  wire [8:0] \$32 ;
+  wire \$33 ;
+  reg [6:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [8:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [6:0] \$46 ;
+  wire [7:0] \$47 ;
+  reg [6:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  reg [6:0] \$52 ;
+  reg \$53 ;
+  reg [7:0] \$54 ;
+  reg [7:0] \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [7:0] \$58 ;
+  reg [7:0] \$59 ;
+  wire [8:0] \$6 ;
+  reg [7:0] \$60 ;
+  reg [7:0] \$61 ;
+  reg [7:0] \$62 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
+  reg [7:0] \$65 ;
+  reg [7:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
+  wire \$7 ;
+  reg \$70 ;
+  reg [6:0] \$71 ;
+  reg [6:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  wire [8:0] \$8 ;
+  wire \$9 ;
+  input busy;
+  wire busy;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
+  reg [7:0] count0 = 8'h00;
+  reg [7:0] count1 = 8'h00;
+  reg [7:0] count10 = 8'h00;
+  reg [7:0] count11 = 8'h00;
+  reg [7:0] count12 = 8'h00;
+  reg [7:0] count13 = 8'h00;
+  reg [7:0] count14 = 8'h00;
+  reg [7:0] count15 = 8'h00;
+  reg [7:0] count2 = 8'h00;
+  reg [7:0] count3 = 8'h00;
+  reg [7:0] count4 = 8'h00;
+  reg [7:0] count5 = 8'h00;
+  reg [7:0] count6 = 8'h00;
+  reg [7:0] count7 = 8'h00;
+  reg [7:0] count8 = 8'h00;
+  reg [7:0] count9 = 8'h00;
+  output [127:0] counts;
+  wire [127:0] counts;
+  wire [7:0] \counts[0] ;
+  wire [7:0] \counts[10] ;
+  wire [7:0] \counts[11] ;
+  wire [7:0] \counts[12] ;
+  wire [7:0] \counts[13] ;
+  wire [7:0] \counts[14] ;
+  wire [7:0] \counts[15] ;
+  wire [7:0] \counts[1] ;
+  wire [7:0] \counts[2] ;
+  wire [7:0] \counts[3] ;
+  wire [7:0] \counts[4] ;
+  wire [7:0] \counts[5] ;
+  wire [7:0] \counts[6] ;
+  wire [7:0] \counts[7] ;
+  wire [7:0] \counts[8] ;
+  wire [7:0] \counts[9] ;
+  output cur;
+  reg cur = 1'h0;
+  input end_step;
+  wire end_step;
+  wire [10:0] ev_wr__addr;
+  wire [14:0] ev_wr__data;
+  wire [6:0] \ev_wr__data.index ;
+  wire [7:0] \ev_wr__data.value ;
+  wire ev_wr__en;
+  reg [14:0] events_nrw = 15'h0000;
+  wire [6:0] \events_nrw.index ;
+  wire [7:0] \events_nrw.value ;
+  reg [6:0] in_count0 = 7'h00;
+  reg [6:0] in_count1 = 7'h00;
+  output [13:0] in_counts;
+  wire [13:0] in_counts;
+  wire [6:0] \in_counts[0] ;
+  wire [6:0] \in_counts[1] ;
+  output in_full;
+  reg in_full = 1'h0;
+  output in_rbank;
+  reg in_rbank = 1'h0;
+  reg in_wbank = 1'h0;
+  reg [7:0] in_wr__addr;
+  reg [14:0] in_wr__data;
+  wire [6:0] \in_wr__data.index ;
+  wire [7:0] \in_wr__data.value ;
+  reg in_wr__en;
+  input [15:0] input__payload;
+  wire [15:0] input__payload;
+  wire \input__payload.end ;
+  wire [6:0] \input__payload.index ;
+  wire [7:0] \input__payload.value ;
+  output input__ready;
+  wire input__ready;
+  input input__valid;
+  wire input__valid;
+  reg [14:0] input_events_nrw = 15'h0000;
+  wire [6:0] \input_events_nrw.index ;
+  wire [7:0] \input_events_nrw.value ;
+  input [8:0] \port$2662$2 ;
+  wire [8:0] \port$2662$2 ;
+  wire [10:0] port__addr;
+  wire [7:0] \port__addr$45 ;
+  wire [14:0] port__data;
+  wire [14:0] \port__data$5 ;
+  wire [6:0] \port__data$5.index ;
+  wire [7:0] \port__data$5.value ;
+  wire [6:0] \port__data.index ;
+  wire [7:0] \port__data.value ;
+  input rd_bank;
+  wire rd_bank;
+  output [14:0] rd_data;
+  wire [14:0] rd_data;
+  wire [6:0] \rd_data.index ;
+  wire [7:0] \rd_data.value ;
+  input rd_from_input;
+  wire rd_from_input;
+  reg rd_from_input_q = 1'h0;
+  input [7:0] rd_n;
+  wire [7:0] rd_n;
+  input [2:0] rd_src;
+  wire [2:0] rd_src;
+  input rst;
+  wire rst;
+  wire [2:0] spike_src;
+  input start_step;
+  wire start_step;
+  input wr_event;
+  wire wr_event;
+  wire [7:0] wr_index;
+  wire [1:0] wr_layer;
+  input [7:0] wr_value;
+  wire [7:0] wr_value;
   (* no_rw_check = 32'd1 *)
   reg [14:0] events [2047:0];
   initial begin
@@ -3442,10 +3831,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     events[2047] = 15'h0000;
   end
   always @(posedge clk) begin
-    if (ev_wr__en)
-      events[ev_wr__addr] <= ev_wr__data;
+    if (wr_event)
+      events[{ cur, spike_src, \$48  }] <= ev_wr__data;
   end
-  assign port__data = events[{ bank_sel, src_sel, n[6:0] }];
+  assign port__data = events[{ rd_bank, rd_src, rd_n[6:0] }];
   (* no_rw_check = 32'd1 *)
   reg [14:0] input_events [255:0];
   initial begin
@@ -3710,7 +4099,1293 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     if (in_wr__en)
       input_events[in_wr__addr] <= in_wr__data;
   end
-  assign \port__data$19  = input_events[{ bank_sel, n[6:0] }];
+  assign \port__data$5  = input_events[{ rd_bank, rd_n[6:0] }];
+  assign \$25  = { cur, spike_src } == 4'hc;
+  assign \$26  = count12 + 1'h1;
+  assign \$27  = { cur, spike_src } == 4'hd;
+  assign \$28  = count13 + 1'h1;
+  assign \$29  = { cur, spike_src } == 4'he;
+  assign \$30  = count14 + 1'h1;
+  assign \$31  = { cur, spike_src } == 4'hf;
+  assign \$32  = count15 + 1'h1;
+  assign \$33  = input__valid & input__ready;
+  assign \$35  = \$34  + 1'h1;
+  assign \$36  = ~ in_wbank;
+  assign \$37  = ~ in_wbank;
+  assign \$38  = ~ cur;
+  assign \$39  = ~ cur;
+  assign \$40  = ~ cur;
+  assign \$41  = ~ cur;
+  assign \$42  = ~ cur;
+  assign \$43  = ~ cur;
+  assign \$44  = ~ busy;
+  assign \$45  = clear & \$44 ;
+  assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
+  assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
+  assign spike_src = \port$2662$2 [1:0] + 1'h1;
+  assign \$49  = ~ in_full;
+  assign \$50  = ~ clear;
+  assign input__ready = \$49  & \$50 ;
+  assign \$51  = input__valid & input__ready;
+  always @(posedge clk)
+    events_nrw <= port__data;
+  always @(posedge clk)
+    input_events_nrw <= \port__data$5 ;
+  always @(posedge clk)
+    rd_from_input_q <= \$53 ;
+  always @(posedge clk)
+    count0 <= \$54 ;
+  always @(posedge clk)
+    count1 <= \$55 ;
+  always @(posedge clk)
+    count2 <= \$56 ;
+  always @(posedge clk)
+    count3 <= \$57 ;
+  always @(posedge clk)
+    count4 <= \$58 ;
+  always @(posedge clk)
+    count5 <= \$59 ;
+  always @(posedge clk)
+    count6 <= \$60 ;
+  always @(posedge clk)
+    count7 <= \$61 ;
+  always @(posedge clk)
+    count8 <= \$62 ;
+  always @(posedge clk)
+    count9 <= \$63 ;
+  always @(posedge clk)
+    count10 <= \$64 ;
+  always @(posedge clk)
+    count11 <= \$65 ;
+  always @(posedge clk)
+    count12 <= \$66 ;
+  always @(posedge clk)
+    count13 <= \$67 ;
+  always @(posedge clk)
+    count14 <= \$68 ;
+  always @(posedge clk)
+    count15 <= \$69 ;
+  always @(posedge clk)
+    in_full <= \$70 ;
+  always @(posedge clk)
+    in_count0 <= \$71 ;
+  always @(posedge clk)
+    in_count1 <= \$72 ;
+  always @(posedge clk)
+    in_rbank <= \$73 ;
+  always @(posedge clk)
+    in_wbank <= \$74 ;
+  always @(posedge clk)
+    cur <= \$75 ;
+  assign \$1  = ! { cur, spike_src };
+  assign \$2  = count0 + 1'h1;
+  assign \$3  = { cur, spike_src } == 1'h1;
+  assign \$4  = count1 + 1'h1;
+  assign \$5  = { cur, spike_src } == 2'h2;
+  assign \$6  = count2 + 1'h1;
+  assign \$7  = { cur, spike_src } == 2'h3;
+  assign \$8  = count3 + 1'h1;
+  assign \$9  = { cur, spike_src } == 3'h4;
+  assign \$10  = count4 + 1'h1;
+  assign \$11  = { cur, spike_src } == 3'h5;
+  assign \$12  = count5 + 1'h1;
+  assign \$13  = { cur, spike_src } == 3'h6;
+  assign \$14  = count6 + 1'h1;
+  assign \$15  = { cur, spike_src } == 3'h7;
+  assign \$16  = count7 + 1'h1;
+  assign \$17  = { cur, spike_src } == 4'h8;
+  assign \$18  = count8 + 1'h1;
+  assign \$19  = { cur, spike_src } == 4'h9;
+  assign \$20  = count9 + 1'h1;
+  assign \$21  = { cur, spike_src } == 4'ha;
+  assign \$22  = count10 + 1'h1;
+  assign \$23  = { cur, spike_src } == 4'hb;
+  assign \$24  = count11 + 1'h1;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    (* full_case = 32'd1 *)
+    casez (in_wbank)
+      1'h0:
+          \$34  = in_count0;
+      1'h1:
+          \$34  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ cur, spike_src })
+      4'h0:
+          \$48  = count0[6:0];
+      4'h1:
+          \$48  = count1[6:0];
+      4'h2:
+          \$48  = count2[6:0];
+      4'h3:
+          \$48  = count3[6:0];
+      4'h4:
+          \$48  = count4[6:0];
+      4'h5:
+          \$48  = count5[6:0];
+      4'h6:
+          \$48  = count6[6:0];
+      4'h7:
+          \$48  = count7[6:0];
+      4'h8:
+          \$48  = count8[6:0];
+      4'h9:
+          \$48  = count9[6:0];
+      4'ha:
+          \$48  = count10[6:0];
+      4'hb:
+          \$48  = count11[6:0];
+      4'hc:
+          \$48  = count12[6:0];
+      4'hd:
+          \$48  = count13[6:0];
+      4'he:
+          \$48  = count14[6:0];
+      4'hf:
+          \$48  = count15[6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    (* full_case = 32'd1 *)
+    casez (in_wbank)
+      1'h0:
+          \$52  = in_count0;
+      1'h1:
+          \$52  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$53  = rd_from_input;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$54  = count0;
+    if (wr_event) begin
+      if (\$1 ) begin
+        \$54  = \$2 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$38 , 3'h0 })
+        4'h0:
+            \$54  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$54  = 8'h00;
+    end
+    if (rst) begin
+      \$54  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$55  = count1;
+    if (wr_event) begin
+      if (\$3 ) begin
+        \$55  = \$4 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$39 , 3'h1 })
+        4'h1:
+            \$55  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$55  = 8'h00;
+    end
+    if (rst) begin
+      \$55  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$56  = count2;
+    if (wr_event) begin
+      if (\$5 ) begin
+        \$56  = \$6 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$40 , 3'h2 })
+        4'h2:
+            \$56  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$56  = 8'h00;
+    end
+    if (rst) begin
+      \$56  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$57  = count3;
+    if (wr_event) begin
+      if (\$7 ) begin
+        \$57  = \$8 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$41 , 3'h3 })
+        4'h3:
+            \$57  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$57  = 8'h00;
+    end
+    if (rst) begin
+      \$57  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$58  = count4;
+    if (wr_event) begin
+      if (\$9 ) begin
+        \$58  = \$10 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$42 , 3'h4 })
+        4'h4:
+            \$58  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$58  = 8'h00;
+    end
+    if (rst) begin
+      \$58  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$59  = count5;
+    if (wr_event) begin
+      if (\$11 ) begin
+        \$59  = \$12 [7:0];
+      end
+    end
+    if (\$45 ) begin
+      \$59  = 8'h00;
+    end
+    if (rst) begin
+      \$59  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$60  = count6;
+    if (wr_event) begin
+      if (\$13 ) begin
+        \$60  = \$14 [7:0];
+      end
+    end
+    if (\$45 ) begin
+      \$60  = 8'h00;
+    end
+    if (rst) begin
+      \$60  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$61  = count7;
+    if (wr_event) begin
+      if (\$15 ) begin
+        \$61  = \$16 [7:0];
+      end
+    end
+    if (\$45 ) begin
+      \$61  = 8'h00;
+    end
+    if (rst) begin
+      \$61  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$62  = count8;
+    if (wr_event) begin
+      if (\$17 ) begin
+        \$62  = \$18 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$38 , 3'h0 })
+        4'h0:
+            /* empty */;
+        4'h8:
+            \$62  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$62  = 8'h00;
+    end
+    if (rst) begin
+      \$62  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$63  = count9;
+    if (wr_event) begin
+      if (\$19 ) begin
+        \$63  = \$20 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$39 , 3'h1 })
+        4'h1:
+            /* empty */;
+        4'h9:
+            \$63  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$63  = 8'h00;
+    end
+    if (rst) begin
+      \$63  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$64  = count10;
+    if (wr_event) begin
+      if (\$21 ) begin
+        \$64  = \$22 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$40 , 3'h2 })
+        4'h2:
+            /* empty */;
+        4'ha:
+            \$64  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$64  = 8'h00;
+    end
+    if (rst) begin
+      \$64  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$65  = count11;
+    if (wr_event) begin
+      if (\$23 ) begin
+        \$65  = \$24 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$41 , 3'h3 })
+        4'h3:
+            /* empty */;
+        4'hb:
+            \$65  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$65  = 8'h00;
+    end
+    if (rst) begin
+      \$65  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$66  = count12;
+    if (wr_event) begin
+      if (\$25 ) begin
+        \$66  = \$26 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      casez ({ \$42 , 3'h4 })
+        4'h4:
+            /* empty */;
+        4'hc:
+            \$66  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$66  = 8'h00;
+    end
+    if (rst) begin
+      \$66  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$67  = count13;
+    if (wr_event) begin
+      if (\$27 ) begin
+        \$67  = \$28 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$45 ) begin
+      \$67  = 8'h00;
+    end
+    if (rst) begin
+      \$67  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$68  = count14;
+    if (wr_event) begin
+      if (\$29 ) begin
+        \$68  = \$30 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$45 ) begin
+      \$68  = 8'h00;
+    end
+    if (rst) begin
+      \$68  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$69  = count15;
+    if (wr_event) begin
+      if (\$31 ) begin
+        \$69  = \$32 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$45 ) begin
+      \$69  = 8'h00;
+    end
+    if (rst) begin
+      \$69  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$70  = in_full;
+    if (\$33 ) begin
+      if (input__payload[15]) begin
+        \$70  = 1'h1;
+      end
+    end
+    if (start_step) begin
+      \$70  = 1'h0;
+    end
+    if (\$45 ) begin
+      \$70  = 1'h0;
+    end
+    if (rst) begin
+      \$70  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$71  = in_count0;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (in_wbank)
+          1'h0:
+              \$71  = \$35 [6:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      casez (\$37 )
+        1'h0:
+            \$71  = 7'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$71  = 7'h00;
+    end
+    if (rst) begin
+      \$71  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$72  = in_count1;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (in_wbank)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$72  = \$35 [6:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      (* full_case = 32'd1 *)
+      casez (\$37 )
+        1'h0:
+            /* empty */;
+        1'h1:
+            \$72  = 7'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$72  = 7'h00;
+    end
+    if (rst) begin
+      \$72  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$73  = in_rbank;
+    if (start_step) begin
+      \$73  = in_wbank;
+    end
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$74  = in_wbank;
+    if (start_step) begin
+      \$74  = \$36 ;
+    end
+    if (\$45 ) begin
+      \$74  = 1'h0;
+    end
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$75  = cur;
+    if (end_step) begin
+      \$75  = \$43 ;
+    end
+    if (\$45 ) begin
+      \$75  = 1'h0;
+    end
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    in_wr__addr = 8'h00;
+    if (\$51 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { in_wbank, \$52  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$51 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    in_wr__en = 1'h0;
+    if (\$51 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
+  assign \port__addr$45  = { rd_bank, rd_n[6:0] };
+  assign wr_layer = \port$2662$2 [1:0];
+  assign ev_wr__addr = { cur, spike_src, \$48  };
+  assign wr_index = { 1'h0, \port$2662$2 [8:2] };
+  assign ev_wr__en = wr_event;
+  assign \events_nrw.index  = events_nrw[6:0];
+  assign \events_nrw.value  = events_nrw[14:7];
+  assign \port__data.index  = port__data[6:0];
+  assign \port__data.value  = port__data[14:7];
+  assign \input_events_nrw.index  = input_events_nrw[6:0];
+  assign \input_events_nrw.value  = input_events_nrw[14:7];
+  assign \port__data$5.index  = \port__data$5 [6:0];
+  assign \port__data$5.value  = \port__data$5 [14:7];
+  assign \input__payload.index  = input__payload[6:0];
+  assign \input__payload.value  = input__payload[14:7];
+  assign \input__payload.end  = input__payload[15];
+  assign \counts[0]  = counts[7:0];
+  assign \counts[1]  = counts[15:8];
+  assign \counts[2]  = counts[23:16];
+  assign \counts[3]  = counts[31:24];
+  assign \counts[4]  = counts[39:32];
+  assign \counts[5]  = counts[47:40];
+  assign \counts[6]  = counts[55:48];
+  assign \counts[7]  = counts[63:56];
+  assign \counts[8]  = counts[71:64];
+  assign \counts[9]  = counts[79:72];
+  assign \counts[10]  = counts[87:80];
+  assign \counts[11]  = counts[95:88];
+  assign \counts[12]  = counts[103:96];
+  assign \counts[13]  = counts[111:104];
+  assign \counts[14]  = counts[119:112];
+  assign \counts[15]  = counts[127:120];
+  assign \in_counts[0]  = in_counts[6:0];
+  assign \in_counts[1]  = in_counts[13:7];
+  assign \rd_data.index  = rd_data[6:0];
+  assign \rd_data.value  = rd_data[14:7];
+  assign \ev_wr__data.index  = ev_wr__data[6:0];
+  assign \ev_wr__data.value  = ev_wr__data[14:7];
+  assign \in_wr__data.index  = in_wr__data[6:0];
+  assign \in_wr__data.value  = in_wr__data[14:7];
+  assign ev_wr__data[14:7] = wr_value;
+  assign ev_wr__data[6:0] = \port$2662$2 [8:2];
+  assign rd_data[14:7] = \$47 ;
+  assign rd_data[6:0] = \$46 ;
+  assign in_counts[13:7] = in_count1;
+  assign in_counts[6:0] = in_count0;
+  assign counts[127:120] = count15;
+  assign counts[119:112] = count14;
+  assign counts[111:104] = count13;
+  assign counts[103:96] = count12;
+  assign counts[95:88] = count11;
+  assign counts[87:80] = count10;
+  assign counts[79:72] = count9;
+  assign counts[71:64] = count8;
+  assign counts[63:56] = count7;
+  assign counts[55:48] = count6;
+  assign counts[47:40] = count5;
+  assign counts[39:32] = count4;
+  assign counts[31:24] = count3;
+  assign counts[23:16] = count2;
+  assign counts[15:8] = count1;
+  assign counts[7:0] = count0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \port$2329$0 , \port$2370$25 , \port$2531$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [10:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [10:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [47:0] \$108 ;
+  wire \$109 ;
+  wire [17:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [17:0] \$117 ;
+  reg [25:0] \$118 ;
+  reg [17:0] \$119 ;
+  wire [26:0] \$12 ;
+  reg [25:0] \$120 ;
+  reg [17:0] \$121 ;
+  reg [25:0] \$122 ;
+  reg [17:0] \$123 ;
+  reg [25:0] \$124 ;
+  reg [17:0] \$125 ;
+  reg [25:0] \$126 ;
+  reg [17:0] \$127 ;
+  reg [25:0] \$128 ;
+  reg [17:0] \$129 ;
+  wire \$13 ;
+  reg [25:0] \$130 ;
+  reg [17:0] \$131 ;
+  reg [25:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [127:0] \$134 ;
+  wire [17:0] \$14 ;
+  wire [26:0] \$15 ;
+  wire \$16 ;
+  wire [17:0] \$17 ;
+  wire [26:0] \$18 ;
+  wire \$19 ;
+  wire [17:0] \$2 ;
+  wire [17:0] \$20 ;
+  wire [26:0] \$21 ;
+  wire \$22 ;
+  wire [17:0] \$23 ;
+  wire [26:0] \$24 ;
+  wire [10:0] \$25 ;
+  wire [10:0] \$26 ;
+  wire [10:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [26:0] \$3 ;
+  wire \$30 ;
+  wire [47:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [10:0] \$36 ;
+  wire [10:0] \$37 ;
+  wire [10:0] \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [47:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [10:0] \$47 ;
+  wire [10:0] \$48 ;
+  wire [10:0] \$49 ;
+  wire [17:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire [47:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [10:0] \$58 ;
+  wire [10:0] \$59 ;
+  wire [26:0] \$6 ;
+  wire [10:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [47:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [10:0] \$69 ;
+  wire \$7 ;
+  wire [10:0] \$70 ;
+  wire [10:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [47:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [17:0] \$8 ;
+  wire [10:0] \$80 ;
+  wire [10:0] \$81 ;
+  wire [10:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire [47:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [26:0] \$9 ;
+  wire \$90 ;
+  wire [10:0] \$91 ;
+  wire [10:0] \$92 ;
+  wire [10:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [47:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [25:0] acc0 = 26'h0000000;
+  reg [25:0] acc1 = 26'h0000000;
+  reg [25:0] acc2 = 26'h0000000;
+  reg [25:0] acc3 = 26'h0000000;
+  reg [25:0] acc4 = 26'h0000000;
+  reg [25:0] acc5 = 26'h0000000;
+  reg [25:0] acc6 = 26'h0000000;
+  reg [25:0] acc7 = 26'h0000000;
+  (* init = 9'h000 *)
+  wire [8:0] alpha;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$181 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$184 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$187 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$190 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$193 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$196 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$199 ;
+  reg [8:0] alpha_q0 = 9'h000;
+  reg [8:0] alpha_q1 = 9'h000;
+  reg [8:0] alpha_q2 = 9'h000;
+  reg [8:0] alpha_q3 = 9'h000;
+  reg [8:0] alpha_q4 = 9'h000;
+  reg [8:0] alpha_q5 = 9'h000;
+  reg [8:0] alpha_q6 = 9'h000;
+  reg [8:0] alpha_q7 = 9'h000;
+  (* init = 16'h0000 *)
+  wire [15:0] bias;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$182 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$185 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$188 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$191 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$194 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$197 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$200 ;
+  reg [15:0] bias_q0 = 16'h0000;
+  reg [15:0] bias_q1 = 16'h0000;
+  reg [15:0] bias_q2 = 16'h0000;
+  reg [15:0] bias_q3 = 16'h0000;
+  reg [15:0] bias_q4 = 16'h0000;
+  reg [15:0] bias_q5 = 16'h0000;
+  reg [15:0] bias_q6 = 16'h0000;
+  reg [15:0] bias_q7 = 16'h0000;
+  wire [1:0] busy_groups;
+  input clk;
+  wire clk;
+  wire [7:0] fire_spikes;
+  wire [17:0] leak;
+  wire [17:0] \leak$51 ;
+  wire [17:0] \leak$57 ;
+  wire [17:0] \leak$63 ;
+  wire [17:0] \leak$69 ;
+  wire [17:0] \leak$75 ;
+  wire [17:0] \leak$81 ;
+  wire [17:0] \leak$87 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
+  reg [17:0] leak_q2 = 18'h00000;
+  reg [17:0] leak_q3 = 18'h00000;
+  reg [17:0] leak_q4 = 18'h00000;
+  reg [17:0] leak_q5 = 18'h00000;
+  reg [17:0] leak_q6 = 18'h00000;
+  reg [17:0] leak_q7 = 18'h00000;
+  wire [1:0] membrane_write;
+  reg [15:0] membranes0_nrw = 16'h0000;
+  reg [15:0] membranes1_nrw = 16'h0000;
+  reg [15:0] membranes2_nrw = 16'h0000;
+  reg [15:0] membranes3_nrw = 16'h0000;
+  reg [15:0] membranes4_nrw = 16'h0000;
+  reg [15:0] membranes5_nrw = 16'h0000;
+  reg [15:0] membranes6_nrw = 16'h0000;
+  reg [15:0] membranes7_nrw = 16'h0000;
+  output [375:0] membranes_rdata;
+  wire [375:0] membranes_rdata;
+  wire [46:0] \membranes_rdata[0] ;
+  wire [46:0] \membranes_rdata[1] ;
+  wire [46:0] \membranes_rdata[2] ;
+  wire [46:0] \membranes_rdata[3] ;
+  wire [46:0] \membranes_rdata[4] ;
+  wire [46:0] \membranes_rdata[5] ;
+  wire [46:0] \membranes_rdata[6] ;
+  wire [46:0] \membranes_rdata[7] ;
+  output [127:0] new_u;
+  reg [127:0] new_u = 128'h00000000000000000000000000000000;
+  wire [15:0] \new_u[0] ;
+  wire [15:0] \new_u[1] ;
+  wire [15:0] \new_u[2] ;
+  wire [15:0] \new_u[3] ;
+  wire [15:0] \new_u[4] ;
+  wire [15:0] \new_u[5] ;
+  wire [15:0] \new_u[6] ;
+  wire [15:0] \new_u[7] ;
+  wire [4:0] p_wr__addr;
+  wire [4:0] \p_wr__addr$122 ;
+  wire [4:0] \p_wr__addr$130 ;
+  wire [4:0] \p_wr__addr$138 ;
+  wire [4:0] \p_wr__addr$146 ;
+  wire [4:0] \p_wr__addr$154 ;
+  wire [4:0] \p_wr__addr$162 ;
+  wire [4:0] \p_wr__addr$170 ;
+  wire [40:0] p_wr__data;
+  wire [40:0] \p_wr__data$125 ;
+  wire [8:0] \p_wr__data$125.alpha ;
+  wire [15:0] \p_wr__data$125.bias ;
+  wire [15:0] \p_wr__data$125.theta ;
+  wire [40:0] \p_wr__data$133 ;
+  wire [8:0] \p_wr__data$133.alpha ;
+  wire [15:0] \p_wr__data$133.bias ;
+  wire [15:0] \p_wr__data$133.theta ;
+  wire [40:0] \p_wr__data$141 ;
+  wire [8:0] \p_wr__data$141.alpha ;
+  wire [15:0] \p_wr__data$141.bias ;
+  wire [15:0] \p_wr__data$141.theta ;
+  wire [40:0] \p_wr__data$149 ;
+  wire [8:0] \p_wr__data$149.alpha ;
+  wire [15:0] \p_wr__data$149.bias ;
+  wire [15:0] \p_wr__data$149.theta ;
+  wire [40:0] \p_wr__data$157 ;
+  wire [8:0] \p_wr__data$157.alpha ;
+  wire [15:0] \p_wr__data$157.bias ;
+  wire [15:0] \p_wr__data$157.theta ;
+  wire [40:0] \p_wr__data$165 ;
+  wire [8:0] \p_wr__data$165.alpha ;
+  wire [15:0] \p_wr__data$165.bias ;
+  wire [15:0] \p_wr__data$165.theta ;
+  wire [40:0] \p_wr__data$173 ;
+  wire [8:0] \p_wr__data$173.alpha ;
+  wire [15:0] \p_wr__data$173.bias ;
+  wire [15:0] \p_wr__data$173.theta ;
+  wire [8:0] \p_wr__data.alpha ;
+  wire [15:0] \p_wr__data.bias ;
+  wire [15:0] \p_wr__data.theta ;
+  wire p_wr__en;
+  wire \p_wr__en$126 ;
+  wire \p_wr__en$134 ;
+  wire \p_wr__en$142 ;
+  wire \p_wr__en$150 ;
+  wire \p_wr__en$158 ;
+  wire \p_wr__en$166 ;
+  wire \p_wr__en$174 ;
+  reg [40:0] params0_nrw = 41'h00000000000;
+  wire [8:0] \params0_nrw.alpha ;
+  wire [15:0] \params0_nrw.bias ;
+  wire [15:0] \params0_nrw.theta ;
+  reg [40:0] params1_nrw = 41'h00000000000;
+  wire [8:0] \params1_nrw.alpha ;
+  wire [15:0] \params1_nrw.bias ;
+  wire [15:0] \params1_nrw.theta ;
+  reg [40:0] params2_nrw = 41'h00000000000;
+  wire [8:0] \params2_nrw.alpha ;
+  wire [15:0] \params2_nrw.bias ;
+  wire [15:0] \params2_nrw.theta ;
+  reg [40:0] params3_nrw = 41'h00000000000;
+  wire [8:0] \params3_nrw.alpha ;
+  wire [15:0] \params3_nrw.bias ;
+  wire [15:0] \params3_nrw.theta ;
+  reg [40:0] params4_nrw = 41'h00000000000;
+  wire [8:0] \params4_nrw.alpha ;
+  wire [15:0] \params4_nrw.bias ;
+  wire [15:0] \params4_nrw.theta ;
+  reg [40:0] params5_nrw = 41'h00000000000;
+  wire [8:0] \params5_nrw.alpha ;
+  wire [15:0] \params5_nrw.bias ;
+  wire [15:0] \params5_nrw.theta ;
+  reg [40:0] params6_nrw = 41'h00000000000;
+  wire [8:0] \params6_nrw.alpha ;
+  wire [15:0] \params6_nrw.bias ;
+  wire [15:0] \params6_nrw.theta ;
+  reg [40:0] params7_nrw = 41'h00000000000;
+  wire [8:0] \params7_nrw.alpha ;
+  wire [15:0] \params7_nrw.bias ;
+  wire [15:0] \params7_nrw.theta ;
+  output [375:0] params_rdata;
+  wire [375:0] params_rdata;
+  wire [46:0] \params_rdata[0] ;
+  wire [46:0] \params_rdata[1] ;
+  wire [46:0] \params_rdata[2] ;
+  wire [46:0] \params_rdata[3] ;
+  wire [46:0] \params_rdata[4] ;
+  wire [46:0] \params_rdata[5] ;
+  wire [46:0] \params_rdata[6] ;
+  wire [46:0] \params_rdata[7] ;
+  input \port$2321$0 ;
+  wire \port$2321$0 ;
+  input \port$2329$0 ;
+  wire \port$2329$0 ;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  input \port$2531$0 ;
+  wire \port$2531$0 ;
+  wire [4:0] port__addr;
+  wire [4:0] \port__addr$112 ;
+  wire [4:0] \port__addr$121 ;
+  wire [4:0] \port__addr$123 ;
+  wire [4:0] \port__addr$129 ;
+  wire [4:0] \port__addr$131 ;
+  wire [4:0] \port__addr$137 ;
+  wire [4:0] \port__addr$139 ;
+  wire [4:0] \port__addr$145 ;
+  wire [4:0] \port__addr$147 ;
+  wire [4:0] \port__addr$153 ;
+  wire [4:0] \port__addr$155 ;
+  wire [4:0] \port__addr$161 ;
+  wire [4:0] \port__addr$163 ;
+  wire [4:0] \port__addr$169 ;
+  wire [4:0] \port__addr$171 ;
+  wire [40:0] port__data;
+  wire [40:0] \port__data$11 ;
+  wire [8:0] \port__data$11.alpha ;
+  wire [15:0] \port__data$11.bias ;
+  wire [15:0] \port__data$11.theta ;
+  wire [15:0] \port__data$13 ;
+  wire [40:0] \port__data$15 ;
+  wire [8:0] \port__data$15.alpha ;
+  wire [15:0] \port__data$15.bias ;
+  wire [15:0] \port__data$15.theta ;
+  wire [15:0] \port__data$17 ;
+  wire [40:0] \port__data$19 ;
+  wire [8:0] \port__data$19.alpha ;
+  wire [15:0] \port__data$19.bias ;
+  wire [15:0] \port__data$19.theta ;
+  wire [15:0] \port__data$21 ;
+  wire [40:0] \port__data$23 ;
+  wire [8:0] \port__data$23.alpha ;
+  wire [15:0] \port__data$23.bias ;
+  wire [15:0] \port__data$23.theta ;
+  wire [15:0] \port__data$25 ;
+  wire [40:0] \port__data$27 ;
+  wire [8:0] \port__data$27.alpha ;
+  wire [15:0] \port__data$27.bias ;
+  wire [15:0] \port__data$27.theta ;
+  wire [15:0] \port__data$29 ;
+  wire [40:0] \port__data$31 ;
+  wire [8:0] \port__data$31.alpha ;
+  wire [15:0] \port__data$31.bias ;
+  wire [15:0] \port__data$31.theta ;
+  wire [15:0] \port__data$33 ;
+  wire [15:0] \port__data$5 ;
+  wire [40:0] \port__data$7 ;
+  wire [8:0] \port__data$7.alpha ;
+  wire [15:0] \port__data$7.bias ;
+  wire [15:0] \port__data$7.theta ;
+  wire [15:0] \port__data$9 ;
+  wire [8:0] \port__data.alpha ;
+  wire [15:0] \port__data.bias ;
+  wire [15:0] \port__data.theta ;
+  reg pre1 = 1'h0;
+  reg pre2 = 1'h0;
+  reg pre3 = 1'h0;
+  reg pre4 = 1'h0;
+  input [127:0] prod;
+  wire [127:0] prod;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire [15:0] \prod[2] ;
+  wire [15:0] \prod[3] ;
+  wire [15:0] \prod[4] ;
+  wire [15:0] \prod[5] ;
+  wire [15:0] \prod[6] ;
+  wire [15:0] \prod[7] ;
+  wire [1:0] prod_valid;
+  wire [1:0] reset;
+  wire [1:0] \reset$206 ;
+  wire [1:0] \reset$213 ;
+  wire [1:0] \reset$218 ;
+  wire [1:0] \reset$223 ;
+  wire [1:0] \reset$228 ;
+  wire [1:0] \reset$233 ;
+  wire [1:0] \reset$238 ;
+  wire [1:0] \reset$243 ;
+  input [5:0] row_addr;
+  wire [5:0] row_addr;
+  input row_start;
+  wire row_start;
+  input rst;
+  wire rst;
+  wire spike;
+  wire \spike$101 ;
+  wire \spike$103 ;
+  wire \spike$105 ;
+  wire \spike$93 ;
+  wire \spike$95 ;
+  wire \spike$97 ;
+  wire \spike$99 ;
+  output [7:0] spikes;
+  reg [7:0] spikes = 8'h00;
+  wire spiking;
+  wire \spiking$208 ;
+  wire \spiking$214 ;
+  wire \spiking$219 ;
+  wire \spiking$224 ;
+  wire \spiking$229 ;
+  wire \spiking$234 ;
+  wire \spiking$239 ;
+  wire \spiking$244 ;
+  wire [15:0] theta;
+  wire [15:0] \theta$211 ;
+  wire [15:0] \theta$216 ;
+  wire [15:0] \theta$221 ;
+  wire [15:0] \theta$226 ;
+  wire [15:0] \theta$231 ;
+  wire [15:0] \theta$236 ;
+  wire [15:0] \theta$241 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] total;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$210 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$215 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$220 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$225 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$230 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$235 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$240 ;
+  (* init = 16'h0000 *)
+  wire [15:0] u;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$180 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$183 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$186 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$189 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$192 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$195 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$198 ;
+  wire [15:0] u_new;
+  wire [15:0] \u_new$100 ;
+  wire [15:0] \u_new$102 ;
+  wire [15:0] \u_new$104 ;
+  wire [15:0] \u_new$106 ;
+  wire [15:0] \u_new$94 ;
+  wire [15:0] \u_new$96 ;
+  wire [15:0] \u_new$98 ;
+  reg [15:0] u_q0 = 16'h0000;
+  reg [15:0] u_q1 = 16'h0000;
+  reg [15:0] u_q2 = 16'h0000;
+  reg [15:0] u_q3 = 16'h0000;
+  reg [15:0] u_q4 = 16'h0000;
+  reg [15:0] u_q5 = 16'h0000;
+  reg [15:0] u_q6 = 16'h0000;
+  reg [15:0] u_q7 = 16'h0000;
+  wire [4:0] u_wr__addr;
+  wire [4:0] \u_wr__addr$124 ;
+  wire [4:0] \u_wr__addr$132 ;
+  wire [4:0] \u_wr__addr$140 ;
+  wire [4:0] \u_wr__addr$148 ;
+  wire [4:0] \u_wr__addr$156 ;
+  wire [4:0] \u_wr__addr$164 ;
+  wire [4:0] \u_wr__addr$172 ;
+  wire [15:0] u_wr__data;
+  wire [15:0] \u_wr__data$127 ;
+  wire [15:0] \u_wr__data$135 ;
+  wire [15:0] \u_wr__data$143 ;
+  wire [15:0] \u_wr__data$151 ;
+  wire [15:0] \u_wr__data$159 ;
+  wire [15:0] \u_wr__data$167 ;
+  wire [15:0] \u_wr__data$175 ;
+  wire u_wr__en;
+  wire \u_wr__en$128 ;
+  wire \u_wr__en$136 ;
+  wire \u_wr__en$144 ;
+  wire \u_wr__en$152 ;
+  wire \u_wr__en$160 ;
+  wire \u_wr__en$168 ;
+  wire \u_wr__en$176 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$204 ;
+  wire [15:0] \v_reset$212 ;
+  wire [15:0] \v_reset$217 ;
+  wire [15:0] \v_reset$222 ;
+  wire [15:0] \v_reset$227 ;
+  wire [15:0] \v_reset$232 ;
+  wire [15:0] \v_reset$237 ;
+  wire [15:0] \v_reset$242 ;
+  input [133:0] views;
+  wire [133:0] views;
+  wire [66:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [3:0] \views[0].region ;
+  wire [46:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [66:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [3:0] \views[1].region ;
+  wire [46:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes0 [31:0];
   initial begin
@@ -3748,10 +5423,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$429 )
-      membranes0[\$283 [4:0]] <= \$284 [15:0];
+    if (u_wr__en)
+      membranes0[\$27 [4:0]] <= \$31 [15:0];
   end
-  assign \port__data$25  = membranes0[\$255 [4:0]];
+  assign \port__data$5  = membranes0[\$26 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -3789,10 +5464,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$433 )
-      membranes1[\$289 [4:0]] <= \$290 [15:0];
+    if (\u_wr__en$128 )
+      membranes1[\$38 [4:0]] <= \$42 [15:0];
   end
-  assign \port__data$31  = membranes1[\$258 [4:0]];
+  assign \port__data$9  = membranes1[\$37 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -3830,10 +5505,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$436 )
-      membranes2[\$295 [4:0]] <= \$296 [15:0];
+    if (\u_wr__en$136 )
+      membranes2[\$49 [4:0]] <= \$53 [15:0];
   end
-  assign \port__data$37  = membranes2[\$261 [4:0]];
+  assign \port__data$13  = membranes2[\$48 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -3871,10 +5546,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$439 )
-      membranes3[\$301 [4:0]] <= \$302 [15:0];
+    if (\u_wr__en$144 )
+      membranes3[\$60 [4:0]] <= \$64 [15:0];
   end
-  assign \port__data$43  = membranes3[\$264 [4:0]];
+  assign \port__data$17  = membranes3[\$59 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -3912,10 +5587,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$442 )
-      membranes4[\$307 [4:0]] <= \$308 [15:0];
+    if (\u_wr__en$152 )
+      membranes4[\$71 [4:0]] <= \$75 [15:0];
   end
-  assign \port__data$49  = membranes4[\$267 [4:0]];
+  assign \port__data$21  = membranes4[\$70 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -3953,10 +5628,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$445 )
-      membranes5[\$313 [4:0]] <= \$314 [15:0];
+    if (\u_wr__en$160 )
+      membranes5[\$82 [4:0]] <= \$86 [15:0];
   end
-  assign \port__data$55  = membranes5[\$270 [4:0]];
+  assign \port__data$25  = membranes5[\$81 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -3994,10 +5669,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$448 )
-      membranes6[\$319 [4:0]] <= \$320 [15:0];
+    if (\u_wr__en$168 )
+      membranes6[\$93 [4:0]] <= \$97 [15:0];
   end
-  assign \port__data$61  = membranes6[\$273 [4:0]];
+  assign \port__data$29  = membranes6[\$92 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -4035,10 +5710,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$451 )
-      membranes7[\$325 [4:0]] <= \$326 [15:0];
+    if (\u_wr__en$176 )
+      membranes7[\$104 [4:0]] <= \$108 [15:0];
   end
-  assign \port__data$67  = membranes7[\$276 [4:0]];
+  assign \port__data$33  = membranes7[\$103 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -4076,10 +5751,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$259 )
-      params0[host_addr[4:0]] <= host_wdata[40:0];
+    if (p_wr__en)
+      params0[views[4:0]] <= views[51:11];
   end
-  assign \port__data$23  = params0[\$254 [4:0]];
+  assign port__data = params0[\$25 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -4117,10 +5792,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$265 )
-      params1[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$126 )
+      params1[views[4:0]] <= views[51:11];
   end
-  assign \port__data$29  = params1[\$257 [4:0]];
+  assign \port__data$7  = params1[\$36 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -4158,10 +5833,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$271 )
-      params2[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$134 )
+      params2[views[4:0]] <= views[51:11];
   end
-  assign \port__data$35  = params2[\$260 [4:0]];
+  assign \port__data$11  = params2[\$47 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -4199,10 +5874,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$277 )
-      params3[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$142 )
+      params3[views[4:0]] <= views[51:11];
   end
-  assign \port__data$41  = params3[\$263 [4:0]];
+  assign \port__data$15  = params3[\$58 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -4240,10 +5915,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$283 )
-      params4[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$150 )
+      params4[views[71:67]] <= views[118:78];
   end
-  assign \port__data$47  = params4[\$266 [4:0]];
+  assign \port__data$19  = params4[\$69 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4281,10 +5956,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$289 )
-      params5[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$158 )
+      params5[views[71:67]] <= views[118:78];
   end
-  assign \port__data$53  = params5[\$269 [4:0]];
+  assign \port__data$23  = params5[\$80 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4322,10 +5997,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$295 )
-      params6[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$166 )
+      params6[views[71:67]] <= views[118:78];
   end
-  assign \port__data$59  = params6[\$272 [4:0]];
+  assign \port__data$27  = params6[\$91 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4363,10 +6038,12051 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$301 )
-      params7[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$174 )
+      params7[views[71:67]] <= views[118:78];
   end
-  assign \port__data$65  = params7[\$275 [4:0]];
+  assign \port__data$31  = params7[\$102 [4:0]];
+  assign \$1  = \port$2531$0  | pre3;
+  assign \$2  = \port$2531$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$3  = $signed(acc0) + $signed(\$2 );
+  assign \$4  = \port$2531$0  | pre3;
+  assign \$5  = \port$2531$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$6  = $signed(acc1) + $signed(\$5 );
+  assign \$7  = \port$2531$0  | pre3;
+  assign \$8  = \port$2531$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$9  = $signed(acc2) + $signed(\$8 );
+  assign \$10  = \port$2531$0  | pre3;
+  assign \$11  = \port$2531$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$12  = $signed(acc3) + $signed(\$11 );
+  assign \$13  = \port$2531$0  | pre3;
+  assign \$14  = \port$2531$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$15  = $signed(acc4) + $signed(\$14 );
+  assign \$16  = \port$2531$0  | pre3;
+  assign \$17  = \port$2531$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$18  = $signed(acc5) + $signed(\$17 );
+  assign \$19  = \port$2531$0  | pre3;
+  assign \$20  = \port$2531$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$21  = $signed(acc6) + $signed(\$20 );
+  assign \$22  = \port$2531$0  | pre3;
+  assign \$23  = \port$2531$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$24  = $signed(acc7) + $signed(\$23 );
+  assign \$25  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$28  = views[63:60] == 2'h2;
+  assign \$29  = views[58] & \$28 ;
+  assign \$30  = ! views[66:64];
+  assign p_wr__en = \$29  & \$30 ;
+  assign \$31  = \port$2321$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
+  assign \$32  = views[63:60] == 2'h3;
+  assign \$33  = views[58] & \$32 ;
+  assign \$34  = ! views[66:64];
+  assign \$35  = \$33  & \$34 ;
+  assign u_wr__en = \port$2321$0  ? \port$2329$0  : \$35 ;
+  assign \$36  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$39  = views[63:60] == 2'h2;
+  assign \$40  = views[58] & \$39 ;
+  assign \$41  = views[66:64] == 1'h1;
+  assign \p_wr__en$126  = \$40  & \$41 ;
+  assign \$42  = \port$2321$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
+  assign \$43  = views[63:60] == 2'h3;
+  assign \$44  = views[58] & \$43 ;
+  assign \$45  = views[66:64] == 1'h1;
+  assign \$46  = \$44  & \$45 ;
+  assign \u_wr__en$128  = \port$2321$0  ? \port$2329$0  : \$46 ;
+  assign \$47  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$50  = views[63:60] == 2'h2;
+  assign \$51  = views[58] & \$50 ;
+  assign \$52  = views[66:64] == 2'h2;
+  assign \p_wr__en$134  = \$51  & \$52 ;
+  assign \$53  = \port$2321$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
+  assign \$54  = views[63:60] == 2'h3;
+  assign \$55  = views[58] & \$54 ;
+  assign \$56  = views[66:64] == 2'h2;
+  assign \$57  = \$55  & \$56 ;
+  assign \u_wr__en$136  = \port$2321$0  ? \port$2329$0  : \$57 ;
+  assign \$58  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$61  = views[63:60] == 2'h2;
+  assign \$62  = views[58] & \$61 ;
+  assign \$63  = views[66:64] == 2'h3;
+  assign \p_wr__en$142  = \$62  & \$63 ;
+  assign \$64  = \port$2321$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
+  assign \$65  = views[63:60] == 2'h3;
+  assign \$66  = views[58] & \$65 ;
+  assign \$67  = views[66:64] == 2'h3;
+  assign \$68  = \$66  & \$67 ;
+  assign \u_wr__en$144  = \port$2321$0  ? \port$2329$0  : \$68 ;
+  assign \$69  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$70  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$71  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$72  = views[130:127] == 2'h2;
+  assign \$73  = views[125] & \$72 ;
+  assign \$74  = views[133:131] == 3'h4;
+  assign \p_wr__en$150  = \$73  & \$74 ;
+  assign \$75  = \port$2321$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
+  assign \$76  = views[130:127] == 2'h3;
+  assign \$77  = views[125] & \$76 ;
+  assign \$78  = views[133:131] == 3'h4;
+  assign \$79  = \$77  & \$78 ;
+  assign \u_wr__en$152  = \port$2321$0  ? \port$2329$0  : \$79 ;
+  assign \$80  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$81  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$82  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$83  = views[130:127] == 2'h2;
+  assign \$84  = views[125] & \$83 ;
+  assign \$85  = views[133:131] == 3'h5;
+  assign \p_wr__en$158  = \$84  & \$85 ;
+  assign \$86  = \port$2321$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
+  assign \$87  = views[130:127] == 2'h3;
+  assign \$88  = views[125] & \$87 ;
+  assign \$89  = views[133:131] == 3'h5;
+  assign \$90  = \$88  & \$89 ;
+  assign \u_wr__en$160  = \port$2321$0  ? \port$2329$0  : \$90 ;
+  assign \$91  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$92  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$93  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$94  = views[130:127] == 2'h2;
+  assign \$95  = views[125] & \$94 ;
+  assign \$96  = views[133:131] == 3'h6;
+  assign \p_wr__en$166  = \$95  & \$96 ;
+  assign \$97  = \port$2321$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
+  assign \$98  = views[130:127] == 2'h3;
+  assign \$99  = views[125] & \$98 ;
+  assign \$100  = views[133:131] == 3'h6;
+  assign \$101  = \$99  & \$100 ;
+  assign \u_wr__en$168  = \port$2321$0  ? \port$2329$0  : \$101 ;
+  assign \$102  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$103  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$104  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$105  = views[130:127] == 2'h2;
+  assign \$106  = views[125] & \$105 ;
+  assign \$107  = views[133:131] == 3'h7;
+  assign \p_wr__en$174  = \$106  & \$107 ;
+  assign \$108  = \port$2321$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
+  assign \$109  = views[130:127] == 2'h3;
+  assign \$110  = views[125] & \$109 ;
+  assign \$111  = views[133:131] == 3'h7;
+  assign \$112  = \$110  & \$111 ;
+  assign \u_wr__en$176  = \port$2321$0  ? \port$2329$0  : \$112 ;
+  always @(posedge clk)
+    params0_nrw <= port__data;
+  always @(posedge clk)
+    membranes0_nrw <= \port__data$5 ;
+  always @(posedge clk)
+    params1_nrw <= \port__data$7 ;
+  always @(posedge clk)
+    membranes1_nrw <= \port__data$9 ;
+  always @(posedge clk)
+    params2_nrw <= \port__data$11 ;
+  always @(posedge clk)
+    membranes2_nrw <= \port__data$13 ;
+  always @(posedge clk)
+    params3_nrw <= \port__data$15 ;
+  always @(posedge clk)
+    membranes3_nrw <= \port__data$17 ;
+  always @(posedge clk)
+    params4_nrw <= \port__data$19 ;
+  always @(posedge clk)
+    membranes4_nrw <= \port__data$21 ;
+  always @(posedge clk)
+    params5_nrw <= \port__data$23 ;
+  always @(posedge clk)
+    membranes5_nrw <= \port__data$25 ;
+  always @(posedge clk)
+    params6_nrw <= \port__data$27 ;
+  always @(posedge clk)
+    membranes6_nrw <= \port__data$29 ;
+  always @(posedge clk)
+    params7_nrw <= \port__data$31 ;
+  always @(posedge clk)
+    membranes7_nrw <= \port__data$33 ;
+  always @(posedge clk)
+    pre1 <= \$113 ;
+  always @(posedge clk)
+    pre2 <= \$114 ;
+  always @(posedge clk)
+    pre3 <= \$115 ;
+  always @(posedge clk)
+    pre4 <= \$116 ;
+  always @(posedge clk)
+    bias_q0 <= params0_nrw[40:25];
+  always @(posedge clk)
+    u_q0 <= membranes0_nrw;
+  always @(posedge clk)
+    alpha_q0 <= params0_nrw[8:0];
+  always @(posedge clk)
+    leak_q0 <= \$117 ;
+  always @(posedge clk)
+    acc0 <= \$118 ;
+  always @(posedge clk)
+    bias_q1 <= params1_nrw[40:25];
+  always @(posedge clk)
+    u_q1 <= membranes1_nrw;
+  always @(posedge clk)
+    alpha_q1 <= params1_nrw[8:0];
+  always @(posedge clk)
+    leak_q1 <= \$119 ;
+  always @(posedge clk)
+    acc1 <= \$120 ;
+  always @(posedge clk)
+    bias_q2 <= params2_nrw[40:25];
+  always @(posedge clk)
+    u_q2 <= membranes2_nrw;
+  always @(posedge clk)
+    alpha_q2 <= params2_nrw[8:0];
+  always @(posedge clk)
+    leak_q2 <= \$121 ;
+  always @(posedge clk)
+    acc2 <= \$122 ;
+  always @(posedge clk)
+    bias_q3 <= params3_nrw[40:25];
+  always @(posedge clk)
+    u_q3 <= membranes3_nrw;
+  always @(posedge clk)
+    alpha_q3 <= params3_nrw[8:0];
+  always @(posedge clk)
+    leak_q3 <= \$123 ;
+  always @(posedge clk)
+    acc3 <= \$124 ;
+  always @(posedge clk)
+    bias_q4 <= params4_nrw[40:25];
+  always @(posedge clk)
+    u_q4 <= membranes4_nrw;
+  always @(posedge clk)
+    alpha_q4 <= params4_nrw[8:0];
+  always @(posedge clk)
+    leak_q4 <= \$125 ;
+  always @(posedge clk)
+    acc4 <= \$126 ;
+  always @(posedge clk)
+    bias_q5 <= params5_nrw[40:25];
+  always @(posedge clk)
+    u_q5 <= membranes5_nrw;
+  always @(posedge clk)
+    alpha_q5 <= params5_nrw[8:0];
+  always @(posedge clk)
+    leak_q5 <= \$127 ;
+  always @(posedge clk)
+    acc5 <= \$128 ;
+  always @(posedge clk)
+    bias_q6 <= params6_nrw[40:25];
+  always @(posedge clk)
+    u_q6 <= membranes6_nrw;
+  always @(posedge clk)
+    alpha_q6 <= params6_nrw[8:0];
+  always @(posedge clk)
+    leak_q6 <= \$129 ;
+  always @(posedge clk)
+    acc6 <= \$130 ;
+  always @(posedge clk)
+    bias_q7 <= params7_nrw[40:25];
+  always @(posedge clk)
+    u_q7 <= membranes7_nrw;
+  always @(posedge clk)
+    alpha_q7 <= params7_nrw[8:0];
+  always @(posedge clk)
+    leak_q7 <= \$131 ;
+  always @(posedge clk)
+    acc7 <= \$132 ;
+  always @(posedge clk)
+    spikes <= \$133 ;
+  always @(posedge clk)
+    new_u <= \$134 ;
+  \npu_core_demo.neurons.leak0  leak0 (
+    .alpha(alpha_q0),
+    .bias(bias_q0),
+    .leak(leak),
+    .u(u_q0)
+  );
+  \npu_core_demo.neurons.leak1  leak1 (
+    .alpha(alpha_q1),
+    .bias(bias_q1),
+    .leak(\leak$51 ),
+    .u(u_q1)
+  );
+  \npu_core_demo.neurons.leak2  leak2 (
+    .alpha(alpha_q2),
+    .bias(bias_q2),
+    .leak(\leak$57 ),
+    .u(u_q2)
+  );
+  \npu_core_demo.neurons.leak3  leak3 (
+    .alpha(alpha_q3),
+    .bias(bias_q3),
+    .leak(\leak$63 ),
+    .u(u_q3)
+  );
+  \npu_core_demo.neurons.leak4  leak4 (
+    .alpha(alpha_q4),
+    .bias(bias_q4),
+    .leak(\leak$69 ),
+    .u(u_q4)
+  );
+  \npu_core_demo.neurons.leak5  leak5 (
+    .alpha(alpha_q5),
+    .bias(bias_q5),
+    .leak(\leak$75 ),
+    .u(u_q5)
+  );
+  \npu_core_demo.neurons.leak6  leak6 (
+    .alpha(alpha_q6),
+    .bias(bias_q6),
+    .leak(\leak$81 ),
+    .u(u_q6)
+  );
+  \npu_core_demo.neurons.leak7  leak7 (
+    .alpha(alpha_q7),
+    .bias(bias_q7),
+    .leak(\leak$87 ),
+    .u(u_q7)
+  );
+  \npu_core_demo.neurons.neuron0  neuron0 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(spike),
+    .theta(params0_nrw[24:9]),
+    .total(acc0),
+    .u_new(u_new)
+  );
+  \npu_core_demo.neurons.neuron1  neuron1 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$93 ),
+    .theta(params1_nrw[24:9]),
+    .total(acc1),
+    .u_new(\u_new$94 )
+  );
+  \npu_core_demo.neurons.neuron2  neuron2 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$95 ),
+    .theta(params2_nrw[24:9]),
+    .total(acc2),
+    .u_new(\u_new$96 )
+  );
+  \npu_core_demo.neurons.neuron3  neuron3 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$97 ),
+    .theta(params3_nrw[24:9]),
+    .total(acc3),
+    .u_new(\u_new$98 )
+  );
+  \npu_core_demo.neurons.neuron4  neuron4 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$99 ),
+    .theta(params4_nrw[24:9]),
+    .total(acc4),
+    .u_new(\u_new$100 )
+  );
+  \npu_core_demo.neurons.neuron5  neuron5 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$101 ),
+    .theta(params5_nrw[24:9]),
+    .total(acc5),
+    .u_new(\u_new$102 )
+  );
+  \npu_core_demo.neurons.neuron6  neuron6 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$103 ),
+    .theta(params6_nrw[24:9]),
+    .total(acc6),
+    .u_new(\u_new$104 )
+  );
+  \npu_core_demo.neurons.neuron7  neuron7 (
+    .\port$2370$25 (\port$2370$25 ),
+    .spike(\spike$105 ),
+    .theta(params7_nrw[24:9]),
+    .total(acc7),
+    .u_new(\u_new$106 )
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$113  = row_start;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$114  = pre1;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$115  = pre2;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$116  = pre3;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$117  = leak;
+    if (rst) begin
+      \$117  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$118  = acc0;
+    if (row_start) begin
+      \$118  = 26'h0000000;
+    end else if (\$1 ) begin
+      \$118  = \$3 [25:0];
+    end
+    if (rst) begin
+      \$118  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$119  = \leak$51 ;
+    if (rst) begin
+      \$119  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$120  = acc1;
+    if (row_start) begin
+      \$120  = 26'h0000000;
+    end else if (\$4 ) begin
+      \$120  = \$6 [25:0];
+    end
+    if (rst) begin
+      \$120  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$121  = \leak$57 ;
+    if (rst) begin
+      \$121  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$122  = acc2;
+    if (row_start) begin
+      \$122  = 26'h0000000;
+    end else if (\$7 ) begin
+      \$122  = \$9 [25:0];
+    end
+    if (rst) begin
+      \$122  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$123  = \leak$63 ;
+    if (rst) begin
+      \$123  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$124  = acc3;
+    if (row_start) begin
+      \$124  = 26'h0000000;
+    end else if (\$10 ) begin
+      \$124  = \$12 [25:0];
+    end
+    if (rst) begin
+      \$124  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$125  = \leak$69 ;
+    if (rst) begin
+      \$125  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$126  = acc4;
+    if (row_start) begin
+      \$126  = 26'h0000000;
+    end else if (\$13 ) begin
+      \$126  = \$15 [25:0];
+    end
+    if (rst) begin
+      \$126  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$127  = \leak$75 ;
+    if (rst) begin
+      \$127  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$128  = acc5;
+    if (row_start) begin
+      \$128  = 26'h0000000;
+    end else if (\$16 ) begin
+      \$128  = \$18 [25:0];
+    end
+    if (rst) begin
+      \$128  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$129  = \leak$81 ;
+    if (rst) begin
+      \$129  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$130  = acc6;
+    if (row_start) begin
+      \$130  = 26'h0000000;
+    end else if (\$19 ) begin
+      \$130  = \$21 [25:0];
+    end
+    if (rst) begin
+      \$130  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$131  = \leak$87 ;
+    if (rst) begin
+      \$131  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$132  = acc7;
+    if (row_start) begin
+      \$132  = 26'h0000000;
+    end else if (\$22 ) begin
+      \$132  = \$24 [25:0];
+    end
+    if (rst) begin
+      \$132  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$133 [0] = spike;
+    \$133 [1] = \spike$93 ;
+    \$133 [2] = \spike$95 ;
+    \$133 [3] = \spike$97 ;
+    \$133 [4] = \spike$99 ;
+    \$133 [5] = \spike$101 ;
+    \$133 [6] = \spike$103 ;
+    \$133 [7] = \spike$105 ;
+    if (rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$134 [15:0] = u_new;
+    \$134 [31:16] = \u_new$94 ;
+    \$134 [47:32] = \u_new$96 ;
+    \$134 [63:48] = \u_new$98 ;
+    \$134 [79:64] = \u_new$100 ;
+    \$134 [95:80] = \u_new$102 ;
+    \$134 [111:96] = \u_new$104 ;
+    \$134 [127:112] = \u_new$106 ;
+    if (rst) begin
+      \$134  = 128'h00000000000000000000000000000000;
+    end
+  end
+  assign prod_valid = { \port$2531$0 , \port$2531$0  };
+  assign port__addr = \$25 [4:0];
+  assign busy_groups = { \port$2321$0 , \port$2321$0  };
+  assign p_wr__addr = views[4:0];
+  assign \port__addr$112  = \$26 [4:0];
+  assign u_wr__addr = \$27 [4:0];
+  assign p_wr__data = views[51:11];
+  assign u_wr__data = \$31 [15:0];
+  assign membrane_write = { \port$2329$0 , \port$2329$0  };
+  assign \port__addr$121  = \$36 [4:0];
+  assign \p_wr__addr$122  = views[4:0];
+  assign \port__addr$123  = \$37 [4:0];
+  assign \u_wr__addr$124  = \$38 [4:0];
+  assign \p_wr__data$125  = views[51:11];
+  assign \u_wr__data$127  = \$42 [15:0];
+  assign \port__addr$129  = \$47 [4:0];
+  assign \p_wr__addr$130  = views[4:0];
+  assign \port__addr$131  = \$48 [4:0];
+  assign \u_wr__addr$132  = \$49 [4:0];
+  assign \p_wr__data$133  = views[51:11];
+  assign \u_wr__data$135  = \$53 [15:0];
+  assign \port__addr$137  = \$58 [4:0];
+  assign \p_wr__addr$138  = views[4:0];
+  assign \port__addr$139  = \$59 [4:0];
+  assign \u_wr__addr$140  = \$60 [4:0];
+  assign \p_wr__data$141  = views[51:11];
+  assign \u_wr__data$143  = \$64 [15:0];
+  assign \port__addr$145  = \$69 [4:0];
+  assign \p_wr__addr$146  = views[71:67];
+  assign \port__addr$147  = \$70 [4:0];
+  assign \u_wr__addr$148  = \$71 [4:0];
+  assign \p_wr__data$149  = views[118:78];
+  assign \u_wr__data$151  = \$75 [15:0];
+  assign \port__addr$153  = \$80 [4:0];
+  assign \p_wr__addr$154  = views[71:67];
+  assign \port__addr$155  = \$81 [4:0];
+  assign \u_wr__addr$156  = \$82 [4:0];
+  assign \p_wr__data$157  = views[118:78];
+  assign \u_wr__data$159  = \$86 [15:0];
+  assign \port__addr$161  = \$91 [4:0];
+  assign \p_wr__addr$162  = views[71:67];
+  assign \port__addr$163  = \$92 [4:0];
+  assign \u_wr__addr$164  = \$93 [4:0];
+  assign \p_wr__data$165  = views[118:78];
+  assign \u_wr__data$167  = \$97 [15:0];
+  assign \port__addr$169  = \$102 [4:0];
+  assign \p_wr__addr$170  = views[71:67];
+  assign \port__addr$171  = \$103 [4:0];
+  assign \u_wr__addr$172  = \$104 [4:0];
+  assign \p_wr__data$173  = views[118:78];
+  assign \u_wr__data$175  = \$108 [15:0];
+  assign u = u_q0;
+  assign alpha = alpha_q0;
+  assign bias = bias_q0;
+  assign \u$180  = u_q1;
+  assign \alpha$181  = alpha_q1;
+  assign \bias$182  = bias_q1;
+  assign \u$183  = u_q2;
+  assign \alpha$184  = alpha_q2;
+  assign \bias$185  = bias_q2;
+  assign \u$186  = u_q3;
+  assign \alpha$187  = alpha_q3;
+  assign \bias$188  = bias_q3;
+  assign \u$189  = u_q4;
+  assign \alpha$190  = alpha_q4;
+  assign \bias$191  = bias_q4;
+  assign \u$192  = u_q5;
+  assign \alpha$193  = alpha_q5;
+  assign \bias$194  = bias_q5;
+  assign \u$195  = u_q6;
+  assign \alpha$196  = alpha_q6;
+  assign \bias$197  = bias_q6;
+  assign \u$198  = u_q7;
+  assign \alpha$199  = alpha_q7;
+  assign \bias$200  = bias_q7;
+  assign total = acc0;
+  assign theta = params0_nrw[24:9];
+  assign v_reset = \port$2370$25 [18:3];
+  assign \v_reset$204  = \port$2370$25 [18:3];
+  assign reset = \port$2370$25 [2:1];
+  assign \reset$206  = \port$2370$25 [2:1];
+  assign spiking = \port$2370$25 [0];
+  assign \spiking$208  = \port$2370$25 [0];
+  assign \total$210  = acc1;
+  assign \theta$211  = params1_nrw[24:9];
+  assign \v_reset$212  = \port$2370$25 [18:3];
+  assign \reset$213  = \port$2370$25 [2:1];
+  assign \spiking$214  = \port$2370$25 [0];
+  assign \total$215  = acc2;
+  assign \theta$216  = params2_nrw[24:9];
+  assign \v_reset$217  = \port$2370$25 [18:3];
+  assign \reset$218  = \port$2370$25 [2:1];
+  assign \spiking$219  = \port$2370$25 [0];
+  assign \total$220  = acc3;
+  assign \theta$221  = params3_nrw[24:9];
+  assign \v_reset$222  = \port$2370$25 [18:3];
+  assign \reset$223  = \port$2370$25 [2:1];
+  assign \spiking$224  = \port$2370$25 [0];
+  assign \total$225  = acc4;
+  assign \theta$226  = params4_nrw[24:9];
+  assign \v_reset$227  = \port$2370$25 [18:3];
+  assign \reset$228  = \port$2370$25 [2:1];
+  assign \spiking$229  = \port$2370$25 [0];
+  assign \total$230  = acc5;
+  assign \theta$231  = params5_nrw[24:9];
+  assign \v_reset$232  = \port$2370$25 [18:3];
+  assign \reset$233  = \port$2370$25 [2:1];
+  assign \spiking$234  = \port$2370$25 [0];
+  assign \total$235  = acc6;
+  assign \theta$236  = params6_nrw[24:9];
+  assign \v_reset$237  = \port$2370$25 [18:3];
+  assign \reset$238  = \port$2370$25 [2:1];
+  assign \spiking$239  = \port$2370$25 [0];
+  assign \total$240  = acc7;
+  assign \theta$241  = params7_nrw[24:9];
+  assign \v_reset$242  = \port$2370$25 [18:3];
+  assign \reset$243  = \port$2370$25 [2:1];
+  assign \spiking$244  = \port$2370$25 [0];
+  assign \params0_nrw.alpha  = params0_nrw[8:0];
+  assign \params0_nrw.theta  = params0_nrw[24:9];
+  assign \params0_nrw.bias  = params0_nrw[40:25];
+  assign \port__data.alpha  = port__data[8:0];
+  assign \port__data.theta  = port__data[24:9];
+  assign \port__data.bias  = port__data[40:25];
+  assign \params1_nrw.alpha  = params1_nrw[8:0];
+  assign \params1_nrw.theta  = params1_nrw[24:9];
+  assign \params1_nrw.bias  = params1_nrw[40:25];
+  assign \port__data$7.alpha  = \port__data$7 [8:0];
+  assign \port__data$7.theta  = \port__data$7 [24:9];
+  assign \port__data$7.bias  = \port__data$7 [40:25];
+  assign \params2_nrw.alpha  = params2_nrw[8:0];
+  assign \params2_nrw.theta  = params2_nrw[24:9];
+  assign \params2_nrw.bias  = params2_nrw[40:25];
+  assign \port__data$11.alpha  = \port__data$11 [8:0];
+  assign \port__data$11.theta  = \port__data$11 [24:9];
+  assign \port__data$11.bias  = \port__data$11 [40:25];
+  assign \params3_nrw.alpha  = params3_nrw[8:0];
+  assign \params3_nrw.theta  = params3_nrw[24:9];
+  assign \params3_nrw.bias  = params3_nrw[40:25];
+  assign \port__data$15.alpha  = \port__data$15 [8:0];
+  assign \port__data$15.theta  = \port__data$15 [24:9];
+  assign \port__data$15.bias  = \port__data$15 [40:25];
+  assign \params4_nrw.alpha  = params4_nrw[8:0];
+  assign \params4_nrw.theta  = params4_nrw[24:9];
+  assign \params4_nrw.bias  = params4_nrw[40:25];
+  assign \port__data$19.alpha  = \port__data$19 [8:0];
+  assign \port__data$19.theta  = \port__data$19 [24:9];
+  assign \port__data$19.bias  = \port__data$19 [40:25];
+  assign \params5_nrw.alpha  = params5_nrw[8:0];
+  assign \params5_nrw.theta  = params5_nrw[24:9];
+  assign \params5_nrw.bias  = params5_nrw[40:25];
+  assign \port__data$23.alpha  = \port__data$23 [8:0];
+  assign \port__data$23.theta  = \port__data$23 [24:9];
+  assign \port__data$23.bias  = \port__data$23 [40:25];
+  assign \params6_nrw.alpha  = params6_nrw[8:0];
+  assign \params6_nrw.theta  = params6_nrw[24:9];
+  assign \params6_nrw.bias  = params6_nrw[40:25];
+  assign \port__data$27.alpha  = \port__data$27 [8:0];
+  assign \port__data$27.theta  = \port__data$27 [24:9];
+  assign \port__data$27.bias  = \port__data$27 [40:25];
+  assign \params7_nrw.alpha  = params7_nrw[8:0];
+  assign \params7_nrw.theta  = params7_nrw[24:9];
+  assign \params7_nrw.bias  = params7_nrw[40:25];
+  assign \port__data$31.alpha  = \port__data$31 [8:0];
+  assign \port__data$31.theta  = \port__data$31 [24:9];
+  assign \port__data$31.bias  = \port__data$31 [40:25];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod[2]  = prod[47:32];
+  assign \prod[3]  = prod[63:48];
+  assign \prod[4]  = prod[79:64];
+  assign \prod[5]  = prod[95:80];
+  assign \prod[6]  = prod[111:96];
+  assign \prod[7]  = prod[127:112];
+  assign \new_u[0]  = new_u[15:0];
+  assign \new_u[1]  = new_u[31:16];
+  assign \new_u[2]  = new_u[47:32];
+  assign \new_u[3]  = new_u[63:48];
+  assign \new_u[4]  = new_u[79:64];
+  assign \new_u[5]  = new_u[95:80];
+  assign \new_u[6]  = new_u[111:96];
+  assign \new_u[7]  = new_u[127:112];
+  assign \views[0]  = views[66:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[57:11];
+  assign \views[0].we  = views[58];
+  assign \views[0].re  = views[59];
+  assign \views[0].region  = views[63:60];
+  assign \views[0].lane  = views[66:64];
+  assign \views[1]  = views[133:67];
+  assign \views[1].word  = views[77:67];
+  assign \views[1].wdata  = views[124:78];
+  assign \views[1].we  = views[125];
+  assign \views[1].re  = views[126];
+  assign \views[1].region  = views[130:127];
+  assign \views[1].lane  = views[133:131];
+  assign \p_wr__data.alpha  = views[19:11];
+  assign \p_wr__data.theta  = views[35:20];
+  assign \p_wr__data.bias  = views[51:36];
+  assign \params_rdata[0]  = params_rdata[46:0];
+  assign \params_rdata[1]  = params_rdata[93:47];
+  assign \params_rdata[2]  = params_rdata[140:94];
+  assign \params_rdata[3]  = params_rdata[187:141];
+  assign \params_rdata[4]  = params_rdata[234:188];
+  assign \params_rdata[5]  = params_rdata[281:235];
+  assign \params_rdata[6]  = params_rdata[328:282];
+  assign \params_rdata[7]  = params_rdata[375:329];
+  assign \membranes_rdata[0]  = membranes_rdata[46:0];
+  assign \membranes_rdata[1]  = membranes_rdata[93:47];
+  assign \membranes_rdata[2]  = membranes_rdata[140:94];
+  assign \membranes_rdata[3]  = membranes_rdata[187:141];
+  assign \membranes_rdata[4]  = membranes_rdata[234:188];
+  assign \membranes_rdata[5]  = membranes_rdata[281:235];
+  assign \membranes_rdata[6]  = membranes_rdata[328:282];
+  assign \membranes_rdata[7]  = membranes_rdata[375:329];
+  assign \p_wr__data$125.alpha  = views[19:11];
+  assign \p_wr__data$125.theta  = views[35:20];
+  assign \p_wr__data$125.bias  = views[51:36];
+  assign \p_wr__data$133.alpha  = views[19:11];
+  assign \p_wr__data$133.theta  = views[35:20];
+  assign \p_wr__data$133.bias  = views[51:36];
+  assign \p_wr__data$141.alpha  = views[19:11];
+  assign \p_wr__data$141.theta  = views[35:20];
+  assign \p_wr__data$141.bias  = views[51:36];
+  assign \p_wr__data$149.alpha  = views[86:78];
+  assign \p_wr__data$149.theta  = views[102:87];
+  assign \p_wr__data$149.bias  = views[118:103];
+  assign \p_wr__data$157.alpha  = views[86:78];
+  assign \p_wr__data$157.theta  = views[102:87];
+  assign \p_wr__data$157.bias  = views[118:103];
+  assign \p_wr__data$165.alpha  = views[86:78];
+  assign \p_wr__data$165.theta  = views[102:87];
+  assign \p_wr__data$165.bias  = views[118:103];
+  assign \p_wr__data$173.alpha  = views[86:78];
+  assign \p_wr__data$173.theta  = views[102:87];
+  assign \p_wr__data$173.bias  = views[118:103];
+  assign fire_spikes[7] = \spike$105 ;
+  assign fire_spikes[6] = \spike$103 ;
+  assign fire_spikes[5] = \spike$101 ;
+  assign fire_spikes[4] = \spike$99 ;
+  assign fire_spikes[3] = \spike$97 ;
+  assign fire_spikes[2] = \spike$95 ;
+  assign fire_spikes[1] = \spike$93 ;
+  assign fire_spikes[0] = spike;
+  assign membranes_rdata[375:329] = { 31'h00000000, membranes7_nrw };
+  assign membranes_rdata[328:282] = { 31'h00000000, membranes6_nrw };
+  assign membranes_rdata[281:235] = { 31'h00000000, membranes5_nrw };
+  assign membranes_rdata[234:188] = { 31'h00000000, membranes4_nrw };
+  assign membranes_rdata[187:141] = { 31'h00000000, membranes3_nrw };
+  assign membranes_rdata[140:94] = { 31'h00000000, membranes2_nrw };
+  assign membranes_rdata[93:47] = { 31'h00000000, membranes1_nrw };
+  assign membranes_rdata[46:0] = { 31'h00000000, membranes0_nrw };
+  assign params_rdata[375:329] = { 6'h00, params7_nrw };
+  assign params_rdata[328:282] = { 6'h00, params6_nrw };
+  assign params_rdata[281:235] = { 6'h00, params5_nrw };
+  assign params_rdata[234:188] = { 6'h00, params4_nrw };
+  assign params_rdata[187:141] = { 6'h00, params3_nrw };
+  assign params_rdata[140:94] = { 6'h00, params2_nrw };
+  assign params_rdata[93:47] = { 6'h00, params1_nrw };
+  assign params_rdata[46:0] = { 6'h00, params0_nrw };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak0 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak1 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak2 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak3 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak4 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak5 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak6 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.leak7 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron0 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$16 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron1 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$14 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron2 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$12 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron3 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$10 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron4 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$8 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron5 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$6 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron6 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.neurons.neuron7 (u_new, \port$2370$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$2370$25 ;
+  wire [18:0] \port$2370$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$2370$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$2370$25 [2:1];
+  assign \$17  = \port$2370$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
+  assign spiking = \port$2370$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$2370$25 [2:1];
+  assign v_reset = \port$2370$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [2:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [2:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [2:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg [1:0] \$30 ;
+  reg [1:0] \$31 ;
+  reg [1:0] \$32 ;
+  reg \$33 ;
+  wire \$4 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  (* init = 2'h0 *)
+  wire [1:0] consume;
+  reg [1:0] inner_level = 2'h0;
+  wire inner_r_rdy;
+  wire [2:0] level;
+  (* init = 2'h0 *)
+  wire [1:0] produce;
+  output [27:0] r_data;
+  wire [27:0] r_data;
+  input r_en;
+  wire r_en;
+  wire [2:0] r_level;
+  reg [1:0] r_port__addr = 2'h0;
+  wire [27:0] r_port__data;
+  wire r_port__en;
+  output r_rdy;
+  reg r_rdy = 1'h0;
+  input rst;
+  wire rst;
+  wire [27:0] w_data;
+  input w_en;
+  wire w_en;
+  wire [2:0] w_level;
+  reg [1:0] w_port__addr = 2'h0;
+  input [27:0] w_port__data;
+  wire [27:0] w_port__data;
+  wire w_port__en;
+  output w_rdy;
+  wire w_rdy;
+  reg [27:0] storage [2:0];
+  initial begin
+    storage[0] = 28'h0000000;
+    storage[1] = 28'h0000000;
+    storage[2] = 28'h0000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  reg [27:0] _0_;
+  always @(posedge clk) begin
+    if (r_port__en) begin
+      _0_ <= storage[r_port__addr];
+    end
+  end
+  assign r_data = _0_;
+  assign w_rdy = inner_level != 2'h3;
+  assign inner_r_rdy = | inner_level;
+  assign w_port__en = w_rdy & w_en;
+  assign \$1  = ~ r_rdy;
+  assign \$2  = \$1  | r_en;
+  assign r_port__en = inner_r_rdy & \$2 ;
+  assign w_level = inner_level + r_rdy;
+  assign \$3  = w_rdy & w_en;
+  assign \$4  = w_port__addr == 2'h2;
+  assign \$5  = w_port__addr + 1'h1;
+  assign \$6  = \$4  ? 3'h0 : \$5 ;
+  assign \$7  = ~ r_rdy;
+  assign \$8  = \$7  | r_en;
+  assign \$9  = inner_r_rdy & \$8 ;
+  assign \$10  = r_port__addr == 2'h2;
+  assign \$11  = r_port__addr + 1'h1;
+  assign \$12  = \$10  ? 3'h0 : \$11 ;
+  assign \$13  = w_rdy & w_en;
+  assign \$14  = ~ r_rdy;
+  assign \$15  = \$14  | r_en;
+  assign \$16  = inner_r_rdy & \$15 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$13  & \$17 ;
+  assign \$19  = inner_level + 1'h1;
+  assign \$20  = ~ r_rdy;
+  assign \$21  = \$20  | r_en;
+  assign \$22  = inner_r_rdy & \$21 ;
+  assign \$23  = w_rdy & w_en;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = inner_level - 1'h1;
+  assign \$27  = ~ r_rdy;
+  assign \$28  = \$27  | r_en;
+  assign \$29  = inner_r_rdy & \$28 ;
+  always @(posedge clk)
+    w_port__addr <= \$30 ;
+  always @(posedge clk)
+    r_port__addr <= \$31 ;
+  always @(posedge clk)
+    inner_level <= \$32 ;
+  always @(posedge clk)
+    r_rdy <= \$33 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$30  = w_port__addr;
+    if (\$3 ) begin
+      \$30  = \$6 [1:0];
+    end
+    if (rst) begin
+      \$30  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$31  = r_port__addr;
+    if (\$9 ) begin
+      \$31  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$31  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$32  = inner_level;
+    if (\$18 ) begin
+      \$32  = \$19 [1:0];
+    end
+    if (\$25 ) begin
+      \$32  = \$26 [1:0];
+    end
+    if (rst) begin
+      \$32  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$33  = r_rdy;
+    if (\$29 ) begin
+      \$33  = 1'h1;
+    end else if (r_en) begin
+      \$33  = 1'h0;
+    end
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  assign level = w_level;
+  assign r_level = w_level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.router (rst, load, send, \spikes$33 , \base$34 , free, can_load, \event , records__ready, values, \emit_values$36 , \layer$35 , out_valid, records__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [7:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [8:0] \$35 ;
+  wire \$36 ;
+  reg [15:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [8:0] \$47 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [27:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [1:0] \$58 ;
+  reg \$59 ;
+  wire \$6 ;
+  reg [15:0] \$60 ;
+  reg [15:0] \$61 ;
+  reg [15:0] \$62 ;
+  reg [15:0] \$63 ;
+  reg [15:0] \$64 ;
+  reg [15:0] \$65 ;
+  reg [15:0] \$66 ;
+  reg [15:0] \$67 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire advance;
+  reg [7:0] base = 8'h00;
+  input [7:0] \base$34 ;
+  wire [7:0] \base$34 ;
+  output can_load;
+  wire can_load;
+  input clk;
+  wire clk;
+  reg emit_values = 1'h0;
+  input \emit_values$36 ;
+  wire \emit_values$36 ;
+  output \event ;
+  wire \event ;
+  wire [7:0] event_index;
+  wire [1:0] event_layer;
+  output free;
+  wire free;
+  reg [1:0] layer = 2'h0;
+  input [1:0] \layer$35 ;
+  wire [1:0] \layer$35 ;
+  input load;
+  wire load;
+  wire [7:0] lowest;
+  reg none_left = 1'h1;
+  reg one_left = 1'h0;
+  (* init = 28'h0000000 *)
+  wire [27:0] out;
+  wire [6:0] \out.index ;
+  wire [1:0] \out.kind ;
+  wire [1:0] \out.layer ;
+  wire \out.spike ;
+  wire [15:0] \out.value ;
+  output out_valid;
+  reg out_valid = 1'h0;
+  reg [7:0] pending = 8'h00;
+  wire [2:0] pick;
+  output [27:0] records__payload;
+  reg [27:0] records__payload = 28'h0000000;
+  wire [6:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire [1:0] \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  input records__ready;
+  wire records__ready;
+  (* init = 1'h0 *)
+  wire records__valid;
+  wire [7:0] rest;
+  input rst;
+  wire rst;
+  input [7:0] send;
+  wire [7:0] send;
+  reg [7:0] spikes = 8'h00;
+  input [7:0] \spikes$33 ;
+  wire [7:0] \spikes$33 ;
+  reg [15:0] value0 = 16'h0000;
+  reg [15:0] value1 = 16'h0000;
+  reg [15:0] value2 = 16'h0000;
+  reg [15:0] value3 = 16'h0000;
+  reg [15:0] value4 = 16'h0000;
+  reg [15:0] value5 = 16'h0000;
+  reg [15:0] value6 = 16'h0000;
+  reg [15:0] value7 = 16'h0000;
+  input [127:0] values;
+  wire [127:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  wire [15:0] \values[2] ;
+  wire [15:0] \values[3] ;
+  wire [15:0] \values[4] ;
+  wire [15:0] \values[5] ;
+  wire [15:0] \values[6] ;
+  wire [15:0] \values[7] ;
+  assign can_load = none_left | \$30 ;
+  assign \$31  = out_valid & records__ready;
+  assign \event  = \$31  & records__payload[11];
+  assign \$32  = ~ lowest;
+  assign rest = pending & \$32 ;
+  assign \$33  = ~ none_left;
+  assign \$34  = emit_values ? 1'h1 : 1'h0;
+  assign \$35  = base + pick;
+  assign \$36  = spikes >> pick;
+  assign \$38  = load & can_load;
+  assign \$39  = ! send;
+  assign \$40  = | send;
+  assign \$41  = send - 1'h1;
+  assign \$42  = { 1'h0, send } & \$41 ;
+  assign \$43  = ! \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = ! rest;
+  assign \$46  = | rest;
+  assign \$47  = rest - 1'h1;
+  assign \$48  = { 1'h0, rest } & \$47 ;
+  assign \$49  = ! \$48 ;
+  assign \$50  = \$46  & \$49 ;
+  always @(posedge clk)
+    out_valid <= \$51 ;
+  always @(posedge clk)
+    records__payload <= \$52 ;
+  always @(posedge clk)
+    pending <= \$53 ;
+  always @(posedge clk)
+    none_left <= \$54 ;
+  always @(posedge clk)
+    one_left <= \$55 ;
+  always @(posedge clk)
+    spikes <= \$56 ;
+  always @(posedge clk)
+    base <= \$57 ;
+  always @(posedge clk)
+    layer <= \$58 ;
+  always @(posedge clk)
+    emit_values <= \$59 ;
+  always @(posedge clk)
+    value0 <= \$60 ;
+  always @(posedge clk)
+    value1 <= \$61 ;
+  always @(posedge clk)
+    value2 <= \$62 ;
+  always @(posedge clk)
+    value3 <= \$63 ;
+  always @(posedge clk)
+    value4 <= \$64 ;
+  always @(posedge clk)
+    value5 <= \$65 ;
+  always @(posedge clk)
+    value6 <= \$66 ;
+  always @(posedge clk)
+    value7 <= \$67 ;
+  assign \$5  = ~ \$4 ;
+  assign \$6  = pending[1] & \$5 ;
+  assign \$7  = | pending[1:0];
+  assign \$8  = ~ \$7 ;
+  assign \$9  = pending[2] & \$8 ;
+  assign \$10  = | pending[2:0];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = pending[3] & \$11 ;
+  assign \$13  = | pending[3:0];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = pending[4] & \$14 ;
+  assign \$16  = | pending[4:0];
+  assign \$17  = ~ \$16 ;
+  assign \$18  = pending[5] & \$17 ;
+  assign \$19  = | pending[5:0];
+  assign \$20  = ~ \$19 ;
+  assign \$21  = pending[6] & \$20 ;
+  assign \$22  = | pending[6:0];
+  assign \$23  = ~ \$22 ;
+  assign \$24  = pending[7] & \$23 ;
+  assign \$25  = | { lowest[7], lowest[5], lowest[3], lowest[1] };
+  assign \$26  = | { lowest[7:6], lowest[3:2] };
+  assign \$27  = | lowest[7:4];
+  assign \$28  = ~ out_valid;
+  assign advance = \$28  | records__ready;
+  assign \$29  = ~ out_valid;
+  assign free = none_left & \$29 ;
+  assign \$30  = one_left & advance;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      3'h0:
+          \$37  = value0;
+      3'h1:
+          \$37  = value1;
+      3'h2:
+          \$37  = value2;
+      3'h3:
+          \$37  = value3;
+      3'h4:
+          \$37  = value4;
+      3'h5:
+          \$37  = value5;
+      3'h6:
+          \$37  = value6;
+      3'h7:
+          \$37  = value7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$51  = out_valid;
+    if (advance) begin
+      \$51  = \$33 ;
+    end
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$52  = records__payload;
+    if (advance) begin
+      \$52 [1:0] = { 1'h0, \$34  };
+      \$52 [3:2] = layer;
+      \$52 [10:4] = \$35 [6:0];
+      \$52 [11] = \$36 ;
+      \$52 [27:12] = \$37 ;
+    end
+    if (rst) begin
+      \$52  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$53  = pending;
+    if (\$38 ) begin
+      \$53  = send;
+    end else if (advance) begin
+      \$53  = rest;
+    end
+    if (rst) begin
+      \$53  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$54  = none_left;
+    if (\$38 ) begin
+      \$54  = \$39 ;
+    end else if (advance) begin
+      \$54  = \$45 ;
+    end
+    if (rst) begin
+      \$54  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$55  = one_left;
+    if (\$38 ) begin
+      \$55  = \$44 ;
+    end else if (advance) begin
+      \$55  = \$50 ;
+    end
+    if (rst) begin
+      \$55  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$56  = spikes;
+    if (\$38 ) begin
+      \$56  = \spikes$33 ;
+    end
+    if (rst) begin
+      \$56  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$57  = base;
+    if (\$38 ) begin
+      \$57  = \base$34 ;
+    end
+    if (rst) begin
+      \$57  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$58  = layer;
+    if (\$38 ) begin
+      \$58  = \layer$35 ;
+    end
+    if (rst) begin
+      \$58  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$59  = emit_values;
+    if (\$38 ) begin
+      \$59  = \emit_values$36 ;
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$60  = value0;
+    if (\$38 ) begin
+      \$60  = values[15:0];
+    end
+    if (rst) begin
+      \$60  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$61  = value1;
+    if (\$38 ) begin
+      \$61  = values[31:16];
+    end
+    if (rst) begin
+      \$61  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$62  = value2;
+    if (\$38 ) begin
+      \$62  = values[47:32];
+    end
+    if (rst) begin
+      \$62  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$63  = value3;
+    if (\$38 ) begin
+      \$63  = values[63:48];
+    end
+    if (rst) begin
+      \$63  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$64  = value4;
+    if (\$38 ) begin
+      \$64  = values[79:64];
+    end
+    if (rst) begin
+      \$64  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$65  = value5;
+    if (\$38 ) begin
+      \$65  = values[95:80];
+    end
+    if (rst) begin
+      \$65  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$66  = value6;
+    if (\$38 ) begin
+      \$66  = values[111:96];
+    end
+    if (rst) begin
+      \$66  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$67  = value7;
+    if (\$38 ) begin
+      \$67  = values[127:112];
+    end
+    if (rst) begin
+      \$67  = 16'h0000;
+    end
+  end
+  assign records__valid = out_valid;
+  assign out = records__payload;
+  assign event_index = { 1'h0, records__payload[10:4] };
+  assign event_layer = records__payload[3:2];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \out.kind  = records__payload[1:0];
+  assign \out.layer  = records__payload[3:2];
+  assign \out.index  = records__payload[10:4];
+  assign \out.spike  = records__payload[11];
+  assign \out.value  = records__payload[27:12];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
+  assign pick[2] = \$27 ;
+  assign pick[1] = \$26 ;
+  assign pick[0] = \$25 ;
+  assign lowest[7] = \$24 ;
+  assign lowest[6] = \$21 ;
+  assign lowest[5] = \$18 ;
+  assign lowest[4] = \$15 ;
+  assign lowest[3] = \$12 ;
+  assign lowest[2] = \$9 ;
+  assign lowest[1] = \$6 ;
+  assign lowest[0] = \$3 ;
+  assign \$1  = 1'h0;
+  assign \$2  = 1'h1;
+  assign \$3  = pending[0];
+  assign \$4  = pending[0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, ssm_start, row_start, issue, router_load, neuron_write
+, write_end, end_step, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2701$0 , ssm_ev_load, ssm_ev_src, ssm_ev_list_bank
+, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2714$0 , \port$2715$0 , ssm_done, re);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg [45:0] \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  reg \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire [6:0] \$112 ;
+  wire \$113 ;
+  wire [7:0] \$114 ;
+  wire [7:0] \$115 ;
+  wire [8:0] \$116 ;
+  wire [8:0] \$117 ;
+  wire [8:0] \$118 ;
+  wire [8:0] \$119 ;
+  wire \$12 ;
+  wire [9:0] \$120 ;
+  wire [10:0] \$121 ;
+  wire [10:0] \$122 ;
+  wire [10:0] \$123 ;
+  wire [10:0] \$124 ;
+  wire [11:0] \$125 ;
+  wire [12:0] \$126 ;
+  wire [14:0] \$127 ;
+  wire [14:0] \$128 ;
+  wire [15:0] \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire [8:0] \$131 ;
+  wire \$132 ;
+  wire [2:0] \$133 ;
+  wire [5:0] \$134 ;
+  wire \$135 ;
+  wire [8:0] \$136 ;
+  wire [2:0] \$137 ;
+  wire \$138 ;
+  wire [2:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  reg [45:0] \$141 ;
+  reg [45:0] \$142 ;
+  reg [45:0] \$143 ;
+  reg [45:0] \$144 ;
+  reg [22:0] \$145 ;
+  reg [22:0] \$146 ;
+  reg [22:0] \$147 ;
+  reg [22:0] \$148 ;
+  reg [22:0] \$149 ;
+  reg \$15 ;
+  reg [22:0] \$150 ;
+  reg [22:0] \$151 ;
+  reg [22:0] \$152 ;
+  reg [2:0] \$153 ;
+  reg [46:0] \$154 ;
+  reg [46:0] \$155 ;
+  reg [46:0] \$156 ;
+  reg [46:0] \$157 ;
+  reg [45:0] \$158 ;
+  reg [3:0] \$159 ;
+  wire \$16 ;
+  reg [3:0] \$160 ;
+  reg [22:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg \$163 ;
+  reg [1:0] \$164 ;
+  reg [3:0] \$165 ;
+  reg [4:0] \$166 ;
+  reg [2:0] \$167 ;
+  reg \$168 ;
+  reg \$169 ;
+  wire \$17 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [10:0] \$172 ;
+  reg [12:0] \$173 ;
+  reg [1:0] \$174 ;
+  wire \$18 ;
+  wire \$19 ;
+  reg [22:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [3:0] \$288 ;
+  wire \$29 ;
+  wire [7:0] \$292 ;
+  reg [46:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [4:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [13:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  reg [45:0] \$71 ;
+  wire [4:0] \$72 ;
+  reg [22:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire \$76 ;
+  wire [8:0] \$77 ;
+  wire [9:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [8:0] \$80 ;
+  wire [9:0] \$81 ;
+  wire \$82 ;
+  wire [8:0] \$83 ;
+  wire [9:0] \$84 ;
+  wire \$85 ;
+  wire [8:0] \$86 ;
+  wire [9:0] \$87 ;
+  wire \$88 ;
+  wire [8:0] \$89 ;
+  wire \$9 ;
+  wire [9:0] \$90 ;
+  wire \$91 ;
+  wire [8:0] \$92 ;
+  wire [9:0] \$93 ;
+  wire \$94 ;
+  wire [8:0] \$95 ;
+  wire [9:0] \$96 ;
+  wire \$97 ;
+  wire [5:0] \$98 ;
+  wire \$99 ;
+  output busy;
+  reg busy;
+  wire [1:0] busy_groups;
+  input can_load;
+  wire can_load;
+  input clear;
+  wire clear;
+  reg \clear$35 ;
+  input clk;
+  wire clk;
+  output [7:0] cnt;
+  reg [7:0] cnt = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] \cnt$40 ;
+  output [31:0] counters_rdata;
+  wire [31:0] counters_rdata;
+  wire counters_re;
+  input [127:0] counts;
+  wire [127:0] counts;
+  wire [7:0] \counts[0] ;
+  wire [7:0] \counts[10] ;
+  wire [7:0] \counts[11] ;
+  wire [7:0] \counts[12] ;
+  wire [7:0] \counts[13] ;
+  wire [7:0] \counts[14] ;
+  wire [7:0] \counts[15] ;
+  wire [7:0] \counts[1] ;
+  wire [7:0] \counts[2] ;
+  wire [7:0] \counts[3] ;
+  wire [7:0] \counts[4] ;
+  wire [7:0] \counts[5] ;
+  wire [7:0] \counts[6] ;
+  wire [7:0] \counts[7] ;
+  wire [7:0] \counts[8] ;
+  wire [7:0] \counts[9] ;
+  input cur;
+  wire cur;
+  reg [1:0] drain_n = 2'h0;
+  input drained;
+  wire drained;
+  reg [3:0] e = 4'h0;
+  reg [3:0] e_end = 4'h0;
+  reg [3:0] e_new;
+  reg e_row;
+  reg e_set;
+  reg [22:0] \edge  = 23'h000000;
+  wire [7:0] \edge.nsrc ;
+  wire \edge.recurrent ;
+  wire [2:0] \edge.src ;
+  wire [10:0] \edge.wbase ;
+  reg [22:0] edge0 = 23'h000000;
+  wire [7:0] \edge0.nsrc ;
+  wire \edge0.recurrent ;
+  wire [2:0] \edge0.src ;
+  wire [10:0] \edge0.wbase ;
+  reg [22:0] edge1 = 23'h000000;
+  wire [7:0] \edge1.nsrc ;
+  wire \edge1.recurrent ;
+  wire [2:0] \edge1.src ;
+  wire [10:0] \edge1.wbase ;
+  reg [22:0] edge2 = 23'h000000;
+  wire [7:0] \edge2.nsrc ;
+  wire \edge2.recurrent ;
+  wire [2:0] \edge2.src ;
+  wire [10:0] \edge2.wbase ;
+  reg [22:0] edge3 = 23'h000000;
+  wire [7:0] \edge3.nsrc ;
+  wire \edge3.recurrent ;
+  wire [2:0] \edge3.src ;
+  wire [10:0] \edge3.wbase ;
+  reg [22:0] edge4 = 23'h000000;
+  wire [7:0] \edge4.nsrc ;
+  wire \edge4.recurrent ;
+  wire [2:0] \edge4.src ;
+  wire [10:0] \edge4.wbase ;
+  reg [22:0] edge5 = 23'h000000;
+  wire [7:0] \edge5.nsrc ;
+  wire \edge5.recurrent ;
+  wire [2:0] \edge5.src ;
+  wire [10:0] \edge5.wbase ;
+  reg [22:0] edge6 = 23'h000000;
+  wire [7:0] \edge6.nsrc ;
+  wire \edge6.recurrent ;
+  wire [2:0] \edge6.src ;
+  wire [10:0] \edge6.wbase ;
+  reg [22:0] edge7 = 23'h000000;
+  wire [7:0] \edge7.nsrc ;
+  wire \edge7.recurrent ;
+  wire [2:0] \edge7.src ;
+  wire [10:0] \edge7.wbase ;
+  output end_step;
+  reg end_step;
+  reg [3:0] fsm_state = 4'h0;
+  wire host_req;
+  input [13:0] in_counts;
+  wire [13:0] in_counts;
+  wire [6:0] \in_counts[0] ;
+  wire [6:0] \in_counts[1] ;
+  input in_full;
+  wire in_full;
+  input in_rbank;
+  wire in_rbank;
+  reg [17:0] inc;
+  output issue;
+  reg issue;
+  output [4:0] k;
+  reg [4:0] k = 5'h00;
+  reg last_row = 1'h0;
+  output [45:0] layer;
+  reg [45:0] layer = 46'h000000000000;
+  wire [2:0] \layer.ebase ;
+  wire [3:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [4:0] \layer.rows ;
+  wire [4:0] \layer.sbase ;
+  wire [7:0] \layer.size ;
+  wire \layer.spiking ;
+  wire \layer.ssm ;
+  wire [15:0] \layer.v_reset ;
+  reg [45:0] layer0 = 46'h000000000000;
+  wire [2:0] \layer0.ebase ;
+  wire [3:0] \layer0.ecount ;
+  wire \layer0.emit_values ;
+  wire [1:0] \layer0.reset ;
+  wire [4:0] \layer0.rows ;
+  wire [4:0] \layer0.sbase ;
+  wire [7:0] \layer0.size ;
+  wire \layer0.spiking ;
+  wire \layer0.ssm ;
+  wire [15:0] \layer0.v_reset ;
+  reg [45:0] layer1 = 46'h000000000000;
+  wire [2:0] \layer1.ebase ;
+  wire [3:0] \layer1.ecount ;
+  wire \layer1.emit_values ;
+  wire [1:0] \layer1.reset ;
+  wire [4:0] \layer1.rows ;
+  wire [4:0] \layer1.sbase ;
+  wire [7:0] \layer1.size ;
+  wire \layer1.spiking ;
+  wire \layer1.ssm ;
+  wire [15:0] \layer1.v_reset ;
+  reg [45:0] layer2 = 46'h000000000000;
+  wire [2:0] \layer2.ebase ;
+  wire [3:0] \layer2.ecount ;
+  wire \layer2.emit_values ;
+  wire [1:0] \layer2.reset ;
+  wire [4:0] \layer2.rows ;
+  wire [4:0] \layer2.sbase ;
+  wire [7:0] \layer2.size ;
+  wire \layer2.spiking ;
+  wire \layer2.ssm ;
+  wire [15:0] \layer2.v_reset ;
+  reg [45:0] layer3 = 46'h000000000000;
+  wire [2:0] \layer3.ebase ;
+  wire [3:0] \layer3.ecount ;
+  wire \layer3.emit_values ;
+  wire [1:0] \layer3.reset ;
+  wire [4:0] \layer3.rows ;
+  wire [4:0] \layer3.sbase ;
+  wire [7:0] \layer3.size ;
+  wire \layer3.spiking ;
+  wire \layer3.ssm ;
+  wire [15:0] \layer3.v_reset ;
+  output [1:0] li;
+  reg [1:0] li = 2'h0;
+  wire [1:0] membrane_write;
+  output neuron_write;
+  reg neuron_write;
+  reg [2:0] num_layers = 3'h0;
+  input out_ready;
+  wire out_ready;
+  input \port$2701$0 ;
+  wire \port$2701$0 ;
+  input \port$2714$0 ;
+  wire \port$2714$0 ;
+  input \port$2715$0 ;
+  wire \port$2715$0 ;
+  wire [4:0] raddr;
+  output rd_bank;
+  reg rd_bank = 1'h0;
+  output rd_from_input;
+  reg rd_from_input = 1'h0;
+  output [7:0] rd_n;
+  reg [7:0] rd_n = 8'h00;
+  output [2:0] rd_src;
+  reg [2:0] rd_src = 3'h0;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input router_free;
+  wire router_free;
+  output router_load;
+  reg router_load;
+  output [5:0] row_addr;
+  wire [5:0] row_addr;
+  reg [12:0] row_offset = 13'h0000;
+  output row_start;
+  reg row_start;
+  reg [10:0] row_wbase = 11'h000;
+  output [11:0] rowbase;
+  wire [11:0] rowbase;
+  input rst;
+  wire rst;
+  input spike_event;
+  wire spike_event;
+  input [1:0] spike_layer;
+  wire [1:0] spike_layer;
+  reg [46:0] ssm0 = 47'h000000000000;
+  wire \ssm0.g_rec ;
+  wire [2:0] \ssm0.g_src ;
+  wire \ssm0.k_const ;
+  wire \ssm0.k_rec ;
+  wire [2:0] \ssm0.k_src ;
+  wire [4:0] \ssm0.n ;
+  wire [8:0] \ssm0.pbase ;
+  wire \ssm0.q_const ;
+  wire \ssm0.q_rec ;
+  wire [2:0] \ssm0.q_src ;
+  wire \ssm0.selective ;
+  wire \ssm0.skip ;
+  wire [5:0] \ssm0.ssbase ;
+  wire \ssm0.v_const ;
+  wire \ssm0.v_rec ;
+  wire [2:0] \ssm0.v_src ;
+  wire [5:0] \ssm0.y_shift ;
+  reg [46:0] ssm1 = 47'h000000000000;
+  wire \ssm1.g_rec ;
+  wire [2:0] \ssm1.g_src ;
+  wire \ssm1.k_const ;
+  wire \ssm1.k_rec ;
+  wire [2:0] \ssm1.k_src ;
+  wire [4:0] \ssm1.n ;
+  wire [8:0] \ssm1.pbase ;
+  wire \ssm1.q_const ;
+  wire \ssm1.q_rec ;
+  wire [2:0] \ssm1.q_src ;
+  wire \ssm1.selective ;
+  wire \ssm1.skip ;
+  wire [5:0] \ssm1.ssbase ;
+  wire \ssm1.v_const ;
+  wire \ssm1.v_rec ;
+  wire [2:0] \ssm1.v_src ;
+  wire [5:0] \ssm1.y_shift ;
+  reg [46:0] ssm2 = 47'h000000000000;
+  wire \ssm2.g_rec ;
+  wire [2:0] \ssm2.g_src ;
+  wire \ssm2.k_const ;
+  wire \ssm2.k_rec ;
+  wire [2:0] \ssm2.k_src ;
+  wire [4:0] \ssm2.n ;
+  wire [8:0] \ssm2.pbase ;
+  wire \ssm2.q_const ;
+  wire \ssm2.q_rec ;
+  wire [2:0] \ssm2.q_src ;
+  wire \ssm2.selective ;
+  wire \ssm2.skip ;
+  wire [5:0] \ssm2.ssbase ;
+  wire \ssm2.v_const ;
+  wire \ssm2.v_rec ;
+  wire [2:0] \ssm2.v_src ;
+  wire [5:0] \ssm2.y_shift ;
+  reg [46:0] ssm3 = 47'h000000000000;
+  wire \ssm3.g_rec ;
+  wire [2:0] \ssm3.g_src ;
+  wire \ssm3.k_const ;
+  wire \ssm3.k_rec ;
+  wire [2:0] \ssm3.k_src ;
+  wire [4:0] \ssm3.n ;
+  wire [8:0] \ssm3.pbase ;
+  wire \ssm3.q_const ;
+  wire \ssm3.q_rec ;
+  wire [2:0] \ssm3.q_src ;
+  wire \ssm3.selective ;
+  wire \ssm3.skip ;
+  wire [5:0] \ssm3.ssbase ;
+  wire \ssm3.v_const ;
+  wire \ssm3.v_rec ;
+  wire [2:0] \ssm3.v_src ;
+  wire [5:0] \ssm3.y_shift ;
+  input ssm_done;
+  wire ssm_done;
+  output [46:0] ssm_entry;
+  reg [46:0] ssm_entry;
+  wire \ssm_entry.g_rec ;
+  wire [2:0] \ssm_entry.g_src ;
+  wire \ssm_entry.k_const ;
+  wire \ssm_entry.k_rec ;
+  wire [2:0] \ssm_entry.k_src ;
+  wire [4:0] \ssm_entry.n ;
+  wire [8:0] \ssm_entry.pbase ;
+  wire \ssm_entry.q_const ;
+  wire \ssm_entry.q_rec ;
+  wire [2:0] \ssm_entry.q_src ;
+  wire \ssm_entry.selective ;
+  wire \ssm_entry.skip ;
+  wire [5:0] \ssm_entry.ssbase ;
+  wire \ssm_entry.v_const ;
+  wire \ssm_entry.v_rec ;
+  wire [2:0] \ssm_entry.v_src ;
+  wire [5:0] \ssm_entry.y_shift ;
+  input [7:0] ssm_ev_cnt;
+  wire [7:0] ssm_ev_cnt;
+  input ssm_ev_from_input;
+  wire ssm_ev_from_input;
+  input ssm_ev_list_bank;
+  wire ssm_ev_list_bank;
+  input ssm_ev_load;
+  wire ssm_ev_load;
+  input [2:0] ssm_ev_src;
+  wire [2:0] ssm_ev_src;
+  input ssm_ev_step;
+  wire ssm_ev_step;
+  wire [2:0] ssm_inc;
+  output ssm_start;
+  reg ssm_start;
+  output start_step;
+  reg start_step;
+  reg step_done;
+  output [46:0] table_rdata;
+  reg [46:0] table_rdata;
+  input [66:0] tables;
+  wire [66:0] tables;
+  wire [2:0] \tables.lane ;
+  wire \tables.re ;
+  wire [3:0] \tables.region ;
+  wire [46:0] \tables.wdata ;
+  wire \tables.we ;
+  wire [10:0] \tables.word ;
+  output [7:0] valid;
+  reg [7:0] valid = 8'h00;
+  output write_end;
+  reg write_end;
+  assign row_addr = layer[17:13] + k;
+  assign \$4  = row_wbase + row_offset;
+  assign \$5  = ! spike_layer;
+  assign \$6  = spike_layer == 1'h1;
+  assign \$7  = spike_layer == 2'h2;
+  assign \$8  = spike_layer == 2'h3;
+  assign \$9  = ~ busy;
+  assign \$10  = clear & \$9 ;
+  assign \$11  = ~ clear;
+  assign \$12  = in_full & \$11 ;
+  assign \$16  = ! li;
+  assign \$17  = li == 1'h1;
+  assign \$18  = li == 2'h2;
+  assign \$19  = li == 2'h3;
+  assign \$20  = ! li;
+  assign \$21  = li == 1'h1;
+  assign \$22  = li == 2'h2;
+  assign \$23  = li == 2'h3;
+  assign \$24  = ! li;
+  assign \$25  = li == 1'h1;
+  assign \$26  = li == 2'h2;
+  assign \$27  = li == 2'h3;
+  assign \$28  = rd_n < cnt;
+  assign \$29  = ! k;
+  assign \$30  = ! li;
+  assign \$31  = li == 1'h1;
+  assign \$32  = li == 2'h2;
+  assign \$33  = li == 2'h3;
+  assign \$34  = e + 1'h1;
+  assign \$35  = ! li;
+  assign \$36  = li == 1'h1;
+  assign \$37  = li == 2'h2;
+  assign \$38  = li == 2'h3;
+  assign \$39  = ! li;
+  assign \$40  = li == 1'h1;
+  assign \$41  = li == 2'h2;
+  assign \$42  = li == 2'h3;
+  assign \$43  = ! li;
+  assign \$44  = li == 1'h1;
+  assign \$45  = li == 2'h2;
+  assign \$46  = li == 2'h3;
+  assign \$47  = ! li;
+  assign \$48  = li == 1'h1;
+  assign \$49  = li == 2'h2;
+  assign \$50  = li == 2'h3;
+  assign \$51  = ! li;
+  assign \$52  = li == 1'h1;
+  assign \$53  = li == 2'h2;
+  assign \$54  = li == 2'h3;
+  assign \$55  = ! li;
+  assign \$56  = li == 1'h1;
+  assign \$57  = li == 2'h2;
+  assign \$58  = li == 2'h3;
+  assign \$60  = ! fsm_state;
+  assign \$61  = fsm_state == 1'h1;
+  assign \$62  = fsm_state == 2'h2;
+  assign \$63  = fsm_state == 2'h3;
+  assign \$64  = fsm_state == 3'h4;
+  assign \$65  = fsm_state == 3'h5;
+  assign \$66  = fsm_state == 3'h6;
+  assign \$67  = fsm_state == 3'h7;
+  assign \$68  = fsm_state == 4'h8;
+  assign \$69  = fsm_state == 4'h9;
+  assign \$70  = fsm_state == 4'ha;
+  assign \$72  = layer[20:18] + layer[24:21];
+  assign \$74  = k * 4'h8;
+  assign \$75  = \$74  + 1'h0;
+  assign \$76  = \$75  < layer[7:0];
+  assign \$77  = k * 4'h8;
+  assign \$78  = \$77  + 1'h1;
+  assign \$79  = \$78  < layer[7:0];
+  assign \$80  = k * 4'h8;
+  assign \$81  = \$80  + 2'h2;
+  assign \$82  = \$81  < layer[7:0];
+  assign \$83  = k * 4'h8;
+  assign \$84  = \$83  + 2'h3;
+  assign \$85  = \$84  < layer[7:0];
+  assign \$86  = k * 4'h8;
+  assign \$87  = \$86  + 3'h4;
+  assign \$88  = \$87  < layer[7:0];
+  assign \$89  = k * 4'h8;
+  assign \$90  = \$89  + 3'h5;
+  assign \$91  = \$90  < layer[7:0];
+  assign \$92  = k * 4'h8;
+  assign \$93  = \$92  + 3'h6;
+  assign \$94  = \$93  < layer[7:0];
+  assign \$95  = k * 4'h8;
+  assign \$96  = \$95  + 3'h7;
+  assign \$97  = \$96  < layer[7:0];
+  assign \$98  = k + 1'h1;
+  assign \$99  = \$98  == layer[12:8];
+  assign \$100  = ~ clear;
+  assign \$101  = in_full & \$100 ;
+  assign \$104  = ! num_layers;
+  assign \$106  = e == e_end;
+  assign \$107  = ! \edge [2:0];
+  assign \$108  = ! \edge [2:0];
+  assign \$109  = cur ^ \edge [3];
+  assign \$110  = \$108  ? in_rbank : \$109 ;
+  assign \$111  = ! \edge [2:0];
+  assign \$288  = in_rbank * 3'h7;
+  assign \$112  = in_counts >> \$288 ;
+  assign \$113  = cur ^ \edge [3];
+  assign \$292  = { \$113 , \edge [2:0] } * 4'h8;
+  assign \$114  = counts >> \$292 ;
+  assign \$115  = \$111  ? { 1'h0, \$112  } : \$114 ;
+  assign \$117  = k[0] ? \$116  : 9'h000;
+  assign \$119  = k[1] ? \$118  : 9'h000;
+  assign \$120  = \$117  + \$119 ;
+  assign \$122  = k[2] ? \$121  : 11'h000;
+  assign \$124  = k[3] ? \$123  : 11'h000;
+  assign \$125  = \$122  + \$124 ;
+  assign \$126  = \$120  + \$125 ;
+  assign \$128  = k[4] ? \$127  : 15'h0000;
+  assign \$129  = \$126  + \$128 ;
+  assign \$130  = rd_n < cnt;
+  assign \$131  = rd_n + 1'h1;
+  assign \$132  = drain_n != 2'h2;
+  assign \$133  = drain_n + 1'h1;
+  assign \$134  = k + 1'h1;
+  assign \$135  = ssm_ev_from_input ? in_rbank : ssm_ev_list_bank;
+  assign \$136  = rd_n + 1'h1;
+  assign \$137  = li + 1'h1;
+  assign \$138  = \$137  == num_layers;
+  assign \$139  = li + 1'h1;
+  always @(posedge clk)
+    layer0 <= \$141 ;
+  always @(posedge clk)
+    layer1 <= \$142 ;
+  always @(posedge clk)
+    layer2 <= \$143 ;
+  always @(posedge clk)
+    layer3 <= \$144 ;
+  always @(posedge clk)
+    edge0 <= \$145 ;
+  always @(posedge clk)
+    edge1 <= \$146 ;
+  always @(posedge clk)
+    edge2 <= \$147 ;
+  always @(posedge clk)
+    edge3 <= \$148 ;
+  always @(posedge clk)
+    edge4 <= \$149 ;
+  always @(posedge clk)
+    edge5 <= \$150 ;
+  always @(posedge clk)
+    edge6 <= \$151 ;
+  always @(posedge clk)
+    edge7 <= \$152 ;
+  always @(posedge clk)
+    num_layers <= \$153 ;
+  always @(posedge clk)
+    ssm0 <= \$154 ;
+  always @(posedge clk)
+    ssm1 <= \$155 ;
+  always @(posedge clk)
+    ssm2 <= \$156 ;
+  always @(posedge clk)
+    ssm3 <= \$157 ;
+  always @(posedge clk)
+    layer <= \$158 ;
+  always @(posedge clk)
+    e_end <= \$159 ;
+  always @(posedge clk)
+    e <= \$160 ;
+  always @(posedge clk)
+    \edge  <= \$161 ;
+  always @(posedge clk)
+    valid <= \$162 ;
+  always @(posedge clk)
+    last_row <= \$163 ;
+  always @(posedge clk)
+    li <= \$164 ;
+  always @(posedge clk)
+    fsm_state <= \$165 ;
+  always @(posedge clk)
+    k <= \$166 ;
+  always @(posedge clk)
+    rd_src <= \$167 ;
+  always @(posedge clk)
+    rd_from_input <= \$168 ;
+  always @(posedge clk)
+    rd_bank <= \$169 ;
+  always @(posedge clk)
+    rd_n <= \$170 ;
+  always @(posedge clk)
+    cnt <= \$171 ;
+  always @(posedge clk)
+    row_wbase <= \$172 ;
+  always @(posedge clk)
+    row_offset <= \$173 ;
+  always @(posedge clk)
+    drain_n <= \$174 ;
+  \npu_core_demo.sequencer.counters  counters (
+    .clear(\clear$35 ),
+    .clk(clk),
+    .inc(inc),
+    .raddr(tables[4:0]),
+    .re(re),
+    .rst(rst),
+    .total(counters_rdata)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (tables[1:0])
+      2'h0:
+          \$1  = layer0;
+      2'h1:
+          \$1  = layer1;
+      2'h2:
+          \$1  = layer2;
+      2'h3:
+          \$1  = layer3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (tables[2:0])
+      3'h0:
+          \$2  = edge0;
+      3'h1:
+          \$2  = edge1;
+      3'h2:
+          \$2  = edge2;
+      3'h3:
+          \$2  = edge3;
+      3'h4:
+          \$2  = edge4;
+      3'h5:
+          \$2  = edge5;
+      3'h6:
+          \$2  = edge6;
+      3'h7:
+          \$2  = edge7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (tables[1:0])
+      2'h0:
+          \$3  = ssm0;
+      2'h1:
+          \$3  = ssm1;
+      2'h2:
+          \$3  = ssm2;
+      2'h3:
+          \$3  = ssm3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          ssm_entry = ssm0;
+      2'h1:
+          ssm_entry = ssm1;
+      2'h2:
+          ssm_entry = ssm2;
+      2'h3:
+          ssm_entry = ssm3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$15  = layer0[45];
+      2'h1:
+          \$15  = layer1[45];
+      2'h2:
+          \$15  = layer2[45];
+      2'h3:
+          \$15  = layer3[45];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$71  = layer0;
+      2'h1:
+          \$71  = layer1;
+      2'h2:
+          \$71  = layer2;
+      2'h3:
+          \$71  = layer3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e_new[2:0])
+      3'h0:
+          \$73  = edge0;
+      3'h1:
+          \$73  = edge1;
+      3'h2:
+          \$73  = edge2;
+      3'h3:
+          \$73  = edge3;
+      3'h4:
+          \$73  = edge4;
+      3'h5:
+          \$73  = edge5;
+      3'h6:
+          \$73  = edge6;
+      3'h7:
+          \$73  = edge7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$105  = layer0[45];
+      2'h1:
+          \$105  = layer1[45];
+      2'h2:
+          \$105  = layer2[45];
+      2'h3:
+          \$105  = layer3[45];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    table_rdata = 47'h000000000000;
+    casez (tables[63:60])
+      4'h0:
+          table_rdata = { 1'h0, \$1  };
+      4'h1:
+          table_rdata = { 24'h000000, \$2  };
+      4'h6:
+          table_rdata = { 44'h00000000000, num_layers };
+      4'h7:
+          table_rdata = \$3 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    inc[16:0] = 17'h00000;
+    if (spike_event) begin
+      if (\$5 ) begin
+        inc[3] = 1'h1;
+      end
+      if (\$6 ) begin
+        inc[7] = 1'h1;
+      end
+      if (\$7 ) begin
+        inc[11] = 1'h1;
+      end
+      if (\$8 ) begin
+        inc[15] = 1'h1;
+      end
+    end
+    if (busy) begin
+      inc[16] = 1'h1;
+    end
+    begin
+        inc[17] = step_done;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+        begin
+          if (\$16 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$17 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$18 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$19 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h5:
+        begin
+          if (\$20 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$21 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$22 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$23 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h7:
+        begin
+          if (\$24 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$25 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$26 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$27 ) begin
+            inc[12] = 1'h1;
+          end
+          if (\$28 ) begin
+            if (\$29 ) begin
+              if (\$30 ) begin
+                inc[2] = 1'h1;
+              end
+              if (\$31 ) begin
+                inc[6] = 1'h1;
+              end
+              if (\$32 ) begin
+                inc[10] = 1'h1;
+              end
+              if (\$33 ) begin
+                inc[14] = 1'h1;
+              end
+            end
+          end
+        end
+      4'h6:
+        begin
+          if (\$35 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$36 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$37 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$38 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h8:
+        begin
+          if (\$39 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$40 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$41 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$42 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h9:
+        begin
+          if (\$43 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$44 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$45 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$46 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h3:
+        begin
+          if (\port$2701$0 ) begin
+            if (\$47 ) begin
+              inc[0] = 1'h1;
+            end
+            if (\$48 ) begin
+              inc[4] = 1'h1;
+            end
+            if (\$49 ) begin
+              inc[8] = 1'h1;
+            end
+            if (\$50 ) begin
+              inc[12] = 1'h1;
+            end
+          end
+          if (\port$2715$0 ) begin
+            if (\$51 ) begin
+              inc[1] = 1'h1;
+            end
+            if (\$52 ) begin
+              inc[5] = 1'h1;
+            end
+            if (\$53 ) begin
+              inc[9] = 1'h1;
+            end
+            if (\$54 ) begin
+              inc[13] = 1'h1;
+            end
+          end
+          if (\port$2714$0 ) begin
+            if (\$55 ) begin
+              inc[2] = 1'h1;
+            end
+            if (\$56 ) begin
+              inc[6] = 1'h1;
+            end
+            if (\$57 ) begin
+              inc[10] = 1'h1;
+            end
+            if (\$58 ) begin
+              inc[14] = 1'h1;
+            end
+          end
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \clear$35  = 1'h0;
+    if (\$10 ) begin
+      \clear$35  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    start_step = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          if (\$14 ) begin
+            start_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h9:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'ha:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    ssm_start = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          if (\$15 ) begin
+            ssm_start = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    row_start = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          row_start = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    e_set = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          e_set = 1'h1;
+      4'h5:
+          /* empty */;
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$28 ) begin
+          end else begin
+            e_set = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    e_new = 4'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          e_new = { 1'h0, layer[20:18] };
+      4'h5:
+          /* empty */;
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$28 ) begin
+          end else begin
+            e_new = \$34 [3:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    e_row = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          e_row = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          if (\$28 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    router_load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          router_load = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    end_step = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$59 ) begin
+            end_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    step_done = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$59 ) begin
+            step_done = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$141  = layer0;
+    casez (tables[63:60])
+      4'h0:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  \$141  = tables[56:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$141  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$142  = layer1;
+    casez (tables[63:60])
+      4'h0:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$142  = tables[56:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$142  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$143  = layer2;
+    casez (tables[63:60])
+      4'h0:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$143  = tables[56:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$143  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$144  = layer3;
+    casez (tables[63:60])
+      4'h0:
+          if (tables[58]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$144  = tables[56:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$144  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$145  = edge0;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  \$145  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$145  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$146  = edge1;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  \$146  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$146  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$147  = edge2;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  \$147  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$147  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$148  = edge3;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  \$148  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$148  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$149  = edge4;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  \$149  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$149  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$150  = edge5;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  \$150  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$150  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$151  = edge6;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  \$151  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$151  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$152  = edge7;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (tables[58]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  /* empty */;
+              3'h7:
+                  \$152  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$152  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$153  = num_layers;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h6:
+          if (tables[58]) begin
+            \$153  = tables[13:11];
+          end
+    endcase
+    if (rst) begin
+      \$153  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$154  = ssm0;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  \$154  = tables[57:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$154  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$155  = ssm1;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$155  = tables[57:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$155  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$156  = ssm2;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$156  = tables[57:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$156  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$157  = ssm3;
+    casez (tables[63:60])
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (tables[58]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$157  = tables[57:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$157  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$158  = \$71 ;
+    if (rst) begin
+      \$158  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$159  = \$72 [3:0];
+    if (rst) begin
+      \$159  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$160  = e;
+    if (e_set) begin
+      \$160  = e_new;
+    end
+    if (rst) begin
+      \$160  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$161  = \edge ;
+    if (e_set) begin
+      \$161  = \$73 ;
+    end
+    if (rst) begin
+      \$161  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$162  = { \$97 , \$94 , \$91 , \$88 , \$85 , \$82 , \$79 , \$76  };
+    if (rst) begin
+      \$162  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$163  = \$99 ;
+    if (rst) begin
+      \$163  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$164  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$103 ) begin
+            \$164  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$138 ) begin
+            end else begin
+              \$164  = \$139 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$164  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$165  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$103 ) begin
+            (* full_case = 32'd1 *)
+            if (\$104 ) begin
+              \$165  = 4'h1;
+            end else begin
+              \$165  = 4'h2;
+            end
+          end
+      4'h2:
+          (* full_case = 32'd1 *)
+          if (\$105 ) begin
+            \$165  = 4'h3;
+          end else begin
+            \$165  = 4'h4;
+          end
+      4'h4:
+          \$165  = 4'h5;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+            \$165  = 4'h6;
+          end else begin
+            \$165  = 4'h7;
+          end
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$130 ) begin
+          end else begin
+            \$165  = 4'h5;
+          end
+      4'h6:
+          if (\$132 ) begin
+          end else if (drained) begin
+            \$165  = 4'h8;
+          end
+      4'h8:
+          \$165  = 4'h9;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$165  = 4'ha;
+            end else begin
+              \$165  = 4'h4;
+            end
+          end
+      4'h3:
+          if (ssm_done) begin
+            \$165  = 4'ha;
+          end
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$138 ) begin
+              \$165  = 4'h1;
+            end else begin
+              \$165  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$140 ) begin
+            \$165  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$165  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$166  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$166  = 5'h00;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$166  = \$134 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$166  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$167  = rd_src;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$167  = \edge [2:0];
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$167  = ssm_ev_src;
+          end
+    endcase
+    if (rst) begin
+      \$167  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$168  = rd_from_input;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$168  = \$107 ;
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$168  = ssm_ev_from_input;
+          end
+    endcase
+    if (rst) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$169  = rd_bank;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$169  = \$110 ;
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$169  = \$135 ;
+          end
+    endcase
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$170  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$170  = 8'h00;
+          end
+      4'h7:
+          if (\$130 ) begin
+            \$170  = \$131 [7:0];
+          end
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+        begin
+          if (ssm_ev_load) begin
+            \$170  = 8'h00;
+          end
+          if (ssm_ev_step) begin
+            \$170  = \$136 [7:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$170  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$171  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$171  = \$115 ;
+          end
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$171  = ssm_ev_cnt;
+          end
+    endcase
+    if (rst) begin
+      \$171  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$172  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$172  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$172  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$173  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$106 ) begin
+          end else begin
+            \$173  = \$129 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$173  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$174  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          if (\$132 ) begin
+            \$174  = \$133 [1:0];
+          end else if (drained) begin
+            \$174  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$174  = 2'h0;
+    end
+  end
+  assign rdata = counters_rdata;
+  assign raddr = tables[4:0];
+  assign counters_re = re;
+  assign \cnt$40  = cnt;
+  assign busy_groups = { busy, busy };
+  assign membrane_write = { neuron_write, neuron_write };
+  assign host_req = 1'h0;
+  assign ssm_inc = { \port$2714$0 , \port$2715$0 , \port$2701$0  };
+  assign rowbase = \$4 [11:0];
+  assign \tables.word  = tables[10:0];
+  assign \tables.wdata  = tables[57:11];
+  assign \tables.we  = tables[58];
+  assign \tables.re  = tables[59];
+  assign \tables.region  = tables[63:60];
+  assign \tables.lane  = tables[66:64];
+  assign \layer0.size  = layer0[7:0];
+  assign \layer0.rows  = layer0[12:8];
+  assign \layer0.sbase  = layer0[17:13];
+  assign \layer0.ebase  = layer0[20:18];
+  assign \layer0.ecount  = layer0[24:21];
+  assign \layer0.spiking  = layer0[25];
+  assign \layer0.reset  = layer0[27:26];
+  assign \layer0.v_reset  = layer0[43:28];
+  assign \layer0.emit_values  = layer0[44];
+  assign \layer0.ssm  = layer0[45];
+  assign \layer1.size  = layer1[7:0];
+  assign \layer1.rows  = layer1[12:8];
+  assign \layer1.sbase  = layer1[17:13];
+  assign \layer1.ebase  = layer1[20:18];
+  assign \layer1.ecount  = layer1[24:21];
+  assign \layer1.spiking  = layer1[25];
+  assign \layer1.reset  = layer1[27:26];
+  assign \layer1.v_reset  = layer1[43:28];
+  assign \layer1.emit_values  = layer1[44];
+  assign \layer1.ssm  = layer1[45];
+  assign \layer2.size  = layer2[7:0];
+  assign \layer2.rows  = layer2[12:8];
+  assign \layer2.sbase  = layer2[17:13];
+  assign \layer2.ebase  = layer2[20:18];
+  assign \layer2.ecount  = layer2[24:21];
+  assign \layer2.spiking  = layer2[25];
+  assign \layer2.reset  = layer2[27:26];
+  assign \layer2.v_reset  = layer2[43:28];
+  assign \layer2.emit_values  = layer2[44];
+  assign \layer2.ssm  = layer2[45];
+  assign \layer3.size  = layer3[7:0];
+  assign \layer3.rows  = layer3[12:8];
+  assign \layer3.sbase  = layer3[17:13];
+  assign \layer3.ebase  = layer3[20:18];
+  assign \layer3.ecount  = layer3[24:21];
+  assign \layer3.spiking  = layer3[25];
+  assign \layer3.reset  = layer3[27:26];
+  assign \layer3.v_reset  = layer3[43:28];
+  assign \layer3.emit_values  = layer3[44];
+  assign \layer3.ssm  = layer3[45];
+  assign \edge0.src  = edge0[2:0];
+  assign \edge0.recurrent  = edge0[3];
+  assign \edge0.wbase  = edge0[14:4];
+  assign \edge0.nsrc  = edge0[22:15];
+  assign \edge1.src  = edge1[2:0];
+  assign \edge1.recurrent  = edge1[3];
+  assign \edge1.wbase  = edge1[14:4];
+  assign \edge1.nsrc  = edge1[22:15];
+  assign \edge2.src  = edge2[2:0];
+  assign \edge2.recurrent  = edge2[3];
+  assign \edge2.wbase  = edge2[14:4];
+  assign \edge2.nsrc  = edge2[22:15];
+  assign \edge3.src  = edge3[2:0];
+  assign \edge3.recurrent  = edge3[3];
+  assign \edge3.wbase  = edge3[14:4];
+  assign \edge3.nsrc  = edge3[22:15];
+  assign \edge4.src  = edge4[2:0];
+  assign \edge4.recurrent  = edge4[3];
+  assign \edge4.wbase  = edge4[14:4];
+  assign \edge4.nsrc  = edge4[22:15];
+  assign \edge5.src  = edge5[2:0];
+  assign \edge5.recurrent  = edge5[3];
+  assign \edge5.wbase  = edge5[14:4];
+  assign \edge5.nsrc  = edge5[22:15];
+  assign \edge6.src  = edge6[2:0];
+  assign \edge6.recurrent  = edge6[3];
+  assign \edge6.wbase  = edge6[14:4];
+  assign \edge6.nsrc  = edge6[22:15];
+  assign \edge7.src  = edge7[2:0];
+  assign \edge7.recurrent  = edge7[3];
+  assign \edge7.wbase  = edge7[14:4];
+  assign \edge7.nsrc  = edge7[22:15];
+  assign \ssm0.n  = ssm0[4:0];
+  assign \ssm0.ssbase  = ssm0[10:5];
+  assign \ssm0.pbase  = ssm0[19:11];
+  assign \ssm0.k_src  = ssm0[22:20];
+  assign \ssm0.k_rec  = ssm0[23];
+  assign \ssm0.k_const  = ssm0[24];
+  assign \ssm0.v_src  = ssm0[27:25];
+  assign \ssm0.v_rec  = ssm0[28];
+  assign \ssm0.v_const  = ssm0[29];
+  assign \ssm0.q_src  = ssm0[32:30];
+  assign \ssm0.q_rec  = ssm0[33];
+  assign \ssm0.q_const  = ssm0[34];
+  assign \ssm0.g_src  = ssm0[37:35];
+  assign \ssm0.g_rec  = ssm0[38];
+  assign \ssm0.selective  = ssm0[39];
+  assign \ssm0.y_shift  = ssm0[45:40];
+  assign \ssm0.skip  = ssm0[46];
+  assign \ssm1.n  = ssm1[4:0];
+  assign \ssm1.ssbase  = ssm1[10:5];
+  assign \ssm1.pbase  = ssm1[19:11];
+  assign \ssm1.k_src  = ssm1[22:20];
+  assign \ssm1.k_rec  = ssm1[23];
+  assign \ssm1.k_const  = ssm1[24];
+  assign \ssm1.v_src  = ssm1[27:25];
+  assign \ssm1.v_rec  = ssm1[28];
+  assign \ssm1.v_const  = ssm1[29];
+  assign \ssm1.q_src  = ssm1[32:30];
+  assign \ssm1.q_rec  = ssm1[33];
+  assign \ssm1.q_const  = ssm1[34];
+  assign \ssm1.g_src  = ssm1[37:35];
+  assign \ssm1.g_rec  = ssm1[38];
+  assign \ssm1.selective  = ssm1[39];
+  assign \ssm1.y_shift  = ssm1[45:40];
+  assign \ssm1.skip  = ssm1[46];
+  assign \ssm2.n  = ssm2[4:0];
+  assign \ssm2.ssbase  = ssm2[10:5];
+  assign \ssm2.pbase  = ssm2[19:11];
+  assign \ssm2.k_src  = ssm2[22:20];
+  assign \ssm2.k_rec  = ssm2[23];
+  assign \ssm2.k_const  = ssm2[24];
+  assign \ssm2.v_src  = ssm2[27:25];
+  assign \ssm2.v_rec  = ssm2[28];
+  assign \ssm2.v_const  = ssm2[29];
+  assign \ssm2.q_src  = ssm2[32:30];
+  assign \ssm2.q_rec  = ssm2[33];
+  assign \ssm2.q_const  = ssm2[34];
+  assign \ssm2.g_src  = ssm2[37:35];
+  assign \ssm2.g_rec  = ssm2[38];
+  assign \ssm2.selective  = ssm2[39];
+  assign \ssm2.y_shift  = ssm2[45:40];
+  assign \ssm2.skip  = ssm2[46];
+  assign \ssm3.n  = ssm3[4:0];
+  assign \ssm3.ssbase  = ssm3[10:5];
+  assign \ssm3.pbase  = ssm3[19:11];
+  assign \ssm3.k_src  = ssm3[22:20];
+  assign \ssm3.k_rec  = ssm3[23];
+  assign \ssm3.k_const  = ssm3[24];
+  assign \ssm3.v_src  = ssm3[27:25];
+  assign \ssm3.v_rec  = ssm3[28];
+  assign \ssm3.v_const  = ssm3[29];
+  assign \ssm3.q_src  = ssm3[32:30];
+  assign \ssm3.q_rec  = ssm3[33];
+  assign \ssm3.q_const  = ssm3[34];
+  assign \ssm3.g_src  = ssm3[37:35];
+  assign \ssm3.g_rec  = ssm3[38];
+  assign \ssm3.selective  = ssm3[39];
+  assign \ssm3.y_shift  = ssm3[45:40];
+  assign \ssm3.skip  = ssm3[46];
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \layer.ssm  = layer[45];
+  assign \ssm_entry.n  = ssm_entry[4:0];
+  assign \ssm_entry.ssbase  = ssm_entry[10:5];
+  assign \ssm_entry.pbase  = ssm_entry[19:11];
+  assign \ssm_entry.k_src  = ssm_entry[22:20];
+  assign \ssm_entry.k_rec  = ssm_entry[23];
+  assign \ssm_entry.k_const  = ssm_entry[24];
+  assign \ssm_entry.v_src  = ssm_entry[27:25];
+  assign \ssm_entry.v_rec  = ssm_entry[28];
+  assign \ssm_entry.v_const  = ssm_entry[29];
+  assign \ssm_entry.q_src  = ssm_entry[32:30];
+  assign \ssm_entry.q_rec  = ssm_entry[33];
+  assign \ssm_entry.q_const  = ssm_entry[34];
+  assign \ssm_entry.g_src  = ssm_entry[37:35];
+  assign \ssm_entry.g_rec  = ssm_entry[38];
+  assign \ssm_entry.selective  = ssm_entry[39];
+  assign \ssm_entry.y_shift  = ssm_entry[45:40];
+  assign \ssm_entry.skip  = ssm_entry[46];
+  assign \edge.src  = \edge [2:0];
+  assign \edge.recurrent  = \edge [3];
+  assign \edge.wbase  = \edge [14:4];
+  assign \edge.nsrc  = \edge [22:15];
+  assign \counts[0]  = counts[7:0];
+  assign \counts[1]  = counts[15:8];
+  assign \counts[2]  = counts[23:16];
+  assign \counts[3]  = counts[31:24];
+  assign \counts[4]  = counts[39:32];
+  assign \counts[5]  = counts[47:40];
+  assign \counts[6]  = counts[55:48];
+  assign \counts[7]  = counts[63:56];
+  assign \counts[8]  = counts[71:64];
+  assign \counts[9]  = counts[79:72];
+  assign \counts[10]  = counts[87:80];
+  assign \counts[11]  = counts[95:88];
+  assign \counts[12]  = counts[103:96];
+  assign \counts[13]  = counts[111:104];
+  assign \counts[14]  = counts[119:112];
+  assign \counts[15]  = counts[127:120];
+  assign \in_counts[0]  = in_counts[6:0];
+  assign \in_counts[1]  = in_counts[13:7];
+  assign \$13  = 1'h1;
+  assign \$14  = \$12 ;
+  assign \$59  = out_ready;
+  assign \$102  = 1'h1;
+  assign \$103  = \$101 ;
+  assign \$116  = { 1'h0, \edge [22:15] };
+  assign \$118  = { \edge [22:15], 1'h0 };
+  assign \$121  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$123  = { \edge [22:15], 3'h0 };
+  assign \$127  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$140  = out_ready;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.sequencer.counters (clk, rst, total, raddr, inc, clear, re);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [6:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [5:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [5:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [6:0] \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [5:0] \$129 ;
+  wire [5:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire [6:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [6:0] \$14 ;
+  wire [5:0] \$140 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [6:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire [5:0] \$151 ;
+  wire [7:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [6:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire [5:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [6:0] \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
+  wire [7:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [6:0] \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire [5:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [5:0] \$19 ;
+  wire [6:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [5:0] \$195 ;
+  wire [7:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire \$2 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire [6:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [5:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire [31:0] \$212 ;
+  wire [32:0] \$213 ;
+  wire \$214 ;
+  reg \$215 ;
+  reg [4:0] \$216 ;
+  reg \$217 ;
+  reg [5:0] \$218 ;
+  reg \$219 ;
+  wire \$22 ;
+  reg [4:0] \$220 ;
+  reg [5:0] \$221 ;
+  reg [17:0] \$222 ;
+  reg [5:0] \$223 ;
+  reg [5:0] \$224 ;
+  reg [5:0] \$225 ;
+  reg [5:0] \$226 ;
+  reg [5:0] \$227 ;
+  reg [5:0] \$228 ;
+  reg [5:0] \$229 ;
+  wire \$23 ;
+  reg [5:0] \$230 ;
+  reg [5:0] \$231 ;
+  reg [5:0] \$232 ;
+  reg [5:0] \$233 ;
+  reg [5:0] \$234 ;
+  reg [5:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [5:0] \$237 ;
+  reg [5:0] \$238 ;
+  reg [5:0] \$239 ;
+  wire \$24 ;
+  wire [6:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [5:0] \$30 ;
+  wire [7:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  reg [5:0] \$4 ;
+  wire \$40 ;
+  wire [5:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  reg [5:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [6:0] \$58 ;
+  wire \$59 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [5:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [6:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [5:0] \$85 ;
+  wire [7:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire [6:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [5:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [5:0] a_delta = 6'h00;
+  reg a_stale = 1'h0;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
+  reg [31:0] counters_nrw = 32'd0;
+  reg [5:0] delta0 = 6'h00;
+  reg [5:0] delta1 = 6'h00;
+  reg [5:0] delta10 = 6'h00;
+  reg [5:0] delta11 = 6'h00;
+  reg [5:0] delta12 = 6'h00;
+  reg [5:0] delta13 = 6'h00;
+  reg [5:0] delta14 = 6'h00;
+  reg [5:0] delta15 = 6'h00;
+  reg [5:0] delta16 = 6'h00;
+  reg [5:0] delta17 = 6'h00;
+  reg [5:0] delta2 = 6'h00;
+  reg [5:0] delta3 = 6'h00;
+  reg [5:0] delta4 = 6'h00;
+  reg [5:0] delta5 = 6'h00;
+  reg [5:0] delta6 = 6'h00;
+  reg [5:0] delta7 = 6'h00;
+  reg [5:0] delta8 = 6'h00;
+  reg [5:0] delta9 = 6'h00;
+  reg [4:0] f_idx = 5'h00;
+  reg f_valid = 1'h0;
+  input [17:0] inc;
+  wire [17:0] inc;
+  wire [4:0] port__addr;
+  wire [31:0] port__data;
+  reg [4:0] ptr = 5'h00;
+  input [4:0] raddr;
+  wire [4:0] raddr;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  reg rvalid = 1'h0;
+  reg [17:0] stale = 18'h3ffff;
+  output [31:0] total;
+  wire [31:0] total;
+  (* init = 5'h00 *)
+  wire [4:0] wr__addr;
+  wire [31:0] wr__data;
+  wire wr__en;
+  (* no_rw_check = 32'd1 *)
+  reg [31:0] mem [17:0];
+  initial begin
+    mem[0] = 32'd0;
+    mem[1] = 32'd0;
+    mem[2] = 32'd0;
+    mem[3] = 32'd0;
+    mem[4] = 32'd0;
+    mem[5] = 32'd0;
+    mem[6] = 32'd0;
+    mem[7] = 32'd0;
+    mem[8] = 32'd0;
+    mem[9] = 32'd0;
+    mem[10] = 32'd0;
+    mem[11] = 32'd0;
+    mem[12] = 32'd0;
+    mem[13] = 32'd0;
+    mem[14] = 32'd0;
+    mem[15] = 32'd0;
+    mem[16] = 32'd0;
+    mem[17] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (wr__en)
+      mem[f_idx] <= \$213 [31:0];
+  end
+  assign port__data = mem[port__addr];
+  assign \$1  = ~ re;
+  assign \$2  = ~ clear;
+  assign \$3  = \$1  & \$2 ;
+  assign \$6  = re ? \$4  : \$5 ;
+  assign \$7  = stale >> raddr;
+  assign \$8  = stale >> ptr;
+  assign \$9  = re ? \$7  : \$8 ;
+  assign \$10  = ~ re;
+  assign \$11  = ptr == 5'h11;
+  assign \$12  = ptr + 1'h1;
+  assign \$13  = \$11  ? 6'h00 : \$12 ;
+  assign \$14  = delta0 + inc[0];
+  assign \$15  = ~ re;
+  assign \$16  = f_valid & \$15 ;
+  assign \$17  = ! f_idx;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$18  ? a_delta : 6'h00;
+  assign \$20  = \$14  - \$19 ;
+  assign \$21  = ~ re;
+  assign \$22  = f_valid & \$21 ;
+  assign \$23  = ! f_idx;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = delta1 + inc[1];
+  assign \$26  = ~ re;
+  assign \$27  = f_valid & \$26 ;
+  assign \$28  = f_idx == 1'h1;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = \$29  ? a_delta : 6'h00;
+  assign \$31  = \$25  - \$30 ;
+  assign \$32  = ~ re;
+  assign \$33  = f_valid & \$32 ;
+  assign \$34  = f_idx == 1'h1;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = delta2 + inc[2];
+  assign \$37  = ~ re;
+  assign \$38  = f_valid & \$37 ;
+  assign \$39  = f_idx == 2'h2;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? a_delta : 6'h00;
+  assign \$42  = \$36  - \$41 ;
+  assign \$43  = ~ re;
+  assign \$44  = f_valid & \$43 ;
+  assign \$45  = f_idx == 2'h2;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = delta3 + inc[3];
+  assign \$48  = ~ re;
+  assign \$49  = f_valid & \$48 ;
+  assign \$50  = f_idx == 2'h3;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$51  ? a_delta : 6'h00;
+  assign \$53  = \$47  - \$52 ;
+  assign \$54  = ~ re;
+  assign \$55  = f_valid & \$54 ;
+  assign \$56  = f_idx == 2'h3;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = delta4 + inc[4];
+  assign \$59  = ~ re;
+  assign \$60  = f_valid & \$59 ;
+  assign \$61  = f_idx == 3'h4;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$62  ? a_delta : 6'h00;
+  assign \$64  = \$58  - \$63 ;
+  assign \$65  = ~ re;
+  assign \$66  = f_valid & \$65 ;
+  assign \$67  = f_idx == 3'h4;
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = delta5 + inc[5];
+  assign \$70  = ~ re;
+  assign \$71  = f_valid & \$70 ;
+  assign \$72  = f_idx == 3'h5;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$73  ? a_delta : 6'h00;
+  assign \$75  = \$69  - \$74 ;
+  assign \$76  = ~ re;
+  assign \$77  = f_valid & \$76 ;
+  assign \$78  = f_idx == 3'h5;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = delta6 + inc[6];
+  assign \$81  = ~ re;
+  assign \$82  = f_valid & \$81 ;
+  assign \$83  = f_idx == 3'h6;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = \$84  ? a_delta : 6'h00;
+  assign \$86  = \$80  - \$85 ;
+  assign \$87  = ~ re;
+  assign \$88  = f_valid & \$87 ;
+  assign \$89  = f_idx == 3'h6;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = delta7 + inc[7];
+  assign \$92  = ~ re;
+  assign \$93  = f_valid & \$92 ;
+  assign \$94  = f_idx == 3'h7;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$95  ? a_delta : 6'h00;
+  assign \$97  = \$91  - \$96 ;
+  assign \$98  = ~ re;
+  assign \$99  = f_valid & \$98 ;
+  assign \$100  = f_idx == 3'h7;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = delta8 + inc[8];
+  assign \$103  = ~ re;
+  assign \$104  = f_valid & \$103 ;
+  assign \$105  = f_idx == 4'h8;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$106  ? a_delta : 6'h00;
+  assign \$108  = \$102  - \$107 ;
+  assign \$109  = ~ re;
+  assign \$110  = f_valid & \$109 ;
+  assign \$111  = f_idx == 4'h8;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = delta9 + inc[9];
+  assign \$114  = ~ re;
+  assign \$115  = f_valid & \$114 ;
+  assign \$116  = f_idx == 4'h9;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? a_delta : 6'h00;
+  assign \$119  = \$113  - \$118 ;
+  assign \$120  = ~ re;
+  assign \$121  = f_valid & \$120 ;
+  assign \$122  = f_idx == 4'h9;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = delta10 + inc[10];
+  assign \$125  = ~ re;
+  assign \$126  = f_valid & \$125 ;
+  assign \$127  = f_idx == 4'ha;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$128  ? a_delta : 6'h00;
+  assign \$130  = \$124  - \$129 ;
+  assign \$131  = ~ re;
+  assign \$132  = f_valid & \$131 ;
+  assign \$133  = f_idx == 4'ha;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = delta11 + inc[11];
+  assign \$136  = ~ re;
+  assign \$137  = f_valid & \$136 ;
+  assign \$138  = f_idx == 4'hb;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$139  ? a_delta : 6'h00;
+  assign \$141  = \$135  - \$140 ;
+  assign \$142  = ~ re;
+  assign \$143  = f_valid & \$142 ;
+  assign \$144  = f_idx == 4'hb;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = delta12 + inc[12];
+  assign \$147  = ~ re;
+  assign \$148  = f_valid & \$147 ;
+  assign \$149  = f_idx == 4'hc;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? a_delta : 6'h00;
+  assign \$152  = \$146  - \$151 ;
+  assign \$153  = ~ re;
+  assign \$154  = f_valid & \$153 ;
+  assign \$155  = f_idx == 4'hc;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = delta13 + inc[13];
+  assign \$158  = ~ re;
+  assign \$159  = f_valid & \$158 ;
+  assign \$160  = f_idx == 4'hd;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? a_delta : 6'h00;
+  assign \$163  = \$157  - \$162 ;
+  assign \$164  = ~ re;
+  assign \$165  = f_valid & \$164 ;
+  assign \$166  = f_idx == 4'hd;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = delta14 + inc[14];
+  assign \$169  = ~ re;
+  assign \$170  = f_valid & \$169 ;
+  assign \$171  = f_idx == 4'he;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$172  ? a_delta : 6'h00;
+  assign \$174  = \$168  - \$173 ;
+  assign \$175  = ~ re;
+  assign \$176  = f_valid & \$175 ;
+  assign \$177  = f_idx == 4'he;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = delta15 + inc[15];
+  assign \$180  = ~ re;
+  assign \$181  = f_valid & \$180 ;
+  assign \$182  = f_idx == 4'hf;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$183  ? a_delta : 6'h00;
+  assign \$185  = \$179  - \$184 ;
+  assign \$186  = ~ re;
+  assign \$187  = f_valid & \$186 ;
+  assign \$188  = f_idx == 4'hf;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = delta16 + inc[16];
+  assign \$191  = ~ re;
+  assign \$192  = f_valid & \$191 ;
+  assign \$193  = f_idx == 5'h10;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? a_delta : 6'h00;
+  assign \$196  = \$190  - \$195 ;
+  assign \$197  = ~ re;
+  assign \$198  = f_valid & \$197 ;
+  assign \$199  = f_idx == 5'h10;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = delta17 + inc[17];
+  assign \$202  = ~ re;
+  assign \$203  = f_valid & \$202 ;
+  assign \$204  = f_idx == 5'h11;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = \$205  ? a_delta : 6'h00;
+  assign \$207  = \$201  - \$206 ;
+  assign \$208  = ~ re;
+  assign \$209  = f_valid & \$208 ;
+  assign \$210  = f_idx == 5'h11;
+  assign \$211  = \$209  & \$210 ;
+  assign port__addr = re ? raddr : ptr;
+  assign \$212  = a_stale ? 32'd0 : counters_nrw;
+  assign \$213  = \$212  + a_delta;
+  assign \$214  = ~ re;
+  assign wr__en = f_valid & \$214 ;
+  always @(posedge clk)
+    counters_nrw <= port__data;
+  always @(posedge clk)
+    f_valid <= \$215 ;
+  always @(posedge clk)
+    f_idx <= \$216 ;
+  always @(posedge clk)
+    rvalid <= \$217 ;
+  always @(posedge clk)
+    a_delta <= \$218 ;
+  always @(posedge clk)
+    a_stale <= \$219 ;
+  always @(posedge clk)
+    ptr <= \$220 ;
+  always @(posedge clk)
+    delta0 <= \$221 ;
+  always @(posedge clk)
+    stale <= \$222 ;
+  always @(posedge clk)
+    delta1 <= \$223 ;
+  always @(posedge clk)
+    delta2 <= \$224 ;
+  always @(posedge clk)
+    delta3 <= \$225 ;
+  always @(posedge clk)
+    delta4 <= \$226 ;
+  always @(posedge clk)
+    delta5 <= \$227 ;
+  always @(posedge clk)
+    delta6 <= \$228 ;
+  always @(posedge clk)
+    delta7 <= \$229 ;
+  always @(posedge clk)
+    delta8 <= \$230 ;
+  always @(posedge clk)
+    delta9 <= \$231 ;
+  always @(posedge clk)
+    delta10 <= \$232 ;
+  always @(posedge clk)
+    delta11 <= \$233 ;
+  always @(posedge clk)
+    delta12 <= \$234 ;
+  always @(posedge clk)
+    delta13 <= \$235 ;
+  always @(posedge clk)
+    delta14 <= \$236 ;
+  always @(posedge clk)
+    delta15 <= \$237 ;
+  always @(posedge clk)
+    delta16 <= \$238 ;
+  always @(posedge clk)
+    delta17 <= \$239 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$4  = 6'h00;
+    casez (raddr)
+      5'h00:
+          \$4  = delta0;
+      5'h01:
+          \$4  = delta1;
+      5'h02:
+          \$4  = delta2;
+      5'h03:
+          \$4  = delta3;
+      5'h04:
+          \$4  = delta4;
+      5'h05:
+          \$4  = delta5;
+      5'h06:
+          \$4  = delta6;
+      5'h07:
+          \$4  = delta7;
+      5'h08:
+          \$4  = delta8;
+      5'h09:
+          \$4  = delta9;
+      5'h0a:
+          \$4  = delta10;
+      5'h0b:
+          \$4  = delta11;
+      5'h0c:
+          \$4  = delta12;
+      5'h0d:
+          \$4  = delta13;
+      5'h0e:
+          \$4  = delta14;
+      5'h0f:
+          \$4  = delta15;
+      5'h10:
+          \$4  = delta16;
+      5'h11:
+          \$4  = delta17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$5  = 6'h00;
+    casez (ptr)
+      5'h00:
+          \$5  = delta0;
+      5'h01:
+          \$5  = delta1;
+      5'h02:
+          \$5  = delta2;
+      5'h03:
+          \$5  = delta3;
+      5'h04:
+          \$5  = delta4;
+      5'h05:
+          \$5  = delta5;
+      5'h06:
+          \$5  = delta6;
+      5'h07:
+          \$5  = delta7;
+      5'h08:
+          \$5  = delta8;
+      5'h09:
+          \$5  = delta9;
+      5'h0a:
+          \$5  = delta10;
+      5'h0b:
+          \$5  = delta11;
+      5'h0c:
+          \$5  = delta12;
+      5'h0d:
+          \$5  = delta13;
+      5'h0e:
+          \$5  = delta14;
+      5'h0f:
+          \$5  = delta15;
+      5'h10:
+          \$5  = delta16;
+      5'h11:
+          \$5  = delta17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$215  = \$3 ;
+    if (rst) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$216  = ptr;
+    if (rst) begin
+      \$216  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$217  = re;
+    if (rst) begin
+      \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$218  = \$6 ;
+    if (rst) begin
+      \$218  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$219  = \$9 ;
+    if (rst) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$220  = ptr;
+    if (\$10 ) begin
+      \$220  = \$13 [4:0];
+    end
+    if (rst) begin
+      \$220  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$221  = \$20 [5:0];
+    if (clear) begin
+      \$221  = 6'h00;
+    end
+    if (rst) begin
+      \$221  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$222  = stale;
+    if (\$24 ) begin
+      \$222 [0] = 1'h0;
+    end
+    if (\$35 ) begin
+      \$222 [1] = 1'h0;
+    end
+    if (\$46 ) begin
+      \$222 [2] = 1'h0;
+    end
+    if (\$57 ) begin
+      \$222 [3] = 1'h0;
+    end
+    if (\$68 ) begin
+      \$222 [4] = 1'h0;
+    end
+    if (\$79 ) begin
+      \$222 [5] = 1'h0;
+    end
+    if (\$90 ) begin
+      \$222 [6] = 1'h0;
+    end
+    if (\$101 ) begin
+      \$222 [7] = 1'h0;
+    end
+    if (\$112 ) begin
+      \$222 [8] = 1'h0;
+    end
+    if (\$123 ) begin
+      \$222 [9] = 1'h0;
+    end
+    if (\$134 ) begin
+      \$222 [10] = 1'h0;
+    end
+    if (\$145 ) begin
+      \$222 [11] = 1'h0;
+    end
+    if (\$156 ) begin
+      \$222 [12] = 1'h0;
+    end
+    if (\$167 ) begin
+      \$222 [13] = 1'h0;
+    end
+    if (\$178 ) begin
+      \$222 [14] = 1'h0;
+    end
+    if (\$189 ) begin
+      \$222 [15] = 1'h0;
+    end
+    if (\$200 ) begin
+      \$222 [16] = 1'h0;
+    end
+    if (\$211 ) begin
+      \$222 [17] = 1'h0;
+    end
+    if (clear) begin
+      \$222  = 18'h3ffff;
+    end
+    if (rst) begin
+      \$222  = 18'h3ffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$223  = \$31 [5:0];
+    if (clear) begin
+      \$223  = 6'h00;
+    end
+    if (rst) begin
+      \$223  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$224  = \$42 [5:0];
+    if (clear) begin
+      \$224  = 6'h00;
+    end
+    if (rst) begin
+      \$224  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$225  = \$53 [5:0];
+    if (clear) begin
+      \$225  = 6'h00;
+    end
+    if (rst) begin
+      \$225  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$226  = \$64 [5:0];
+    if (clear) begin
+      \$226  = 6'h00;
+    end
+    if (rst) begin
+      \$226  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$227  = \$75 [5:0];
+    if (clear) begin
+      \$227  = 6'h00;
+    end
+    if (rst) begin
+      \$227  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$228  = \$86 [5:0];
+    if (clear) begin
+      \$228  = 6'h00;
+    end
+    if (rst) begin
+      \$228  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$229  = \$97 [5:0];
+    if (clear) begin
+      \$229  = 6'h00;
+    end
+    if (rst) begin
+      \$229  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$230  = \$108 [5:0];
+    if (clear) begin
+      \$230  = 6'h00;
+    end
+    if (rst) begin
+      \$230  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$231  = \$119 [5:0];
+    if (clear) begin
+      \$231  = 6'h00;
+    end
+    if (rst) begin
+      \$231  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$232  = \$130 [5:0];
+    if (clear) begin
+      \$232  = 6'h00;
+    end
+    if (rst) begin
+      \$232  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$233  = \$141 [5:0];
+    if (clear) begin
+      \$233  = 6'h00;
+    end
+    if (rst) begin
+      \$233  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$234  = \$152 [5:0];
+    if (clear) begin
+      \$234  = 6'h00;
+    end
+    if (rst) begin
+      \$234  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$235  = \$163 [5:0];
+    if (clear) begin
+      \$235  = 6'h00;
+    end
+    if (rst) begin
+      \$235  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$236  = \$174 [5:0];
+    if (clear) begin
+      \$236  = 6'h00;
+    end
+    if (rst) begin
+      \$236  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$237  = \$185 [5:0];
+    if (clear) begin
+      \$237  = 6'h00;
+    end
+    if (rst) begin
+      \$237  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$238  = \$196 [5:0];
+    if (clear) begin
+      \$238  = 6'h00;
+    end
+    if (rst) begin
+      \$238  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$239  = \$207 [5:0];
+    if (clear) begin
+      \$239  = 6'h00;
+    end
+    if (rst) begin
+      \$239  = 6'h00;
+    end
+  end
+  assign rdata = \$213 [31:0];
+  assign wr__addr = f_idx;
+  assign wr__data = \$213 [31:0];
+  assign total = \$213 [31:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2305$134 , busy, start, \port$2370$0 , emit_values, n, cnt, cur, \port$2508$0 , state_rdata
+, ssm_ynz, row_values, active, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire [7:0] \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire [8:0] \$148 ;
+  wire [9:0] \$149 ;
+  wire \$15 ;
+  wire [10:0] \$150 ;
+  wire [8:0] \$151 ;
+  wire [9:0] \$152 ;
+  wire \$153 ;
+  wire [8:0] \$154 ;
+  wire [9:0] \$155 ;
+  wire [24:0] \$156 ;
+  wire [24:0] \$157 ;
+  reg [7:0] \$158 ;
+  wire [15:0] \$159 ;
+  wire \$16 ;
+  wire [25:0] \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire [33:0] \$163 ;
+  wire [33:0] \$164 ;
+  wire [10:0] \$165 ;
+  wire [10:0] \$166 ;
+  wire [47:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire [27:0] \$171 ;
+  wire [27:0] \$172 ;
+  wire \$173 ;
+  wire [8:0] \$174 ;
+  wire [9:0] \$175 ;
+  wire \$176 ;
+  wire [8:0] \$177 ;
+  wire [9:0] \$178 ;
+  wire [24:0] \$179 ;
+  wire \$18 ;
+  wire [24:0] \$180 ;
+  reg [7:0] \$181 ;
+  wire [15:0] \$182 ;
+  wire [25:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [33:0] \$186 ;
+  wire [33:0] \$187 ;
+  wire [10:0] \$188 ;
+  wire [10:0] \$189 ;
+  wire \$19 ;
+  wire [47:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [27:0] \$194 ;
+  wire [27:0] \$195 ;
+  wire \$196 ;
+  wire [8:0] \$197 ;
+  wire [9:0] \$198 ;
+  wire \$199 ;
+  wire [11:0] \$2 ;
+  wire \$20 ;
+  wire [8:0] \$200 ;
+  wire [9:0] \$201 ;
+  wire [24:0] \$202 ;
+  wire [24:0] \$203 ;
+  reg [7:0] \$204 ;
+  wire [15:0] \$205 ;
+  wire [25:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [33:0] \$209 ;
+  wire \$21 ;
+  wire [33:0] \$210 ;
+  wire [10:0] \$211 ;
+  wire [10:0] \$212 ;
+  wire [47:0] \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire [27:0] \$217 ;
+  wire [27:0] \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire [8:0] \$220 ;
+  wire [9:0] \$221 ;
+  wire \$222 ;
+  wire [8:0] \$223 ;
+  wire [9:0] \$224 ;
+  wire [24:0] \$225 ;
+  wire [24:0] \$226 ;
+  reg [7:0] \$227 ;
+  wire [15:0] \$228 ;
+  wire [25:0] \$229 ;
+  wire \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire [33:0] \$232 ;
+  wire [33:0] \$233 ;
+  wire [10:0] \$234 ;
+  wire [10:0] \$235 ;
+  wire [47:0] \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire [27:0] \$240 ;
+  wire [27:0] \$241 ;
+  wire \$242 ;
+  wire [8:0] \$243 ;
+  wire [9:0] \$244 ;
+  wire \$245 ;
+  wire [8:0] \$246 ;
+  wire [9:0] \$247 ;
+  wire [24:0] \$248 ;
+  wire [24:0] \$249 ;
+  wire \$25 ;
+  reg [7:0] \$250 ;
+  wire [15:0] \$251 ;
+  wire [25:0] \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire [33:0] \$255 ;
+  wire [33:0] \$256 ;
+  wire [10:0] \$257 ;
+  wire [10:0] \$258 ;
+  wire [47:0] \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire [27:0] \$263 ;
+  wire [27:0] \$264 ;
+  wire \$265 ;
+  wire [8:0] \$266 ;
+  wire [9:0] \$267 ;
+  wire \$268 ;
+  wire [8:0] \$269 ;
+  wire \$27 ;
+  wire [9:0] \$270 ;
+  wire [24:0] \$271 ;
+  wire [24:0] \$272 ;
+  reg [7:0] \$273 ;
+  wire [15:0] \$274 ;
+  wire [25:0] \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [33:0] \$278 ;
+  wire [33:0] \$279 ;
+  wire \$28 ;
+  wire [10:0] \$280 ;
+  wire [10:0] \$281 ;
+  wire [47:0] \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire [27:0] \$286 ;
+  wire [27:0] \$287 ;
+  wire \$288 ;
+  wire [8:0] \$289 ;
+  wire \$29 ;
+  wire [9:0] \$290 ;
+  wire \$291 ;
+  wire [8:0] \$292 ;
+  wire [9:0] \$293 ;
+  wire [24:0] \$294 ;
+  wire [24:0] \$295 ;
+  reg [7:0] \$296 ;
+  wire [15:0] \$297 ;
+  wire [25:0] \$298 ;
+  wire \$299 ;
+  wire [11:0] \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire [33:0] \$301 ;
+  wire [33:0] \$302 ;
+  wire [10:0] \$303 ;
+  wire [10:0] \$304 ;
+  wire [47:0] \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire [27:0] \$309 ;
+  wire \$31 ;
+  wire [27:0] \$310 ;
+  wire \$311 ;
+  wire [8:0] \$312 ;
+  wire [9:0] \$313 ;
+  wire \$314 ;
+  wire [8:0] \$315 ;
+  wire [9:0] \$316 ;
+  wire [24:0] \$317 ;
+  wire [24:0] \$318 ;
+  reg [7:0] \$319 ;
+  wire \$32 ;
+  wire [15:0] \$320 ;
+  wire [25:0] \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire [33:0] \$324 ;
+  wire [33:0] \$325 ;
+  wire [10:0] \$326 ;
+  wire [10:0] \$327 ;
+  wire [47:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire [27:0] \$332 ;
+  wire [27:0] \$333 ;
+  wire \$334 ;
+  wire [7:0] \$335 ;
+  wire [8:0] \$336 ;
+  wire \$337 ;
+  wire [9:0] \$338 ;
+  wire [9:0] \$339 ;
+  wire \$34 ;
+  wire [8:0] \$340 ;
+  wire [9:0] \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [7:0] \$344 ;
+  wire [7:0] \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire [11:0] \$348 ;
+  wire [5:0] \$349 ;
+  wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  reg [7:0] \$367 ;
+  wire [23:0] \$368 ;
+  wire [28:0] \$369 ;
+  wire \$37 ;
+  reg [7:0] \$370 ;
+  wire [23:0] \$371 ;
+  wire [28:0] \$372 ;
+  reg [7:0] \$373 ;
+  wire [23:0] \$374 ;
+  wire [28:0] \$375 ;
+  reg [7:0] \$376 ;
+  wire [23:0] \$377 ;
+  wire [28:0] \$378 ;
+  reg [7:0] \$379 ;
+  wire \$38 ;
+  wire [23:0] \$380 ;
+  wire [28:0] \$381 ;
+  reg [7:0] \$382 ;
+  wire [23:0] \$383 ;
+  wire [28:0] \$384 ;
+  reg [7:0] \$385 ;
+  wire [23:0] \$386 ;
+  wire [28:0] \$387 ;
+  reg [7:0] \$388 ;
+  wire [23:0] \$389 ;
+  wire \$39 ;
+  wire [28:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire [3:0] \$393 ;
+  wire [6:0] \$394 ;
+  wire [9:0] \$395 ;
+  wire [10:0] \$396 ;
+  wire [12:0] \$397 ;
+  wire [13:0] \$398 ;
+  wire [4:0] \$399 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [5:0] \$400 ;
+  wire \$401 ;
+  wire [5:0] \$402 ;
+  reg \$403 ;
+  reg [2:0] \$404 ;
+  reg \$405 ;
+  reg [7:0] \$406 ;
+  reg [7:0] \$407 ;
+  reg [7:0] \$408 ;
+  reg [7:0] \$409 ;
+  wire \$41 ;
+  reg [7:0] \$410 ;
+  reg [7:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [7:0] \$416 ;
+  reg [7:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [7:0] \$419 ;
+  wire \$42 ;
+  reg [7:0] \$420 ;
+  reg [7:0] \$421 ;
+  reg [7:0] \$422 ;
+  reg [7:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [7:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [7:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [7:0] \$429 ;
+  wire \$43 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
+  wire \$44 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [7:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg [7:0] \$448 ;
+  reg [7:0] \$449 ;
+  wire \$45 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [7:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [7:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg \$456 ;
+  reg [3:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [27:0] \$459 ;
+  wire \$46 ;
+  reg [27:0] \$460 ;
+  reg [27:0] \$461 ;
+  reg [27:0] \$462 ;
+  reg [27:0] \$463 ;
+  reg [27:0] \$464 ;
+  reg [27:0] \$465 ;
+  reg [27:0] \$466 ;
+  reg [4:0] \$467 ;
+  reg [2:0] \$468 ;
+  reg [2:0] \$469 ;
+  wire \$47 ;
+  reg \$470 ;
+  reg [10:0] \$471 ;
+  reg [4:0] \$472 ;
+  reg [10:0] \$473 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [8:0] \$signature__addr ;
+  wire [5:0] \$signature__addr$110 ;
+  wire [5:0] \$signature__addr$121 ;
+  wire [5:0] \$signature__addr$132 ;
+  wire [5:0] \$signature__addr$143 ;
+  wire [5:0] \$signature__addr$154 ;
+  wire [5:0] \$signature__addr$165 ;
+  wire [5:0] \$signature__addr$81 ;
+  wire [5:0] \$signature__addr$99 ;
+  wire [8:0] \$signature__data ;
+  wire [15:0] \$signature__data$108 ;
+  wire [15:0] \$signature__data$119 ;
+  wire [15:0] \$signature__data$130 ;
+  wire [15:0] \$signature__data$141 ;
+  wire [15:0] \$signature__data$152 ;
+  wire [15:0] \$signature__data$163 ;
+  wire [15:0] \$signature__data$78 ;
+  wire [15:0] \$signature__data$97 ;
+  output active;
+  reg active;
+  reg [10:0] arow = 11'h000;
+  input busy;
+  wire busy;
+  input can_load;
+  wire can_load;
+  reg [4:0] chunk = 5'h00;
+  wire [4:0] chunks;
+  input clk;
+  wire clk;
+  input [7:0] cnt;
+  wire [7:0] cnt;
+  input cur;
+  wire cur;
+  output done;
+  reg done;
+  input emit_values;
+  wire emit_values;
+  input [46:0] entry;
+  wire [46:0] entry;
+  wire \entry.g_rec ;
+  wire [2:0] \entry.g_src ;
+  wire \entry.k_const ;
+  wire \entry.k_rec ;
+  wire [2:0] \entry.k_src ;
+  wire [4:0] \entry.n ;
+  wire [8:0] \entry.pbase ;
+  wire \entry.q_const ;
+  wire \entry.q_rec ;
+  wire [2:0] \entry.q_src ;
+  wire \entry.selective ;
+  wire \entry.skip ;
+  wire [5:0] \entry.ssbase ;
+  wire \entry.v_const ;
+  wire \entry.v_rec ;
+  wire [2:0] \entry.v_src ;
+  wire [5:0] \entry.y_shift ;
+  output [7:0] ev_cnt;
+  reg [7:0] ev_cnt;
+  output ev_from_input;
+  reg ev_from_input;
+  wire [6:0] ev_index;
+  output ev_list_bank;
+  reg ev_list_bank;
+  output ev_load;
+  reg ev_load;
+  output [2:0] ev_src;
+  reg [2:0] ev_src;
+  output ev_step;
+  reg ev_step;
+  wire [7:0] ev_value;
+  wire found;
+  reg [2:0] fsm_state = 3'h0;
+  reg g1_const = 1'h0;
+  reg [7:0] g1_n = 8'h00;
+  reg [2:0] g1_op = 3'h0;
+  reg g1_valid = 1'h0;
+  reg g_const = 1'h0;
+  wire [6:0] g_index;
+  wire [7:0] g_value;
+  reg [10:0] gbase = 11'h000;
+  reg [2:0] gop = 3'h0;
+  wire host_param_we;
+  wire [46:0] host_wdata;
+  wire [10:0] host_word;
+  output inc_events;
+  reg inc_events;
+  output inc_neuron;
+  reg inc_neuron;
+  output inc_syn;
+  reg inc_syn;
+  input [7:0] list_count;
+  wire [7:0] list_count;
+  wire [7:0] m_len;
+  input [7:0] n;
+  wire [7:0] n;
+  reg [3:0] next_row;
+  reg [10:0] op_base;
+  reg op_const;
+  reg [7:0] op_length;
+  reg op_rec;
+  reg [2:0] op_src;
+  reg [7:0] p1_addr = 8'h00;
+  reg [3:0] p1_row = 4'h0;
+  reg p1_valid = 1'h0;
+  reg p_issue;
+  output [8:0] param_rdata;
+  wire [8:0] param_rdata;
+  reg [4:0] pass_row = 5'h00;
+  wire [8:0] pm_wr__addr;
+  wire [8:0] pm_wr__data;
+  input pm_wr__en;
+  wire pm_wr__en;
+  input [57:0] \port$2305$134 ;
+  wire [57:0] \port$2305$134 ;
+  input [12:0] \port$2370$0 ;
+  wire [12:0] \port$2370$0 ;
+  input [14:0] \port$2508$0 ;
+  wire [14:0] \port$2508$0 ;
+  reg present;
+  output [7:0] row_base;
+  wire [7:0] row_base;
+  output row_load;
+  reg row_load;
+  output [7:0] row_send;
+  wire [7:0] row_send;
+  wire [7:0] row_spikes;
+  output [127:0] row_values;
+  wire [127:0] row_values;
+  wire [15:0] \row_values[0] ;
+  wire [15:0] \row_values[1] ;
+  wire [15:0] \row_values[2] ;
+  wire [15:0] \row_values[3] ;
+  wire [15:0] \row_values[4] ;
+  wire [15:0] \row_values[5] ;
+  wire [15:0] \row_values[6] ;
+  wire [15:0] \row_values[7] ;
+  wire [15:0] rows_left;
+  input rst;
+  wire rst;
+  wire [7:0] saddr;
+  reg [7:0] ssm_gate = 8'h00;
+  reg [7:0] ssm_k0 = 8'h00;
+  reg [7:0] ssm_k1 = 8'h00;
+  reg [7:0] ssm_k10 = 8'h00;
+  reg [7:0] ssm_k11 = 8'h00;
+  reg [7:0] ssm_k12 = 8'h00;
+  reg [7:0] ssm_k13 = 8'h00;
+  reg [7:0] ssm_k14 = 8'h00;
+  reg [7:0] ssm_k15 = 8'h00;
+  reg [7:0] ssm_k2 = 8'h00;
+  reg [7:0] ssm_k3 = 8'h00;
+  reg [7:0] ssm_k4 = 8'h00;
+  reg [7:0] ssm_k5 = 8'h00;
+  reg [7:0] ssm_k6 = 8'h00;
+  reg [7:0] ssm_k7 = 8'h00;
+  reg [7:0] ssm_k8 = 8'h00;
+  reg [7:0] ssm_k9 = 8'h00;
+  wire [15:0] ssm_new0;
+  wire [15:0] ssm_new1;
+  wire [15:0] ssm_new2;
+  wire [15:0] ssm_new3;
+  wire [15:0] ssm_new4;
+  wire [15:0] ssm_new5;
+  wire [15:0] ssm_new6;
+  wire [15:0] ssm_new7;
+  reg [7:0] ssm_q0 = 8'h00;
+  reg [7:0] ssm_q1 = 8'h00;
+  reg [7:0] ssm_q10 = 8'h00;
+  reg [7:0] ssm_q11 = 8'h00;
+  reg [7:0] ssm_q12 = 8'h00;
+  reg [7:0] ssm_q13 = 8'h00;
+  reg [7:0] ssm_q14 = 8'h00;
+  reg [7:0] ssm_q15 = 8'h00;
+  reg [7:0] ssm_q2 = 8'h00;
+  reg [7:0] ssm_q3 = 8'h00;
+  reg [7:0] ssm_q4 = 8'h00;
+  reg [7:0] ssm_q5 = 8'h00;
+  reg [7:0] ssm_q6 = 8'h00;
+  reg [7:0] ssm_q7 = 8'h00;
+  reg [7:0] ssm_q8 = 8'h00;
+  reg [7:0] ssm_q9 = 8'h00;
+  wire [27:0] ssm_shifted0;
+  wire [27:0] ssm_shifted1;
+  wire [27:0] ssm_shifted2;
+  wire [27:0] ssm_shifted3;
+  wire [27:0] ssm_shifted4;
+  wire [27:0] ssm_shifted5;
+  wire [27:0] ssm_shifted6;
+  wire [27:0] ssm_shifted7;
+  reg [7:0] ssm_v0 = 8'h00;
+  reg [7:0] ssm_v1 = 8'h00;
+  reg [7:0] ssm_v10 = 8'h00;
+  reg [7:0] ssm_v11 = 8'h00;
+  reg [7:0] ssm_v12 = 8'h00;
+  reg [7:0] ssm_v13 = 8'h00;
+  reg [7:0] ssm_v14 = 8'h00;
+  reg [7:0] ssm_v15 = 8'h00;
+  reg [7:0] ssm_v2 = 8'h00;
+  reg [7:0] ssm_v3 = 8'h00;
+  reg [7:0] ssm_v4 = 8'h00;
+  reg [7:0] ssm_v5 = 8'h00;
+  reg [7:0] ssm_v6 = 8'h00;
+  reg [7:0] ssm_v7 = 8'h00;
+  reg [7:0] ssm_v8 = 8'h00;
+  reg [7:0] ssm_v9 = 8'h00;
+  reg [7:0] ssm_vsel0;
+  reg [7:0] ssm_vsel1;
+  reg [7:0] ssm_vsel2;
+  reg [7:0] ssm_vsel3;
+  reg [7:0] ssm_vsel4;
+  reg [7:0] ssm_vsel5;
+  reg [7:0] ssm_vsel6;
+  reg [7:0] ssm_vsel7;
+  wire [33:0] ssm_wide0;
+  wire [33:0] ssm_wide1;
+  wire [33:0] ssm_wide2;
+  wire [33:0] ssm_wide3;
+  wire [33:0] ssm_wide4;
+  wire [33:0] ssm_wide5;
+  wire [33:0] ssm_wide6;
+  wire [33:0] ssm_wide7;
+  wire [7:0] ssm_y0;
+  wire [7:0] ssm_y1;
+  wire [7:0] ssm_y2;
+  wire [7:0] ssm_y3;
+  wire [7:0] ssm_y4;
+  wire [7:0] ssm_y5;
+  wire [7:0] ssm_y6;
+  wire [7:0] ssm_y7;
+  reg [27:0] ssm_yacc0 = 28'h0000000;
+  reg [27:0] ssm_yacc1 = 28'h0000000;
+  reg [27:0] ssm_yacc2 = 28'h0000000;
+  reg [27:0] ssm_yacc3 = 28'h0000000;
+  reg [27:0] ssm_yacc4 = 28'h0000000;
+  reg [27:0] ssm_yacc5 = 28'h0000000;
+  reg [27:0] ssm_yacc6 = 28'h0000000;
+  reg [27:0] ssm_yacc7 = 28'h0000000;
+  output [7:0] ssm_ynz;
+  wire [7:0] ssm_ynz;
+  input start;
+  wire start;
+  output [127:0] state_rdata;
+  wire [127:0] state_rdata;
+  wire [15:0] \state_rdata[0] ;
+  wire [15:0] \state_rdata[1] ;
+  wire [15:0] \state_rdata[2] ;
+  wire [15:0] \state_rdata[3] ;
+  wire [15:0] \state_rdata[4] ;
+  wire [15:0] \state_rdata[5] ;
+  wire [15:0] \state_rdata[6] ;
+  wire [15:0] \state_rdata[7] ;
+  input [375:0] state_wdata;
+  wire [375:0] state_wdata;
+  wire [46:0] \state_wdata[0] ;
+  wire [46:0] \state_wdata[1] ;
+  wire [46:0] \state_wdata[2] ;
+  wire [46:0] \state_wdata[3] ;
+  wire [46:0] \state_wdata[4] ;
+  wire [46:0] \state_wdata[5] ;
+  wire [46:0] \state_wdata[6] ;
+  wire [46:0] \state_wdata[7] ;
+  input [7:0] state_we;
+  wire [7:0] state_we;
+  input [87:0] state_word;
+  wire [87:0] state_word;
+  wire [10:0] \state_word[0] ;
+  wire [10:0] \state_word[1] ;
+  wire [10:0] \state_word[2] ;
+  wire [10:0] \state_word[3] ;
+  wire [10:0] \state_word[4] ;
+  wire [10:0] \state_word[5] ;
+  wire [10:0] \state_word[6] ;
+  wire [10:0] \state_word[7] ;
+  wire [7:0] valid_lanes;
+  wire [5:0] wr__addr;
+  wire [5:0] \wr__addr$100 ;
+  wire [5:0] \wr__addr$111 ;
+  wire [5:0] \wr__addr$122 ;
+  wire [5:0] \wr__addr$133 ;
+  wire [5:0] \wr__addr$144 ;
+  wire [5:0] \wr__addr$155 ;
+  wire [5:0] \wr__addr$166 ;
+  wire [15:0] wr__data;
+  wire [15:0] \wr__data$101 ;
+  wire [15:0] \wr__data$112 ;
+  wire [15:0] \wr__data$123 ;
+  wire [15:0] \wr__data$134 ;
+  wire [15:0] \wr__data$145 ;
+  wire [15:0] \wr__data$156 ;
+  wire [15:0] \wr__data$167 ;
+  wire wr__en;
+  wire \wr__en$102 ;
+  wire \wr__en$113 ;
+  wire \wr__en$124 ;
+  wire \wr__en$135 ;
+  wire \wr__en$146 ;
+  wire \wr__en$157 ;
+  wire \wr__en$168 ;
+  reg [8:0] params [511:0];
+  initial begin
+    params[0] = 9'h000;
+    params[1] = 9'h000;
+    params[2] = 9'h000;
+    params[3] = 9'h000;
+    params[4] = 9'h000;
+    params[5] = 9'h000;
+    params[6] = 9'h000;
+    params[7] = 9'h000;
+    params[8] = 9'h000;
+    params[9] = 9'h000;
+    params[10] = 9'h000;
+    params[11] = 9'h000;
+    params[12] = 9'h000;
+    params[13] = 9'h000;
+    params[14] = 9'h000;
+    params[15] = 9'h000;
+    params[16] = 9'h000;
+    params[17] = 9'h000;
+    params[18] = 9'h000;
+    params[19] = 9'h000;
+    params[20] = 9'h000;
+    params[21] = 9'h000;
+    params[22] = 9'h000;
+    params[23] = 9'h000;
+    params[24] = 9'h000;
+    params[25] = 9'h000;
+    params[26] = 9'h000;
+    params[27] = 9'h000;
+    params[28] = 9'h000;
+    params[29] = 9'h000;
+    params[30] = 9'h000;
+    params[31] = 9'h000;
+    params[32] = 9'h000;
+    params[33] = 9'h000;
+    params[34] = 9'h000;
+    params[35] = 9'h000;
+    params[36] = 9'h000;
+    params[37] = 9'h000;
+    params[38] = 9'h000;
+    params[39] = 9'h000;
+    params[40] = 9'h000;
+    params[41] = 9'h000;
+    params[42] = 9'h000;
+    params[43] = 9'h000;
+    params[44] = 9'h000;
+    params[45] = 9'h000;
+    params[46] = 9'h000;
+    params[47] = 9'h000;
+    params[48] = 9'h000;
+    params[49] = 9'h000;
+    params[50] = 9'h000;
+    params[51] = 9'h000;
+    params[52] = 9'h000;
+    params[53] = 9'h000;
+    params[54] = 9'h000;
+    params[55] = 9'h000;
+    params[56] = 9'h000;
+    params[57] = 9'h000;
+    params[58] = 9'h000;
+    params[59] = 9'h000;
+    params[60] = 9'h000;
+    params[61] = 9'h000;
+    params[62] = 9'h000;
+    params[63] = 9'h000;
+    params[64] = 9'h000;
+    params[65] = 9'h000;
+    params[66] = 9'h000;
+    params[67] = 9'h000;
+    params[68] = 9'h000;
+    params[69] = 9'h000;
+    params[70] = 9'h000;
+    params[71] = 9'h000;
+    params[72] = 9'h000;
+    params[73] = 9'h000;
+    params[74] = 9'h000;
+    params[75] = 9'h000;
+    params[76] = 9'h000;
+    params[77] = 9'h000;
+    params[78] = 9'h000;
+    params[79] = 9'h000;
+    params[80] = 9'h000;
+    params[81] = 9'h000;
+    params[82] = 9'h000;
+    params[83] = 9'h000;
+    params[84] = 9'h000;
+    params[85] = 9'h000;
+    params[86] = 9'h000;
+    params[87] = 9'h000;
+    params[88] = 9'h000;
+    params[89] = 9'h000;
+    params[90] = 9'h000;
+    params[91] = 9'h000;
+    params[92] = 9'h000;
+    params[93] = 9'h000;
+    params[94] = 9'h000;
+    params[95] = 9'h000;
+    params[96] = 9'h000;
+    params[97] = 9'h000;
+    params[98] = 9'h000;
+    params[99] = 9'h000;
+    params[100] = 9'h000;
+    params[101] = 9'h000;
+    params[102] = 9'h000;
+    params[103] = 9'h000;
+    params[104] = 9'h000;
+    params[105] = 9'h000;
+    params[106] = 9'h000;
+    params[107] = 9'h000;
+    params[108] = 9'h000;
+    params[109] = 9'h000;
+    params[110] = 9'h000;
+    params[111] = 9'h000;
+    params[112] = 9'h000;
+    params[113] = 9'h000;
+    params[114] = 9'h000;
+    params[115] = 9'h000;
+    params[116] = 9'h000;
+    params[117] = 9'h000;
+    params[118] = 9'h000;
+    params[119] = 9'h000;
+    params[120] = 9'h000;
+    params[121] = 9'h000;
+    params[122] = 9'h000;
+    params[123] = 9'h000;
+    params[124] = 9'h000;
+    params[125] = 9'h000;
+    params[126] = 9'h000;
+    params[127] = 9'h000;
+    params[128] = 9'h000;
+    params[129] = 9'h000;
+    params[130] = 9'h000;
+    params[131] = 9'h000;
+    params[132] = 9'h000;
+    params[133] = 9'h000;
+    params[134] = 9'h000;
+    params[135] = 9'h000;
+    params[136] = 9'h000;
+    params[137] = 9'h000;
+    params[138] = 9'h000;
+    params[139] = 9'h000;
+    params[140] = 9'h000;
+    params[141] = 9'h000;
+    params[142] = 9'h000;
+    params[143] = 9'h000;
+    params[144] = 9'h000;
+    params[145] = 9'h000;
+    params[146] = 9'h000;
+    params[147] = 9'h000;
+    params[148] = 9'h000;
+    params[149] = 9'h000;
+    params[150] = 9'h000;
+    params[151] = 9'h000;
+    params[152] = 9'h000;
+    params[153] = 9'h000;
+    params[154] = 9'h000;
+    params[155] = 9'h000;
+    params[156] = 9'h000;
+    params[157] = 9'h000;
+    params[158] = 9'h000;
+    params[159] = 9'h000;
+    params[160] = 9'h000;
+    params[161] = 9'h000;
+    params[162] = 9'h000;
+    params[163] = 9'h000;
+    params[164] = 9'h000;
+    params[165] = 9'h000;
+    params[166] = 9'h000;
+    params[167] = 9'h000;
+    params[168] = 9'h000;
+    params[169] = 9'h000;
+    params[170] = 9'h000;
+    params[171] = 9'h000;
+    params[172] = 9'h000;
+    params[173] = 9'h000;
+    params[174] = 9'h000;
+    params[175] = 9'h000;
+    params[176] = 9'h000;
+    params[177] = 9'h000;
+    params[178] = 9'h000;
+    params[179] = 9'h000;
+    params[180] = 9'h000;
+    params[181] = 9'h000;
+    params[182] = 9'h000;
+    params[183] = 9'h000;
+    params[184] = 9'h000;
+    params[185] = 9'h000;
+    params[186] = 9'h000;
+    params[187] = 9'h000;
+    params[188] = 9'h000;
+    params[189] = 9'h000;
+    params[190] = 9'h000;
+    params[191] = 9'h000;
+    params[192] = 9'h000;
+    params[193] = 9'h000;
+    params[194] = 9'h000;
+    params[195] = 9'h000;
+    params[196] = 9'h000;
+    params[197] = 9'h000;
+    params[198] = 9'h000;
+    params[199] = 9'h000;
+    params[200] = 9'h000;
+    params[201] = 9'h000;
+    params[202] = 9'h000;
+    params[203] = 9'h000;
+    params[204] = 9'h000;
+    params[205] = 9'h000;
+    params[206] = 9'h000;
+    params[207] = 9'h000;
+    params[208] = 9'h000;
+    params[209] = 9'h000;
+    params[210] = 9'h000;
+    params[211] = 9'h000;
+    params[212] = 9'h000;
+    params[213] = 9'h000;
+    params[214] = 9'h000;
+    params[215] = 9'h000;
+    params[216] = 9'h000;
+    params[217] = 9'h000;
+    params[218] = 9'h000;
+    params[219] = 9'h000;
+    params[220] = 9'h000;
+    params[221] = 9'h000;
+    params[222] = 9'h000;
+    params[223] = 9'h000;
+    params[224] = 9'h000;
+    params[225] = 9'h000;
+    params[226] = 9'h000;
+    params[227] = 9'h000;
+    params[228] = 9'h000;
+    params[229] = 9'h000;
+    params[230] = 9'h000;
+    params[231] = 9'h000;
+    params[232] = 9'h000;
+    params[233] = 9'h000;
+    params[234] = 9'h000;
+    params[235] = 9'h000;
+    params[236] = 9'h000;
+    params[237] = 9'h000;
+    params[238] = 9'h000;
+    params[239] = 9'h000;
+    params[240] = 9'h000;
+    params[241] = 9'h000;
+    params[242] = 9'h000;
+    params[243] = 9'h000;
+    params[244] = 9'h000;
+    params[245] = 9'h000;
+    params[246] = 9'h000;
+    params[247] = 9'h000;
+    params[248] = 9'h000;
+    params[249] = 9'h000;
+    params[250] = 9'h000;
+    params[251] = 9'h000;
+    params[252] = 9'h000;
+    params[253] = 9'h000;
+    params[254] = 9'h000;
+    params[255] = 9'h000;
+    params[256] = 9'h000;
+    params[257] = 9'h000;
+    params[258] = 9'h000;
+    params[259] = 9'h000;
+    params[260] = 9'h000;
+    params[261] = 9'h000;
+    params[262] = 9'h000;
+    params[263] = 9'h000;
+    params[264] = 9'h000;
+    params[265] = 9'h000;
+    params[266] = 9'h000;
+    params[267] = 9'h000;
+    params[268] = 9'h000;
+    params[269] = 9'h000;
+    params[270] = 9'h000;
+    params[271] = 9'h000;
+    params[272] = 9'h000;
+    params[273] = 9'h000;
+    params[274] = 9'h000;
+    params[275] = 9'h000;
+    params[276] = 9'h000;
+    params[277] = 9'h000;
+    params[278] = 9'h000;
+    params[279] = 9'h000;
+    params[280] = 9'h000;
+    params[281] = 9'h000;
+    params[282] = 9'h000;
+    params[283] = 9'h000;
+    params[284] = 9'h000;
+    params[285] = 9'h000;
+    params[286] = 9'h000;
+    params[287] = 9'h000;
+    params[288] = 9'h000;
+    params[289] = 9'h000;
+    params[290] = 9'h000;
+    params[291] = 9'h000;
+    params[292] = 9'h000;
+    params[293] = 9'h000;
+    params[294] = 9'h000;
+    params[295] = 9'h000;
+    params[296] = 9'h000;
+    params[297] = 9'h000;
+    params[298] = 9'h000;
+    params[299] = 9'h000;
+    params[300] = 9'h000;
+    params[301] = 9'h000;
+    params[302] = 9'h000;
+    params[303] = 9'h000;
+    params[304] = 9'h000;
+    params[305] = 9'h000;
+    params[306] = 9'h000;
+    params[307] = 9'h000;
+    params[308] = 9'h000;
+    params[309] = 9'h000;
+    params[310] = 9'h000;
+    params[311] = 9'h000;
+    params[312] = 9'h000;
+    params[313] = 9'h000;
+    params[314] = 9'h000;
+    params[315] = 9'h000;
+    params[316] = 9'h000;
+    params[317] = 9'h000;
+    params[318] = 9'h000;
+    params[319] = 9'h000;
+    params[320] = 9'h000;
+    params[321] = 9'h000;
+    params[322] = 9'h000;
+    params[323] = 9'h000;
+    params[324] = 9'h000;
+    params[325] = 9'h000;
+    params[326] = 9'h000;
+    params[327] = 9'h000;
+    params[328] = 9'h000;
+    params[329] = 9'h000;
+    params[330] = 9'h000;
+    params[331] = 9'h000;
+    params[332] = 9'h000;
+    params[333] = 9'h000;
+    params[334] = 9'h000;
+    params[335] = 9'h000;
+    params[336] = 9'h000;
+    params[337] = 9'h000;
+    params[338] = 9'h000;
+    params[339] = 9'h000;
+    params[340] = 9'h000;
+    params[341] = 9'h000;
+    params[342] = 9'h000;
+    params[343] = 9'h000;
+    params[344] = 9'h000;
+    params[345] = 9'h000;
+    params[346] = 9'h000;
+    params[347] = 9'h000;
+    params[348] = 9'h000;
+    params[349] = 9'h000;
+    params[350] = 9'h000;
+    params[351] = 9'h000;
+    params[352] = 9'h000;
+    params[353] = 9'h000;
+    params[354] = 9'h000;
+    params[355] = 9'h000;
+    params[356] = 9'h000;
+    params[357] = 9'h000;
+    params[358] = 9'h000;
+    params[359] = 9'h000;
+    params[360] = 9'h000;
+    params[361] = 9'h000;
+    params[362] = 9'h000;
+    params[363] = 9'h000;
+    params[364] = 9'h000;
+    params[365] = 9'h000;
+    params[366] = 9'h000;
+    params[367] = 9'h000;
+    params[368] = 9'h000;
+    params[369] = 9'h000;
+    params[370] = 9'h000;
+    params[371] = 9'h000;
+    params[372] = 9'h000;
+    params[373] = 9'h000;
+    params[374] = 9'h000;
+    params[375] = 9'h000;
+    params[376] = 9'h000;
+    params[377] = 9'h000;
+    params[378] = 9'h000;
+    params[379] = 9'h000;
+    params[380] = 9'h000;
+    params[381] = 9'h000;
+    params[382] = 9'h000;
+    params[383] = 9'h000;
+    params[384] = 9'h000;
+    params[385] = 9'h000;
+    params[386] = 9'h000;
+    params[387] = 9'h000;
+    params[388] = 9'h000;
+    params[389] = 9'h000;
+    params[390] = 9'h000;
+    params[391] = 9'h000;
+    params[392] = 9'h000;
+    params[393] = 9'h000;
+    params[394] = 9'h000;
+    params[395] = 9'h000;
+    params[396] = 9'h000;
+    params[397] = 9'h000;
+    params[398] = 9'h000;
+    params[399] = 9'h000;
+    params[400] = 9'h000;
+    params[401] = 9'h000;
+    params[402] = 9'h000;
+    params[403] = 9'h000;
+    params[404] = 9'h000;
+    params[405] = 9'h000;
+    params[406] = 9'h000;
+    params[407] = 9'h000;
+    params[408] = 9'h000;
+    params[409] = 9'h000;
+    params[410] = 9'h000;
+    params[411] = 9'h000;
+    params[412] = 9'h000;
+    params[413] = 9'h000;
+    params[414] = 9'h000;
+    params[415] = 9'h000;
+    params[416] = 9'h000;
+    params[417] = 9'h000;
+    params[418] = 9'h000;
+    params[419] = 9'h000;
+    params[420] = 9'h000;
+    params[421] = 9'h000;
+    params[422] = 9'h000;
+    params[423] = 9'h000;
+    params[424] = 9'h000;
+    params[425] = 9'h000;
+    params[426] = 9'h000;
+    params[427] = 9'h000;
+    params[428] = 9'h000;
+    params[429] = 9'h000;
+    params[430] = 9'h000;
+    params[431] = 9'h000;
+    params[432] = 9'h000;
+    params[433] = 9'h000;
+    params[434] = 9'h000;
+    params[435] = 9'h000;
+    params[436] = 9'h000;
+    params[437] = 9'h000;
+    params[438] = 9'h000;
+    params[439] = 9'h000;
+    params[440] = 9'h000;
+    params[441] = 9'h000;
+    params[442] = 9'h000;
+    params[443] = 9'h000;
+    params[444] = 9'h000;
+    params[445] = 9'h000;
+    params[446] = 9'h000;
+    params[447] = 9'h000;
+    params[448] = 9'h000;
+    params[449] = 9'h000;
+    params[450] = 9'h000;
+    params[451] = 9'h000;
+    params[452] = 9'h000;
+    params[453] = 9'h000;
+    params[454] = 9'h000;
+    params[455] = 9'h000;
+    params[456] = 9'h000;
+    params[457] = 9'h000;
+    params[458] = 9'h000;
+    params[459] = 9'h000;
+    params[460] = 9'h000;
+    params[461] = 9'h000;
+    params[462] = 9'h000;
+    params[463] = 9'h000;
+    params[464] = 9'h000;
+    params[465] = 9'h000;
+    params[466] = 9'h000;
+    params[467] = 9'h000;
+    params[468] = 9'h000;
+    params[469] = 9'h000;
+    params[470] = 9'h000;
+    params[471] = 9'h000;
+    params[472] = 9'h000;
+    params[473] = 9'h000;
+    params[474] = 9'h000;
+    params[475] = 9'h000;
+    params[476] = 9'h000;
+    params[477] = 9'h000;
+    params[478] = 9'h000;
+    params[479] = 9'h000;
+    params[480] = 9'h000;
+    params[481] = 9'h000;
+    params[482] = 9'h000;
+    params[483] = 9'h000;
+    params[484] = 9'h000;
+    params[485] = 9'h000;
+    params[486] = 9'h000;
+    params[487] = 9'h000;
+    params[488] = 9'h000;
+    params[489] = 9'h000;
+    params[490] = 9'h000;
+    params[491] = 9'h000;
+    params[492] = 9'h000;
+    params[493] = 9'h000;
+    params[494] = 9'h000;
+    params[495] = 9'h000;
+    params[496] = 9'h000;
+    params[497] = 9'h000;
+    params[498] = 9'h000;
+    params[499] = 9'h000;
+    params[500] = 9'h000;
+    params[501] = 9'h000;
+    params[502] = 9'h000;
+    params[503] = 9'h000;
+    params[504] = 9'h000;
+    params[505] = 9'h000;
+    params[506] = 9'h000;
+    params[507] = 9'h000;
+    params[508] = 9'h000;
+    params[509] = 9'h000;
+    params[510] = 9'h000;
+    params[511] = 9'h000;
+  end
+  always @(posedge clk) begin
+    if (pm_wr__en)
+      params[\port$2305$134 [8:0]] <= \port$2305$134 [19:11];
+  end
+  reg [8:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= params[\$signature__addr ];
+  end
+  assign param_rdata = _0_;
+  reg [15:0] state0 [63:0];
+  initial begin
+    state0[0] = 16'h0000;
+    state0[1] = 16'h0000;
+    state0[2] = 16'h0000;
+    state0[3] = 16'h0000;
+    state0[4] = 16'h0000;
+    state0[5] = 16'h0000;
+    state0[6] = 16'h0000;
+    state0[7] = 16'h0000;
+    state0[8] = 16'h0000;
+    state0[9] = 16'h0000;
+    state0[10] = 16'h0000;
+    state0[11] = 16'h0000;
+    state0[12] = 16'h0000;
+    state0[13] = 16'h0000;
+    state0[14] = 16'h0000;
+    state0[15] = 16'h0000;
+    state0[16] = 16'h0000;
+    state0[17] = 16'h0000;
+    state0[18] = 16'h0000;
+    state0[19] = 16'h0000;
+    state0[20] = 16'h0000;
+    state0[21] = 16'h0000;
+    state0[22] = 16'h0000;
+    state0[23] = 16'h0000;
+    state0[24] = 16'h0000;
+    state0[25] = 16'h0000;
+    state0[26] = 16'h0000;
+    state0[27] = 16'h0000;
+    state0[28] = 16'h0000;
+    state0[29] = 16'h0000;
+    state0[30] = 16'h0000;
+    state0[31] = 16'h0000;
+    state0[32] = 16'h0000;
+    state0[33] = 16'h0000;
+    state0[34] = 16'h0000;
+    state0[35] = 16'h0000;
+    state0[36] = 16'h0000;
+    state0[37] = 16'h0000;
+    state0[38] = 16'h0000;
+    state0[39] = 16'h0000;
+    state0[40] = 16'h0000;
+    state0[41] = 16'h0000;
+    state0[42] = 16'h0000;
+    state0[43] = 16'h0000;
+    state0[44] = 16'h0000;
+    state0[45] = 16'h0000;
+    state0[46] = 16'h0000;
+    state0[47] = 16'h0000;
+    state0[48] = 16'h0000;
+    state0[49] = 16'h0000;
+    state0[50] = 16'h0000;
+    state0[51] = 16'h0000;
+    state0[52] = 16'h0000;
+    state0[53] = 16'h0000;
+    state0[54] = 16'h0000;
+    state0[55] = 16'h0000;
+    state0[56] = 16'h0000;
+    state0[57] = 16'h0000;
+    state0[58] = 16'h0000;
+    state0[59] = 16'h0000;
+    state0[60] = 16'h0000;
+    state0[61] = 16'h0000;
+    state0[62] = 16'h0000;
+    state0[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (wr__en)
+      state0[\$166 [5:0]] <= \$167 [15:0];
+  end
+  reg [15:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= state0[\$165 [5:0]];
+  end
+  assign \$signature__data$78  = _1_;
+  reg [15:0] state1 [63:0];
+  initial begin
+    state1[0] = 16'h0000;
+    state1[1] = 16'h0000;
+    state1[2] = 16'h0000;
+    state1[3] = 16'h0000;
+    state1[4] = 16'h0000;
+    state1[5] = 16'h0000;
+    state1[6] = 16'h0000;
+    state1[7] = 16'h0000;
+    state1[8] = 16'h0000;
+    state1[9] = 16'h0000;
+    state1[10] = 16'h0000;
+    state1[11] = 16'h0000;
+    state1[12] = 16'h0000;
+    state1[13] = 16'h0000;
+    state1[14] = 16'h0000;
+    state1[15] = 16'h0000;
+    state1[16] = 16'h0000;
+    state1[17] = 16'h0000;
+    state1[18] = 16'h0000;
+    state1[19] = 16'h0000;
+    state1[20] = 16'h0000;
+    state1[21] = 16'h0000;
+    state1[22] = 16'h0000;
+    state1[23] = 16'h0000;
+    state1[24] = 16'h0000;
+    state1[25] = 16'h0000;
+    state1[26] = 16'h0000;
+    state1[27] = 16'h0000;
+    state1[28] = 16'h0000;
+    state1[29] = 16'h0000;
+    state1[30] = 16'h0000;
+    state1[31] = 16'h0000;
+    state1[32] = 16'h0000;
+    state1[33] = 16'h0000;
+    state1[34] = 16'h0000;
+    state1[35] = 16'h0000;
+    state1[36] = 16'h0000;
+    state1[37] = 16'h0000;
+    state1[38] = 16'h0000;
+    state1[39] = 16'h0000;
+    state1[40] = 16'h0000;
+    state1[41] = 16'h0000;
+    state1[42] = 16'h0000;
+    state1[43] = 16'h0000;
+    state1[44] = 16'h0000;
+    state1[45] = 16'h0000;
+    state1[46] = 16'h0000;
+    state1[47] = 16'h0000;
+    state1[48] = 16'h0000;
+    state1[49] = 16'h0000;
+    state1[50] = 16'h0000;
+    state1[51] = 16'h0000;
+    state1[52] = 16'h0000;
+    state1[53] = 16'h0000;
+    state1[54] = 16'h0000;
+    state1[55] = 16'h0000;
+    state1[56] = 16'h0000;
+    state1[57] = 16'h0000;
+    state1[58] = 16'h0000;
+    state1[59] = 16'h0000;
+    state1[60] = 16'h0000;
+    state1[61] = 16'h0000;
+    state1[62] = 16'h0000;
+    state1[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$102 )
+      state1[\$189 [5:0]] <= \$190 [15:0];
+  end
+  reg [15:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= state1[\$188 [5:0]];
+  end
+  assign \$signature__data$97  = _2_;
+  reg [15:0] state2 [63:0];
+  initial begin
+    state2[0] = 16'h0000;
+    state2[1] = 16'h0000;
+    state2[2] = 16'h0000;
+    state2[3] = 16'h0000;
+    state2[4] = 16'h0000;
+    state2[5] = 16'h0000;
+    state2[6] = 16'h0000;
+    state2[7] = 16'h0000;
+    state2[8] = 16'h0000;
+    state2[9] = 16'h0000;
+    state2[10] = 16'h0000;
+    state2[11] = 16'h0000;
+    state2[12] = 16'h0000;
+    state2[13] = 16'h0000;
+    state2[14] = 16'h0000;
+    state2[15] = 16'h0000;
+    state2[16] = 16'h0000;
+    state2[17] = 16'h0000;
+    state2[18] = 16'h0000;
+    state2[19] = 16'h0000;
+    state2[20] = 16'h0000;
+    state2[21] = 16'h0000;
+    state2[22] = 16'h0000;
+    state2[23] = 16'h0000;
+    state2[24] = 16'h0000;
+    state2[25] = 16'h0000;
+    state2[26] = 16'h0000;
+    state2[27] = 16'h0000;
+    state2[28] = 16'h0000;
+    state2[29] = 16'h0000;
+    state2[30] = 16'h0000;
+    state2[31] = 16'h0000;
+    state2[32] = 16'h0000;
+    state2[33] = 16'h0000;
+    state2[34] = 16'h0000;
+    state2[35] = 16'h0000;
+    state2[36] = 16'h0000;
+    state2[37] = 16'h0000;
+    state2[38] = 16'h0000;
+    state2[39] = 16'h0000;
+    state2[40] = 16'h0000;
+    state2[41] = 16'h0000;
+    state2[42] = 16'h0000;
+    state2[43] = 16'h0000;
+    state2[44] = 16'h0000;
+    state2[45] = 16'h0000;
+    state2[46] = 16'h0000;
+    state2[47] = 16'h0000;
+    state2[48] = 16'h0000;
+    state2[49] = 16'h0000;
+    state2[50] = 16'h0000;
+    state2[51] = 16'h0000;
+    state2[52] = 16'h0000;
+    state2[53] = 16'h0000;
+    state2[54] = 16'h0000;
+    state2[55] = 16'h0000;
+    state2[56] = 16'h0000;
+    state2[57] = 16'h0000;
+    state2[58] = 16'h0000;
+    state2[59] = 16'h0000;
+    state2[60] = 16'h0000;
+    state2[61] = 16'h0000;
+    state2[62] = 16'h0000;
+    state2[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$113 )
+      state2[\$212 [5:0]] <= \$213 [15:0];
+  end
+  reg [15:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= state2[\$211 [5:0]];
+  end
+  assign \$signature__data$108  = _3_;
+  reg [15:0] state3 [63:0];
+  initial begin
+    state3[0] = 16'h0000;
+    state3[1] = 16'h0000;
+    state3[2] = 16'h0000;
+    state3[3] = 16'h0000;
+    state3[4] = 16'h0000;
+    state3[5] = 16'h0000;
+    state3[6] = 16'h0000;
+    state3[7] = 16'h0000;
+    state3[8] = 16'h0000;
+    state3[9] = 16'h0000;
+    state3[10] = 16'h0000;
+    state3[11] = 16'h0000;
+    state3[12] = 16'h0000;
+    state3[13] = 16'h0000;
+    state3[14] = 16'h0000;
+    state3[15] = 16'h0000;
+    state3[16] = 16'h0000;
+    state3[17] = 16'h0000;
+    state3[18] = 16'h0000;
+    state3[19] = 16'h0000;
+    state3[20] = 16'h0000;
+    state3[21] = 16'h0000;
+    state3[22] = 16'h0000;
+    state3[23] = 16'h0000;
+    state3[24] = 16'h0000;
+    state3[25] = 16'h0000;
+    state3[26] = 16'h0000;
+    state3[27] = 16'h0000;
+    state3[28] = 16'h0000;
+    state3[29] = 16'h0000;
+    state3[30] = 16'h0000;
+    state3[31] = 16'h0000;
+    state3[32] = 16'h0000;
+    state3[33] = 16'h0000;
+    state3[34] = 16'h0000;
+    state3[35] = 16'h0000;
+    state3[36] = 16'h0000;
+    state3[37] = 16'h0000;
+    state3[38] = 16'h0000;
+    state3[39] = 16'h0000;
+    state3[40] = 16'h0000;
+    state3[41] = 16'h0000;
+    state3[42] = 16'h0000;
+    state3[43] = 16'h0000;
+    state3[44] = 16'h0000;
+    state3[45] = 16'h0000;
+    state3[46] = 16'h0000;
+    state3[47] = 16'h0000;
+    state3[48] = 16'h0000;
+    state3[49] = 16'h0000;
+    state3[50] = 16'h0000;
+    state3[51] = 16'h0000;
+    state3[52] = 16'h0000;
+    state3[53] = 16'h0000;
+    state3[54] = 16'h0000;
+    state3[55] = 16'h0000;
+    state3[56] = 16'h0000;
+    state3[57] = 16'h0000;
+    state3[58] = 16'h0000;
+    state3[59] = 16'h0000;
+    state3[60] = 16'h0000;
+    state3[61] = 16'h0000;
+    state3[62] = 16'h0000;
+    state3[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$124 )
+      state3[\$235 [5:0]] <= \$236 [15:0];
+  end
+  reg [15:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= state3[\$234 [5:0]];
+  end
+  assign \$signature__data$119  = _4_;
+  reg [15:0] state4 [63:0];
+  initial begin
+    state4[0] = 16'h0000;
+    state4[1] = 16'h0000;
+    state4[2] = 16'h0000;
+    state4[3] = 16'h0000;
+    state4[4] = 16'h0000;
+    state4[5] = 16'h0000;
+    state4[6] = 16'h0000;
+    state4[7] = 16'h0000;
+    state4[8] = 16'h0000;
+    state4[9] = 16'h0000;
+    state4[10] = 16'h0000;
+    state4[11] = 16'h0000;
+    state4[12] = 16'h0000;
+    state4[13] = 16'h0000;
+    state4[14] = 16'h0000;
+    state4[15] = 16'h0000;
+    state4[16] = 16'h0000;
+    state4[17] = 16'h0000;
+    state4[18] = 16'h0000;
+    state4[19] = 16'h0000;
+    state4[20] = 16'h0000;
+    state4[21] = 16'h0000;
+    state4[22] = 16'h0000;
+    state4[23] = 16'h0000;
+    state4[24] = 16'h0000;
+    state4[25] = 16'h0000;
+    state4[26] = 16'h0000;
+    state4[27] = 16'h0000;
+    state4[28] = 16'h0000;
+    state4[29] = 16'h0000;
+    state4[30] = 16'h0000;
+    state4[31] = 16'h0000;
+    state4[32] = 16'h0000;
+    state4[33] = 16'h0000;
+    state4[34] = 16'h0000;
+    state4[35] = 16'h0000;
+    state4[36] = 16'h0000;
+    state4[37] = 16'h0000;
+    state4[38] = 16'h0000;
+    state4[39] = 16'h0000;
+    state4[40] = 16'h0000;
+    state4[41] = 16'h0000;
+    state4[42] = 16'h0000;
+    state4[43] = 16'h0000;
+    state4[44] = 16'h0000;
+    state4[45] = 16'h0000;
+    state4[46] = 16'h0000;
+    state4[47] = 16'h0000;
+    state4[48] = 16'h0000;
+    state4[49] = 16'h0000;
+    state4[50] = 16'h0000;
+    state4[51] = 16'h0000;
+    state4[52] = 16'h0000;
+    state4[53] = 16'h0000;
+    state4[54] = 16'h0000;
+    state4[55] = 16'h0000;
+    state4[56] = 16'h0000;
+    state4[57] = 16'h0000;
+    state4[58] = 16'h0000;
+    state4[59] = 16'h0000;
+    state4[60] = 16'h0000;
+    state4[61] = 16'h0000;
+    state4[62] = 16'h0000;
+    state4[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$135 )
+      state4[\$258 [5:0]] <= \$259 [15:0];
+  end
+  reg [15:0] _5_;
+  always @(posedge clk) begin
+    _5_ <= state4[\$257 [5:0]];
+  end
+  assign \$signature__data$130  = _5_;
+  reg [15:0] state5 [63:0];
+  initial begin
+    state5[0] = 16'h0000;
+    state5[1] = 16'h0000;
+    state5[2] = 16'h0000;
+    state5[3] = 16'h0000;
+    state5[4] = 16'h0000;
+    state5[5] = 16'h0000;
+    state5[6] = 16'h0000;
+    state5[7] = 16'h0000;
+    state5[8] = 16'h0000;
+    state5[9] = 16'h0000;
+    state5[10] = 16'h0000;
+    state5[11] = 16'h0000;
+    state5[12] = 16'h0000;
+    state5[13] = 16'h0000;
+    state5[14] = 16'h0000;
+    state5[15] = 16'h0000;
+    state5[16] = 16'h0000;
+    state5[17] = 16'h0000;
+    state5[18] = 16'h0000;
+    state5[19] = 16'h0000;
+    state5[20] = 16'h0000;
+    state5[21] = 16'h0000;
+    state5[22] = 16'h0000;
+    state5[23] = 16'h0000;
+    state5[24] = 16'h0000;
+    state5[25] = 16'h0000;
+    state5[26] = 16'h0000;
+    state5[27] = 16'h0000;
+    state5[28] = 16'h0000;
+    state5[29] = 16'h0000;
+    state5[30] = 16'h0000;
+    state5[31] = 16'h0000;
+    state5[32] = 16'h0000;
+    state5[33] = 16'h0000;
+    state5[34] = 16'h0000;
+    state5[35] = 16'h0000;
+    state5[36] = 16'h0000;
+    state5[37] = 16'h0000;
+    state5[38] = 16'h0000;
+    state5[39] = 16'h0000;
+    state5[40] = 16'h0000;
+    state5[41] = 16'h0000;
+    state5[42] = 16'h0000;
+    state5[43] = 16'h0000;
+    state5[44] = 16'h0000;
+    state5[45] = 16'h0000;
+    state5[46] = 16'h0000;
+    state5[47] = 16'h0000;
+    state5[48] = 16'h0000;
+    state5[49] = 16'h0000;
+    state5[50] = 16'h0000;
+    state5[51] = 16'h0000;
+    state5[52] = 16'h0000;
+    state5[53] = 16'h0000;
+    state5[54] = 16'h0000;
+    state5[55] = 16'h0000;
+    state5[56] = 16'h0000;
+    state5[57] = 16'h0000;
+    state5[58] = 16'h0000;
+    state5[59] = 16'h0000;
+    state5[60] = 16'h0000;
+    state5[61] = 16'h0000;
+    state5[62] = 16'h0000;
+    state5[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$146 )
+      state5[\$281 [5:0]] <= \$282 [15:0];
+  end
+  reg [15:0] _6_;
+  always @(posedge clk) begin
+    _6_ <= state5[\$280 [5:0]];
+  end
+  assign \$signature__data$141  = _6_;
+  reg [15:0] state6 [63:0];
+  initial begin
+    state6[0] = 16'h0000;
+    state6[1] = 16'h0000;
+    state6[2] = 16'h0000;
+    state6[3] = 16'h0000;
+    state6[4] = 16'h0000;
+    state6[5] = 16'h0000;
+    state6[6] = 16'h0000;
+    state6[7] = 16'h0000;
+    state6[8] = 16'h0000;
+    state6[9] = 16'h0000;
+    state6[10] = 16'h0000;
+    state6[11] = 16'h0000;
+    state6[12] = 16'h0000;
+    state6[13] = 16'h0000;
+    state6[14] = 16'h0000;
+    state6[15] = 16'h0000;
+    state6[16] = 16'h0000;
+    state6[17] = 16'h0000;
+    state6[18] = 16'h0000;
+    state6[19] = 16'h0000;
+    state6[20] = 16'h0000;
+    state6[21] = 16'h0000;
+    state6[22] = 16'h0000;
+    state6[23] = 16'h0000;
+    state6[24] = 16'h0000;
+    state6[25] = 16'h0000;
+    state6[26] = 16'h0000;
+    state6[27] = 16'h0000;
+    state6[28] = 16'h0000;
+    state6[29] = 16'h0000;
+    state6[30] = 16'h0000;
+    state6[31] = 16'h0000;
+    state6[32] = 16'h0000;
+    state6[33] = 16'h0000;
+    state6[34] = 16'h0000;
+    state6[35] = 16'h0000;
+    state6[36] = 16'h0000;
+    state6[37] = 16'h0000;
+    state6[38] = 16'h0000;
+    state6[39] = 16'h0000;
+    state6[40] = 16'h0000;
+    state6[41] = 16'h0000;
+    state6[42] = 16'h0000;
+    state6[43] = 16'h0000;
+    state6[44] = 16'h0000;
+    state6[45] = 16'h0000;
+    state6[46] = 16'h0000;
+    state6[47] = 16'h0000;
+    state6[48] = 16'h0000;
+    state6[49] = 16'h0000;
+    state6[50] = 16'h0000;
+    state6[51] = 16'h0000;
+    state6[52] = 16'h0000;
+    state6[53] = 16'h0000;
+    state6[54] = 16'h0000;
+    state6[55] = 16'h0000;
+    state6[56] = 16'h0000;
+    state6[57] = 16'h0000;
+    state6[58] = 16'h0000;
+    state6[59] = 16'h0000;
+    state6[60] = 16'h0000;
+    state6[61] = 16'h0000;
+    state6[62] = 16'h0000;
+    state6[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$157 )
+      state6[\$304 [5:0]] <= \$305 [15:0];
+  end
+  reg [15:0] _7_;
+  always @(posedge clk) begin
+    _7_ <= state6[\$303 [5:0]];
+  end
+  assign \$signature__data$152  = _7_;
+  reg [15:0] state7 [63:0];
+  initial begin
+    state7[0] = 16'h0000;
+    state7[1] = 16'h0000;
+    state7[2] = 16'h0000;
+    state7[3] = 16'h0000;
+    state7[4] = 16'h0000;
+    state7[5] = 16'h0000;
+    state7[6] = 16'h0000;
+    state7[7] = 16'h0000;
+    state7[8] = 16'h0000;
+    state7[9] = 16'h0000;
+    state7[10] = 16'h0000;
+    state7[11] = 16'h0000;
+    state7[12] = 16'h0000;
+    state7[13] = 16'h0000;
+    state7[14] = 16'h0000;
+    state7[15] = 16'h0000;
+    state7[16] = 16'h0000;
+    state7[17] = 16'h0000;
+    state7[18] = 16'h0000;
+    state7[19] = 16'h0000;
+    state7[20] = 16'h0000;
+    state7[21] = 16'h0000;
+    state7[22] = 16'h0000;
+    state7[23] = 16'h0000;
+    state7[24] = 16'h0000;
+    state7[25] = 16'h0000;
+    state7[26] = 16'h0000;
+    state7[27] = 16'h0000;
+    state7[28] = 16'h0000;
+    state7[29] = 16'h0000;
+    state7[30] = 16'h0000;
+    state7[31] = 16'h0000;
+    state7[32] = 16'h0000;
+    state7[33] = 16'h0000;
+    state7[34] = 16'h0000;
+    state7[35] = 16'h0000;
+    state7[36] = 16'h0000;
+    state7[37] = 16'h0000;
+    state7[38] = 16'h0000;
+    state7[39] = 16'h0000;
+    state7[40] = 16'h0000;
+    state7[41] = 16'h0000;
+    state7[42] = 16'h0000;
+    state7[43] = 16'h0000;
+    state7[44] = 16'h0000;
+    state7[45] = 16'h0000;
+    state7[46] = 16'h0000;
+    state7[47] = 16'h0000;
+    state7[48] = 16'h0000;
+    state7[49] = 16'h0000;
+    state7[50] = 16'h0000;
+    state7[51] = 16'h0000;
+    state7[52] = 16'h0000;
+    state7[53] = 16'h0000;
+    state7[54] = 16'h0000;
+    state7[55] = 16'h0000;
+    state7[56] = 16'h0000;
+    state7[57] = 16'h0000;
+    state7[58] = 16'h0000;
+    state7[59] = 16'h0000;
+    state7[60] = 16'h0000;
+    state7[61] = 16'h0000;
+    state7[62] = 16'h0000;
+    state7[63] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$168 )
+      state7[\$327 [5:0]] <= \$328 [15:0];
+  end
+  reg [15:0] _8_;
+  always @(posedge clk) begin
+    _8_ <= state7[\$326 [5:0]];
+  end
+  assign \$signature__data$163  = _8_;
+  always @(posedge clk)
+    ssm_v2 <= \$425 ;
+  always @(posedge clk)
+    ssm_v3 <= \$426 ;
+  always @(posedge clk)
+    ssm_v4 <= \$427 ;
+  always @(posedge clk)
+    ssm_v5 <= \$428 ;
+  always @(posedge clk)
+    ssm_v6 <= \$429 ;
+  always @(posedge clk)
+    ssm_v7 <= \$430 ;
+  always @(posedge clk)
+    ssm_v8 <= \$431 ;
+  always @(posedge clk)
+    ssm_v9 <= \$432 ;
+  always @(posedge clk)
+    ssm_v10 <= \$433 ;
+  always @(posedge clk)
+    ssm_v11 <= \$434 ;
+  always @(posedge clk)
+    ssm_v12 <= \$435 ;
+  always @(posedge clk)
+    ssm_v13 <= \$436 ;
+  always @(posedge clk)
+    ssm_v14 <= \$437 ;
+  always @(posedge clk)
+    ssm_v15 <= \$438 ;
+  always @(posedge clk)
+    ssm_q0 <= \$439 ;
+  always @(posedge clk)
+    ssm_q1 <= \$440 ;
+  always @(posedge clk)
+    ssm_q2 <= \$441 ;
+  always @(posedge clk)
+    ssm_q3 <= \$442 ;
+  always @(posedge clk)
+    ssm_q4 <= \$443 ;
+  always @(posedge clk)
+    ssm_q5 <= \$444 ;
+  always @(posedge clk)
+    ssm_q6 <= \$445 ;
+  always @(posedge clk)
+    ssm_q7 <= \$446 ;
+  always @(posedge clk)
+    ssm_q8 <= \$447 ;
+  always @(posedge clk)
+    ssm_q9 <= \$448 ;
+  always @(posedge clk)
+    ssm_q10 <= \$449 ;
+  always @(posedge clk)
+    ssm_q11 <= \$450 ;
+  always @(posedge clk)
+    ssm_q12 <= \$451 ;
+  always @(posedge clk)
+    ssm_q13 <= \$452 ;
+  always @(posedge clk)
+    ssm_q14 <= \$453 ;
+  always @(posedge clk)
+    ssm_q15 <= \$454 ;
+  always @(posedge clk)
+    ssm_gate <= \$455 ;
+  always @(posedge clk)
+    p1_valid <= \$456 ;
+  always @(posedge clk)
+    p1_row <= \$457 ;
+  always @(posedge clk)
+    p1_addr <= \$458 ;
+  always @(posedge clk)
+    ssm_yacc0 <= \$459 ;
+  always @(posedge clk)
+    ssm_yacc1 <= \$460 ;
+  always @(posedge clk)
+    ssm_yacc2 <= \$461 ;
+  always @(posedge clk)
+    ssm_yacc3 <= \$462 ;
+  always @(posedge clk)
+    ssm_yacc4 <= \$463 ;
+  always @(posedge clk)
+    ssm_yacc5 <= \$464 ;
+  always @(posedge clk)
+    ssm_yacc6 <= \$465 ;
+  always @(posedge clk)
+    ssm_yacc7 <= \$466 ;
+  always @(posedge clk)
+    chunk <= \$467 ;
+  always @(posedge clk)
+    fsm_state <= \$468 ;
+  always @(posedge clk)
+    gop <= \$469 ;
+  always @(posedge clk)
+    g_const <= \$470 ;
+  always @(posedge clk)
+    gbase <= \$471 ;
+  always @(posedge clk)
+    pass_row <= \$472 ;
+  always @(posedge clk)
+    arow <= \$473 ;
+  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2508$0 [6:0] };
+  assign g_value = g1_const ? param_rdata[7:0] : \port$2508$0 [14:7];
+  assign \$2  = gbase + n;
+  assign \$3  = busy ? \$2  : { 1'h0, \port$2305$134 [10:0] };
+  assign \$4  = pass_row <= 1'h0;
+  assign \$5  = entry[4:0] > 1'h0;
+  assign \$6  = \$4  & \$5 ;
+  assign \$7  = ~ entry[46];
+  assign \$8  = | ssm_k0;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = | ssm_q0;
+  assign \$11  = \$9  | \$10 ;
+  assign \$12  = \$6  & \$11 ;
+  assign \$13  = pass_row <= 1'h1;
+  assign \$14  = entry[4:0] > 1'h1;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ~ entry[46];
+  assign \$17  = | ssm_k1;
+  assign \$18  = \$16  | \$17 ;
+  assign \$19  = | ssm_q1;
+  assign \$20  = \$18  | \$19 ;
+  assign \$21  = \$15  & \$20 ;
+  assign \$22  = pass_row <= 2'h2;
+  assign \$23  = entry[4:0] > 2'h2;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = ~ entry[46];
+  assign \$26  = | ssm_k2;
+  assign \$27  = \$25  | \$26 ;
+  assign \$28  = | ssm_q2;
+  assign \$29  = \$27  | \$28 ;
+  assign \$30  = \$24  & \$29 ;
+  assign \$31  = pass_row <= 2'h3;
+  assign \$32  = entry[4:0] > 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ entry[46];
+  assign \$35  = | ssm_k3;
+  assign \$36  = \$34  | \$35 ;
+  assign \$37  = | ssm_q3;
+  assign \$38  = \$36  | \$37 ;
+  assign \$39  = \$33  & \$38 ;
+  assign \$40  = pass_row <= 3'h4;
+  assign \$41  = entry[4:0] > 3'h4;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = ~ entry[46];
+  assign \$44  = | ssm_k4;
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = | ssm_q4;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = \$42  & \$47 ;
+  assign \$49  = pass_row <= 3'h5;
+  assign \$50  = entry[4:0] > 3'h5;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = ~ entry[46];
+  assign \$53  = | ssm_k5;
+  assign \$54  = \$52  | \$53 ;
+  assign \$55  = | ssm_q5;
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = \$51  & \$56 ;
+  assign \$58  = pass_row <= 3'h6;
+  assign \$59  = entry[4:0] > 3'h6;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = ~ entry[46];
+  assign \$62  = | ssm_k6;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = | ssm_q6;
+  assign \$65  = \$63  | \$64 ;
+  assign \$66  = \$60  & \$65 ;
+  assign \$67  = pass_row <= 3'h7;
+  assign \$68  = entry[4:0] > 3'h7;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = ~ entry[46];
+  assign \$71  = | ssm_k7;
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = | ssm_q7;
+  assign \$74  = \$72  | \$73 ;
+  assign \$75  = \$69  & \$74 ;
+  assign \$76  = pass_row <= 4'h8;
+  assign \$77  = entry[4:0] > 4'h8;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ entry[46];
+  assign \$80  = | ssm_k8;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = | ssm_q8;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = \$78  & \$83 ;
+  assign \$85  = pass_row <= 4'h9;
+  assign \$86  = entry[4:0] > 4'h9;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = ~ entry[46];
+  assign \$89  = | ssm_k9;
+  assign \$90  = \$88  | \$89 ;
+  assign \$91  = | ssm_q9;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = \$87  & \$92 ;
+  assign \$94  = pass_row <= 4'ha;
+  assign \$95  = entry[4:0] > 4'ha;
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = ~ entry[46];
+  assign \$98  = | ssm_k10;
+  assign \$99  = \$97  | \$98 ;
+  assign \$100  = | ssm_q10;
+  assign \$101  = \$99  | \$100 ;
+  assign \$102  = \$96  & \$101 ;
+  assign \$103  = pass_row <= 4'hb;
+  assign \$104  = entry[4:0] > 4'hb;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = ~ entry[46];
+  assign \$107  = | ssm_k11;
+  assign \$108  = \$106  | \$107 ;
+  assign \$109  = | ssm_q11;
+  assign \$110  = \$108  | \$109 ;
+  assign \$111  = \$105  & \$110 ;
+  assign \$112  = pass_row <= 4'hc;
+  assign \$113  = entry[4:0] > 4'hc;
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = ~ entry[46];
+  assign \$116  = | ssm_k12;
+  assign \$117  = \$115  | \$116 ;
+  assign \$118  = | ssm_q12;
+  assign \$119  = \$117  | \$118 ;
+  assign \$120  = \$114  & \$119 ;
+  assign \$121  = pass_row <= 4'hd;
+  assign \$122  = entry[4:0] > 4'hd;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ entry[46];
+  assign \$125  = | ssm_k13;
+  assign \$126  = \$124  | \$125 ;
+  assign \$127  = | ssm_q13;
+  assign \$128  = \$126  | \$127 ;
+  assign \$129  = \$123  & \$128 ;
+  assign \$130  = pass_row <= 4'he;
+  assign \$131  = entry[4:0] > 4'he;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ entry[46];
+  assign \$134  = | ssm_k14;
+  assign \$135  = \$133  | \$134 ;
+  assign \$136  = | ssm_q14;
+  assign \$137  = \$135  | \$136 ;
+  assign \$138  = \$132  & \$137 ;
+  assign \$139  = pass_row <= 4'hf;
+  assign \$140  = entry[4:0] > 4'hf;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = ~ entry[46];
+  assign \$143  = | ssm_k15;
+  assign \$144  = \$142  | \$143 ;
+  assign \$145  = | ssm_q15;
+  assign \$146  = \$144  | \$145 ;
+  assign \$147  = \$141  & \$146 ;
+  assign found = | rows_left;
+  assign \$148  = next_row * \port$2370$0 [12:8];
+  assign \$149  = entry[10:5] + \$148 ;
+  assign \$150  = \$149  + chunk;
+  assign \$151  = chunk * 4'h8;
+  assign \$152  = \$151  + 1'h0;
+  assign \$153  = \$152  < \port$2370$0 [7:0];
+  assign \$154  = chunk * 4'h8;
+  assign \$155  = \$154  + 1'h0;
+  assign \$156  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$78 );
+  assign \$159  = $signed(\$158 ) * $signed(ssm_vsel0);
+  assign \$160  = $signed(\$157 ) + $signed(\$159 );
+  assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
+  assign \$162  = $signed(\$160 ) < $signed(16'h8000);
+  assign \$163  = \$162  ? 34'h3ffff8000 : { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
+  assign \$164  = \$161  ? 34'h000007fff : \$163 ;
+  assign \$165  = busy ? { 3'h0, \$150 [7:0] } : state_word[10:0];
+  assign \$166  = busy ? { 3'h0, p1_addr } : state_word[10:0];
+  assign \$167  = busy ? { \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15:0] } : { 1'h0, state_wdata[46:0] };
+  assign \$168  = p1_valid & valid_lanes[0];
+  assign wr__en = busy ? \$168  : state_we[0];
+  assign ssm_shifted0 = $signed(ssm_yacc0) >>> entry[45:40];
+  assign \$169  = $signed(ssm_shifted0) > $signed(8'h7f);
+  assign \$170  = $signed(ssm_shifted0) < $signed(8'h80);
+  assign \$171  = \$170  ? 28'hfffff80 : ssm_shifted0;
+  assign \$172  = \$169  ? 28'h000007f : \$171 ;
+  assign \$173  = | \$172 [7:0];
+  assign \$174  = chunk * 4'h8;
+  assign \$175  = \$174  + 1'h1;
+  assign \$176  = \$175  < \port$2370$0 [7:0];
+  assign \$177  = chunk * 4'h8;
+  assign \$178  = \$177  + 1'h1;
+  assign \$179  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$97 );
+  assign \$182  = $signed(\$181 ) * $signed(ssm_vsel1);
+  assign \$183  = $signed(\$180 ) + $signed(\$182 );
+  assign \$184  = $signed(\$183 ) > $signed(16'h7fff);
+  assign \$185  = $signed(\$183 ) < $signed(16'h8000);
+  assign \$186  = \$185  ? 34'h3ffff8000 : { \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183  };
+  assign \$187  = \$184  ? 34'h000007fff : \$186 ;
+  assign \$188  = busy ? { 3'h0, \$150 [7:0] } : state_word[21:11];
+  assign \$189  = busy ? { 3'h0, p1_addr } : state_word[21:11];
+  assign \$190  = busy ? { \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15:0] } : { 1'h0, state_wdata[93:47] };
+  assign \$191  = p1_valid & valid_lanes[1];
+  assign \wr__en$102  = busy ? \$191  : state_we[1];
+  assign ssm_shifted1 = $signed(ssm_yacc1) >>> entry[45:40];
+  assign \$192  = $signed(ssm_shifted1) > $signed(8'h7f);
+  assign \$193  = $signed(ssm_shifted1) < $signed(8'h80);
+  assign \$194  = \$193  ? 28'hfffff80 : ssm_shifted1;
+  assign \$195  = \$192  ? 28'h000007f : \$194 ;
+  assign \$196  = | \$195 [7:0];
+  assign \$197  = chunk * 4'h8;
+  assign \$198  = \$197  + 2'h2;
+  assign \$199  = \$198  < \port$2370$0 [7:0];
+  assign \$200  = chunk * 4'h8;
+  assign \$201  = \$200  + 2'h2;
+  assign \$202  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$108 );
+  assign \$205  = $signed(\$204 ) * $signed(ssm_vsel2);
+  assign \$206  = $signed(\$203 ) + $signed(\$205 );
+  assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
+  assign \$208  = $signed(\$206 ) < $signed(16'h8000);
+  assign \$209  = \$208  ? 34'h3ffff8000 : { \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206  };
+  assign \$210  = \$207  ? 34'h000007fff : \$209 ;
+  assign \$211  = busy ? { 3'h0, \$150 [7:0] } : state_word[32:22];
+  assign \$212  = busy ? { 3'h0, p1_addr } : state_word[32:22];
+  assign \$213  = busy ? { \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15:0] } : { 1'h0, state_wdata[140:94] };
+  assign \$214  = p1_valid & valid_lanes[2];
+  assign \wr__en$113  = busy ? \$214  : state_we[2];
+  assign ssm_shifted2 = $signed(ssm_yacc2) >>> entry[45:40];
+  assign \$215  = $signed(ssm_shifted2) > $signed(8'h7f);
+  assign \$216  = $signed(ssm_shifted2) < $signed(8'h80);
+  assign \$217  = \$216  ? 28'hfffff80 : ssm_shifted2;
+  assign \$218  = \$215  ? 28'h000007f : \$217 ;
+  assign \$219  = | \$218 [7:0];
+  assign \$220  = chunk * 4'h8;
+  assign \$221  = \$220  + 2'h3;
+  assign \$222  = \$221  < \port$2370$0 [7:0];
+  assign \$223  = chunk * 4'h8;
+  assign \$224  = \$223  + 2'h3;
+  assign \$225  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$119 );
+  assign \$228  = $signed(\$227 ) * $signed(ssm_vsel3);
+  assign \$229  = $signed(\$226 ) + $signed(\$228 );
+  assign \$230  = $signed(\$229 ) > $signed(16'h7fff);
+  assign \$231  = $signed(\$229 ) < $signed(16'h8000);
+  assign \$232  = \$231  ? 34'h3ffff8000 : { \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229  };
+  assign \$233  = \$230  ? 34'h000007fff : \$232 ;
+  assign \$234  = busy ? { 3'h0, \$150 [7:0] } : state_word[43:33];
+  assign \$235  = busy ? { 3'h0, p1_addr } : state_word[43:33];
+  assign \$236  = busy ? { \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15:0] } : { 1'h0, state_wdata[187:141] };
+  assign \$237  = p1_valid & valid_lanes[3];
+  assign \wr__en$124  = busy ? \$237  : state_we[3];
+  assign ssm_shifted3 = $signed(ssm_yacc3) >>> entry[45:40];
+  assign \$238  = $signed(ssm_shifted3) > $signed(8'h7f);
+  assign \$239  = $signed(ssm_shifted3) < $signed(8'h80);
+  assign \$240  = \$239  ? 28'hfffff80 : ssm_shifted3;
+  assign \$241  = \$238  ? 28'h000007f : \$240 ;
+  assign \$242  = | \$241 [7:0];
+  assign \$243  = chunk * 4'h8;
+  assign \$244  = \$243  + 3'h4;
+  assign \$245  = \$244  < \port$2370$0 [7:0];
+  assign \$246  = chunk * 4'h8;
+  assign \$247  = \$246  + 3'h4;
+  assign \$248  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$130 );
+  assign \$251  = $signed(\$250 ) * $signed(ssm_vsel4);
+  assign \$252  = $signed(\$249 ) + $signed(\$251 );
+  assign \$253  = $signed(\$252 ) > $signed(16'h7fff);
+  assign \$254  = $signed(\$252 ) < $signed(16'h8000);
+  assign \$255  = \$254  ? 34'h3ffff8000 : { \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252  };
+  assign \$256  = \$253  ? 34'h000007fff : \$255 ;
+  assign \$257  = busy ? { 3'h0, \$150 [7:0] } : state_word[54:44];
+  assign \$258  = busy ? { 3'h0, p1_addr } : state_word[54:44];
+  assign \$259  = busy ? { \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15:0] } : { 1'h0, state_wdata[234:188] };
+  assign \$260  = p1_valid & valid_lanes[4];
+  assign \wr__en$135  = busy ? \$260  : state_we[4];
+  assign ssm_shifted4 = $signed(ssm_yacc4) >>> entry[45:40];
+  assign \$261  = $signed(ssm_shifted4) > $signed(8'h7f);
+  assign \$262  = $signed(ssm_shifted4) < $signed(8'h80);
+  assign \$263  = \$262  ? 28'hfffff80 : ssm_shifted4;
+  assign \$264  = \$261  ? 28'h000007f : \$263 ;
+  assign \$265  = | \$264 [7:0];
+  assign \$266  = chunk * 4'h8;
+  assign \$267  = \$266  + 3'h5;
+  assign \$268  = \$267  < \port$2370$0 [7:0];
+  assign \$269  = chunk * 4'h8;
+  assign \$270  = \$269  + 3'h5;
+  assign \$271  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$141 );
+  assign \$274  = $signed(\$273 ) * $signed(ssm_vsel5);
+  assign \$275  = $signed(\$272 ) + $signed(\$274 );
+  assign \$276  = $signed(\$275 ) > $signed(16'h7fff);
+  assign \$277  = $signed(\$275 ) < $signed(16'h8000);
+  assign \$278  = \$277  ? 34'h3ffff8000 : { \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275  };
+  assign \$279  = \$276  ? 34'h000007fff : \$278 ;
+  assign \$280  = busy ? { 3'h0, \$150 [7:0] } : state_word[65:55];
+  assign \$281  = busy ? { 3'h0, p1_addr } : state_word[65:55];
+  assign \$282  = busy ? { \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15:0] } : { 1'h0, state_wdata[281:235] };
+  assign \$283  = p1_valid & valid_lanes[5];
+  assign \wr__en$146  = busy ? \$283  : state_we[5];
+  assign ssm_shifted5 = $signed(ssm_yacc5) >>> entry[45:40];
+  assign \$284  = $signed(ssm_shifted5) > $signed(8'h7f);
+  assign \$285  = $signed(ssm_shifted5) < $signed(8'h80);
+  assign \$286  = \$285  ? 28'hfffff80 : ssm_shifted5;
+  assign \$287  = \$284  ? 28'h000007f : \$286 ;
+  assign \$288  = | \$287 [7:0];
+  assign \$289  = chunk * 4'h8;
+  assign \$290  = \$289  + 3'h6;
+  assign \$291  = \$290  < \port$2370$0 [7:0];
+  assign \$292  = chunk * 4'h8;
+  assign \$293  = \$292  + 3'h6;
+  assign \$294  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$152 );
+  assign \$297  = $signed(\$296 ) * $signed(ssm_vsel6);
+  assign \$298  = $signed(\$295 ) + $signed(\$297 );
+  assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
+  assign \$300  = $signed(\$298 ) < $signed(16'h8000);
+  assign \$301  = \$300  ? 34'h3ffff8000 : { \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298  };
+  assign \$302  = \$299  ? 34'h000007fff : \$301 ;
+  assign \$303  = busy ? { 3'h0, \$150 [7:0] } : state_word[76:66];
+  assign \$304  = busy ? { 3'h0, p1_addr } : state_word[76:66];
+  assign \$305  = busy ? { \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15:0] } : { 1'h0, state_wdata[328:282] };
+  assign \$306  = p1_valid & valid_lanes[6];
+  assign \wr__en$157  = busy ? \$306  : state_we[6];
+  assign ssm_shifted6 = $signed(ssm_yacc6) >>> entry[45:40];
+  assign \$307  = $signed(ssm_shifted6) > $signed(8'h7f);
+  assign \$308  = $signed(ssm_shifted6) < $signed(8'h80);
+  assign \$309  = \$308  ? 28'hfffff80 : ssm_shifted6;
+  assign \$310  = \$307  ? 28'h000007f : \$309 ;
+  assign \$311  = | \$310 [7:0];
+  assign \$312  = chunk * 4'h8;
+  assign \$313  = \$312  + 3'h7;
+  assign \$314  = \$313  < \port$2370$0 [7:0];
+  assign \$315  = chunk * 4'h8;
+  assign \$316  = \$315  + 3'h7;
+  assign \$317  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$163 );
+  assign \$320  = $signed(\$319 ) * $signed(ssm_vsel7);
+  assign \$321  = $signed(\$318 ) + $signed(\$320 );
+  assign \$322  = $signed(\$321 ) > $signed(16'h7fff);
+  assign \$323  = $signed(\$321 ) < $signed(16'h8000);
+  assign \$324  = \$323  ? 34'h3ffff8000 : { \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321  };
+  assign \$325  = \$322  ? 34'h000007fff : \$324 ;
+  assign \$326  = busy ? { 3'h0, \$150 [7:0] } : state_word[87:77];
+  assign \$327  = busy ? { 3'h0, p1_addr } : state_word[87:77];
+  assign \$328  = busy ? { \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15:0] } : { 1'h0, state_wdata[375:329] };
+  assign \$329  = p1_valid & valid_lanes[7];
+  assign \wr__en$168  = busy ? \$329  : state_we[7];
+  assign ssm_shifted7 = $signed(ssm_yacc7) >>> entry[45:40];
+  assign \$330  = $signed(ssm_shifted7) > $signed(8'h7f);
+  assign \$331  = $signed(ssm_shifted7) < $signed(8'h80);
+  assign \$332  = \$331  ? 28'hfffff80 : ssm_shifted7;
+  assign \$333  = \$330  ? 28'h000007f : \$332 ;
+  assign \$334  = | \$333 [7:0];
+  assign \$335  = ssm_ynz & valid_lanes;
+  assign row_send = emit_values ? valid_lanes : \$335 ;
+  assign \$336  = chunk * 4'h8;
+  assign \$337  = gop == 3'h4;
+  assign \$338  = entry[19:11] + 1'h0;
+  assign \$339  = entry[19:11] + entry[4:0];
+  assign \$340  = entry[4:0] + \port$2370$0 [7:0];
+  assign \$341  = entry[19:11] + \$340 ;
+  assign \$342  = cur ^ op_rec;
+  assign \$343  = ! op_src;
+  assign \$344  = op_const ? op_length : list_count;
+  assign \$345  = present ? \$344  : 8'h00;
+  assign \$346  = n < cnt;
+  assign \$347  = ~ g_const;
+  assign \$348  = arow + next_row;
+  assign \$349  = chunk + 1'h1;
+  assign \$350  = \$349  == \port$2370$0 [12:8];
+  assign \$351  = ! fsm_state;
+  assign \$352  = fsm_state == 1'h1;
+  assign \$353  = fsm_state == 2'h2;
+  assign \$354  = fsm_state == 2'h3;
+  assign \$355  = fsm_state == 3'h4;
+  assign \$356  = fsm_state == 3'h5;
+  assign \$357  = fsm_state == 3'h6;
+  assign \$358  = fsm_state == 3'h7;
+  assign \$359  = ! \$1 [6:0];
+  assign \$360  = \$1 [6:0] == 1'h1;
+  assign \$361  = \$1 [6:0] == 2'h2;
+  assign \$362  = \$1 [6:0] == 2'h3;
+  assign \$363  = \$1 [6:0] == 3'h4;
+  assign \$364  = \$1 [6:0] == 3'h5;
+  assign \$365  = \$1 [6:0] == 3'h6;
+  assign \$366  = \$1 [6:0] == 3'h7;
+  assign \$368  = $signed(\$367 ) * $signed(\$164 [15:0]);
+  assign \$369  = $signed(ssm_yacc0) + $signed(\$368 );
+  assign \$371  = $signed(\$370 ) * $signed(\$187 [15:0]);
+  assign \$372  = $signed(ssm_yacc1) + $signed(\$371 );
+  assign \$374  = $signed(\$373 ) * $signed(\$210 [15:0]);
+  assign \$375  = $signed(ssm_yacc2) + $signed(\$374 );
+  assign \$377  = $signed(\$376 ) * $signed(\$233 [15:0]);
+  assign \$378  = $signed(ssm_yacc3) + $signed(\$377 );
+  assign \$380  = $signed(\$379 ) * $signed(\$256 [15:0]);
+  assign \$381  = $signed(ssm_yacc4) + $signed(\$380 );
+  assign \$383  = $signed(\$382 ) * $signed(\$279 [15:0]);
+  assign \$384  = $signed(ssm_yacc5) + $signed(\$383 );
+  assign \$386  = $signed(\$385 ) * $signed(\$302 [15:0]);
+  assign \$387  = $signed(ssm_yacc6) + $signed(\$386 );
+  assign \$389  = $signed(\$388 ) * $signed(\$325 [15:0]);
+  assign \$390  = $signed(ssm_yacc7) + $signed(\$389 );
+  assign \$391  = gop == 3'h4;
+  assign \$392  = n < cnt;
+  assign \$393  = gop + 1'h1;
+  assign \$394  = 2'h2 * entry[4:0];
+  assign \$395  = entry[19:11] + \$394 ;
+  assign \$396  = \$395  + \port$2370$0 [7:0];
+  assign \$397  = ssm_gate * entry[4:0];
+  assign \$398  = \$396  + \$397 ;
+  assign \$399  = next_row + 1'h1;
+  assign \$400  = chunk + 1'h1;
+  assign \$401  = \$400  == \port$2370$0 [12:8];
+  assign \$402  = chunk + 1'h1;
+  always @(posedge clk)
+    g1_valid <= \$403 ;
+  always @(posedge clk)
+    g1_op <= \$404 ;
+  always @(posedge clk)
+    g1_const <= \$405 ;
+  always @(posedge clk)
+    g1_n <= \$406 ;
+  always @(posedge clk)
+    ssm_k0 <= \$407 ;
+  always @(posedge clk)
+    ssm_k1 <= \$408 ;
+  always @(posedge clk)
+    ssm_k2 <= \$409 ;
+  always @(posedge clk)
+    ssm_k3 <= \$410 ;
+  always @(posedge clk)
+    ssm_k4 <= \$411 ;
+  always @(posedge clk)
+    ssm_k5 <= \$412 ;
+  always @(posedge clk)
+    ssm_k6 <= \$413 ;
+  always @(posedge clk)
+    ssm_k7 <= \$414 ;
+  always @(posedge clk)
+    ssm_k8 <= \$415 ;
+  always @(posedge clk)
+    ssm_k9 <= \$416 ;
+  always @(posedge clk)
+    ssm_k10 <= \$417 ;
+  always @(posedge clk)
+    ssm_k11 <= \$418 ;
+  always @(posedge clk)
+    ssm_k12 <= \$419 ;
+  always @(posedge clk)
+    ssm_k13 <= \$420 ;
+  always @(posedge clk)
+    ssm_k14 <= \$421 ;
+  always @(posedge clk)
+    ssm_k15 <= \$422 ;
+  always @(posedge clk)
+    ssm_v0 <= \$423 ;
+  always @(posedge clk)
+    ssm_v1 <= \$424 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$425  = ssm_v2;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$425  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$425  = 8'h00;
+    endcase
+    if (rst) begin
+      \$425  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$426  = ssm_v3;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$426  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$426  = 8'h00;
+    endcase
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$427  = ssm_v4;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$427  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$427  = 8'h00;
+    endcase
+    if (rst) begin
+      \$427  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$428  = ssm_v5;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$428  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$428  = 8'h00;
+    endcase
+    if (rst) begin
+      \$428  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$429  = ssm_v6;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$429  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$429  = 8'h00;
+    endcase
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$430  = ssm_v7;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$430  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$430  = 8'h00;
+    endcase
+    if (rst) begin
+      \$430  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$431  = ssm_v8;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$431  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$431  = 8'h00;
+    endcase
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$432  = ssm_v9;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$432  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$432  = 8'h00;
+    endcase
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$433  = ssm_v10;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$433  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$433  = 8'h00;
+    endcase
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$434  = ssm_v11;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$434  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$434  = 8'h00;
+    endcase
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$435  = ssm_v12;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$435  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$435  = 8'h00;
+    endcase
+    if (rst) begin
+      \$435  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$436  = ssm_v13;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$436  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$436  = 8'h00;
+    endcase
+    if (rst) begin
+      \$436  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$437  = ssm_v14;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$437  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$437  = 8'h00;
+    endcase
+    if (rst) begin
+      \$437  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$438  = ssm_v15;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$438  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$438  = 8'h00;
+    endcase
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$439  = ssm_q0;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  \$439  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$439  = 8'h00;
+    endcase
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$440  = ssm_q1;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$440  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$440  = 8'h00;
+    endcase
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$441  = ssm_q2;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$441  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$441  = 8'h00;
+    endcase
+    if (rst) begin
+      \$441  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$442  = ssm_q3;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$442  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$442  = 8'h00;
+    endcase
+    if (rst) begin
+      \$442  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$443  = ssm_q4;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$443  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$443  = 8'h00;
+    endcase
+    if (rst) begin
+      \$443  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$444  = ssm_q5;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$444  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$444  = 8'h00;
+    endcase
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$445  = ssm_q6;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$445  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$445  = 8'h00;
+    endcase
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$446  = ssm_q7;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$446  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$446  = 8'h00;
+    endcase
+    if (rst) begin
+      \$446  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$447  = ssm_q8;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$447  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$447  = 8'h00;
+    endcase
+    if (rst) begin
+      \$447  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$448  = ssm_q9;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$448  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$448  = 8'h00;
+    endcase
+    if (rst) begin
+      \$448  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$449  = ssm_q10;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$449  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$449  = 8'h00;
+    endcase
+    if (rst) begin
+      \$449  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$450  = ssm_q11;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$450  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$450  = 8'h00;
+    endcase
+    if (rst) begin
+      \$450  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$451  = ssm_q12;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$451  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$451  = 8'h00;
+    endcase
+    if (rst) begin
+      \$451  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$452  = ssm_q13;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$452  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$452  = 8'h00;
+    endcase
+    if (rst) begin
+      \$452  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$453  = ssm_q14;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$453  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$453  = 8'h00;
+    endcase
+    if (rst) begin
+      \$453  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$454  = ssm_q15;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$454  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$454  = 8'h00;
+    endcase
+    if (rst) begin
+      \$454  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$455  = ssm_gate;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            /* empty */;
+        3'h2:
+            /* empty */;
+        3'h3:
+          begin
+            if (\$359 ) begin
+              \$455 [0] = 1'h1;
+            end
+            if (\$360 ) begin
+              \$455 [1] = 1'h1;
+            end
+            if (\$361 ) begin
+              \$455 [2] = 1'h1;
+            end
+            if (\$362 ) begin
+              \$455 [3] = 1'h1;
+            end
+            if (\$363 ) begin
+              \$455 [4] = 1'h1;
+            end
+            if (\$364 ) begin
+              \$455 [5] = 1'h1;
+            end
+            if (\$365 ) begin
+              \$455 [6] = 1'h1;
+            end
+            if (\$366 ) begin
+              \$455 [7] = 1'h1;
+            end
+          end
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$455  = 8'h00;
+    endcase
+    if (rst) begin
+      \$455  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$456  = p_issue;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$457  = next_row;
+    if (rst) begin
+      \$457  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$458  = \$150 [7:0];
+    if (rst) begin
+      \$458  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$459  = ssm_yacc0;
+    if (p1_valid) begin
+      \$459  = \$369 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$459  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$459  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$460  = ssm_yacc1;
+    if (p1_valid) begin
+      \$460  = \$372 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$460  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$460  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$461  = ssm_yacc2;
+    if (p1_valid) begin
+      \$461  = \$375 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$461  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$461  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$462  = ssm_yacc3;
+    if (p1_valid) begin
+      \$462  = \$378 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$462  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$462  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$463  = ssm_yacc4;
+    if (p1_valid) begin
+      \$463  = \$381 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$463  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$463  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$464  = ssm_yacc5;
+    if (p1_valid) begin
+      \$464  = \$384 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$464  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$464  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$465  = ssm_yacc6;
+    if (p1_valid) begin
+      \$465  = \$387 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$465  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$465  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$466  = ssm_yacc7;
+    if (p1_valid) begin
+      \$466  = \$390 [27:0];
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$466  = 28'h0000000;
+    endcase
+    if (rst) begin
+      \$466  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$467  = chunk;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          if (start) begin
+            \$467  = 5'h00;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$401 ) begin
+            end else begin
+              \$467  = \$402 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$467  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$468  = fsm_state;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          if (start) begin
+            \$468  = 3'h1;
+          end
+      3'h1:
+          \$468  = 3'h2;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$391 ) begin
+            \$468  = 3'h3;
+          end else begin
+            \$468  = 3'h4;
+          end
+      3'h4:
+          (* full_case = 32'd1 *)
+          if (\$392 ) begin
+          end else begin
+            \$468  = 3'h2;
+          end
+      3'h3:
+          \$468  = 3'h5;
+      3'h5:
+          (* full_case = 32'd1 *)
+          if (found) begin
+          end else begin
+            \$468  = 3'h6;
+          end
+      3'h6:
+          \$468  = 3'h7;
+      3'h7:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (\$401 ) begin
+              \$468  = 3'h0;
+            end else begin
+              \$468  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$468  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$469  = gop;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$469  = 3'h0;
+      3'h2:
+          /* empty */;
+      3'h4:
+          (* full_case = 32'd1 *)
+          if (\$392 ) begin
+          end else begin
+            \$469  = \$393 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$469  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$470  = g_const;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$391 ) begin
+          end else begin
+            \$470  = op_const;
+          end
+    endcase
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$471  = gbase;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$391 ) begin
+          end else begin
+            \$471  = op_base;
+          end
+    endcase
+    if (rst) begin
+      \$471  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$472  = pass_row;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$472  = 5'h00;
+      3'h5:
+          if (found) begin
+            \$472  = \$399 ;
+          end
+    endcase
+    if (rst) begin
+      \$472  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$473  = arow;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          \$473  = \$398 [10:0];
+    endcase
+    if (rst) begin
+      \$473  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel0 = 8'h00;
+    casez (\$155 )
+      10'h000:
+          ssm_vsel0 = ssm_v0;
+      10'h001:
+          ssm_vsel0 = ssm_v1;
+      10'h002:
+          ssm_vsel0 = ssm_v2;
+      10'h003:
+          ssm_vsel0 = ssm_v3;
+      10'h004:
+          ssm_vsel0 = ssm_v4;
+      10'h005:
+          ssm_vsel0 = ssm_v5;
+      10'h006:
+          ssm_vsel0 = ssm_v6;
+      10'h007:
+          ssm_vsel0 = ssm_v7;
+      10'h008:
+          ssm_vsel0 = ssm_v8;
+      10'h009:
+          ssm_vsel0 = ssm_v9;
+      10'h00a:
+          ssm_vsel0 = ssm_v10;
+      10'h00b:
+          ssm_vsel0 = ssm_v11;
+      10'h00c:
+          ssm_vsel0 = ssm_v12;
+      10'h00d:
+          ssm_vsel0 = ssm_v13;
+      10'h00e:
+          ssm_vsel0 = ssm_v14;
+      10'h00f:
+          ssm_vsel0 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$158  = ssm_k0;
+      4'h1:
+          \$158  = ssm_k1;
+      4'h2:
+          \$158  = ssm_k2;
+      4'h3:
+          \$158  = ssm_k3;
+      4'h4:
+          \$158  = ssm_k4;
+      4'h5:
+          \$158  = ssm_k5;
+      4'h6:
+          \$158  = ssm_k6;
+      4'h7:
+          \$158  = ssm_k7;
+      4'h8:
+          \$158  = ssm_k8;
+      4'h9:
+          \$158  = ssm_k9;
+      4'ha:
+          \$158  = ssm_k10;
+      4'hb:
+          \$158  = ssm_k11;
+      4'hc:
+          \$158  = ssm_k12;
+      4'hd:
+          \$158  = ssm_k13;
+      4'he:
+          \$158  = ssm_k14;
+      4'hf:
+          \$158  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel1 = 8'h00;
+    casez (\$178 )
+      10'h000:
+          ssm_vsel1 = ssm_v0;
+      10'h001:
+          ssm_vsel1 = ssm_v1;
+      10'h002:
+          ssm_vsel1 = ssm_v2;
+      10'h003:
+          ssm_vsel1 = ssm_v3;
+      10'h004:
+          ssm_vsel1 = ssm_v4;
+      10'h005:
+          ssm_vsel1 = ssm_v5;
+      10'h006:
+          ssm_vsel1 = ssm_v6;
+      10'h007:
+          ssm_vsel1 = ssm_v7;
+      10'h008:
+          ssm_vsel1 = ssm_v8;
+      10'h009:
+          ssm_vsel1 = ssm_v9;
+      10'h00a:
+          ssm_vsel1 = ssm_v10;
+      10'h00b:
+          ssm_vsel1 = ssm_v11;
+      10'h00c:
+          ssm_vsel1 = ssm_v12;
+      10'h00d:
+          ssm_vsel1 = ssm_v13;
+      10'h00e:
+          ssm_vsel1 = ssm_v14;
+      10'h00f:
+          ssm_vsel1 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$181  = ssm_k0;
+      4'h1:
+          \$181  = ssm_k1;
+      4'h2:
+          \$181  = ssm_k2;
+      4'h3:
+          \$181  = ssm_k3;
+      4'h4:
+          \$181  = ssm_k4;
+      4'h5:
+          \$181  = ssm_k5;
+      4'h6:
+          \$181  = ssm_k6;
+      4'h7:
+          \$181  = ssm_k7;
+      4'h8:
+          \$181  = ssm_k8;
+      4'h9:
+          \$181  = ssm_k9;
+      4'ha:
+          \$181  = ssm_k10;
+      4'hb:
+          \$181  = ssm_k11;
+      4'hc:
+          \$181  = ssm_k12;
+      4'hd:
+          \$181  = ssm_k13;
+      4'he:
+          \$181  = ssm_k14;
+      4'hf:
+          \$181  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel2 = 8'h00;
+    casez (\$201 )
+      10'h000:
+          ssm_vsel2 = ssm_v0;
+      10'h001:
+          ssm_vsel2 = ssm_v1;
+      10'h002:
+          ssm_vsel2 = ssm_v2;
+      10'h003:
+          ssm_vsel2 = ssm_v3;
+      10'h004:
+          ssm_vsel2 = ssm_v4;
+      10'h005:
+          ssm_vsel2 = ssm_v5;
+      10'h006:
+          ssm_vsel2 = ssm_v6;
+      10'h007:
+          ssm_vsel2 = ssm_v7;
+      10'h008:
+          ssm_vsel2 = ssm_v8;
+      10'h009:
+          ssm_vsel2 = ssm_v9;
+      10'h00a:
+          ssm_vsel2 = ssm_v10;
+      10'h00b:
+          ssm_vsel2 = ssm_v11;
+      10'h00c:
+          ssm_vsel2 = ssm_v12;
+      10'h00d:
+          ssm_vsel2 = ssm_v13;
+      10'h00e:
+          ssm_vsel2 = ssm_v14;
+      10'h00f:
+          ssm_vsel2 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$204  = ssm_k0;
+      4'h1:
+          \$204  = ssm_k1;
+      4'h2:
+          \$204  = ssm_k2;
+      4'h3:
+          \$204  = ssm_k3;
+      4'h4:
+          \$204  = ssm_k4;
+      4'h5:
+          \$204  = ssm_k5;
+      4'h6:
+          \$204  = ssm_k6;
+      4'h7:
+          \$204  = ssm_k7;
+      4'h8:
+          \$204  = ssm_k8;
+      4'h9:
+          \$204  = ssm_k9;
+      4'ha:
+          \$204  = ssm_k10;
+      4'hb:
+          \$204  = ssm_k11;
+      4'hc:
+          \$204  = ssm_k12;
+      4'hd:
+          \$204  = ssm_k13;
+      4'he:
+          \$204  = ssm_k14;
+      4'hf:
+          \$204  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel3 = 8'h00;
+    casez (\$224 )
+      10'h000:
+          ssm_vsel3 = ssm_v0;
+      10'h001:
+          ssm_vsel3 = ssm_v1;
+      10'h002:
+          ssm_vsel3 = ssm_v2;
+      10'h003:
+          ssm_vsel3 = ssm_v3;
+      10'h004:
+          ssm_vsel3 = ssm_v4;
+      10'h005:
+          ssm_vsel3 = ssm_v5;
+      10'h006:
+          ssm_vsel3 = ssm_v6;
+      10'h007:
+          ssm_vsel3 = ssm_v7;
+      10'h008:
+          ssm_vsel3 = ssm_v8;
+      10'h009:
+          ssm_vsel3 = ssm_v9;
+      10'h00a:
+          ssm_vsel3 = ssm_v10;
+      10'h00b:
+          ssm_vsel3 = ssm_v11;
+      10'h00c:
+          ssm_vsel3 = ssm_v12;
+      10'h00d:
+          ssm_vsel3 = ssm_v13;
+      10'h00e:
+          ssm_vsel3 = ssm_v14;
+      10'h00f:
+          ssm_vsel3 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$227  = ssm_k0;
+      4'h1:
+          \$227  = ssm_k1;
+      4'h2:
+          \$227  = ssm_k2;
+      4'h3:
+          \$227  = ssm_k3;
+      4'h4:
+          \$227  = ssm_k4;
+      4'h5:
+          \$227  = ssm_k5;
+      4'h6:
+          \$227  = ssm_k6;
+      4'h7:
+          \$227  = ssm_k7;
+      4'h8:
+          \$227  = ssm_k8;
+      4'h9:
+          \$227  = ssm_k9;
+      4'ha:
+          \$227  = ssm_k10;
+      4'hb:
+          \$227  = ssm_k11;
+      4'hc:
+          \$227  = ssm_k12;
+      4'hd:
+          \$227  = ssm_k13;
+      4'he:
+          \$227  = ssm_k14;
+      4'hf:
+          \$227  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel4 = 8'h00;
+    casez (\$247 )
+      10'h000:
+          ssm_vsel4 = ssm_v0;
+      10'h001:
+          ssm_vsel4 = ssm_v1;
+      10'h002:
+          ssm_vsel4 = ssm_v2;
+      10'h003:
+          ssm_vsel4 = ssm_v3;
+      10'h004:
+          ssm_vsel4 = ssm_v4;
+      10'h005:
+          ssm_vsel4 = ssm_v5;
+      10'h006:
+          ssm_vsel4 = ssm_v6;
+      10'h007:
+          ssm_vsel4 = ssm_v7;
+      10'h008:
+          ssm_vsel4 = ssm_v8;
+      10'h009:
+          ssm_vsel4 = ssm_v9;
+      10'h00a:
+          ssm_vsel4 = ssm_v10;
+      10'h00b:
+          ssm_vsel4 = ssm_v11;
+      10'h00c:
+          ssm_vsel4 = ssm_v12;
+      10'h00d:
+          ssm_vsel4 = ssm_v13;
+      10'h00e:
+          ssm_vsel4 = ssm_v14;
+      10'h00f:
+          ssm_vsel4 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$250  = ssm_k0;
+      4'h1:
+          \$250  = ssm_k1;
+      4'h2:
+          \$250  = ssm_k2;
+      4'h3:
+          \$250  = ssm_k3;
+      4'h4:
+          \$250  = ssm_k4;
+      4'h5:
+          \$250  = ssm_k5;
+      4'h6:
+          \$250  = ssm_k6;
+      4'h7:
+          \$250  = ssm_k7;
+      4'h8:
+          \$250  = ssm_k8;
+      4'h9:
+          \$250  = ssm_k9;
+      4'ha:
+          \$250  = ssm_k10;
+      4'hb:
+          \$250  = ssm_k11;
+      4'hc:
+          \$250  = ssm_k12;
+      4'hd:
+          \$250  = ssm_k13;
+      4'he:
+          \$250  = ssm_k14;
+      4'hf:
+          \$250  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel5 = 8'h00;
+    casez (\$270 )
+      10'h000:
+          ssm_vsel5 = ssm_v0;
+      10'h001:
+          ssm_vsel5 = ssm_v1;
+      10'h002:
+          ssm_vsel5 = ssm_v2;
+      10'h003:
+          ssm_vsel5 = ssm_v3;
+      10'h004:
+          ssm_vsel5 = ssm_v4;
+      10'h005:
+          ssm_vsel5 = ssm_v5;
+      10'h006:
+          ssm_vsel5 = ssm_v6;
+      10'h007:
+          ssm_vsel5 = ssm_v7;
+      10'h008:
+          ssm_vsel5 = ssm_v8;
+      10'h009:
+          ssm_vsel5 = ssm_v9;
+      10'h00a:
+          ssm_vsel5 = ssm_v10;
+      10'h00b:
+          ssm_vsel5 = ssm_v11;
+      10'h00c:
+          ssm_vsel5 = ssm_v12;
+      10'h00d:
+          ssm_vsel5 = ssm_v13;
+      10'h00e:
+          ssm_vsel5 = ssm_v14;
+      10'h00f:
+          ssm_vsel5 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$273  = ssm_k0;
+      4'h1:
+          \$273  = ssm_k1;
+      4'h2:
+          \$273  = ssm_k2;
+      4'h3:
+          \$273  = ssm_k3;
+      4'h4:
+          \$273  = ssm_k4;
+      4'h5:
+          \$273  = ssm_k5;
+      4'h6:
+          \$273  = ssm_k6;
+      4'h7:
+          \$273  = ssm_k7;
+      4'h8:
+          \$273  = ssm_k8;
+      4'h9:
+          \$273  = ssm_k9;
+      4'ha:
+          \$273  = ssm_k10;
+      4'hb:
+          \$273  = ssm_k11;
+      4'hc:
+          \$273  = ssm_k12;
+      4'hd:
+          \$273  = ssm_k13;
+      4'he:
+          \$273  = ssm_k14;
+      4'hf:
+          \$273  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel6 = 8'h00;
+    casez (\$293 )
+      10'h000:
+          ssm_vsel6 = ssm_v0;
+      10'h001:
+          ssm_vsel6 = ssm_v1;
+      10'h002:
+          ssm_vsel6 = ssm_v2;
+      10'h003:
+          ssm_vsel6 = ssm_v3;
+      10'h004:
+          ssm_vsel6 = ssm_v4;
+      10'h005:
+          ssm_vsel6 = ssm_v5;
+      10'h006:
+          ssm_vsel6 = ssm_v6;
+      10'h007:
+          ssm_vsel6 = ssm_v7;
+      10'h008:
+          ssm_vsel6 = ssm_v8;
+      10'h009:
+          ssm_vsel6 = ssm_v9;
+      10'h00a:
+          ssm_vsel6 = ssm_v10;
+      10'h00b:
+          ssm_vsel6 = ssm_v11;
+      10'h00c:
+          ssm_vsel6 = ssm_v12;
+      10'h00d:
+          ssm_vsel6 = ssm_v13;
+      10'h00e:
+          ssm_vsel6 = ssm_v14;
+      10'h00f:
+          ssm_vsel6 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$296  = ssm_k0;
+      4'h1:
+          \$296  = ssm_k1;
+      4'h2:
+          \$296  = ssm_k2;
+      4'h3:
+          \$296  = ssm_k3;
+      4'h4:
+          \$296  = ssm_k4;
+      4'h5:
+          \$296  = ssm_k5;
+      4'h6:
+          \$296  = ssm_k6;
+      4'h7:
+          \$296  = ssm_k7;
+      4'h8:
+          \$296  = ssm_k8;
+      4'h9:
+          \$296  = ssm_k9;
+      4'ha:
+          \$296  = ssm_k10;
+      4'hb:
+          \$296  = ssm_k11;
+      4'hc:
+          \$296  = ssm_k12;
+      4'hd:
+          \$296  = ssm_k13;
+      4'he:
+          \$296  = ssm_k14;
+      4'hf:
+          \$296  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ssm_vsel7 = 8'h00;
+    casez (\$316 )
+      10'h000:
+          ssm_vsel7 = ssm_v0;
+      10'h001:
+          ssm_vsel7 = ssm_v1;
+      10'h002:
+          ssm_vsel7 = ssm_v2;
+      10'h003:
+          ssm_vsel7 = ssm_v3;
+      10'h004:
+          ssm_vsel7 = ssm_v4;
+      10'h005:
+          ssm_vsel7 = ssm_v5;
+      10'h006:
+          ssm_vsel7 = ssm_v6;
+      10'h007:
+          ssm_vsel7 = ssm_v7;
+      10'h008:
+          ssm_vsel7 = ssm_v8;
+      10'h009:
+          ssm_vsel7 = ssm_v9;
+      10'h00a:
+          ssm_vsel7 = ssm_v10;
+      10'h00b:
+          ssm_vsel7 = ssm_v11;
+      10'h00c:
+          ssm_vsel7 = ssm_v12;
+      10'h00d:
+          ssm_vsel7 = ssm_v13;
+      10'h00e:
+          ssm_vsel7 = ssm_v14;
+      10'h00f:
+          ssm_vsel7 = ssm_v15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$319  = ssm_k0;
+      4'h1:
+          \$319  = ssm_k1;
+      4'h2:
+          \$319  = ssm_k2;
+      4'h3:
+          \$319  = ssm_k3;
+      4'h4:
+          \$319  = ssm_k4;
+      4'h5:
+          \$319  = ssm_k5;
+      4'h6:
+          \$319  = ssm_k6;
+      4'h7:
+          \$319  = ssm_k7;
+      4'h8:
+          \$319  = ssm_k8;
+      4'h9:
+          \$319  = ssm_k9;
+      4'ha:
+          \$319  = ssm_k10;
+      4'hb:
+          \$319  = ssm_k11;
+      4'hc:
+          \$319  = ssm_k12;
+      4'hd:
+          \$319  = ssm_k13;
+      4'he:
+          \$319  = ssm_k14;
+      4'hf:
+          \$319  = ssm_k15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$367  = ssm_q0;
+      4'h1:
+          \$367  = ssm_q1;
+      4'h2:
+          \$367  = ssm_q2;
+      4'h3:
+          \$367  = ssm_q3;
+      4'h4:
+          \$367  = ssm_q4;
+      4'h5:
+          \$367  = ssm_q5;
+      4'h6:
+          \$367  = ssm_q6;
+      4'h7:
+          \$367  = ssm_q7;
+      4'h8:
+          \$367  = ssm_q8;
+      4'h9:
+          \$367  = ssm_q9;
+      4'ha:
+          \$367  = ssm_q10;
+      4'hb:
+          \$367  = ssm_q11;
+      4'hc:
+          \$367  = ssm_q12;
+      4'hd:
+          \$367  = ssm_q13;
+      4'he:
+          \$367  = ssm_q14;
+      4'hf:
+          \$367  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$370  = ssm_q0;
+      4'h1:
+          \$370  = ssm_q1;
+      4'h2:
+          \$370  = ssm_q2;
+      4'h3:
+          \$370  = ssm_q3;
+      4'h4:
+          \$370  = ssm_q4;
+      4'h5:
+          \$370  = ssm_q5;
+      4'h6:
+          \$370  = ssm_q6;
+      4'h7:
+          \$370  = ssm_q7;
+      4'h8:
+          \$370  = ssm_q8;
+      4'h9:
+          \$370  = ssm_q9;
+      4'ha:
+          \$370  = ssm_q10;
+      4'hb:
+          \$370  = ssm_q11;
+      4'hc:
+          \$370  = ssm_q12;
+      4'hd:
+          \$370  = ssm_q13;
+      4'he:
+          \$370  = ssm_q14;
+      4'hf:
+          \$370  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$373  = ssm_q0;
+      4'h1:
+          \$373  = ssm_q1;
+      4'h2:
+          \$373  = ssm_q2;
+      4'h3:
+          \$373  = ssm_q3;
+      4'h4:
+          \$373  = ssm_q4;
+      4'h5:
+          \$373  = ssm_q5;
+      4'h6:
+          \$373  = ssm_q6;
+      4'h7:
+          \$373  = ssm_q7;
+      4'h8:
+          \$373  = ssm_q8;
+      4'h9:
+          \$373  = ssm_q9;
+      4'ha:
+          \$373  = ssm_q10;
+      4'hb:
+          \$373  = ssm_q11;
+      4'hc:
+          \$373  = ssm_q12;
+      4'hd:
+          \$373  = ssm_q13;
+      4'he:
+          \$373  = ssm_q14;
+      4'hf:
+          \$373  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$376  = ssm_q0;
+      4'h1:
+          \$376  = ssm_q1;
+      4'h2:
+          \$376  = ssm_q2;
+      4'h3:
+          \$376  = ssm_q3;
+      4'h4:
+          \$376  = ssm_q4;
+      4'h5:
+          \$376  = ssm_q5;
+      4'h6:
+          \$376  = ssm_q6;
+      4'h7:
+          \$376  = ssm_q7;
+      4'h8:
+          \$376  = ssm_q8;
+      4'h9:
+          \$376  = ssm_q9;
+      4'ha:
+          \$376  = ssm_q10;
+      4'hb:
+          \$376  = ssm_q11;
+      4'hc:
+          \$376  = ssm_q12;
+      4'hd:
+          \$376  = ssm_q13;
+      4'he:
+          \$376  = ssm_q14;
+      4'hf:
+          \$376  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$379  = ssm_q0;
+      4'h1:
+          \$379  = ssm_q1;
+      4'h2:
+          \$379  = ssm_q2;
+      4'h3:
+          \$379  = ssm_q3;
+      4'h4:
+          \$379  = ssm_q4;
+      4'h5:
+          \$379  = ssm_q5;
+      4'h6:
+          \$379  = ssm_q6;
+      4'h7:
+          \$379  = ssm_q7;
+      4'h8:
+          \$379  = ssm_q8;
+      4'h9:
+          \$379  = ssm_q9;
+      4'ha:
+          \$379  = ssm_q10;
+      4'hb:
+          \$379  = ssm_q11;
+      4'hc:
+          \$379  = ssm_q12;
+      4'hd:
+          \$379  = ssm_q13;
+      4'he:
+          \$379  = ssm_q14;
+      4'hf:
+          \$379  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$382  = ssm_q0;
+      4'h1:
+          \$382  = ssm_q1;
+      4'h2:
+          \$382  = ssm_q2;
+      4'h3:
+          \$382  = ssm_q3;
+      4'h4:
+          \$382  = ssm_q4;
+      4'h5:
+          \$382  = ssm_q5;
+      4'h6:
+          \$382  = ssm_q6;
+      4'h7:
+          \$382  = ssm_q7;
+      4'h8:
+          \$382  = ssm_q8;
+      4'h9:
+          \$382  = ssm_q9;
+      4'ha:
+          \$382  = ssm_q10;
+      4'hb:
+          \$382  = ssm_q11;
+      4'hc:
+          \$382  = ssm_q12;
+      4'hd:
+          \$382  = ssm_q13;
+      4'he:
+          \$382  = ssm_q14;
+      4'hf:
+          \$382  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$385  = ssm_q0;
+      4'h1:
+          \$385  = ssm_q1;
+      4'h2:
+          \$385  = ssm_q2;
+      4'h3:
+          \$385  = ssm_q3;
+      4'h4:
+          \$385  = ssm_q4;
+      4'h5:
+          \$385  = ssm_q5;
+      4'h6:
+          \$385  = ssm_q6;
+      4'h7:
+          \$385  = ssm_q7;
+      4'h8:
+          \$385  = ssm_q8;
+      4'h9:
+          \$385  = ssm_q9;
+      4'ha:
+          \$385  = ssm_q10;
+      4'hb:
+          \$385  = ssm_q11;
+      4'hc:
+          \$385  = ssm_q12;
+      4'hd:
+          \$385  = ssm_q13;
+      4'he:
+          \$385  = ssm_q14;
+      4'hf:
+          \$385  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    casez (p1_row)
+      4'h0:
+          \$388  = ssm_q0;
+      4'h1:
+          \$388  = ssm_q1;
+      4'h2:
+          \$388  = ssm_q2;
+      4'h3:
+          \$388  = ssm_q3;
+      4'h4:
+          \$388  = ssm_q4;
+      4'h5:
+          \$388  = ssm_q5;
+      4'h6:
+          \$388  = ssm_q6;
+      4'h7:
+          \$388  = ssm_q7;
+      4'h8:
+          \$388  = ssm_q8;
+      4'h9:
+          \$388  = ssm_q9;
+      4'ha:
+          \$388  = ssm_q10;
+      4'hb:
+          \$388  = ssm_q11;
+      4'hc:
+          \$388  = ssm_q12;
+      4'hd:
+          \$388  = ssm_q13;
+      4'he:
+          \$388  = ssm_q14;
+      4'hf:
+          \$388  = ssm_q15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$signature__addr  = \$3 [8:0];
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          if (found) begin
+            \$signature__addr  = \$348 [8:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    next_row = 4'h0;
+    if (rows_left[15]) begin
+      next_row = 4'hf;
+    end
+    if (rows_left[14]) begin
+      next_row = 4'he;
+    end
+    if (rows_left[13]) begin
+      next_row = 4'hd;
+    end
+    if (rows_left[12]) begin
+      next_row = 4'hc;
+    end
+    if (rows_left[11]) begin
+      next_row = 4'hb;
+    end
+    if (rows_left[10]) begin
+      next_row = 4'ha;
+    end
+    if (rows_left[9]) begin
+      next_row = 4'h9;
+    end
+    if (rows_left[8]) begin
+      next_row = 4'h8;
+    end
+    if (rows_left[7]) begin
+      next_row = 4'h7;
+    end
+    if (rows_left[6]) begin
+      next_row = 4'h6;
+    end
+    if (rows_left[5]) begin
+      next_row = 4'h5;
+    end
+    if (rows_left[4]) begin
+      next_row = 4'h4;
+    end
+    if (rows_left[3]) begin
+      next_row = 4'h3;
+    end
+    if (rows_left[2]) begin
+      next_row = 4'h2;
+    end
+    if (rows_left[1]) begin
+      next_row = 4'h1;
+    end
+    if (rows_left[0]) begin
+      next_row = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    active = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          active = 1'h1;
+      3'h2:
+          active = 1'h1;
+      3'h4:
+          active = 1'h1;
+      3'h3:
+          active = 1'h1;
+      3'h5:
+          active = 1'h1;
+      3'h6:
+          active = 1'h1;
+      3'h7:
+          active = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    inc_syn = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          inc_syn = 1'h1;
+      3'h2:
+          inc_syn = 1'h1;
+      3'h4:
+          inc_syn = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    op_src = 3'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_src = entry[22:20];
+              3'h1:
+                  op_src = entry[27:25];
+              3'h2:
+                  op_src = entry[32:30];
+              3'h3:
+                  op_src = entry[37:35];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    op_rec = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_rec = entry[23];
+              3'h1:
+                  op_rec = entry[28];
+              3'h2:
+                  op_rec = entry[33];
+              3'h3:
+                  op_rec = entry[38];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    op_const = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_const = entry[24];
+              3'h1:
+                  op_const = entry[29];
+              3'h2:
+                  op_const = entry[34];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    present = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  present = 1'h1;
+              3'h1:
+                  present = 1'h1;
+              3'h2:
+                  present = 1'h1;
+              3'h3:
+                  present = entry[39];
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    op_length = 8'h00;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_length = { 3'h0, entry[4:0] };
+              3'h1:
+                  op_length = \port$2370$0 [7:0];
+              3'h2:
+                  op_length = { 3'h0, entry[4:0] };
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    op_base = 11'h000;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            casez (gop)
+              3'h0:
+                  op_base = { 1'h0, \$338  };
+              3'h1:
+                  op_base = { 1'h0, \$339  };
+              3'h2:
+                  op_base = { 1'h0, \$341  };
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ev_load = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_load = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ev_src = 3'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_src = op_src;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ev_list_bank = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_list_bank = \$342 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ev_from_input = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_from_input = \$343 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ev_cnt = 8'h00;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          (* full_case = 32'd1 *)
+          if (\$337 ) begin
+          end else begin
+            ev_cnt = \$345 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    ev_step = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          if (\$346 ) begin
+            ev_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    inc_events = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          if (\$346 ) begin
+            inc_events = \$347 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    inc_neuron = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          inc_neuron = 1'h1;
+      3'h5:
+          inc_neuron = 1'h1;
+      3'h6:
+          inc_neuron = 1'h1;
+      3'h7:
+          inc_neuron = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    p_issue = 1'h0;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          if (found) begin
+            p_issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    row_load = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h7:
+          row_load = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    done = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          /* empty */;
+      3'h7:
+          if (can_load) begin
+            if (\$350 ) begin
+              done = 1'h1;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$403  = ev_step;
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$404  = gop;
+    if (rst) begin
+      \$404  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$405  = g_const;
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$406  = n;
+    if (rst) begin
+      \$406  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$407  = ssm_k0;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  \$407  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$407  = 8'h00;
+    endcase
+    if (rst) begin
+      \$407  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$408  = ssm_k1;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$408  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$408  = 8'h00;
+    endcase
+    if (rst) begin
+      \$408  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$409  = ssm_k2;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  \$409  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$409  = 8'h00;
+    endcase
+    if (rst) begin
+      \$409  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$410  = ssm_k3;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  \$410  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$410  = 8'h00;
+    endcase
+    if (rst) begin
+      \$410  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$411  = ssm_k4;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  \$411  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$411  = 8'h00;
+    endcase
+    if (rst) begin
+      \$411  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$412  = ssm_k5;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  \$412  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$412  = 8'h00;
+    endcase
+    if (rst) begin
+      \$412  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$413  = ssm_k6;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  \$413  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$413  = 8'h00;
+    endcase
+    if (rst) begin
+      \$413  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$414  = ssm_k7;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  \$414  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$414  = 8'h00;
+    endcase
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$415  = ssm_k8;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  \$415  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$415  = 8'h00;
+    endcase
+    if (rst) begin
+      \$415  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$416  = ssm_k9;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  \$416  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$416  = 8'h00;
+    endcase
+    if (rst) begin
+      \$416  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$417  = ssm_k10;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  \$417  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$417  = 8'h00;
+    endcase
+    if (rst) begin
+      \$417  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$418  = ssm_k11;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  \$418  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$418  = 8'h00;
+    endcase
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$419  = ssm_k12;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  \$419  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$419  = 8'h00;
+    endcase
+    if (rst) begin
+      \$419  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$420  = ssm_k13;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  \$420  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$420  = 8'h00;
+    endcase
+    if (rst) begin
+      \$420  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$421  = ssm_k14;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  \$421  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$421  = 8'h00;
+    endcase
+    if (rst) begin
+      \$421  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$422  = ssm_k15;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  /* empty */;
+              7'h02:
+                  /* empty */;
+              7'h03:
+                  /* empty */;
+              7'h04:
+                  /* empty */;
+              7'h05:
+                  /* empty */;
+              7'h06:
+                  /* empty */;
+              7'h07:
+                  /* empty */;
+              7'h08:
+                  /* empty */;
+              7'h09:
+                  /* empty */;
+              7'h0a:
+                  /* empty */;
+              7'h0b:
+                  /* empty */;
+              7'h0c:
+                  /* empty */;
+              7'h0d:
+                  /* empty */;
+              7'h0e:
+                  /* empty */;
+              7'h0f:
+                  \$422  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$422  = 8'h00;
+    endcase
+    if (rst) begin
+      \$422  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$423  = ssm_v0;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  \$423  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$423  = 8'h00;
+    endcase
+    if (rst) begin
+      \$423  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$424  = ssm_v1;
+    if (g1_valid) begin
+      casez (g1_op)
+        3'h0:
+            /* empty */;
+        3'h1:
+            casez (\$1 [6:0])
+              7'h00:
+                  /* empty */;
+              7'h01:
+                  \$424  = g_value;
+            endcase
+      endcase
+    end
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$424  = 8'h00;
+    endcase
+    if (rst) begin
+      \$424  = 8'h00;
+    end
+  end
+  assign pm_wr__addr = \port$2305$134 [8:0];
+  assign host_word = \port$2305$134 [10:0];
+  assign pm_wr__data = \port$2305$134 [19:11];
+  assign host_wdata = \port$2305$134 [57:11];
+  assign host_param_we = pm_wr__en;
+  assign \$signature__data  = param_rdata;
+  assign g_index = \$1 [6:0];
+  assign ev_index = \port$2508$0 [6:0];
+  assign ev_value = \port$2508$0 [14:7];
+  assign saddr = \$150 [7:0];
+  assign chunks = \port$2370$0 [12:8];
+  assign m_len = \port$2370$0 [7:0];
+  assign ssm_wide0 = { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
+  assign ssm_new0 = \$164 [15:0];
+  assign \$signature__addr$81  = \$165 [5:0];
+  assign wr__addr = \$166 [5:0];
+  assign wr__data = \$167 [15:0];
+  assign ssm_y0 = \$172 [7:0];
+  assign ssm_wide1 = { \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183  };
+  assign ssm_new1 = \$187 [15:0];
+  assign \$signature__addr$99  = \$188 [5:0];
+  assign \wr__addr$100  = \$189 [5:0];
+  assign \wr__data$101  = \$190 [15:0];
+  assign ssm_y1 = \$195 [7:0];
+  assign ssm_wide2 = { \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206  };
+  assign ssm_new2 = \$210 [15:0];
+  assign \$signature__addr$110  = \$211 [5:0];
+  assign \wr__addr$111  = \$212 [5:0];
+  assign \wr__data$112  = \$213 [15:0];
+  assign ssm_y2 = \$218 [7:0];
+  assign ssm_wide3 = { \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229  };
+  assign ssm_new3 = \$233 [15:0];
+  assign \$signature__addr$121  = \$234 [5:0];
+  assign \wr__addr$122  = \$235 [5:0];
+  assign \wr__data$123  = \$236 [15:0];
+  assign ssm_y3 = \$241 [7:0];
+  assign ssm_wide4 = { \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252  };
+  assign ssm_new4 = \$256 [15:0];
+  assign \$signature__addr$132  = \$257 [5:0];
+  assign \wr__addr$133  = \$258 [5:0];
+  assign \wr__data$134  = \$259 [15:0];
+  assign ssm_y4 = \$264 [7:0];
+  assign ssm_wide5 = { \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275  };
+  assign ssm_new5 = \$279 [15:0];
+  assign \$signature__addr$143  = \$280 [5:0];
+  assign \wr__addr$144  = \$281 [5:0];
+  assign \wr__data$145  = \$282 [15:0];
+  assign ssm_y5 = \$287 [7:0];
+  assign ssm_wide6 = { \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298  };
+  assign ssm_new6 = \$302 [15:0];
+  assign \$signature__addr$154  = \$303 [5:0];
+  assign \wr__addr$155  = \$304 [5:0];
+  assign \wr__data$156  = \$305 [15:0];
+  assign ssm_y6 = \$310 [7:0];
+  assign ssm_wide7 = { \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321  };
+  assign ssm_new7 = \$325 [15:0];
+  assign \$signature__addr$165  = \$326 [5:0];
+  assign \wr__addr$166  = \$327 [5:0];
+  assign \wr__data$167  = \$328 [15:0];
+  assign ssm_y7 = \$333 [7:0];
+  assign row_spikes = ssm_ynz;
+  assign row_base = \$336 [7:0];
+  assign \entry.n  = entry[4:0];
+  assign \entry.ssbase  = entry[10:5];
+  assign \entry.pbase  = entry[19:11];
+  assign \entry.k_src  = entry[22:20];
+  assign \entry.k_rec  = entry[23];
+  assign \entry.k_const  = entry[24];
+  assign \entry.v_src  = entry[27:25];
+  assign \entry.v_rec  = entry[28];
+  assign \entry.v_const  = entry[29];
+  assign \entry.q_src  = entry[32:30];
+  assign \entry.q_rec  = entry[33];
+  assign \entry.q_const  = entry[34];
+  assign \entry.g_src  = entry[37:35];
+  assign \entry.g_rec  = entry[38];
+  assign \entry.selective  = entry[39];
+  assign \entry.y_shift  = entry[45:40];
+  assign \entry.skip  = entry[46];
+  assign \state_word[0]  = state_word[10:0];
+  assign \state_word[1]  = state_word[21:11];
+  assign \state_word[2]  = state_word[32:22];
+  assign \state_word[3]  = state_word[43:33];
+  assign \state_word[4]  = state_word[54:44];
+  assign \state_word[5]  = state_word[65:55];
+  assign \state_word[6]  = state_word[76:66];
+  assign \state_word[7]  = state_word[87:77];
+  assign \state_wdata[0]  = state_wdata[46:0];
+  assign \state_wdata[1]  = state_wdata[93:47];
+  assign \state_wdata[2]  = state_wdata[140:94];
+  assign \state_wdata[3]  = state_wdata[187:141];
+  assign \state_wdata[4]  = state_wdata[234:188];
+  assign \state_wdata[5]  = state_wdata[281:235];
+  assign \state_wdata[6]  = state_wdata[328:282];
+  assign \state_wdata[7]  = state_wdata[375:329];
+  assign \state_rdata[0]  = state_rdata[15:0];
+  assign \state_rdata[1]  = state_rdata[31:16];
+  assign \state_rdata[2]  = state_rdata[47:32];
+  assign \state_rdata[3]  = state_rdata[63:48];
+  assign \state_rdata[4]  = state_rdata[79:64];
+  assign \state_rdata[5]  = state_rdata[95:80];
+  assign \state_rdata[6]  = state_rdata[111:96];
+  assign \state_rdata[7]  = state_rdata[127:112];
+  assign \row_values[0]  = row_values[15:0];
+  assign \row_values[1]  = row_values[31:16];
+  assign \row_values[2]  = row_values[47:32];
+  assign \row_values[3]  = row_values[63:48];
+  assign \row_values[4]  = row_values[79:64];
+  assign \row_values[5]  = row_values[95:80];
+  assign \row_values[6]  = row_values[111:96];
+  assign \row_values[7]  = row_values[127:112];
+  assign row_values[127:112] = { \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7:0] };
+  assign row_values[111:96] = { \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7:0] };
+  assign row_values[95:80] = { \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7:0] };
+  assign row_values[79:64] = { \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7:0] };
+  assign row_values[63:48] = { \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7:0] };
+  assign row_values[47:32] = { \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7:0] };
+  assign row_values[31:16] = { \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7:0] };
+  assign row_values[15:0] = { \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7:0] };
+  assign ssm_ynz[7] = \$334 ;
+  assign ssm_ynz[6] = \$311 ;
+  assign ssm_ynz[5] = \$288 ;
+  assign ssm_ynz[4] = \$265 ;
+  assign ssm_ynz[3] = \$242 ;
+  assign ssm_ynz[2] = \$219 ;
+  assign ssm_ynz[1] = \$196 ;
+  assign ssm_ynz[0] = \$173 ;
+  assign state_rdata[127:112] = \$signature__data$163 ;
+  assign state_rdata[111:96] = \$signature__data$152 ;
+  assign state_rdata[95:80] = \$signature__data$141 ;
+  assign state_rdata[79:64] = \$signature__data$130 ;
+  assign state_rdata[63:48] = \$signature__data$119 ;
+  assign state_rdata[47:32] = \$signature__data$108 ;
+  assign state_rdata[31:16] = \$signature__data$97 ;
+  assign state_rdata[15:0] = \$signature__data$78 ;
+  assign valid_lanes[7] = \$314 ;
+  assign valid_lanes[6] = \$291 ;
+  assign valid_lanes[5] = \$268 ;
+  assign valid_lanes[4] = \$245 ;
+  assign valid_lanes[3] = \$222 ;
+  assign valid_lanes[2] = \$199 ;
+  assign valid_lanes[1] = \$176 ;
+  assign valid_lanes[0] = \$153 ;
+  assign rows_left[15] = \$147 ;
+  assign rows_left[14] = \$138 ;
+  assign rows_left[13] = \$129 ;
+  assign rows_left[12] = \$120 ;
+  assign rows_left[11] = \$111 ;
+  assign rows_left[10] = \$102 ;
+  assign rows_left[9] = \$93 ;
+  assign rows_left[8] = \$84 ;
+  assign rows_left[7] = \$75 ;
+  assign rows_left[6] = \$66 ;
+  assign rows_left[5] = \$57 ;
+  assign rows_left[4] = \$48 ;
+  assign rows_left[3] = \$39 ;
+  assign rows_left[2] = \$30 ;
+  assign rows_left[1] = \$21 ;
+  assign rows_left[0] = \$12 ;
+  assign \$157  = { \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24:8] };
+  assign \$180  = { \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24:8] };
+  assign \$203  = { \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24:8] };
+  assign \$226  = { \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24:8] };
+  assign \$249  = { \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24:8] };
+  assign \$272  = { \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24:8] };
+  assign \$295  = { \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24:8] };
+  assign \$318  = { \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2321$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  wire [12:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [11:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [11:0] \$18 ;
+  wire \$19 ;
+  wire [12:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [11:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [11:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [11:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [11:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  reg [11:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [7:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  wire \$5 ;
+  wire [11:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$13  = 1'h0;
+  reg \$signal$9  = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] a;
+  (* init = 8'h00 *)
+  wire [7:0] \a$46 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$53 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$60 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$67 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$74 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$81 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$88 ;
+  (* init = 8'h00 *)
+  wire [7:0] b;
+  (* init = 8'h00 *)
+  wire [7:0] \b$47 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$54 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$61 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$68 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$75 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$82 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$89 ;
+  wire [1:0] busy_groups;
+  input clk;
+  wire clk;
+  output drained;
+  wire drained;
+  input [14:0] ev;
+  wire [14:0] ev;
+  wire [6:0] \ev.index ;
+  wire [7:0] \ev.value ;
+  input issue;
+  wire issue;
+  wire [15:0] p;
+  wire [15:0] \p$48 ;
+  wire [15:0] \p$55 ;
+  wire [15:0] \p$62 ;
+  wire [15:0] \p$69 ;
+  wire [15:0] \p$76 ;
+  wire [15:0] \p$83 ;
+  wire [15:0] \p$90 ;
+  input \port$2321$0 ;
+  wire \port$2321$0 ;
+  wire [10:0] port__addr;
+  wire [10:0] \port__addr$45 ;
+  wire [10:0] \port__addr$52 ;
+  wire [10:0] \port__addr$59 ;
+  wire [10:0] \port__addr$66 ;
+  wire [10:0] \port__addr$73 ;
+  wire [10:0] \port__addr$80 ;
+  wire [10:0] \port__addr$87 ;
+  wire [7:0] port__data;
+  wire [7:0] \port__data$18 ;
+  wire [7:0] \port__data$20 ;
+  wire [7:0] \port__data$22 ;
+  wire [7:0] \port__data$24 ;
+  wire [7:0] \port__data$26 ;
+  wire [7:0] \port__data$28 ;
+  wire [7:0] \port__data$30 ;
+  output [127:0] prod;
+  wire [127:0] prod;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire [15:0] \prod[2] ;
+  wire [15:0] \prod[3] ;
+  wire [15:0] \prod[4] ;
+  wire [15:0] \prod[5] ;
+  wire [15:0] \prod[6] ;
+  wire [15:0] \prod[7] ;
+  wire [1:0] prod_valid;
+  input [11:0] rowbase;
+  wire [11:0] rowbase;
+  input rst;
+  wire rst;
+  reg [11:0] s1_rowbase = 12'h000;
+  reg [7:0] s1b_x = 8'h00;
+  reg s2_valid = 1'h0;
+  reg [7:0] s2_x = 8'h00;
+  output s4_valid;
+  reg s4_valid = 1'h0;
+  input [133:0] views;
+  wire [133:0] views;
+  wire [66:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [3:0] \views[0].region ;
+  wire [46:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [66:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [3:0] \views[1].region ;
+  wire [46:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
+  reg [11:0] w_addr_q0 = 12'h000;
+  reg [11:0] w_addr_q1 = 12'h000;
+  reg [7:0] weights0_nrw = 8'h00;
+  reg [7:0] weights1_nrw = 8'h00;
+  reg [7:0] weights2_nrw = 8'h00;
+  reg [7:0] weights3_nrw = 8'h00;
+  reg [7:0] weights4_nrw = 8'h00;
+  reg [7:0] weights5_nrw = 8'h00;
+  reg [7:0] weights6_nrw = 8'h00;
+  reg [7:0] weights7_nrw = 8'h00;
+  output [375:0] weights_rdata;
+  wire [375:0] weights_rdata;
+  wire [46:0] \weights_rdata[0] ;
+  wire [46:0] \weights_rdata[1] ;
+  wire [46:0] \weights_rdata[2] ;
+  wire [46:0] \weights_rdata[3] ;
+  wire [46:0] \weights_rdata[4] ;
+  wire [46:0] \weights_rdata[5] ;
+  wire [46:0] \weights_rdata[6] ;
+  wire [46:0] \weights_rdata[7] ;
+  wire [10:0] wr__addr;
+  wire [10:0] \wr__addr$42 ;
+  wire [10:0] \wr__addr$49 ;
+  wire [10:0] \wr__addr$56 ;
+  wire [10:0] \wr__addr$63 ;
+  wire [10:0] \wr__addr$70 ;
+  wire [10:0] \wr__addr$77 ;
+  wire [10:0] \wr__addr$84 ;
+  wire [7:0] wr__data;
+  wire [7:0] \wr__data$43 ;
+  wire [7:0] \wr__data$50 ;
+  wire [7:0] \wr__data$57 ;
+  wire [7:0] \wr__data$64 ;
+  wire [7:0] \wr__data$71 ;
+  wire [7:0] \wr__data$78 ;
+  wire [7:0] \wr__data$85 ;
+  wire wr__en;
+  wire \wr__en$44 ;
+  wire \wr__en$51 ;
+  wire \wr__en$58 ;
+  wire \wr__en$65 ;
+  wire \wr__en$72 ;
+  wire \wr__en$79 ;
+  wire \wr__en$86 ;
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -6420,10 +20136,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights0[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      weights0[host_addr[10:0]] <= host_wdata[7:0];
+    if (wr__en)
+      weights0[views[10:0]] <= views[18:11];
   end
-  assign \port__data$21  = weights0[\$253 [10:0]];
+  assign port__data = weights0[\$6 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -8477,10 +22193,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$262 )
-      weights1[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$44 )
+      weights1[views[10:0]] <= views[18:11];
   end
-  assign \port__data$27  = weights1[\$256 [10:0]];
+  assign \port__data$18  = weights1[\$10 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -10534,10 +24250,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$268 )
-      weights2[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$51 )
+      weights2[views[10:0]] <= views[18:11];
   end
-  assign \port__data$33  = weights2[\$259 [10:0]];
+  assign \port__data$20  = weights2[\$14 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -12591,10 +26307,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$274 )
-      weights3[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$58 )
+      weights3[views[10:0]] <= views[18:11];
   end
-  assign \port__data$39  = weights3[\$262 [10:0]];
+  assign \port__data$22  = weights3[\$18 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -14648,10 +28364,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$280 )
-      weights4[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$65 )
+      weights4[views[77:67]] <= views[85:78];
   end
-  assign \port__data$45  = weights4[\$265 [10:0]];
+  assign \port__data$24  = weights4[\$22 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -16705,10 +30421,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$286 )
-      weights5[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$72 )
+      weights5[views[77:67]] <= views[85:78];
   end
-  assign \port__data$51  = weights5[\$268 [10:0]];
+  assign \port__data$26  = weights5[\$26 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -18762,10 +32478,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$292 )
-      weights6[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$79 )
+      weights6[views[77:67]] <= views[85:78];
   end
-  assign \port__data$57  = weights6[\$271 [10:0]];
+  assign \port__data$28  = weights6[\$30 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -20819,6423 +34535,297 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$298 )
-      weights7[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$86 )
+      weights7[views[77:67]] <= views[85:78];
   end
-  assign \port__data$63  = weights7[\$274 [10:0]];
-  always @(posedge clk)
-    events_nrw <= port__data;
-  always @(posedge clk)
-    input_events_nrw <= \port__data$19 ;
-  always @(posedge clk)
-    weights0_nrw <= \port__data$21 ;
-  always @(posedge clk)
-    params0_nrw <= \port__data$23 ;
-  always @(posedge clk)
-    membranes0_nrw <= \port__data$25 ;
-  always @(posedge clk)
-    weights1_nrw <= \port__data$27 ;
-  always @(posedge clk)
-    params1_nrw <= \port__data$29 ;
-  always @(posedge clk)
-    membranes1_nrw <= \port__data$31 ;
-  always @(posedge clk)
-    weights2_nrw <= \port__data$33 ;
-  always @(posedge clk)
-    params2_nrw <= \port__data$35 ;
-  always @(posedge clk)
-    membranes2_nrw <= \port__data$37 ;
-  always @(posedge clk)
-    weights3_nrw <= \port__data$39 ;
-  always @(posedge clk)
-    params3_nrw <= \port__data$41 ;
-  always @(posedge clk)
-    membranes3_nrw <= \port__data$43 ;
-  always @(posedge clk)
-    weights4_nrw <= \port__data$45 ;
-  always @(posedge clk)
-    params4_nrw <= \port__data$47 ;
-  always @(posedge clk)
-    membranes4_nrw <= \port__data$49 ;
-  always @(posedge clk)
-    weights5_nrw <= \port__data$51 ;
-  always @(posedge clk)
-    params5_nrw <= \port__data$53 ;
-  always @(posedge clk)
-    membranes5_nrw <= \port__data$55 ;
-  always @(posedge clk)
-    weights6_nrw <= \port__data$57 ;
-  always @(posedge clk)
-    params6_nrw <= \port__data$59 ;
-  always @(posedge clk)
-    membranes6_nrw <= \port__data$61 ;
-  always @(posedge clk)
-    weights7_nrw <= \port__data$63 ;
-  always @(posedge clk)
-    params7_nrw <= \port__data$65 ;
-  always @(posedge clk)
-    membranes7_nrw <= \port__data$67 ;
-  always @(posedge clk)
-    layer0 <= \$421 ;
-  always @(posedge clk)
-    layer1 <= \$422 ;
-  always @(posedge clk)
-    layer2 <= \$423 ;
-  always @(posedge clk)
-    layer3 <= \$424 ;
-  always @(posedge clk)
-    edge0 <= \$425 ;
-  always @(posedge clk)
-    edge1 <= \$426 ;
-  always @(posedge clk)
-    edge2 <= \$427 ;
-  always @(posedge clk)
-    edge3 <= \$428 ;
-  always @(posedge clk)
-    edge4 <= \$429 ;
-  always @(posedge clk)
-    edge5 <= \$430 ;
-  always @(posedge clk)
-    edge6 <= \$431 ;
-  always @(posedge clk)
-    edge7 <= \$432 ;
-  always @(posedge clk)
-    num_layers <= \$433 ;
-  always @(posedge clk)
-    ssm0 <= \$434 ;
-  always @(posedge clk)
-    ssm1 <= \$435 ;
-  always @(posedge clk)
-    ssm2 <= \$436 ;
-  always @(posedge clk)
-    ssm3 <= \$437 ;
-  always @(posedge clk)
-    host_rvalid <= \$438 ;
-  always @(posedge clk)
-    rd_region <= \$439 ;
-  always @(posedge clk)
-    rd_lane <= \$440 ;
-  always @(posedge clk)
-    rd_reg <= \$441 ;
-  always @(posedge clk)
-    layer <= \$442 ;
-  always @(posedge clk)
-    e_end <= \$443 ;
-  always @(posedge clk)
-    e <= \$444 ;
-  always @(posedge clk)
-    \edge  <= \$445 ;
-  always @(posedge clk)
-    w_addr_q0 <= \$11 [11:0];
-  always @(posedge clk)
-    w_addr_q1 <= \$12 [11:0];
-  always @(posedge clk)
-    \$signal  <= \$446 ;
-  always @(posedge clk)
-    s1b_valid <= \$447 ;
-  always @(posedge clk)
-    s1b_x <= s1_value;
-  always @(posedge clk)
-    s2_valid <= \$448 ;
-  always @(posedge clk)
-    s2_x <= \$449 ;
-  always @(posedge clk)
-    s1_rowbase <= \$450 ;
-  always @(posedge clk)
-    s1_from_input <= \$451 ;
-  always @(posedge clk)
-    \$signal$111  <= \$452 ;
-  always @(posedge clk)
-    s4_valid <= \$453 ;
-  always @(posedge clk)
-    \$signal$113  <= \$454 ;
-  always @(posedge clk)
-    \$signal$115  <= \$455 ;
-  always @(posedge clk)
-    \$signal$116  <= \$456 ;
-  always @(posedge clk)
-    \$signal$117  <= \$457 ;
-  always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
-  always @(posedge clk)
-    u_q0 <= membranes0_nrw;
-  always @(posedge clk)
-    alpha_q0 <= params0_nrw[8:0];
-  always @(posedge clk)
-    leak_q0 <= \$458 ;
-  always @(posedge clk)
-    acc0 <= \$459 ;
-  always @(posedge clk)
-    bias_q1 <= params1_nrw[40:25];
-  always @(posedge clk)
-    u_q1 <= membranes1_nrw;
-  always @(posedge clk)
-    alpha_q1 <= params1_nrw[8:0];
-  always @(posedge clk)
-    leak_q1 <= \$460 ;
-  always @(posedge clk)
-    acc1 <= \$461 ;
-  always @(posedge clk)
-    bias_q2 <= params2_nrw[40:25];
-  always @(posedge clk)
-    u_q2 <= membranes2_nrw;
-  always @(posedge clk)
-    alpha_q2 <= params2_nrw[8:0];
-  always @(posedge clk)
-    leak_q2 <= \$462 ;
-  always @(posedge clk)
-    acc2 <= \$463 ;
-  always @(posedge clk)
-    bias_q3 <= params3_nrw[40:25];
-  always @(posedge clk)
-    u_q3 <= membranes3_nrw;
-  always @(posedge clk)
-    alpha_q3 <= params3_nrw[8:0];
-  always @(posedge clk)
-    leak_q3 <= \$464 ;
-  always @(posedge clk)
-    acc3 <= \$465 ;
-  always @(posedge clk)
-    bias_q4 <= params4_nrw[40:25];
-  always @(posedge clk)
-    u_q4 <= membranes4_nrw;
-  always @(posedge clk)
-    alpha_q4 <= params4_nrw[8:0];
-  always @(posedge clk)
-    leak_q4 <= \$466 ;
-  always @(posedge clk)
-    acc4 <= \$467 ;
-  always @(posedge clk)
-    bias_q5 <= params5_nrw[40:25];
-  always @(posedge clk)
-    u_q5 <= membranes5_nrw;
-  always @(posedge clk)
-    alpha_q5 <= params5_nrw[8:0];
-  always @(posedge clk)
-    leak_q5 <= \$468 ;
-  always @(posedge clk)
-    acc5 <= \$469 ;
-  always @(posedge clk)
-    bias_q6 <= params6_nrw[40:25];
-  always @(posedge clk)
-    u_q6 <= membranes6_nrw;
-  always @(posedge clk)
-    alpha_q6 <= params6_nrw[8:0];
-  always @(posedge clk)
-    leak_q6 <= \$470 ;
-  always @(posedge clk)
-    acc6 <= \$471 ;
-  always @(posedge clk)
-    bias_q7 <= params7_nrw[40:25];
-  always @(posedge clk)
-    u_q7 <= membranes7_nrw;
-  always @(posedge clk)
-    alpha_q7 <= params7_nrw[8:0];
-  always @(posedge clk)
-    leak_q7 <= \$472 ;
-  always @(posedge clk)
-    acc7 <= \$473 ;
-  always @(posedge clk)
-    count0 <= \$474 ;
-  always @(posedge clk)
-    count1 <= \$475 ;
-  always @(posedge clk)
-    count2 <= \$476 ;
-  always @(posedge clk)
-    count3 <= \$477 ;
-  always @(posedge clk)
-    count4 <= \$478 ;
-  always @(posedge clk)
-    count5 <= \$479 ;
-  always @(posedge clk)
-    count6 <= \$480 ;
-  always @(posedge clk)
-    count7 <= \$481 ;
-  always @(posedge clk)
-    count8 <= \$482 ;
-  always @(posedge clk)
-    count9 <= \$483 ;
-  always @(posedge clk)
-    count10 <= \$484 ;
-  always @(posedge clk)
-    count11 <= \$485 ;
-  always @(posedge clk)
-    count12 <= \$486 ;
-  always @(posedge clk)
-    count13 <= \$487 ;
-  always @(posedge clk)
-    count14 <= \$488 ;
-  always @(posedge clk)
-    count15 <= \$489 ;
-  always @(posedge clk)
-    spikes <= \$490 ;
-  always @(posedge clk)
-    u_new0 <= \$491 ;
-  always @(posedge clk)
-    u_new1 <= \$492 ;
-  always @(posedge clk)
-    u_new2 <= \$493 ;
-  always @(posedge clk)
-    u_new3 <= \$494 ;
-  always @(posedge clk)
-    u_new4 <= \$495 ;
-  always @(posedge clk)
-    u_new5 <= \$496 ;
-  always @(posedge clk)
-    u_new6 <= \$497 ;
-  always @(posedge clk)
-    u_new7 <= \$498 ;
-  always @(posedge clk)
-    valid_q <= \$499 ;
-  always @(posedge clk)
-    last_row <= \$500 ;
-  always @(posedge clk)
-    in_full <= \$501 ;
-  always @(posedge clk)
-    in_count0 <= \$502 ;
-  always @(posedge clk)
-    in_count1 <= \$503 ;
-  always @(posedge clk)
-    li <= \$504 ;
-  always @(posedge clk)
-    \$signal$228  <= \$505 ;
-  always @(posedge clk)
-    \$signal$223  <= \$506 ;
-  always @(posedge clk)
-    fsm_state <= \$507 ;
-  always @(posedge clk)
-    k <= \$508 ;
-  always @(posedge clk)
-    src_sel <= \$509 ;
-  always @(posedge clk)
-    \$signal$110  <= \$510 ;
-  always @(posedge clk)
-    bank_sel <= \$511 ;
-  always @(posedge clk)
-    n <= \$512 ;
-  always @(posedge clk)
-    cnt <= \$513 ;
-  always @(posedge clk)
-    row_wbase <= \$514 ;
-  always @(posedge clk)
-    row_offset <= \$515 ;
-  always @(posedge clk)
-    drain_n <= \$516 ;
-  always @(posedge clk)
-    cur <= \$517 ;
-  assign \$1  = ~ busy;
-  assign \$2  = \$1  & host_we;
-  assign \$3  = ~ busy;
-  assign \$4  = \$3  & host_re;
-  assign \$9  = layer[20:18] + layer[24:21];
-  assign \$11  = s1_rowbase + s1_index;
-  assign \$12  = s1_rowbase + s1_index;
-  assign \$13  = issue | ev_step;
-  assign \$14  = s4_valid | \$signal$116 ;
-  assign \$15  = s4_valid ? { p[15], p[15], p } : leak_q0;
-  assign \$16  = $signed(acc0) + $signed(\$15 );
-  assign \$17  = s4_valid | \$signal$116 ;
-  assign \$18  = s4_valid ? { \p$131 [15], \p$131 [15], \p$131  } : leak_q1;
-  assign \$19  = $signed(acc1) + $signed(\$18 );
-  assign \$20  = s4_valid | \$signal$116 ;
-  assign \$21  = s4_valid ? { \p$138 [15], \p$138 [15], \p$138  } : leak_q2;
-  assign \$22  = $signed(acc2) + $signed(\$21 );
-  assign \$23  = s4_valid | \$signal$116 ;
-  assign \$24  = s4_valid ? { \p$145 [15], \p$145 [15], \p$145  } : leak_q3;
-  assign \$25  = $signed(acc3) + $signed(\$24 );
-  assign \$26  = s4_valid | \$signal$116 ;
-  assign \$27  = s4_valid ? { \p$152 [15], \p$152 [15], \p$152  } : leak_q4;
-  assign \$28  = $signed(acc4) + $signed(\$27 );
-  assign \$29  = s4_valid | \$signal$116 ;
-  assign \$30  = s4_valid ? { \p$159 [15], \p$159 [15], \p$159  } : leak_q5;
-  assign \$31  = $signed(acc5) + $signed(\$30 );
-  assign \$32  = s4_valid | \$signal$116 ;
-  assign \$33  = s4_valid ? { \p$166 [15], \p$166 [15], \p$166  } : leak_q6;
-  assign \$34  = $signed(acc6) + $signed(\$33 );
-  assign \$35  = s4_valid | \$signal$116 ;
-  assign \$36  = s4_valid ? { \p$173 [15], \p$173 [15], \p$173  } : leak_q7;
-  assign \$37  = $signed(acc7) + $signed(\$36 );
-  assign \$38  = ! { cur, spike_src };
-  assign \$39  = count0 + 1'h1;
-  assign \$40  = { cur, spike_src } == 1'h1;
-  assign \$41  = count1 + 1'h1;
-  assign \$42  = { cur, spike_src } == 2'h2;
-  assign \$43  = count2 + 1'h1;
-  assign \$44  = { cur, spike_src } == 2'h3;
-  assign \$45  = count3 + 1'h1;
-  assign \$46  = { cur, spike_src } == 3'h4;
-  assign \$47  = count4 + 1'h1;
-  assign \$48  = { cur, spike_src } == 3'h5;
-  assign \$49  = count5 + 1'h1;
-  assign \$50  = { cur, spike_src } == 3'h6;
-  assign \$51  = count6 + 1'h1;
-  assign \$52  = { cur, spike_src } == 3'h7;
-  assign \$53  = count7 + 1'h1;
-  assign \$54  = { cur, spike_src } == 4'h8;
-  assign \$55  = count8 + 1'h1;
-  assign \$56  = { cur, spike_src } == 4'h9;
-  assign \$57  = count9 + 1'h1;
-  assign \$58  = { cur, spike_src } == 4'ha;
-  assign \$59  = count10 + 1'h1;
-  assign \$60  = { cur, spike_src } == 4'hb;
-  assign \$61  = count11 + 1'h1;
-  assign \$62  = { cur, spike_src } == 4'hc;
-  assign \$63  = count12 + 1'h1;
-  assign \$64  = { cur, spike_src } == 4'hd;
-  assign \$65  = count13 + 1'h1;
-  assign \$66  = { cur, spike_src } == 4'he;
-  assign \$67  = count14 + 1'h1;
-  assign \$68  = { cur, spike_src } == 4'hf;
-  assign \$69  = count15 + 1'h1;
-  assign \$70  = k + 1'h1;
-  assign \$71  = \$70  == layer[12:8];
-  assign \$72  = input__valid & input__ready;
-  assign \$74  = \$73  + 1'h1;
-  assign \$75  = ~ clear;
-  assign \$76  = in_full & \$75 ;
-  assign \$79  = ~ \$signal$223 ;
-  assign \$80  = ~ \$signal$223 ;
-  assign \$81  = ! num_layers;
-  assign \$83  = e == e_end;
-  assign \$84  = ! \edge [2:0];
-  assign \$85  = ! \edge [2:0];
-  assign \$86  = cur ^ \edge [3];
-  assign \$87  = \$85  ? \$signal$228  : \$86 ;
-  assign \$88  = ! \edge [2:0];
-  assign \$90  = cur ^ \edge [3];
-  assign \$92  = \$88  ? { 1'h0, \$89  } : \$91 ;
-  assign \$94  = k[0] ? \$93  : 9'h000;
-  assign \$96  = k[1] ? \$95  : 9'h000;
-  assign \$97  = \$94  + \$96 ;
-  assign \$99  = k[2] ? \$98  : 11'h000;
-  assign \$101  = k[3] ? \$100  : 11'h000;
-  assign \$102  = \$99  + \$101 ;
-  assign \$103  = \$97  + \$102 ;
-  assign \$105  = k[4] ? \$104  : 15'h0000;
-  assign \$106  = \$103  + \$105 ;
-  assign \$107  = n < cnt;
-  assign \$108  = n + 1'h1;
-  assign \$109  = drain_n != 2'h2;
-  assign \$110  = ~ \$signal ;
-  assign \$111  = ~ s1b_valid;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = ~ s2_valid;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = ~ \$signal$111 ;
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = drain_n + 1'h1;
-  assign \$118  = k + 1'h1;
-  assign \$119  = ev_from_input ? \$signal$228  : ev_list_bank;
-  assign \$120  = n + 1'h1;
-  assign \$121  = li + 1'h1;
-  assign \$122  = \$121  == num_layers;
-  assign \$123  = li + 1'h1;
-  assign \$124  = ~ cur;
-  assign \$125  = ~ cur;
-  assign \$126  = ~ cur;
-  assign \$127  = ~ cur;
-  assign \$128  = ~ cur;
-  assign \$129  = ~ cur;
-  assign \$130  = ~ busy;
-  assign \$131  = clear & \$130 ;
-  assign \$132  = ~ busy;
-  assign \$133  = \$132  & host_we;
-  assign \$134  = host_addr[17:14] == 4'h9;
-  assign host_param_we = \$133  & \$134 ;
-  assign \$135  = host_addr[17:14] == 4'h8;
-  assign \$136  = host_we & \$135 ;
-  assign \$137  = ! host_addr[13:11];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = host_addr[17:14] == 4'h8;
-  assign \$140  = host_we & \$139 ;
-  assign \$141  = host_addr[13:11] == 1'h1;
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = host_addr[17:14] == 4'h8;
-  assign \$144  = host_we & \$143 ;
-  assign \$145  = host_addr[13:11] == 2'h2;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = host_addr[17:14] == 4'h8;
-  assign \$148  = host_we & \$147 ;
-  assign \$149  = host_addr[13:11] == 2'h3;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = host_addr[17:14] == 4'h8;
-  assign \$152  = host_we & \$151 ;
-  assign \$153  = host_addr[13:11] == 3'h4;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = host_addr[17:14] == 4'h8;
-  assign \$156  = host_we & \$155 ;
-  assign \$157  = host_addr[13:11] == 3'h5;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = host_addr[17:14] == 4'h8;
-  assign \$160  = host_we & \$159 ;
-  assign \$161  = host_addr[13:11] == 3'h6;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = host_addr[17:14] == 4'h8;
-  assign \$164  = host_we & \$163 ;
-  assign \$165  = host_addr[13:11] == 3'h7;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ busy;
-  assign \$168  = \$167  & host_we;
-  assign \$169  = host_addr[17:14] == 3'h4;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! host_addr[13:11];
-  assign \$signature__en  = \$170  & \$171 ;
-  assign \$172  = ~ busy;
-  assign \$173  = \$172  & host_we;
-  assign \$174  = host_addr[17:14] == 2'h2;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = ! host_addr[13:11];
-  assign \$signature__en$259  = \$175  & \$176 ;
-  assign \$177  = ~ busy;
-  assign \$178  = \$177  & host_we;
-  assign \$179  = host_addr[17:14] == 3'h4;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$262  = \$180  & \$181 ;
-  assign \$182  = ~ busy;
-  assign \$183  = \$182  & host_we;
-  assign \$184  = host_addr[17:14] == 2'h2;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$265  = \$185  & \$186 ;
-  assign \$187  = ~ busy;
-  assign \$188  = \$187  & host_we;
-  assign \$189  = host_addr[17:14] == 3'h4;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$268  = \$190  & \$191 ;
-  assign \$192  = ~ busy;
-  assign \$193  = \$192  & host_we;
-  assign \$194  = host_addr[17:14] == 2'h2;
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$271  = \$195  & \$196 ;
-  assign \$197  = ~ busy;
-  assign \$198  = \$197  & host_we;
-  assign \$199  = host_addr[17:14] == 3'h4;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$274  = \$200  & \$201 ;
-  assign \$202  = ~ busy;
-  assign \$203  = \$202  & host_we;
-  assign \$204  = host_addr[17:14] == 2'h2;
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$277  = \$205  & \$206 ;
-  assign \$207  = ~ busy;
-  assign \$208  = \$207  & host_we;
-  assign \$209  = host_addr[17:14] == 3'h4;
-  assign \$210  = \$208  & \$209 ;
-  assign \$211  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$280  = \$210  & \$211 ;
-  assign \$212  = ~ busy;
-  assign \$213  = \$212  & host_we;
-  assign \$214  = host_addr[17:14] == 2'h2;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$283  = \$215  & \$216 ;
-  assign \$217  = ~ busy;
-  assign \$218  = \$217  & host_we;
-  assign \$219  = host_addr[17:14] == 3'h4;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$286  = \$220  & \$221 ;
-  assign \$222  = ~ busy;
-  assign \$223  = \$222  & host_we;
-  assign \$224  = host_addr[17:14] == 2'h2;
-  assign \$225  = \$223  & \$224 ;
-  assign \$226  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$289  = \$225  & \$226 ;
-  assign \$227  = ~ busy;
-  assign \$228  = \$227  & host_we;
-  assign \$229  = host_addr[17:14] == 3'h4;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$292  = \$230  & \$231 ;
-  assign \$232  = ~ busy;
-  assign \$233  = \$232  & host_we;
-  assign \$234  = host_addr[17:14] == 2'h2;
-  assign \$235  = \$233  & \$234 ;
-  assign \$236  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$295  = \$235  & \$236 ;
-  assign \$237  = ~ busy;
-  assign \$238  = \$237  & host_we;
-  assign \$239  = host_addr[17:14] == 3'h4;
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$298  = \$240  & \$241 ;
-  assign \$242  = ~ busy;
-  assign \$243  = \$242  & host_we;
-  assign \$244  = host_addr[17:14] == 2'h2;
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$301  = \$245  & \$246 ;
-  assign \$252  = row_wbase + row_offset;
-  assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
-  assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign row_addr = layer[17:13] + k;
-  assign \$253  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$254  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$255  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$256  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$257  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$258  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$259  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$260  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$261  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$262  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$263  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$264  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$265  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$266  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$267  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$268  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$269  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$270  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$271  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$272  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$273  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$274  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$275  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$276  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$277  = write_end | records__valid;
-  assign w_en = w_rdy & \$277 ;
-  assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$279  = ! records__payload[3:2];
-  assign \$280  = records__payload[3:2] == 1'h1;
-  assign \$281  = records__payload[3:2] == 2'h2;
-  assign \$282  = records__payload[3:2] == 2'h3;
-  assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$284  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$285  = host_addr[17:14] == 2'h3;
-  assign \$286  = host_we & \$285 ;
-  assign \$287  = ! host_addr[13:11];
-  assign \$288  = \$286  & \$287 ;
-  assign \$signature__en$429  = busy ? neuron_write : \$288 ;
-  assign \$289  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$290  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$291  = host_addr[17:14] == 2'h3;
-  assign \$292  = host_we & \$291 ;
-  assign \$293  = host_addr[13:11] == 1'h1;
-  assign \$294  = \$292  & \$293 ;
-  assign \$signature__en$433  = busy ? neuron_write : \$294 ;
-  assign \$295  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$296  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$297  = host_addr[17:14] == 2'h3;
-  assign \$298  = host_we & \$297 ;
-  assign \$299  = host_addr[13:11] == 2'h2;
-  assign \$300  = \$298  & \$299 ;
-  assign \$signature__en$436  = busy ? neuron_write : \$300 ;
-  assign \$301  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$302  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$303  = host_addr[17:14] == 2'h3;
-  assign \$304  = host_we & \$303 ;
-  assign \$305  = host_addr[13:11] == 2'h3;
-  assign \$306  = \$304  & \$305 ;
-  assign \$signature__en$439  = busy ? neuron_write : \$306 ;
-  assign \$307  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$308  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$309  = host_addr[17:14] == 2'h3;
-  assign \$310  = host_we & \$309 ;
-  assign \$311  = host_addr[13:11] == 3'h4;
-  assign \$312  = \$310  & \$311 ;
-  assign \$signature__en$442  = busy ? neuron_write : \$312 ;
-  assign \$313  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$314  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$315  = host_addr[17:14] == 2'h3;
-  assign \$316  = host_we & \$315 ;
-  assign \$317  = host_addr[13:11] == 3'h5;
-  assign \$318  = \$316  & \$317 ;
-  assign \$signature__en$445  = busy ? neuron_write : \$318 ;
-  assign \$319  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$320  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$321  = host_addr[17:14] == 2'h3;
-  assign \$322  = host_we & \$321 ;
-  assign \$323  = host_addr[13:11] == 3'h6;
-  assign \$324  = \$322  & \$323 ;
-  assign \$signature__en$448  = busy ? neuron_write : \$324 ;
-  assign \$325  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$326  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$327  = host_addr[17:14] == 2'h3;
-  assign \$328  = host_we & \$327 ;
-  assign \$329  = host_addr[13:11] == 3'h7;
-  assign \$330  = \$328  & \$329 ;
-  assign \$signature__en$451  = busy ? neuron_write : \$330 ;
-  assign \$331  = k * 4'h8;
-  assign \$332  = \$331  + 1'h0;
-  assign \$333  = \$332  < layer[7:0];
-  assign \$334  = k * 4'h8;
-  assign \$335  = \$334  + 1'h1;
-  assign \$336  = \$335  < layer[7:0];
-  assign \$337  = k * 4'h8;
-  assign \$338  = \$337  + 2'h2;
-  assign \$339  = \$338  < layer[7:0];
-  assign \$340  = k * 4'h8;
-  assign \$341  = \$340  + 2'h3;
-  assign \$342  = \$341  < layer[7:0];
-  assign \$343  = k * 4'h8;
-  assign \$344  = \$343  + 3'h4;
-  assign \$345  = \$344  < layer[7:0];
-  assign \$346  = k * 4'h8;
-  assign \$347  = \$346  + 3'h5;
-  assign \$348  = \$347  < layer[7:0];
-  assign \$349  = k * 4'h8;
-  assign \$350  = \$349  + 3'h6;
-  assign \$351  = \$350  < layer[7:0];
-  assign \$352  = k * 4'h8;
-  assign \$353  = \$352  + 3'h7;
-  assign \$354  = \$353  < layer[7:0];
-  assign \$355  = ~ in_full;
-  assign \$356  = ~ clear;
-  assign input__ready = \$355  & \$356 ;
-  assign \$357  = input__valid & input__ready;
-  assign list_count = ev_from_input ? { 1'h0, \$359  } : \$360 ;
-  assign \$362  = ! li;
-  assign \$363  = li == 1'h1;
-  assign \$364  = li == 2'h2;
-  assign \$365  = li == 2'h3;
-  assign \$366  = ! li;
-  assign \$367  = li == 1'h1;
-  assign \$368  = li == 2'h2;
-  assign \$369  = li == 2'h3;
-  assign \$370  = ! li;
-  assign \$371  = li == 1'h1;
-  assign \$372  = li == 2'h2;
-  assign \$373  = li == 2'h3;
-  assign \$374  = n < cnt;
-  assign \$375  = ! k;
-  assign \$376  = ! li;
-  assign \$377  = li == 1'h1;
-  assign \$378  = li == 2'h2;
-  assign \$379  = li == 2'h3;
-  assign \$380  = e + 1'h1;
-  assign \$381  = ! li;
-  assign \$382  = li == 1'h1;
-  assign \$383  = li == 2'h2;
-  assign \$384  = li == 2'h3;
-  assign \$385  = ! li;
-  assign \$386  = li == 1'h1;
-  assign \$387  = li == 2'h2;
-  assign \$388  = li == 2'h3;
-  assign \$389  = ! li;
-  assign \$390  = li == 1'h1;
-  assign \$391  = li == 2'h2;
-  assign \$392  = li == 2'h3;
-  assign \$393  = spikes & valid_q;
-  assign \$394  = layer[44] ? valid_q : \$393 ;
-  assign \$395  = k * 4'h8;
-  assign \$396  = ! li;
-  assign \$397  = li == 1'h1;
-  assign \$398  = li == 2'h2;
-  assign \$399  = li == 2'h3;
-  assign \$400  = ! li;
-  assign \$401  = li == 1'h1;
-  assign \$402  = li == 2'h2;
-  assign \$403  = li == 2'h3;
-  assign \$404  = ! li;
-  assign \$405  = li == 1'h1;
-  assign \$406  = li == 2'h2;
-  assign \$407  = li == 2'h3;
-  assign \$408  = ~ busy;
-  assign \$409  = clear & \$408 ;
-  assign \$410  = ! fsm_state;
-  assign \$411  = fsm_state == 1'h1;
-  assign \$412  = fsm_state == 2'h2;
-  assign \$413  = fsm_state == 2'h3;
-  assign \$414  = fsm_state == 3'h4;
-  assign \$415  = fsm_state == 3'h5;
-  assign \$416  = fsm_state == 3'h6;
-  assign \$417  = fsm_state == 3'h7;
-  assign \$418  = fsm_state == 4'h8;
-  assign \$419  = fsm_state == 4'h9;
-  assign \$420  = fsm_state == 4'ha;
-  \npu_core_demo.counters  counters (
-    .clear(\clear$485 ),
-    .clk(clk),
-    .inc(inc),
-    .raddr(host_addr[4:0]),
-    .re(host_re),
-    .rst(rst),
-    .total(rdata)
-  );
-  \npu_core_demo.leak0  leak0 (
-    .alpha(alpha_q0),
-    .bias(bias_q0),
-    .leak(leak),
-    .u(u_q0)
-  );
-  \npu_core_demo.leak1  leak1 (
-    .alpha(alpha_q1),
-    .bias(bias_q1),
-    .leak(\leak$129 ),
-    .u(u_q1)
-  );
-  \npu_core_demo.leak2  leak2 (
-    .alpha(alpha_q2),
-    .bias(bias_q2),
-    .leak(\leak$136 ),
-    .u(u_q2)
-  );
-  \npu_core_demo.leak3  leak3 (
-    .alpha(alpha_q3),
-    .bias(bias_q3),
-    .leak(\leak$143 ),
-    .u(u_q3)
-  );
-  \npu_core_demo.leak4  leak4 (
-    .alpha(alpha_q4),
-    .bias(bias_q4),
-    .leak(\leak$150 ),
-    .u(u_q4)
-  );
-  \npu_core_demo.leak5  leak5 (
-    .alpha(alpha_q5),
-    .bias(bias_q5),
-    .leak(\leak$157 ),
-    .u(u_q5)
-  );
-  \npu_core_demo.leak6  leak6 (
-    .alpha(alpha_q6),
-    .bias(bias_q6),
-    .leak(\leak$164 ),
-    .u(u_q6)
-  );
-  \npu_core_demo.leak7  leak7 (
-    .alpha(alpha_q7),
-    .bias(bias_q7),
-    .leak(\leak$171 ),
-    .u(u_q7)
-  );
-  \npu_core_demo.neuron0  neuron0 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(spike),
-    .theta(params0_nrw[24:9]),
-    .total(acc0),
-    .u_new(u_new)
-  );
-  \npu_core_demo.neuron1  neuron1 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$197 ),
-    .theta(params1_nrw[24:9]),
-    .total(acc1),
-    .u_new(\u_new$199 )
-  );
-  \npu_core_demo.neuron2  neuron2 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$200 ),
-    .theta(params2_nrw[24:9]),
-    .total(acc2),
-    .u_new(\u_new$202 )
-  );
-  \npu_core_demo.neuron3  neuron3 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$203 ),
-    .theta(params3_nrw[24:9]),
-    .total(acc3),
-    .u_new(\u_new$205 )
-  );
-  \npu_core_demo.neuron4  neuron4 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$206 ),
-    .theta(params4_nrw[24:9]),
-    .total(acc4),
-    .u_new(\u_new$208 )
-  );
-  \npu_core_demo.neuron5  neuron5 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$209 ),
-    .theta(params5_nrw[24:9]),
-    .total(acc5),
-    .u_new(\u_new$211 )
-  );
-  \npu_core_demo.neuron6  neuron6 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$212 ),
-    .theta(params6_nrw[24:9]),
-    .total(acc6),
-    .u_new(\u_new$214 )
-  );
-  \npu_core_demo.neuron7  neuron7 (
-    .\port$2420$25 (layer[43:25]),
-    .spike(\spike$215 ),
-    .theta(params7_nrw[24:9]),
-    .total(acc7),
-    .u_new(\u_new$217 )
-  );
-  \npu_core_demo.out_fifo  out_fifo (
-    .clk(clk),
-    .r_data(output__payload),
-    .r_en(output__ready),
-    .r_rdy(output__valid),
-    .rst(rst),
-    .w_en(w_en),
-    .w_port__data(w_data),
-    .w_rdy(w_rdy)
-  );
-  \npu_core_demo.product0  product0 (
+  assign \port__data$30  = weights7[\$34 [10:0]];
+  always @(posedge clk)
+    s1_rowbase <= \$41 ;
+  always @(posedge clk)
+    w_addr_q0 <= \$1 [11:0];
+  always @(posedge clk)
+    w_addr_q1 <= \$2 [11:0];
+  always @(posedge clk)
+    \$signal  <= \$42 ;
+  always @(posedge clk)
+    \$signal$9  <= \$43 ;
+  always @(posedge clk)
+    s1b_x <= ev[14:7];
+  always @(posedge clk)
+    s2_valid <= \$44 ;
+  always @(posedge clk)
+    s2_x <= \$45 ;
+  always @(posedge clk)
+    \$signal$13  <= \$46 ;
+  always @(posedge clk)
+    s4_valid <= \$47 ;
+  always @(posedge clk)
+    weights0_nrw <= port__data;
+  always @(posedge clk)
+    weights1_nrw <= \port__data$18 ;
+  always @(posedge clk)
+    weights2_nrw <= \port__data$20 ;
+  always @(posedge clk)
+    weights3_nrw <= \port__data$22 ;
+  always @(posedge clk)
+    weights4_nrw <= \port__data$24 ;
+  always @(posedge clk)
+    weights5_nrw <= \port__data$26 ;
+  always @(posedge clk)
+    weights6_nrw <= \port__data$28 ;
+  always @(posedge clk)
+    weights7_nrw <= \port__data$30 ;
+  assign \$1  = s1_rowbase + ev[6:0];
+  assign \$2  = s1_rowbase + ev[6:0];
+  assign \$3  = views[63:60] == 3'h4;
+  assign \$4  = views[58] & \$3 ;
+  assign \$5  = ! views[66:64];
+  assign wr__en = \$4  & \$5 ;
+  assign \$6  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$7  = views[63:60] == 3'h4;
+  assign \$8  = views[58] & \$7 ;
+  assign \$9  = views[66:64] == 1'h1;
+  assign \wr__en$44  = \$8  & \$9 ;
+  assign \$10  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$11  = views[63:60] == 3'h4;
+  assign \$12  = views[58] & \$11 ;
+  assign \$13  = views[66:64] == 2'h2;
+  assign \wr__en$51  = \$12  & \$13 ;
+  assign \$14  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$15  = views[63:60] == 3'h4;
+  assign \$16  = views[58] & \$15 ;
+  assign \$17  = views[66:64] == 2'h3;
+  assign \wr__en$58  = \$16  & \$17 ;
+  assign \$18  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$19  = views[130:127] == 3'h4;
+  assign \$20  = views[125] & \$19 ;
+  assign \$21  = views[133:131] == 3'h4;
+  assign \wr__en$65  = \$20  & \$21 ;
+  assign \$22  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$23  = views[130:127] == 3'h4;
+  assign \$24  = views[125] & \$23 ;
+  assign \$25  = views[133:131] == 3'h5;
+  assign \wr__en$72  = \$24  & \$25 ;
+  assign \$26  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$27  = views[130:127] == 3'h4;
+  assign \$28  = views[125] & \$27 ;
+  assign \$29  = views[133:131] == 3'h6;
+  assign \wr__en$79  = \$28  & \$29 ;
+  assign \$30  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$31  = views[130:127] == 3'h4;
+  assign \$32  = views[125] & \$31 ;
+  assign \$33  = views[133:131] == 3'h7;
+  assign \wr__en$86  = \$32  & \$33 ;
+  assign \$34  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$35  = ~ \$signal ;
+  assign \$36  = ~ \$signal$9 ;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ s2_valid;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = ~ \$signal$13 ;
+  assign drained = \$39  & \$40 ;
+  \npu_core_demo.synapse.product0  product0 (
     .a(weights0_nrw),
     .b(s2_x),
     .clk(clk),
     .p_q(p),
     .rst(rst)
   );
-  \npu_core_demo.product1  product1 (
+  \npu_core_demo.synapse.product1  product1 (
     .a(weights1_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$131 ),
+    .p_q(\p$48 ),
     .rst(rst)
   );
-  \npu_core_demo.product2  product2 (
+  \npu_core_demo.synapse.product2  product2 (
     .a(weights2_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$138 ),
+    .p_q(\p$55 ),
     .rst(rst)
   );
-  \npu_core_demo.product3  product3 (
+  \npu_core_demo.synapse.product3  product3 (
     .a(weights3_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$145 ),
+    .p_q(\p$62 ),
     .rst(rst)
   );
-  \npu_core_demo.product4  product4 (
+  \npu_core_demo.synapse.product4  product4 (
     .a(weights4_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$152 ),
+    .p_q(\p$69 ),
     .rst(rst)
   );
-  \npu_core_demo.product5  product5 (
+  \npu_core_demo.synapse.product5  product5 (
     .a(weights5_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$159 ),
+    .p_q(\p$76 ),
     .rst(rst)
   );
-  \npu_core_demo.product6  product6 (
+  \npu_core_demo.synapse.product6  product6 (
     .a(weights6_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$166 ),
+    .p_q(\p$83 ),
     .rst(rst)
   );
-  \npu_core_demo.product7  product7 (
+  \npu_core_demo.synapse.product7  product7 (
     .a(weights7_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$173 ),
+    .p_q(\p$90 ),
     .rst(rst)
   );
-  \npu_core_demo.router  router (
-    .\base$34 (base),
-    .can_load(can_load),
-    .clk(clk),
-    .\emit_values$36 (\emit_values$475 ),
-    .\event (\event ),
-    .free(free),
-    .\layer$35 (\layer$474 ),
-    .load(load),
-    .out_valid(records__valid),
-    .records__payload(records__payload),
-    .records__ready(w_rdy),
-    .rst(rst),
-    .send(send),
-    .\spikes$33 (\spikes$472 ),
-    .values(values)
-  );
-  \npu_core_demo.ssm  ssm (
-    .busy(busy),
-    .can_load(can_load),
-    .clk(clk),
-    .cnt(cnt),
-    .cur(cur),
-    .done(done),
-    .emit_values(layer[44]),
-    .entry(entry),
-    .ev_cnt(ev_cnt),
-    .ev_from_input(ev_from_input),
-    .ev_index(s1_index),
-    .ev_list_bank(ev_list_bank),
-    .ev_load(ev_load),
-    .ev_src(ev_src),
-    .ev_step(ev_step),
-    .ev_value(s1_value),
-    .host_wdata(host_wdata),
-    .host_word(host_addr[10:0]),
-    .inc_events(inc_events),
-    .inc_neuron(inc_neuron),
-    .inc_syn(inc_syn),
-    .list_count(list_count),
-    .n(n),
-    .param_rdata(param_rdata),
-    .pm_wr__en(host_param_we),
-    .\port$2420$0 (layer[12:0]),
-    .row_base(row_base),
-    .row_load(row_load),
-    .row_send(row_send),
-    .row_values(row_values),
-    .rst(rst),
-    .ssm_ynz(row_spikes),
-    .start(start),
-    .state_rdata(state_rdata),
-    .state_wdata(state_wdata),
-    .state_we(state_we),
-    .state_word(state_word)
-  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$421  = layer0;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$421  = host_wdata[45:0];
-            endcase
-      endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$41  = s1_rowbase;
+    if (issue) begin
+      \$41  = rowbase;
     end
     if (rst) begin
-      \$421  = 46'h000000000000;
+      \$41  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$422  = layer1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$422  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$422  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$423  = layer2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$423  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$423  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$424  = layer3;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$424  = host_wdata[45:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$424  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$425  = edge0;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  \$425  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$425  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$426  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$426  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$426  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$427  = edge2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  \$427  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$427  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$428  = edge3;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  \$428  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$428  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$429  = edge4;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  \$429  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$429  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$430  = edge5;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  \$430  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$430  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$431  = edge6;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  \$431  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$431  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$432  = edge7;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  /* empty */;
-              3'h7:
-                  \$432  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$432  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$433  = num_layers;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            \$433  = host_wdata[2:0];
-      endcase
-    end
-    if (rst) begin
-      \$433  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$434  = ssm0;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$434  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$434  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$435  = ssm1;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$435  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$435  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$436  = ssm2;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$436  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$436  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$437  = ssm3;
-    if (\$2 ) begin
-      casez (host_addr[17:14])
-        4'h0:
-            /* empty */;
-        4'h1:
-            /* empty */;
-        4'h6:
-            /* empty */;
-        4'h7:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$437  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$437  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$438  = \$4 ;
-    if (rst) begin
-      \$438  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$439  = host_addr[17:14];
-    if (rst) begin
-      \$439  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$440  = host_addr[13:11];
-    if (rst) begin
-      \$440  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$441  = rd_reg;
-    casez (host_addr[17:14])
-      4'h0:
-          \$441  = { 1'h0, \$5  };
-      4'h1:
-          \$441  = { 24'h000000, \$6  };
-      4'h6:
-          \$441  = { 44'h00000000000, num_layers };
-      4'h7:
-          \$441  = \$7 ;
-    endcase
-    if (rst) begin
-      \$441  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$442  = \$8 ;
-    if (rst) begin
-      \$442  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$443  = \$9 [3:0];
-    if (rst) begin
-      \$443  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$444  = e;
-    if (e_set) begin
-      \$444  = e_new;
-    end
-    if (rst) begin
-      \$444  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$445  = \edge ;
-    if (e_set) begin
-      \$445  = \$10 ;
-    end
-    if (rst) begin
-      \$445  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$446  = issue;
-    if (rst) begin
-      \$446  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$447  = \$signal ;
-    if (rst) begin
-      \$447  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$448  = s1b_valid;
-    if (rst) begin
-      \$448  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$449  = s1b_x;
-    if (rst) begin
-      \$449  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$450  = s1_rowbase;
-    if (\$13 ) begin
-      \$450  = \$252 [11:0];
-    end
-    if (rst) begin
-      \$450  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = s1_from_input;
-    if (\$13 ) begin
-      \$451  = \$signal$110 ;
-    end
-    if (rst) begin
-      \$451  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = s2_valid;
-    if (rst) begin
-      \$452  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = \$signal$111 ;
-    if (rst) begin
-      \$453  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = \$signal$114 ;
-    if (rst) begin
-      \$454  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = \$signal$113 ;
-    if (rst) begin
-      \$455  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$456  = \$signal$115 ;
-    if (rst) begin
-      \$456  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$457  = \$signal$116 ;
-    if (rst) begin
-      \$457  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$458  = leak;
-    if (rst) begin
-      \$458  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$459  = acc0;
-    if (\$14 ) begin
-      \$459  = \$16 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$459  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$459  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$460  = \leak$129 ;
-    if (rst) begin
-      \$460  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$461  = acc1;
-    if (\$17 ) begin
-      \$461  = \$19 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$461  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$461  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$462  = \leak$136 ;
-    if (rst) begin
-      \$462  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$463  = acc2;
-    if (\$20 ) begin
-      \$463  = \$22 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$463  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$463  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$464  = \leak$143 ;
-    if (rst) begin
-      \$464  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$465  = acc3;
-    if (\$23 ) begin
-      \$465  = \$25 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$465  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$465  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$466  = \leak$150 ;
-    if (rst) begin
-      \$466  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$467  = acc4;
-    if (\$26 ) begin
-      \$467  = \$28 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$467  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$467  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$468  = \leak$157 ;
-    if (rst) begin
-      \$468  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$469  = acc5;
-    if (\$29 ) begin
-      \$469  = \$31 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$469  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$469  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$470  = \leak$164 ;
-    if (rst) begin
-      \$470  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$471  = acc6;
-    if (\$32 ) begin
-      \$471  = \$34 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$471  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$471  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$472  = \leak$171 ;
-    if (rst) begin
-      \$472  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$473  = acc7;
-    if (\$35 ) begin
-      \$473  = \$37 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$473  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$473  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$474  = count0;
-    if (\event ) begin
-      if (\$38 ) begin
-        \$474  = \$39 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$124 , 3'h0 })
-              4'h0:
-                  \$474  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$474  = 8'h00;
-    end
-    if (rst) begin
-      \$474  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$475  = count1;
-    if (\event ) begin
-      if (\$40 ) begin
-        \$475  = \$41 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$125 , 3'h1 })
-              4'h1:
-                  \$475  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$475  = 8'h00;
-    end
-    if (rst) begin
-      \$475  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$476  = count2;
-    if (\event ) begin
-      if (\$42 ) begin
-        \$476  = \$43 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$126 , 3'h2 })
-              4'h2:
-                  \$476  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$476  = 8'h00;
-    end
-    if (rst) begin
-      \$476  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$477  = count3;
-    if (\event ) begin
-      if (\$44 ) begin
-        \$477  = \$45 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$127 , 3'h3 })
-              4'h3:
-                  \$477  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$477  = 8'h00;
-    end
-    if (rst) begin
-      \$477  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$478  = count4;
-    if (\event ) begin
-      if (\$46 ) begin
-        \$478  = \$47 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$128 , 3'h4 })
-              4'h4:
-                  \$478  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$478  = 8'h00;
-    end
-    if (rst) begin
-      \$478  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$479  = count5;
-    if (\event ) begin
-      if (\$48 ) begin
-        \$479  = \$49 [7:0];
-      end
-    end
-    if (\$131 ) begin
-      \$479  = 8'h00;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$42  = issue;
     if (rst) begin
-      \$479  = 8'h00;
+      \$42  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$480  = count6;
-    if (\event ) begin
-      if (\$50 ) begin
-        \$480  = \$51 [7:0];
-      end
-    end
-    if (\$131 ) begin
-      \$480  = 8'h00;
-    end
-    if (rst) begin
-      \$480  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$481  = count7;
-    if (\event ) begin
-      if (\$52 ) begin
-        \$481  = \$53 [7:0];
-      end
-    end
-    if (\$131 ) begin
-      \$481  = 8'h00;
-    end
-    if (rst) begin
-      \$481  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$482  = count8;
-    if (\event ) begin
-      if (\$54 ) begin
-        \$482  = \$55 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$124 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$482  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$482  = 8'h00;
-    end
-    if (rst) begin
-      \$482  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$483  = count9;
-    if (\event ) begin
-      if (\$56 ) begin
-        \$483  = \$57 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$125 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$483  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$483  = 8'h00;
-    end
-    if (rst) begin
-      \$483  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$484  = count10;
-    if (\event ) begin
-      if (\$58 ) begin
-        \$484  = \$59 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$126 , 3'h2 })
-              4'h2:
-                  /* empty */;
-              4'ha:
-                  \$484  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$484  = 8'h00;
-    end
-    if (rst) begin
-      \$484  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$485  = count11;
-    if (\event ) begin
-      if (\$60 ) begin
-        \$485  = \$61 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$127 , 3'h3 })
-              4'h3:
-                  /* empty */;
-              4'hb:
-                  \$485  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$485  = 8'h00;
-    end
-    if (rst) begin
-      \$485  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$486  = count12;
-    if (\event ) begin
-      if (\$62 ) begin
-        \$486  = \$63 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$128 , 3'h4 })
-              4'h4:
-                  /* empty */;
-              4'hc:
-                  \$486  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$486  = 8'h00;
-    end
-    if (rst) begin
-      \$486  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$487  = count13;
-    if (\event ) begin
-      if (\$64 ) begin
-        \$487  = \$65 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$131 ) begin
-      \$487  = 8'h00;
-    end
-    if (rst) begin
-      \$487  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$488  = count14;
-    if (\event ) begin
-      if (\$66 ) begin
-        \$488  = \$67 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$131 ) begin
-      \$488  = 8'h00;
-    end
-    if (rst) begin
-      \$488  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$489  = count15;
-    if (\event ) begin
-      if (\$68 ) begin
-        \$489  = \$69 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$131 ) begin
-      \$489  = 8'h00;
-    end
-    if (rst) begin
-      \$489  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$490 [0] = spike;
-    \$490 [1] = \spike$197 ;
-    \$490 [2] = \spike$200 ;
-    \$490 [3] = \spike$203 ;
-    \$490 [4] = \spike$206 ;
-    \$490 [5] = \spike$209 ;
-    \$490 [6] = \spike$212 ;
-    \$490 [7] = \spike$215 ;
-    if (rst) begin
-      \$490  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$491  = u_new;
-    if (rst) begin
-      \$491  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$492  = \u_new$199 ;
-    if (rst) begin
-      \$492  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$493  = \u_new$202 ;
-    if (rst) begin
-      \$493  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$494  = \u_new$205 ;
-    if (rst) begin
-      \$494  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$495  = \u_new$208 ;
-    if (rst) begin
-      \$495  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$496  = \u_new$211 ;
-    if (rst) begin
-      \$496  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$497  = \u_new$214 ;
-    if (rst) begin
-      \$497  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$498  = \u_new$217 ;
-    if (rst) begin
-      \$498  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$499  = valid_lanes;
-    if (rst) begin
-      \$499  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$500  = \$71 ;
-    if (rst) begin
-      \$500  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$501  = in_full;
-    if (\$72 ) begin
-      if (input__payload[15]) begin
-        \$501  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            \$501  = 1'h0;
-          end
-    endcase
-    if (\$131 ) begin
-      \$501  = 1'h0;
-    end
-    if (rst) begin
-      \$501  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$502  = in_count0;
-    if (\$72 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$223 )
-          1'h0:
-              \$502  = \$74 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            casez (\$80 )
-              1'h0:
-                  \$502  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$502  = 7'h00;
-    end
-    if (rst) begin
-      \$502  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$503  = in_count1;
-    if (\$72 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$223 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$503  = \$74 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$80 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$503  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$131 ) begin
-      \$503  = 7'h00;
-    end
-    if (rst) begin
-      \$503  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$504  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            \$504  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$122 ) begin
-            end else begin
-              \$504  = \$123 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$504  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$505  = \$signal$228 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            \$505  = \$signal$223 ;
-          end
-    endcase
-    if (rst) begin
-      \$505  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$506  = \$signal$223 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            \$506  = \$79 ;
-          end
-    endcase
-    if (\$131 ) begin
-      \$506  = 1'h0;
-    end
-    if (rst) begin
-      \$506  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$507  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$78 ) begin
-            (* full_case = 32'd1 *)
-            if (\$81 ) begin
-              \$507  = 4'h1;
-            end else begin
-              \$507  = 4'h2;
-            end
-          end
-      4'h2:
-          (* full_case = 32'd1 *)
-          if (\$82 ) begin
-            \$507  = 4'h3;
-          end else begin
-            \$507  = 4'h4;
-          end
-      4'h4:
-          \$507  = 4'h5;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-            \$507  = 4'h6;
-          end else begin
-            \$507  = 4'h7;
-          end
-      4'h7:
-          (* full_case = 32'd1 *)
-          if (\$107 ) begin
-          end else begin
-            \$507  = 4'h5;
-          end
-      4'h6:
-          if (\$109 ) begin
-          end else if (\$116 ) begin
-            \$507  = 4'h8;
-          end
-      4'h8:
-          \$507  = 4'h9;
-      4'h9:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$507  = 4'ha;
-            end else begin
-              \$507  = 4'h4;
-            end
-          end
-      4'h3:
-          if (done) begin
-            \$507  = 4'ha;
-          end
-      4'ha:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$122 ) begin
-              \$507  = 4'h1;
-            end else begin
-              \$507  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$507  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$507  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$508  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$508  = 5'h00;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$508  = \$118 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$508  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$509  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$509  = \edge [2:0];
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ev_load) begin
-            \$509  = ev_src;
-          end
-    endcase
-    if (rst) begin
-      \$509  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$510  = \$signal$110 ;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$510  = \$84 ;
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ev_load) begin
-            \$510  = ev_from_input;
-          end
-    endcase
-    if (rst) begin
-      \$510  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$511  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$511  = \$87 ;
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ev_load) begin
-            \$511  = \$119 ;
-          end
-    endcase
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$512  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$512  = 8'h00;
-          end
-      4'h7:
-          if (\$107 ) begin
-            \$512  = \$108 [7:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-        begin
-          if (ev_load) begin
-            \$512  = 8'h00;
-          end
-          if (ev_step) begin
-            \$512  = \$120 [7:0];
-          end
-        end
-    endcase
-    if (rst) begin
-      \$512  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$513  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$513  = \$92 ;
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ev_load) begin
-            \$513  = ev_cnt;
-          end
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$43  = \$signal ;
     if (rst) begin
-      \$513  = 8'h00;
+      \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$514  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$514  = \edge [14:4];
-          end
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$44  = \$signal$9 ;
     if (rst) begin
-      \$514  = 11'h000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$515  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$83 ) begin
-          end else begin
-            \$515  = \$106 [12:0];
-          end
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$45  = s1b_x;
     if (rst) begin
-      \$515  = 13'h0000;
+      \$45  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$516  = drain_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          if (\$109 ) begin
-            \$516  = \$117 [1:0];
-          end else if (\$116 ) begin
-            \$516  = 2'h0;
-          end
-    endcase
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$46  = s2_valid;
     if (rst) begin
-      \$516  = 2'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$517  = cur;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$517  = \$129 ;
-          end
-    endcase
-    if (\$131 ) begin
-      \$517  = 1'h0;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$47  = \$signal$13 ;
     if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_region)
-      4'h4:
-          host_rdata = { 39'h0000000000, \$247  };
-      4'h2:
-          host_rdata = { 6'h00, \$248  };
-      4'h3:
-          host_rdata = { 31'h00000000, \$249  };
-      4'h8:
-          host_rdata = { 31'h00000000, \$250  };
-      4'h9:
-          host_rdata = { 38'h0000000000, \$251  };
-      4'h5:
-          host_rdata = { 15'h0000, rdata };
-      default:
-          host_rdata = rd_reg;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__addr = 11'h000;
-    if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$278  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__data = 15'h0000;
-    if (\event ) begin
-      ev_wr__data[6:0] = records__payload[10:4];
-      ev_wr__data[14:7] = 8'h01;
-      if (layer[45]) begin
-        ev_wr__data[14:7] = records__payload[19:12];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__en = 1'h0;
-    if (\event ) begin
-      ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    inc = 18'h00000;
-    if (\event ) begin
-      if (\$279 ) begin
-        inc[3] = 1'h1;
-      end
-      if (\$280 ) begin
-        inc[7] = 1'h1;
-      end
-      if (\$281 ) begin
-        inc[11] = 1'h1;
-      end
-      if (\$282 ) begin
-        inc[15] = 1'h1;
-      end
-    end
-    if (busy) begin
-      inc[16] = 1'h1;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-        begin
-          if (\$362 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$363 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$364 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$365 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h5:
-        begin
-          if (\$366 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$367 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$368 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$369 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h7:
-        begin
-          if (\$370 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$371 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$372 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$373 ) begin
-            inc[12] = 1'h1;
-          end
-          if (\$374 ) begin
-            if (\$375 ) begin
-              if (\$376 ) begin
-                inc[2] = 1'h1;
-              end
-              if (\$377 ) begin
-                inc[6] = 1'h1;
-              end
-              if (\$378 ) begin
-                inc[10] = 1'h1;
-              end
-              if (\$379 ) begin
-                inc[14] = 1'h1;
-              end
-            end
-          end
-        end
-      4'h6:
-        begin
-          if (\$381 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$382 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$383 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$384 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h8:
-        begin
-          if (\$385 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$386 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$387 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$388 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      4'h9:
-        begin
-          if (\$389 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$390 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$391 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$392 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      4'h3:
-        begin
-          if (inc_syn) begin
-            if (\$396 ) begin
-              inc[0] = 1'h1;
-            end
-            if (\$397 ) begin
-              inc[4] = 1'h1;
-            end
-            if (\$398 ) begin
-              inc[8] = 1'h1;
-            end
-            if (\$399 ) begin
-              inc[12] = 1'h1;
-            end
-          end
-          if (inc_neuron) begin
-            if (\$400 ) begin
-              inc[1] = 1'h1;
-            end
-            if (\$401 ) begin
-              inc[5] = 1'h1;
-            end
-            if (\$402 ) begin
-              inc[9] = 1'h1;
-            end
-            if (\$403 ) begin
-              inc[13] = 1'h1;
-            end
-          end
-          if (inc_events) begin
-            if (\$404 ) begin
-              inc[2] = 1'h1;
-            end
-            if (\$405 ) begin
-              inc[6] = 1'h1;
-            end
-            if (\$406 ) begin
-              inc[10] = 1'h1;
-            end
-            if (\$407 ) begin
-              inc[14] = 1'h1;
-            end
-          end
-        end
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            inc[17] = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$357 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal$223 , \$358  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$357 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__en = 1'h0;
-    if (\$357 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          busy = 1'h1;
-      4'h4:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h8:
-          busy = 1'h1;
-      4'h9:
-          busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
-      4'ha:
-          busy = 1'h1;
-      4'h1:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    start = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          if (\$361 ) begin
-            start = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$114  = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          \$signal$114  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    e_set = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          e_set = 1'h1;
-      4'h5:
-          /* empty */;
-      4'h7:
-          (* full_case = 32'd1 *)
-          if (\$374 ) begin
-          end else begin
-            e_set = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    e_new = 4'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          e_new = { 1'h0, layer[20:18] };
-      4'h5:
-          /* empty */;
-      4'h7:
-          (* full_case = 32'd1 *)
-          if (\$374 ) begin
-          end else begin
-            e_new = \$380 [3:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          if (\$374 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            load = 1'h1;
-          end
-      4'h3:
-          load = row_load;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            send = \$394 ;
-          end
-      4'h3:
-          send = row_send;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$472  = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            \spikes$472  = spikes;
-          end
-      4'h3:
-          \spikes$472  = row_spikes;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    base = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            base = \$395 [7:0];
-          end
-      4'h3:
-          base = row_base;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$474  = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            \layer$474  = li;
-          end
-      4'h3:
-          \layer$474  = li;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \emit_values$475  = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            \emit_values$475  = layer[44];
-          end
-      4'h3:
-          \emit_values$475  = layer[44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            values[15:0] = u_new0;
-            values[31:16] = u_new1;
-            values[47:32] = u_new2;
-            values[63:48] = u_new3;
-            values[79:64] = u_new4;
-            values[95:80] = u_new5;
-            values[111:96] = u_new6;
-            values[127:112] = u_new7;
-          end
-      4'h3:
-        begin
-          values[15:0] = row_values[15:0];
-          values[31:16] = row_values[31:16];
-          values[47:32] = row_values[47:32];
-          values[63:48] = row_values[63:48];
-          values[79:64] = row_values[79:64];
-          values[95:80] = row_values[95:80];
-          values[111:96] = row_values[111:96];
-          values[127:112] = row_values[127:112];
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$485  = 1'h0;
-    if (\$409 ) begin
-      \clear$485  = 1'h1;
+      \$47  = 1'h0;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (host_addr[1:0])
-      2'h0:
-          \$5  = layer0;
-      2'h1:
-          \$5  = layer1;
-      2'h2:
-          \$5  = layer2;
-      2'h3:
-          \$5  = layer3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (host_addr[2:0])
-      3'h0:
-          \$6  = edge0;
-      3'h1:
-          \$6  = edge1;
-      3'h2:
-          \$6  = edge2;
-      3'h3:
-          \$6  = edge3;
-      3'h4:
-          \$6  = edge4;
-      3'h5:
-          \$6  = edge5;
-      3'h6:
-          \$6  = edge6;
-      3'h7:
-          \$6  = edge7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (host_addr[1:0])
-      2'h0:
-          \$7  = ssm0;
-      2'h1:
-          \$7  = ssm1;
-      2'h2:
-          \$7  = ssm2;
-      2'h3:
-          \$7  = ssm3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$8  = layer0;
-      2'h1:
-          \$8  = layer1;
-      2'h2:
-          \$8  = layer2;
-      2'h3:
-          \$8  = layer3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e_new[2:0])
-      3'h0:
-          \$10  = edge0;
-      3'h1:
-          \$10  = edge1;
-      3'h2:
-          \$10  = edge2;
-      3'h3:
-          \$10  = edge3;
-      3'h4:
-          \$10  = edge4;
-      3'h5:
-          \$10  = edge5;
-      3'h6:
-          \$10  = edge6;
-      3'h7:
-          \$10  = edge7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$223 )
-      1'h0:
-          \$73  = in_count0;
-      1'h1:
-          \$73  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$82  = layer0[45];
-      2'h1:
-          \$82  = layer1[45];
-      2'h2:
-          \$82  = layer2[45];
-      2'h3:
-          \$82  = layer3[45];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$228 )
-      1'h0:
-          \$89  = in_count0;
-      1'h1:
-          \$89  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$90 , \edge [2:0] })
-      4'h0:
-          \$91  = count0;
-      4'h1:
-          \$91  = count1;
-      4'h2:
-          \$91  = count2;
-      4'h3:
-          \$91  = count3;
-      4'h4:
-          \$91  = count4;
-      4'h5:
-          \$91  = count5;
-      4'h6:
-          \$91  = count6;
-      4'h7:
-          \$91  = count7;
-      4'h8:
-          \$91  = count8;
-      4'h9:
-          \$91  = count9;
-      4'ha:
-          \$91  = count10;
-      4'hb:
-          \$91  = count11;
-      4'hc:
-          \$91  = count12;
-      4'hd:
-          \$91  = count13;
-      4'he:
-          \$91  = count14;
-      4'hf:
-          \$91  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$247  = weights0_nrw;
-      3'h1:
-          \$247  = weights1_nrw;
-      3'h2:
-          \$247  = weights2_nrw;
-      3'h3:
-          \$247  = weights3_nrw;
-      3'h4:
-          \$247  = weights4_nrw;
-      3'h5:
-          \$247  = weights5_nrw;
-      3'h6:
-          \$247  = weights6_nrw;
-      3'h7:
-          \$247  = weights7_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$248  = params0_nrw;
-      3'h1:
-          \$248  = params1_nrw;
-      3'h2:
-          \$248  = params2_nrw;
-      3'h3:
-          \$248  = params3_nrw;
-      3'h4:
-          \$248  = params4_nrw;
-      3'h5:
-          \$248  = params5_nrw;
-      3'h6:
-          \$248  = params6_nrw;
-      3'h7:
-          \$248  = params7_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$249  = membranes0_nrw;
-      3'h1:
-          \$249  = membranes1_nrw;
-      3'h2:
-          \$249  = membranes2_nrw;
-      3'h3:
-          \$249  = membranes3_nrw;
-      3'h4:
-          \$249  = membranes4_nrw;
-      3'h5:
-          \$249  = membranes5_nrw;
-      3'h6:
-          \$249  = membranes6_nrw;
-      3'h7:
-          \$249  = membranes7_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$250  = state_rdata[15:0];
-      3'h1:
-          \$250  = state_rdata[31:16];
-      3'h2:
-          \$250  = state_rdata[47:32];
-      3'h3:
-          \$250  = state_rdata[63:48];
-      3'h4:
-          \$250  = state_rdata[79:64];
-      3'h5:
-          \$250  = state_rdata[95:80];
-      3'h6:
-          \$250  = state_rdata[111:96];
-      3'h7:
-          \$250  = state_rdata[127:112];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$251  = 9'h000;
-    casez (rd_lane)
-      3'h0:
-          \$251  = param_rdata;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      4'h0:
-          \$278  = count0[6:0];
-      4'h1:
-          \$278  = count1[6:0];
-      4'h2:
-          \$278  = count2[6:0];
-      4'h3:
-          \$278  = count3[6:0];
-      4'h4:
-          \$278  = count4[6:0];
-      4'h5:
-          \$278  = count5[6:0];
-      4'h6:
-          \$278  = count6[6:0];
-      4'h7:
-          \$278  = count7[6:0];
-      4'h8:
-          \$278  = count8[6:0];
-      4'h9:
-          \$278  = count9[6:0];
-      4'ha:
-          \$278  = count10[6:0];
-      4'hb:
-          \$278  = count11[6:0];
-      4'hc:
-          \$278  = count12[6:0];
-      4'hd:
-          \$278  = count13[6:0];
-      4'he:
-          \$278  = count14[6:0];
-      4'hf:
-          \$278  = count15[6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$223 )
-      1'h0:
-          \$358  = in_count0;
-      1'h1:
-          \$358  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          entry = ssm0;
-      2'h1:
-          entry = ssm1;
-      2'h2:
-          entry = ssm2;
-      2'h3:
-          entry = ssm3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$228 )
-      1'h0:
-          \$359  = in_count0;
-      1'h1:
-          \$359  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ ev_list_bank, ev_src })
-      4'h0:
-          \$360  = count0;
-      4'h1:
-          \$360  = count1;
-      4'h2:
-          \$360  = count2;
-      4'h3:
-          \$360  = count3;
-      4'h4:
-          \$360  = count4;
-      4'h5:
-          \$360  = count5;
-      4'h6:
-          \$360  = count6;
-      4'h7:
-          \$360  = count7;
-      4'h8:
-          \$360  = count8;
-      4'h9:
-          \$360  = count9;
-      4'ha:
-          \$360  = count10;
-      4'hb:
-          \$360  = count11;
-      4'hc:
-          \$360  = count12;
-      4'hd:
-          \$360  = count13;
-      4'he:
-          \$360  = count14;
-      4'hf:
-          \$360  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$361  = layer0[45];
-      2'h1:
-          \$361  = layer1[45];
-      2'h2:
-          \$361  = layer2[45];
-      2'h3:
-          \$361  = layer3[45];
-    endcase
   end
-  assign \busy$68  = busy;
-  assign rowbase = \$252 [11:0];
-  assign host_req = 1'h0;
-  assign r_data = output__payload;
-  assign r_rdy = output__valid;
-  assign r_en = output__ready;
-  assign host_word = host_addr[10:0];
-  assign \host_wdata$249  = host_wdata;
-  assign \$signature__addr  = host_addr[10:0];
-  assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$257  = host_addr[4:0];
-  assign \$signature__data$258  = host_wdata[40:0];
-  assign \$signature__addr$260  = host_addr[10:0];
-  assign \$signature__data$261  = host_wdata[7:0];
-  assign \$signature__addr$263  = host_addr[4:0];
-  assign \$signature__data$264  = host_wdata[40:0];
-  assign \$signature__addr$266  = host_addr[10:0];
-  assign \$signature__data$267  = host_wdata[7:0];
-  assign \$signature__addr$269  = host_addr[4:0];
-  assign \$signature__data$270  = host_wdata[40:0];
-  assign \$signature__addr$272  = host_addr[10:0];
-  assign \$signature__data$273  = host_wdata[7:0];
-  assign \$signature__addr$275  = host_addr[4:0];
-  assign \$signature__data$276  = host_wdata[40:0];
-  assign \$signature__addr$278  = host_addr[10:0];
-  assign \$signature__data$279  = host_wdata[7:0];
-  assign \$signature__addr$281  = host_addr[4:0];
-  assign \$signature__data$282  = host_wdata[40:0];
-  assign \$signature__addr$284  = host_addr[10:0];
-  assign \$signature__data$285  = host_wdata[7:0];
-  assign \$signature__addr$287  = host_addr[4:0];
-  assign \$signature__data$288  = host_wdata[40:0];
-  assign \$signature__addr$290  = host_addr[10:0];
-  assign \$signature__data$291  = host_wdata[7:0];
-  assign \$signature__addr$293  = host_addr[4:0];
-  assign \$signature__data$294  = host_wdata[40:0];
-  assign \$signature__addr$296  = host_addr[10:0];
-  assign \$signature__data$297  = host_wdata[7:0];
-  assign \$signature__addr$299  = host_addr[4:0];
-  assign \$signature__data$300  = host_wdata[40:0];
-  assign raddr = host_addr[4:0];
-  assign re = host_re;
-  assign port__addr = \$253 [10:0];
-  assign \port__addr$309  = \$254 [4:0];
-  assign \port__addr$310  = \$255 [4:0];
-  assign \port__addr$311  = \$256 [10:0];
-  assign \port__addr$312  = \$257 [4:0];
-  assign \port__addr$313  = \$258 [4:0];
-  assign \port__addr$314  = \$259 [10:0];
-  assign \port__addr$315  = \$260 [4:0];
-  assign \port__addr$316  = \$261 [4:0];
-  assign \port__addr$317  = \$262 [10:0];
-  assign \port__addr$318  = \$263 [4:0];
-  assign \port__addr$319  = \$264 [4:0];
-  assign \port__addr$320  = \$265 [10:0];
-  assign \port__addr$321  = \$266 [4:0];
-  assign \port__addr$322  = \$267 [4:0];
-  assign \port__addr$323  = \$268 [10:0];
-  assign \port__addr$324  = \$269 [4:0];
-  assign \port__addr$325  = \$270 [4:0];
-  assign \port__addr$326  = \$271 [10:0];
-  assign \port__addr$327  = \$272 [4:0];
-  assign \port__addr$328  = \$273 [4:0];
-  assign \port__addr$329  = \$274 [10:0];
-  assign \port__addr$330  = \$275 [4:0];
-  assign \port__addr$331  = \$276 [4:0];
-  assign \port__addr$332  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$333  = { bank_sel, n[6:0] };
+  assign wr__addr = views[10:0];
+  assign wr__data = views[18:11];
+  assign port__addr = \$6 [10:0];
+  assign busy_groups = { \port$2321$0 , \port$2321$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$336  = weights1_nrw;
-  assign \b$337  = s2_x;
-  assign \a$338  = weights2_nrw;
-  assign \b$339  = s2_x;
-  assign \a$340  = weights3_nrw;
-  assign \b$341  = s2_x;
-  assign \a$342  = weights4_nrw;
-  assign \b$343  = s2_x;
-  assign \a$344  = weights5_nrw;
-  assign \b$345  = s2_x;
-  assign \a$346  = weights6_nrw;
-  assign \b$347  = s2_x;
-  assign \a$348  = weights7_nrw;
-  assign \b$349  = s2_x;
-  assign u = u_q0;
-  assign alpha = alpha_q0;
-  assign bias = bias_q0;
-  assign \u$353  = u_q1;
-  assign \alpha$354  = alpha_q1;
-  assign \bias$355  = bias_q1;
-  assign \u$356  = u_q2;
-  assign \alpha$357  = alpha_q2;
-  assign \bias$358  = bias_q2;
-  assign \u$359  = u_q3;
-  assign \alpha$360  = alpha_q3;
-  assign \bias$361  = bias_q3;
-  assign \u$362  = u_q4;
-  assign \alpha$363  = alpha_q4;
-  assign \bias$364  = bias_q4;
-  assign \u$365  = u_q5;
-  assign \alpha$366  = alpha_q5;
-  assign \bias$367  = bias_q5;
-  assign \u$368  = u_q6;
-  assign \alpha$369  = alpha_q6;
-  assign \bias$370  = bias_q6;
-  assign \u$371  = u_q7;
-  assign \alpha$372  = alpha_q7;
-  assign \bias$373  = bias_q7;
-  assign records__ready = w_rdy;
-  assign event_layer = records__payload[3:2];
-  assign event_index = { 1'h0, records__payload[10:4] };
-  assign total = acc0;
-  assign theta = params0_nrw[24:9];
-  assign v_reset = layer[43:28];
-  assign reset = layer[27:26];
-  assign spiking = layer[25];
-  assign \total$392  = acc1;
-  assign \theta$393  = params1_nrw[24:9];
-  assign \v_reset$394  = layer[43:28];
-  assign \reset$395  = layer[27:26];
-  assign \spiking$396  = layer[25];
-  assign \total$397  = acc2;
-  assign \theta$398  = params2_nrw[24:9];
-  assign \v_reset$399  = layer[43:28];
-  assign \reset$400  = layer[27:26];
-  assign \spiking$401  = layer[25];
-  assign \total$402  = acc3;
-  assign \theta$403  = params3_nrw[24:9];
-  assign \v_reset$404  = layer[43:28];
-  assign \reset$405  = layer[27:26];
-  assign \spiking$406  = layer[25];
-  assign \total$407  = acc4;
-  assign \theta$408  = params4_nrw[24:9];
-  assign \v_reset$409  = layer[43:28];
-  assign \reset$410  = layer[27:26];
-  assign \spiking$411  = layer[25];
-  assign \total$412  = acc5;
-  assign \theta$413  = params5_nrw[24:9];
-  assign \v_reset$414  = layer[43:28];
-  assign \reset$415  = layer[27:26];
-  assign \spiking$416  = layer[25];
-  assign \total$417  = acc6;
-  assign \theta$418  = params6_nrw[24:9];
-  assign \v_reset$419  = layer[43:28];
-  assign \reset$420  = layer[27:26];
-  assign \spiking$421  = layer[25];
-  assign \total$422  = acc7;
-  assign \theta$423  = params7_nrw[24:9];
-  assign \v_reset$424  = layer[43:28];
-  assign \reset$425  = layer[27:26];
-  assign \spiking$426  = layer[25];
-  assign \$signature__addr$427  = \$283 [4:0];
-  assign \$signature__data$428  = \$284 [15:0];
-  assign \$signature__addr$431  = \$289 [4:0];
-  assign \$signature__data$432  = \$290 [15:0];
-  assign \$signature__addr$434  = \$295 [4:0];
-  assign \$signature__data$435  = \$296 [15:0];
-  assign \$signature__addr$437  = \$301 [4:0];
-  assign \$signature__data$438  = \$302 [15:0];
-  assign \$signature__addr$440  = \$307 [4:0];
-  assign \$signature__data$441  = \$308 [15:0];
-  assign \$signature__addr$443  = \$313 [4:0];
-  assign \$signature__data$444  = \$314 [15:0];
-  assign \$signature__addr$446  = \$319 [4:0];
-  assign \$signature__data$447  = \$320 [15:0];
-  assign \$signature__addr$449  = \$325 [4:0];
-  assign \$signature__data$450  = \$326 [15:0];
-  assign m_len = layer[7:0];
-  assign chunks = layer[12:8];
-  assign emit_values = layer[44];
-  assign layer_index = li;
-  assign \cur$460  = cur;
-  assign in_rbank = \$signal$228 ;
-  assign \busy$462  = busy;
-  assign \n$463  = n;
-  assign \cnt$464  = cnt;
-  assign ev_index = s1_index;
-  assign ev_value = s1_value;
-  assign \can_load$468  = can_load;
-  assign \input__payload.index  = input__payload[6:0];
-  assign \input__payload.value  = input__payload[14:7];
-  assign \input__payload.end  = input__payload[15];
-  assign \output__payload.kind  = output__payload[1:0];
-  assign \output__payload.layer  = output__payload[3:2];
-  assign \output__payload.index  = output__payload[10:4];
-  assign \output__payload.spike  = output__payload[11];
-  assign \output__payload.value  = output__payload[27:12];
-  assign \events_nrw.index  = events_nrw[6:0];
-  assign \events_nrw.value  = events_nrw[14:7];
-  assign \port__data.index  = port__data[6:0];
-  assign \port__data.value  = port__data[14:7];
-  assign \input_events_nrw.index  = input_events_nrw[6:0];
-  assign \input_events_nrw.value  = input_events_nrw[14:7];
-  assign \port__data$19.index  = \port__data$19 [6:0];
-  assign \port__data$19.value  = \port__data$19 [14:7];
-  assign \params0_nrw.alpha  = params0_nrw[8:0];
-  assign \params0_nrw.theta  = params0_nrw[24:9];
-  assign \params0_nrw.bias  = params0_nrw[40:25];
-  assign \port__data$23.alpha  = \port__data$23 [8:0];
-  assign \port__data$23.theta  = \port__data$23 [24:9];
-  assign \port__data$23.bias  = \port__data$23 [40:25];
-  assign \params1_nrw.alpha  = params1_nrw[8:0];
-  assign \params1_nrw.theta  = params1_nrw[24:9];
-  assign \params1_nrw.bias  = params1_nrw[40:25];
-  assign \port__data$29.alpha  = \port__data$29 [8:0];
-  assign \port__data$29.theta  = \port__data$29 [24:9];
-  assign \port__data$29.bias  = \port__data$29 [40:25];
-  assign \params2_nrw.alpha  = params2_nrw[8:0];
-  assign \params2_nrw.theta  = params2_nrw[24:9];
-  assign \params2_nrw.bias  = params2_nrw[40:25];
-  assign \port__data$35.alpha  = \port__data$35 [8:0];
-  assign \port__data$35.theta  = \port__data$35 [24:9];
-  assign \port__data$35.bias  = \port__data$35 [40:25];
-  assign \params3_nrw.alpha  = params3_nrw[8:0];
-  assign \params3_nrw.theta  = params3_nrw[24:9];
-  assign \params3_nrw.bias  = params3_nrw[40:25];
-  assign \port__data$41.alpha  = \port__data$41 [8:0];
-  assign \port__data$41.theta  = \port__data$41 [24:9];
-  assign \port__data$41.bias  = \port__data$41 [40:25];
-  assign \params4_nrw.alpha  = params4_nrw[8:0];
-  assign \params4_nrw.theta  = params4_nrw[24:9];
-  assign \params4_nrw.bias  = params4_nrw[40:25];
-  assign \port__data$47.alpha  = \port__data$47 [8:0];
-  assign \port__data$47.theta  = \port__data$47 [24:9];
-  assign \port__data$47.bias  = \port__data$47 [40:25];
-  assign \params5_nrw.alpha  = params5_nrw[8:0];
-  assign \params5_nrw.theta  = params5_nrw[24:9];
-  assign \params5_nrw.bias  = params5_nrw[40:25];
-  assign \port__data$53.alpha  = \port__data$53 [8:0];
-  assign \port__data$53.theta  = \port__data$53 [24:9];
-  assign \port__data$53.bias  = \port__data$53 [40:25];
-  assign \params6_nrw.alpha  = params6_nrw[8:0];
-  assign \params6_nrw.theta  = params6_nrw[24:9];
-  assign \params6_nrw.bias  = params6_nrw[40:25];
-  assign \port__data$59.alpha  = \port__data$59 [8:0];
-  assign \port__data$59.theta  = \port__data$59 [24:9];
-  assign \port__data$59.bias  = \port__data$59 [40:25];
-  assign \params7_nrw.alpha  = params7_nrw[8:0];
-  assign \params7_nrw.theta  = params7_nrw[24:9];
-  assign \params7_nrw.bias  = params7_nrw[40:25];
-  assign \port__data$65.alpha  = \port__data$65 [8:0];
-  assign \port__data$65.theta  = \port__data$65 [24:9];
-  assign \port__data$65.bias  = \port__data$65 [40:25];
-  assign \layer0.size  = layer0[7:0];
-  assign \layer0.rows  = layer0[12:8];
-  assign \layer0.sbase  = layer0[17:13];
-  assign \layer0.ebase  = layer0[20:18];
-  assign \layer0.ecount  = layer0[24:21];
-  assign \layer0.spiking  = layer0[25];
-  assign \layer0.reset  = layer0[27:26];
-  assign \layer0.v_reset  = layer0[43:28];
-  assign \layer0.emit_values  = layer0[44];
-  assign \layer0.ssm  = layer0[45];
-  assign \layer1.size  = layer1[7:0];
-  assign \layer1.rows  = layer1[12:8];
-  assign \layer1.sbase  = layer1[17:13];
-  assign \layer1.ebase  = layer1[20:18];
-  assign \layer1.ecount  = layer1[24:21];
-  assign \layer1.spiking  = layer1[25];
-  assign \layer1.reset  = layer1[27:26];
-  assign \layer1.v_reset  = layer1[43:28];
-  assign \layer1.emit_values  = layer1[44];
-  assign \layer1.ssm  = layer1[45];
-  assign \layer2.size  = layer2[7:0];
-  assign \layer2.rows  = layer2[12:8];
-  assign \layer2.sbase  = layer2[17:13];
-  assign \layer2.ebase  = layer2[20:18];
-  assign \layer2.ecount  = layer2[24:21];
-  assign \layer2.spiking  = layer2[25];
-  assign \layer2.reset  = layer2[27:26];
-  assign \layer2.v_reset  = layer2[43:28];
-  assign \layer2.emit_values  = layer2[44];
-  assign \layer2.ssm  = layer2[45];
-  assign \layer3.size  = layer3[7:0];
-  assign \layer3.rows  = layer3[12:8];
-  assign \layer3.sbase  = layer3[17:13];
-  assign \layer3.ebase  = layer3[20:18];
-  assign \layer3.ecount  = layer3[24:21];
-  assign \layer3.spiking  = layer3[25];
-  assign \layer3.reset  = layer3[27:26];
-  assign \layer3.v_reset  = layer3[43:28];
-  assign \layer3.emit_values  = layer3[44];
-  assign \layer3.ssm  = layer3[45];
-  assign \edge0.src  = edge0[2:0];
-  assign \edge0.recurrent  = edge0[3];
-  assign \edge0.wbase  = edge0[14:4];
-  assign \edge0.nsrc  = edge0[22:15];
-  assign \edge1.src  = edge1[2:0];
-  assign \edge1.recurrent  = edge1[3];
-  assign \edge1.wbase  = edge1[14:4];
-  assign \edge1.nsrc  = edge1[22:15];
-  assign \edge2.src  = edge2[2:0];
-  assign \edge2.recurrent  = edge2[3];
-  assign \edge2.wbase  = edge2[14:4];
-  assign \edge2.nsrc  = edge2[22:15];
-  assign \edge3.src  = edge3[2:0];
-  assign \edge3.recurrent  = edge3[3];
-  assign \edge3.wbase  = edge3[14:4];
-  assign \edge3.nsrc  = edge3[22:15];
-  assign \edge4.src  = edge4[2:0];
-  assign \edge4.recurrent  = edge4[3];
-  assign \edge4.wbase  = edge4[14:4];
-  assign \edge4.nsrc  = edge4[22:15];
-  assign \edge5.src  = edge5[2:0];
-  assign \edge5.recurrent  = edge5[3];
-  assign \edge5.wbase  = edge5[14:4];
-  assign \edge5.nsrc  = edge5[22:15];
-  assign \edge6.src  = edge6[2:0];
-  assign \edge6.recurrent  = edge6[3];
-  assign \edge6.wbase  = edge6[14:4];
-  assign \edge6.nsrc  = edge6[22:15];
-  assign \edge7.src  = edge7[2:0];
-  assign \edge7.recurrent  = edge7[3];
-  assign \edge7.wbase  = edge7[14:4];
-  assign \edge7.nsrc  = edge7[22:15];
-  assign \ssm0.n  = ssm0[4:0];
-  assign \ssm0.ssbase  = ssm0[10:5];
-  assign \ssm0.pbase  = ssm0[19:11];
-  assign \ssm0.k_src  = ssm0[22:20];
-  assign \ssm0.k_rec  = ssm0[23];
-  assign \ssm0.k_const  = ssm0[24];
-  assign \ssm0.v_src  = ssm0[27:25];
-  assign \ssm0.v_rec  = ssm0[28];
-  assign \ssm0.v_const  = ssm0[29];
-  assign \ssm0.q_src  = ssm0[32:30];
-  assign \ssm0.q_rec  = ssm0[33];
-  assign \ssm0.q_const  = ssm0[34];
-  assign \ssm0.g_src  = ssm0[37:35];
-  assign \ssm0.g_rec  = ssm0[38];
-  assign \ssm0.selective  = ssm0[39];
-  assign \ssm0.y_shift  = ssm0[45:40];
-  assign \ssm0.skip  = ssm0[46];
-  assign \ssm1.n  = ssm1[4:0];
-  assign \ssm1.ssbase  = ssm1[10:5];
-  assign \ssm1.pbase  = ssm1[19:11];
-  assign \ssm1.k_src  = ssm1[22:20];
-  assign \ssm1.k_rec  = ssm1[23];
-  assign \ssm1.k_const  = ssm1[24];
-  assign \ssm1.v_src  = ssm1[27:25];
-  assign \ssm1.v_rec  = ssm1[28];
-  assign \ssm1.v_const  = ssm1[29];
-  assign \ssm1.q_src  = ssm1[32:30];
-  assign \ssm1.q_rec  = ssm1[33];
-  assign \ssm1.q_const  = ssm1[34];
-  assign \ssm1.g_src  = ssm1[37:35];
-  assign \ssm1.g_rec  = ssm1[38];
-  assign \ssm1.selective  = ssm1[39];
-  assign \ssm1.y_shift  = ssm1[45:40];
-  assign \ssm1.skip  = ssm1[46];
-  assign \ssm2.n  = ssm2[4:0];
-  assign \ssm2.ssbase  = ssm2[10:5];
-  assign \ssm2.pbase  = ssm2[19:11];
-  assign \ssm2.k_src  = ssm2[22:20];
-  assign \ssm2.k_rec  = ssm2[23];
-  assign \ssm2.k_const  = ssm2[24];
-  assign \ssm2.v_src  = ssm2[27:25];
-  assign \ssm2.v_rec  = ssm2[28];
-  assign \ssm2.v_const  = ssm2[29];
-  assign \ssm2.q_src  = ssm2[32:30];
-  assign \ssm2.q_rec  = ssm2[33];
-  assign \ssm2.q_const  = ssm2[34];
-  assign \ssm2.g_src  = ssm2[37:35];
-  assign \ssm2.g_rec  = ssm2[38];
-  assign \ssm2.selective  = ssm2[39];
-  assign \ssm2.y_shift  = ssm2[45:40];
-  assign \ssm2.skip  = ssm2[46];
-  assign \ssm3.n  = ssm3[4:0];
-  assign \ssm3.ssbase  = ssm3[10:5];
-  assign \ssm3.pbase  = ssm3[19:11];
-  assign \ssm3.k_src  = ssm3[22:20];
-  assign \ssm3.k_rec  = ssm3[23];
-  assign \ssm3.k_const  = ssm3[24];
-  assign \ssm3.v_src  = ssm3[27:25];
-  assign \ssm3.v_rec  = ssm3[28];
-  assign \ssm3.v_const  = ssm3[29];
-  assign \ssm3.q_src  = ssm3[32:30];
-  assign \ssm3.q_rec  = ssm3[33];
-  assign \ssm3.q_const  = ssm3[34];
-  assign \ssm3.g_src  = ssm3[37:35];
-  assign \ssm3.g_rec  = ssm3[38];
-  assign \ssm3.selective  = ssm3[39];
-  assign \ssm3.y_shift  = ssm3[45:40];
-  assign \ssm3.skip  = ssm3[46];
-  assign \layer.size  = layer[7:0];
-  assign \layer.rows  = layer[12:8];
-  assign \layer.sbase  = layer[17:13];
-  assign \layer.ebase  = layer[20:18];
-  assign \layer.ecount  = layer[24:21];
-  assign \layer.spiking  = layer[25];
-  assign \layer.reset  = layer[27:26];
-  assign \layer.v_reset  = layer[43:28];
-  assign \layer.emit_values  = layer[44];
-  assign \layer.ssm  = layer[45];
-  assign \edge.src  = \edge [2:0];
-  assign \edge.recurrent  = \edge [3];
-  assign \edge.wbase  = \edge [14:4];
-  assign \edge.nsrc  = \edge [22:15];
-  assign \state_word[0]  = state_word[10:0];
-  assign \state_word[1]  = state_word[21:11];
-  assign \state_word[2]  = state_word[32:22];
-  assign \state_word[3]  = state_word[43:33];
-  assign \state_word[4]  = state_word[54:44];
-  assign \state_word[5]  = state_word[65:55];
-  assign \state_word[6]  = state_word[76:66];
-  assign \state_word[7]  = state_word[87:77];
-  assign \state_wdata[0]  = state_wdata[46:0];
-  assign \state_wdata[1]  = state_wdata[93:47];
-  assign \state_wdata[2]  = state_wdata[140:94];
-  assign \state_wdata[3]  = state_wdata[187:141];
-  assign \state_wdata[4]  = state_wdata[234:188];
-  assign \state_wdata[5]  = state_wdata[281:235];
-  assign \state_wdata[6]  = state_wdata[328:282];
-  assign \state_wdata[7]  = state_wdata[375:329];
-  assign \$signature__data$258.alpha  = host_wdata[8:0];
-  assign \$signature__data$258.theta  = host_wdata[24:9];
-  assign \$signature__data$258.bias  = host_wdata[40:25];
-  assign \$signature__data$264.alpha  = host_wdata[8:0];
-  assign \$signature__data$264.theta  = host_wdata[24:9];
-  assign \$signature__data$264.bias  = host_wdata[40:25];
-  assign \$signature__data$270.alpha  = host_wdata[8:0];
-  assign \$signature__data$270.theta  = host_wdata[24:9];
-  assign \$signature__data$270.bias  = host_wdata[40:25];
-  assign \$signature__data$276.alpha  = host_wdata[8:0];
-  assign \$signature__data$276.theta  = host_wdata[24:9];
-  assign \$signature__data$276.bias  = host_wdata[40:25];
-  assign \$signature__data$282.alpha  = host_wdata[8:0];
-  assign \$signature__data$282.theta  = host_wdata[24:9];
-  assign \$signature__data$282.bias  = host_wdata[40:25];
-  assign \$signature__data$288.alpha  = host_wdata[8:0];
-  assign \$signature__data$288.theta  = host_wdata[24:9];
-  assign \$signature__data$288.bias  = host_wdata[40:25];
-  assign \$signature__data$294.alpha  = host_wdata[8:0];
-  assign \$signature__data$294.theta  = host_wdata[24:9];
-  assign \$signature__data$294.bias  = host_wdata[40:25];
-  assign \$signature__data$300.alpha  = host_wdata[8:0];
-  assign \$signature__data$300.theta  = host_wdata[24:9];
-  assign \$signature__data$300.bias  = host_wdata[40:25];
-  assign \state_rdata[0]  = state_rdata[15:0];
-  assign \state_rdata[1]  = state_rdata[31:16];
-  assign \state_rdata[2]  = state_rdata[47:32];
-  assign \state_rdata[3]  = state_rdata[63:48];
-  assign \state_rdata[4]  = state_rdata[79:64];
-  assign \state_rdata[5]  = state_rdata[95:80];
-  assign \state_rdata[6]  = state_rdata[111:96];
-  assign \state_rdata[7]  = state_rdata[127:112];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[3:2];
-  assign \end_record.index  = end_record[10:4];
-  assign \end_record.spike  = end_record[11];
-  assign \end_record.value  = end_record[27:12];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \ev_wr__data.index  = ev_wr__data[6:0];
-  assign \ev_wr__data.value  = ev_wr__data[14:7];
-  assign \in_wr__data.index  = in_wr__data[6:0];
-  assign \in_wr__data.value  = in_wr__data[14:7];
-  assign \entry.n  = entry[4:0];
-  assign \entry.ssbase  = entry[10:5];
-  assign \entry.pbase  = entry[19:11];
-  assign \entry.k_src  = entry[22:20];
-  assign \entry.k_rec  = entry[23];
-  assign \entry.k_const  = entry[24];
-  assign \entry.v_src  = entry[27:25];
-  assign \entry.v_rec  = entry[28];
-  assign \entry.v_const  = entry[29];
-  assign \entry.q_src  = entry[32:30];
-  assign \entry.q_rec  = entry[33];
-  assign \entry.q_const  = entry[34];
-  assign \entry.g_src  = entry[37:35];
-  assign \entry.g_rec  = entry[38];
-  assign \entry.selective  = entry[39];
-  assign \entry.y_shift  = entry[45:40];
-  assign \entry.skip  = entry[46];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
-  assign \row_values[0]  = row_values[15:0];
-  assign \row_values[1]  = row_values[31:16];
-  assign \row_values[2]  = row_values[47:32];
-  assign \row_values[3]  = row_values[63:48];
-  assign \row_values[4]  = row_values[79:64];
-  assign \row_values[5]  = row_values[95:80];
-  assign \row_values[6]  = row_values[111:96];
-  assign \row_values[7]  = row_values[127:112];
-  assign valid_lanes[7] = \$354 ;
-  assign valid_lanes[6] = \$351 ;
-  assign valid_lanes[5] = \$348 ;
-  assign valid_lanes[4] = \$345 ;
-  assign valid_lanes[3] = \$342 ;
-  assign valid_lanes[2] = \$339 ;
-  assign valid_lanes[1] = \$336 ;
-  assign valid_lanes[0] = \$333 ;
-  assign end_record[1:0] = 2'h2;
-  assign end_record[27:2] = 26'h0000000;
-  assign state_we[7] = \$166 ;
-  assign state_we[6] = \$162 ;
-  assign state_we[5] = \$158 ;
-  assign state_we[4] = \$154 ;
-  assign state_we[3] = \$150 ;
-  assign state_we[2] = \$146 ;
-  assign state_we[1] = \$142 ;
-  assign state_we[0] = \$138 ;
-  assign state_wdata[375:329] = host_wdata;
-  assign state_wdata[328:282] = host_wdata;
-  assign state_wdata[281:235] = host_wdata;
-  assign state_wdata[234:188] = host_wdata;
-  assign state_wdata[187:141] = host_wdata;
-  assign state_wdata[140:94] = host_wdata;
-  assign state_wdata[93:47] = host_wdata;
-  assign state_wdata[46:0] = host_wdata;
-  assign state_word[87:77] = host_addr[10:0];
-  assign state_word[76:66] = host_addr[10:0];
-  assign state_word[65:55] = host_addr[10:0];
-  assign state_word[54:44] = host_addr[10:0];
-  assign state_word[43:33] = host_addr[10:0];
-  assign state_word[32:22] = host_addr[10:0];
-  assign state_word[21:11] = host_addr[10:0];
-  assign state_word[10:0] = host_addr[10:0];
-  assign \$77  = 1'h1;
-  assign \$78  = \$76 ;
-  assign \$93  = { 1'h0, \edge [22:15] };
-  assign \$95  = { \edge [22:15], 1'h0 };
-  assign \$98  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$100  = { \edge [22:15], 3'h0 };
-  assign \$104  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \wr__addr$42  = views[10:0];
+  assign \wr__data$43  = views[18:11];
+  assign \port__addr$45  = \$10 [10:0];
+  assign \a$46  = weights1_nrw;
+  assign \b$47  = s2_x;
+  assign \wr__addr$49  = views[10:0];
+  assign \wr__data$50  = views[18:11];
+  assign \port__addr$52  = \$14 [10:0];
+  assign \a$53  = weights2_nrw;
+  assign \b$54  = s2_x;
+  assign \wr__addr$56  = views[10:0];
+  assign \wr__data$57  = views[18:11];
+  assign \port__addr$59  = \$18 [10:0];
+  assign \a$60  = weights3_nrw;
+  assign \b$61  = s2_x;
+  assign \wr__addr$63  = views[77:67];
+  assign \wr__data$64  = views[85:78];
+  assign \port__addr$66  = \$22 [10:0];
+  assign \a$67  = weights4_nrw;
+  assign \b$68  = s2_x;
+  assign \wr__addr$70  = views[77:67];
+  assign \wr__data$71  = views[85:78];
+  assign \port__addr$73  = \$26 [10:0];
+  assign \a$74  = weights5_nrw;
+  assign \b$75  = s2_x;
+  assign \wr__addr$77  = views[77:67];
+  assign \wr__data$78  = views[85:78];
+  assign \port__addr$80  = \$30 [10:0];
+  assign \a$81  = weights6_nrw;
+  assign \b$82  = s2_x;
+  assign \wr__addr$84  = views[77:67];
+  assign \wr__data$85  = views[85:78];
+  assign \port__addr$87  = \$34 [10:0];
+  assign \a$88  = weights7_nrw;
+  assign \b$89  = s2_x;
+  assign prod_valid = { s4_valid, s4_valid };
+  assign \ev.index  = ev[6:0];
+  assign \ev.value  = ev[14:7];
+  assign \views[0]  = views[66:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[57:11];
+  assign \views[0].we  = views[58];
+  assign \views[0].re  = views[59];
+  assign \views[0].region  = views[63:60];
+  assign \views[0].lane  = views[66:64];
+  assign \views[1]  = views[133:67];
+  assign \views[1].word  = views[77:67];
+  assign \views[1].wdata  = views[124:78];
+  assign \views[1].we  = views[125];
+  assign \views[1].re  = views[126];
+  assign \views[1].region  = views[130:127];
+  assign \views[1].lane  = views[133:131];
+  assign \weights_rdata[0]  = weights_rdata[46:0];
+  assign \weights_rdata[1]  = weights_rdata[93:47];
+  assign \weights_rdata[2]  = weights_rdata[140:94];
+  assign \weights_rdata[3]  = weights_rdata[187:141];
+  assign \weights_rdata[4]  = weights_rdata[234:188];
+  assign \weights_rdata[5]  = weights_rdata[281:235];
+  assign \weights_rdata[6]  = weights_rdata[328:282];
+  assign \weights_rdata[7]  = weights_rdata[375:329];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod[2]  = prod[47:32];
+  assign \prod[3]  = prod[63:48];
+  assign \prod[4]  = prod[79:64];
+  assign \prod[5]  = prod[95:80];
+  assign \prod[6]  = prod[111:96];
+  assign \prod[7]  = prod[127:112];
+  assign prod[127:112] = \p$90 ;
+  assign prod[111:96] = \p$83 ;
+  assign prod[95:80] = \p$76 ;
+  assign prod[79:64] = \p$69 ;
+  assign prod[63:48] = \p$62 ;
+  assign prod[47:32] = \p$55 ;
+  assign prod[31:16] = \p$48 ;
+  assign prod[15:0] = p;
+  assign weights_rdata[375:329] = { 39'h0000000000, weights7_nrw };
+  assign weights_rdata[328:282] = { 39'h0000000000, weights6_nrw };
+  assign weights_rdata[281:235] = { 39'h0000000000, weights5_nrw };
+  assign weights_rdata[234:188] = { 39'h0000000000, weights4_nrw };
+  assign weights_rdata[187:141] = { 39'h0000000000, weights3_nrw };
+  assign weights_rdata[140:94] = { 39'h0000000000, weights2_nrw };
+  assign weights_rdata[93:47] = { 39'h0000000000, weights1_nrw };
+  assign weights_rdata[46:0] = { 39'h0000000000, weights0_nrw };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.counters (re, clk, rst, total, inc, clear, raddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [5:0] \$107 ;
-  wire [7:0] \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [6:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
-  wire [7:0] \$119 ;
-  wire [5:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [6:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire [5:0] \$129 ;
-  wire [5:0] \$13 ;
-  wire [7:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire [6:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [6:0] \$14 ;
-  wire [5:0] \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [6:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire [5:0] \$151 ;
-  wire [7:0] \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [6:0] \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire [5:0] \$162 ;
-  wire [7:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire [5:0] \$173 ;
-  wire [7:0] \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [6:0] \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire [7:0] \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [5:0] \$19 ;
-  wire [6:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire [5:0] \$195 ;
-  wire [7:0] \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [7:0] \$20 ;
-  wire \$200 ;
-  wire [6:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire [5:0] \$206 ;
-  wire [7:0] \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire [31:0] \$212 ;
-  wire [32:0] \$213 ;
-  wire \$214 ;
-  reg \$215 ;
-  reg [4:0] \$216 ;
-  reg \$217 ;
-  reg [5:0] \$218 ;
-  reg \$219 ;
-  wire \$22 ;
-  reg [4:0] \$220 ;
-  reg [5:0] \$221 ;
-  reg [17:0] \$222 ;
-  reg [5:0] \$223 ;
-  reg [5:0] \$224 ;
-  reg [5:0] \$225 ;
-  reg [5:0] \$226 ;
-  reg [5:0] \$227 ;
-  reg [5:0] \$228 ;
-  reg [5:0] \$229 ;
-  wire \$23 ;
-  reg [5:0] \$230 ;
-  reg [5:0] \$231 ;
-  reg [5:0] \$232 ;
-  reg [5:0] \$233 ;
-  reg [5:0] \$234 ;
-  reg [5:0] \$235 ;
-  reg [5:0] \$236 ;
-  reg [5:0] \$237 ;
-  reg [5:0] \$238 ;
-  reg [5:0] \$239 ;
-  wire \$24 ;
-  wire [6:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire [5:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [6:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  reg [5:0] \$4 ;
-  wire \$40 ;
-  wire [5:0] \$41 ;
-  wire [7:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  reg [5:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
-  wire [7:0] \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire [6:0] \$58 ;
-  wire \$59 ;
-  wire [5:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [5:0] \$63 ;
-  wire [7:0] \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [6:0] \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [5:0] \$74 ;
-  wire [7:0] \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire [6:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
-  wire [7:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [6:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [5:0] \$96 ;
-  wire [7:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [5:0] a_delta = 6'h00;
-  reg a_stale = 1'h0;
-  input clear;
-  wire clear;
-  input clk;
-  wire clk;
-  reg [31:0] counters_nrw = 32'd0;
-  reg [5:0] delta0 = 6'h00;
-  reg [5:0] delta1 = 6'h00;
-  reg [5:0] delta10 = 6'h00;
-  reg [5:0] delta11 = 6'h00;
-  reg [5:0] delta12 = 6'h00;
-  reg [5:0] delta13 = 6'h00;
-  reg [5:0] delta14 = 6'h00;
-  reg [5:0] delta15 = 6'h00;
-  reg [5:0] delta16 = 6'h00;
-  reg [5:0] delta17 = 6'h00;
-  reg [5:0] delta2 = 6'h00;
-  reg [5:0] delta3 = 6'h00;
-  reg [5:0] delta4 = 6'h00;
-  reg [5:0] delta5 = 6'h00;
-  reg [5:0] delta6 = 6'h00;
-  reg [5:0] delta7 = 6'h00;
-  reg [5:0] delta8 = 6'h00;
-  reg [5:0] delta9 = 6'h00;
-  reg [4:0] f_idx = 5'h00;
-  reg f_valid = 1'h0;
-  input [17:0] inc;
-  wire [17:0] inc;
-  wire [4:0] port__addr;
-  wire [31:0] port__data;
-  reg [4:0] ptr = 5'h00;
-  input [4:0] raddr;
-  wire [4:0] raddr;
-  wire [31:0] rdata;
-  input re;
-  wire re;
-  input rst;
-  wire rst;
-  reg rvalid = 1'h0;
-  reg [17:0] stale = 18'h3ffff;
-  output [31:0] total;
-  wire [31:0] total;
-  (* init = 5'h00 *)
-  wire [4:0] wr__addr;
-  wire [31:0] wr__data;
-  wire wr__en;
-  (* no_rw_check = 32'd1 *)
-  reg [31:0] mem [17:0];
-  initial begin
-    mem[0] = 32'd0;
-    mem[1] = 32'd0;
-    mem[2] = 32'd0;
-    mem[3] = 32'd0;
-    mem[4] = 32'd0;
-    mem[5] = 32'd0;
-    mem[6] = 32'd0;
-    mem[7] = 32'd0;
-    mem[8] = 32'd0;
-    mem[9] = 32'd0;
-    mem[10] = 32'd0;
-    mem[11] = 32'd0;
-    mem[12] = 32'd0;
-    mem[13] = 32'd0;
-    mem[14] = 32'd0;
-    mem[15] = 32'd0;
-    mem[16] = 32'd0;
-    mem[17] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (wr__en)
-      mem[f_idx] <= \$213 [31:0];
-  end
-  assign port__data = mem[port__addr];
-  assign \$1  = ~ re;
-  assign \$2  = ~ clear;
-  assign \$3  = \$1  & \$2 ;
-  assign \$6  = re ? \$4  : \$5 ;
-  assign \$7  = stale >> raddr;
-  assign \$8  = stale >> ptr;
-  assign \$9  = re ? \$7  : \$8 ;
-  assign \$10  = ~ re;
-  assign \$11  = ptr == 5'h11;
-  assign \$12  = ptr + 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 ;
-  assign \$14  = delta0 + inc[0];
-  assign \$15  = ~ re;
-  assign \$16  = f_valid & \$15 ;
-  assign \$17  = ! f_idx;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = \$18  ? a_delta : 6'h00;
-  assign \$20  = \$14  - \$19 ;
-  assign \$21  = ~ re;
-  assign \$22  = f_valid & \$21 ;
-  assign \$23  = ! f_idx;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = delta1 + inc[1];
-  assign \$26  = ~ re;
-  assign \$27  = f_valid & \$26 ;
-  assign \$28  = f_idx == 1'h1;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = \$29  ? a_delta : 6'h00;
-  assign \$31  = \$25  - \$30 ;
-  assign \$32  = ~ re;
-  assign \$33  = f_valid & \$32 ;
-  assign \$34  = f_idx == 1'h1;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = delta2 + inc[2];
-  assign \$37  = ~ re;
-  assign \$38  = f_valid & \$37 ;
-  assign \$39  = f_idx == 2'h2;
-  assign \$40  = \$38  & \$39 ;
-  assign \$41  = \$40  ? a_delta : 6'h00;
-  assign \$42  = \$36  - \$41 ;
-  assign \$43  = ~ re;
-  assign \$44  = f_valid & \$43 ;
-  assign \$45  = f_idx == 2'h2;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = delta3 + inc[3];
-  assign \$48  = ~ re;
-  assign \$49  = f_valid & \$48 ;
-  assign \$50  = f_idx == 2'h3;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$51  ? a_delta : 6'h00;
-  assign \$53  = \$47  - \$52 ;
-  assign \$54  = ~ re;
-  assign \$55  = f_valid & \$54 ;
-  assign \$56  = f_idx == 2'h3;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = delta4 + inc[4];
-  assign \$59  = ~ re;
-  assign \$60  = f_valid & \$59 ;
-  assign \$61  = f_idx == 3'h4;
-  assign \$62  = \$60  & \$61 ;
-  assign \$63  = \$62  ? a_delta : 6'h00;
-  assign \$64  = \$58  - \$63 ;
-  assign \$65  = ~ re;
-  assign \$66  = f_valid & \$65 ;
-  assign \$67  = f_idx == 3'h4;
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = delta5 + inc[5];
-  assign \$70  = ~ re;
-  assign \$71  = f_valid & \$70 ;
-  assign \$72  = f_idx == 3'h5;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$73  ? a_delta : 6'h00;
-  assign \$75  = \$69  - \$74 ;
-  assign \$76  = ~ re;
-  assign \$77  = f_valid & \$76 ;
-  assign \$78  = f_idx == 3'h5;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = delta6 + inc[6];
-  assign \$81  = ~ re;
-  assign \$82  = f_valid & \$81 ;
-  assign \$83  = f_idx == 3'h6;
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = \$84  ? a_delta : 6'h00;
-  assign \$86  = \$80  - \$85 ;
-  assign \$87  = ~ re;
-  assign \$88  = f_valid & \$87 ;
-  assign \$89  = f_idx == 3'h6;
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = delta7 + inc[7];
-  assign \$92  = ~ re;
-  assign \$93  = f_valid & \$92 ;
-  assign \$94  = f_idx == 3'h7;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = \$95  ? a_delta : 6'h00;
-  assign \$97  = \$91  - \$96 ;
-  assign \$98  = ~ re;
-  assign \$99  = f_valid & \$98 ;
-  assign \$100  = f_idx == 3'h7;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = delta8 + inc[8];
-  assign \$103  = ~ re;
-  assign \$104  = f_valid & \$103 ;
-  assign \$105  = f_idx == 4'h8;
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = \$106  ? a_delta : 6'h00;
-  assign \$108  = \$102  - \$107 ;
-  assign \$109  = ~ re;
-  assign \$110  = f_valid & \$109 ;
-  assign \$111  = f_idx == 4'h8;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = delta9 + inc[9];
-  assign \$114  = ~ re;
-  assign \$115  = f_valid & \$114 ;
-  assign \$116  = f_idx == 4'h9;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = \$117  ? a_delta : 6'h00;
-  assign \$119  = \$113  - \$118 ;
-  assign \$120  = ~ re;
-  assign \$121  = f_valid & \$120 ;
-  assign \$122  = f_idx == 4'h9;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = delta10 + inc[10];
-  assign \$125  = ~ re;
-  assign \$126  = f_valid & \$125 ;
-  assign \$127  = f_idx == 4'ha;
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = \$128  ? a_delta : 6'h00;
-  assign \$130  = \$124  - \$129 ;
-  assign \$131  = ~ re;
-  assign \$132  = f_valid & \$131 ;
-  assign \$133  = f_idx == 4'ha;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = delta11 + inc[11];
-  assign \$136  = ~ re;
-  assign \$137  = f_valid & \$136 ;
-  assign \$138  = f_idx == 4'hb;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = \$139  ? a_delta : 6'h00;
-  assign \$141  = \$135  - \$140 ;
-  assign \$142  = ~ re;
-  assign \$143  = f_valid & \$142 ;
-  assign \$144  = f_idx == 4'hb;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = delta12 + inc[12];
-  assign \$147  = ~ re;
-  assign \$148  = f_valid & \$147 ;
-  assign \$149  = f_idx == 4'hc;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? a_delta : 6'h00;
-  assign \$152  = \$146  - \$151 ;
-  assign \$153  = ~ re;
-  assign \$154  = f_valid & \$153 ;
-  assign \$155  = f_idx == 4'hc;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = delta13 + inc[13];
-  assign \$158  = ~ re;
-  assign \$159  = f_valid & \$158 ;
-  assign \$160  = f_idx == 4'hd;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? a_delta : 6'h00;
-  assign \$163  = \$157  - \$162 ;
-  assign \$164  = ~ re;
-  assign \$165  = f_valid & \$164 ;
-  assign \$166  = f_idx == 4'hd;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = delta14 + inc[14];
-  assign \$169  = ~ re;
-  assign \$170  = f_valid & \$169 ;
-  assign \$171  = f_idx == 4'he;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = \$172  ? a_delta : 6'h00;
-  assign \$174  = \$168  - \$173 ;
-  assign \$175  = ~ re;
-  assign \$176  = f_valid & \$175 ;
-  assign \$177  = f_idx == 4'he;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = delta15 + inc[15];
-  assign \$180  = ~ re;
-  assign \$181  = f_valid & \$180 ;
-  assign \$182  = f_idx == 4'hf;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$183  ? a_delta : 6'h00;
-  assign \$185  = \$179  - \$184 ;
-  assign \$186  = ~ re;
-  assign \$187  = f_valid & \$186 ;
-  assign \$188  = f_idx == 4'hf;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = delta16 + inc[16];
-  assign \$191  = ~ re;
-  assign \$192  = f_valid & \$191 ;
-  assign \$193  = f_idx == 5'h10;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$194  ? a_delta : 6'h00;
-  assign \$196  = \$190  - \$195 ;
-  assign \$197  = ~ re;
-  assign \$198  = f_valid & \$197 ;
-  assign \$199  = f_idx == 5'h10;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = delta17 + inc[17];
-  assign \$202  = ~ re;
-  assign \$203  = f_valid & \$202 ;
-  assign \$204  = f_idx == 5'h11;
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = \$205  ? a_delta : 6'h00;
-  assign \$207  = \$201  - \$206 ;
-  assign \$208  = ~ re;
-  assign \$209  = f_valid & \$208 ;
-  assign \$210  = f_idx == 5'h11;
-  assign \$211  = \$209  & \$210 ;
-  assign port__addr = re ? raddr : ptr;
-  assign \$212  = a_stale ? 32'd0 : counters_nrw;
-  assign \$213  = \$212  + a_delta;
-  assign \$214  = ~ re;
-  assign wr__en = f_valid & \$214 ;
-  always @(posedge clk)
-    counters_nrw <= port__data;
-  always @(posedge clk)
-    f_valid <= \$215 ;
-  always @(posedge clk)
-    f_idx <= \$216 ;
-  always @(posedge clk)
-    rvalid <= \$217 ;
-  always @(posedge clk)
-    a_delta <= \$218 ;
-  always @(posedge clk)
-    a_stale <= \$219 ;
-  always @(posedge clk)
-    ptr <= \$220 ;
-  always @(posedge clk)
-    delta0 <= \$221 ;
-  always @(posedge clk)
-    stale <= \$222 ;
-  always @(posedge clk)
-    delta1 <= \$223 ;
-  always @(posedge clk)
-    delta2 <= \$224 ;
-  always @(posedge clk)
-    delta3 <= \$225 ;
-  always @(posedge clk)
-    delta4 <= \$226 ;
-  always @(posedge clk)
-    delta5 <= \$227 ;
-  always @(posedge clk)
-    delta6 <= \$228 ;
-  always @(posedge clk)
-    delta7 <= \$229 ;
-  always @(posedge clk)
-    delta8 <= \$230 ;
-  always @(posedge clk)
-    delta9 <= \$231 ;
-  always @(posedge clk)
-    delta10 <= \$232 ;
-  always @(posedge clk)
-    delta11 <= \$233 ;
-  always @(posedge clk)
-    delta12 <= \$234 ;
-  always @(posedge clk)
-    delta13 <= \$235 ;
-  always @(posedge clk)
-    delta14 <= \$236 ;
-  always @(posedge clk)
-    delta15 <= \$237 ;
-  always @(posedge clk)
-    delta16 <= \$238 ;
-  always @(posedge clk)
-    delta17 <= \$239 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = 6'h00;
-    casez (raddr)
-      5'h00:
-          \$4  = delta0;
-      5'h01:
-          \$4  = delta1;
-      5'h02:
-          \$4  = delta2;
-      5'h03:
-          \$4  = delta3;
-      5'h04:
-          \$4  = delta4;
-      5'h05:
-          \$4  = delta5;
-      5'h06:
-          \$4  = delta6;
-      5'h07:
-          \$4  = delta7;
-      5'h08:
-          \$4  = delta8;
-      5'h09:
-          \$4  = delta9;
-      5'h0a:
-          \$4  = delta10;
-      5'h0b:
-          \$4  = delta11;
-      5'h0c:
-          \$4  = delta12;
-      5'h0d:
-          \$4  = delta13;
-      5'h0e:
-          \$4  = delta14;
-      5'h0f:
-          \$4  = delta15;
-      5'h10:
-          \$4  = delta16;
-      5'h11:
-          \$4  = delta17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = 6'h00;
-    casez (ptr)
-      5'h00:
-          \$5  = delta0;
-      5'h01:
-          \$5  = delta1;
-      5'h02:
-          \$5  = delta2;
-      5'h03:
-          \$5  = delta3;
-      5'h04:
-          \$5  = delta4;
-      5'h05:
-          \$5  = delta5;
-      5'h06:
-          \$5  = delta6;
-      5'h07:
-          \$5  = delta7;
-      5'h08:
-          \$5  = delta8;
-      5'h09:
-          \$5  = delta9;
-      5'h0a:
-          \$5  = delta10;
-      5'h0b:
-          \$5  = delta11;
-      5'h0c:
-          \$5  = delta12;
-      5'h0d:
-          \$5  = delta13;
-      5'h0e:
-          \$5  = delta14;
-      5'h0f:
-          \$5  = delta15;
-      5'h10:
-          \$5  = delta16;
-      5'h11:
-          \$5  = delta17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$215  = \$3 ;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$216  = ptr;
-    if (rst) begin
-      \$216  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$217  = re;
-    if (rst) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$218  = \$6 ;
-    if (rst) begin
-      \$218  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$219  = \$9 ;
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$220  = ptr;
-    if (\$10 ) begin
-      \$220  = \$13 [4:0];
-    end
-    if (rst) begin
-      \$220  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$221  = \$20 [5:0];
-    if (clear) begin
-      \$221  = 6'h00;
-    end
-    if (rst) begin
-      \$221  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$222  = stale;
-    if (\$24 ) begin
-      \$222 [0] = 1'h0;
-    end
-    if (\$35 ) begin
-      \$222 [1] = 1'h0;
-    end
-    if (\$46 ) begin
-      \$222 [2] = 1'h0;
-    end
-    if (\$57 ) begin
-      \$222 [3] = 1'h0;
-    end
-    if (\$68 ) begin
-      \$222 [4] = 1'h0;
-    end
-    if (\$79 ) begin
-      \$222 [5] = 1'h0;
-    end
-    if (\$90 ) begin
-      \$222 [6] = 1'h0;
-    end
-    if (\$101 ) begin
-      \$222 [7] = 1'h0;
-    end
-    if (\$112 ) begin
-      \$222 [8] = 1'h0;
-    end
-    if (\$123 ) begin
-      \$222 [9] = 1'h0;
-    end
-    if (\$134 ) begin
-      \$222 [10] = 1'h0;
-    end
-    if (\$145 ) begin
-      \$222 [11] = 1'h0;
-    end
-    if (\$156 ) begin
-      \$222 [12] = 1'h0;
-    end
-    if (\$167 ) begin
-      \$222 [13] = 1'h0;
-    end
-    if (\$178 ) begin
-      \$222 [14] = 1'h0;
-    end
-    if (\$189 ) begin
-      \$222 [15] = 1'h0;
-    end
-    if (\$200 ) begin
-      \$222 [16] = 1'h0;
-    end
-    if (\$211 ) begin
-      \$222 [17] = 1'h0;
-    end
-    if (clear) begin
-      \$222  = 18'h3ffff;
-    end
-    if (rst) begin
-      \$222  = 18'h3ffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$223  = \$31 [5:0];
-    if (clear) begin
-      \$223  = 6'h00;
-    end
-    if (rst) begin
-      \$223  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$224  = \$42 [5:0];
-    if (clear) begin
-      \$224  = 6'h00;
-    end
-    if (rst) begin
-      \$224  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$225  = \$53 [5:0];
-    if (clear) begin
-      \$225  = 6'h00;
-    end
-    if (rst) begin
-      \$225  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$226  = \$64 [5:0];
-    if (clear) begin
-      \$226  = 6'h00;
-    end
-    if (rst) begin
-      \$226  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$227  = \$75 [5:0];
-    if (clear) begin
-      \$227  = 6'h00;
-    end
-    if (rst) begin
-      \$227  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$228  = \$86 [5:0];
-    if (clear) begin
-      \$228  = 6'h00;
-    end
-    if (rst) begin
-      \$228  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$229  = \$97 [5:0];
-    if (clear) begin
-      \$229  = 6'h00;
-    end
-    if (rst) begin
-      \$229  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$230  = \$108 [5:0];
-    if (clear) begin
-      \$230  = 6'h00;
-    end
-    if (rst) begin
-      \$230  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$231  = \$119 [5:0];
-    if (clear) begin
-      \$231  = 6'h00;
-    end
-    if (rst) begin
-      \$231  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$232  = \$130 [5:0];
-    if (clear) begin
-      \$232  = 6'h00;
-    end
-    if (rst) begin
-      \$232  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$233  = \$141 [5:0];
-    if (clear) begin
-      \$233  = 6'h00;
-    end
-    if (rst) begin
-      \$233  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$234  = \$152 [5:0];
-    if (clear) begin
-      \$234  = 6'h00;
-    end
-    if (rst) begin
-      \$234  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$235  = \$163 [5:0];
-    if (clear) begin
-      \$235  = 6'h00;
-    end
-    if (rst) begin
-      \$235  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$236  = \$174 [5:0];
-    if (clear) begin
-      \$236  = 6'h00;
-    end
-    if (rst) begin
-      \$236  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$237  = \$185 [5:0];
-    if (clear) begin
-      \$237  = 6'h00;
-    end
-    if (rst) begin
-      \$237  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$238  = \$196 [5:0];
-    if (clear) begin
-      \$238  = 6'h00;
-    end
-    if (rst) begin
-      \$238  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$239  = \$207 [5:0];
-    if (clear) begin
-      \$239  = 6'h00;
-    end
-    if (rst) begin
-      \$239  = 6'h00;
-    end
-  end
-  assign rdata = \$213 [31:0];
-  assign wr__addr = f_idx;
-  assign wr__data = \$213 [31:0];
-  assign total = \$213 [31:0];
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak0 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak1 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak2 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak3 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak4 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak5 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak6 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.leak7 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron0 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$16 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron1 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$14 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron2 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$12 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron3 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$10 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron4 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$8 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron5 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$6 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron6 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$4 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.neuron7 (u_new, theta, \port$2420$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$2 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$2420$25 ;
-  wire [18:0] \port$2420$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2420$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2420$25 [2:1];
-  assign \$17  = \port$2420$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2420$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$2420$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$2420$25 [2:1];
-  assign v_reset = \port$2420$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [2:0] \$11 ;
-  wire [2:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
-  wire [2:0] level;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
-  output [27:0] r_data;
-  wire [27:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [2:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
-  wire [27:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [27:0] w_data;
-  input w_en;
-  wire w_en;
-  wire [2:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
-  input [27:0] w_port__data;
-  wire [27:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [27:0] storage [2:0];
-  initial begin
-    storage[0] = 28'h0000000;
-    storage[1] = 28'h0000000;
-    storage[2] = 28'h0000000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [27:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
-    if (rst) begin
-      \$30  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$31  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
-    if (rst) begin
-      \$32  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.product0 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product0 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27262,7 +34852,7 @@ module \npu_core_demo.product0 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product1 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product1 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27289,7 +34879,7 @@ module \npu_core_demo.product1 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product2 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product2 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27316,7 +34906,7 @@ module \npu_core_demo.product2 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product3 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product3 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27343,7 +34933,7 @@ module \npu_core_demo.product3 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product4 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product4 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27370,7 +34960,7 @@ module \npu_core_demo.product4 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product5 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product5 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27397,7 +34987,7 @@ module \npu_core_demo.product5 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product6 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product6 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27424,7 +35014,7 @@ module \npu_core_demo.product6 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.product7 (rst, a, b, p_q, clk);
+module \npu_core_demo.synapse.product7 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -27448,6782 +35038,4 @@ module \npu_core_demo.product7 (rst, a, b, p_q, clk);
   always @(posedge clk)
     p_q <= \$1 ;
   assign p = p_q;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.router (rst, records__ready, free, can_load, \event , load, send, \spikes$33 , \base$34 , \layer$35 , \emit_values$36 , values, out_valid, records__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire [7:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [8:0] \$35 ;
-  wire \$36 ;
-  reg [15:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [8:0] \$47 ;
-  wire [8:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  reg \$51 ;
-  reg [27:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg [7:0] \$56 ;
-  reg [7:0] \$57 ;
-  reg [1:0] \$58 ;
-  reg \$59 ;
-  wire \$6 ;
-  reg [15:0] \$60 ;
-  reg [15:0] \$61 ;
-  reg [15:0] \$62 ;
-  reg [15:0] \$63 ;
-  reg [15:0] \$64 ;
-  reg [15:0] \$65 ;
-  reg [15:0] \$66 ;
-  reg [15:0] \$67 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire advance;
-  reg [7:0] base = 8'h00;
-  input [7:0] \base$34 ;
-  wire [7:0] \base$34 ;
-  output can_load;
-  wire can_load;
-  input clk;
-  wire clk;
-  reg emit_values = 1'h0;
-  input \emit_values$36 ;
-  wire \emit_values$36 ;
-  output \event ;
-  wire \event ;
-  wire [7:0] event_index;
-  wire [1:0] event_layer;
-  output free;
-  wire free;
-  reg [1:0] layer = 2'h0;
-  input [1:0] \layer$35 ;
-  wire [1:0] \layer$35 ;
-  input load;
-  wire load;
-  wire [7:0] lowest;
-  reg none_left = 1'h1;
-  reg one_left = 1'h0;
-  (* init = 28'h0000000 *)
-  wire [27:0] out;
-  wire [6:0] \out.index ;
-  wire [1:0] \out.kind ;
-  wire [1:0] \out.layer ;
-  wire \out.spike ;
-  wire [15:0] \out.value ;
-  output out_valid;
-  reg out_valid = 1'h0;
-  reg [7:0] pending = 8'h00;
-  wire [2:0] pick;
-  output [27:0] records__payload;
-  reg [27:0] records__payload = 28'h0000000;
-  wire [6:0] \records__payload.index ;
-  wire [1:0] \records__payload.kind ;
-  wire [1:0] \records__payload.layer ;
-  wire \records__payload.spike ;
-  wire [15:0] \records__payload.value ;
-  input records__ready;
-  wire records__ready;
-  (* init = 1'h0 *)
-  wire records__valid;
-  wire [7:0] rest;
-  input rst;
-  wire rst;
-  input [7:0] send;
-  wire [7:0] send;
-  reg [7:0] spikes = 8'h00;
-  input [7:0] \spikes$33 ;
-  wire [7:0] \spikes$33 ;
-  reg [15:0] value0 = 16'h0000;
-  reg [15:0] value1 = 16'h0000;
-  reg [15:0] value2 = 16'h0000;
-  reg [15:0] value3 = 16'h0000;
-  reg [15:0] value4 = 16'h0000;
-  reg [15:0] value5 = 16'h0000;
-  reg [15:0] value6 = 16'h0000;
-  reg [15:0] value7 = 16'h0000;
-  input [127:0] values;
-  wire [127:0] values;
-  wire [15:0] \values[0] ;
-  wire [15:0] \values[1] ;
-  wire [15:0] \values[2] ;
-  wire [15:0] \values[3] ;
-  wire [15:0] \values[4] ;
-  wire [15:0] \values[5] ;
-  wire [15:0] \values[6] ;
-  wire [15:0] \values[7] ;
-  assign can_load = none_left | \$30 ;
-  assign \$31  = out_valid & records__ready;
-  assign \event  = \$31  & records__payload[11];
-  assign \$32  = ~ lowest;
-  assign rest = pending & \$32 ;
-  assign \$33  = ~ none_left;
-  assign \$34  = emit_values ? 1'h1 : 1'h0;
-  assign \$35  = base + pick;
-  assign \$36  = spikes >> pick;
-  assign \$38  = load & can_load;
-  assign \$39  = ! send;
-  assign \$40  = | send;
-  assign \$41  = send - 1'h1;
-  assign \$42  = { 1'h0, send } & \$41 ;
-  assign \$43  = ! \$42 ;
-  assign \$44  = \$40  & \$43 ;
-  assign \$45  = ! rest;
-  assign \$46  = | rest;
-  assign \$47  = rest - 1'h1;
-  assign \$48  = { 1'h0, rest } & \$47 ;
-  assign \$49  = ! \$48 ;
-  assign \$50  = \$46  & \$49 ;
-  always @(posedge clk)
-    out_valid <= \$51 ;
-  always @(posedge clk)
-    records__payload <= \$52 ;
-  always @(posedge clk)
-    pending <= \$53 ;
-  always @(posedge clk)
-    none_left <= \$54 ;
-  always @(posedge clk)
-    one_left <= \$55 ;
-  always @(posedge clk)
-    spikes <= \$56 ;
-  always @(posedge clk)
-    base <= \$57 ;
-  always @(posedge clk)
-    layer <= \$58 ;
-  always @(posedge clk)
-    emit_values <= \$59 ;
-  always @(posedge clk)
-    value0 <= \$60 ;
-  always @(posedge clk)
-    value1 <= \$61 ;
-  always @(posedge clk)
-    value2 <= \$62 ;
-  always @(posedge clk)
-    value3 <= \$63 ;
-  always @(posedge clk)
-    value4 <= \$64 ;
-  always @(posedge clk)
-    value5 <= \$65 ;
-  always @(posedge clk)
-    value6 <= \$66 ;
-  always @(posedge clk)
-    value7 <= \$67 ;
-  assign \$5  = ~ \$4 ;
-  assign \$6  = pending[1] & \$5 ;
-  assign \$7  = | pending[1:0];
-  assign \$8  = ~ \$7 ;
-  assign \$9  = pending[2] & \$8 ;
-  assign \$10  = | pending[2:0];
-  assign \$11  = ~ \$10 ;
-  assign \$12  = pending[3] & \$11 ;
-  assign \$13  = | pending[3:0];
-  assign \$14  = ~ \$13 ;
-  assign \$15  = pending[4] & \$14 ;
-  assign \$16  = | pending[4:0];
-  assign \$17  = ~ \$16 ;
-  assign \$18  = pending[5] & \$17 ;
-  assign \$19  = | pending[5:0];
-  assign \$20  = ~ \$19 ;
-  assign \$21  = pending[6] & \$20 ;
-  assign \$22  = | pending[6:0];
-  assign \$23  = ~ \$22 ;
-  assign \$24  = pending[7] & \$23 ;
-  assign \$25  = | { lowest[7], lowest[5], lowest[3], lowest[1] };
-  assign \$26  = | { lowest[7:6], lowest[3:2] };
-  assign \$27  = | lowest[7:4];
-  assign \$28  = ~ out_valid;
-  assign advance = \$28  | records__ready;
-  assign \$29  = ~ out_valid;
-  assign free = none_left & \$29 ;
-  assign \$30  = one_left & advance;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      3'h0:
-          \$37  = value0;
-      3'h1:
-          \$37  = value1;
-      3'h2:
-          \$37  = value2;
-      3'h3:
-          \$37  = value3;
-      3'h4:
-          \$37  = value4;
-      3'h5:
-          \$37  = value5;
-      3'h6:
-          \$37  = value6;
-      3'h7:
-          \$37  = value7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$51  = out_valid;
-    if (advance) begin
-      \$51  = \$33 ;
-    end
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$52  = records__payload;
-    if (advance) begin
-      \$52 [1:0] = { 1'h0, \$34  };
-      \$52 [3:2] = layer;
-      \$52 [10:4] = \$35 [6:0];
-      \$52 [11] = \$36 ;
-      \$52 [27:12] = \$37 ;
-    end
-    if (rst) begin
-      \$52  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$53  = pending;
-    if (\$38 ) begin
-      \$53  = send;
-    end else if (advance) begin
-      \$53  = rest;
-    end
-    if (rst) begin
-      \$53  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$54  = none_left;
-    if (\$38 ) begin
-      \$54  = \$39 ;
-    end else if (advance) begin
-      \$54  = \$45 ;
-    end
-    if (rst) begin
-      \$54  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$55  = one_left;
-    if (\$38 ) begin
-      \$55  = \$44 ;
-    end else if (advance) begin
-      \$55  = \$50 ;
-    end
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$56  = spikes;
-    if (\$38 ) begin
-      \$56  = \spikes$33 ;
-    end
-    if (rst) begin
-      \$56  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$57  = base;
-    if (\$38 ) begin
-      \$57  = \base$34 ;
-    end
-    if (rst) begin
-      \$57  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$58  = layer;
-    if (\$38 ) begin
-      \$58  = \layer$35 ;
-    end
-    if (rst) begin
-      \$58  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$59  = emit_values;
-    if (\$38 ) begin
-      \$59  = \emit_values$36 ;
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$60  = value0;
-    if (\$38 ) begin
-      \$60  = values[15:0];
-    end
-    if (rst) begin
-      \$60  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$61  = value1;
-    if (\$38 ) begin
-      \$61  = values[31:16];
-    end
-    if (rst) begin
-      \$61  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$62  = value2;
-    if (\$38 ) begin
-      \$62  = values[47:32];
-    end
-    if (rst) begin
-      \$62  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$63  = value3;
-    if (\$38 ) begin
-      \$63  = values[63:48];
-    end
-    if (rst) begin
-      \$63  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$64  = value4;
-    if (\$38 ) begin
-      \$64  = values[79:64];
-    end
-    if (rst) begin
-      \$64  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$65  = value5;
-    if (\$38 ) begin
-      \$65  = values[95:80];
-    end
-    if (rst) begin
-      \$65  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$66  = value6;
-    if (\$38 ) begin
-      \$66  = values[111:96];
-    end
-    if (rst) begin
-      \$66  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$67  = value7;
-    if (\$38 ) begin
-      \$67  = values[127:112];
-    end
-    if (rst) begin
-      \$67  = 16'h0000;
-    end
-  end
-  assign records__valid = out_valid;
-  assign out = records__payload;
-  assign event_index = { 1'h0, records__payload[10:4] };
-  assign event_layer = records__payload[3:2];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \out.kind  = records__payload[1:0];
-  assign \out.layer  = records__payload[3:2];
-  assign \out.index  = records__payload[10:4];
-  assign \out.spike  = records__payload[11];
-  assign \out.value  = records__payload[27:12];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
-  assign pick[2] = \$27 ;
-  assign pick[1] = \$26 ;
-  assign pick[0] = \$25 ;
-  assign lowest[7] = \$24 ;
-  assign lowest[6] = \$21 ;
-  assign lowest[5] = \$18 ;
-  assign lowest[4] = \$15 ;
-  assign lowest[3] = \$12 ;
-  assign lowest[2] = \$9 ;
-  assign lowest[1] = \$6 ;
-  assign lowest[0] = \$3 ;
-  assign \$1  = 1'h0;
-  assign \$2  = 1'h1;
-  assign \$3  = pending[0];
-  assign \$4  = pending[0];
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_demo.ssm (host_wdata, clk, rst, pm_wr__en, ev_index, ev_value, entry, list_count, row_send, row_base, param_rdata, can_load, \port$2420$0 , emit_values, n, cnt, cur, state_word, state_wdata, state_we, busy
-, start, state_rdata, ssm_ynz, row_values, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, host_word);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire [7:0] \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire [8:0] \$148 ;
-  wire [9:0] \$149 ;
-  wire \$15 ;
-  wire [10:0] \$150 ;
-  wire [8:0] \$151 ;
-  wire [9:0] \$152 ;
-  wire \$153 ;
-  wire [8:0] \$154 ;
-  wire [9:0] \$155 ;
-  wire [24:0] \$156 ;
-  wire [24:0] \$157 ;
-  reg [7:0] \$158 ;
-  wire [15:0] \$159 ;
-  wire \$16 ;
-  wire [25:0] \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire [33:0] \$163 ;
-  wire [33:0] \$164 ;
-  wire [10:0] \$165 ;
-  wire [10:0] \$166 ;
-  wire [47:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire [27:0] \$171 ;
-  wire [27:0] \$172 ;
-  wire \$173 ;
-  wire [8:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire \$176 ;
-  wire [8:0] \$177 ;
-  wire [9:0] \$178 ;
-  wire [24:0] \$179 ;
-  wire \$18 ;
-  wire [24:0] \$180 ;
-  reg [7:0] \$181 ;
-  wire [15:0] \$182 ;
-  wire [25:0] \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [33:0] \$186 ;
-  wire [33:0] \$187 ;
-  wire [10:0] \$188 ;
-  wire [10:0] \$189 ;
-  wire \$19 ;
-  wire [47:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire [27:0] \$194 ;
-  wire [27:0] \$195 ;
-  wire \$196 ;
-  wire [8:0] \$197 ;
-  wire [9:0] \$198 ;
-  wire \$199 ;
-  wire [11:0] \$2 ;
-  wire \$20 ;
-  wire [8:0] \$200 ;
-  wire [9:0] \$201 ;
-  wire [24:0] \$202 ;
-  wire [24:0] \$203 ;
-  reg [7:0] \$204 ;
-  wire [15:0] \$205 ;
-  wire [25:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire [33:0] \$209 ;
-  wire \$21 ;
-  wire [33:0] \$210 ;
-  wire [10:0] \$211 ;
-  wire [10:0] \$212 ;
-  wire [47:0] \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire [27:0] \$217 ;
-  wire [27:0] \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire [8:0] \$220 ;
-  wire [9:0] \$221 ;
-  wire \$222 ;
-  wire [8:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [24:0] \$225 ;
-  wire [24:0] \$226 ;
-  reg [7:0] \$227 ;
-  wire [15:0] \$228 ;
-  wire [25:0] \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire [33:0] \$232 ;
-  wire [33:0] \$233 ;
-  wire [10:0] \$234 ;
-  wire [10:0] \$235 ;
-  wire [47:0] \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire [27:0] \$240 ;
-  wire [27:0] \$241 ;
-  wire \$242 ;
-  wire [8:0] \$243 ;
-  wire [9:0] \$244 ;
-  wire \$245 ;
-  wire [8:0] \$246 ;
-  wire [9:0] \$247 ;
-  wire [24:0] \$248 ;
-  wire [24:0] \$249 ;
-  wire \$25 ;
-  reg [7:0] \$250 ;
-  wire [15:0] \$251 ;
-  wire [25:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire [33:0] \$255 ;
-  wire [33:0] \$256 ;
-  wire [10:0] \$257 ;
-  wire [10:0] \$258 ;
-  wire [47:0] \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire [27:0] \$263 ;
-  wire [27:0] \$264 ;
-  wire \$265 ;
-  wire [8:0] \$266 ;
-  wire [9:0] \$267 ;
-  wire \$268 ;
-  wire [8:0] \$269 ;
-  wire \$27 ;
-  wire [9:0] \$270 ;
-  wire [24:0] \$271 ;
-  wire [24:0] \$272 ;
-  reg [7:0] \$273 ;
-  wire [15:0] \$274 ;
-  wire [25:0] \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire [33:0] \$278 ;
-  wire [33:0] \$279 ;
-  wire \$28 ;
-  wire [10:0] \$280 ;
-  wire [10:0] \$281 ;
-  wire [47:0] \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire [27:0] \$286 ;
-  wire [27:0] \$287 ;
-  wire \$288 ;
-  wire [8:0] \$289 ;
-  wire \$29 ;
-  wire [9:0] \$290 ;
-  wire \$291 ;
-  wire [8:0] \$292 ;
-  wire [9:0] \$293 ;
-  wire [24:0] \$294 ;
-  wire [24:0] \$295 ;
-  reg [7:0] \$296 ;
-  wire [15:0] \$297 ;
-  wire [25:0] \$298 ;
-  wire \$299 ;
-  wire [11:0] \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire [33:0] \$301 ;
-  wire [33:0] \$302 ;
-  wire [10:0] \$303 ;
-  wire [10:0] \$304 ;
-  wire [47:0] \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire [27:0] \$309 ;
-  wire \$31 ;
-  wire [27:0] \$310 ;
-  wire \$311 ;
-  wire [8:0] \$312 ;
-  wire [9:0] \$313 ;
-  wire \$314 ;
-  wire [8:0] \$315 ;
-  wire [9:0] \$316 ;
-  wire [24:0] \$317 ;
-  wire [24:0] \$318 ;
-  reg [7:0] \$319 ;
-  wire \$32 ;
-  wire [15:0] \$320 ;
-  wire [25:0] \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire [33:0] \$324 ;
-  wire [33:0] \$325 ;
-  wire [10:0] \$326 ;
-  wire [10:0] \$327 ;
-  wire [47:0] \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire [27:0] \$332 ;
-  wire [27:0] \$333 ;
-  wire \$334 ;
-  wire [7:0] \$335 ;
-  wire [8:0] \$336 ;
-  wire \$337 ;
-  wire [9:0] \$338 ;
-  wire [9:0] \$339 ;
-  wire \$34 ;
-  wire [8:0] \$340 ;
-  wire [9:0] \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire [7:0] \$344 ;
-  wire [7:0] \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire [11:0] \$348 ;
-  wire [5:0] \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  reg [7:0] \$367 ;
-  wire [23:0] \$368 ;
-  wire [28:0] \$369 ;
-  wire \$37 ;
-  reg [7:0] \$370 ;
-  wire [23:0] \$371 ;
-  wire [28:0] \$372 ;
-  reg [7:0] \$373 ;
-  wire [23:0] \$374 ;
-  wire [28:0] \$375 ;
-  reg [7:0] \$376 ;
-  wire [23:0] \$377 ;
-  wire [28:0] \$378 ;
-  reg [7:0] \$379 ;
-  wire \$38 ;
-  wire [23:0] \$380 ;
-  wire [28:0] \$381 ;
-  reg [7:0] \$382 ;
-  wire [23:0] \$383 ;
-  wire [28:0] \$384 ;
-  reg [7:0] \$385 ;
-  wire [23:0] \$386 ;
-  wire [28:0] \$387 ;
-  reg [7:0] \$388 ;
-  wire [23:0] \$389 ;
-  wire \$39 ;
-  wire [28:0] \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire [3:0] \$393 ;
-  wire [6:0] \$394 ;
-  wire [9:0] \$395 ;
-  wire [10:0] \$396 ;
-  wire [12:0] \$397 ;
-  wire [13:0] \$398 ;
-  wire [4:0] \$399 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire [5:0] \$400 ;
-  wire \$401 ;
-  wire [5:0] \$402 ;
-  reg \$403 ;
-  reg [2:0] \$404 ;
-  reg \$405 ;
-  reg [7:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [7:0] \$408 ;
-  reg [7:0] \$409 ;
-  wire \$41 ;
-  reg [7:0] \$410 ;
-  reg [7:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg [7:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [7:0] \$419 ;
-  wire \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [7:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [7:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
-  wire \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
-  wire \$44 ;
-  reg [7:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [7:0] \$446 ;
-  reg [7:0] \$447 ;
-  reg [7:0] \$448 ;
-  reg [7:0] \$449 ;
-  wire \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg \$456 ;
-  reg [3:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [27:0] \$459 ;
-  wire \$46 ;
-  reg [27:0] \$460 ;
-  reg [27:0] \$461 ;
-  reg [27:0] \$462 ;
-  reg [27:0] \$463 ;
-  reg [27:0] \$464 ;
-  reg [27:0] \$465 ;
-  reg [27:0] \$466 ;
-  reg [4:0] \$467 ;
-  reg [2:0] \$468 ;
-  reg [2:0] \$469 ;
-  wire \$47 ;
-  reg \$470 ;
-  reg [10:0] \$471 ;
-  reg [4:0] \$472 ;
-  reg [10:0] \$473 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [8:0] \$signature__addr ;
-  wire [5:0] \$signature__addr$110 ;
-  wire [5:0] \$signature__addr$121 ;
-  wire [5:0] \$signature__addr$132 ;
-  wire [5:0] \$signature__addr$143 ;
-  wire [5:0] \$signature__addr$154 ;
-  wire [5:0] \$signature__addr$165 ;
-  wire [5:0] \$signature__addr$81 ;
-  wire [5:0] \$signature__addr$99 ;
-  wire [8:0] \$signature__data ;
-  wire [15:0] \$signature__data$108 ;
-  wire [15:0] \$signature__data$119 ;
-  wire [15:0] \$signature__data$130 ;
-  wire [15:0] \$signature__data$141 ;
-  wire [15:0] \$signature__data$152 ;
-  wire [15:0] \$signature__data$163 ;
-  wire [15:0] \$signature__data$78 ;
-  wire [15:0] \$signature__data$97 ;
-  reg active;
-  reg [10:0] arow = 11'h000;
-  input busy;
-  wire busy;
-  input can_load;
-  wire can_load;
-  reg [4:0] chunk = 5'h00;
-  wire [4:0] chunks;
-  input clk;
-  wire clk;
-  input [7:0] cnt;
-  wire [7:0] cnt;
-  input cur;
-  wire cur;
-  output done;
-  reg done;
-  input emit_values;
-  wire emit_values;
-  input [46:0] entry;
-  wire [46:0] entry;
-  wire \entry.g_rec ;
-  wire [2:0] \entry.g_src ;
-  wire \entry.k_const ;
-  wire \entry.k_rec ;
-  wire [2:0] \entry.k_src ;
-  wire [4:0] \entry.n ;
-  wire [8:0] \entry.pbase ;
-  wire \entry.q_const ;
-  wire \entry.q_rec ;
-  wire [2:0] \entry.q_src ;
-  wire \entry.selective ;
-  wire \entry.skip ;
-  wire [5:0] \entry.ssbase ;
-  wire \entry.v_const ;
-  wire \entry.v_rec ;
-  wire [2:0] \entry.v_src ;
-  wire [5:0] \entry.y_shift ;
-  output [7:0] ev_cnt;
-  reg [7:0] ev_cnt;
-  output ev_from_input;
-  reg ev_from_input;
-  input [6:0] ev_index;
-  wire [6:0] ev_index;
-  output ev_list_bank;
-  reg ev_list_bank;
-  output ev_load;
-  reg ev_load;
-  output [2:0] ev_src;
-  reg [2:0] ev_src;
-  output ev_step;
-  reg ev_step;
-  input [7:0] ev_value;
-  wire [7:0] ev_value;
-  wire found;
-  reg [2:0] fsm_state = 3'h0;
-  reg g1_const = 1'h0;
-  reg [7:0] g1_n = 8'h00;
-  reg [2:0] g1_op = 3'h0;
-  reg g1_valid = 1'h0;
-  reg g_const = 1'h0;
-  wire [6:0] g_index;
-  wire [7:0] g_value;
-  reg [10:0] gbase = 11'h000;
-  reg [2:0] gop = 3'h0;
-  wire host_param_we;
-  input [46:0] host_wdata;
-  wire [46:0] host_wdata;
-  input [10:0] host_word;
-  wire [10:0] host_word;
-  output inc_events;
-  reg inc_events;
-  output inc_neuron;
-  reg inc_neuron;
-  output inc_syn;
-  reg inc_syn;
-  input [7:0] list_count;
-  wire [7:0] list_count;
-  wire [7:0] m_len;
-  input [7:0] n;
-  wire [7:0] n;
-  reg [3:0] next_row;
-  reg [10:0] op_base;
-  reg op_const;
-  reg [7:0] op_length;
-  reg op_rec;
-  reg [2:0] op_src;
-  reg [7:0] p1_addr = 8'h00;
-  reg [3:0] p1_row = 4'h0;
-  reg p1_valid = 1'h0;
-  reg p_issue;
-  output [8:0] param_rdata;
-  wire [8:0] param_rdata;
-  reg [4:0] pass_row = 5'h00;
-  wire [8:0] pm_wr__addr;
-  wire [8:0] pm_wr__data;
-  input pm_wr__en;
-  wire pm_wr__en;
-  input [12:0] \port$2420$0 ;
-  wire [12:0] \port$2420$0 ;
-  reg present;
-  output [7:0] row_base;
-  wire [7:0] row_base;
-  output row_load;
-  reg row_load;
-  output [7:0] row_send;
-  wire [7:0] row_send;
-  wire [7:0] row_spikes;
-  output [127:0] row_values;
-  wire [127:0] row_values;
-  wire [15:0] \row_values[0] ;
-  wire [15:0] \row_values[1] ;
-  wire [15:0] \row_values[2] ;
-  wire [15:0] \row_values[3] ;
-  wire [15:0] \row_values[4] ;
-  wire [15:0] \row_values[5] ;
-  wire [15:0] \row_values[6] ;
-  wire [15:0] \row_values[7] ;
-  wire [15:0] rows_left;
-  input rst;
-  wire rst;
-  wire [7:0] saddr;
-  reg [7:0] ssm_gate = 8'h00;
-  reg [7:0] ssm_k0 = 8'h00;
-  reg [7:0] ssm_k1 = 8'h00;
-  reg [7:0] ssm_k10 = 8'h00;
-  reg [7:0] ssm_k11 = 8'h00;
-  reg [7:0] ssm_k12 = 8'h00;
-  reg [7:0] ssm_k13 = 8'h00;
-  reg [7:0] ssm_k14 = 8'h00;
-  reg [7:0] ssm_k15 = 8'h00;
-  reg [7:0] ssm_k2 = 8'h00;
-  reg [7:0] ssm_k3 = 8'h00;
-  reg [7:0] ssm_k4 = 8'h00;
-  reg [7:0] ssm_k5 = 8'h00;
-  reg [7:0] ssm_k6 = 8'h00;
-  reg [7:0] ssm_k7 = 8'h00;
-  reg [7:0] ssm_k8 = 8'h00;
-  reg [7:0] ssm_k9 = 8'h00;
-  wire [15:0] ssm_new0;
-  wire [15:0] ssm_new1;
-  wire [15:0] ssm_new2;
-  wire [15:0] ssm_new3;
-  wire [15:0] ssm_new4;
-  wire [15:0] ssm_new5;
-  wire [15:0] ssm_new6;
-  wire [15:0] ssm_new7;
-  reg [7:0] ssm_q0 = 8'h00;
-  reg [7:0] ssm_q1 = 8'h00;
-  reg [7:0] ssm_q10 = 8'h00;
-  reg [7:0] ssm_q11 = 8'h00;
-  reg [7:0] ssm_q12 = 8'h00;
-  reg [7:0] ssm_q13 = 8'h00;
-  reg [7:0] ssm_q14 = 8'h00;
-  reg [7:0] ssm_q15 = 8'h00;
-  reg [7:0] ssm_q2 = 8'h00;
-  reg [7:0] ssm_q3 = 8'h00;
-  reg [7:0] ssm_q4 = 8'h00;
-  reg [7:0] ssm_q5 = 8'h00;
-  reg [7:0] ssm_q6 = 8'h00;
-  reg [7:0] ssm_q7 = 8'h00;
-  reg [7:0] ssm_q8 = 8'h00;
-  reg [7:0] ssm_q9 = 8'h00;
-  wire [27:0] ssm_shifted0;
-  wire [27:0] ssm_shifted1;
-  wire [27:0] ssm_shifted2;
-  wire [27:0] ssm_shifted3;
-  wire [27:0] ssm_shifted4;
-  wire [27:0] ssm_shifted5;
-  wire [27:0] ssm_shifted6;
-  wire [27:0] ssm_shifted7;
-  reg [7:0] ssm_v0 = 8'h00;
-  reg [7:0] ssm_v1 = 8'h00;
-  reg [7:0] ssm_v10 = 8'h00;
-  reg [7:0] ssm_v11 = 8'h00;
-  reg [7:0] ssm_v12 = 8'h00;
-  reg [7:0] ssm_v13 = 8'h00;
-  reg [7:0] ssm_v14 = 8'h00;
-  reg [7:0] ssm_v15 = 8'h00;
-  reg [7:0] ssm_v2 = 8'h00;
-  reg [7:0] ssm_v3 = 8'h00;
-  reg [7:0] ssm_v4 = 8'h00;
-  reg [7:0] ssm_v5 = 8'h00;
-  reg [7:0] ssm_v6 = 8'h00;
-  reg [7:0] ssm_v7 = 8'h00;
-  reg [7:0] ssm_v8 = 8'h00;
-  reg [7:0] ssm_v9 = 8'h00;
-  reg [7:0] ssm_vsel0;
-  reg [7:0] ssm_vsel1;
-  reg [7:0] ssm_vsel2;
-  reg [7:0] ssm_vsel3;
-  reg [7:0] ssm_vsel4;
-  reg [7:0] ssm_vsel5;
-  reg [7:0] ssm_vsel6;
-  reg [7:0] ssm_vsel7;
-  wire [33:0] ssm_wide0;
-  wire [33:0] ssm_wide1;
-  wire [33:0] ssm_wide2;
-  wire [33:0] ssm_wide3;
-  wire [33:0] ssm_wide4;
-  wire [33:0] ssm_wide5;
-  wire [33:0] ssm_wide6;
-  wire [33:0] ssm_wide7;
-  wire [7:0] ssm_y0;
-  wire [7:0] ssm_y1;
-  wire [7:0] ssm_y2;
-  wire [7:0] ssm_y3;
-  wire [7:0] ssm_y4;
-  wire [7:0] ssm_y5;
-  wire [7:0] ssm_y6;
-  wire [7:0] ssm_y7;
-  reg [27:0] ssm_yacc0 = 28'h0000000;
-  reg [27:0] ssm_yacc1 = 28'h0000000;
-  reg [27:0] ssm_yacc2 = 28'h0000000;
-  reg [27:0] ssm_yacc3 = 28'h0000000;
-  reg [27:0] ssm_yacc4 = 28'h0000000;
-  reg [27:0] ssm_yacc5 = 28'h0000000;
-  reg [27:0] ssm_yacc6 = 28'h0000000;
-  reg [27:0] ssm_yacc7 = 28'h0000000;
-  output [7:0] ssm_ynz;
-  wire [7:0] ssm_ynz;
-  input start;
-  wire start;
-  output [127:0] state_rdata;
-  wire [127:0] state_rdata;
-  wire [15:0] \state_rdata[0] ;
-  wire [15:0] \state_rdata[1] ;
-  wire [15:0] \state_rdata[2] ;
-  wire [15:0] \state_rdata[3] ;
-  wire [15:0] \state_rdata[4] ;
-  wire [15:0] \state_rdata[5] ;
-  wire [15:0] \state_rdata[6] ;
-  wire [15:0] \state_rdata[7] ;
-  input [375:0] state_wdata;
-  wire [375:0] state_wdata;
-  wire [46:0] \state_wdata[0] ;
-  wire [46:0] \state_wdata[1] ;
-  wire [46:0] \state_wdata[2] ;
-  wire [46:0] \state_wdata[3] ;
-  wire [46:0] \state_wdata[4] ;
-  wire [46:0] \state_wdata[5] ;
-  wire [46:0] \state_wdata[6] ;
-  wire [46:0] \state_wdata[7] ;
-  input [7:0] state_we;
-  wire [7:0] state_we;
-  input [87:0] state_word;
-  wire [87:0] state_word;
-  wire [10:0] \state_word[0] ;
-  wire [10:0] \state_word[1] ;
-  wire [10:0] \state_word[2] ;
-  wire [10:0] \state_word[3] ;
-  wire [10:0] \state_word[4] ;
-  wire [10:0] \state_word[5] ;
-  wire [10:0] \state_word[6] ;
-  wire [10:0] \state_word[7] ;
-  wire [7:0] valid_lanes;
-  wire [5:0] wr__addr;
-  wire [5:0] \wr__addr$100 ;
-  wire [5:0] \wr__addr$111 ;
-  wire [5:0] \wr__addr$122 ;
-  wire [5:0] \wr__addr$133 ;
-  wire [5:0] \wr__addr$144 ;
-  wire [5:0] \wr__addr$155 ;
-  wire [5:0] \wr__addr$166 ;
-  wire [15:0] wr__data;
-  wire [15:0] \wr__data$101 ;
-  wire [15:0] \wr__data$112 ;
-  wire [15:0] \wr__data$123 ;
-  wire [15:0] \wr__data$134 ;
-  wire [15:0] \wr__data$145 ;
-  wire [15:0] \wr__data$156 ;
-  wire [15:0] \wr__data$167 ;
-  wire wr__en;
-  wire \wr__en$102 ;
-  wire \wr__en$113 ;
-  wire \wr__en$124 ;
-  wire \wr__en$135 ;
-  wire \wr__en$146 ;
-  wire \wr__en$157 ;
-  wire \wr__en$168 ;
-  reg [8:0] params [511:0];
-  initial begin
-    params[0] = 9'h000;
-    params[1] = 9'h000;
-    params[2] = 9'h000;
-    params[3] = 9'h000;
-    params[4] = 9'h000;
-    params[5] = 9'h000;
-    params[6] = 9'h000;
-    params[7] = 9'h000;
-    params[8] = 9'h000;
-    params[9] = 9'h000;
-    params[10] = 9'h000;
-    params[11] = 9'h000;
-    params[12] = 9'h000;
-    params[13] = 9'h000;
-    params[14] = 9'h000;
-    params[15] = 9'h000;
-    params[16] = 9'h000;
-    params[17] = 9'h000;
-    params[18] = 9'h000;
-    params[19] = 9'h000;
-    params[20] = 9'h000;
-    params[21] = 9'h000;
-    params[22] = 9'h000;
-    params[23] = 9'h000;
-    params[24] = 9'h000;
-    params[25] = 9'h000;
-    params[26] = 9'h000;
-    params[27] = 9'h000;
-    params[28] = 9'h000;
-    params[29] = 9'h000;
-    params[30] = 9'h000;
-    params[31] = 9'h000;
-    params[32] = 9'h000;
-    params[33] = 9'h000;
-    params[34] = 9'h000;
-    params[35] = 9'h000;
-    params[36] = 9'h000;
-    params[37] = 9'h000;
-    params[38] = 9'h000;
-    params[39] = 9'h000;
-    params[40] = 9'h000;
-    params[41] = 9'h000;
-    params[42] = 9'h000;
-    params[43] = 9'h000;
-    params[44] = 9'h000;
-    params[45] = 9'h000;
-    params[46] = 9'h000;
-    params[47] = 9'h000;
-    params[48] = 9'h000;
-    params[49] = 9'h000;
-    params[50] = 9'h000;
-    params[51] = 9'h000;
-    params[52] = 9'h000;
-    params[53] = 9'h000;
-    params[54] = 9'h000;
-    params[55] = 9'h000;
-    params[56] = 9'h000;
-    params[57] = 9'h000;
-    params[58] = 9'h000;
-    params[59] = 9'h000;
-    params[60] = 9'h000;
-    params[61] = 9'h000;
-    params[62] = 9'h000;
-    params[63] = 9'h000;
-    params[64] = 9'h000;
-    params[65] = 9'h000;
-    params[66] = 9'h000;
-    params[67] = 9'h000;
-    params[68] = 9'h000;
-    params[69] = 9'h000;
-    params[70] = 9'h000;
-    params[71] = 9'h000;
-    params[72] = 9'h000;
-    params[73] = 9'h000;
-    params[74] = 9'h000;
-    params[75] = 9'h000;
-    params[76] = 9'h000;
-    params[77] = 9'h000;
-    params[78] = 9'h000;
-    params[79] = 9'h000;
-    params[80] = 9'h000;
-    params[81] = 9'h000;
-    params[82] = 9'h000;
-    params[83] = 9'h000;
-    params[84] = 9'h000;
-    params[85] = 9'h000;
-    params[86] = 9'h000;
-    params[87] = 9'h000;
-    params[88] = 9'h000;
-    params[89] = 9'h000;
-    params[90] = 9'h000;
-    params[91] = 9'h000;
-    params[92] = 9'h000;
-    params[93] = 9'h000;
-    params[94] = 9'h000;
-    params[95] = 9'h000;
-    params[96] = 9'h000;
-    params[97] = 9'h000;
-    params[98] = 9'h000;
-    params[99] = 9'h000;
-    params[100] = 9'h000;
-    params[101] = 9'h000;
-    params[102] = 9'h000;
-    params[103] = 9'h000;
-    params[104] = 9'h000;
-    params[105] = 9'h000;
-    params[106] = 9'h000;
-    params[107] = 9'h000;
-    params[108] = 9'h000;
-    params[109] = 9'h000;
-    params[110] = 9'h000;
-    params[111] = 9'h000;
-    params[112] = 9'h000;
-    params[113] = 9'h000;
-    params[114] = 9'h000;
-    params[115] = 9'h000;
-    params[116] = 9'h000;
-    params[117] = 9'h000;
-    params[118] = 9'h000;
-    params[119] = 9'h000;
-    params[120] = 9'h000;
-    params[121] = 9'h000;
-    params[122] = 9'h000;
-    params[123] = 9'h000;
-    params[124] = 9'h000;
-    params[125] = 9'h000;
-    params[126] = 9'h000;
-    params[127] = 9'h000;
-    params[128] = 9'h000;
-    params[129] = 9'h000;
-    params[130] = 9'h000;
-    params[131] = 9'h000;
-    params[132] = 9'h000;
-    params[133] = 9'h000;
-    params[134] = 9'h000;
-    params[135] = 9'h000;
-    params[136] = 9'h000;
-    params[137] = 9'h000;
-    params[138] = 9'h000;
-    params[139] = 9'h000;
-    params[140] = 9'h000;
-    params[141] = 9'h000;
-    params[142] = 9'h000;
-    params[143] = 9'h000;
-    params[144] = 9'h000;
-    params[145] = 9'h000;
-    params[146] = 9'h000;
-    params[147] = 9'h000;
-    params[148] = 9'h000;
-    params[149] = 9'h000;
-    params[150] = 9'h000;
-    params[151] = 9'h000;
-    params[152] = 9'h000;
-    params[153] = 9'h000;
-    params[154] = 9'h000;
-    params[155] = 9'h000;
-    params[156] = 9'h000;
-    params[157] = 9'h000;
-    params[158] = 9'h000;
-    params[159] = 9'h000;
-    params[160] = 9'h000;
-    params[161] = 9'h000;
-    params[162] = 9'h000;
-    params[163] = 9'h000;
-    params[164] = 9'h000;
-    params[165] = 9'h000;
-    params[166] = 9'h000;
-    params[167] = 9'h000;
-    params[168] = 9'h000;
-    params[169] = 9'h000;
-    params[170] = 9'h000;
-    params[171] = 9'h000;
-    params[172] = 9'h000;
-    params[173] = 9'h000;
-    params[174] = 9'h000;
-    params[175] = 9'h000;
-    params[176] = 9'h000;
-    params[177] = 9'h000;
-    params[178] = 9'h000;
-    params[179] = 9'h000;
-    params[180] = 9'h000;
-    params[181] = 9'h000;
-    params[182] = 9'h000;
-    params[183] = 9'h000;
-    params[184] = 9'h000;
-    params[185] = 9'h000;
-    params[186] = 9'h000;
-    params[187] = 9'h000;
-    params[188] = 9'h000;
-    params[189] = 9'h000;
-    params[190] = 9'h000;
-    params[191] = 9'h000;
-    params[192] = 9'h000;
-    params[193] = 9'h000;
-    params[194] = 9'h000;
-    params[195] = 9'h000;
-    params[196] = 9'h000;
-    params[197] = 9'h000;
-    params[198] = 9'h000;
-    params[199] = 9'h000;
-    params[200] = 9'h000;
-    params[201] = 9'h000;
-    params[202] = 9'h000;
-    params[203] = 9'h000;
-    params[204] = 9'h000;
-    params[205] = 9'h000;
-    params[206] = 9'h000;
-    params[207] = 9'h000;
-    params[208] = 9'h000;
-    params[209] = 9'h000;
-    params[210] = 9'h000;
-    params[211] = 9'h000;
-    params[212] = 9'h000;
-    params[213] = 9'h000;
-    params[214] = 9'h000;
-    params[215] = 9'h000;
-    params[216] = 9'h000;
-    params[217] = 9'h000;
-    params[218] = 9'h000;
-    params[219] = 9'h000;
-    params[220] = 9'h000;
-    params[221] = 9'h000;
-    params[222] = 9'h000;
-    params[223] = 9'h000;
-    params[224] = 9'h000;
-    params[225] = 9'h000;
-    params[226] = 9'h000;
-    params[227] = 9'h000;
-    params[228] = 9'h000;
-    params[229] = 9'h000;
-    params[230] = 9'h000;
-    params[231] = 9'h000;
-    params[232] = 9'h000;
-    params[233] = 9'h000;
-    params[234] = 9'h000;
-    params[235] = 9'h000;
-    params[236] = 9'h000;
-    params[237] = 9'h000;
-    params[238] = 9'h000;
-    params[239] = 9'h000;
-    params[240] = 9'h000;
-    params[241] = 9'h000;
-    params[242] = 9'h000;
-    params[243] = 9'h000;
-    params[244] = 9'h000;
-    params[245] = 9'h000;
-    params[246] = 9'h000;
-    params[247] = 9'h000;
-    params[248] = 9'h000;
-    params[249] = 9'h000;
-    params[250] = 9'h000;
-    params[251] = 9'h000;
-    params[252] = 9'h000;
-    params[253] = 9'h000;
-    params[254] = 9'h000;
-    params[255] = 9'h000;
-    params[256] = 9'h000;
-    params[257] = 9'h000;
-    params[258] = 9'h000;
-    params[259] = 9'h000;
-    params[260] = 9'h000;
-    params[261] = 9'h000;
-    params[262] = 9'h000;
-    params[263] = 9'h000;
-    params[264] = 9'h000;
-    params[265] = 9'h000;
-    params[266] = 9'h000;
-    params[267] = 9'h000;
-    params[268] = 9'h000;
-    params[269] = 9'h000;
-    params[270] = 9'h000;
-    params[271] = 9'h000;
-    params[272] = 9'h000;
-    params[273] = 9'h000;
-    params[274] = 9'h000;
-    params[275] = 9'h000;
-    params[276] = 9'h000;
-    params[277] = 9'h000;
-    params[278] = 9'h000;
-    params[279] = 9'h000;
-    params[280] = 9'h000;
-    params[281] = 9'h000;
-    params[282] = 9'h000;
-    params[283] = 9'h000;
-    params[284] = 9'h000;
-    params[285] = 9'h000;
-    params[286] = 9'h000;
-    params[287] = 9'h000;
-    params[288] = 9'h000;
-    params[289] = 9'h000;
-    params[290] = 9'h000;
-    params[291] = 9'h000;
-    params[292] = 9'h000;
-    params[293] = 9'h000;
-    params[294] = 9'h000;
-    params[295] = 9'h000;
-    params[296] = 9'h000;
-    params[297] = 9'h000;
-    params[298] = 9'h000;
-    params[299] = 9'h000;
-    params[300] = 9'h000;
-    params[301] = 9'h000;
-    params[302] = 9'h000;
-    params[303] = 9'h000;
-    params[304] = 9'h000;
-    params[305] = 9'h000;
-    params[306] = 9'h000;
-    params[307] = 9'h000;
-    params[308] = 9'h000;
-    params[309] = 9'h000;
-    params[310] = 9'h000;
-    params[311] = 9'h000;
-    params[312] = 9'h000;
-    params[313] = 9'h000;
-    params[314] = 9'h000;
-    params[315] = 9'h000;
-    params[316] = 9'h000;
-    params[317] = 9'h000;
-    params[318] = 9'h000;
-    params[319] = 9'h000;
-    params[320] = 9'h000;
-    params[321] = 9'h000;
-    params[322] = 9'h000;
-    params[323] = 9'h000;
-    params[324] = 9'h000;
-    params[325] = 9'h000;
-    params[326] = 9'h000;
-    params[327] = 9'h000;
-    params[328] = 9'h000;
-    params[329] = 9'h000;
-    params[330] = 9'h000;
-    params[331] = 9'h000;
-    params[332] = 9'h000;
-    params[333] = 9'h000;
-    params[334] = 9'h000;
-    params[335] = 9'h000;
-    params[336] = 9'h000;
-    params[337] = 9'h000;
-    params[338] = 9'h000;
-    params[339] = 9'h000;
-    params[340] = 9'h000;
-    params[341] = 9'h000;
-    params[342] = 9'h000;
-    params[343] = 9'h000;
-    params[344] = 9'h000;
-    params[345] = 9'h000;
-    params[346] = 9'h000;
-    params[347] = 9'h000;
-    params[348] = 9'h000;
-    params[349] = 9'h000;
-    params[350] = 9'h000;
-    params[351] = 9'h000;
-    params[352] = 9'h000;
-    params[353] = 9'h000;
-    params[354] = 9'h000;
-    params[355] = 9'h000;
-    params[356] = 9'h000;
-    params[357] = 9'h000;
-    params[358] = 9'h000;
-    params[359] = 9'h000;
-    params[360] = 9'h000;
-    params[361] = 9'h000;
-    params[362] = 9'h000;
-    params[363] = 9'h000;
-    params[364] = 9'h000;
-    params[365] = 9'h000;
-    params[366] = 9'h000;
-    params[367] = 9'h000;
-    params[368] = 9'h000;
-    params[369] = 9'h000;
-    params[370] = 9'h000;
-    params[371] = 9'h000;
-    params[372] = 9'h000;
-    params[373] = 9'h000;
-    params[374] = 9'h000;
-    params[375] = 9'h000;
-    params[376] = 9'h000;
-    params[377] = 9'h000;
-    params[378] = 9'h000;
-    params[379] = 9'h000;
-    params[380] = 9'h000;
-    params[381] = 9'h000;
-    params[382] = 9'h000;
-    params[383] = 9'h000;
-    params[384] = 9'h000;
-    params[385] = 9'h000;
-    params[386] = 9'h000;
-    params[387] = 9'h000;
-    params[388] = 9'h000;
-    params[389] = 9'h000;
-    params[390] = 9'h000;
-    params[391] = 9'h000;
-    params[392] = 9'h000;
-    params[393] = 9'h000;
-    params[394] = 9'h000;
-    params[395] = 9'h000;
-    params[396] = 9'h000;
-    params[397] = 9'h000;
-    params[398] = 9'h000;
-    params[399] = 9'h000;
-    params[400] = 9'h000;
-    params[401] = 9'h000;
-    params[402] = 9'h000;
-    params[403] = 9'h000;
-    params[404] = 9'h000;
-    params[405] = 9'h000;
-    params[406] = 9'h000;
-    params[407] = 9'h000;
-    params[408] = 9'h000;
-    params[409] = 9'h000;
-    params[410] = 9'h000;
-    params[411] = 9'h000;
-    params[412] = 9'h000;
-    params[413] = 9'h000;
-    params[414] = 9'h000;
-    params[415] = 9'h000;
-    params[416] = 9'h000;
-    params[417] = 9'h000;
-    params[418] = 9'h000;
-    params[419] = 9'h000;
-    params[420] = 9'h000;
-    params[421] = 9'h000;
-    params[422] = 9'h000;
-    params[423] = 9'h000;
-    params[424] = 9'h000;
-    params[425] = 9'h000;
-    params[426] = 9'h000;
-    params[427] = 9'h000;
-    params[428] = 9'h000;
-    params[429] = 9'h000;
-    params[430] = 9'h000;
-    params[431] = 9'h000;
-    params[432] = 9'h000;
-    params[433] = 9'h000;
-    params[434] = 9'h000;
-    params[435] = 9'h000;
-    params[436] = 9'h000;
-    params[437] = 9'h000;
-    params[438] = 9'h000;
-    params[439] = 9'h000;
-    params[440] = 9'h000;
-    params[441] = 9'h000;
-    params[442] = 9'h000;
-    params[443] = 9'h000;
-    params[444] = 9'h000;
-    params[445] = 9'h000;
-    params[446] = 9'h000;
-    params[447] = 9'h000;
-    params[448] = 9'h000;
-    params[449] = 9'h000;
-    params[450] = 9'h000;
-    params[451] = 9'h000;
-    params[452] = 9'h000;
-    params[453] = 9'h000;
-    params[454] = 9'h000;
-    params[455] = 9'h000;
-    params[456] = 9'h000;
-    params[457] = 9'h000;
-    params[458] = 9'h000;
-    params[459] = 9'h000;
-    params[460] = 9'h000;
-    params[461] = 9'h000;
-    params[462] = 9'h000;
-    params[463] = 9'h000;
-    params[464] = 9'h000;
-    params[465] = 9'h000;
-    params[466] = 9'h000;
-    params[467] = 9'h000;
-    params[468] = 9'h000;
-    params[469] = 9'h000;
-    params[470] = 9'h000;
-    params[471] = 9'h000;
-    params[472] = 9'h000;
-    params[473] = 9'h000;
-    params[474] = 9'h000;
-    params[475] = 9'h000;
-    params[476] = 9'h000;
-    params[477] = 9'h000;
-    params[478] = 9'h000;
-    params[479] = 9'h000;
-    params[480] = 9'h000;
-    params[481] = 9'h000;
-    params[482] = 9'h000;
-    params[483] = 9'h000;
-    params[484] = 9'h000;
-    params[485] = 9'h000;
-    params[486] = 9'h000;
-    params[487] = 9'h000;
-    params[488] = 9'h000;
-    params[489] = 9'h000;
-    params[490] = 9'h000;
-    params[491] = 9'h000;
-    params[492] = 9'h000;
-    params[493] = 9'h000;
-    params[494] = 9'h000;
-    params[495] = 9'h000;
-    params[496] = 9'h000;
-    params[497] = 9'h000;
-    params[498] = 9'h000;
-    params[499] = 9'h000;
-    params[500] = 9'h000;
-    params[501] = 9'h000;
-    params[502] = 9'h000;
-    params[503] = 9'h000;
-    params[504] = 9'h000;
-    params[505] = 9'h000;
-    params[506] = 9'h000;
-    params[507] = 9'h000;
-    params[508] = 9'h000;
-    params[509] = 9'h000;
-    params[510] = 9'h000;
-    params[511] = 9'h000;
-  end
-  always @(posedge clk) begin
-    if (pm_wr__en)
-      params[host_word[8:0]] <= host_wdata[8:0];
-  end
-  reg [8:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= params[\$signature__addr ];
-  end
-  assign param_rdata = _0_;
-  reg [15:0] state0 [63:0];
-  initial begin
-    state0[0] = 16'h0000;
-    state0[1] = 16'h0000;
-    state0[2] = 16'h0000;
-    state0[3] = 16'h0000;
-    state0[4] = 16'h0000;
-    state0[5] = 16'h0000;
-    state0[6] = 16'h0000;
-    state0[7] = 16'h0000;
-    state0[8] = 16'h0000;
-    state0[9] = 16'h0000;
-    state0[10] = 16'h0000;
-    state0[11] = 16'h0000;
-    state0[12] = 16'h0000;
-    state0[13] = 16'h0000;
-    state0[14] = 16'h0000;
-    state0[15] = 16'h0000;
-    state0[16] = 16'h0000;
-    state0[17] = 16'h0000;
-    state0[18] = 16'h0000;
-    state0[19] = 16'h0000;
-    state0[20] = 16'h0000;
-    state0[21] = 16'h0000;
-    state0[22] = 16'h0000;
-    state0[23] = 16'h0000;
-    state0[24] = 16'h0000;
-    state0[25] = 16'h0000;
-    state0[26] = 16'h0000;
-    state0[27] = 16'h0000;
-    state0[28] = 16'h0000;
-    state0[29] = 16'h0000;
-    state0[30] = 16'h0000;
-    state0[31] = 16'h0000;
-    state0[32] = 16'h0000;
-    state0[33] = 16'h0000;
-    state0[34] = 16'h0000;
-    state0[35] = 16'h0000;
-    state0[36] = 16'h0000;
-    state0[37] = 16'h0000;
-    state0[38] = 16'h0000;
-    state0[39] = 16'h0000;
-    state0[40] = 16'h0000;
-    state0[41] = 16'h0000;
-    state0[42] = 16'h0000;
-    state0[43] = 16'h0000;
-    state0[44] = 16'h0000;
-    state0[45] = 16'h0000;
-    state0[46] = 16'h0000;
-    state0[47] = 16'h0000;
-    state0[48] = 16'h0000;
-    state0[49] = 16'h0000;
-    state0[50] = 16'h0000;
-    state0[51] = 16'h0000;
-    state0[52] = 16'h0000;
-    state0[53] = 16'h0000;
-    state0[54] = 16'h0000;
-    state0[55] = 16'h0000;
-    state0[56] = 16'h0000;
-    state0[57] = 16'h0000;
-    state0[58] = 16'h0000;
-    state0[59] = 16'h0000;
-    state0[60] = 16'h0000;
-    state0[61] = 16'h0000;
-    state0[62] = 16'h0000;
-    state0[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (wr__en)
-      state0[\$166 [5:0]] <= \$167 [15:0];
-  end
-  reg [15:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= state0[\$165 [5:0]];
-  end
-  assign \$signature__data$78  = _1_;
-  reg [15:0] state1 [63:0];
-  initial begin
-    state1[0] = 16'h0000;
-    state1[1] = 16'h0000;
-    state1[2] = 16'h0000;
-    state1[3] = 16'h0000;
-    state1[4] = 16'h0000;
-    state1[5] = 16'h0000;
-    state1[6] = 16'h0000;
-    state1[7] = 16'h0000;
-    state1[8] = 16'h0000;
-    state1[9] = 16'h0000;
-    state1[10] = 16'h0000;
-    state1[11] = 16'h0000;
-    state1[12] = 16'h0000;
-    state1[13] = 16'h0000;
-    state1[14] = 16'h0000;
-    state1[15] = 16'h0000;
-    state1[16] = 16'h0000;
-    state1[17] = 16'h0000;
-    state1[18] = 16'h0000;
-    state1[19] = 16'h0000;
-    state1[20] = 16'h0000;
-    state1[21] = 16'h0000;
-    state1[22] = 16'h0000;
-    state1[23] = 16'h0000;
-    state1[24] = 16'h0000;
-    state1[25] = 16'h0000;
-    state1[26] = 16'h0000;
-    state1[27] = 16'h0000;
-    state1[28] = 16'h0000;
-    state1[29] = 16'h0000;
-    state1[30] = 16'h0000;
-    state1[31] = 16'h0000;
-    state1[32] = 16'h0000;
-    state1[33] = 16'h0000;
-    state1[34] = 16'h0000;
-    state1[35] = 16'h0000;
-    state1[36] = 16'h0000;
-    state1[37] = 16'h0000;
-    state1[38] = 16'h0000;
-    state1[39] = 16'h0000;
-    state1[40] = 16'h0000;
-    state1[41] = 16'h0000;
-    state1[42] = 16'h0000;
-    state1[43] = 16'h0000;
-    state1[44] = 16'h0000;
-    state1[45] = 16'h0000;
-    state1[46] = 16'h0000;
-    state1[47] = 16'h0000;
-    state1[48] = 16'h0000;
-    state1[49] = 16'h0000;
-    state1[50] = 16'h0000;
-    state1[51] = 16'h0000;
-    state1[52] = 16'h0000;
-    state1[53] = 16'h0000;
-    state1[54] = 16'h0000;
-    state1[55] = 16'h0000;
-    state1[56] = 16'h0000;
-    state1[57] = 16'h0000;
-    state1[58] = 16'h0000;
-    state1[59] = 16'h0000;
-    state1[60] = 16'h0000;
-    state1[61] = 16'h0000;
-    state1[62] = 16'h0000;
-    state1[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$102 )
-      state1[\$189 [5:0]] <= \$190 [15:0];
-  end
-  reg [15:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= state1[\$188 [5:0]];
-  end
-  assign \$signature__data$97  = _2_;
-  reg [15:0] state2 [63:0];
-  initial begin
-    state2[0] = 16'h0000;
-    state2[1] = 16'h0000;
-    state2[2] = 16'h0000;
-    state2[3] = 16'h0000;
-    state2[4] = 16'h0000;
-    state2[5] = 16'h0000;
-    state2[6] = 16'h0000;
-    state2[7] = 16'h0000;
-    state2[8] = 16'h0000;
-    state2[9] = 16'h0000;
-    state2[10] = 16'h0000;
-    state2[11] = 16'h0000;
-    state2[12] = 16'h0000;
-    state2[13] = 16'h0000;
-    state2[14] = 16'h0000;
-    state2[15] = 16'h0000;
-    state2[16] = 16'h0000;
-    state2[17] = 16'h0000;
-    state2[18] = 16'h0000;
-    state2[19] = 16'h0000;
-    state2[20] = 16'h0000;
-    state2[21] = 16'h0000;
-    state2[22] = 16'h0000;
-    state2[23] = 16'h0000;
-    state2[24] = 16'h0000;
-    state2[25] = 16'h0000;
-    state2[26] = 16'h0000;
-    state2[27] = 16'h0000;
-    state2[28] = 16'h0000;
-    state2[29] = 16'h0000;
-    state2[30] = 16'h0000;
-    state2[31] = 16'h0000;
-    state2[32] = 16'h0000;
-    state2[33] = 16'h0000;
-    state2[34] = 16'h0000;
-    state2[35] = 16'h0000;
-    state2[36] = 16'h0000;
-    state2[37] = 16'h0000;
-    state2[38] = 16'h0000;
-    state2[39] = 16'h0000;
-    state2[40] = 16'h0000;
-    state2[41] = 16'h0000;
-    state2[42] = 16'h0000;
-    state2[43] = 16'h0000;
-    state2[44] = 16'h0000;
-    state2[45] = 16'h0000;
-    state2[46] = 16'h0000;
-    state2[47] = 16'h0000;
-    state2[48] = 16'h0000;
-    state2[49] = 16'h0000;
-    state2[50] = 16'h0000;
-    state2[51] = 16'h0000;
-    state2[52] = 16'h0000;
-    state2[53] = 16'h0000;
-    state2[54] = 16'h0000;
-    state2[55] = 16'h0000;
-    state2[56] = 16'h0000;
-    state2[57] = 16'h0000;
-    state2[58] = 16'h0000;
-    state2[59] = 16'h0000;
-    state2[60] = 16'h0000;
-    state2[61] = 16'h0000;
-    state2[62] = 16'h0000;
-    state2[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$113 )
-      state2[\$212 [5:0]] <= \$213 [15:0];
-  end
-  reg [15:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= state2[\$211 [5:0]];
-  end
-  assign \$signature__data$108  = _3_;
-  reg [15:0] state3 [63:0];
-  initial begin
-    state3[0] = 16'h0000;
-    state3[1] = 16'h0000;
-    state3[2] = 16'h0000;
-    state3[3] = 16'h0000;
-    state3[4] = 16'h0000;
-    state3[5] = 16'h0000;
-    state3[6] = 16'h0000;
-    state3[7] = 16'h0000;
-    state3[8] = 16'h0000;
-    state3[9] = 16'h0000;
-    state3[10] = 16'h0000;
-    state3[11] = 16'h0000;
-    state3[12] = 16'h0000;
-    state3[13] = 16'h0000;
-    state3[14] = 16'h0000;
-    state3[15] = 16'h0000;
-    state3[16] = 16'h0000;
-    state3[17] = 16'h0000;
-    state3[18] = 16'h0000;
-    state3[19] = 16'h0000;
-    state3[20] = 16'h0000;
-    state3[21] = 16'h0000;
-    state3[22] = 16'h0000;
-    state3[23] = 16'h0000;
-    state3[24] = 16'h0000;
-    state3[25] = 16'h0000;
-    state3[26] = 16'h0000;
-    state3[27] = 16'h0000;
-    state3[28] = 16'h0000;
-    state3[29] = 16'h0000;
-    state3[30] = 16'h0000;
-    state3[31] = 16'h0000;
-    state3[32] = 16'h0000;
-    state3[33] = 16'h0000;
-    state3[34] = 16'h0000;
-    state3[35] = 16'h0000;
-    state3[36] = 16'h0000;
-    state3[37] = 16'h0000;
-    state3[38] = 16'h0000;
-    state3[39] = 16'h0000;
-    state3[40] = 16'h0000;
-    state3[41] = 16'h0000;
-    state3[42] = 16'h0000;
-    state3[43] = 16'h0000;
-    state3[44] = 16'h0000;
-    state3[45] = 16'h0000;
-    state3[46] = 16'h0000;
-    state3[47] = 16'h0000;
-    state3[48] = 16'h0000;
-    state3[49] = 16'h0000;
-    state3[50] = 16'h0000;
-    state3[51] = 16'h0000;
-    state3[52] = 16'h0000;
-    state3[53] = 16'h0000;
-    state3[54] = 16'h0000;
-    state3[55] = 16'h0000;
-    state3[56] = 16'h0000;
-    state3[57] = 16'h0000;
-    state3[58] = 16'h0000;
-    state3[59] = 16'h0000;
-    state3[60] = 16'h0000;
-    state3[61] = 16'h0000;
-    state3[62] = 16'h0000;
-    state3[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$124 )
-      state3[\$235 [5:0]] <= \$236 [15:0];
-  end
-  reg [15:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= state3[\$234 [5:0]];
-  end
-  assign \$signature__data$119  = _4_;
-  reg [15:0] state4 [63:0];
-  initial begin
-    state4[0] = 16'h0000;
-    state4[1] = 16'h0000;
-    state4[2] = 16'h0000;
-    state4[3] = 16'h0000;
-    state4[4] = 16'h0000;
-    state4[5] = 16'h0000;
-    state4[6] = 16'h0000;
-    state4[7] = 16'h0000;
-    state4[8] = 16'h0000;
-    state4[9] = 16'h0000;
-    state4[10] = 16'h0000;
-    state4[11] = 16'h0000;
-    state4[12] = 16'h0000;
-    state4[13] = 16'h0000;
-    state4[14] = 16'h0000;
-    state4[15] = 16'h0000;
-    state4[16] = 16'h0000;
-    state4[17] = 16'h0000;
-    state4[18] = 16'h0000;
-    state4[19] = 16'h0000;
-    state4[20] = 16'h0000;
-    state4[21] = 16'h0000;
-    state4[22] = 16'h0000;
-    state4[23] = 16'h0000;
-    state4[24] = 16'h0000;
-    state4[25] = 16'h0000;
-    state4[26] = 16'h0000;
-    state4[27] = 16'h0000;
-    state4[28] = 16'h0000;
-    state4[29] = 16'h0000;
-    state4[30] = 16'h0000;
-    state4[31] = 16'h0000;
-    state4[32] = 16'h0000;
-    state4[33] = 16'h0000;
-    state4[34] = 16'h0000;
-    state4[35] = 16'h0000;
-    state4[36] = 16'h0000;
-    state4[37] = 16'h0000;
-    state4[38] = 16'h0000;
-    state4[39] = 16'h0000;
-    state4[40] = 16'h0000;
-    state4[41] = 16'h0000;
-    state4[42] = 16'h0000;
-    state4[43] = 16'h0000;
-    state4[44] = 16'h0000;
-    state4[45] = 16'h0000;
-    state4[46] = 16'h0000;
-    state4[47] = 16'h0000;
-    state4[48] = 16'h0000;
-    state4[49] = 16'h0000;
-    state4[50] = 16'h0000;
-    state4[51] = 16'h0000;
-    state4[52] = 16'h0000;
-    state4[53] = 16'h0000;
-    state4[54] = 16'h0000;
-    state4[55] = 16'h0000;
-    state4[56] = 16'h0000;
-    state4[57] = 16'h0000;
-    state4[58] = 16'h0000;
-    state4[59] = 16'h0000;
-    state4[60] = 16'h0000;
-    state4[61] = 16'h0000;
-    state4[62] = 16'h0000;
-    state4[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$135 )
-      state4[\$258 [5:0]] <= \$259 [15:0];
-  end
-  reg [15:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= state4[\$257 [5:0]];
-  end
-  assign \$signature__data$130  = _5_;
-  reg [15:0] state5 [63:0];
-  initial begin
-    state5[0] = 16'h0000;
-    state5[1] = 16'h0000;
-    state5[2] = 16'h0000;
-    state5[3] = 16'h0000;
-    state5[4] = 16'h0000;
-    state5[5] = 16'h0000;
-    state5[6] = 16'h0000;
-    state5[7] = 16'h0000;
-    state5[8] = 16'h0000;
-    state5[9] = 16'h0000;
-    state5[10] = 16'h0000;
-    state5[11] = 16'h0000;
-    state5[12] = 16'h0000;
-    state5[13] = 16'h0000;
-    state5[14] = 16'h0000;
-    state5[15] = 16'h0000;
-    state5[16] = 16'h0000;
-    state5[17] = 16'h0000;
-    state5[18] = 16'h0000;
-    state5[19] = 16'h0000;
-    state5[20] = 16'h0000;
-    state5[21] = 16'h0000;
-    state5[22] = 16'h0000;
-    state5[23] = 16'h0000;
-    state5[24] = 16'h0000;
-    state5[25] = 16'h0000;
-    state5[26] = 16'h0000;
-    state5[27] = 16'h0000;
-    state5[28] = 16'h0000;
-    state5[29] = 16'h0000;
-    state5[30] = 16'h0000;
-    state5[31] = 16'h0000;
-    state5[32] = 16'h0000;
-    state5[33] = 16'h0000;
-    state5[34] = 16'h0000;
-    state5[35] = 16'h0000;
-    state5[36] = 16'h0000;
-    state5[37] = 16'h0000;
-    state5[38] = 16'h0000;
-    state5[39] = 16'h0000;
-    state5[40] = 16'h0000;
-    state5[41] = 16'h0000;
-    state5[42] = 16'h0000;
-    state5[43] = 16'h0000;
-    state5[44] = 16'h0000;
-    state5[45] = 16'h0000;
-    state5[46] = 16'h0000;
-    state5[47] = 16'h0000;
-    state5[48] = 16'h0000;
-    state5[49] = 16'h0000;
-    state5[50] = 16'h0000;
-    state5[51] = 16'h0000;
-    state5[52] = 16'h0000;
-    state5[53] = 16'h0000;
-    state5[54] = 16'h0000;
-    state5[55] = 16'h0000;
-    state5[56] = 16'h0000;
-    state5[57] = 16'h0000;
-    state5[58] = 16'h0000;
-    state5[59] = 16'h0000;
-    state5[60] = 16'h0000;
-    state5[61] = 16'h0000;
-    state5[62] = 16'h0000;
-    state5[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$146 )
-      state5[\$281 [5:0]] <= \$282 [15:0];
-  end
-  reg [15:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= state5[\$280 [5:0]];
-  end
-  assign \$signature__data$141  = _6_;
-  reg [15:0] state6 [63:0];
-  initial begin
-    state6[0] = 16'h0000;
-    state6[1] = 16'h0000;
-    state6[2] = 16'h0000;
-    state6[3] = 16'h0000;
-    state6[4] = 16'h0000;
-    state6[5] = 16'h0000;
-    state6[6] = 16'h0000;
-    state6[7] = 16'h0000;
-    state6[8] = 16'h0000;
-    state6[9] = 16'h0000;
-    state6[10] = 16'h0000;
-    state6[11] = 16'h0000;
-    state6[12] = 16'h0000;
-    state6[13] = 16'h0000;
-    state6[14] = 16'h0000;
-    state6[15] = 16'h0000;
-    state6[16] = 16'h0000;
-    state6[17] = 16'h0000;
-    state6[18] = 16'h0000;
-    state6[19] = 16'h0000;
-    state6[20] = 16'h0000;
-    state6[21] = 16'h0000;
-    state6[22] = 16'h0000;
-    state6[23] = 16'h0000;
-    state6[24] = 16'h0000;
-    state6[25] = 16'h0000;
-    state6[26] = 16'h0000;
-    state6[27] = 16'h0000;
-    state6[28] = 16'h0000;
-    state6[29] = 16'h0000;
-    state6[30] = 16'h0000;
-    state6[31] = 16'h0000;
-    state6[32] = 16'h0000;
-    state6[33] = 16'h0000;
-    state6[34] = 16'h0000;
-    state6[35] = 16'h0000;
-    state6[36] = 16'h0000;
-    state6[37] = 16'h0000;
-    state6[38] = 16'h0000;
-    state6[39] = 16'h0000;
-    state6[40] = 16'h0000;
-    state6[41] = 16'h0000;
-    state6[42] = 16'h0000;
-    state6[43] = 16'h0000;
-    state6[44] = 16'h0000;
-    state6[45] = 16'h0000;
-    state6[46] = 16'h0000;
-    state6[47] = 16'h0000;
-    state6[48] = 16'h0000;
-    state6[49] = 16'h0000;
-    state6[50] = 16'h0000;
-    state6[51] = 16'h0000;
-    state6[52] = 16'h0000;
-    state6[53] = 16'h0000;
-    state6[54] = 16'h0000;
-    state6[55] = 16'h0000;
-    state6[56] = 16'h0000;
-    state6[57] = 16'h0000;
-    state6[58] = 16'h0000;
-    state6[59] = 16'h0000;
-    state6[60] = 16'h0000;
-    state6[61] = 16'h0000;
-    state6[62] = 16'h0000;
-    state6[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$157 )
-      state6[\$304 [5:0]] <= \$305 [15:0];
-  end
-  reg [15:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= state6[\$303 [5:0]];
-  end
-  assign \$signature__data$152  = _7_;
-  reg [15:0] state7 [63:0];
-  initial begin
-    state7[0] = 16'h0000;
-    state7[1] = 16'h0000;
-    state7[2] = 16'h0000;
-    state7[3] = 16'h0000;
-    state7[4] = 16'h0000;
-    state7[5] = 16'h0000;
-    state7[6] = 16'h0000;
-    state7[7] = 16'h0000;
-    state7[8] = 16'h0000;
-    state7[9] = 16'h0000;
-    state7[10] = 16'h0000;
-    state7[11] = 16'h0000;
-    state7[12] = 16'h0000;
-    state7[13] = 16'h0000;
-    state7[14] = 16'h0000;
-    state7[15] = 16'h0000;
-    state7[16] = 16'h0000;
-    state7[17] = 16'h0000;
-    state7[18] = 16'h0000;
-    state7[19] = 16'h0000;
-    state7[20] = 16'h0000;
-    state7[21] = 16'h0000;
-    state7[22] = 16'h0000;
-    state7[23] = 16'h0000;
-    state7[24] = 16'h0000;
-    state7[25] = 16'h0000;
-    state7[26] = 16'h0000;
-    state7[27] = 16'h0000;
-    state7[28] = 16'h0000;
-    state7[29] = 16'h0000;
-    state7[30] = 16'h0000;
-    state7[31] = 16'h0000;
-    state7[32] = 16'h0000;
-    state7[33] = 16'h0000;
-    state7[34] = 16'h0000;
-    state7[35] = 16'h0000;
-    state7[36] = 16'h0000;
-    state7[37] = 16'h0000;
-    state7[38] = 16'h0000;
-    state7[39] = 16'h0000;
-    state7[40] = 16'h0000;
-    state7[41] = 16'h0000;
-    state7[42] = 16'h0000;
-    state7[43] = 16'h0000;
-    state7[44] = 16'h0000;
-    state7[45] = 16'h0000;
-    state7[46] = 16'h0000;
-    state7[47] = 16'h0000;
-    state7[48] = 16'h0000;
-    state7[49] = 16'h0000;
-    state7[50] = 16'h0000;
-    state7[51] = 16'h0000;
-    state7[52] = 16'h0000;
-    state7[53] = 16'h0000;
-    state7[54] = 16'h0000;
-    state7[55] = 16'h0000;
-    state7[56] = 16'h0000;
-    state7[57] = 16'h0000;
-    state7[58] = 16'h0000;
-    state7[59] = 16'h0000;
-    state7[60] = 16'h0000;
-    state7[61] = 16'h0000;
-    state7[62] = 16'h0000;
-    state7[63] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\wr__en$168 )
-      state7[\$327 [5:0]] <= \$328 [15:0];
-  end
-  reg [15:0] _8_;
-  always @(posedge clk) begin
-    _8_ <= state7[\$326 [5:0]];
-  end
-  assign \$signature__data$163  = _8_;
-  always @(posedge clk)
-    ssm_v2 <= \$425 ;
-  always @(posedge clk)
-    ssm_v3 <= \$426 ;
-  always @(posedge clk)
-    ssm_v4 <= \$427 ;
-  always @(posedge clk)
-    ssm_v5 <= \$428 ;
-  always @(posedge clk)
-    ssm_v6 <= \$429 ;
-  always @(posedge clk)
-    ssm_v7 <= \$430 ;
-  always @(posedge clk)
-    ssm_v8 <= \$431 ;
-  always @(posedge clk)
-    ssm_v9 <= \$432 ;
-  always @(posedge clk)
-    ssm_v10 <= \$433 ;
-  always @(posedge clk)
-    ssm_v11 <= \$434 ;
-  always @(posedge clk)
-    ssm_v12 <= \$435 ;
-  always @(posedge clk)
-    ssm_v13 <= \$436 ;
-  always @(posedge clk)
-    ssm_v14 <= \$437 ;
-  always @(posedge clk)
-    ssm_v15 <= \$438 ;
-  always @(posedge clk)
-    ssm_q0 <= \$439 ;
-  always @(posedge clk)
-    ssm_q1 <= \$440 ;
-  always @(posedge clk)
-    ssm_q2 <= \$441 ;
-  always @(posedge clk)
-    ssm_q3 <= \$442 ;
-  always @(posedge clk)
-    ssm_q4 <= \$443 ;
-  always @(posedge clk)
-    ssm_q5 <= \$444 ;
-  always @(posedge clk)
-    ssm_q6 <= \$445 ;
-  always @(posedge clk)
-    ssm_q7 <= \$446 ;
-  always @(posedge clk)
-    ssm_q8 <= \$447 ;
-  always @(posedge clk)
-    ssm_q9 <= \$448 ;
-  always @(posedge clk)
-    ssm_q10 <= \$449 ;
-  always @(posedge clk)
-    ssm_q11 <= \$450 ;
-  always @(posedge clk)
-    ssm_q12 <= \$451 ;
-  always @(posedge clk)
-    ssm_q13 <= \$452 ;
-  always @(posedge clk)
-    ssm_q14 <= \$453 ;
-  always @(posedge clk)
-    ssm_q15 <= \$454 ;
-  always @(posedge clk)
-    ssm_gate <= \$455 ;
-  always @(posedge clk)
-    p1_valid <= \$456 ;
-  always @(posedge clk)
-    p1_row <= \$457 ;
-  always @(posedge clk)
-    p1_addr <= \$458 ;
-  always @(posedge clk)
-    ssm_yacc0 <= \$459 ;
-  always @(posedge clk)
-    ssm_yacc1 <= \$460 ;
-  always @(posedge clk)
-    ssm_yacc2 <= \$461 ;
-  always @(posedge clk)
-    ssm_yacc3 <= \$462 ;
-  always @(posedge clk)
-    ssm_yacc4 <= \$463 ;
-  always @(posedge clk)
-    ssm_yacc5 <= \$464 ;
-  always @(posedge clk)
-    ssm_yacc6 <= \$465 ;
-  always @(posedge clk)
-    ssm_yacc7 <= \$466 ;
-  always @(posedge clk)
-    chunk <= \$467 ;
-  always @(posedge clk)
-    fsm_state <= \$468 ;
-  always @(posedge clk)
-    gop <= \$469 ;
-  always @(posedge clk)
-    g_const <= \$470 ;
-  always @(posedge clk)
-    gbase <= \$471 ;
-  always @(posedge clk)
-    pass_row <= \$472 ;
-  always @(posedge clk)
-    arow <= \$473 ;
-  assign \$1  = g1_const ? g1_n : { 1'h0, ev_index };
-  assign g_value = g1_const ? param_rdata[7:0] : ev_value;
-  assign \$2  = gbase + n;
-  assign \$3  = busy ? \$2  : { 1'h0, host_word };
-  assign \$4  = pass_row <= 1'h0;
-  assign \$5  = entry[4:0] > 1'h0;
-  assign \$6  = \$4  & \$5 ;
-  assign \$7  = ~ entry[46];
-  assign \$8  = | ssm_k0;
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = | ssm_q0;
-  assign \$11  = \$9  | \$10 ;
-  assign \$12  = \$6  & \$11 ;
-  assign \$13  = pass_row <= 1'h1;
-  assign \$14  = entry[4:0] > 1'h1;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = ~ entry[46];
-  assign \$17  = | ssm_k1;
-  assign \$18  = \$16  | \$17 ;
-  assign \$19  = | ssm_q1;
-  assign \$20  = \$18  | \$19 ;
-  assign \$21  = \$15  & \$20 ;
-  assign \$22  = pass_row <= 2'h2;
-  assign \$23  = entry[4:0] > 2'h2;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = ~ entry[46];
-  assign \$26  = | ssm_k2;
-  assign \$27  = \$25  | \$26 ;
-  assign \$28  = | ssm_q2;
-  assign \$29  = \$27  | \$28 ;
-  assign \$30  = \$24  & \$29 ;
-  assign \$31  = pass_row <= 2'h3;
-  assign \$32  = entry[4:0] > 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ entry[46];
-  assign \$35  = | ssm_k3;
-  assign \$36  = \$34  | \$35 ;
-  assign \$37  = | ssm_q3;
-  assign \$38  = \$36  | \$37 ;
-  assign \$39  = \$33  & \$38 ;
-  assign \$40  = pass_row <= 3'h4;
-  assign \$41  = entry[4:0] > 3'h4;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = ~ entry[46];
-  assign \$44  = | ssm_k4;
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = | ssm_q4;
-  assign \$47  = \$45  | \$46 ;
-  assign \$48  = \$42  & \$47 ;
-  assign \$49  = pass_row <= 3'h5;
-  assign \$50  = entry[4:0] > 3'h5;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = ~ entry[46];
-  assign \$53  = | ssm_k5;
-  assign \$54  = \$52  | \$53 ;
-  assign \$55  = | ssm_q5;
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = \$51  & \$56 ;
-  assign \$58  = pass_row <= 3'h6;
-  assign \$59  = entry[4:0] > 3'h6;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = ~ entry[46];
-  assign \$62  = | ssm_k6;
-  assign \$63  = \$61  | \$62 ;
-  assign \$64  = | ssm_q6;
-  assign \$65  = \$63  | \$64 ;
-  assign \$66  = \$60  & \$65 ;
-  assign \$67  = pass_row <= 3'h7;
-  assign \$68  = entry[4:0] > 3'h7;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = ~ entry[46];
-  assign \$71  = | ssm_k7;
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = | ssm_q7;
-  assign \$74  = \$72  | \$73 ;
-  assign \$75  = \$69  & \$74 ;
-  assign \$76  = pass_row <= 4'h8;
-  assign \$77  = entry[4:0] > 4'h8;
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = ~ entry[46];
-  assign \$80  = | ssm_k8;
-  assign \$81  = \$79  | \$80 ;
-  assign \$82  = | ssm_q8;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = \$78  & \$83 ;
-  assign \$85  = pass_row <= 4'h9;
-  assign \$86  = entry[4:0] > 4'h9;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = ~ entry[46];
-  assign \$89  = | ssm_k9;
-  assign \$90  = \$88  | \$89 ;
-  assign \$91  = | ssm_q9;
-  assign \$92  = \$90  | \$91 ;
-  assign \$93  = \$87  & \$92 ;
-  assign \$94  = pass_row <= 4'ha;
-  assign \$95  = entry[4:0] > 4'ha;
-  assign \$96  = \$94  & \$95 ;
-  assign \$97  = ~ entry[46];
-  assign \$98  = | ssm_k10;
-  assign \$99  = \$97  | \$98 ;
-  assign \$100  = | ssm_q10;
-  assign \$101  = \$99  | \$100 ;
-  assign \$102  = \$96  & \$101 ;
-  assign \$103  = pass_row <= 4'hb;
-  assign \$104  = entry[4:0] > 4'hb;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = ~ entry[46];
-  assign \$107  = | ssm_k11;
-  assign \$108  = \$106  | \$107 ;
-  assign \$109  = | ssm_q11;
-  assign \$110  = \$108  | \$109 ;
-  assign \$111  = \$105  & \$110 ;
-  assign \$112  = pass_row <= 4'hc;
-  assign \$113  = entry[4:0] > 4'hc;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = ~ entry[46];
-  assign \$116  = | ssm_k12;
-  assign \$117  = \$115  | \$116 ;
-  assign \$118  = | ssm_q12;
-  assign \$119  = \$117  | \$118 ;
-  assign \$120  = \$114  & \$119 ;
-  assign \$121  = pass_row <= 4'hd;
-  assign \$122  = entry[4:0] > 4'hd;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = ~ entry[46];
-  assign \$125  = | ssm_k13;
-  assign \$126  = \$124  | \$125 ;
-  assign \$127  = | ssm_q13;
-  assign \$128  = \$126  | \$127 ;
-  assign \$129  = \$123  & \$128 ;
-  assign \$130  = pass_row <= 4'he;
-  assign \$131  = entry[4:0] > 4'he;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ~ entry[46];
-  assign \$134  = | ssm_k14;
-  assign \$135  = \$133  | \$134 ;
-  assign \$136  = | ssm_q14;
-  assign \$137  = \$135  | \$136 ;
-  assign \$138  = \$132  & \$137 ;
-  assign \$139  = pass_row <= 4'hf;
-  assign \$140  = entry[4:0] > 4'hf;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = ~ entry[46];
-  assign \$143  = | ssm_k15;
-  assign \$144  = \$142  | \$143 ;
-  assign \$145  = | ssm_q15;
-  assign \$146  = \$144  | \$145 ;
-  assign \$147  = \$141  & \$146 ;
-  assign found = | rows_left;
-  assign \$148  = next_row * \port$2420$0 [12:8];
-  assign \$149  = entry[10:5] + \$148 ;
-  assign \$150  = \$149  + chunk;
-  assign \$151  = chunk * 4'h8;
-  assign \$152  = \$151  + 1'h0;
-  assign \$153  = \$152  < \port$2420$0 [7:0];
-  assign \$154  = chunk * 4'h8;
-  assign \$155  = \$154  + 1'h0;
-  assign \$156  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$78 );
-  assign \$159  = $signed(\$158 ) * $signed(ssm_vsel0);
-  assign \$160  = $signed(\$157 ) + $signed(\$159 );
-  assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
-  assign \$162  = $signed(\$160 ) < $signed(16'h8000);
-  assign \$163  = \$162  ? 34'h3ffff8000 : { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
-  assign \$164  = \$161  ? 34'h000007fff : \$163 ;
-  assign \$165  = busy ? { 3'h0, \$150 [7:0] } : state_word[10:0];
-  assign \$166  = busy ? { 3'h0, p1_addr } : state_word[10:0];
-  assign \$167  = busy ? { \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15], \$164 [15:0] } : { 1'h0, state_wdata[46:0] };
-  assign \$168  = p1_valid & valid_lanes[0];
-  assign wr__en = busy ? \$168  : state_we[0];
-  assign ssm_shifted0 = $signed(ssm_yacc0) >>> entry[45:40];
-  assign \$169  = $signed(ssm_shifted0) > $signed(8'h7f);
-  assign \$170  = $signed(ssm_shifted0) < $signed(8'h80);
-  assign \$171  = \$170  ? 28'hfffff80 : ssm_shifted0;
-  assign \$172  = \$169  ? 28'h000007f : \$171 ;
-  assign \$173  = | \$172 [7:0];
-  assign \$174  = chunk * 4'h8;
-  assign \$175  = \$174  + 1'h1;
-  assign \$176  = \$175  < \port$2420$0 [7:0];
-  assign \$177  = chunk * 4'h8;
-  assign \$178  = \$177  + 1'h1;
-  assign \$179  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$97 );
-  assign \$182  = $signed(\$181 ) * $signed(ssm_vsel1);
-  assign \$183  = $signed(\$180 ) + $signed(\$182 );
-  assign \$184  = $signed(\$183 ) > $signed(16'h7fff);
-  assign \$185  = $signed(\$183 ) < $signed(16'h8000);
-  assign \$186  = \$185  ? 34'h3ffff8000 : { \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183  };
-  assign \$187  = \$184  ? 34'h000007fff : \$186 ;
-  assign \$188  = busy ? { 3'h0, \$150 [7:0] } : state_word[21:11];
-  assign \$189  = busy ? { 3'h0, p1_addr } : state_word[21:11];
-  assign \$190  = busy ? { \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15], \$187 [15:0] } : { 1'h0, state_wdata[93:47] };
-  assign \$191  = p1_valid & valid_lanes[1];
-  assign \wr__en$102  = busy ? \$191  : state_we[1];
-  assign ssm_shifted1 = $signed(ssm_yacc1) >>> entry[45:40];
-  assign \$192  = $signed(ssm_shifted1) > $signed(8'h7f);
-  assign \$193  = $signed(ssm_shifted1) < $signed(8'h80);
-  assign \$194  = \$193  ? 28'hfffff80 : ssm_shifted1;
-  assign \$195  = \$192  ? 28'h000007f : \$194 ;
-  assign \$196  = | \$195 [7:0];
-  assign \$197  = chunk * 4'h8;
-  assign \$198  = \$197  + 2'h2;
-  assign \$199  = \$198  < \port$2420$0 [7:0];
-  assign \$200  = chunk * 4'h8;
-  assign \$201  = \$200  + 2'h2;
-  assign \$202  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$108 );
-  assign \$205  = $signed(\$204 ) * $signed(ssm_vsel2);
-  assign \$206  = $signed(\$203 ) + $signed(\$205 );
-  assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
-  assign \$208  = $signed(\$206 ) < $signed(16'h8000);
-  assign \$209  = \$208  ? 34'h3ffff8000 : { \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206  };
-  assign \$210  = \$207  ? 34'h000007fff : \$209 ;
-  assign \$211  = busy ? { 3'h0, \$150 [7:0] } : state_word[32:22];
-  assign \$212  = busy ? { 3'h0, p1_addr } : state_word[32:22];
-  assign \$213  = busy ? { \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15], \$210 [15:0] } : { 1'h0, state_wdata[140:94] };
-  assign \$214  = p1_valid & valid_lanes[2];
-  assign \wr__en$113  = busy ? \$214  : state_we[2];
-  assign ssm_shifted2 = $signed(ssm_yacc2) >>> entry[45:40];
-  assign \$215  = $signed(ssm_shifted2) > $signed(8'h7f);
-  assign \$216  = $signed(ssm_shifted2) < $signed(8'h80);
-  assign \$217  = \$216  ? 28'hfffff80 : ssm_shifted2;
-  assign \$218  = \$215  ? 28'h000007f : \$217 ;
-  assign \$219  = | \$218 [7:0];
-  assign \$220  = chunk * 4'h8;
-  assign \$221  = \$220  + 2'h3;
-  assign \$222  = \$221  < \port$2420$0 [7:0];
-  assign \$223  = chunk * 4'h8;
-  assign \$224  = \$223  + 2'h3;
-  assign \$225  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$119 );
-  assign \$228  = $signed(\$227 ) * $signed(ssm_vsel3);
-  assign \$229  = $signed(\$226 ) + $signed(\$228 );
-  assign \$230  = $signed(\$229 ) > $signed(16'h7fff);
-  assign \$231  = $signed(\$229 ) < $signed(16'h8000);
-  assign \$232  = \$231  ? 34'h3ffff8000 : { \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229  };
-  assign \$233  = \$230  ? 34'h000007fff : \$232 ;
-  assign \$234  = busy ? { 3'h0, \$150 [7:0] } : state_word[43:33];
-  assign \$235  = busy ? { 3'h0, p1_addr } : state_word[43:33];
-  assign \$236  = busy ? { \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15], \$233 [15:0] } : { 1'h0, state_wdata[187:141] };
-  assign \$237  = p1_valid & valid_lanes[3];
-  assign \wr__en$124  = busy ? \$237  : state_we[3];
-  assign ssm_shifted3 = $signed(ssm_yacc3) >>> entry[45:40];
-  assign \$238  = $signed(ssm_shifted3) > $signed(8'h7f);
-  assign \$239  = $signed(ssm_shifted3) < $signed(8'h80);
-  assign \$240  = \$239  ? 28'hfffff80 : ssm_shifted3;
-  assign \$241  = \$238  ? 28'h000007f : \$240 ;
-  assign \$242  = | \$241 [7:0];
-  assign \$243  = chunk * 4'h8;
-  assign \$244  = \$243  + 3'h4;
-  assign \$245  = \$244  < \port$2420$0 [7:0];
-  assign \$246  = chunk * 4'h8;
-  assign \$247  = \$246  + 3'h4;
-  assign \$248  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$130 );
-  assign \$251  = $signed(\$250 ) * $signed(ssm_vsel4);
-  assign \$252  = $signed(\$249 ) + $signed(\$251 );
-  assign \$253  = $signed(\$252 ) > $signed(16'h7fff);
-  assign \$254  = $signed(\$252 ) < $signed(16'h8000);
-  assign \$255  = \$254  ? 34'h3ffff8000 : { \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252  };
-  assign \$256  = \$253  ? 34'h000007fff : \$255 ;
-  assign \$257  = busy ? { 3'h0, \$150 [7:0] } : state_word[54:44];
-  assign \$258  = busy ? { 3'h0, p1_addr } : state_word[54:44];
-  assign \$259  = busy ? { \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15], \$256 [15:0] } : { 1'h0, state_wdata[234:188] };
-  assign \$260  = p1_valid & valid_lanes[4];
-  assign \wr__en$135  = busy ? \$260  : state_we[4];
-  assign ssm_shifted4 = $signed(ssm_yacc4) >>> entry[45:40];
-  assign \$261  = $signed(ssm_shifted4) > $signed(8'h7f);
-  assign \$262  = $signed(ssm_shifted4) < $signed(8'h80);
-  assign \$263  = \$262  ? 28'hfffff80 : ssm_shifted4;
-  assign \$264  = \$261  ? 28'h000007f : \$263 ;
-  assign \$265  = | \$264 [7:0];
-  assign \$266  = chunk * 4'h8;
-  assign \$267  = \$266  + 3'h5;
-  assign \$268  = \$267  < \port$2420$0 [7:0];
-  assign \$269  = chunk * 4'h8;
-  assign \$270  = \$269  + 3'h5;
-  assign \$271  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$141 );
-  assign \$274  = $signed(\$273 ) * $signed(ssm_vsel5);
-  assign \$275  = $signed(\$272 ) + $signed(\$274 );
-  assign \$276  = $signed(\$275 ) > $signed(16'h7fff);
-  assign \$277  = $signed(\$275 ) < $signed(16'h8000);
-  assign \$278  = \$277  ? 34'h3ffff8000 : { \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275  };
-  assign \$279  = \$276  ? 34'h000007fff : \$278 ;
-  assign \$280  = busy ? { 3'h0, \$150 [7:0] } : state_word[65:55];
-  assign \$281  = busy ? { 3'h0, p1_addr } : state_word[65:55];
-  assign \$282  = busy ? { \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15], \$279 [15:0] } : { 1'h0, state_wdata[281:235] };
-  assign \$283  = p1_valid & valid_lanes[5];
-  assign \wr__en$146  = busy ? \$283  : state_we[5];
-  assign ssm_shifted5 = $signed(ssm_yacc5) >>> entry[45:40];
-  assign \$284  = $signed(ssm_shifted5) > $signed(8'h7f);
-  assign \$285  = $signed(ssm_shifted5) < $signed(8'h80);
-  assign \$286  = \$285  ? 28'hfffff80 : ssm_shifted5;
-  assign \$287  = \$284  ? 28'h000007f : \$286 ;
-  assign \$288  = | \$287 [7:0];
-  assign \$289  = chunk * 4'h8;
-  assign \$290  = \$289  + 3'h6;
-  assign \$291  = \$290  < \port$2420$0 [7:0];
-  assign \$292  = chunk * 4'h8;
-  assign \$293  = \$292  + 3'h6;
-  assign \$294  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$152 );
-  assign \$297  = $signed(\$296 ) * $signed(ssm_vsel6);
-  assign \$298  = $signed(\$295 ) + $signed(\$297 );
-  assign \$299  = $signed(\$298 ) > $signed(16'h7fff);
-  assign \$300  = $signed(\$298 ) < $signed(16'h8000);
-  assign \$301  = \$300  ? 34'h3ffff8000 : { \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298  };
-  assign \$302  = \$299  ? 34'h000007fff : \$301 ;
-  assign \$303  = busy ? { 3'h0, \$150 [7:0] } : state_word[76:66];
-  assign \$304  = busy ? { 3'h0, p1_addr } : state_word[76:66];
-  assign \$305  = busy ? { \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15], \$302 [15:0] } : { 1'h0, state_wdata[328:282] };
-  assign \$306  = p1_valid & valid_lanes[6];
-  assign \wr__en$157  = busy ? \$306  : state_we[6];
-  assign ssm_shifted6 = $signed(ssm_yacc6) >>> entry[45:40];
-  assign \$307  = $signed(ssm_shifted6) > $signed(8'h7f);
-  assign \$308  = $signed(ssm_shifted6) < $signed(8'h80);
-  assign \$309  = \$308  ? 28'hfffff80 : ssm_shifted6;
-  assign \$310  = \$307  ? 28'h000007f : \$309 ;
-  assign \$311  = | \$310 [7:0];
-  assign \$312  = chunk * 4'h8;
-  assign \$313  = \$312  + 3'h7;
-  assign \$314  = \$313  < \port$2420$0 [7:0];
-  assign \$315  = chunk * 4'h8;
-  assign \$316  = \$315  + 3'h7;
-  assign \$317  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$163 );
-  assign \$320  = $signed(\$319 ) * $signed(ssm_vsel7);
-  assign \$321  = $signed(\$318 ) + $signed(\$320 );
-  assign \$322  = $signed(\$321 ) > $signed(16'h7fff);
-  assign \$323  = $signed(\$321 ) < $signed(16'h8000);
-  assign \$324  = \$323  ? 34'h3ffff8000 : { \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321  };
-  assign \$325  = \$322  ? 34'h000007fff : \$324 ;
-  assign \$326  = busy ? { 3'h0, \$150 [7:0] } : state_word[87:77];
-  assign \$327  = busy ? { 3'h0, p1_addr } : state_word[87:77];
-  assign \$328  = busy ? { \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15], \$325 [15:0] } : { 1'h0, state_wdata[375:329] };
-  assign \$329  = p1_valid & valid_lanes[7];
-  assign \wr__en$168  = busy ? \$329  : state_we[7];
-  assign ssm_shifted7 = $signed(ssm_yacc7) >>> entry[45:40];
-  assign \$330  = $signed(ssm_shifted7) > $signed(8'h7f);
-  assign \$331  = $signed(ssm_shifted7) < $signed(8'h80);
-  assign \$332  = \$331  ? 28'hfffff80 : ssm_shifted7;
-  assign \$333  = \$330  ? 28'h000007f : \$332 ;
-  assign \$334  = | \$333 [7:0];
-  assign \$335  = ssm_ynz & valid_lanes;
-  assign row_send = emit_values ? valid_lanes : \$335 ;
-  assign \$336  = chunk * 4'h8;
-  assign \$337  = gop == 3'h4;
-  assign \$338  = entry[19:11] + 1'h0;
-  assign \$339  = entry[19:11] + entry[4:0];
-  assign \$340  = entry[4:0] + \port$2420$0 [7:0];
-  assign \$341  = entry[19:11] + \$340 ;
-  assign \$342  = cur ^ op_rec;
-  assign \$343  = ! op_src;
-  assign \$344  = op_const ? op_length : list_count;
-  assign \$345  = present ? \$344  : 8'h00;
-  assign \$346  = n < cnt;
-  assign \$347  = ~ g_const;
-  assign \$348  = arow + next_row;
-  assign \$349  = chunk + 1'h1;
-  assign \$350  = \$349  == \port$2420$0 [12:8];
-  assign \$351  = ! fsm_state;
-  assign \$352  = fsm_state == 1'h1;
-  assign \$353  = fsm_state == 2'h2;
-  assign \$354  = fsm_state == 2'h3;
-  assign \$355  = fsm_state == 3'h4;
-  assign \$356  = fsm_state == 3'h5;
-  assign \$357  = fsm_state == 3'h6;
-  assign \$358  = fsm_state == 3'h7;
-  assign \$359  = ! \$1 [6:0];
-  assign \$360  = \$1 [6:0] == 1'h1;
-  assign \$361  = \$1 [6:0] == 2'h2;
-  assign \$362  = \$1 [6:0] == 2'h3;
-  assign \$363  = \$1 [6:0] == 3'h4;
-  assign \$364  = \$1 [6:0] == 3'h5;
-  assign \$365  = \$1 [6:0] == 3'h6;
-  assign \$366  = \$1 [6:0] == 3'h7;
-  assign \$368  = $signed(\$367 ) * $signed(\$164 [15:0]);
-  assign \$369  = $signed(ssm_yacc0) + $signed(\$368 );
-  assign \$371  = $signed(\$370 ) * $signed(\$187 [15:0]);
-  assign \$372  = $signed(ssm_yacc1) + $signed(\$371 );
-  assign \$374  = $signed(\$373 ) * $signed(\$210 [15:0]);
-  assign \$375  = $signed(ssm_yacc2) + $signed(\$374 );
-  assign \$377  = $signed(\$376 ) * $signed(\$233 [15:0]);
-  assign \$378  = $signed(ssm_yacc3) + $signed(\$377 );
-  assign \$380  = $signed(\$379 ) * $signed(\$256 [15:0]);
-  assign \$381  = $signed(ssm_yacc4) + $signed(\$380 );
-  assign \$383  = $signed(\$382 ) * $signed(\$279 [15:0]);
-  assign \$384  = $signed(ssm_yacc5) + $signed(\$383 );
-  assign \$386  = $signed(\$385 ) * $signed(\$302 [15:0]);
-  assign \$387  = $signed(ssm_yacc6) + $signed(\$386 );
-  assign \$389  = $signed(\$388 ) * $signed(\$325 [15:0]);
-  assign \$390  = $signed(ssm_yacc7) + $signed(\$389 );
-  assign \$391  = gop == 3'h4;
-  assign \$392  = n < cnt;
-  assign \$393  = gop + 1'h1;
-  assign \$394  = 2'h2 * entry[4:0];
-  assign \$395  = entry[19:11] + \$394 ;
-  assign \$396  = \$395  + \port$2420$0 [7:0];
-  assign \$397  = ssm_gate * entry[4:0];
-  assign \$398  = \$396  + \$397 ;
-  assign \$399  = next_row + 1'h1;
-  assign \$400  = chunk + 1'h1;
-  assign \$401  = \$400  == \port$2420$0 [12:8];
-  assign \$402  = chunk + 1'h1;
-  always @(posedge clk)
-    g1_valid <= \$403 ;
-  always @(posedge clk)
-    g1_op <= \$404 ;
-  always @(posedge clk)
-    g1_const <= \$405 ;
-  always @(posedge clk)
-    g1_n <= \$406 ;
-  always @(posedge clk)
-    ssm_k0 <= \$407 ;
-  always @(posedge clk)
-    ssm_k1 <= \$408 ;
-  always @(posedge clk)
-    ssm_k2 <= \$409 ;
-  always @(posedge clk)
-    ssm_k3 <= \$410 ;
-  always @(posedge clk)
-    ssm_k4 <= \$411 ;
-  always @(posedge clk)
-    ssm_k5 <= \$412 ;
-  always @(posedge clk)
-    ssm_k6 <= \$413 ;
-  always @(posedge clk)
-    ssm_k7 <= \$414 ;
-  always @(posedge clk)
-    ssm_k8 <= \$415 ;
-  always @(posedge clk)
-    ssm_k9 <= \$416 ;
-  always @(posedge clk)
-    ssm_k10 <= \$417 ;
-  always @(posedge clk)
-    ssm_k11 <= \$418 ;
-  always @(posedge clk)
-    ssm_k12 <= \$419 ;
-  always @(posedge clk)
-    ssm_k13 <= \$420 ;
-  always @(posedge clk)
-    ssm_k14 <= \$421 ;
-  always @(posedge clk)
-    ssm_k15 <= \$422 ;
-  always @(posedge clk)
-    ssm_v0 <= \$423 ;
-  always @(posedge clk)
-    ssm_v1 <= \$424 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$425  = ssm_v2;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$425  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$425  = 8'h00;
-    endcase
-    if (rst) begin
-      \$425  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$426  = ssm_v3;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$426  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$426  = 8'h00;
-    endcase
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$427  = ssm_v4;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$427  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$427  = 8'h00;
-    endcase
-    if (rst) begin
-      \$427  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$428  = ssm_v5;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$428  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$428  = 8'h00;
-    endcase
-    if (rst) begin
-      \$428  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$429  = ssm_v6;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$429  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$429  = 8'h00;
-    endcase
-    if (rst) begin
-      \$429  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$430  = ssm_v7;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$430  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$430  = 8'h00;
-    endcase
-    if (rst) begin
-      \$430  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$431  = ssm_v8;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$431  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$431  = 8'h00;
-    endcase
-    if (rst) begin
-      \$431  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$432  = ssm_v9;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$432  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$432  = 8'h00;
-    endcase
-    if (rst) begin
-      \$432  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$433  = ssm_v10;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$433  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$433  = 8'h00;
-    endcase
-    if (rst) begin
-      \$433  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$434  = ssm_v11;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$434  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$434  = 8'h00;
-    endcase
-    if (rst) begin
-      \$434  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$435  = ssm_v12;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$435  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$435  = 8'h00;
-    endcase
-    if (rst) begin
-      \$435  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$436  = ssm_v13;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$436  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$436  = 8'h00;
-    endcase
-    if (rst) begin
-      \$436  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$437  = ssm_v14;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$437  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$437  = 8'h00;
-    endcase
-    if (rst) begin
-      \$437  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$438  = ssm_v15;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$438  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$438  = 8'h00;
-    endcase
-    if (rst) begin
-      \$438  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$439  = ssm_q0;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  \$439  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$439  = 8'h00;
-    endcase
-    if (rst) begin
-      \$439  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$440  = ssm_q1;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$440  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$440  = 8'h00;
-    endcase
-    if (rst) begin
-      \$440  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$441  = ssm_q2;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$441  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$441  = 8'h00;
-    endcase
-    if (rst) begin
-      \$441  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$442  = ssm_q3;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$442  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$442  = 8'h00;
-    endcase
-    if (rst) begin
-      \$442  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$443  = ssm_q4;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$443  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$443  = 8'h00;
-    endcase
-    if (rst) begin
-      \$443  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$444  = ssm_q5;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$444  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$444  = 8'h00;
-    endcase
-    if (rst) begin
-      \$444  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$445  = ssm_q6;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$445  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$445  = 8'h00;
-    endcase
-    if (rst) begin
-      \$445  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$446  = ssm_q7;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$446  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$446  = 8'h00;
-    endcase
-    if (rst) begin
-      \$446  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$447  = ssm_q8;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$447  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$447  = 8'h00;
-    endcase
-    if (rst) begin
-      \$447  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$448  = ssm_q9;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$448  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$448  = 8'h00;
-    endcase
-    if (rst) begin
-      \$448  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$449  = ssm_q10;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$449  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$449  = 8'h00;
-    endcase
-    if (rst) begin
-      \$449  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$450  = ssm_q11;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$450  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$450  = 8'h00;
-    endcase
-    if (rst) begin
-      \$450  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$451  = ssm_q12;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$451  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$451  = 8'h00;
-    endcase
-    if (rst) begin
-      \$451  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$452  = ssm_q13;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$452  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$452  = 8'h00;
-    endcase
-    if (rst) begin
-      \$452  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$453  = ssm_q14;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$453  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$453  = 8'h00;
-    endcase
-    if (rst) begin
-      \$453  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$454  = ssm_q15;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$454  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$454  = 8'h00;
-    endcase
-    if (rst) begin
-      \$454  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$455  = ssm_gate;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h2:
-            /* empty */;
-        3'h3:
-          begin
-            if (\$359 ) begin
-              \$455 [0] = 1'h1;
-            end
-            if (\$360 ) begin
-              \$455 [1] = 1'h1;
-            end
-            if (\$361 ) begin
-              \$455 [2] = 1'h1;
-            end
-            if (\$362 ) begin
-              \$455 [3] = 1'h1;
-            end
-            if (\$363 ) begin
-              \$455 [4] = 1'h1;
-            end
-            if (\$364 ) begin
-              \$455 [5] = 1'h1;
-            end
-            if (\$365 ) begin
-              \$455 [6] = 1'h1;
-            end
-            if (\$366 ) begin
-              \$455 [7] = 1'h1;
-            end
-          end
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$455  = 8'h00;
-    endcase
-    if (rst) begin
-      \$455  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$456  = p_issue;
-    if (rst) begin
-      \$456  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$457  = next_row;
-    if (rst) begin
-      \$457  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$458  = \$150 [7:0];
-    if (rst) begin
-      \$458  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$459  = ssm_yacc0;
-    if (p1_valid) begin
-      \$459  = \$369 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$459  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$459  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$460  = ssm_yacc1;
-    if (p1_valid) begin
-      \$460  = \$372 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$460  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$460  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$461  = ssm_yacc2;
-    if (p1_valid) begin
-      \$461  = \$375 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$461  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$461  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$462  = ssm_yacc3;
-    if (p1_valid) begin
-      \$462  = \$378 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$462  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$462  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$463  = ssm_yacc4;
-    if (p1_valid) begin
-      \$463  = \$381 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$463  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$463  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$464  = ssm_yacc5;
-    if (p1_valid) begin
-      \$464  = \$384 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$464  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$464  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$465  = ssm_yacc6;
-    if (p1_valid) begin
-      \$465  = \$387 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$465  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$465  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$466  = ssm_yacc7;
-    if (p1_valid) begin
-      \$466  = \$390 [27:0];
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$466  = 28'h0000000;
-    endcase
-    if (rst) begin
-      \$466  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$467  = chunk;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          if (start) begin
-            \$467  = 5'h00;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$401 ) begin
-            end else begin
-              \$467  = \$402 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$467  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$468  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          if (start) begin
-            \$468  = 3'h1;
-          end
-      3'h1:
-          \$468  = 3'h2;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$391 ) begin
-            \$468  = 3'h3;
-          end else begin
-            \$468  = 3'h4;
-          end
-      3'h4:
-          (* full_case = 32'd1 *)
-          if (\$392 ) begin
-          end else begin
-            \$468  = 3'h2;
-          end
-      3'h3:
-          \$468  = 3'h5;
-      3'h5:
-          (* full_case = 32'd1 *)
-          if (found) begin
-          end else begin
-            \$468  = 3'h6;
-          end
-      3'h6:
-          \$468  = 3'h7;
-      3'h7:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (\$401 ) begin
-              \$468  = 3'h0;
-            end else begin
-              \$468  = 3'h3;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$468  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$469  = gop;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$469  = 3'h0;
-      3'h2:
-          /* empty */;
-      3'h4:
-          (* full_case = 32'd1 *)
-          if (\$392 ) begin
-          end else begin
-            \$469  = \$393 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$469  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$470  = g_const;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$391 ) begin
-          end else begin
-            \$470  = op_const;
-          end
-    endcase
-    if (rst) begin
-      \$470  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$471  = gbase;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$391 ) begin
-          end else begin
-            \$471  = op_base;
-          end
-    endcase
-    if (rst) begin
-      \$471  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$472  = pass_row;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$472  = 5'h00;
-      3'h5:
-          if (found) begin
-            \$472  = \$399 ;
-          end
-    endcase
-    if (rst) begin
-      \$472  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$473  = arow;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          \$473  = \$398 [10:0];
-    endcase
-    if (rst) begin
-      \$473  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel0 = 8'h00;
-    casez (\$155 )
-      10'h000:
-          ssm_vsel0 = ssm_v0;
-      10'h001:
-          ssm_vsel0 = ssm_v1;
-      10'h002:
-          ssm_vsel0 = ssm_v2;
-      10'h003:
-          ssm_vsel0 = ssm_v3;
-      10'h004:
-          ssm_vsel0 = ssm_v4;
-      10'h005:
-          ssm_vsel0 = ssm_v5;
-      10'h006:
-          ssm_vsel0 = ssm_v6;
-      10'h007:
-          ssm_vsel0 = ssm_v7;
-      10'h008:
-          ssm_vsel0 = ssm_v8;
-      10'h009:
-          ssm_vsel0 = ssm_v9;
-      10'h00a:
-          ssm_vsel0 = ssm_v10;
-      10'h00b:
-          ssm_vsel0 = ssm_v11;
-      10'h00c:
-          ssm_vsel0 = ssm_v12;
-      10'h00d:
-          ssm_vsel0 = ssm_v13;
-      10'h00e:
-          ssm_vsel0 = ssm_v14;
-      10'h00f:
-          ssm_vsel0 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$158  = ssm_k0;
-      4'h1:
-          \$158  = ssm_k1;
-      4'h2:
-          \$158  = ssm_k2;
-      4'h3:
-          \$158  = ssm_k3;
-      4'h4:
-          \$158  = ssm_k4;
-      4'h5:
-          \$158  = ssm_k5;
-      4'h6:
-          \$158  = ssm_k6;
-      4'h7:
-          \$158  = ssm_k7;
-      4'h8:
-          \$158  = ssm_k8;
-      4'h9:
-          \$158  = ssm_k9;
-      4'ha:
-          \$158  = ssm_k10;
-      4'hb:
-          \$158  = ssm_k11;
-      4'hc:
-          \$158  = ssm_k12;
-      4'hd:
-          \$158  = ssm_k13;
-      4'he:
-          \$158  = ssm_k14;
-      4'hf:
-          \$158  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel1 = 8'h00;
-    casez (\$178 )
-      10'h000:
-          ssm_vsel1 = ssm_v0;
-      10'h001:
-          ssm_vsel1 = ssm_v1;
-      10'h002:
-          ssm_vsel1 = ssm_v2;
-      10'h003:
-          ssm_vsel1 = ssm_v3;
-      10'h004:
-          ssm_vsel1 = ssm_v4;
-      10'h005:
-          ssm_vsel1 = ssm_v5;
-      10'h006:
-          ssm_vsel1 = ssm_v6;
-      10'h007:
-          ssm_vsel1 = ssm_v7;
-      10'h008:
-          ssm_vsel1 = ssm_v8;
-      10'h009:
-          ssm_vsel1 = ssm_v9;
-      10'h00a:
-          ssm_vsel1 = ssm_v10;
-      10'h00b:
-          ssm_vsel1 = ssm_v11;
-      10'h00c:
-          ssm_vsel1 = ssm_v12;
-      10'h00d:
-          ssm_vsel1 = ssm_v13;
-      10'h00e:
-          ssm_vsel1 = ssm_v14;
-      10'h00f:
-          ssm_vsel1 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$181  = ssm_k0;
-      4'h1:
-          \$181  = ssm_k1;
-      4'h2:
-          \$181  = ssm_k2;
-      4'h3:
-          \$181  = ssm_k3;
-      4'h4:
-          \$181  = ssm_k4;
-      4'h5:
-          \$181  = ssm_k5;
-      4'h6:
-          \$181  = ssm_k6;
-      4'h7:
-          \$181  = ssm_k7;
-      4'h8:
-          \$181  = ssm_k8;
-      4'h9:
-          \$181  = ssm_k9;
-      4'ha:
-          \$181  = ssm_k10;
-      4'hb:
-          \$181  = ssm_k11;
-      4'hc:
-          \$181  = ssm_k12;
-      4'hd:
-          \$181  = ssm_k13;
-      4'he:
-          \$181  = ssm_k14;
-      4'hf:
-          \$181  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel2 = 8'h00;
-    casez (\$201 )
-      10'h000:
-          ssm_vsel2 = ssm_v0;
-      10'h001:
-          ssm_vsel2 = ssm_v1;
-      10'h002:
-          ssm_vsel2 = ssm_v2;
-      10'h003:
-          ssm_vsel2 = ssm_v3;
-      10'h004:
-          ssm_vsel2 = ssm_v4;
-      10'h005:
-          ssm_vsel2 = ssm_v5;
-      10'h006:
-          ssm_vsel2 = ssm_v6;
-      10'h007:
-          ssm_vsel2 = ssm_v7;
-      10'h008:
-          ssm_vsel2 = ssm_v8;
-      10'h009:
-          ssm_vsel2 = ssm_v9;
-      10'h00a:
-          ssm_vsel2 = ssm_v10;
-      10'h00b:
-          ssm_vsel2 = ssm_v11;
-      10'h00c:
-          ssm_vsel2 = ssm_v12;
-      10'h00d:
-          ssm_vsel2 = ssm_v13;
-      10'h00e:
-          ssm_vsel2 = ssm_v14;
-      10'h00f:
-          ssm_vsel2 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$204  = ssm_k0;
-      4'h1:
-          \$204  = ssm_k1;
-      4'h2:
-          \$204  = ssm_k2;
-      4'h3:
-          \$204  = ssm_k3;
-      4'h4:
-          \$204  = ssm_k4;
-      4'h5:
-          \$204  = ssm_k5;
-      4'h6:
-          \$204  = ssm_k6;
-      4'h7:
-          \$204  = ssm_k7;
-      4'h8:
-          \$204  = ssm_k8;
-      4'h9:
-          \$204  = ssm_k9;
-      4'ha:
-          \$204  = ssm_k10;
-      4'hb:
-          \$204  = ssm_k11;
-      4'hc:
-          \$204  = ssm_k12;
-      4'hd:
-          \$204  = ssm_k13;
-      4'he:
-          \$204  = ssm_k14;
-      4'hf:
-          \$204  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel3 = 8'h00;
-    casez (\$224 )
-      10'h000:
-          ssm_vsel3 = ssm_v0;
-      10'h001:
-          ssm_vsel3 = ssm_v1;
-      10'h002:
-          ssm_vsel3 = ssm_v2;
-      10'h003:
-          ssm_vsel3 = ssm_v3;
-      10'h004:
-          ssm_vsel3 = ssm_v4;
-      10'h005:
-          ssm_vsel3 = ssm_v5;
-      10'h006:
-          ssm_vsel3 = ssm_v6;
-      10'h007:
-          ssm_vsel3 = ssm_v7;
-      10'h008:
-          ssm_vsel3 = ssm_v8;
-      10'h009:
-          ssm_vsel3 = ssm_v9;
-      10'h00a:
-          ssm_vsel3 = ssm_v10;
-      10'h00b:
-          ssm_vsel3 = ssm_v11;
-      10'h00c:
-          ssm_vsel3 = ssm_v12;
-      10'h00d:
-          ssm_vsel3 = ssm_v13;
-      10'h00e:
-          ssm_vsel3 = ssm_v14;
-      10'h00f:
-          ssm_vsel3 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$227  = ssm_k0;
-      4'h1:
-          \$227  = ssm_k1;
-      4'h2:
-          \$227  = ssm_k2;
-      4'h3:
-          \$227  = ssm_k3;
-      4'h4:
-          \$227  = ssm_k4;
-      4'h5:
-          \$227  = ssm_k5;
-      4'h6:
-          \$227  = ssm_k6;
-      4'h7:
-          \$227  = ssm_k7;
-      4'h8:
-          \$227  = ssm_k8;
-      4'h9:
-          \$227  = ssm_k9;
-      4'ha:
-          \$227  = ssm_k10;
-      4'hb:
-          \$227  = ssm_k11;
-      4'hc:
-          \$227  = ssm_k12;
-      4'hd:
-          \$227  = ssm_k13;
-      4'he:
-          \$227  = ssm_k14;
-      4'hf:
-          \$227  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel4 = 8'h00;
-    casez (\$247 )
-      10'h000:
-          ssm_vsel4 = ssm_v0;
-      10'h001:
-          ssm_vsel4 = ssm_v1;
-      10'h002:
-          ssm_vsel4 = ssm_v2;
-      10'h003:
-          ssm_vsel4 = ssm_v3;
-      10'h004:
-          ssm_vsel4 = ssm_v4;
-      10'h005:
-          ssm_vsel4 = ssm_v5;
-      10'h006:
-          ssm_vsel4 = ssm_v6;
-      10'h007:
-          ssm_vsel4 = ssm_v7;
-      10'h008:
-          ssm_vsel4 = ssm_v8;
-      10'h009:
-          ssm_vsel4 = ssm_v9;
-      10'h00a:
-          ssm_vsel4 = ssm_v10;
-      10'h00b:
-          ssm_vsel4 = ssm_v11;
-      10'h00c:
-          ssm_vsel4 = ssm_v12;
-      10'h00d:
-          ssm_vsel4 = ssm_v13;
-      10'h00e:
-          ssm_vsel4 = ssm_v14;
-      10'h00f:
-          ssm_vsel4 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$250  = ssm_k0;
-      4'h1:
-          \$250  = ssm_k1;
-      4'h2:
-          \$250  = ssm_k2;
-      4'h3:
-          \$250  = ssm_k3;
-      4'h4:
-          \$250  = ssm_k4;
-      4'h5:
-          \$250  = ssm_k5;
-      4'h6:
-          \$250  = ssm_k6;
-      4'h7:
-          \$250  = ssm_k7;
-      4'h8:
-          \$250  = ssm_k8;
-      4'h9:
-          \$250  = ssm_k9;
-      4'ha:
-          \$250  = ssm_k10;
-      4'hb:
-          \$250  = ssm_k11;
-      4'hc:
-          \$250  = ssm_k12;
-      4'hd:
-          \$250  = ssm_k13;
-      4'he:
-          \$250  = ssm_k14;
-      4'hf:
-          \$250  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel5 = 8'h00;
-    casez (\$270 )
-      10'h000:
-          ssm_vsel5 = ssm_v0;
-      10'h001:
-          ssm_vsel5 = ssm_v1;
-      10'h002:
-          ssm_vsel5 = ssm_v2;
-      10'h003:
-          ssm_vsel5 = ssm_v3;
-      10'h004:
-          ssm_vsel5 = ssm_v4;
-      10'h005:
-          ssm_vsel5 = ssm_v5;
-      10'h006:
-          ssm_vsel5 = ssm_v6;
-      10'h007:
-          ssm_vsel5 = ssm_v7;
-      10'h008:
-          ssm_vsel5 = ssm_v8;
-      10'h009:
-          ssm_vsel5 = ssm_v9;
-      10'h00a:
-          ssm_vsel5 = ssm_v10;
-      10'h00b:
-          ssm_vsel5 = ssm_v11;
-      10'h00c:
-          ssm_vsel5 = ssm_v12;
-      10'h00d:
-          ssm_vsel5 = ssm_v13;
-      10'h00e:
-          ssm_vsel5 = ssm_v14;
-      10'h00f:
-          ssm_vsel5 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$273  = ssm_k0;
-      4'h1:
-          \$273  = ssm_k1;
-      4'h2:
-          \$273  = ssm_k2;
-      4'h3:
-          \$273  = ssm_k3;
-      4'h4:
-          \$273  = ssm_k4;
-      4'h5:
-          \$273  = ssm_k5;
-      4'h6:
-          \$273  = ssm_k6;
-      4'h7:
-          \$273  = ssm_k7;
-      4'h8:
-          \$273  = ssm_k8;
-      4'h9:
-          \$273  = ssm_k9;
-      4'ha:
-          \$273  = ssm_k10;
-      4'hb:
-          \$273  = ssm_k11;
-      4'hc:
-          \$273  = ssm_k12;
-      4'hd:
-          \$273  = ssm_k13;
-      4'he:
-          \$273  = ssm_k14;
-      4'hf:
-          \$273  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel6 = 8'h00;
-    casez (\$293 )
-      10'h000:
-          ssm_vsel6 = ssm_v0;
-      10'h001:
-          ssm_vsel6 = ssm_v1;
-      10'h002:
-          ssm_vsel6 = ssm_v2;
-      10'h003:
-          ssm_vsel6 = ssm_v3;
-      10'h004:
-          ssm_vsel6 = ssm_v4;
-      10'h005:
-          ssm_vsel6 = ssm_v5;
-      10'h006:
-          ssm_vsel6 = ssm_v6;
-      10'h007:
-          ssm_vsel6 = ssm_v7;
-      10'h008:
-          ssm_vsel6 = ssm_v8;
-      10'h009:
-          ssm_vsel6 = ssm_v9;
-      10'h00a:
-          ssm_vsel6 = ssm_v10;
-      10'h00b:
-          ssm_vsel6 = ssm_v11;
-      10'h00c:
-          ssm_vsel6 = ssm_v12;
-      10'h00d:
-          ssm_vsel6 = ssm_v13;
-      10'h00e:
-          ssm_vsel6 = ssm_v14;
-      10'h00f:
-          ssm_vsel6 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$296  = ssm_k0;
-      4'h1:
-          \$296  = ssm_k1;
-      4'h2:
-          \$296  = ssm_k2;
-      4'h3:
-          \$296  = ssm_k3;
-      4'h4:
-          \$296  = ssm_k4;
-      4'h5:
-          \$296  = ssm_k5;
-      4'h6:
-          \$296  = ssm_k6;
-      4'h7:
-          \$296  = ssm_k7;
-      4'h8:
-          \$296  = ssm_k8;
-      4'h9:
-          \$296  = ssm_k9;
-      4'ha:
-          \$296  = ssm_k10;
-      4'hb:
-          \$296  = ssm_k11;
-      4'hc:
-          \$296  = ssm_k12;
-      4'hd:
-          \$296  = ssm_k13;
-      4'he:
-          \$296  = ssm_k14;
-      4'hf:
-          \$296  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ssm_vsel7 = 8'h00;
-    casez (\$316 )
-      10'h000:
-          ssm_vsel7 = ssm_v0;
-      10'h001:
-          ssm_vsel7 = ssm_v1;
-      10'h002:
-          ssm_vsel7 = ssm_v2;
-      10'h003:
-          ssm_vsel7 = ssm_v3;
-      10'h004:
-          ssm_vsel7 = ssm_v4;
-      10'h005:
-          ssm_vsel7 = ssm_v5;
-      10'h006:
-          ssm_vsel7 = ssm_v6;
-      10'h007:
-          ssm_vsel7 = ssm_v7;
-      10'h008:
-          ssm_vsel7 = ssm_v8;
-      10'h009:
-          ssm_vsel7 = ssm_v9;
-      10'h00a:
-          ssm_vsel7 = ssm_v10;
-      10'h00b:
-          ssm_vsel7 = ssm_v11;
-      10'h00c:
-          ssm_vsel7 = ssm_v12;
-      10'h00d:
-          ssm_vsel7 = ssm_v13;
-      10'h00e:
-          ssm_vsel7 = ssm_v14;
-      10'h00f:
-          ssm_vsel7 = ssm_v15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$319  = ssm_k0;
-      4'h1:
-          \$319  = ssm_k1;
-      4'h2:
-          \$319  = ssm_k2;
-      4'h3:
-          \$319  = ssm_k3;
-      4'h4:
-          \$319  = ssm_k4;
-      4'h5:
-          \$319  = ssm_k5;
-      4'h6:
-          \$319  = ssm_k6;
-      4'h7:
-          \$319  = ssm_k7;
-      4'h8:
-          \$319  = ssm_k8;
-      4'h9:
-          \$319  = ssm_k9;
-      4'ha:
-          \$319  = ssm_k10;
-      4'hb:
-          \$319  = ssm_k11;
-      4'hc:
-          \$319  = ssm_k12;
-      4'hd:
-          \$319  = ssm_k13;
-      4'he:
-          \$319  = ssm_k14;
-      4'hf:
-          \$319  = ssm_k15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$367  = ssm_q0;
-      4'h1:
-          \$367  = ssm_q1;
-      4'h2:
-          \$367  = ssm_q2;
-      4'h3:
-          \$367  = ssm_q3;
-      4'h4:
-          \$367  = ssm_q4;
-      4'h5:
-          \$367  = ssm_q5;
-      4'h6:
-          \$367  = ssm_q6;
-      4'h7:
-          \$367  = ssm_q7;
-      4'h8:
-          \$367  = ssm_q8;
-      4'h9:
-          \$367  = ssm_q9;
-      4'ha:
-          \$367  = ssm_q10;
-      4'hb:
-          \$367  = ssm_q11;
-      4'hc:
-          \$367  = ssm_q12;
-      4'hd:
-          \$367  = ssm_q13;
-      4'he:
-          \$367  = ssm_q14;
-      4'hf:
-          \$367  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$370  = ssm_q0;
-      4'h1:
-          \$370  = ssm_q1;
-      4'h2:
-          \$370  = ssm_q2;
-      4'h3:
-          \$370  = ssm_q3;
-      4'h4:
-          \$370  = ssm_q4;
-      4'h5:
-          \$370  = ssm_q5;
-      4'h6:
-          \$370  = ssm_q6;
-      4'h7:
-          \$370  = ssm_q7;
-      4'h8:
-          \$370  = ssm_q8;
-      4'h9:
-          \$370  = ssm_q9;
-      4'ha:
-          \$370  = ssm_q10;
-      4'hb:
-          \$370  = ssm_q11;
-      4'hc:
-          \$370  = ssm_q12;
-      4'hd:
-          \$370  = ssm_q13;
-      4'he:
-          \$370  = ssm_q14;
-      4'hf:
-          \$370  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$373  = ssm_q0;
-      4'h1:
-          \$373  = ssm_q1;
-      4'h2:
-          \$373  = ssm_q2;
-      4'h3:
-          \$373  = ssm_q3;
-      4'h4:
-          \$373  = ssm_q4;
-      4'h5:
-          \$373  = ssm_q5;
-      4'h6:
-          \$373  = ssm_q6;
-      4'h7:
-          \$373  = ssm_q7;
-      4'h8:
-          \$373  = ssm_q8;
-      4'h9:
-          \$373  = ssm_q9;
-      4'ha:
-          \$373  = ssm_q10;
-      4'hb:
-          \$373  = ssm_q11;
-      4'hc:
-          \$373  = ssm_q12;
-      4'hd:
-          \$373  = ssm_q13;
-      4'he:
-          \$373  = ssm_q14;
-      4'hf:
-          \$373  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$376  = ssm_q0;
-      4'h1:
-          \$376  = ssm_q1;
-      4'h2:
-          \$376  = ssm_q2;
-      4'h3:
-          \$376  = ssm_q3;
-      4'h4:
-          \$376  = ssm_q4;
-      4'h5:
-          \$376  = ssm_q5;
-      4'h6:
-          \$376  = ssm_q6;
-      4'h7:
-          \$376  = ssm_q7;
-      4'h8:
-          \$376  = ssm_q8;
-      4'h9:
-          \$376  = ssm_q9;
-      4'ha:
-          \$376  = ssm_q10;
-      4'hb:
-          \$376  = ssm_q11;
-      4'hc:
-          \$376  = ssm_q12;
-      4'hd:
-          \$376  = ssm_q13;
-      4'he:
-          \$376  = ssm_q14;
-      4'hf:
-          \$376  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$379  = ssm_q0;
-      4'h1:
-          \$379  = ssm_q1;
-      4'h2:
-          \$379  = ssm_q2;
-      4'h3:
-          \$379  = ssm_q3;
-      4'h4:
-          \$379  = ssm_q4;
-      4'h5:
-          \$379  = ssm_q5;
-      4'h6:
-          \$379  = ssm_q6;
-      4'h7:
-          \$379  = ssm_q7;
-      4'h8:
-          \$379  = ssm_q8;
-      4'h9:
-          \$379  = ssm_q9;
-      4'ha:
-          \$379  = ssm_q10;
-      4'hb:
-          \$379  = ssm_q11;
-      4'hc:
-          \$379  = ssm_q12;
-      4'hd:
-          \$379  = ssm_q13;
-      4'he:
-          \$379  = ssm_q14;
-      4'hf:
-          \$379  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$382  = ssm_q0;
-      4'h1:
-          \$382  = ssm_q1;
-      4'h2:
-          \$382  = ssm_q2;
-      4'h3:
-          \$382  = ssm_q3;
-      4'h4:
-          \$382  = ssm_q4;
-      4'h5:
-          \$382  = ssm_q5;
-      4'h6:
-          \$382  = ssm_q6;
-      4'h7:
-          \$382  = ssm_q7;
-      4'h8:
-          \$382  = ssm_q8;
-      4'h9:
-          \$382  = ssm_q9;
-      4'ha:
-          \$382  = ssm_q10;
-      4'hb:
-          \$382  = ssm_q11;
-      4'hc:
-          \$382  = ssm_q12;
-      4'hd:
-          \$382  = ssm_q13;
-      4'he:
-          \$382  = ssm_q14;
-      4'hf:
-          \$382  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$385  = ssm_q0;
-      4'h1:
-          \$385  = ssm_q1;
-      4'h2:
-          \$385  = ssm_q2;
-      4'h3:
-          \$385  = ssm_q3;
-      4'h4:
-          \$385  = ssm_q4;
-      4'h5:
-          \$385  = ssm_q5;
-      4'h6:
-          \$385  = ssm_q6;
-      4'h7:
-          \$385  = ssm_q7;
-      4'h8:
-          \$385  = ssm_q8;
-      4'h9:
-          \$385  = ssm_q9;
-      4'ha:
-          \$385  = ssm_q10;
-      4'hb:
-          \$385  = ssm_q11;
-      4'hc:
-          \$385  = ssm_q12;
-      4'hd:
-          \$385  = ssm_q13;
-      4'he:
-          \$385  = ssm_q14;
-      4'hf:
-          \$385  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (p1_row)
-      4'h0:
-          \$388  = ssm_q0;
-      4'h1:
-          \$388  = ssm_q1;
-      4'h2:
-          \$388  = ssm_q2;
-      4'h3:
-          \$388  = ssm_q3;
-      4'h4:
-          \$388  = ssm_q4;
-      4'h5:
-          \$388  = ssm_q5;
-      4'h6:
-          \$388  = ssm_q6;
-      4'h7:
-          \$388  = ssm_q7;
-      4'h8:
-          \$388  = ssm_q8;
-      4'h9:
-          \$388  = ssm_q9;
-      4'ha:
-          \$388  = ssm_q10;
-      4'hb:
-          \$388  = ssm_q11;
-      4'hc:
-          \$388  = ssm_q12;
-      4'hd:
-          \$388  = ssm_q13;
-      4'he:
-          \$388  = ssm_q14;
-      4'hf:
-          \$388  = ssm_q15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$signature__addr  = \$3 [8:0];
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          if (found) begin
-            \$signature__addr  = \$348 [8:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    next_row = 4'h0;
-    if (rows_left[15]) begin
-      next_row = 4'hf;
-    end
-    if (rows_left[14]) begin
-      next_row = 4'he;
-    end
-    if (rows_left[13]) begin
-      next_row = 4'hd;
-    end
-    if (rows_left[12]) begin
-      next_row = 4'hc;
-    end
-    if (rows_left[11]) begin
-      next_row = 4'hb;
-    end
-    if (rows_left[10]) begin
-      next_row = 4'ha;
-    end
-    if (rows_left[9]) begin
-      next_row = 4'h9;
-    end
-    if (rows_left[8]) begin
-      next_row = 4'h8;
-    end
-    if (rows_left[7]) begin
-      next_row = 4'h7;
-    end
-    if (rows_left[6]) begin
-      next_row = 4'h6;
-    end
-    if (rows_left[5]) begin
-      next_row = 4'h5;
-    end
-    if (rows_left[4]) begin
-      next_row = 4'h4;
-    end
-    if (rows_left[3]) begin
-      next_row = 4'h3;
-    end
-    if (rows_left[2]) begin
-      next_row = 4'h2;
-    end
-    if (rows_left[1]) begin
-      next_row = 4'h1;
-    end
-    if (rows_left[0]) begin
-      next_row = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    active = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          active = 1'h1;
-      3'h2:
-          active = 1'h1;
-      3'h4:
-          active = 1'h1;
-      3'h3:
-          active = 1'h1;
-      3'h5:
-          active = 1'h1;
-      3'h6:
-          active = 1'h1;
-      3'h7:
-          active = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    inc_syn = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          inc_syn = 1'h1;
-      3'h2:
-          inc_syn = 1'h1;
-      3'h4:
-          inc_syn = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    op_src = 3'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  op_src = entry[22:20];
-              3'h1:
-                  op_src = entry[27:25];
-              3'h2:
-                  op_src = entry[32:30];
-              3'h3:
-                  op_src = entry[37:35];
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    op_rec = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  op_rec = entry[23];
-              3'h1:
-                  op_rec = entry[28];
-              3'h2:
-                  op_rec = entry[33];
-              3'h3:
-                  op_rec = entry[38];
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    op_const = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  op_const = entry[24];
-              3'h1:
-                  op_const = entry[29];
-              3'h2:
-                  op_const = entry[34];
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    present = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  present = 1'h1;
-              3'h1:
-                  present = 1'h1;
-              3'h2:
-                  present = 1'h1;
-              3'h3:
-                  present = entry[39];
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    op_length = 8'h00;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  op_length = { 3'h0, entry[4:0] };
-              3'h1:
-                  op_length = \port$2420$0 [7:0];
-              3'h2:
-                  op_length = { 3'h0, entry[4:0] };
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    op_base = 11'h000;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            casez (gop)
-              3'h0:
-                  op_base = { 1'h0, \$338  };
-              3'h1:
-                  op_base = { 1'h0, \$339  };
-              3'h2:
-                  op_base = { 1'h0, \$341  };
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ev_load = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            ev_load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ev_src = 3'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            ev_src = op_src;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ev_list_bank = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            ev_list_bank = \$342 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ev_from_input = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            ev_from_input = \$343 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ev_cnt = 8'h00;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          (* full_case = 32'd1 *)
-          if (\$337 ) begin
-          end else begin
-            ev_cnt = \$345 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    ev_step = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          if (\$346 ) begin
-            ev_step = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    inc_events = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          if (\$346 ) begin
-            inc_events = \$347 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    inc_neuron = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          inc_neuron = 1'h1;
-      3'h5:
-          inc_neuron = 1'h1;
-      3'h6:
-          inc_neuron = 1'h1;
-      3'h7:
-          inc_neuron = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    p_issue = 1'h0;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          if (found) begin
-            p_issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    row_load = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h7:
-          row_load = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    done = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          /* empty */;
-      3'h7:
-          if (can_load) begin
-            if (\$350 ) begin
-              done = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$403  = ev_step;
-    if (rst) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$404  = gop;
-    if (rst) begin
-      \$404  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$405  = g_const;
-    if (rst) begin
-      \$405  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$406  = n;
-    if (rst) begin
-      \$406  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$407  = ssm_k0;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  \$407  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$407  = 8'h00;
-    endcase
-    if (rst) begin
-      \$407  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$408  = ssm_k1;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$408  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$408  = 8'h00;
-    endcase
-    if (rst) begin
-      \$408  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$409  = ssm_k2;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  \$409  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$409  = 8'h00;
-    endcase
-    if (rst) begin
-      \$409  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$410  = ssm_k3;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  \$410  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$410  = 8'h00;
-    endcase
-    if (rst) begin
-      \$410  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$411  = ssm_k4;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  \$411  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$411  = 8'h00;
-    endcase
-    if (rst) begin
-      \$411  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$412  = ssm_k5;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  \$412  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$412  = 8'h00;
-    endcase
-    if (rst) begin
-      \$412  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$413  = ssm_k6;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  \$413  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$413  = 8'h00;
-    endcase
-    if (rst) begin
-      \$413  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$414  = ssm_k7;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  \$414  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$414  = 8'h00;
-    endcase
-    if (rst) begin
-      \$414  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$415  = ssm_k8;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  \$415  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$415  = 8'h00;
-    endcase
-    if (rst) begin
-      \$415  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$416  = ssm_k9;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  \$416  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$416  = 8'h00;
-    endcase
-    if (rst) begin
-      \$416  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$417  = ssm_k10;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  \$417  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$417  = 8'h00;
-    endcase
-    if (rst) begin
-      \$417  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$418  = ssm_k11;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  \$418  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$418  = 8'h00;
-    endcase
-    if (rst) begin
-      \$418  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$419  = ssm_k12;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  \$419  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$419  = 8'h00;
-    endcase
-    if (rst) begin
-      \$419  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$420  = ssm_k13;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  \$420  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$420  = 8'h00;
-    endcase
-    if (rst) begin
-      \$420  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$421  = ssm_k14;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  \$421  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$421  = 8'h00;
-    endcase
-    if (rst) begin
-      \$421  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$422  = ssm_k15;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  /* empty */;
-              7'h02:
-                  /* empty */;
-              7'h03:
-                  /* empty */;
-              7'h04:
-                  /* empty */;
-              7'h05:
-                  /* empty */;
-              7'h06:
-                  /* empty */;
-              7'h07:
-                  /* empty */;
-              7'h08:
-                  /* empty */;
-              7'h09:
-                  /* empty */;
-              7'h0a:
-                  /* empty */;
-              7'h0b:
-                  /* empty */;
-              7'h0c:
-                  /* empty */;
-              7'h0d:
-                  /* empty */;
-              7'h0e:
-                  /* empty */;
-              7'h0f:
-                  \$422  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$422  = 8'h00;
-    endcase
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$423  = ssm_v0;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  \$423  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$423  = 8'h00;
-    endcase
-    if (rst) begin
-      \$423  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$424  = ssm_v1;
-    if (g1_valid) begin
-      casez (g1_op)
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (\$1 [6:0])
-              7'h00:
-                  /* empty */;
-              7'h01:
-                  \$424  = g_value;
-            endcase
-      endcase
-    end
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$424  = 8'h00;
-    endcase
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  assign pm_wr__addr = host_word[8:0];
-  assign pm_wr__data = host_wdata[8:0];
-  assign host_param_we = pm_wr__en;
-  assign \$signature__data  = param_rdata;
-  assign g_index = \$1 [6:0];
-  assign saddr = \$150 [7:0];
-  assign chunks = \port$2420$0 [12:8];
-  assign m_len = \port$2420$0 [7:0];
-  assign ssm_wide0 = { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
-  assign ssm_new0 = \$164 [15:0];
-  assign \$signature__addr$81  = \$165 [5:0];
-  assign wr__addr = \$166 [5:0];
-  assign wr__data = \$167 [15:0];
-  assign ssm_y0 = \$172 [7:0];
-  assign ssm_wide1 = { \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183 [25], \$183  };
-  assign ssm_new1 = \$187 [15:0];
-  assign \$signature__addr$99  = \$188 [5:0];
-  assign \wr__addr$100  = \$189 [5:0];
-  assign \wr__data$101  = \$190 [15:0];
-  assign ssm_y1 = \$195 [7:0];
-  assign ssm_wide2 = { \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206 [25], \$206  };
-  assign ssm_new2 = \$210 [15:0];
-  assign \$signature__addr$110  = \$211 [5:0];
-  assign \wr__addr$111  = \$212 [5:0];
-  assign \wr__data$112  = \$213 [15:0];
-  assign ssm_y2 = \$218 [7:0];
-  assign ssm_wide3 = { \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229 [25], \$229  };
-  assign ssm_new3 = \$233 [15:0];
-  assign \$signature__addr$121  = \$234 [5:0];
-  assign \wr__addr$122  = \$235 [5:0];
-  assign \wr__data$123  = \$236 [15:0];
-  assign ssm_y3 = \$241 [7:0];
-  assign ssm_wide4 = { \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252 [25], \$252  };
-  assign ssm_new4 = \$256 [15:0];
-  assign \$signature__addr$132  = \$257 [5:0];
-  assign \wr__addr$133  = \$258 [5:0];
-  assign \wr__data$134  = \$259 [15:0];
-  assign ssm_y4 = \$264 [7:0];
-  assign ssm_wide5 = { \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275 [25], \$275  };
-  assign ssm_new5 = \$279 [15:0];
-  assign \$signature__addr$143  = \$280 [5:0];
-  assign \wr__addr$144  = \$281 [5:0];
-  assign \wr__data$145  = \$282 [15:0];
-  assign ssm_y5 = \$287 [7:0];
-  assign ssm_wide6 = { \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298 [25], \$298  };
-  assign ssm_new6 = \$302 [15:0];
-  assign \$signature__addr$154  = \$303 [5:0];
-  assign \wr__addr$155  = \$304 [5:0];
-  assign \wr__data$156  = \$305 [15:0];
-  assign ssm_y6 = \$310 [7:0];
-  assign ssm_wide7 = { \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321 [25], \$321  };
-  assign ssm_new7 = \$325 [15:0];
-  assign \$signature__addr$165  = \$326 [5:0];
-  assign \wr__addr$166  = \$327 [5:0];
-  assign \wr__data$167  = \$328 [15:0];
-  assign ssm_y7 = \$333 [7:0];
-  assign row_spikes = ssm_ynz;
-  assign row_base = \$336 [7:0];
-  assign \entry.n  = entry[4:0];
-  assign \entry.ssbase  = entry[10:5];
-  assign \entry.pbase  = entry[19:11];
-  assign \entry.k_src  = entry[22:20];
-  assign \entry.k_rec  = entry[23];
-  assign \entry.k_const  = entry[24];
-  assign \entry.v_src  = entry[27:25];
-  assign \entry.v_rec  = entry[28];
-  assign \entry.v_const  = entry[29];
-  assign \entry.q_src  = entry[32:30];
-  assign \entry.q_rec  = entry[33];
-  assign \entry.q_const  = entry[34];
-  assign \entry.g_src  = entry[37:35];
-  assign \entry.g_rec  = entry[38];
-  assign \entry.selective  = entry[39];
-  assign \entry.y_shift  = entry[45:40];
-  assign \entry.skip  = entry[46];
-  assign \state_word[0]  = state_word[10:0];
-  assign \state_word[1]  = state_word[21:11];
-  assign \state_word[2]  = state_word[32:22];
-  assign \state_word[3]  = state_word[43:33];
-  assign \state_word[4]  = state_word[54:44];
-  assign \state_word[5]  = state_word[65:55];
-  assign \state_word[6]  = state_word[76:66];
-  assign \state_word[7]  = state_word[87:77];
-  assign \state_wdata[0]  = state_wdata[46:0];
-  assign \state_wdata[1]  = state_wdata[93:47];
-  assign \state_wdata[2]  = state_wdata[140:94];
-  assign \state_wdata[3]  = state_wdata[187:141];
-  assign \state_wdata[4]  = state_wdata[234:188];
-  assign \state_wdata[5]  = state_wdata[281:235];
-  assign \state_wdata[6]  = state_wdata[328:282];
-  assign \state_wdata[7]  = state_wdata[375:329];
-  assign \state_rdata[0]  = state_rdata[15:0];
-  assign \state_rdata[1]  = state_rdata[31:16];
-  assign \state_rdata[2]  = state_rdata[47:32];
-  assign \state_rdata[3]  = state_rdata[63:48];
-  assign \state_rdata[4]  = state_rdata[79:64];
-  assign \state_rdata[5]  = state_rdata[95:80];
-  assign \state_rdata[6]  = state_rdata[111:96];
-  assign \state_rdata[7]  = state_rdata[127:112];
-  assign \row_values[0]  = row_values[15:0];
-  assign \row_values[1]  = row_values[31:16];
-  assign \row_values[2]  = row_values[47:32];
-  assign \row_values[3]  = row_values[63:48];
-  assign \row_values[4]  = row_values[79:64];
-  assign \row_values[5]  = row_values[95:80];
-  assign \row_values[6]  = row_values[111:96];
-  assign \row_values[7]  = row_values[127:112];
-  assign row_values[127:112] = { \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7], \$333 [7:0] };
-  assign row_values[111:96] = { \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7], \$310 [7:0] };
-  assign row_values[95:80] = { \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7], \$287 [7:0] };
-  assign row_values[79:64] = { \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7], \$264 [7:0] };
-  assign row_values[63:48] = { \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7], \$241 [7:0] };
-  assign row_values[47:32] = { \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7], \$218 [7:0] };
-  assign row_values[31:16] = { \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7], \$195 [7:0] };
-  assign row_values[15:0] = { \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7], \$172 [7:0] };
-  assign ssm_ynz[7] = \$334 ;
-  assign ssm_ynz[6] = \$311 ;
-  assign ssm_ynz[5] = \$288 ;
-  assign ssm_ynz[4] = \$265 ;
-  assign ssm_ynz[3] = \$242 ;
-  assign ssm_ynz[2] = \$219 ;
-  assign ssm_ynz[1] = \$196 ;
-  assign ssm_ynz[0] = \$173 ;
-  assign state_rdata[127:112] = \$signature__data$163 ;
-  assign state_rdata[111:96] = \$signature__data$152 ;
-  assign state_rdata[95:80] = \$signature__data$141 ;
-  assign state_rdata[79:64] = \$signature__data$130 ;
-  assign state_rdata[63:48] = \$signature__data$119 ;
-  assign state_rdata[47:32] = \$signature__data$108 ;
-  assign state_rdata[31:16] = \$signature__data$97 ;
-  assign state_rdata[15:0] = \$signature__data$78 ;
-  assign valid_lanes[7] = \$314 ;
-  assign valid_lanes[6] = \$291 ;
-  assign valid_lanes[5] = \$268 ;
-  assign valid_lanes[4] = \$245 ;
-  assign valid_lanes[3] = \$222 ;
-  assign valid_lanes[2] = \$199 ;
-  assign valid_lanes[1] = \$176 ;
-  assign valid_lanes[0] = \$153 ;
-  assign rows_left[15] = \$147 ;
-  assign rows_left[14] = \$138 ;
-  assign rows_left[13] = \$129 ;
-  assign rows_left[12] = \$120 ;
-  assign rows_left[11] = \$111 ;
-  assign rows_left[10] = \$102 ;
-  assign rows_left[9] = \$93 ;
-  assign rows_left[8] = \$84 ;
-  assign rows_left[7] = \$75 ;
-  assign rows_left[6] = \$66 ;
-  assign rows_left[5] = \$57 ;
-  assign rows_left[4] = \$48 ;
-  assign rows_left[3] = \$39 ;
-  assign rows_left[2] = \$30 ;
-  assign rows_left[1] = \$21 ;
-  assign rows_left[0] = \$12 ;
-  assign \$157  = { \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24], \$156 [24:8] };
-  assign \$180  = { \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24], \$179 [24:8] };
-  assign \$203  = { \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24], \$202 [24:8] };
-  assign \$226  = { \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24], \$225 [24:8] };
-  assign \$249  = { \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24], \$248 [24:8] };
-  assign \$272  = { \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24], \$271 [24:8] };
-  assign \$295  = { \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24], \$294 [24:8] };
-  assign \$318  = { \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24], \$317 [24:8] };
 endmodule

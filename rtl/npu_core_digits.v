@@ -3,668 +3,1215 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire [12:0] \$10 ;
-  wire [12:0] \$100 ;
-  wire [14:0] \$101 ;
-  wire [14:0] \$102 ;
-  wire [15:0] \$103 ;
-  wire \$104 ;
-  wire [8:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire [12:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [5:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire \$117 ;
-  wire [2:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [17:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [26:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [17:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [26:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [17:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [26:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  reg [7:0] \$207 ;
-  reg [40:0] \$208 ;
-  reg [15:0] \$209 ;
-  wire \$21 ;
-  wire [13:0] \$210 ;
-  wire [11:0] \$211 ;
-  wire [10:0] \$212 ;
-  wire [10:0] \$213 ;
-  wire [11:0] \$214 ;
-  wire [10:0] \$215 ;
-  wire [10:0] \$216 ;
-  wire [11:0] \$217 ;
-  wire [10:0] \$218 ;
-  wire [10:0] \$219 ;
-  wire [17:0] \$22 ;
-  wire [11:0] \$220 ;
-  wire [10:0] \$221 ;
-  wire [10:0] \$222 ;
-  wire [11:0] \$223 ;
-  wire [10:0] \$224 ;
-  wire [10:0] \$225 ;
-  wire [11:0] \$226 ;
-  wire [10:0] \$227 ;
-  wire [10:0] \$228 ;
-  wire [11:0] \$229 ;
-  wire [26:0] \$23 ;
-  wire [10:0] \$230 ;
-  wire [10:0] \$231 ;
-  wire [11:0] \$232 ;
-  wire [10:0] \$233 ;
-  wire [10:0] \$234 ;
-  wire \$235 ;
-  reg [6:0] \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire \$240 ;
-  wire [10:0] \$241 ;
-  wire [45:0] \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire [10:0] \$247 ;
-  wire [45:0] \$248 ;
-  wire \$249 ;
-  wire [17:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire [10:0] \$253 ;
-  wire [45:0] \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire [10:0] \$259 ;
-  wire [26:0] \$26 ;
-  wire [45:0] \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire [10:0] \$265 ;
-  wire [45:0] \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire [10:0] \$271 ;
-  wire [45:0] \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire [10:0] \$277 ;
-  wire [45:0] \$278 ;
-  wire \$279 ;
-  wire [17:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire [10:0] \$283 ;
-  wire [45:0] \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire [8:0] \$289 ;
-  wire [26:0] \$29 ;
-  wire [9:0] \$290 ;
-  wire \$291 ;
-  wire [8:0] \$292 ;
-  wire [9:0] \$293 ;
-  wire \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire \$297 ;
-  wire [8:0] \$298 ;
-  wire [9:0] \$299 ;
+  wire [7:0] \$1 ;
+  wire [8:0] \$2 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire [8:0] \$301 ;
-  wire [9:0] \$302 ;
-  wire \$303 ;
-  wire [8:0] \$304 ;
-  wire [9:0] \$305 ;
-  wire \$306 ;
-  wire [8:0] \$307 ;
-  wire [9:0] \$308 ;
-  wire \$309 ;
-  wire [17:0] \$31 ;
-  wire [8:0] \$310 ;
-  wire [9:0] \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  reg [6:0] \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire [26:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire [4:0] \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire [17:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire [7:0] \$348 ;
-  wire [7:0] \$349 ;
-  wire [26:0] \$35 ;
-  wire [8:0] \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  reg [44:0] \$363 ;
-  reg [44:0] \$364 ;
-  reg [44:0] \$365 ;
-  reg [44:0] \$366 ;
-  reg [22:0] \$367 ;
-  reg [22:0] \$368 ;
-  reg [22:0] \$369 ;
-  wire [8:0] \$37 ;
-  reg [22:0] \$370 ;
-  reg [22:0] \$371 ;
-  reg [22:0] \$372 ;
-  reg [22:0] \$373 ;
-  reg [22:0] \$374 ;
-  reg [2:0] \$375 ;
-  reg \$376 ;
-  reg [2:0] \$377 ;
-  reg [2:0] \$378 ;
-  reg [44:0] \$379 ;
-  wire \$38 ;
-  reg [44:0] \$380 ;
-  reg [3:0] \$381 ;
-  reg [3:0] \$382 ;
-  reg [22:0] \$383 ;
-  reg \$384 ;
-  reg \$385 ;
-  reg \$386 ;
-  reg [7:0] \$387 ;
-  reg [11:0] \$388 ;
-  reg \$389 ;
-  wire [8:0] \$39 ;
-  reg \$390 ;
-  reg \$391 ;
-  reg \$392 ;
-  reg \$393 ;
-  reg \$394 ;
-  reg \$395 ;
-  reg [17:0] \$396 ;
-  reg [25:0] \$397 ;
-  reg [17:0] \$398 ;
-  reg [25:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
-  reg [17:0] \$400 ;
-  reg [25:0] \$401 ;
-  reg [17:0] \$402 ;
-  reg [25:0] \$403 ;
-  reg [17:0] \$404 ;
-  reg [25:0] \$405 ;
-  reg [17:0] \$406 ;
-  reg [25:0] \$407 ;
-  reg [17:0] \$408 ;
-  reg [25:0] \$409 ;
-  wire [8:0] \$41 ;
-  reg [17:0] \$410 ;
-  reg [25:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg [7:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [7:0] \$419 ;
-  wire \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [7:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [7:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [7:0] \$428 ;
-  reg [15:0] \$429 ;
-  wire [8:0] \$43 ;
-  reg [15:0] \$430 ;
-  reg [15:0] \$431 ;
-  reg [15:0] \$432 ;
-  reg [15:0] \$433 ;
-  reg [15:0] \$434 ;
-  reg [15:0] \$435 ;
-  reg [15:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg \$438 ;
-  reg \$439 ;
-  wire \$44 ;
-  reg [6:0] \$440 ;
-  reg [6:0] \$441 ;
-  reg [1:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg [3:0] \$445 ;
-  reg [4:0] \$446 ;
-  reg [2:0] \$447 ;
-  reg \$448 ;
-  reg \$449 ;
-  wire [8:0] \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [10:0] \$452 ;
-  reg [12:0] \$453 ;
-  reg [1:0] \$454 ;
-  reg \$455 ;
-  wire \$46 ;
-  wire [8:0] \$47 ;
-  wire \$48 ;
-  wire [8:0] \$49 ;
-  reg [44:0] \$5 ;
-  wire \$50 ;
-  wire [8:0] \$51 ;
-  wire \$52 ;
-  wire [8:0] \$53 ;
-  wire \$54 ;
-  wire [8:0] \$55 ;
-  wire \$56 ;
-  wire [8:0] \$57 ;
-  wire \$58 ;
-  wire [8:0] \$59 ;
-  reg [22:0] \$6 ;
-  wire \$60 ;
-  wire [8:0] \$61 ;
-  wire \$62 ;
-  wire [8:0] \$63 ;
-  wire \$64 ;
-  wire [8:0] \$65 ;
-  wire \$66 ;
-  wire [8:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire \$69 ;
-  reg [44:0] \$7 ;
-  wire \$70 ;
-  reg [6:0] \$71 ;
-  wire [7:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [4:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  reg [6:0] \$86 ;
-  wire \$87 ;
-  reg [7:0] \$88 ;
-  wire [7:0] \$89 ;
-  reg [22:0] \$9 ;
-  wire [8:0] \$90 ;
-  wire [8:0] \$91 ;
-  wire [8:0] \$92 ;
-  wire [8:0] \$93 ;
-  wire [9:0] \$94 ;
-  wire [10:0] \$95 ;
-  wire [10:0] \$96 ;
-  wire [10:0] \$97 ;
-  wire [10:0] \$98 ;
-  wire [11:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$105  = 1'h0;
-  reg \$signal$106  = 1'h0;
-  reg \$signal$108  = 1'h0;
-  reg \$signal$109 ;
-  reg \$signal$110  = 1'h0;
-  reg \$signal$111  = 1'h0;
-  reg \$signal$112  = 1'h0;
-  reg \$signal$218  = 1'h0;
-  reg \$signal$223  = 1'h0;
-  wire [10:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$240 ;
-  wire [10:0] \$signature__addr$243 ;
-  wire [4:0] \$signature__addr$246 ;
-  wire [10:0] \$signature__addr$249 ;
-  wire [4:0] \$signature__addr$252 ;
-  wire [10:0] \$signature__addr$255 ;
-  wire [4:0] \$signature__addr$258 ;
-  wire [10:0] \$signature__addr$261 ;
-  wire [4:0] \$signature__addr$264 ;
-  wire [10:0] \$signature__addr$267 ;
-  wire [4:0] \$signature__addr$270 ;
-  wire [10:0] \$signature__addr$273 ;
-  wire [4:0] \$signature__addr$276 ;
-  wire [10:0] \$signature__addr$279 ;
-  wire [4:0] \$signature__addr$282 ;
-  wire [4:0] \$signature__addr$408 ;
-  wire [4:0] \$signature__addr$412 ;
-  wire [4:0] \$signature__addr$415 ;
-  wire [4:0] \$signature__addr$418 ;
-  wire [4:0] \$signature__addr$421 ;
-  wire [4:0] \$signature__addr$424 ;
-  wire [4:0] \$signature__addr$427 ;
-  wire [4:0] \$signature__addr$430 ;
-  wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$241 ;
-  wire [8:0] \$signature__data$241.alpha ;
-  wire [15:0] \$signature__data$241.bias ;
-  wire [15:0] \$signature__data$241.theta ;
-  wire [7:0] \$signature__data$244 ;
-  wire [40:0] \$signature__data$247 ;
-  wire [8:0] \$signature__data$247.alpha ;
-  wire [15:0] \$signature__data$247.bias ;
-  wire [15:0] \$signature__data$247.theta ;
-  wire [7:0] \$signature__data$250 ;
-  wire [40:0] \$signature__data$253 ;
-  wire [8:0] \$signature__data$253.alpha ;
-  wire [15:0] \$signature__data$253.bias ;
-  wire [15:0] \$signature__data$253.theta ;
-  wire [7:0] \$signature__data$256 ;
-  wire [40:0] \$signature__data$259 ;
-  wire [8:0] \$signature__data$259.alpha ;
-  wire [15:0] \$signature__data$259.bias ;
-  wire [15:0] \$signature__data$259.theta ;
-  wire [7:0] \$signature__data$262 ;
-  wire [40:0] \$signature__data$265 ;
-  wire [8:0] \$signature__data$265.alpha ;
-  wire [15:0] \$signature__data$265.bias ;
-  wire [15:0] \$signature__data$265.theta ;
-  wire [7:0] \$signature__data$268 ;
-  wire [40:0] \$signature__data$271 ;
-  wire [8:0] \$signature__data$271.alpha ;
-  wire [15:0] \$signature__data$271.bias ;
-  wire [15:0] \$signature__data$271.theta ;
-  wire [7:0] \$signature__data$274 ;
-  wire [40:0] \$signature__data$277 ;
-  wire [8:0] \$signature__data$277.alpha ;
-  wire [15:0] \$signature__data$277.bias ;
-  wire [15:0] \$signature__data$277.theta ;
-  wire [7:0] \$signature__data$280 ;
-  wire [40:0] \$signature__data$283 ;
-  wire [8:0] \$signature__data$283.alpha ;
-  wire [15:0] \$signature__data$283.bias ;
-  wire [15:0] \$signature__data$283.theta ;
-  wire [15:0] \$signature__data$409 ;
-  wire [15:0] \$signature__data$413 ;
-  wire [15:0] \$signature__data$416 ;
-  wire [15:0] \$signature__data$419 ;
-  wire [15:0] \$signature__data$422 ;
-  wire [15:0] \$signature__data$425 ;
-  wire [15:0] \$signature__data$428 ;
-  wire [15:0] \$signature__data$431 ;
-  wire \$signature__en ;
-  wire \$signature__en$242 ;
-  wire \$signature__en$245 ;
-  wire \$signature__en$248 ;
-  wire \$signature__en$251 ;
-  wire \$signature__en$254 ;
-  wire \$signature__en$257 ;
-  wire \$signature__en$260 ;
-  wire \$signature__en$263 ;
-  wire \$signature__en$266 ;
-  wire \$signature__en$269 ;
-  wire \$signature__en$272 ;
-  wire \$signature__en$275 ;
-  wire \$signature__en$278 ;
-  wire \$signature__en$281 ;
-  wire \$signature__en$284 ;
-  wire \$signature__en$410 ;
-  wire \$signature__en$414 ;
-  wire \$signature__en$417 ;
-  wire \$signature__en$420 ;
-  wire \$signature__en$423 ;
-  wire \$signature__en$426 ;
-  wire \$signature__en$429 ;
-  wire \$signature__en$432 ;
-  (* init = 8'h00 *)
-  wire [7:0] a;
-  (* init = 8'h00 *)
-  wire [7:0] \a$317 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$319 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$321 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$323 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$325 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$327 ;
-  (* init = 8'h00 *)
-  wire [7:0] \a$329 ;
-  reg [25:0] acc0 = 26'h0000000;
-  reg [25:0] acc1 = 26'h0000000;
-  reg [25:0] acc2 = 26'h0000000;
-  reg [25:0] acc3 = 26'h0000000;
-  reg [25:0] acc4 = 26'h0000000;
-  reg [25:0] acc5 = 26'h0000000;
-  reg [25:0] acc6 = 26'h0000000;
-  reg [25:0] acc7 = 26'h0000000;
-  (* init = 9'h000 *)
-  wire [8:0] alpha;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$335 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$338 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$341 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$344 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$347 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$350 ;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$353 ;
-  reg [8:0] alpha_q0 = 9'h000;
-  reg [8:0] alpha_q1 = 9'h000;
-  reg [8:0] alpha_q2 = 9'h000;
-  reg [8:0] alpha_q3 = 9'h000;
-  reg [8:0] alpha_q4 = 9'h000;
-  reg [8:0] alpha_q5 = 9'h000;
-  reg [8:0] alpha_q6 = 9'h000;
-  reg [8:0] alpha_q7 = 9'h000;
-  (* init = 8'h00 *)
-  wire [7:0] b;
-  (* init = 8'h00 *)
-  wire [7:0] \b$318 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$320 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$322 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$324 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$326 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$328 ;
-  (* init = 8'h00 *)
-  wire [7:0] \b$330 ;
-  reg bank_sel = 1'h0;
-  reg [7:0] base;
-  (* init = 16'h0000 *)
-  wire [15:0] bias;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$336 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$339 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$342 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$345 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$348 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$351 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$354 ;
-  reg [15:0] bias_q0 = 16'h0000;
-  reg [15:0] bias_q1 = 16'h0000;
-  reg [15:0] bias_q2 = 16'h0000;
-  reg [15:0] bias_q3 = 16'h0000;
-  reg [15:0] bias_q4 = 16'h0000;
-  reg [15:0] bias_q5 = 16'h0000;
-  reg [15:0] bias_q6 = 16'h0000;
-  reg [15:0] bias_q7 = 16'h0000;
+  wire \$5 ;
+  wire [16:0] addr;
+  wire [7:0] base;
   output busy;
-  reg busy;
-  wire \busy$68 ;
+  wire busy;
+  wire \busy$22 ;
+  wire \busy$23 ;
+  wire \busy$51 ;
+  wire [1:0] busy_groups;
+  wire [1:0] \busy_groups$25 ;
+  wire [1:0] \busy_groups$41 ;
+  wire [1:0] \busy_groups$44 ;
   wire can_load;
+  wire \can_load$118 ;
   input clear;
   wire clear;
-  reg \clear$443 ;
+  wire \clear$36 ;
+  wire \clear$50 ;
   input clk;
   wire clk;
-  reg [7:0] cnt = 8'h00;
+  wire [31:0] counters_rdata;
+  wire [31:0] \counters_rdata$29 ;
+  wire counters_re;
+  wire \counters_re$33 ;
+  wire [127:0] counts;
+  wire [127:0] \counts$63 ;
+  wire [7:0] \counts$63[0] ;
+  wire [7:0] \counts$63[10] ;
+  wire [7:0] \counts$63[11] ;
+  wire [7:0] \counts$63[12] ;
+  wire [7:0] \counts$63[13] ;
+  wire [7:0] \counts$63[14] ;
+  wire [7:0] \counts$63[15] ;
+  wire [7:0] \counts$63[1] ;
+  wire [7:0] \counts$63[2] ;
+  wire [7:0] \counts$63[3] ;
+  wire [7:0] \counts$63[4] ;
+  wire [7:0] \counts$63[5] ;
+  wire [7:0] \counts$63[6] ;
+  wire [7:0] \counts$63[7] ;
+  wire [7:0] \counts$63[8] ;
+  wire [7:0] \counts$63[9] ;
+  wire [7:0] \counts[0] ;
+  wire [7:0] \counts[10] ;
+  wire [7:0] \counts[11] ;
+  wire [7:0] \counts[12] ;
+  wire [7:0] \counts[13] ;
+  wire [7:0] \counts[14] ;
+  wire [7:0] \counts[15] ;
+  wire [7:0] \counts[1] ;
+  wire [7:0] \counts[2] ;
+  wire [7:0] \counts[3] ;
+  wire [7:0] \counts[4] ;
+  wire [7:0] \counts[5] ;
+  wire [7:0] \counts[6] ;
+  wire [7:0] \counts[7] ;
+  wire [7:0] \counts[8] ;
+  wire [7:0] \counts[9] ;
+  wire cur;
+  wire \cur$61 ;
+  wire drained;
+  wire \drained$90 ;
+  wire emit_values;
+  wire [27:0] end_record;
+  wire [6:0] \end_record.index ;
+  wire [1:0] \end_record.kind ;
+  wire [1:0] \end_record.layer ;
+  wire \end_record.spike ;
+  wire [15:0] \end_record.value ;
+  wire end_step;
+  wire \end_step$55 ;
+  wire [14:0] ev;
+  wire [6:0] \ev.index ;
+  wire [7:0] \ev.value ;
+  wire \event ;
+  wire [7:0] event_index;
+  wire [1:0] event_layer;
+  wire free;
+  input [16:0] host_addr;
+  wire [16:0] host_addr;
+  output [44:0] host_rdata;
+  wire [44:0] host_rdata;
+  input host_re;
+  wire host_re;
+  wire host_req;
+  wire \host_req$35 ;
+  output host_rvalid;
+  wire host_rvalid;
+  input [44:0] host_wdata;
+  wire [44:0] host_wdata;
+  input host_we;
+  wire host_we;
+  wire [10:0] host_word;
+  wire [10:0] \host_word$45 ;
+  wire [13:0] in_counts;
+  wire [13:0] \in_counts$65 ;
+  wire [6:0] \in_counts$65[0] ;
+  wire [6:0] \in_counts$65[1] ;
+  wire [6:0] \in_counts[0] ;
+  wire [6:0] \in_counts[1] ;
+  wire in_full;
+  wire \in_full$57 ;
+  wire in_rbank;
+  wire \in_rbank$59 ;
+  input [15:0] input__payload;
+  wire [15:0] input__payload;
+  wire [15:0] \input__payload$47 ;
+  wire \input__payload$47.end ;
+  wire [6:0] \input__payload$47.index ;
+  wire [7:0] \input__payload$47.value ;
+  wire \input__payload.end ;
+  wire [6:0] \input__payload.index ;
+  wire [7:0] \input__payload.value ;
+  output input__ready;
+  wire input__ready;
+  wire \input__ready$48 ;
+  input input__valid;
+  wire input__valid;
+  wire \input__valid$49 ;
+  wire issue;
+  wire \issue$84 ;
+  wire [4:0] k;
+  wire [1079:0] lane_rdata;
+  wire [359:0] \lane_rdata[0] ;
+  wire [44:0] \lane_rdata[0][0] ;
+  wire [44:0] \lane_rdata[0][1] ;
+  wire [44:0] \lane_rdata[0][2] ;
+  wire [44:0] \lane_rdata[0][3] ;
+  wire [44:0] \lane_rdata[0][4] ;
+  wire [44:0] \lane_rdata[0][5] ;
+  wire [44:0] \lane_rdata[0][6] ;
+  wire [44:0] \lane_rdata[0][7] ;
+  wire [359:0] \lane_rdata[1] ;
+  wire [44:0] \lane_rdata[1][0] ;
+  wire [44:0] \lane_rdata[1][1] ;
+  wire [44:0] \lane_rdata[1][2] ;
+  wire [44:0] \lane_rdata[1][3] ;
+  wire [44:0] \lane_rdata[1][4] ;
+  wire [44:0] \lane_rdata[1][5] ;
+  wire [44:0] \lane_rdata[1][6] ;
+  wire [44:0] \lane_rdata[1][7] ;
+  wire [359:0] \lane_rdata[2] ;
+  wire [44:0] \lane_rdata[2][0] ;
+  wire [44:0] \lane_rdata[2][1] ;
+  wire [44:0] \lane_rdata[2][2] ;
+  wire [44:0] \lane_rdata[2][3] ;
+  wire [44:0] \lane_rdata[2][4] ;
+  wire [44:0] \lane_rdata[2][5] ;
+  wire [44:0] \lane_rdata[2][6] ;
+  wire [44:0] \lane_rdata[2][7] ;
+  wire [44:0] layer;
+  wire [1:0] \layer$107 ;
+  wire [2:0] \layer.ebase ;
+  wire [3:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [4:0] \layer.rows ;
+  wire [4:0] \layer.sbase ;
+  wire [7:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
+  wire [1:0] layer_index;
+  wire [1:0] li;
+  wire load;
+  wire [1:0] membrane_write;
+  wire [1:0] \membrane_write$104 ;
+  wire [359:0] membranes_rdata;
+  wire [44:0] \membranes_rdata[0] ;
+  wire [44:0] \membranes_rdata[1] ;
+  wire [44:0] \membranes_rdata[2] ;
+  wire [44:0] \membranes_rdata[3] ;
+  wire [44:0] \membranes_rdata[4] ;
+  wire [44:0] \membranes_rdata[5] ;
+  wire [44:0] \membranes_rdata[6] ;
+  wire [44:0] \membranes_rdata[7] ;
+  wire [127:0] new_u;
+  wire [15:0] \new_u[0] ;
+  wire [15:0] \new_u[1] ;
+  wire [15:0] \new_u[2] ;
+  wire [15:0] \new_u[3] ;
+  wire [15:0] \new_u[4] ;
+  wire [15:0] \new_u[5] ;
+  wire [15:0] \new_u[6] ;
+  wire [15:0] \new_u[7] ;
+  wire out_ready;
+  output [27:0] output__payload;
+  wire [27:0] output__payload;
+  wire [6:0] \output__payload.index ;
+  wire [1:0] \output__payload.kind ;
+  wire [1:0] \output__payload.layer ;
+  wire \output__payload.spike ;
+  wire [15:0] \output__payload.value ;
+  input output__ready;
+  wire output__ready;
+  output output__valid;
+  wire output__valid;
+  wire [359:0] params_rdata;
+  wire [44:0] \params_rdata[0] ;
+  wire [44:0] \params_rdata[1] ;
+  wire [44:0] \params_rdata[2] ;
+  wire [44:0] \params_rdata[3] ;
+  wire [44:0] \params_rdata[4] ;
+  wire [44:0] \params_rdata[5] ;
+  wire [44:0] \params_rdata[6] ;
+  wire [44:0] \params_rdata[7] ;
+  wire [127:0] prod;
+  wire [127:0] \prod$96 ;
+  wire [15:0] \prod$96[0] ;
+  wire [15:0] \prod$96[1] ;
+  wire [15:0] \prod$96[2] ;
+  wire [15:0] \prod$96[3] ;
+  wire [15:0] \prod$96[4] ;
+  wire [15:0] \prod$96[5] ;
+  wire [15:0] \prod$96[6] ;
+  wire [15:0] \prod$96[7] ;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire [15:0] \prod[2] ;
+  wire [15:0] \prod[3] ;
+  wire [15:0] \prod[4] ;
+  wire [15:0] \prod[5] ;
+  wire [15:0] \prod[6] ;
+  wire [15:0] \prod[7] ;
+  wire [1:0] prod_valid;
+  wire [1:0] \prod_valid$98 ;
+  wire [27:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  wire rd_bank;
+  wire \rd_bank$69 ;
+  wire [14:0] rd_data;
+  wire [6:0] \rd_data.index ;
+  wire [7:0] \rd_data.value ;
+  wire rd_from_input;
+  wire \rd_from_input$73 ;
+  wire [7:0] rd_n;
+  wire [7:0] \rd_n$71 ;
+  wire [2:0] rd_src;
+  wire [2:0] \rd_src$67 ;
+  wire [44:0] rdata;
+  wire re;
+  wire [27:0] records__payload;
+  wire [6:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire [1:0] \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  wire records__ready;
+  wire records__valid;
+  wire [1:0] reset;
+  wire router_free;
+  wire router_load;
+  wire [5:0] row_addr;
+  wire [5:0] \row_addr$92 ;
+  wire row_start;
+  wire \row_start$94 ;
+  wire [11:0] rowbase;
+  wire [11:0] \rowbase$86 ;
+  input rst;
+  wire rst;
+  wire rvalid;
+  wire [7:0] send;
+  wire spike_event;
+  wire [1:0] spike_layer;
+  wire [7:0] spikes;
+  wire [7:0] \spikes$112 ;
+  wire spiking;
+  wire start_step;
+  wire \start_step$53 ;
+  wire [44:0] table_rdata;
+  wire [44:0] \table_rdata$27 ;
+  wire [63:0] tables;
+  wire [2:0] \tables.lane ;
+  wire \tables.re ;
+  wire [2:0] \tables.region ;
+  wire [44:0] \tables.wdata ;
+  wire \tables.we ;
+  wire [10:0] \tables.word ;
+  wire [15:0] v_reset;
+  wire [7:0] valid;
+  wire [127:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  wire [15:0] \values[2] ;
+  wire [15:0] \values[3] ;
+  wire [15:0] \values[4] ;
+  wire [15:0] \values[5] ;
+  wire [15:0] \values[6] ;
+  wire [15:0] \values[7] ;
+  wire [191:0] views;
+  wire [127:0] \views$43 ;
+  wire [63:0] \views$43[0] ;
+  wire [2:0] \views$43[0].lane ;
+  wire \views$43[0].re ;
+  wire [2:0] \views$43[0].region ;
+  wire [44:0] \views$43[0].wdata ;
+  wire \views$43[0].we ;
+  wire [10:0] \views$43[0].word ;
+  wire [63:0] \views$43[1] ;
+  wire [2:0] \views$43[1].lane ;
+  wire \views$43[1].re ;
+  wire [2:0] \views$43[1].region ;
+  wire [44:0] \views$43[1].wdata ;
+  wire \views$43[1].we ;
+  wire [10:0] \views$43[1].word ;
+  wire [127:0] \views$46 ;
+  wire [63:0] \views$46[0] ;
+  wire [2:0] \views$46[0].lane ;
+  wire \views$46[0].re ;
+  wire [2:0] \views$46[0].region ;
+  wire [44:0] \views$46[0].wdata ;
+  wire \views$46[0].we ;
+  wire [10:0] \views$46[0].word ;
+  wire [63:0] \views$46[1] ;
+  wire [2:0] \views$46[1].lane ;
+  wire \views$46[1].re ;
+  wire [2:0] \views$46[1].region ;
+  wire [44:0] \views$46[1].wdata ;
+  wire \views$46[1].we ;
+  wire [10:0] \views$46[1].word ;
+  wire [63:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [44:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [63:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [2:0] \views[1].region ;
+  wire [44:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
+  wire [63:0] \views[2] ;
+  wire [2:0] \views[2].lane ;
+  wire \views[2].re ;
+  wire [2:0] \views[2].region ;
+  wire [44:0] \views[2].wdata ;
+  wire \views[2].we ;
+  wire [10:0] \views[2].word ;
+  wire [27:0] w_data;
+  wire w_en;
+  wire w_rdy;
+  wire [44:0] wdata;
+  wire we;
+  wire [359:0] weights_rdata;
+  wire [44:0] \weights_rdata[0] ;
+  wire [44:0] \weights_rdata[1] ;
+  wire [44:0] \weights_rdata[2] ;
+  wire [44:0] \weights_rdata[3] ;
+  wire [44:0] \weights_rdata[4] ;
+  wire [44:0] \weights_rdata[5] ;
+  wire [44:0] \weights_rdata[6] ;
+  wire [44:0] \weights_rdata[7] ;
+  wire wr_event;
+  wire [7:0] wr_index;
+  wire [1:0] wr_layer;
+  wire [7:0] wr_value;
+  wire write_end;
+  assign \$3  = write_end | records__valid;
+  assign w_en = w_rdy & \$3 ;
+  assign \$1  = spikes & valid;
+  assign send = layer[44] ? valid : \$1 ;
+  assign \$2  = k * 4'h8;
+  assign w_data = write_end ? 28'h0000002 : records__payload;
+  \npu_core_digits.host  host (
+    .addr(host_addr),
+    .busy(busy),
+    .clk(clk),
+    .counters_rdata(counters_rdata),
+    .lane_rdata(lane_rdata),
+    .rdata(host_rdata),
+    .re(host_re),
+    .rst(rst),
+    .rvalid(host_rvalid),
+    .table_rdata(table_rdata),
+    .views(views),
+    .wdata(host_wdata),
+    .we(host_we)
+  );
+  \npu_core_digits.lists  lists (
+    .busy(busy),
+    .clear(clear),
+    .clk(clk),
+    .counts(counts),
+    .cur(cur),
+    .end_step(end_step),
+    .in_counts(in_counts),
+    .in_full(in_full),
+    .in_rbank(in_rbank),
+    .input__payload(input__payload),
+    .input__ready(input__ready),
+    .input__valid(input__valid),
+    .\port$1802$2 (records__payload[10:2]),
+    .rd_bank(rd_bank),
+    .rd_data(ev),
+    .rd_from_input(rd_from_input),
+    .rd_n(rd_n),
+    .rd_src(rd_src),
+    .rst(rst),
+    .start_step(start_step),
+    .wr_event(wr_event)
+  );
+  \npu_core_digits.neurons  neurons (
+    .clk(clk),
+    .membranes_rdata(membranes_rdata),
+    .new_u(new_u),
+    .params_rdata(params_rdata),
+    .\port$1470$0 (busy),
+    .\port$1477$0 (\$4 ),
+    .\port$1510$25 (layer[43:25]),
+    .\port$1671$0 (\$5 ),
+    .prod(prod),
+    .row_addr(row_addr),
+    .row_start(row_start),
+    .rst(rst),
+    .spikes(spikes),
+    .views(\views$46 )
+  );
+  \npu_core_digits.out_fifo  out_fifo (
+    .clk(clk),
+    .r_data(output__payload),
+    .r_en(output__ready),
+    .r_rdy(output__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data),
+    .w_rdy(w_rdy)
+  );
+  \npu_core_digits.router  router (
+    .\base$34 (\$2 [7:0]),
+    .can_load(can_load),
+    .clk(clk),
+    .\emit_values$36 (layer[44]),
+    .\event (wr_event),
+    .free(router_free),
+    .\layer$35 (layer_index),
+    .load(load),
+    .out_valid(records__valid),
+    .records__payload(records__payload),
+    .records__ready(w_rdy),
+    .rst(rst),
+    .send(send),
+    .\spikes$33 (spikes),
+    .values(values)
+  );
+  \npu_core_digits.sequencer  sequencer (
+    .busy(busy),
+    .can_load(can_load),
+    .clear(clear),
+    .clk(clk),
+    .counters_rdata(counters_rdata),
+    .counts(counts),
+    .cur(cur),
+    .drained(drained),
+    .end_step(end_step),
+    .in_counts(in_counts),
+    .in_full(in_full),
+    .in_rbank(in_rbank),
+    .issue(issue),
+    .k(k),
+    .layer(layer),
+    .li(layer_index),
+    .neuron_write(\$4 ),
+    .out_ready(w_rdy),
+    .rd_bank(rd_bank),
+    .rd_from_input(rd_from_input),
+    .rd_n(rd_n),
+    .rd_src(rd_src),
+    .re(host_re),
+    .router_free(router_free),
+    .router_load(load),
+    .row_addr(row_addr),
+    .row_start(row_start),
+    .rowbase(rowbase),
+    .rst(rst),
+    .spike_event(wr_event),
+    .spike_layer(records__payload[3:2]),
+    .start_step(start_step),
+    .table_rdata(table_rdata),
+    .tables(views[191:128]),
+    .valid(valid),
+    .write_end(write_end)
+  );
+  \npu_core_digits.synapse  synapse (
+    .clk(clk),
+    .drained(drained),
+    .ev(ev),
+    .issue(issue),
+    .\port$1470$0 (busy),
+    .prod(prod),
+    .rowbase(rowbase),
+    .rst(rst),
+    .s4_valid(\$5 ),
+    .views(\views$43 ),
+    .weights_rdata(weights_rdata)
+  );
+  assign addr = host_addr;
+  assign wdata = host_wdata;
+  assign we = host_we;
+  assign re = host_re;
+  assign rdata = host_rdata;
+  assign rvalid = host_rvalid;
+  assign \busy$22  = busy;
+  assign \busy$23  = busy;
+  assign busy_groups = { busy, busy };
+  assign \busy_groups$25  = { busy, busy };
+  assign \table_rdata$27  = table_rdata;
+  assign \counters_rdata$29  = counters_rdata;
+  assign tables = views[191:128];
+  assign counters_re = host_re;
+  assign \counters_re$33  = host_re;
+  assign host_req = 1'h0;
+  assign \host_req$35  = 1'h0;
+  assign \clear$36  = clear;
+  assign \busy_groups$41  = { busy, busy };
+  assign host_word = host_addr[10:0];
+  assign \busy_groups$44  = { busy, busy };
+  assign \host_word$45  = host_addr[10:0];
+  assign \input__payload$47  = input__payload;
+  assign \input__ready$48  = input__ready;
+  assign \input__valid$49  = input__valid;
+  assign \clear$50  = clear;
+  assign \busy$51  = busy;
+  assign \start_step$53  = start_step;
+  assign \end_step$55  = end_step;
+  assign \in_full$57  = in_full;
+  assign \in_rbank$59  = in_rbank;
+  assign \cur$61  = cur;
+  assign \counts$63  = counts;
+  assign \in_counts$65  = in_counts;
+  assign \rd_src$67  = rd_src;
+  assign \rd_bank$69  = rd_bank;
+  assign \rd_n$71  = rd_n;
+  assign \rd_from_input$73  = rd_from_input;
+  assign \event  = wr_event;
+  assign wr_index = { 1'h0, records__payload[10:4] };
+  assign event_index = { 1'h0, records__payload[10:4] };
+  assign wr_layer = records__payload[3:2];
+  assign event_layer = records__payload[3:2];
+  assign li = layer_index;
+  assign wr_value = 8'h01;
+  assign \issue$84  = issue;
+  assign \rowbase$86  = rowbase;
+  assign rd_data = ev;
+  assign \drained$90  = drained;
+  assign \row_addr$92  = row_addr;
+  assign \row_start$94  = row_start;
+  assign \prod$96  = prod;
+  assign prod_valid = { \$5 , \$5  };
+  assign \prod_valid$98  = { \$5 , \$5  };
+  assign reset = layer[27:26];
+  assign v_reset = layer[43:28];
+  assign spiking = layer[25];
+  assign membrane_write = { \$4 , \$4  };
+  assign \membrane_write$104  = { \$4 , \$4  };
+  assign router_load = load;
+  assign \layer$107  = layer_index;
+  assign emit_values = layer[44];
+  assign \spikes$112  = spikes;
+  assign base = \$2 [7:0];
+  assign \can_load$118  = can_load;
+  assign free = router_free;
+  assign spike_event = wr_event;
+  assign spike_layer = records__payload[3:2];
+  assign records__ready = w_rdy;
+  assign out_ready = w_rdy;
+  assign r_data = output__payload;
+  assign r_rdy = output__valid;
+  assign r_en = output__ready;
+  assign \input__payload.index  = input__payload[6:0];
+  assign \input__payload.value  = input__payload[14:7];
+  assign \input__payload.end  = input__payload[15];
+  assign \output__payload.kind  = output__payload[1:0];
+  assign \output__payload.layer  = output__payload[3:2];
+  assign \output__payload.index  = output__payload[10:4];
+  assign \output__payload.spike  = output__payload[11];
+  assign \output__payload.value  = output__payload[27:12];
+  assign \tables.word  = views[138:128];
+  assign \tables.wdata  = views[183:139];
+  assign \tables.we  = views[184];
+  assign \tables.re  = views[185];
+  assign \tables.region  = views[188:186];
+  assign \tables.lane  = views[191:189];
+  assign \views[0]  = views[63:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[55:11];
+  assign \views[0].we  = views[56];
+  assign \views[0].re  = views[57];
+  assign \views[0].region  = views[60:58];
+  assign \views[0].lane  = views[63:61];
+  assign \views[1]  = views[127:64];
+  assign \views[1].word  = views[74:64];
+  assign \views[1].wdata  = views[119:75];
+  assign \views[1].we  = views[120];
+  assign \views[1].re  = views[121];
+  assign \views[1].region  = views[124:122];
+  assign \views[1].lane  = views[127:125];
+  assign \views[2]  = views[191:128];
+  assign \views[2].word  = views[138:128];
+  assign \views[2].wdata  = views[183:139];
+  assign \views[2].we  = views[184];
+  assign \views[2].re  = views[185];
+  assign \views[2].region  = views[188:186];
+  assign \views[2].lane  = views[191:189];
+  assign \lane_rdata[0]  = lane_rdata[359:0];
+  assign \lane_rdata[0][0]  = lane_rdata[44:0];
+  assign \lane_rdata[0][1]  = lane_rdata[89:45];
+  assign \lane_rdata[0][2]  = lane_rdata[134:90];
+  assign \lane_rdata[0][3]  = lane_rdata[179:135];
+  assign \lane_rdata[0][4]  = lane_rdata[224:180];
+  assign \lane_rdata[0][5]  = lane_rdata[269:225];
+  assign \lane_rdata[0][6]  = lane_rdata[314:270];
+  assign \lane_rdata[0][7]  = lane_rdata[359:315];
+  assign \lane_rdata[1]  = lane_rdata[719:360];
+  assign \lane_rdata[1][0]  = lane_rdata[404:360];
+  assign \lane_rdata[1][1]  = lane_rdata[449:405];
+  assign \lane_rdata[1][2]  = lane_rdata[494:450];
+  assign \lane_rdata[1][3]  = lane_rdata[539:495];
+  assign \lane_rdata[1][4]  = lane_rdata[584:540];
+  assign \lane_rdata[1][5]  = lane_rdata[629:585];
+  assign \lane_rdata[1][6]  = lane_rdata[674:630];
+  assign \lane_rdata[1][7]  = lane_rdata[719:675];
+  assign \lane_rdata[2]  = lane_rdata[1079:720];
+  assign \lane_rdata[2][0]  = lane_rdata[764:720];
+  assign \lane_rdata[2][1]  = lane_rdata[809:765];
+  assign \lane_rdata[2][2]  = lane_rdata[854:810];
+  assign \lane_rdata[2][3]  = lane_rdata[899:855];
+  assign \lane_rdata[2][4]  = lane_rdata[944:900];
+  assign \lane_rdata[2][5]  = lane_rdata[989:945];
+  assign \lane_rdata[2][6]  = lane_rdata[1034:990];
+  assign \lane_rdata[2][7]  = lane_rdata[1079:1035];
+  assign \weights_rdata[0]  = weights_rdata[44:0];
+  assign \weights_rdata[1]  = weights_rdata[89:45];
+  assign \weights_rdata[2]  = weights_rdata[134:90];
+  assign \weights_rdata[3]  = weights_rdata[179:135];
+  assign \weights_rdata[4]  = weights_rdata[224:180];
+  assign \weights_rdata[5]  = weights_rdata[269:225];
+  assign \weights_rdata[6]  = weights_rdata[314:270];
+  assign \weights_rdata[7]  = weights_rdata[359:315];
+  assign \params_rdata[0]  = params_rdata[44:0];
+  assign \params_rdata[1]  = params_rdata[89:45];
+  assign \params_rdata[2]  = params_rdata[134:90];
+  assign \params_rdata[3]  = params_rdata[179:135];
+  assign \params_rdata[4]  = params_rdata[224:180];
+  assign \params_rdata[5]  = params_rdata[269:225];
+  assign \params_rdata[6]  = params_rdata[314:270];
+  assign \params_rdata[7]  = params_rdata[359:315];
+  assign \membranes_rdata[0]  = membranes_rdata[44:0];
+  assign \membranes_rdata[1]  = membranes_rdata[89:45];
+  assign \membranes_rdata[2]  = membranes_rdata[134:90];
+  assign \membranes_rdata[3]  = membranes_rdata[179:135];
+  assign \membranes_rdata[4]  = membranes_rdata[224:180];
+  assign \membranes_rdata[5]  = membranes_rdata[269:225];
+  assign \membranes_rdata[6]  = membranes_rdata[314:270];
+  assign \membranes_rdata[7]  = membranes_rdata[359:315];
+  assign \views$43[0]  = \views$43 [63:0];
+  assign \views$43[0].word  = \views$43 [10:0];
+  assign \views$43[0].wdata  = \views$43 [55:11];
+  assign \views$43[0].we  = \views$43 [56];
+  assign \views$43[0].re  = \views$43 [57];
+  assign \views$43[0].region  = \views$43 [60:58];
+  assign \views$43[0].lane  = \views$43 [63:61];
+  assign \views$43[1]  = \views$43 [127:64];
+  assign \views$43[1].word  = \views$43 [74:64];
+  assign \views$43[1].wdata  = \views$43 [119:75];
+  assign \views$43[1].we  = \views$43 [120];
+  assign \views$43[1].re  = \views$43 [121];
+  assign \views$43[1].region  = \views$43 [124:122];
+  assign \views$43[1].lane  = \views$43 [127:125];
+  assign \views$46[0]  = \views$46 [63:0];
+  assign \views$46[0].word  = \views$46 [10:0];
+  assign \views$46[0].wdata  = \views$46 [55:11];
+  assign \views$46[0].we  = \views$46 [56];
+  assign \views$46[0].re  = \views$46 [57];
+  assign \views$46[0].region  = \views$46 [60:58];
+  assign \views$46[0].lane  = \views$46 [63:61];
+  assign \views$46[1]  = \views$46 [127:64];
+  assign \views$46[1].word  = \views$46 [74:64];
+  assign \views$46[1].wdata  = \views$46 [119:75];
+  assign \views$46[1].we  = \views$46 [120];
+  assign \views$46[1].re  = \views$46 [121];
+  assign \views$46[1].region  = \views$46 [124:122];
+  assign \views$46[1].lane  = \views$46 [127:125];
+  assign \input__payload$47.index  = input__payload[6:0];
+  assign \input__payload$47.value  = input__payload[14:7];
+  assign \input__payload$47.end  = input__payload[15];
+  assign \counts[0]  = counts[7:0];
+  assign \counts[1]  = counts[15:8];
+  assign \counts[2]  = counts[23:16];
+  assign \counts[3]  = counts[31:24];
+  assign \counts[4]  = counts[39:32];
+  assign \counts[5]  = counts[47:40];
+  assign \counts[6]  = counts[55:48];
+  assign \counts[7]  = counts[63:56];
+  assign \counts[8]  = counts[71:64];
+  assign \counts[9]  = counts[79:72];
+  assign \counts[10]  = counts[87:80];
+  assign \counts[11]  = counts[95:88];
+  assign \counts[12]  = counts[103:96];
+  assign \counts[13]  = counts[111:104];
+  assign \counts[14]  = counts[119:112];
+  assign \counts[15]  = counts[127:120];
+  assign \counts$63[0]  = counts[7:0];
+  assign \counts$63[1]  = counts[15:8];
+  assign \counts$63[2]  = counts[23:16];
+  assign \counts$63[3]  = counts[31:24];
+  assign \counts$63[4]  = counts[39:32];
+  assign \counts$63[5]  = counts[47:40];
+  assign \counts$63[6]  = counts[55:48];
+  assign \counts$63[7]  = counts[63:56];
+  assign \counts$63[8]  = counts[71:64];
+  assign \counts$63[9]  = counts[79:72];
+  assign \counts$63[10]  = counts[87:80];
+  assign \counts$63[11]  = counts[95:88];
+  assign \counts$63[12]  = counts[103:96];
+  assign \counts$63[13]  = counts[111:104];
+  assign \counts$63[14]  = counts[119:112];
+  assign \counts$63[15]  = counts[127:120];
+  assign \in_counts[0]  = in_counts[6:0];
+  assign \in_counts[1]  = in_counts[13:7];
+  assign \in_counts$65[0]  = in_counts[6:0];
+  assign \in_counts$65[1]  = in_counts[13:7];
+  assign \ev.index  = ev[6:0];
+  assign \ev.value  = ev[14:7];
+  assign \rd_data.index  = ev[6:0];
+  assign \rd_data.value  = ev[14:7];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod[2]  = prod[47:32];
+  assign \prod[3]  = prod[63:48];
+  assign \prod[4]  = prod[79:64];
+  assign \prod[5]  = prod[95:80];
+  assign \prod[6]  = prod[111:96];
+  assign \prod[7]  = prod[127:112];
+  assign \prod$96[0]  = prod[15:0];
+  assign \prod$96[1]  = prod[31:16];
+  assign \prod$96[2]  = prod[47:32];
+  assign \prod$96[3]  = prod[63:48];
+  assign \prod$96[4]  = prod[79:64];
+  assign \prod$96[5]  = prod[95:80];
+  assign \prod$96[6]  = prod[111:96];
+  assign \prod$96[7]  = prod[127:112];
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
+  assign \new_u[0]  = new_u[15:0];
+  assign \new_u[1]  = new_u[31:16];
+  assign \new_u[2]  = new_u[47:32];
+  assign \new_u[3]  = new_u[63:48];
+  assign \new_u[4]  = new_u[79:64];
+  assign \new_u[5]  = new_u[95:80];
+  assign \new_u[6]  = new_u[111:96];
+  assign \new_u[7]  = new_u[127:112];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[3:2];
+  assign \end_record.index  = end_record[10:4];
+  assign \end_record.spike  = end_record[11];
+  assign \end_record.value  = end_record[27:12];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign end_record[1:0] = 2'h2;
+  assign end_record[27:2] = 26'h0000000;
+  assign values[127:112] = new_u[127:112];
+  assign values[111:96] = new_u[111:96];
+  assign values[95:80] = new_u[95:80];
+  assign values[79:64] = new_u[79:64];
+  assign values[63:48] = new_u[63:48];
+  assign values[47:32] = new_u[47:32];
+  assign values[31:16] = new_u[31:16];
+  assign values[15:0] = new_u[15:0];
+  assign \views$46 [127:64] = views[127:64];
+  assign \views$46 [63:0] = views[63:0];
+  assign \views$43 [127:64] = views[127:64];
+  assign \views$43 [63:0] = views[63:0];
+  assign lane_rdata[1079:1035] = membranes_rdata[359:315];
+  assign lane_rdata[1034:990] = membranes_rdata[314:270];
+  assign lane_rdata[989:945] = membranes_rdata[269:225];
+  assign lane_rdata[944:900] = membranes_rdata[224:180];
+  assign lane_rdata[899:855] = membranes_rdata[179:135];
+  assign lane_rdata[854:810] = membranes_rdata[134:90];
+  assign lane_rdata[809:765] = membranes_rdata[89:45];
+  assign lane_rdata[764:720] = membranes_rdata[44:0];
+  assign lane_rdata[719:675] = params_rdata[359:315];
+  assign lane_rdata[674:630] = params_rdata[314:270];
+  assign lane_rdata[629:585] = params_rdata[269:225];
+  assign lane_rdata[584:540] = params_rdata[224:180];
+  assign lane_rdata[539:495] = params_rdata[179:135];
+  assign lane_rdata[494:450] = params_rdata[134:90];
+  assign lane_rdata[449:405] = params_rdata[89:45];
+  assign lane_rdata[404:360] = params_rdata[44:0];
+  assign lane_rdata[359:315] = weights_rdata[359:315];
+  assign lane_rdata[314:270] = weights_rdata[314:270];
+  assign lane_rdata[269:225] = weights_rdata[269:225];
+  assign lane_rdata[224:180] = weights_rdata[224:180];
+  assign lane_rdata[179:135] = weights_rdata[179:135];
+  assign lane_rdata[134:90] = weights_rdata[134:90];
+  assign lane_rdata[89:45] = weights_rdata[89:45];
+  assign lane_rdata[44:0] = weights_rdata[44:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, addr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  reg [44:0] \$13 ;
+  reg [44:0] \$14 ;
+  reg [44:0] \$15 ;
+  reg \$16 ;
+  reg [2:0] \$17 ;
+  reg [2:0] \$18 ;
+  reg [44:0] \$19 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [16:0] addr;
+  wire [16:0] addr;
+  input busy;
+  wire busy;
+  wire [1:0] busy_groups;
+  input clk;
+  wire clk;
+  input [31:0] counters_rdata;
+  wire [31:0] counters_rdata;
+  wire counters_re;
+  input [1079:0] lane_rdata;
+  wire [1079:0] lane_rdata;
+  wire [359:0] \lane_rdata[0] ;
+  wire [44:0] \lane_rdata[0][0] ;
+  wire [44:0] \lane_rdata[0][1] ;
+  wire [44:0] \lane_rdata[0][2] ;
+  wire [44:0] \lane_rdata[0][3] ;
+  wire [44:0] \lane_rdata[0][4] ;
+  wire [44:0] \lane_rdata[0][5] ;
+  wire [44:0] \lane_rdata[0][6] ;
+  wire [44:0] \lane_rdata[0][7] ;
+  wire [359:0] \lane_rdata[1] ;
+  wire [44:0] \lane_rdata[1][0] ;
+  wire [44:0] \lane_rdata[1][1] ;
+  wire [44:0] \lane_rdata[1][2] ;
+  wire [44:0] \lane_rdata[1][3] ;
+  wire [44:0] \lane_rdata[1][4] ;
+  wire [44:0] \lane_rdata[1][5] ;
+  wire [44:0] \lane_rdata[1][6] ;
+  wire [44:0] \lane_rdata[1][7] ;
+  wire [359:0] \lane_rdata[2] ;
+  wire [44:0] \lane_rdata[2][0] ;
+  wire [44:0] \lane_rdata[2][1] ;
+  wire [44:0] \lane_rdata[2][2] ;
+  wire [44:0] \lane_rdata[2][3] ;
+  wire [44:0] \lane_rdata[2][4] ;
+  wire [44:0] \lane_rdata[2][5] ;
+  wire [44:0] \lane_rdata[2][6] ;
+  wire [44:0] \lane_rdata[2][7] ;
+  reg [2:0] rd_lane = 3'h0;
+  reg [44:0] rd_reg = 45'h000000000000;
+  reg [2:0] rd_region = 3'h0;
+  output [44:0] rdata;
+  reg [44:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  output rvalid;
+  reg rvalid = 1'h0;
+  input [44:0] table_rdata;
+  wire [44:0] table_rdata;
+  output [191:0] views;
+  wire [191:0] views;
+  wire [63:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [44:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [63:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [2:0] \views[1].region ;
+  wire [44:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
+  wire [63:0] \views[2] ;
+  wire [2:0] \views[2].lane ;
+  wire \views[2].re ;
+  wire [2:0] \views[2].region ;
+  wire [44:0] \views[2].wdata ;
+  wire \views[2].we ;
+  wire [10:0] \views[2].word ;
+  input [44:0] wdata;
+  wire [44:0] wdata;
+  input we;
+  wire we;
+  assign \$1  = ~ busy;
+  assign \$2  = \$1  & we;
+  assign \$3  = ~ busy;
+  assign \$4  = \$3  & re;
+  assign \$5  = ~ busy;
+  assign \$6  = \$5  & we;
+  assign \$7  = ~ busy;
+  assign \$8  = \$7  & re;
+  assign \$9  = ~ busy;
+  assign \$10  = \$9  & we;
+  assign \$11  = ~ busy;
+  assign \$12  = \$11  & re;
+  always @(posedge clk)
+    rvalid <= \$16 ;
+  always @(posedge clk)
+    rd_region <= \$17 ;
+  always @(posedge clk)
+    rd_lane <= \$18 ;
+  always @(posedge clk)
+    rd_reg <= \$19 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$13  = lane_rdata[44:0];
+      3'h1:
+          \$13  = lane_rdata[89:45];
+      3'h2:
+          \$13  = lane_rdata[134:90];
+      3'h3:
+          \$13  = lane_rdata[179:135];
+      3'h4:
+          \$13  = lane_rdata[224:180];
+      3'h5:
+          \$13  = lane_rdata[269:225];
+      3'h6:
+          \$13  = lane_rdata[314:270];
+      3'h7:
+          \$13  = lane_rdata[359:315];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$14  = lane_rdata[404:360];
+      3'h1:
+          \$14  = lane_rdata[449:405];
+      3'h2:
+          \$14  = lane_rdata[494:450];
+      3'h3:
+          \$14  = lane_rdata[539:495];
+      3'h4:
+          \$14  = lane_rdata[584:540];
+      3'h5:
+          \$14  = lane_rdata[629:585];
+      3'h6:
+          \$14  = lane_rdata[674:630];
+      3'h7:
+          \$14  = lane_rdata[719:675];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      3'h0:
+          \$15  = lane_rdata[764:720];
+      3'h1:
+          \$15  = lane_rdata[809:765];
+      3'h2:
+          \$15  = lane_rdata[854:810];
+      3'h3:
+          \$15  = lane_rdata[899:855];
+      3'h4:
+          \$15  = lane_rdata[944:900];
+      3'h5:
+          \$15  = lane_rdata[989:945];
+      3'h6:
+          \$15  = lane_rdata[1034:990];
+      3'h7:
+          \$15  = lane_rdata[1079:1035];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_region)
+      3'h4:
+          rdata = \$13 ;
+      3'h2:
+          rdata = \$14 ;
+      3'h3:
+          rdata = \$15 ;
+      3'h5:
+          rdata = { 13'h0000, counters_rdata };
+      default:
+          rdata = rd_reg;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$16  = views[185];
+    if (rst) begin
+      \$16  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$17  = views[188:186];
+    if (rst) begin
+      \$17  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$18  = views[191:189];
+    if (rst) begin
+      \$18  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$19  = table_rdata;
+    if (rst) begin
+      \$19  = 45'h000000000000;
+    end
+  end
+  assign busy_groups = { busy, busy };
+  assign counters_re = re;
+  assign \views[0]  = views[63:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[55:11];
+  assign \views[0].we  = views[56];
+  assign \views[0].re  = views[57];
+  assign \views[0].region  = views[60:58];
+  assign \views[0].lane  = views[63:61];
+  assign \views[1]  = views[127:64];
+  assign \views[1].word  = views[74:64];
+  assign \views[1].wdata  = views[119:75];
+  assign \views[1].we  = views[120];
+  assign \views[1].re  = views[121];
+  assign \views[1].region  = views[124:122];
+  assign \views[1].lane  = views[127:125];
+  assign \views[2]  = views[191:128];
+  assign \views[2].word  = views[138:128];
+  assign \views[2].wdata  = views[183:139];
+  assign \views[2].we  = views[184];
+  assign \views[2].re  = views[185];
+  assign \views[2].region  = views[188:186];
+  assign \views[2].lane  = views[191:189];
+  assign \lane_rdata[0]  = lane_rdata[359:0];
+  assign \lane_rdata[0][0]  = lane_rdata[44:0];
+  assign \lane_rdata[0][1]  = lane_rdata[89:45];
+  assign \lane_rdata[0][2]  = lane_rdata[134:90];
+  assign \lane_rdata[0][3]  = lane_rdata[179:135];
+  assign \lane_rdata[0][4]  = lane_rdata[224:180];
+  assign \lane_rdata[0][5]  = lane_rdata[269:225];
+  assign \lane_rdata[0][6]  = lane_rdata[314:270];
+  assign \lane_rdata[0][7]  = lane_rdata[359:315];
+  assign \lane_rdata[1]  = lane_rdata[719:360];
+  assign \lane_rdata[1][0]  = lane_rdata[404:360];
+  assign \lane_rdata[1][1]  = lane_rdata[449:405];
+  assign \lane_rdata[1][2]  = lane_rdata[494:450];
+  assign \lane_rdata[1][3]  = lane_rdata[539:495];
+  assign \lane_rdata[1][4]  = lane_rdata[584:540];
+  assign \lane_rdata[1][5]  = lane_rdata[629:585];
+  assign \lane_rdata[1][6]  = lane_rdata[674:630];
+  assign \lane_rdata[1][7]  = lane_rdata[719:675];
+  assign \lane_rdata[2]  = lane_rdata[1079:720];
+  assign \lane_rdata[2][0]  = lane_rdata[764:720];
+  assign \lane_rdata[2][1]  = lane_rdata[809:765];
+  assign \lane_rdata[2][2]  = lane_rdata[854:810];
+  assign \lane_rdata[2][3]  = lane_rdata[899:855];
+  assign \lane_rdata[2][4]  = lane_rdata[944:900];
+  assign \lane_rdata[2][5]  = lane_rdata[989:945];
+  assign \lane_rdata[2][6]  = lane_rdata[1034:990];
+  assign \lane_rdata[2][7]  = lane_rdata[1079:1035];
+  assign views[191:189] = addr[13:11];
+  assign views[188:186] = addr[16:14];
+  assign views[185] = \$12 ;
+  assign views[184] = \$10 ;
+  assign views[183:139] = wdata;
+  assign views[138:128] = addr[10:0];
+  assign views[127:125] = addr[13:11];
+  assign views[124:122] = addr[16:14];
+  assign views[121] = \$8 ;
+  assign views[120] = \$6 ;
+  assign views[119:75] = wdata;
+  assign views[74:64] = addr[10:0];
+  assign views[63:61] = addr[13:11];
+  assign views[60:58] = addr[16:14];
+  assign views[57] = \$4 ;
+  assign views[56] = \$2 ;
+  assign views[55:11] = wdata;
+  assign views[10:0] = addr[10:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1802$2 , clear
+);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  wire \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire \$15 ;
+  wire [8:0] \$16 ;
+  wire \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire \$21 ;
+  wire [8:0] \$22 ;
+  wire \$23 ;
+  wire [8:0] \$24 ;
+  wire \$25 ;
+  wire [8:0] \$26 ;
+  wire \$27 ;
+  wire [8:0] \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [8:0] \$30 ;
+  wire \$31 ;
+  wire [8:0] \$32 ;
+  wire \$33 ;
+  reg [6:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [8:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [6:0] \$46 ;
+  wire [7:0] \$47 ;
+  reg [6:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  reg [6:0] \$52 ;
+  reg \$53 ;
+  reg [7:0] \$54 ;
+  reg [7:0] \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [7:0] \$58 ;
+  reg [7:0] \$59 ;
+  wire [8:0] \$6 ;
+  reg [7:0] \$60 ;
+  reg [7:0] \$61 ;
+  reg [7:0] \$62 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
+  reg [7:0] \$65 ;
+  reg [7:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
+  wire \$7 ;
+  reg \$70 ;
+  reg [6:0] \$71 ;
+  reg [6:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  wire [8:0] \$8 ;
+  wire \$9 ;
+  input busy;
+  wire busy;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
   reg [7:0] count0 = 8'h00;
   reg [7:0] count1 = 8'h00;
   reg [7:0] count10 = 8'h00;
@@ -681,99 +1228,52 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [7:0] count7 = 8'h00;
   reg [7:0] count8 = 8'h00;
   reg [7:0] count9 = 8'h00;
+  output [127:0] counts;
+  wire [127:0] counts;
+  wire [7:0] \counts[0] ;
+  wire [7:0] \counts[10] ;
+  wire [7:0] \counts[11] ;
+  wire [7:0] \counts[12] ;
+  wire [7:0] \counts[13] ;
+  wire [7:0] \counts[14] ;
+  wire [7:0] \counts[15] ;
+  wire [7:0] \counts[1] ;
+  wire [7:0] \counts[2] ;
+  wire [7:0] \counts[3] ;
+  wire [7:0] \counts[4] ;
+  wire [7:0] \counts[5] ;
+  wire [7:0] \counts[6] ;
+  wire [7:0] \counts[7] ;
+  wire [7:0] \counts[8] ;
+  wire [7:0] \counts[9] ;
+  output cur;
   reg cur = 1'h0;
-  reg [1:0] drain_n = 2'h0;
-  reg [3:0] e = 4'h0;
-  reg [3:0] e_end = 4'h0;
-  reg [3:0] e_new;
-  reg e_set;
-  reg [22:0] \edge  = 23'h000000;
-  wire [7:0] \edge.nsrc ;
-  wire \edge.recurrent ;
-  wire [2:0] \edge.src ;
-  wire [10:0] \edge.wbase ;
-  reg [22:0] edge0 = 23'h000000;
-  wire [7:0] \edge0.nsrc ;
-  wire \edge0.recurrent ;
-  wire [2:0] \edge0.src ;
-  wire [10:0] \edge0.wbase ;
-  reg [22:0] edge1 = 23'h000000;
-  wire [7:0] \edge1.nsrc ;
-  wire \edge1.recurrent ;
-  wire [2:0] \edge1.src ;
-  wire [10:0] \edge1.wbase ;
-  reg [22:0] edge2 = 23'h000000;
-  wire [7:0] \edge2.nsrc ;
-  wire \edge2.recurrent ;
-  wire [2:0] \edge2.src ;
-  wire [10:0] \edge2.wbase ;
-  reg [22:0] edge3 = 23'h000000;
-  wire [7:0] \edge3.nsrc ;
-  wire \edge3.recurrent ;
-  wire [2:0] \edge3.src ;
-  wire [10:0] \edge3.wbase ;
-  reg [22:0] edge4 = 23'h000000;
-  wire [7:0] \edge4.nsrc ;
-  wire \edge4.recurrent ;
-  wire [2:0] \edge4.src ;
-  wire [10:0] \edge4.wbase ;
-  reg [22:0] edge5 = 23'h000000;
-  wire [7:0] \edge5.nsrc ;
-  wire \edge5.recurrent ;
-  wire [2:0] \edge5.src ;
-  wire [10:0] \edge5.wbase ;
-  reg [22:0] edge6 = 23'h000000;
-  wire [7:0] \edge6.nsrc ;
-  wire \edge6.recurrent ;
-  wire [2:0] \edge6.src ;
-  wire [10:0] \edge6.wbase ;
-  reg [22:0] edge7 = 23'h000000;
-  wire [7:0] \edge7.nsrc ;
-  wire \edge7.recurrent ;
-  wire [2:0] \edge7.src ;
-  wire [10:0] \edge7.wbase ;
-  reg emit_values;
-  wire [27:0] end_record;
-  wire [6:0] \end_record.index ;
-  wire [1:0] \end_record.kind ;
-  wire [1:0] \end_record.layer ;
-  wire \end_record.spike ;
-  wire [15:0] \end_record.value ;
-  reg [10:0] ev_wr__addr;
-  reg [14:0] ev_wr__data;
+  input end_step;
+  wire end_step;
+  wire [10:0] ev_wr__addr;
+  wire [14:0] ev_wr__data;
   wire [6:0] \ev_wr__data.index ;
   wire [7:0] \ev_wr__data.value ;
-  reg ev_wr__en;
-  wire \event ;
-  wire [7:0] event_index;
-  wire [1:0] event_layer;
+  wire ev_wr__en;
   reg [14:0] events_nrw = 15'h0000;
   wire [6:0] \events_nrw.index ;
   wire [7:0] \events_nrw.value ;
-  wire free;
-  reg [3:0] fsm_state = 4'h0;
-  input [16:0] host_addr;
-  wire [16:0] host_addr;
-  output [44:0] host_rdata;
-  reg [44:0] host_rdata;
-  input host_re;
-  wire host_re;
-  wire host_req;
-  output host_rvalid;
-  reg host_rvalid = 1'h0;
-  input [44:0] host_wdata;
-  wire [44:0] host_wdata;
-  input host_we;
-  wire host_we;
   reg [6:0] in_count0 = 7'h00;
   reg [6:0] in_count1 = 7'h00;
+  output [13:0] in_counts;
+  wire [13:0] in_counts;
+  wire [6:0] \in_counts[0] ;
+  wire [6:0] \in_counts[1] ;
+  output in_full;
   reg in_full = 1'h0;
+  output in_rbank;
+  reg in_rbank = 1'h0;
+  reg in_wbank = 1'h0;
   reg [7:0] in_wr__addr;
   reg [14:0] in_wr__data;
   wire [6:0] \in_wr__data.index ;
   wire [7:0] \in_wr__data.value ;
   reg in_wr__en;
-  reg [17:0] inc;
   input [15:0] input__payload;
   wire [15:0] input__payload;
   wire \input__payload.end ;
@@ -786,378 +1286,39 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  reg issue;
-  reg [4:0] k = 5'h00;
-  reg last_row = 1'h0;
-  reg [44:0] layer = 45'h000000000000;
-  reg [1:0] \layer$440 ;
-  wire [2:0] \layer.ebase ;
-  wire [3:0] \layer.ecount ;
-  wire \layer.emit_values ;
-  wire [1:0] \layer.reset ;
-  wire [4:0] \layer.rows ;
-  wire [4:0] \layer.sbase ;
-  wire [7:0] \layer.size ;
-  wire \layer.spiking ;
-  wire [15:0] \layer.v_reset ;
-  reg [44:0] layer0 = 45'h000000000000;
-  wire [2:0] \layer0.ebase ;
-  wire [3:0] \layer0.ecount ;
-  wire \layer0.emit_values ;
-  wire [1:0] \layer0.reset ;
-  wire [4:0] \layer0.rows ;
-  wire [4:0] \layer0.sbase ;
-  wire [7:0] \layer0.size ;
-  wire \layer0.spiking ;
-  wire [15:0] \layer0.v_reset ;
-  reg [44:0] layer1 = 45'h000000000000;
-  wire [2:0] \layer1.ebase ;
-  wire [3:0] \layer1.ecount ;
-  wire \layer1.emit_values ;
-  wire [1:0] \layer1.reset ;
-  wire [4:0] \layer1.rows ;
-  wire [4:0] \layer1.sbase ;
-  wire [7:0] \layer1.size ;
-  wire \layer1.spiking ;
-  wire [15:0] \layer1.v_reset ;
-  reg [44:0] layer2 = 45'h000000000000;
-  wire [2:0] \layer2.ebase ;
-  wire [3:0] \layer2.ecount ;
-  wire \layer2.emit_values ;
-  wire [1:0] \layer2.reset ;
-  wire [4:0] \layer2.rows ;
-  wire [4:0] \layer2.sbase ;
-  wire [7:0] \layer2.size ;
-  wire \layer2.spiking ;
-  wire [15:0] \layer2.v_reset ;
-  reg [44:0] layer3 = 45'h000000000000;
-  wire [2:0] \layer3.ebase ;
-  wire [3:0] \layer3.ecount ;
-  wire \layer3.emit_values ;
-  wire [1:0] \layer3.reset ;
-  wire [4:0] \layer3.rows ;
-  wire [4:0] \layer3.sbase ;
-  wire [7:0] \layer3.size ;
-  wire \layer3.spiking ;
-  wire [15:0] \layer3.v_reset ;
-  wire [17:0] leak;
-  wire [17:0] \leak$124 ;
-  wire [17:0] \leak$131 ;
-  wire [17:0] \leak$138 ;
-  wire [17:0] \leak$145 ;
-  wire [17:0] \leak$152 ;
-  wire [17:0] \leak$159 ;
-  wire [17:0] \leak$166 ;
-  reg [17:0] leak_q0 = 18'h00000;
-  reg [17:0] leak_q1 = 18'h00000;
-  reg [17:0] leak_q2 = 18'h00000;
-  reg [17:0] leak_q3 = 18'h00000;
-  reg [17:0] leak_q4 = 18'h00000;
-  reg [17:0] leak_q5 = 18'h00000;
-  reg [17:0] leak_q6 = 18'h00000;
-  reg [17:0] leak_q7 = 18'h00000;
-  reg [1:0] li = 2'h0;
-  reg load;
-  reg [15:0] membranes0_nrw = 16'h0000;
-  reg [15:0] membranes1_nrw = 16'h0000;
-  reg [15:0] membranes2_nrw = 16'h0000;
-  reg [15:0] membranes3_nrw = 16'h0000;
-  reg [15:0] membranes4_nrw = 16'h0000;
-  reg [15:0] membranes5_nrw = 16'h0000;
-  reg [15:0] membranes6_nrw = 16'h0000;
-  reg [15:0] membranes7_nrw = 16'h0000;
-  reg [7:0] n = 8'h00;
-  reg neuron_write;
-  reg [2:0] num_layers = 3'h0;
-  output [27:0] output__payload;
-  wire [27:0] output__payload;
-  wire [6:0] \output__payload.index ;
-  wire [1:0] \output__payload.kind ;
-  wire [1:0] \output__payload.layer ;
-  wire \output__payload.spike ;
-  wire [15:0] \output__payload.value ;
-  input output__ready;
-  wire output__ready;
-  output output__valid;
-  wire output__valid;
-  wire [15:0] p;
-  wire [15:0] \p$126 ;
-  wire [15:0] \p$133 ;
-  wire [15:0] \p$140 ;
-  wire [15:0] \p$147 ;
-  wire [15:0] \p$154 ;
-  wire [15:0] \p$161 ;
-  wire [15:0] \p$168 ;
-  reg [40:0] params0_nrw = 41'h00000000000;
-  wire [8:0] \params0_nrw.alpha ;
-  wire [15:0] \params0_nrw.bias ;
-  wire [15:0] \params0_nrw.theta ;
-  reg [40:0] params1_nrw = 41'h00000000000;
-  wire [8:0] \params1_nrw.alpha ;
-  wire [15:0] \params1_nrw.bias ;
-  wire [15:0] \params1_nrw.theta ;
-  reg [40:0] params2_nrw = 41'h00000000000;
-  wire [8:0] \params2_nrw.alpha ;
-  wire [15:0] \params2_nrw.bias ;
-  wire [15:0] \params2_nrw.theta ;
-  reg [40:0] params3_nrw = 41'h00000000000;
-  wire [8:0] \params3_nrw.alpha ;
-  wire [15:0] \params3_nrw.bias ;
-  wire [15:0] \params3_nrw.theta ;
-  reg [40:0] params4_nrw = 41'h00000000000;
-  wire [8:0] \params4_nrw.alpha ;
-  wire [15:0] \params4_nrw.bias ;
-  wire [15:0] \params4_nrw.theta ;
-  reg [40:0] params5_nrw = 41'h00000000000;
-  wire [8:0] \params5_nrw.alpha ;
-  wire [15:0] \params5_nrw.bias ;
-  wire [15:0] \params5_nrw.theta ;
-  reg [40:0] params6_nrw = 41'h00000000000;
-  wire [8:0] \params6_nrw.alpha ;
-  wire [15:0] \params6_nrw.bias ;
-  wire [15:0] \params6_nrw.theta ;
-  reg [40:0] params7_nrw = 41'h00000000000;
-  wire [8:0] \params7_nrw.alpha ;
-  wire [15:0] \params7_nrw.bias ;
-  wire [15:0] \params7_nrw.theta ;
+  input [8:0] \port$1802$2 ;
+  wire [8:0] \port$1802$2 ;
   wire [10:0] port__addr;
-  wire [4:0] \port__addr$290 ;
-  wire [4:0] \port__addr$291 ;
-  wire [10:0] \port__addr$292 ;
-  wire [4:0] \port__addr$293 ;
-  wire [4:0] \port__addr$294 ;
-  wire [10:0] \port__addr$295 ;
-  wire [4:0] \port__addr$296 ;
-  wire [4:0] \port__addr$297 ;
-  wire [10:0] \port__addr$298 ;
-  wire [4:0] \port__addr$299 ;
-  wire [4:0] \port__addr$300 ;
-  wire [10:0] \port__addr$301 ;
-  wire [4:0] \port__addr$302 ;
-  wire [4:0] \port__addr$303 ;
-  wire [10:0] \port__addr$304 ;
-  wire [4:0] \port__addr$305 ;
-  wire [4:0] \port__addr$306 ;
-  wire [10:0] \port__addr$307 ;
-  wire [4:0] \port__addr$308 ;
-  wire [4:0] \port__addr$309 ;
-  wire [10:0] \port__addr$310 ;
-  wire [4:0] \port__addr$311 ;
-  wire [4:0] \port__addr$312 ;
-  wire [10:0] \port__addr$313 ;
-  wire [7:0] \port__addr$314 ;
+  wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
-  wire [14:0] \port__data$19 ;
-  wire [6:0] \port__data$19.index ;
-  wire [7:0] \port__data$19.value ;
-  wire [7:0] \port__data$21 ;
-  wire [40:0] \port__data$23 ;
-  wire [8:0] \port__data$23.alpha ;
-  wire [15:0] \port__data$23.bias ;
-  wire [15:0] \port__data$23.theta ;
-  wire [15:0] \port__data$25 ;
-  wire [7:0] \port__data$27 ;
-  wire [40:0] \port__data$29 ;
-  wire [8:0] \port__data$29.alpha ;
-  wire [15:0] \port__data$29.bias ;
-  wire [15:0] \port__data$29.theta ;
-  wire [15:0] \port__data$31 ;
-  wire [7:0] \port__data$33 ;
-  wire [40:0] \port__data$35 ;
-  wire [8:0] \port__data$35.alpha ;
-  wire [15:0] \port__data$35.bias ;
-  wire [15:0] \port__data$35.theta ;
-  wire [15:0] \port__data$37 ;
-  wire [7:0] \port__data$39 ;
-  wire [40:0] \port__data$41 ;
-  wire [8:0] \port__data$41.alpha ;
-  wire [15:0] \port__data$41.bias ;
-  wire [15:0] \port__data$41.theta ;
-  wire [15:0] \port__data$43 ;
-  wire [7:0] \port__data$45 ;
-  wire [40:0] \port__data$47 ;
-  wire [8:0] \port__data$47.alpha ;
-  wire [15:0] \port__data$47.bias ;
-  wire [15:0] \port__data$47.theta ;
-  wire [15:0] \port__data$49 ;
-  wire [7:0] \port__data$51 ;
-  wire [40:0] \port__data$53 ;
-  wire [8:0] \port__data$53.alpha ;
-  wire [15:0] \port__data$53.bias ;
-  wire [15:0] \port__data$53.theta ;
-  wire [15:0] \port__data$55 ;
-  wire [7:0] \port__data$57 ;
-  wire [40:0] \port__data$59 ;
-  wire [8:0] \port__data$59.alpha ;
-  wire [15:0] \port__data$59.bias ;
-  wire [15:0] \port__data$59.theta ;
-  wire [15:0] \port__data$61 ;
-  wire [7:0] \port__data$63 ;
-  wire [40:0] \port__data$65 ;
-  wire [8:0] \port__data$65.alpha ;
-  wire [15:0] \port__data$65.bias ;
-  wire [15:0] \port__data$65.theta ;
-  wire [15:0] \port__data$67 ;
+  wire [14:0] \port__data$5 ;
+  wire [6:0] \port__data$5.index ;
+  wire [7:0] \port__data$5.value ;
   wire [6:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  wire [27:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  wire [4:0] raddr;
-  reg [2:0] rd_lane = 3'h0;
-  reg [44:0] rd_reg = 45'h000000000000;
-  reg [2:0] rd_region = 3'h0;
-  wire [31:0] rdata;
-  wire re;
-  wire [27:0] records__payload;
-  wire [6:0] \records__payload.index ;
-  wire [1:0] \records__payload.kind ;
-  wire [1:0] \records__payload.layer ;
-  wire \records__payload.spike ;
-  wire [15:0] \records__payload.value ;
-  wire records__ready;
-  wire records__valid;
-  wire [1:0] reset;
-  wire [1:0] \reset$376 ;
-  wire [1:0] \reset$381 ;
-  wire [1:0] \reset$386 ;
-  wire [1:0] \reset$391 ;
-  wire [1:0] \reset$396 ;
-  wire [1:0] \reset$401 ;
-  wire [1:0] \reset$406 ;
-  wire [5:0] row_addr;
-  reg [12:0] row_offset = 13'h0000;
-  reg [10:0] row_wbase = 11'h000;
-  wire [11:0] rowbase;
+  input rd_bank;
+  wire rd_bank;
+  output [14:0] rd_data;
+  wire [14:0] rd_data;
+  wire [6:0] \rd_data.index ;
+  wire [7:0] \rd_data.value ;
+  input rd_from_input;
+  wire rd_from_input;
+  reg rd_from_input_q = 1'h0;
+  input [7:0] rd_n;
+  wire [7:0] rd_n;
+  input [2:0] rd_src;
+  wire [2:0] rd_src;
   input rst;
   wire rst;
-  reg s1_from_input = 1'h0;
-  wire [6:0] s1_index;
-  reg [11:0] s1_rowbase = 12'h000;
-  wire [7:0] s1_value;
-  reg s1b_valid = 1'h0;
-  reg [7:0] s1b_x = 8'h00;
-  reg s2_valid = 1'h0;
-  reg [7:0] s2_x = 8'h00;
-  reg s4_valid = 1'h0;
-  reg [7:0] send;
-  wire spike;
-  wire \spike$192 ;
-  wire \spike$195 ;
-  wire \spike$198 ;
-  wire \spike$201 ;
-  wire \spike$204 ;
-  wire \spike$207 ;
-  wire \spike$210 ;
   wire [2:0] spike_src;
-  reg [7:0] spikes = 8'h00;
-  reg [7:0] \spikes$438 ;
-  wire spiking;
-  wire \spiking$377 ;
-  wire \spiking$382 ;
-  wire \spiking$387 ;
-  wire \spiking$392 ;
-  wire \spiking$397 ;
-  wire \spiking$402 ;
-  wire \spiking$407 ;
-  reg [2:0] src_sel = 3'h0;
-  wire [15:0] theta;
-  wire [15:0] \theta$374 ;
-  wire [15:0] \theta$379 ;
-  wire [15:0] \theta$384 ;
-  wire [15:0] \theta$389 ;
-  wire [15:0] \theta$394 ;
-  wire [15:0] \theta$399 ;
-  wire [15:0] \theta$404 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] total;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$373 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$378 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$383 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$388 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$393 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$398 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$403 ;
-  (* init = 16'h0000 *)
-  wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$334 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$337 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$340 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$343 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$346 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$349 ;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$352 ;
-  wire [15:0] u_new;
-  wire [15:0] \u_new$194 ;
-  wire [15:0] \u_new$197 ;
-  wire [15:0] \u_new$200 ;
-  wire [15:0] \u_new$203 ;
-  wire [15:0] \u_new$206 ;
-  wire [15:0] \u_new$209 ;
-  wire [15:0] \u_new$212 ;
-  reg [15:0] u_new0 = 16'h0000;
-  reg [15:0] u_new1 = 16'h0000;
-  reg [15:0] u_new2 = 16'h0000;
-  reg [15:0] u_new3 = 16'h0000;
-  reg [15:0] u_new4 = 16'h0000;
-  reg [15:0] u_new5 = 16'h0000;
-  reg [15:0] u_new6 = 16'h0000;
-  reg [15:0] u_new7 = 16'h0000;
-  reg [15:0] u_q0 = 16'h0000;
-  reg [15:0] u_q1 = 16'h0000;
-  reg [15:0] u_q2 = 16'h0000;
-  reg [15:0] u_q3 = 16'h0000;
-  reg [15:0] u_q4 = 16'h0000;
-  reg [15:0] u_q5 = 16'h0000;
-  reg [15:0] u_q6 = 16'h0000;
-  reg [15:0] u_q7 = 16'h0000;
-  wire [15:0] v_reset;
-  wire [15:0] \v_reset$375 ;
-  wire [15:0] \v_reset$380 ;
-  wire [15:0] \v_reset$385 ;
-  wire [15:0] \v_reset$390 ;
-  wire [15:0] \v_reset$395 ;
-  wire [15:0] \v_reset$400 ;
-  wire [15:0] \v_reset$405 ;
-  wire [7:0] valid_lanes;
-  reg [7:0] valid_q = 8'h00;
-  reg [127:0] values;
-  wire [15:0] \values[0] ;
-  wire [15:0] \values[1] ;
-  wire [15:0] \values[2] ;
-  wire [15:0] \values[3] ;
-  wire [15:0] \values[4] ;
-  wire [15:0] \values[5] ;
-  wire [15:0] \values[6] ;
-  wire [15:0] \values[7] ;
-  reg [11:0] w_addr_q0 = 12'h000;
-  reg [11:0] w_addr_q1 = 12'h000;
-  wire [27:0] w_data;
-  wire w_en;
-  wire w_rdy;
-  reg [7:0] weights0_nrw = 8'h00;
-  reg [7:0] weights1_nrw = 8'h00;
-  reg [7:0] weights2_nrw = 8'h00;
-  reg [7:0] weights3_nrw = 8'h00;
-  reg [7:0] weights4_nrw = 8'h00;
-  reg [7:0] weights5_nrw = 8'h00;
-  reg [7:0] weights6_nrw = 8'h00;
-  reg [7:0] weights7_nrw = 8'h00;
-  reg write_end;
+  input start_step;
+  wire start_step;
+  input wr_event;
+  wire wr_event;
+  wire [7:0] wr_index;
+  wire [1:0] wr_layer;
+  wire [7:0] wr_value;
   (* no_rw_check = 32'd1 *)
   reg [14:0] events [2047:0];
   initial begin
@@ -3211,10 +3372,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     events[2047] = 15'h0000;
   end
   always @(posedge clk) begin
-    if (ev_wr__en)
-      events[ev_wr__addr] <= ev_wr__data;
+    if (wr_event)
+      events[{ cur, spike_src, \$48  }] <= ev_wr__data;
   end
-  assign port__data = events[{ bank_sel, src_sel, n[6:0] }];
+  assign port__data = events[{ rd_bank, rd_src, rd_n[6:0] }];
   (* no_rw_check = 32'd1 *)
   reg [14:0] input_events [255:0];
   initial begin
@@ -3479,7 +3640,1294 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     if (in_wr__en)
       input_events[in_wr__addr] <= in_wr__data;
   end
-  assign \port__data$19  = input_events[{ bank_sel, n[6:0] }];
+  assign \port__data$5  = input_events[{ rd_bank, rd_n[6:0] }];
+  assign \$25  = { cur, spike_src } == 4'hc;
+  assign \$26  = count12 + 1'h1;
+  assign \$27  = { cur, spike_src } == 4'hd;
+  assign \$28  = count13 + 1'h1;
+  assign \$29  = { cur, spike_src } == 4'he;
+  assign \$30  = count14 + 1'h1;
+  assign \$31  = { cur, spike_src } == 4'hf;
+  assign \$32  = count15 + 1'h1;
+  assign \$33  = input__valid & input__ready;
+  assign \$35  = \$34  + 1'h1;
+  assign \$36  = ~ in_wbank;
+  assign \$37  = ~ in_wbank;
+  assign \$38  = ~ cur;
+  assign \$39  = ~ cur;
+  assign \$40  = ~ cur;
+  assign \$41  = ~ cur;
+  assign \$42  = ~ cur;
+  assign \$43  = ~ cur;
+  assign \$44  = ~ busy;
+  assign \$45  = clear & \$44 ;
+  assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
+  assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
+  assign spike_src = \port$1802$2 [1:0] + 1'h1;
+  assign \$49  = ~ in_full;
+  assign \$50  = ~ clear;
+  assign input__ready = \$49  & \$50 ;
+  assign \$51  = input__valid & input__ready;
+  always @(posedge clk)
+    events_nrw <= port__data;
+  always @(posedge clk)
+    input_events_nrw <= \port__data$5 ;
+  always @(posedge clk)
+    rd_from_input_q <= \$53 ;
+  always @(posedge clk)
+    count0 <= \$54 ;
+  always @(posedge clk)
+    count1 <= \$55 ;
+  always @(posedge clk)
+    count2 <= \$56 ;
+  always @(posedge clk)
+    count3 <= \$57 ;
+  always @(posedge clk)
+    count4 <= \$58 ;
+  always @(posedge clk)
+    count5 <= \$59 ;
+  always @(posedge clk)
+    count6 <= \$60 ;
+  always @(posedge clk)
+    count7 <= \$61 ;
+  always @(posedge clk)
+    count8 <= \$62 ;
+  always @(posedge clk)
+    count9 <= \$63 ;
+  always @(posedge clk)
+    count10 <= \$64 ;
+  always @(posedge clk)
+    count11 <= \$65 ;
+  always @(posedge clk)
+    count12 <= \$66 ;
+  always @(posedge clk)
+    count13 <= \$67 ;
+  always @(posedge clk)
+    count14 <= \$68 ;
+  always @(posedge clk)
+    count15 <= \$69 ;
+  always @(posedge clk)
+    in_full <= \$70 ;
+  always @(posedge clk)
+    in_count0 <= \$71 ;
+  always @(posedge clk)
+    in_count1 <= \$72 ;
+  always @(posedge clk)
+    in_rbank <= \$73 ;
+  always @(posedge clk)
+    in_wbank <= \$74 ;
+  always @(posedge clk)
+    cur <= \$75 ;
+  assign \$1  = ! { cur, spike_src };
+  assign \$2  = count0 + 1'h1;
+  assign \$3  = { cur, spike_src } == 1'h1;
+  assign \$4  = count1 + 1'h1;
+  assign \$5  = { cur, spike_src } == 2'h2;
+  assign \$6  = count2 + 1'h1;
+  assign \$7  = { cur, spike_src } == 2'h3;
+  assign \$8  = count3 + 1'h1;
+  assign \$9  = { cur, spike_src } == 3'h4;
+  assign \$10  = count4 + 1'h1;
+  assign \$11  = { cur, spike_src } == 3'h5;
+  assign \$12  = count5 + 1'h1;
+  assign \$13  = { cur, spike_src } == 3'h6;
+  assign \$14  = count6 + 1'h1;
+  assign \$15  = { cur, spike_src } == 3'h7;
+  assign \$16  = count7 + 1'h1;
+  assign \$17  = { cur, spike_src } == 4'h8;
+  assign \$18  = count8 + 1'h1;
+  assign \$19  = { cur, spike_src } == 4'h9;
+  assign \$20  = count9 + 1'h1;
+  assign \$21  = { cur, spike_src } == 4'ha;
+  assign \$22  = count10 + 1'h1;
+  assign \$23  = { cur, spike_src } == 4'hb;
+  assign \$24  = count11 + 1'h1;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    (* full_case = 32'd1 *)
+    casez (in_wbank)
+      1'h0:
+          \$34  = in_count0;
+      1'h1:
+          \$34  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ cur, spike_src })
+      4'h0:
+          \$48  = count0[6:0];
+      4'h1:
+          \$48  = count1[6:0];
+      4'h2:
+          \$48  = count2[6:0];
+      4'h3:
+          \$48  = count3[6:0];
+      4'h4:
+          \$48  = count4[6:0];
+      4'h5:
+          \$48  = count5[6:0];
+      4'h6:
+          \$48  = count6[6:0];
+      4'h7:
+          \$48  = count7[6:0];
+      4'h8:
+          \$48  = count8[6:0];
+      4'h9:
+          \$48  = count9[6:0];
+      4'ha:
+          \$48  = count10[6:0];
+      4'hb:
+          \$48  = count11[6:0];
+      4'hc:
+          \$48  = count12[6:0];
+      4'hd:
+          \$48  = count13[6:0];
+      4'he:
+          \$48  = count14[6:0];
+      4'hf:
+          \$48  = count15[6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    (* full_case = 32'd1 *)
+    casez (in_wbank)
+      1'h0:
+          \$52  = in_count0;
+      1'h1:
+          \$52  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$53  = rd_from_input;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$54  = count0;
+    if (wr_event) begin
+      if (\$1 ) begin
+        \$54  = \$2 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$38 , 3'h0 })
+        4'h0:
+            \$54  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$54  = 8'h00;
+    end
+    if (rst) begin
+      \$54  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$55  = count1;
+    if (wr_event) begin
+      if (\$3 ) begin
+        \$55  = \$4 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$39 , 3'h1 })
+        4'h1:
+            \$55  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$55  = 8'h00;
+    end
+    if (rst) begin
+      \$55  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$56  = count2;
+    if (wr_event) begin
+      if (\$5 ) begin
+        \$56  = \$6 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$40 , 3'h2 })
+        4'h2:
+            \$56  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$56  = 8'h00;
+    end
+    if (rst) begin
+      \$56  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$57  = count3;
+    if (wr_event) begin
+      if (\$7 ) begin
+        \$57  = \$8 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$41 , 3'h3 })
+        4'h3:
+            \$57  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$57  = 8'h00;
+    end
+    if (rst) begin
+      \$57  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$58  = count4;
+    if (wr_event) begin
+      if (\$9 ) begin
+        \$58  = \$10 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$42 , 3'h4 })
+        4'h4:
+            \$58  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$58  = 8'h00;
+    end
+    if (rst) begin
+      \$58  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$59  = count5;
+    if (wr_event) begin
+      if (\$11 ) begin
+        \$59  = \$12 [7:0];
+      end
+    end
+    if (\$45 ) begin
+      \$59  = 8'h00;
+    end
+    if (rst) begin
+      \$59  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$60  = count6;
+    if (wr_event) begin
+      if (\$13 ) begin
+        \$60  = \$14 [7:0];
+      end
+    end
+    if (\$45 ) begin
+      \$60  = 8'h00;
+    end
+    if (rst) begin
+      \$60  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$61  = count7;
+    if (wr_event) begin
+      if (\$15 ) begin
+        \$61  = \$16 [7:0];
+      end
+    end
+    if (\$45 ) begin
+      \$61  = 8'h00;
+    end
+    if (rst) begin
+      \$61  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$62  = count8;
+    if (wr_event) begin
+      if (\$17 ) begin
+        \$62  = \$18 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$38 , 3'h0 })
+        4'h0:
+            /* empty */;
+        4'h8:
+            \$62  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$62  = 8'h00;
+    end
+    if (rst) begin
+      \$62  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$63  = count9;
+    if (wr_event) begin
+      if (\$19 ) begin
+        \$63  = \$20 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$39 , 3'h1 })
+        4'h1:
+            /* empty */;
+        4'h9:
+            \$63  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$63  = 8'h00;
+    end
+    if (rst) begin
+      \$63  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$64  = count10;
+    if (wr_event) begin
+      if (\$21 ) begin
+        \$64  = \$22 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$40 , 3'h2 })
+        4'h2:
+            /* empty */;
+        4'ha:
+            \$64  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$64  = 8'h00;
+    end
+    if (rst) begin
+      \$64  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$65  = count11;
+    if (wr_event) begin
+      if (\$23 ) begin
+        \$65  = \$24 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$41 , 3'h3 })
+        4'h3:
+            /* empty */;
+        4'hb:
+            \$65  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$65  = 8'h00;
+    end
+    if (rst) begin
+      \$65  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$66  = count12;
+    if (wr_event) begin
+      if (\$25 ) begin
+        \$66  = \$26 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      casez ({ \$42 , 3'h4 })
+        4'h4:
+            /* empty */;
+        4'hc:
+            \$66  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$66  = 8'h00;
+    end
+    if (rst) begin
+      \$66  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$67  = count13;
+    if (wr_event) begin
+      if (\$27 ) begin
+        \$67  = \$28 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$45 ) begin
+      \$67  = 8'h00;
+    end
+    if (rst) begin
+      \$67  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$68  = count14;
+    if (wr_event) begin
+      if (\$29 ) begin
+        \$68  = \$30 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$45 ) begin
+      \$68  = 8'h00;
+    end
+    if (rst) begin
+      \$68  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$69  = count15;
+    if (wr_event) begin
+      if (\$31 ) begin
+        \$69  = \$32 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$45 ) begin
+      \$69  = 8'h00;
+    end
+    if (rst) begin
+      \$69  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$70  = in_full;
+    if (\$33 ) begin
+      if (input__payload[15]) begin
+        \$70  = 1'h1;
+      end
+    end
+    if (start_step) begin
+      \$70  = 1'h0;
+    end
+    if (\$45 ) begin
+      \$70  = 1'h0;
+    end
+    if (rst) begin
+      \$70  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$71  = in_count0;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        casez (in_wbank)
+          1'h0:
+              \$71  = \$35 [6:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      casez (\$37 )
+        1'h0:
+            \$71  = 7'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$71  = 7'h00;
+    end
+    if (rst) begin
+      \$71  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$72  = in_count1;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (in_wbank)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$72  = \$35 [6:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      (* full_case = 32'd1 *)
+      casez (\$37 )
+        1'h0:
+            /* empty */;
+        1'h1:
+            \$72  = 7'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$72  = 7'h00;
+    end
+    if (rst) begin
+      \$72  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$73  = in_rbank;
+    if (start_step) begin
+      \$73  = in_wbank;
+    end
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$74  = in_wbank;
+    if (start_step) begin
+      \$74  = \$36 ;
+    end
+    if (\$45 ) begin
+      \$74  = 1'h0;
+    end
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$75  = cur;
+    if (end_step) begin
+      \$75  = \$43 ;
+    end
+    if (\$45 ) begin
+      \$75  = 1'h0;
+    end
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    in_wr__addr = 8'h00;
+    if (\$51 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__addr = { in_wbank, \$52  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    in_wr__data = 15'h0000;
+    if (\$51 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__data[6:0] = input__payload[6:0];
+        in_wr__data[14:7] = input__payload[14:7];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    in_wr__en = 1'h0;
+    if (\$51 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
+  assign \port__addr$45  = { rd_bank, rd_n[6:0] };
+  assign wr_layer = \port$1802$2 [1:0];
+  assign ev_wr__addr = { cur, spike_src, \$48  };
+  assign wr_index = { 1'h0, \port$1802$2 [8:2] };
+  assign wr_value = 8'h01;
+  assign ev_wr__en = wr_event;
+  assign \events_nrw.index  = events_nrw[6:0];
+  assign \events_nrw.value  = events_nrw[14:7];
+  assign \port__data.index  = port__data[6:0];
+  assign \port__data.value  = port__data[14:7];
+  assign \input_events_nrw.index  = input_events_nrw[6:0];
+  assign \input_events_nrw.value  = input_events_nrw[14:7];
+  assign \port__data$5.index  = \port__data$5 [6:0];
+  assign \port__data$5.value  = \port__data$5 [14:7];
+  assign \input__payload.index  = input__payload[6:0];
+  assign \input__payload.value  = input__payload[14:7];
+  assign \input__payload.end  = input__payload[15];
+  assign \counts[0]  = counts[7:0];
+  assign \counts[1]  = counts[15:8];
+  assign \counts[2]  = counts[23:16];
+  assign \counts[3]  = counts[31:24];
+  assign \counts[4]  = counts[39:32];
+  assign \counts[5]  = counts[47:40];
+  assign \counts[6]  = counts[55:48];
+  assign \counts[7]  = counts[63:56];
+  assign \counts[8]  = counts[71:64];
+  assign \counts[9]  = counts[79:72];
+  assign \counts[10]  = counts[87:80];
+  assign \counts[11]  = counts[95:88];
+  assign \counts[12]  = counts[103:96];
+  assign \counts[13]  = counts[111:104];
+  assign \counts[14]  = counts[119:112];
+  assign \counts[15]  = counts[127:120];
+  assign \in_counts[0]  = in_counts[6:0];
+  assign \in_counts[1]  = in_counts[13:7];
+  assign \rd_data.index  = rd_data[6:0];
+  assign \rd_data.value  = rd_data[14:7];
+  assign \ev_wr__data.index  = ev_wr__data[6:0];
+  assign \ev_wr__data.value  = ev_wr__data[14:7];
+  assign \in_wr__data.index  = in_wr__data[6:0];
+  assign \in_wr__data.value  = in_wr__data[14:7];
+  assign ev_wr__data[14:7] = 8'h01;
+  assign ev_wr__data[6:0] = \port$1802$2 [8:2];
+  assign rd_data[14:7] = \$47 ;
+  assign rd_data[6:0] = \$46 ;
+  assign in_counts[13:7] = in_count1;
+  assign in_counts[6:0] = in_count0;
+  assign counts[127:120] = count15;
+  assign counts[119:112] = count14;
+  assign counts[111:104] = count13;
+  assign counts[103:96] = count12;
+  assign counts[95:88] = count11;
+  assign counts[87:80] = count10;
+  assign counts[79:72] = count9;
+  assign counts[71:64] = count8;
+  assign counts[63:56] = count7;
+  assign counts[55:48] = count6;
+  assign counts[47:40] = count5;
+  assign counts[39:32] = count4;
+  assign counts[31:24] = count3;
+  assign counts[23:16] = count2;
+  assign counts[15:8] = count1;
+  assign counts[7:0] = count0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start, \port$1477$0 , \port$1510$25 , \port$1671$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [10:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [10:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [45:0] \$108 ;
+  wire \$109 ;
+  wire [17:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [17:0] \$117 ;
+  reg [25:0] \$118 ;
+  reg [17:0] \$119 ;
+  wire [26:0] \$12 ;
+  reg [25:0] \$120 ;
+  reg [17:0] \$121 ;
+  reg [25:0] \$122 ;
+  reg [17:0] \$123 ;
+  reg [25:0] \$124 ;
+  reg [17:0] \$125 ;
+  reg [25:0] \$126 ;
+  reg [17:0] \$127 ;
+  reg [25:0] \$128 ;
+  reg [17:0] \$129 ;
+  wire \$13 ;
+  reg [25:0] \$130 ;
+  reg [17:0] \$131 ;
+  reg [25:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [127:0] \$134 ;
+  wire [17:0] \$14 ;
+  wire [26:0] \$15 ;
+  wire \$16 ;
+  wire [17:0] \$17 ;
+  wire [26:0] \$18 ;
+  wire \$19 ;
+  wire [17:0] \$2 ;
+  wire [17:0] \$20 ;
+  wire [26:0] \$21 ;
+  wire \$22 ;
+  wire [17:0] \$23 ;
+  wire [26:0] \$24 ;
+  wire [10:0] \$25 ;
+  wire [10:0] \$26 ;
+  wire [10:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [26:0] \$3 ;
+  wire \$30 ;
+  wire [45:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [10:0] \$36 ;
+  wire [10:0] \$37 ;
+  wire [10:0] \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [45:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [10:0] \$47 ;
+  wire [10:0] \$48 ;
+  wire [10:0] \$49 ;
+  wire [17:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire [45:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [10:0] \$58 ;
+  wire [10:0] \$59 ;
+  wire [26:0] \$6 ;
+  wire [10:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [45:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [10:0] \$69 ;
+  wire \$7 ;
+  wire [10:0] \$70 ;
+  wire [10:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [45:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [17:0] \$8 ;
+  wire [10:0] \$80 ;
+  wire [10:0] \$81 ;
+  wire [10:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire [45:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [26:0] \$9 ;
+  wire \$90 ;
+  wire [10:0] \$91 ;
+  wire [10:0] \$92 ;
+  wire [10:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [45:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [25:0] acc0 = 26'h0000000;
+  reg [25:0] acc1 = 26'h0000000;
+  reg [25:0] acc2 = 26'h0000000;
+  reg [25:0] acc3 = 26'h0000000;
+  reg [25:0] acc4 = 26'h0000000;
+  reg [25:0] acc5 = 26'h0000000;
+  reg [25:0] acc6 = 26'h0000000;
+  reg [25:0] acc7 = 26'h0000000;
+  (* init = 9'h000 *)
+  wire [8:0] alpha;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$181 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$184 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$187 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$190 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$193 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$196 ;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$199 ;
+  reg [8:0] alpha_q0 = 9'h000;
+  reg [8:0] alpha_q1 = 9'h000;
+  reg [8:0] alpha_q2 = 9'h000;
+  reg [8:0] alpha_q3 = 9'h000;
+  reg [8:0] alpha_q4 = 9'h000;
+  reg [8:0] alpha_q5 = 9'h000;
+  reg [8:0] alpha_q6 = 9'h000;
+  reg [8:0] alpha_q7 = 9'h000;
+  (* init = 16'h0000 *)
+  wire [15:0] bias;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$182 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$185 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$188 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$191 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$194 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$197 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$200 ;
+  reg [15:0] bias_q0 = 16'h0000;
+  reg [15:0] bias_q1 = 16'h0000;
+  reg [15:0] bias_q2 = 16'h0000;
+  reg [15:0] bias_q3 = 16'h0000;
+  reg [15:0] bias_q4 = 16'h0000;
+  reg [15:0] bias_q5 = 16'h0000;
+  reg [15:0] bias_q6 = 16'h0000;
+  reg [15:0] bias_q7 = 16'h0000;
+  wire [1:0] busy_groups;
+  input clk;
+  wire clk;
+  wire [7:0] fire_spikes;
+  wire [17:0] leak;
+  wire [17:0] \leak$51 ;
+  wire [17:0] \leak$57 ;
+  wire [17:0] \leak$63 ;
+  wire [17:0] \leak$69 ;
+  wire [17:0] \leak$75 ;
+  wire [17:0] \leak$81 ;
+  wire [17:0] \leak$87 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
+  reg [17:0] leak_q2 = 18'h00000;
+  reg [17:0] leak_q3 = 18'h00000;
+  reg [17:0] leak_q4 = 18'h00000;
+  reg [17:0] leak_q5 = 18'h00000;
+  reg [17:0] leak_q6 = 18'h00000;
+  reg [17:0] leak_q7 = 18'h00000;
+  wire [1:0] membrane_write;
+  reg [15:0] membranes0_nrw = 16'h0000;
+  reg [15:0] membranes1_nrw = 16'h0000;
+  reg [15:0] membranes2_nrw = 16'h0000;
+  reg [15:0] membranes3_nrw = 16'h0000;
+  reg [15:0] membranes4_nrw = 16'h0000;
+  reg [15:0] membranes5_nrw = 16'h0000;
+  reg [15:0] membranes6_nrw = 16'h0000;
+  reg [15:0] membranes7_nrw = 16'h0000;
+  output [359:0] membranes_rdata;
+  wire [359:0] membranes_rdata;
+  wire [44:0] \membranes_rdata[0] ;
+  wire [44:0] \membranes_rdata[1] ;
+  wire [44:0] \membranes_rdata[2] ;
+  wire [44:0] \membranes_rdata[3] ;
+  wire [44:0] \membranes_rdata[4] ;
+  wire [44:0] \membranes_rdata[5] ;
+  wire [44:0] \membranes_rdata[6] ;
+  wire [44:0] \membranes_rdata[7] ;
+  output [127:0] new_u;
+  reg [127:0] new_u = 128'h00000000000000000000000000000000;
+  wire [15:0] \new_u[0] ;
+  wire [15:0] \new_u[1] ;
+  wire [15:0] \new_u[2] ;
+  wire [15:0] \new_u[3] ;
+  wire [15:0] \new_u[4] ;
+  wire [15:0] \new_u[5] ;
+  wire [15:0] \new_u[6] ;
+  wire [15:0] \new_u[7] ;
+  wire [4:0] p_wr__addr;
+  wire [4:0] \p_wr__addr$122 ;
+  wire [4:0] \p_wr__addr$130 ;
+  wire [4:0] \p_wr__addr$138 ;
+  wire [4:0] \p_wr__addr$146 ;
+  wire [4:0] \p_wr__addr$154 ;
+  wire [4:0] \p_wr__addr$162 ;
+  wire [4:0] \p_wr__addr$170 ;
+  wire [40:0] p_wr__data;
+  wire [40:0] \p_wr__data$125 ;
+  wire [8:0] \p_wr__data$125.alpha ;
+  wire [15:0] \p_wr__data$125.bias ;
+  wire [15:0] \p_wr__data$125.theta ;
+  wire [40:0] \p_wr__data$133 ;
+  wire [8:0] \p_wr__data$133.alpha ;
+  wire [15:0] \p_wr__data$133.bias ;
+  wire [15:0] \p_wr__data$133.theta ;
+  wire [40:0] \p_wr__data$141 ;
+  wire [8:0] \p_wr__data$141.alpha ;
+  wire [15:0] \p_wr__data$141.bias ;
+  wire [15:0] \p_wr__data$141.theta ;
+  wire [40:0] \p_wr__data$149 ;
+  wire [8:0] \p_wr__data$149.alpha ;
+  wire [15:0] \p_wr__data$149.bias ;
+  wire [15:0] \p_wr__data$149.theta ;
+  wire [40:0] \p_wr__data$157 ;
+  wire [8:0] \p_wr__data$157.alpha ;
+  wire [15:0] \p_wr__data$157.bias ;
+  wire [15:0] \p_wr__data$157.theta ;
+  wire [40:0] \p_wr__data$165 ;
+  wire [8:0] \p_wr__data$165.alpha ;
+  wire [15:0] \p_wr__data$165.bias ;
+  wire [15:0] \p_wr__data$165.theta ;
+  wire [40:0] \p_wr__data$173 ;
+  wire [8:0] \p_wr__data$173.alpha ;
+  wire [15:0] \p_wr__data$173.bias ;
+  wire [15:0] \p_wr__data$173.theta ;
+  wire [8:0] \p_wr__data.alpha ;
+  wire [15:0] \p_wr__data.bias ;
+  wire [15:0] \p_wr__data.theta ;
+  wire p_wr__en;
+  wire \p_wr__en$126 ;
+  wire \p_wr__en$134 ;
+  wire \p_wr__en$142 ;
+  wire \p_wr__en$150 ;
+  wire \p_wr__en$158 ;
+  wire \p_wr__en$166 ;
+  wire \p_wr__en$174 ;
+  reg [40:0] params0_nrw = 41'h00000000000;
+  wire [8:0] \params0_nrw.alpha ;
+  wire [15:0] \params0_nrw.bias ;
+  wire [15:0] \params0_nrw.theta ;
+  reg [40:0] params1_nrw = 41'h00000000000;
+  wire [8:0] \params1_nrw.alpha ;
+  wire [15:0] \params1_nrw.bias ;
+  wire [15:0] \params1_nrw.theta ;
+  reg [40:0] params2_nrw = 41'h00000000000;
+  wire [8:0] \params2_nrw.alpha ;
+  wire [15:0] \params2_nrw.bias ;
+  wire [15:0] \params2_nrw.theta ;
+  reg [40:0] params3_nrw = 41'h00000000000;
+  wire [8:0] \params3_nrw.alpha ;
+  wire [15:0] \params3_nrw.bias ;
+  wire [15:0] \params3_nrw.theta ;
+  reg [40:0] params4_nrw = 41'h00000000000;
+  wire [8:0] \params4_nrw.alpha ;
+  wire [15:0] \params4_nrw.bias ;
+  wire [15:0] \params4_nrw.theta ;
+  reg [40:0] params5_nrw = 41'h00000000000;
+  wire [8:0] \params5_nrw.alpha ;
+  wire [15:0] \params5_nrw.bias ;
+  wire [15:0] \params5_nrw.theta ;
+  reg [40:0] params6_nrw = 41'h00000000000;
+  wire [8:0] \params6_nrw.alpha ;
+  wire [15:0] \params6_nrw.bias ;
+  wire [15:0] \params6_nrw.theta ;
+  reg [40:0] params7_nrw = 41'h00000000000;
+  wire [8:0] \params7_nrw.alpha ;
+  wire [15:0] \params7_nrw.bias ;
+  wire [15:0] \params7_nrw.theta ;
+  output [359:0] params_rdata;
+  wire [359:0] params_rdata;
+  wire [44:0] \params_rdata[0] ;
+  wire [44:0] \params_rdata[1] ;
+  wire [44:0] \params_rdata[2] ;
+  wire [44:0] \params_rdata[3] ;
+  wire [44:0] \params_rdata[4] ;
+  wire [44:0] \params_rdata[5] ;
+  wire [44:0] \params_rdata[6] ;
+  wire [44:0] \params_rdata[7] ;
+  input \port$1470$0 ;
+  wire \port$1470$0 ;
+  input \port$1477$0 ;
+  wire \port$1477$0 ;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  input \port$1671$0 ;
+  wire \port$1671$0 ;
+  wire [4:0] port__addr;
+  wire [4:0] \port__addr$112 ;
+  wire [4:0] \port__addr$121 ;
+  wire [4:0] \port__addr$123 ;
+  wire [4:0] \port__addr$129 ;
+  wire [4:0] \port__addr$131 ;
+  wire [4:0] \port__addr$137 ;
+  wire [4:0] \port__addr$139 ;
+  wire [4:0] \port__addr$145 ;
+  wire [4:0] \port__addr$147 ;
+  wire [4:0] \port__addr$153 ;
+  wire [4:0] \port__addr$155 ;
+  wire [4:0] \port__addr$161 ;
+  wire [4:0] \port__addr$163 ;
+  wire [4:0] \port__addr$169 ;
+  wire [4:0] \port__addr$171 ;
+  wire [40:0] port__data;
+  wire [40:0] \port__data$11 ;
+  wire [8:0] \port__data$11.alpha ;
+  wire [15:0] \port__data$11.bias ;
+  wire [15:0] \port__data$11.theta ;
+  wire [15:0] \port__data$13 ;
+  wire [40:0] \port__data$15 ;
+  wire [8:0] \port__data$15.alpha ;
+  wire [15:0] \port__data$15.bias ;
+  wire [15:0] \port__data$15.theta ;
+  wire [15:0] \port__data$17 ;
+  wire [40:0] \port__data$19 ;
+  wire [8:0] \port__data$19.alpha ;
+  wire [15:0] \port__data$19.bias ;
+  wire [15:0] \port__data$19.theta ;
+  wire [15:0] \port__data$21 ;
+  wire [40:0] \port__data$23 ;
+  wire [8:0] \port__data$23.alpha ;
+  wire [15:0] \port__data$23.bias ;
+  wire [15:0] \port__data$23.theta ;
+  wire [15:0] \port__data$25 ;
+  wire [40:0] \port__data$27 ;
+  wire [8:0] \port__data$27.alpha ;
+  wire [15:0] \port__data$27.bias ;
+  wire [15:0] \port__data$27.theta ;
+  wire [15:0] \port__data$29 ;
+  wire [40:0] \port__data$31 ;
+  wire [8:0] \port__data$31.alpha ;
+  wire [15:0] \port__data$31.bias ;
+  wire [15:0] \port__data$31.theta ;
+  wire [15:0] \port__data$33 ;
+  wire [15:0] \port__data$5 ;
+  wire [40:0] \port__data$7 ;
+  wire [8:0] \port__data$7.alpha ;
+  wire [15:0] \port__data$7.bias ;
+  wire [15:0] \port__data$7.theta ;
+  wire [15:0] \port__data$9 ;
+  wire [8:0] \port__data.alpha ;
+  wire [15:0] \port__data.bias ;
+  wire [15:0] \port__data.theta ;
+  reg pre1 = 1'h0;
+  reg pre2 = 1'h0;
+  reg pre3 = 1'h0;
+  reg pre4 = 1'h0;
+  input [127:0] prod;
+  wire [127:0] prod;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire [15:0] \prod[2] ;
+  wire [15:0] \prod[3] ;
+  wire [15:0] \prod[4] ;
+  wire [15:0] \prod[5] ;
+  wire [15:0] \prod[6] ;
+  wire [15:0] \prod[7] ;
+  wire [1:0] prod_valid;
+  wire [1:0] reset;
+  wire [1:0] \reset$206 ;
+  wire [1:0] \reset$213 ;
+  wire [1:0] \reset$218 ;
+  wire [1:0] \reset$223 ;
+  wire [1:0] \reset$228 ;
+  wire [1:0] \reset$233 ;
+  wire [1:0] \reset$238 ;
+  wire [1:0] \reset$243 ;
+  input [5:0] row_addr;
+  wire [5:0] row_addr;
+  input row_start;
+  wire row_start;
+  input rst;
+  wire rst;
+  wire spike;
+  wire \spike$101 ;
+  wire \spike$103 ;
+  wire \spike$105 ;
+  wire \spike$93 ;
+  wire \spike$95 ;
+  wire \spike$97 ;
+  wire \spike$99 ;
+  output [7:0] spikes;
+  reg [7:0] spikes = 8'h00;
+  wire spiking;
+  wire \spiking$208 ;
+  wire \spiking$214 ;
+  wire \spiking$219 ;
+  wire \spiking$224 ;
+  wire \spiking$229 ;
+  wire \spiking$234 ;
+  wire \spiking$239 ;
+  wire \spiking$244 ;
+  wire [15:0] theta;
+  wire [15:0] \theta$211 ;
+  wire [15:0] \theta$216 ;
+  wire [15:0] \theta$221 ;
+  wire [15:0] \theta$226 ;
+  wire [15:0] \theta$231 ;
+  wire [15:0] \theta$236 ;
+  wire [15:0] \theta$241 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] total;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$210 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$215 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$220 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$225 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$230 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$235 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$240 ;
+  (* init = 16'h0000 *)
+  wire [15:0] u;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$180 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$183 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$186 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$189 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$192 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$195 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$198 ;
+  wire [15:0] u_new;
+  wire [15:0] \u_new$100 ;
+  wire [15:0] \u_new$102 ;
+  wire [15:0] \u_new$104 ;
+  wire [15:0] \u_new$106 ;
+  wire [15:0] \u_new$94 ;
+  wire [15:0] \u_new$96 ;
+  wire [15:0] \u_new$98 ;
+  reg [15:0] u_q0 = 16'h0000;
+  reg [15:0] u_q1 = 16'h0000;
+  reg [15:0] u_q2 = 16'h0000;
+  reg [15:0] u_q3 = 16'h0000;
+  reg [15:0] u_q4 = 16'h0000;
+  reg [15:0] u_q5 = 16'h0000;
+  reg [15:0] u_q6 = 16'h0000;
+  reg [15:0] u_q7 = 16'h0000;
+  wire [4:0] u_wr__addr;
+  wire [4:0] \u_wr__addr$124 ;
+  wire [4:0] \u_wr__addr$132 ;
+  wire [4:0] \u_wr__addr$140 ;
+  wire [4:0] \u_wr__addr$148 ;
+  wire [4:0] \u_wr__addr$156 ;
+  wire [4:0] \u_wr__addr$164 ;
+  wire [4:0] \u_wr__addr$172 ;
+  wire [15:0] u_wr__data;
+  wire [15:0] \u_wr__data$127 ;
+  wire [15:0] \u_wr__data$135 ;
+  wire [15:0] \u_wr__data$143 ;
+  wire [15:0] \u_wr__data$151 ;
+  wire [15:0] \u_wr__data$159 ;
+  wire [15:0] \u_wr__data$167 ;
+  wire [15:0] \u_wr__data$175 ;
+  wire u_wr__en;
+  wire \u_wr__en$128 ;
+  wire \u_wr__en$136 ;
+  wire \u_wr__en$144 ;
+  wire \u_wr__en$152 ;
+  wire \u_wr__en$160 ;
+  wire \u_wr__en$168 ;
+  wire \u_wr__en$176 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$204 ;
+  wire [15:0] \v_reset$212 ;
+  wire [15:0] \v_reset$217 ;
+  wire [15:0] \v_reset$222 ;
+  wire [15:0] \v_reset$227 ;
+  wire [15:0] \v_reset$232 ;
+  wire [15:0] \v_reset$237 ;
+  wire [15:0] \v_reset$242 ;
+  input [127:0] views;
+  wire [127:0] views;
+  wire [63:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [44:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [63:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [2:0] \views[1].region ;
+  wire [44:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes0 [31:0];
   initial begin
@@ -3517,10 +4965,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes0[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$410 )
-      membranes0[\$241 [4:0]] <= \$242 [15:0];
+    if (u_wr__en)
+      membranes0[\$27 [4:0]] <= \$31 [15:0];
   end
-  assign \port__data$25  = membranes0[\$213 [4:0]];
+  assign \port__data$5  = membranes0[\$26 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [31:0];
   initial begin
@@ -3558,10 +5006,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes1[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$414 )
-      membranes1[\$247 [4:0]] <= \$248 [15:0];
+    if (\u_wr__en$128 )
+      membranes1[\$38 [4:0]] <= \$42 [15:0];
   end
-  assign \port__data$31  = membranes1[\$216 [4:0]];
+  assign \port__data$9  = membranes1[\$37 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes2 [31:0];
   initial begin
@@ -3599,10 +5047,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes2[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$417 )
-      membranes2[\$253 [4:0]] <= \$254 [15:0];
+    if (\u_wr__en$136 )
+      membranes2[\$49 [4:0]] <= \$53 [15:0];
   end
-  assign \port__data$37  = membranes2[\$219 [4:0]];
+  assign \port__data$13  = membranes2[\$48 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes3 [31:0];
   initial begin
@@ -3640,10 +5088,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes3[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$420 )
-      membranes3[\$259 [4:0]] <= \$260 [15:0];
+    if (\u_wr__en$144 )
+      membranes3[\$60 [4:0]] <= \$64 [15:0];
   end
-  assign \port__data$43  = membranes3[\$222 [4:0]];
+  assign \port__data$17  = membranes3[\$59 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes4 [31:0];
   initial begin
@@ -3681,10 +5129,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes4[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$423 )
-      membranes4[\$265 [4:0]] <= \$266 [15:0];
+    if (\u_wr__en$152 )
+      membranes4[\$71 [4:0]] <= \$75 [15:0];
   end
-  assign \port__data$49  = membranes4[\$225 [4:0]];
+  assign \port__data$21  = membranes4[\$70 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes5 [31:0];
   initial begin
@@ -3722,10 +5170,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes5[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$426 )
-      membranes5[\$271 [4:0]] <= \$272 [15:0];
+    if (\u_wr__en$160 )
+      membranes5[\$82 [4:0]] <= \$86 [15:0];
   end
-  assign \port__data$55  = membranes5[\$228 [4:0]];
+  assign \port__data$25  = membranes5[\$81 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes6 [31:0];
   initial begin
@@ -3763,10 +5211,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes6[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$429 )
-      membranes6[\$277 [4:0]] <= \$278 [15:0];
+    if (\u_wr__en$168 )
+      membranes6[\$93 [4:0]] <= \$97 [15:0];
   end
-  assign \port__data$61  = membranes6[\$231 [4:0]];
+  assign \port__data$29  = membranes6[\$92 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes7 [31:0];
   initial begin
@@ -3804,10 +5252,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     membranes7[31] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$432 )
-      membranes7[\$283 [4:0]] <= \$284 [15:0];
+    if (\u_wr__en$176 )
+      membranes7[\$104 [4:0]] <= \$108 [15:0];
   end
-  assign \port__data$67  = membranes7[\$234 [4:0]];
+  assign \port__data$33  = membranes7[\$103 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [31:0];
   initial begin
@@ -3845,10 +5293,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params0[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$242 )
-      params0[host_addr[4:0]] <= host_wdata[40:0];
+    if (p_wr__en)
+      params0[views[4:0]] <= views[51:11];
   end
-  assign \port__data$23  = params0[\$212 [4:0]];
+  assign port__data = params0[\$25 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [31:0];
   initial begin
@@ -3886,10 +5334,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params1[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$248 )
-      params1[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$126 )
+      params1[views[4:0]] <= views[51:11];
   end
-  assign \port__data$29  = params1[\$215 [4:0]];
+  assign \port__data$7  = params1[\$36 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params2 [31:0];
   initial begin
@@ -3927,10 +5375,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params2[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$254 )
-      params2[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$134 )
+      params2[views[4:0]] <= views[51:11];
   end
-  assign \port__data$35  = params2[\$218 [4:0]];
+  assign \port__data$11  = params2[\$47 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params3 [31:0];
   initial begin
@@ -3968,10 +5416,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params3[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$260 )
-      params3[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$142 )
+      params3[views[4:0]] <= views[51:11];
   end
-  assign \port__data$41  = params3[\$221 [4:0]];
+  assign \port__data$15  = params3[\$58 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params4 [31:0];
   initial begin
@@ -4009,10 +5457,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params4[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$266 )
-      params4[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$150 )
+      params4[views[68:64]] <= views[115:75];
   end
-  assign \port__data$47  = params4[\$224 [4:0]];
+  assign \port__data$19  = params4[\$69 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params5 [31:0];
   initial begin
@@ -4050,10 +5498,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params5[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$272 )
-      params5[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$158 )
+      params5[views[68:64]] <= views[115:75];
   end
-  assign \port__data$53  = params5[\$227 [4:0]];
+  assign \port__data$23  = params5[\$80 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params6 [31:0];
   initial begin
@@ -4091,10 +5539,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params6[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$278 )
-      params6[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$166 )
+      params6[views[68:64]] <= views[115:75];
   end
-  assign \port__data$59  = params6[\$230 [4:0]];
+  assign \port__data$27  = params6[\$91 [4:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params7 [31:0];
   initial begin
@@ -4132,10 +5580,5178 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     params7[31] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$284 )
-      params7[host_addr[4:0]] <= host_wdata[40:0];
+    if (\p_wr__en$174 )
+      params7[views[68:64]] <= views[115:75];
   end
-  assign \port__data$65  = params7[\$233 [4:0]];
+  assign \port__data$31  = params7[\$102 [4:0]];
+  assign \$1  = \port$1671$0  | pre3;
+  assign \$2  = \port$1671$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$3  = $signed(acc0) + $signed(\$2 );
+  assign \$4  = \port$1671$0  | pre3;
+  assign \$5  = \port$1671$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$6  = $signed(acc1) + $signed(\$5 );
+  assign \$7  = \port$1671$0  | pre3;
+  assign \$8  = \port$1671$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$9  = $signed(acc2) + $signed(\$8 );
+  assign \$10  = \port$1671$0  | pre3;
+  assign \$11  = \port$1671$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$12  = $signed(acc3) + $signed(\$11 );
+  assign \$13  = \port$1671$0  | pre3;
+  assign \$14  = \port$1671$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$15  = $signed(acc4) + $signed(\$14 );
+  assign \$16  = \port$1671$0  | pre3;
+  assign \$17  = \port$1671$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$18  = $signed(acc5) + $signed(\$17 );
+  assign \$19  = \port$1671$0  | pre3;
+  assign \$20  = \port$1671$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$21  = $signed(acc6) + $signed(\$20 );
+  assign \$22  = \port$1671$0  | pre3;
+  assign \$23  = \port$1671$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$24  = $signed(acc7) + $signed(\$23 );
+  assign \$25  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$28  = views[60:58] == 2'h2;
+  assign \$29  = views[56] & \$28 ;
+  assign \$30  = ! views[63:61];
+  assign p_wr__en = \$29  & \$30 ;
+  assign \$31  = \port$1470$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
+  assign \$32  = views[60:58] == 2'h3;
+  assign \$33  = views[56] & \$32 ;
+  assign \$34  = ! views[63:61];
+  assign \$35  = \$33  & \$34 ;
+  assign u_wr__en = \port$1470$0  ? \port$1477$0  : \$35 ;
+  assign \$36  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$39  = views[60:58] == 2'h2;
+  assign \$40  = views[56] & \$39 ;
+  assign \$41  = views[63:61] == 1'h1;
+  assign \p_wr__en$126  = \$40  & \$41 ;
+  assign \$42  = \port$1470$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
+  assign \$43  = views[60:58] == 2'h3;
+  assign \$44  = views[56] & \$43 ;
+  assign \$45  = views[63:61] == 1'h1;
+  assign \$46  = \$44  & \$45 ;
+  assign \u_wr__en$128  = \port$1470$0  ? \port$1477$0  : \$46 ;
+  assign \$47  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$50  = views[60:58] == 2'h2;
+  assign \$51  = views[56] & \$50 ;
+  assign \$52  = views[63:61] == 2'h2;
+  assign \p_wr__en$134  = \$51  & \$52 ;
+  assign \$53  = \port$1470$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
+  assign \$54  = views[60:58] == 2'h3;
+  assign \$55  = views[56] & \$54 ;
+  assign \$56  = views[63:61] == 2'h2;
+  assign \$57  = \$55  & \$56 ;
+  assign \u_wr__en$136  = \port$1470$0  ? \port$1477$0  : \$57 ;
+  assign \$58  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$61  = views[60:58] == 2'h2;
+  assign \$62  = views[56] & \$61 ;
+  assign \$63  = views[63:61] == 2'h3;
+  assign \p_wr__en$142  = \$62  & \$63 ;
+  assign \$64  = \port$1470$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
+  assign \$65  = views[60:58] == 2'h3;
+  assign \$66  = views[56] & \$65 ;
+  assign \$67  = views[63:61] == 2'h3;
+  assign \$68  = \$66  & \$67 ;
+  assign \u_wr__en$144  = \port$1470$0  ? \port$1477$0  : \$68 ;
+  assign \$69  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$70  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$71  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$72  = views[124:122] == 2'h2;
+  assign \$73  = views[120] & \$72 ;
+  assign \$74  = views[127:125] == 3'h4;
+  assign \p_wr__en$150  = \$73  & \$74 ;
+  assign \$75  = \port$1470$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
+  assign \$76  = views[124:122] == 2'h3;
+  assign \$77  = views[120] & \$76 ;
+  assign \$78  = views[127:125] == 3'h4;
+  assign \$79  = \$77  & \$78 ;
+  assign \u_wr__en$152  = \port$1470$0  ? \port$1477$0  : \$79 ;
+  assign \$80  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$81  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$82  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$83  = views[124:122] == 2'h2;
+  assign \$84  = views[120] & \$83 ;
+  assign \$85  = views[127:125] == 3'h5;
+  assign \p_wr__en$158  = \$84  & \$85 ;
+  assign \$86  = \port$1470$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
+  assign \$87  = views[124:122] == 2'h3;
+  assign \$88  = views[120] & \$87 ;
+  assign \$89  = views[127:125] == 3'h5;
+  assign \$90  = \$88  & \$89 ;
+  assign \u_wr__en$160  = \port$1470$0  ? \port$1477$0  : \$90 ;
+  assign \$91  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$92  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$93  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$94  = views[124:122] == 2'h2;
+  assign \$95  = views[120] & \$94 ;
+  assign \$96  = views[127:125] == 3'h6;
+  assign \p_wr__en$166  = \$95  & \$96 ;
+  assign \$97  = \port$1470$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
+  assign \$98  = views[124:122] == 2'h3;
+  assign \$99  = views[120] & \$98 ;
+  assign \$100  = views[127:125] == 3'h6;
+  assign \$101  = \$99  & \$100 ;
+  assign \u_wr__en$168  = \port$1470$0  ? \port$1477$0  : \$101 ;
+  assign \$102  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$103  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$104  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$105  = views[124:122] == 2'h2;
+  assign \$106  = views[120] & \$105 ;
+  assign \$107  = views[127:125] == 3'h7;
+  assign \p_wr__en$174  = \$106  & \$107 ;
+  assign \$108  = \port$1470$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
+  assign \$109  = views[124:122] == 2'h3;
+  assign \$110  = views[120] & \$109 ;
+  assign \$111  = views[127:125] == 3'h7;
+  assign \$112  = \$110  & \$111 ;
+  assign \u_wr__en$176  = \port$1470$0  ? \port$1477$0  : \$112 ;
+  always @(posedge clk)
+    params0_nrw <= port__data;
+  always @(posedge clk)
+    membranes0_nrw <= \port__data$5 ;
+  always @(posedge clk)
+    params1_nrw <= \port__data$7 ;
+  always @(posedge clk)
+    membranes1_nrw <= \port__data$9 ;
+  always @(posedge clk)
+    params2_nrw <= \port__data$11 ;
+  always @(posedge clk)
+    membranes2_nrw <= \port__data$13 ;
+  always @(posedge clk)
+    params3_nrw <= \port__data$15 ;
+  always @(posedge clk)
+    membranes3_nrw <= \port__data$17 ;
+  always @(posedge clk)
+    params4_nrw <= \port__data$19 ;
+  always @(posedge clk)
+    membranes4_nrw <= \port__data$21 ;
+  always @(posedge clk)
+    params5_nrw <= \port__data$23 ;
+  always @(posedge clk)
+    membranes5_nrw <= \port__data$25 ;
+  always @(posedge clk)
+    params6_nrw <= \port__data$27 ;
+  always @(posedge clk)
+    membranes6_nrw <= \port__data$29 ;
+  always @(posedge clk)
+    params7_nrw <= \port__data$31 ;
+  always @(posedge clk)
+    membranes7_nrw <= \port__data$33 ;
+  always @(posedge clk)
+    pre1 <= \$113 ;
+  always @(posedge clk)
+    pre2 <= \$114 ;
+  always @(posedge clk)
+    pre3 <= \$115 ;
+  always @(posedge clk)
+    pre4 <= \$116 ;
+  always @(posedge clk)
+    bias_q0 <= params0_nrw[40:25];
+  always @(posedge clk)
+    u_q0 <= membranes0_nrw;
+  always @(posedge clk)
+    alpha_q0 <= params0_nrw[8:0];
+  always @(posedge clk)
+    leak_q0 <= \$117 ;
+  always @(posedge clk)
+    acc0 <= \$118 ;
+  always @(posedge clk)
+    bias_q1 <= params1_nrw[40:25];
+  always @(posedge clk)
+    u_q1 <= membranes1_nrw;
+  always @(posedge clk)
+    alpha_q1 <= params1_nrw[8:0];
+  always @(posedge clk)
+    leak_q1 <= \$119 ;
+  always @(posedge clk)
+    acc1 <= \$120 ;
+  always @(posedge clk)
+    bias_q2 <= params2_nrw[40:25];
+  always @(posedge clk)
+    u_q2 <= membranes2_nrw;
+  always @(posedge clk)
+    alpha_q2 <= params2_nrw[8:0];
+  always @(posedge clk)
+    leak_q2 <= \$121 ;
+  always @(posedge clk)
+    acc2 <= \$122 ;
+  always @(posedge clk)
+    bias_q3 <= params3_nrw[40:25];
+  always @(posedge clk)
+    u_q3 <= membranes3_nrw;
+  always @(posedge clk)
+    alpha_q3 <= params3_nrw[8:0];
+  always @(posedge clk)
+    leak_q3 <= \$123 ;
+  always @(posedge clk)
+    acc3 <= \$124 ;
+  always @(posedge clk)
+    bias_q4 <= params4_nrw[40:25];
+  always @(posedge clk)
+    u_q4 <= membranes4_nrw;
+  always @(posedge clk)
+    alpha_q4 <= params4_nrw[8:0];
+  always @(posedge clk)
+    leak_q4 <= \$125 ;
+  always @(posedge clk)
+    acc4 <= \$126 ;
+  always @(posedge clk)
+    bias_q5 <= params5_nrw[40:25];
+  always @(posedge clk)
+    u_q5 <= membranes5_nrw;
+  always @(posedge clk)
+    alpha_q5 <= params5_nrw[8:0];
+  always @(posedge clk)
+    leak_q5 <= \$127 ;
+  always @(posedge clk)
+    acc5 <= \$128 ;
+  always @(posedge clk)
+    bias_q6 <= params6_nrw[40:25];
+  always @(posedge clk)
+    u_q6 <= membranes6_nrw;
+  always @(posedge clk)
+    alpha_q6 <= params6_nrw[8:0];
+  always @(posedge clk)
+    leak_q6 <= \$129 ;
+  always @(posedge clk)
+    acc6 <= \$130 ;
+  always @(posedge clk)
+    bias_q7 <= params7_nrw[40:25];
+  always @(posedge clk)
+    u_q7 <= membranes7_nrw;
+  always @(posedge clk)
+    alpha_q7 <= params7_nrw[8:0];
+  always @(posedge clk)
+    leak_q7 <= \$131 ;
+  always @(posedge clk)
+    acc7 <= \$132 ;
+  always @(posedge clk)
+    spikes <= \$133 ;
+  always @(posedge clk)
+    new_u <= \$134 ;
+  \npu_core_digits.neurons.leak0  leak0 (
+    .alpha(alpha_q0),
+    .bias(bias_q0),
+    .leak(leak),
+    .u(u_q0)
+  );
+  \npu_core_digits.neurons.leak1  leak1 (
+    .alpha(alpha_q1),
+    .bias(bias_q1),
+    .leak(\leak$51 ),
+    .u(u_q1)
+  );
+  \npu_core_digits.neurons.leak2  leak2 (
+    .alpha(alpha_q2),
+    .bias(bias_q2),
+    .leak(\leak$57 ),
+    .u(u_q2)
+  );
+  \npu_core_digits.neurons.leak3  leak3 (
+    .alpha(alpha_q3),
+    .bias(bias_q3),
+    .leak(\leak$63 ),
+    .u(u_q3)
+  );
+  \npu_core_digits.neurons.leak4  leak4 (
+    .alpha(alpha_q4),
+    .bias(bias_q4),
+    .leak(\leak$69 ),
+    .u(u_q4)
+  );
+  \npu_core_digits.neurons.leak5  leak5 (
+    .alpha(alpha_q5),
+    .bias(bias_q5),
+    .leak(\leak$75 ),
+    .u(u_q5)
+  );
+  \npu_core_digits.neurons.leak6  leak6 (
+    .alpha(alpha_q6),
+    .bias(bias_q6),
+    .leak(\leak$81 ),
+    .u(u_q6)
+  );
+  \npu_core_digits.neurons.leak7  leak7 (
+    .alpha(alpha_q7),
+    .bias(bias_q7),
+    .leak(\leak$87 ),
+    .u(u_q7)
+  );
+  \npu_core_digits.neurons.neuron0  neuron0 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(spike),
+    .theta(params0_nrw[24:9]),
+    .total(acc0),
+    .u_new(u_new)
+  );
+  \npu_core_digits.neurons.neuron1  neuron1 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$93 ),
+    .theta(params1_nrw[24:9]),
+    .total(acc1),
+    .u_new(\u_new$94 )
+  );
+  \npu_core_digits.neurons.neuron2  neuron2 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$95 ),
+    .theta(params2_nrw[24:9]),
+    .total(acc2),
+    .u_new(\u_new$96 )
+  );
+  \npu_core_digits.neurons.neuron3  neuron3 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$97 ),
+    .theta(params3_nrw[24:9]),
+    .total(acc3),
+    .u_new(\u_new$98 )
+  );
+  \npu_core_digits.neurons.neuron4  neuron4 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$99 ),
+    .theta(params4_nrw[24:9]),
+    .total(acc4),
+    .u_new(\u_new$100 )
+  );
+  \npu_core_digits.neurons.neuron5  neuron5 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$101 ),
+    .theta(params5_nrw[24:9]),
+    .total(acc5),
+    .u_new(\u_new$102 )
+  );
+  \npu_core_digits.neurons.neuron6  neuron6 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$103 ),
+    .theta(params6_nrw[24:9]),
+    .total(acc6),
+    .u_new(\u_new$104 )
+  );
+  \npu_core_digits.neurons.neuron7  neuron7 (
+    .\port$1510$25 (\port$1510$25 ),
+    .spike(\spike$105 ),
+    .theta(params7_nrw[24:9]),
+    .total(acc7),
+    .u_new(\u_new$106 )
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$113  = row_start;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$114  = pre1;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$115  = pre2;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$116  = pre3;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$117  = leak;
+    if (rst) begin
+      \$117  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$118  = acc0;
+    if (row_start) begin
+      \$118  = 26'h0000000;
+    end else if (\$1 ) begin
+      \$118  = \$3 [25:0];
+    end
+    if (rst) begin
+      \$118  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$119  = \leak$51 ;
+    if (rst) begin
+      \$119  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$120  = acc1;
+    if (row_start) begin
+      \$120  = 26'h0000000;
+    end else if (\$4 ) begin
+      \$120  = \$6 [25:0];
+    end
+    if (rst) begin
+      \$120  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$121  = \leak$57 ;
+    if (rst) begin
+      \$121  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$122  = acc2;
+    if (row_start) begin
+      \$122  = 26'h0000000;
+    end else if (\$7 ) begin
+      \$122  = \$9 [25:0];
+    end
+    if (rst) begin
+      \$122  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$123  = \leak$63 ;
+    if (rst) begin
+      \$123  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$124  = acc3;
+    if (row_start) begin
+      \$124  = 26'h0000000;
+    end else if (\$10 ) begin
+      \$124  = \$12 [25:0];
+    end
+    if (rst) begin
+      \$124  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$125  = \leak$69 ;
+    if (rst) begin
+      \$125  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$126  = acc4;
+    if (row_start) begin
+      \$126  = 26'h0000000;
+    end else if (\$13 ) begin
+      \$126  = \$15 [25:0];
+    end
+    if (rst) begin
+      \$126  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$127  = \leak$75 ;
+    if (rst) begin
+      \$127  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$128  = acc5;
+    if (row_start) begin
+      \$128  = 26'h0000000;
+    end else if (\$16 ) begin
+      \$128  = \$18 [25:0];
+    end
+    if (rst) begin
+      \$128  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$129  = \leak$81 ;
+    if (rst) begin
+      \$129  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$130  = acc6;
+    if (row_start) begin
+      \$130  = 26'h0000000;
+    end else if (\$19 ) begin
+      \$130  = \$21 [25:0];
+    end
+    if (rst) begin
+      \$130  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$131  = \leak$87 ;
+    if (rst) begin
+      \$131  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$132  = acc7;
+    if (row_start) begin
+      \$132  = 26'h0000000;
+    end else if (\$22 ) begin
+      \$132  = \$24 [25:0];
+    end
+    if (rst) begin
+      \$132  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$133 [0] = spike;
+    \$133 [1] = \spike$93 ;
+    \$133 [2] = \spike$95 ;
+    \$133 [3] = \spike$97 ;
+    \$133 [4] = \spike$99 ;
+    \$133 [5] = \spike$101 ;
+    \$133 [6] = \spike$103 ;
+    \$133 [7] = \spike$105 ;
+    if (rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$134 [15:0] = u_new;
+    \$134 [31:16] = \u_new$94 ;
+    \$134 [47:32] = \u_new$96 ;
+    \$134 [63:48] = \u_new$98 ;
+    \$134 [79:64] = \u_new$100 ;
+    \$134 [95:80] = \u_new$102 ;
+    \$134 [111:96] = \u_new$104 ;
+    \$134 [127:112] = \u_new$106 ;
+    if (rst) begin
+      \$134  = 128'h00000000000000000000000000000000;
+    end
+  end
+  assign prod_valid = { \port$1671$0 , \port$1671$0  };
+  assign port__addr = \$25 [4:0];
+  assign busy_groups = { \port$1470$0 , \port$1470$0  };
+  assign p_wr__addr = views[4:0];
+  assign \port__addr$112  = \$26 [4:0];
+  assign u_wr__addr = \$27 [4:0];
+  assign p_wr__data = views[51:11];
+  assign u_wr__data = \$31 [15:0];
+  assign membrane_write = { \port$1477$0 , \port$1477$0  };
+  assign \port__addr$121  = \$36 [4:0];
+  assign \p_wr__addr$122  = views[4:0];
+  assign \port__addr$123  = \$37 [4:0];
+  assign \u_wr__addr$124  = \$38 [4:0];
+  assign \p_wr__data$125  = views[51:11];
+  assign \u_wr__data$127  = \$42 [15:0];
+  assign \port__addr$129  = \$47 [4:0];
+  assign \p_wr__addr$130  = views[4:0];
+  assign \port__addr$131  = \$48 [4:0];
+  assign \u_wr__addr$132  = \$49 [4:0];
+  assign \p_wr__data$133  = views[51:11];
+  assign \u_wr__data$135  = \$53 [15:0];
+  assign \port__addr$137  = \$58 [4:0];
+  assign \p_wr__addr$138  = views[4:0];
+  assign \port__addr$139  = \$59 [4:0];
+  assign \u_wr__addr$140  = \$60 [4:0];
+  assign \p_wr__data$141  = views[51:11];
+  assign \u_wr__data$143  = \$64 [15:0];
+  assign \port__addr$145  = \$69 [4:0];
+  assign \p_wr__addr$146  = views[68:64];
+  assign \port__addr$147  = \$70 [4:0];
+  assign \u_wr__addr$148  = \$71 [4:0];
+  assign \p_wr__data$149  = views[115:75];
+  assign \u_wr__data$151  = \$75 [15:0];
+  assign \port__addr$153  = \$80 [4:0];
+  assign \p_wr__addr$154  = views[68:64];
+  assign \port__addr$155  = \$81 [4:0];
+  assign \u_wr__addr$156  = \$82 [4:0];
+  assign \p_wr__data$157  = views[115:75];
+  assign \u_wr__data$159  = \$86 [15:0];
+  assign \port__addr$161  = \$91 [4:0];
+  assign \p_wr__addr$162  = views[68:64];
+  assign \port__addr$163  = \$92 [4:0];
+  assign \u_wr__addr$164  = \$93 [4:0];
+  assign \p_wr__data$165  = views[115:75];
+  assign \u_wr__data$167  = \$97 [15:0];
+  assign \port__addr$169  = \$102 [4:0];
+  assign \p_wr__addr$170  = views[68:64];
+  assign \port__addr$171  = \$103 [4:0];
+  assign \u_wr__addr$172  = \$104 [4:0];
+  assign \p_wr__data$173  = views[115:75];
+  assign \u_wr__data$175  = \$108 [15:0];
+  assign u = u_q0;
+  assign alpha = alpha_q0;
+  assign bias = bias_q0;
+  assign \u$180  = u_q1;
+  assign \alpha$181  = alpha_q1;
+  assign \bias$182  = bias_q1;
+  assign \u$183  = u_q2;
+  assign \alpha$184  = alpha_q2;
+  assign \bias$185  = bias_q2;
+  assign \u$186  = u_q3;
+  assign \alpha$187  = alpha_q3;
+  assign \bias$188  = bias_q3;
+  assign \u$189  = u_q4;
+  assign \alpha$190  = alpha_q4;
+  assign \bias$191  = bias_q4;
+  assign \u$192  = u_q5;
+  assign \alpha$193  = alpha_q5;
+  assign \bias$194  = bias_q5;
+  assign \u$195  = u_q6;
+  assign \alpha$196  = alpha_q6;
+  assign \bias$197  = bias_q6;
+  assign \u$198  = u_q7;
+  assign \alpha$199  = alpha_q7;
+  assign \bias$200  = bias_q7;
+  assign total = acc0;
+  assign theta = params0_nrw[24:9];
+  assign v_reset = \port$1510$25 [18:3];
+  assign \v_reset$204  = \port$1510$25 [18:3];
+  assign reset = \port$1510$25 [2:1];
+  assign \reset$206  = \port$1510$25 [2:1];
+  assign spiking = \port$1510$25 [0];
+  assign \spiking$208  = \port$1510$25 [0];
+  assign \total$210  = acc1;
+  assign \theta$211  = params1_nrw[24:9];
+  assign \v_reset$212  = \port$1510$25 [18:3];
+  assign \reset$213  = \port$1510$25 [2:1];
+  assign \spiking$214  = \port$1510$25 [0];
+  assign \total$215  = acc2;
+  assign \theta$216  = params2_nrw[24:9];
+  assign \v_reset$217  = \port$1510$25 [18:3];
+  assign \reset$218  = \port$1510$25 [2:1];
+  assign \spiking$219  = \port$1510$25 [0];
+  assign \total$220  = acc3;
+  assign \theta$221  = params3_nrw[24:9];
+  assign \v_reset$222  = \port$1510$25 [18:3];
+  assign \reset$223  = \port$1510$25 [2:1];
+  assign \spiking$224  = \port$1510$25 [0];
+  assign \total$225  = acc4;
+  assign \theta$226  = params4_nrw[24:9];
+  assign \v_reset$227  = \port$1510$25 [18:3];
+  assign \reset$228  = \port$1510$25 [2:1];
+  assign \spiking$229  = \port$1510$25 [0];
+  assign \total$230  = acc5;
+  assign \theta$231  = params5_nrw[24:9];
+  assign \v_reset$232  = \port$1510$25 [18:3];
+  assign \reset$233  = \port$1510$25 [2:1];
+  assign \spiking$234  = \port$1510$25 [0];
+  assign \total$235  = acc6;
+  assign \theta$236  = params6_nrw[24:9];
+  assign \v_reset$237  = \port$1510$25 [18:3];
+  assign \reset$238  = \port$1510$25 [2:1];
+  assign \spiking$239  = \port$1510$25 [0];
+  assign \total$240  = acc7;
+  assign \theta$241  = params7_nrw[24:9];
+  assign \v_reset$242  = \port$1510$25 [18:3];
+  assign \reset$243  = \port$1510$25 [2:1];
+  assign \spiking$244  = \port$1510$25 [0];
+  assign \params0_nrw.alpha  = params0_nrw[8:0];
+  assign \params0_nrw.theta  = params0_nrw[24:9];
+  assign \params0_nrw.bias  = params0_nrw[40:25];
+  assign \port__data.alpha  = port__data[8:0];
+  assign \port__data.theta  = port__data[24:9];
+  assign \port__data.bias  = port__data[40:25];
+  assign \params1_nrw.alpha  = params1_nrw[8:0];
+  assign \params1_nrw.theta  = params1_nrw[24:9];
+  assign \params1_nrw.bias  = params1_nrw[40:25];
+  assign \port__data$7.alpha  = \port__data$7 [8:0];
+  assign \port__data$7.theta  = \port__data$7 [24:9];
+  assign \port__data$7.bias  = \port__data$7 [40:25];
+  assign \params2_nrw.alpha  = params2_nrw[8:0];
+  assign \params2_nrw.theta  = params2_nrw[24:9];
+  assign \params2_nrw.bias  = params2_nrw[40:25];
+  assign \port__data$11.alpha  = \port__data$11 [8:0];
+  assign \port__data$11.theta  = \port__data$11 [24:9];
+  assign \port__data$11.bias  = \port__data$11 [40:25];
+  assign \params3_nrw.alpha  = params3_nrw[8:0];
+  assign \params3_nrw.theta  = params3_nrw[24:9];
+  assign \params3_nrw.bias  = params3_nrw[40:25];
+  assign \port__data$15.alpha  = \port__data$15 [8:0];
+  assign \port__data$15.theta  = \port__data$15 [24:9];
+  assign \port__data$15.bias  = \port__data$15 [40:25];
+  assign \params4_nrw.alpha  = params4_nrw[8:0];
+  assign \params4_nrw.theta  = params4_nrw[24:9];
+  assign \params4_nrw.bias  = params4_nrw[40:25];
+  assign \port__data$19.alpha  = \port__data$19 [8:0];
+  assign \port__data$19.theta  = \port__data$19 [24:9];
+  assign \port__data$19.bias  = \port__data$19 [40:25];
+  assign \params5_nrw.alpha  = params5_nrw[8:0];
+  assign \params5_nrw.theta  = params5_nrw[24:9];
+  assign \params5_nrw.bias  = params5_nrw[40:25];
+  assign \port__data$23.alpha  = \port__data$23 [8:0];
+  assign \port__data$23.theta  = \port__data$23 [24:9];
+  assign \port__data$23.bias  = \port__data$23 [40:25];
+  assign \params6_nrw.alpha  = params6_nrw[8:0];
+  assign \params6_nrw.theta  = params6_nrw[24:9];
+  assign \params6_nrw.bias  = params6_nrw[40:25];
+  assign \port__data$27.alpha  = \port__data$27 [8:0];
+  assign \port__data$27.theta  = \port__data$27 [24:9];
+  assign \port__data$27.bias  = \port__data$27 [40:25];
+  assign \params7_nrw.alpha  = params7_nrw[8:0];
+  assign \params7_nrw.theta  = params7_nrw[24:9];
+  assign \params7_nrw.bias  = params7_nrw[40:25];
+  assign \port__data$31.alpha  = \port__data$31 [8:0];
+  assign \port__data$31.theta  = \port__data$31 [24:9];
+  assign \port__data$31.bias  = \port__data$31 [40:25];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod[2]  = prod[47:32];
+  assign \prod[3]  = prod[63:48];
+  assign \prod[4]  = prod[79:64];
+  assign \prod[5]  = prod[95:80];
+  assign \prod[6]  = prod[111:96];
+  assign \prod[7]  = prod[127:112];
+  assign \new_u[0]  = new_u[15:0];
+  assign \new_u[1]  = new_u[31:16];
+  assign \new_u[2]  = new_u[47:32];
+  assign \new_u[3]  = new_u[63:48];
+  assign \new_u[4]  = new_u[79:64];
+  assign \new_u[5]  = new_u[95:80];
+  assign \new_u[6]  = new_u[111:96];
+  assign \new_u[7]  = new_u[127:112];
+  assign \views[0]  = views[63:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[55:11];
+  assign \views[0].we  = views[56];
+  assign \views[0].re  = views[57];
+  assign \views[0].region  = views[60:58];
+  assign \views[0].lane  = views[63:61];
+  assign \views[1]  = views[127:64];
+  assign \views[1].word  = views[74:64];
+  assign \views[1].wdata  = views[119:75];
+  assign \views[1].we  = views[120];
+  assign \views[1].re  = views[121];
+  assign \views[1].region  = views[124:122];
+  assign \views[1].lane  = views[127:125];
+  assign \p_wr__data.alpha  = views[19:11];
+  assign \p_wr__data.theta  = views[35:20];
+  assign \p_wr__data.bias  = views[51:36];
+  assign \params_rdata[0]  = params_rdata[44:0];
+  assign \params_rdata[1]  = params_rdata[89:45];
+  assign \params_rdata[2]  = params_rdata[134:90];
+  assign \params_rdata[3]  = params_rdata[179:135];
+  assign \params_rdata[4]  = params_rdata[224:180];
+  assign \params_rdata[5]  = params_rdata[269:225];
+  assign \params_rdata[6]  = params_rdata[314:270];
+  assign \params_rdata[7]  = params_rdata[359:315];
+  assign \membranes_rdata[0]  = membranes_rdata[44:0];
+  assign \membranes_rdata[1]  = membranes_rdata[89:45];
+  assign \membranes_rdata[2]  = membranes_rdata[134:90];
+  assign \membranes_rdata[3]  = membranes_rdata[179:135];
+  assign \membranes_rdata[4]  = membranes_rdata[224:180];
+  assign \membranes_rdata[5]  = membranes_rdata[269:225];
+  assign \membranes_rdata[6]  = membranes_rdata[314:270];
+  assign \membranes_rdata[7]  = membranes_rdata[359:315];
+  assign \p_wr__data$125.alpha  = views[19:11];
+  assign \p_wr__data$125.theta  = views[35:20];
+  assign \p_wr__data$125.bias  = views[51:36];
+  assign \p_wr__data$133.alpha  = views[19:11];
+  assign \p_wr__data$133.theta  = views[35:20];
+  assign \p_wr__data$133.bias  = views[51:36];
+  assign \p_wr__data$141.alpha  = views[19:11];
+  assign \p_wr__data$141.theta  = views[35:20];
+  assign \p_wr__data$141.bias  = views[51:36];
+  assign \p_wr__data$149.alpha  = views[83:75];
+  assign \p_wr__data$149.theta  = views[99:84];
+  assign \p_wr__data$149.bias  = views[115:100];
+  assign \p_wr__data$157.alpha  = views[83:75];
+  assign \p_wr__data$157.theta  = views[99:84];
+  assign \p_wr__data$157.bias  = views[115:100];
+  assign \p_wr__data$165.alpha  = views[83:75];
+  assign \p_wr__data$165.theta  = views[99:84];
+  assign \p_wr__data$165.bias  = views[115:100];
+  assign \p_wr__data$173.alpha  = views[83:75];
+  assign \p_wr__data$173.theta  = views[99:84];
+  assign \p_wr__data$173.bias  = views[115:100];
+  assign fire_spikes[7] = \spike$105 ;
+  assign fire_spikes[6] = \spike$103 ;
+  assign fire_spikes[5] = \spike$101 ;
+  assign fire_spikes[4] = \spike$99 ;
+  assign fire_spikes[3] = \spike$97 ;
+  assign fire_spikes[2] = \spike$95 ;
+  assign fire_spikes[1] = \spike$93 ;
+  assign fire_spikes[0] = spike;
+  assign membranes_rdata[359:315] = { 29'h00000000, membranes7_nrw };
+  assign membranes_rdata[314:270] = { 29'h00000000, membranes6_nrw };
+  assign membranes_rdata[269:225] = { 29'h00000000, membranes5_nrw };
+  assign membranes_rdata[224:180] = { 29'h00000000, membranes4_nrw };
+  assign membranes_rdata[179:135] = { 29'h00000000, membranes3_nrw };
+  assign membranes_rdata[134:90] = { 29'h00000000, membranes2_nrw };
+  assign membranes_rdata[89:45] = { 29'h00000000, membranes1_nrw };
+  assign membranes_rdata[44:0] = { 29'h00000000, membranes0_nrw };
+  assign params_rdata[359:315] = { 4'h0, params7_nrw };
+  assign params_rdata[314:270] = { 4'h0, params6_nrw };
+  assign params_rdata[269:225] = { 4'h0, params5_nrw };
+  assign params_rdata[224:180] = { 4'h0, params4_nrw };
+  assign params_rdata[179:135] = { 4'h0, params3_nrw };
+  assign params_rdata[134:90] = { 4'h0, params2_nrw };
+  assign params_rdata[89:45] = { 4'h0, params1_nrw };
+  assign params_rdata[44:0] = { 4'h0, params0_nrw };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak0 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak1 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak2 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak3 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak4 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak5 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak6 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.leak7 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron0 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$16 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron1 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$14 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron2 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$12 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron3 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$10 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron4 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$8 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron5 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$6 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron6 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.neurons.neuron7 (u_new, \port$1510$25 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$1510$25 ;
+  wire [18:0] \port$1510$25 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$1510$25 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$1510$25 [2:1];
+  assign \$17  = \port$1510$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
+  assign spiking = \port$1510$25 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$1510$25 [2:1];
+  assign v_reset = \port$1510$25 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [2:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [2:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [2:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg [1:0] \$30 ;
+  reg [1:0] \$31 ;
+  reg [1:0] \$32 ;
+  reg \$33 ;
+  wire \$4 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  (* init = 2'h0 *)
+  wire [1:0] consume;
+  reg [1:0] inner_level = 2'h0;
+  wire inner_r_rdy;
+  wire [2:0] level;
+  (* init = 2'h0 *)
+  wire [1:0] produce;
+  output [27:0] r_data;
+  wire [27:0] r_data;
+  input r_en;
+  wire r_en;
+  wire [2:0] r_level;
+  reg [1:0] r_port__addr = 2'h0;
+  wire [27:0] r_port__data;
+  wire r_port__en;
+  output r_rdy;
+  reg r_rdy = 1'h0;
+  input rst;
+  wire rst;
+  wire [27:0] w_data;
+  input w_en;
+  wire w_en;
+  wire [2:0] w_level;
+  reg [1:0] w_port__addr = 2'h0;
+  input [27:0] w_port__data;
+  wire [27:0] w_port__data;
+  wire w_port__en;
+  output w_rdy;
+  wire w_rdy;
+  reg [27:0] storage [2:0];
+  initial begin
+    storage[0] = 28'h0000000;
+    storage[1] = 28'h0000000;
+    storage[2] = 28'h0000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  reg [27:0] _0_;
+  always @(posedge clk) begin
+    if (r_port__en) begin
+      _0_ <= storage[r_port__addr];
+    end
+  end
+  assign r_data = _0_;
+  assign w_rdy = inner_level != 2'h3;
+  assign inner_r_rdy = | inner_level;
+  assign w_port__en = w_rdy & w_en;
+  assign \$1  = ~ r_rdy;
+  assign \$2  = \$1  | r_en;
+  assign r_port__en = inner_r_rdy & \$2 ;
+  assign w_level = inner_level + r_rdy;
+  assign \$3  = w_rdy & w_en;
+  assign \$4  = w_port__addr == 2'h2;
+  assign \$5  = w_port__addr + 1'h1;
+  assign \$6  = \$4  ? 3'h0 : \$5 ;
+  assign \$7  = ~ r_rdy;
+  assign \$8  = \$7  | r_en;
+  assign \$9  = inner_r_rdy & \$8 ;
+  assign \$10  = r_port__addr == 2'h2;
+  assign \$11  = r_port__addr + 1'h1;
+  assign \$12  = \$10  ? 3'h0 : \$11 ;
+  assign \$13  = w_rdy & w_en;
+  assign \$14  = ~ r_rdy;
+  assign \$15  = \$14  | r_en;
+  assign \$16  = inner_r_rdy & \$15 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$13  & \$17 ;
+  assign \$19  = inner_level + 1'h1;
+  assign \$20  = ~ r_rdy;
+  assign \$21  = \$20  | r_en;
+  assign \$22  = inner_r_rdy & \$21 ;
+  assign \$23  = w_rdy & w_en;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = inner_level - 1'h1;
+  assign \$27  = ~ r_rdy;
+  assign \$28  = \$27  | r_en;
+  assign \$29  = inner_r_rdy & \$28 ;
+  always @(posedge clk)
+    w_port__addr <= \$30 ;
+  always @(posedge clk)
+    r_port__addr <= \$31 ;
+  always @(posedge clk)
+    inner_level <= \$32 ;
+  always @(posedge clk)
+    r_rdy <= \$33 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$30  = w_port__addr;
+    if (\$3 ) begin
+      \$30  = \$6 [1:0];
+    end
+    if (rst) begin
+      \$30  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$31  = r_port__addr;
+    if (\$9 ) begin
+      \$31  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$31  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$32  = inner_level;
+    if (\$18 ) begin
+      \$32  = \$19 [1:0];
+    end
+    if (\$25 ) begin
+      \$32  = \$26 [1:0];
+    end
+    if (rst) begin
+      \$32  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$33  = r_rdy;
+    if (\$29 ) begin
+      \$33  = 1'h1;
+    end else if (r_en) begin
+      \$33  = 1'h0;
+    end
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  assign level = w_level;
+  assign r_level = w_level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.router (rst, send, \base$34 , free, can_load, \event , records__ready, values, load, \emit_values$36 , \layer$35 , \spikes$33 , out_valid, records__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [7:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [8:0] \$35 ;
+  wire \$36 ;
+  reg [15:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [8:0] \$47 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [27:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [1:0] \$58 ;
+  reg \$59 ;
+  wire \$6 ;
+  reg [15:0] \$60 ;
+  reg [15:0] \$61 ;
+  reg [15:0] \$62 ;
+  reg [15:0] \$63 ;
+  reg [15:0] \$64 ;
+  reg [15:0] \$65 ;
+  reg [15:0] \$66 ;
+  reg [15:0] \$67 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire advance;
+  reg [7:0] base = 8'h00;
+  input [7:0] \base$34 ;
+  wire [7:0] \base$34 ;
+  output can_load;
+  wire can_load;
+  input clk;
+  wire clk;
+  reg emit_values = 1'h0;
+  input \emit_values$36 ;
+  wire \emit_values$36 ;
+  output \event ;
+  wire \event ;
+  wire [7:0] event_index;
+  wire [1:0] event_layer;
+  output free;
+  wire free;
+  reg [1:0] layer = 2'h0;
+  input [1:0] \layer$35 ;
+  wire [1:0] \layer$35 ;
+  input load;
+  wire load;
+  wire [7:0] lowest;
+  reg none_left = 1'h1;
+  reg one_left = 1'h0;
+  (* init = 28'h0000000 *)
+  wire [27:0] out;
+  wire [6:0] \out.index ;
+  wire [1:0] \out.kind ;
+  wire [1:0] \out.layer ;
+  wire \out.spike ;
+  wire [15:0] \out.value ;
+  output out_valid;
+  reg out_valid = 1'h0;
+  reg [7:0] pending = 8'h00;
+  wire [2:0] pick;
+  output [27:0] records__payload;
+  reg [27:0] records__payload = 28'h0000000;
+  wire [6:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire [1:0] \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  input records__ready;
+  wire records__ready;
+  (* init = 1'h0 *)
+  wire records__valid;
+  wire [7:0] rest;
+  input rst;
+  wire rst;
+  input [7:0] send;
+  wire [7:0] send;
+  reg [7:0] spikes = 8'h00;
+  input [7:0] \spikes$33 ;
+  wire [7:0] \spikes$33 ;
+  reg [15:0] value0 = 16'h0000;
+  reg [15:0] value1 = 16'h0000;
+  reg [15:0] value2 = 16'h0000;
+  reg [15:0] value3 = 16'h0000;
+  reg [15:0] value4 = 16'h0000;
+  reg [15:0] value5 = 16'h0000;
+  reg [15:0] value6 = 16'h0000;
+  reg [15:0] value7 = 16'h0000;
+  input [127:0] values;
+  wire [127:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  wire [15:0] \values[2] ;
+  wire [15:0] \values[3] ;
+  wire [15:0] \values[4] ;
+  wire [15:0] \values[5] ;
+  wire [15:0] \values[6] ;
+  wire [15:0] \values[7] ;
+  assign can_load = none_left | \$30 ;
+  assign \$31  = out_valid & records__ready;
+  assign \event  = \$31  & records__payload[11];
+  assign \$32  = ~ lowest;
+  assign rest = pending & \$32 ;
+  assign \$33  = ~ none_left;
+  assign \$34  = emit_values ? 1'h1 : 1'h0;
+  assign \$35  = base + pick;
+  assign \$36  = spikes >> pick;
+  assign \$38  = load & can_load;
+  assign \$39  = ! send;
+  assign \$40  = | send;
+  assign \$41  = send - 1'h1;
+  assign \$42  = { 1'h0, send } & \$41 ;
+  assign \$43  = ! \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = ! rest;
+  assign \$46  = | rest;
+  assign \$47  = rest - 1'h1;
+  assign \$48  = { 1'h0, rest } & \$47 ;
+  assign \$49  = ! \$48 ;
+  assign \$50  = \$46  & \$49 ;
+  always @(posedge clk)
+    out_valid <= \$51 ;
+  always @(posedge clk)
+    records__payload <= \$52 ;
+  always @(posedge clk)
+    pending <= \$53 ;
+  always @(posedge clk)
+    none_left <= \$54 ;
+  always @(posedge clk)
+    one_left <= \$55 ;
+  always @(posedge clk)
+    spikes <= \$56 ;
+  always @(posedge clk)
+    base <= \$57 ;
+  always @(posedge clk)
+    layer <= \$58 ;
+  always @(posedge clk)
+    emit_values <= \$59 ;
+  always @(posedge clk)
+    value0 <= \$60 ;
+  always @(posedge clk)
+    value1 <= \$61 ;
+  always @(posedge clk)
+    value2 <= \$62 ;
+  always @(posedge clk)
+    value3 <= \$63 ;
+  always @(posedge clk)
+    value4 <= \$64 ;
+  always @(posedge clk)
+    value5 <= \$65 ;
+  always @(posedge clk)
+    value6 <= \$66 ;
+  always @(posedge clk)
+    value7 <= \$67 ;
+  assign \$5  = ~ \$4 ;
+  assign \$6  = pending[1] & \$5 ;
+  assign \$7  = | pending[1:0];
+  assign \$8  = ~ \$7 ;
+  assign \$9  = pending[2] & \$8 ;
+  assign \$10  = | pending[2:0];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = pending[3] & \$11 ;
+  assign \$13  = | pending[3:0];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = pending[4] & \$14 ;
+  assign \$16  = | pending[4:0];
+  assign \$17  = ~ \$16 ;
+  assign \$18  = pending[5] & \$17 ;
+  assign \$19  = | pending[5:0];
+  assign \$20  = ~ \$19 ;
+  assign \$21  = pending[6] & \$20 ;
+  assign \$22  = | pending[6:0];
+  assign \$23  = ~ \$22 ;
+  assign \$24  = pending[7] & \$23 ;
+  assign \$25  = | { lowest[7], lowest[5], lowest[3], lowest[1] };
+  assign \$26  = | { lowest[7:6], lowest[3:2] };
+  assign \$27  = | lowest[7:4];
+  assign \$28  = ~ out_valid;
+  assign advance = \$28  | records__ready;
+  assign \$29  = ~ out_valid;
+  assign free = none_left & \$29 ;
+  assign \$30  = one_left & advance;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      3'h0:
+          \$37  = value0;
+      3'h1:
+          \$37  = value1;
+      3'h2:
+          \$37  = value2;
+      3'h3:
+          \$37  = value3;
+      3'h4:
+          \$37  = value4;
+      3'h5:
+          \$37  = value5;
+      3'h6:
+          \$37  = value6;
+      3'h7:
+          \$37  = value7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$51  = out_valid;
+    if (advance) begin
+      \$51  = \$33 ;
+    end
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$52  = records__payload;
+    if (advance) begin
+      \$52 [1:0] = { 1'h0, \$34  };
+      \$52 [3:2] = layer;
+      \$52 [10:4] = \$35 [6:0];
+      \$52 [11] = \$36 ;
+      \$52 [27:12] = \$37 ;
+    end
+    if (rst) begin
+      \$52  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$53  = pending;
+    if (\$38 ) begin
+      \$53  = send;
+    end else if (advance) begin
+      \$53  = rest;
+    end
+    if (rst) begin
+      \$53  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$54  = none_left;
+    if (\$38 ) begin
+      \$54  = \$39 ;
+    end else if (advance) begin
+      \$54  = \$45 ;
+    end
+    if (rst) begin
+      \$54  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$55  = one_left;
+    if (\$38 ) begin
+      \$55  = \$44 ;
+    end else if (advance) begin
+      \$55  = \$50 ;
+    end
+    if (rst) begin
+      \$55  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$56  = spikes;
+    if (\$38 ) begin
+      \$56  = \spikes$33 ;
+    end
+    if (rst) begin
+      \$56  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$57  = base;
+    if (\$38 ) begin
+      \$57  = \base$34 ;
+    end
+    if (rst) begin
+      \$57  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$58  = layer;
+    if (\$38 ) begin
+      \$58  = \layer$35 ;
+    end
+    if (rst) begin
+      \$58  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$59  = emit_values;
+    if (\$38 ) begin
+      \$59  = \emit_values$36 ;
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$60  = value0;
+    if (\$38 ) begin
+      \$60  = values[15:0];
+    end
+    if (rst) begin
+      \$60  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$61  = value1;
+    if (\$38 ) begin
+      \$61  = values[31:16];
+    end
+    if (rst) begin
+      \$61  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$62  = value2;
+    if (\$38 ) begin
+      \$62  = values[47:32];
+    end
+    if (rst) begin
+      \$62  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$63  = value3;
+    if (\$38 ) begin
+      \$63  = values[63:48];
+    end
+    if (rst) begin
+      \$63  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$64  = value4;
+    if (\$38 ) begin
+      \$64  = values[79:64];
+    end
+    if (rst) begin
+      \$64  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$65  = value5;
+    if (\$38 ) begin
+      \$65  = values[95:80];
+    end
+    if (rst) begin
+      \$65  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$66  = value6;
+    if (\$38 ) begin
+      \$66  = values[111:96];
+    end
+    if (rst) begin
+      \$66  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$67  = value7;
+    if (\$38 ) begin
+      \$67  = values[127:112];
+    end
+    if (rst) begin
+      \$67  = 16'h0000;
+    end
+  end
+  assign records__valid = out_valid;
+  assign out = records__payload;
+  assign event_index = { 1'h0, records__payload[10:4] };
+  assign event_layer = records__payload[3:2];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[3:2];
+  assign \records__payload.index  = records__payload[10:4];
+  assign \records__payload.spike  = records__payload[11];
+  assign \records__payload.value  = records__payload[27:12];
+  assign \out.kind  = records__payload[1:0];
+  assign \out.layer  = records__payload[3:2];
+  assign \out.index  = records__payload[10:4];
+  assign \out.spike  = records__payload[11];
+  assign \out.value  = records__payload[27:12];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \values[2]  = values[47:32];
+  assign \values[3]  = values[63:48];
+  assign \values[4]  = values[79:64];
+  assign \values[5]  = values[95:80];
+  assign \values[6]  = values[111:96];
+  assign \values[7]  = values[127:112];
+  assign pick[2] = \$27 ;
+  assign pick[1] = \$26 ;
+  assign pick[0] = \$25 ;
+  assign lowest[7] = \$24 ;
+  assign lowest[6] = \$21 ;
+  assign lowest[5] = \$18 ;
+  assign lowest[4] = \$15 ;
+  assign lowest[3] = \$12 ;
+  assign lowest[2] = \$9 ;
+  assign lowest[1] = \$6 ;
+  assign lowest[0] = \$3 ;
+  assign \$1  = 1'h0;
+  assign \$2  = 1'h1;
+  assign \$3  = pending[0];
+  assign \$4  = pending[0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, row_start, issue, router_load, neuron_write, write_end, end_step
+, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg [44:0] \$1 ;
+  wire \$10 ;
+  wire [8:0] \$100 ;
+  wire [8:0] \$101 ;
+  wire [8:0] \$102 ;
+  wire [8:0] \$103 ;
+  wire [9:0] \$104 ;
+  wire [10:0] \$105 ;
+  wire [10:0] \$106 ;
+  wire [10:0] \$107 ;
+  wire [10:0] \$108 ;
+  wire [11:0] \$109 ;
+  wire \$11 ;
+  wire [12:0] \$110 ;
+  wire [14:0] \$111 ;
+  wire [14:0] \$112 ;
+  wire [15:0] \$113 ;
+  wire \$114 ;
+  wire [8:0] \$115 ;
+  wire \$116 ;
+  wire [2:0] \$117 ;
+  wire [5:0] \$118 ;
+  wire [2:0] \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire [2:0] \$121 ;
+  wire \$122 ;
+  reg [44:0] \$123 ;
+  reg [44:0] \$124 ;
+  reg [44:0] \$125 ;
+  reg [44:0] \$126 ;
+  reg [22:0] \$127 ;
+  reg [22:0] \$128 ;
+  reg [22:0] \$129 ;
+  wire \$13 ;
+  reg [22:0] \$130 ;
+  reg [22:0] \$131 ;
+  reg [22:0] \$132 ;
+  reg [22:0] \$133 ;
+  reg [22:0] \$134 ;
+  reg [2:0] \$135 ;
+  reg [44:0] \$136 ;
+  reg [3:0] \$137 ;
+  reg [3:0] \$138 ;
+  reg [22:0] \$139 ;
+  wire \$14 ;
+  reg [7:0] \$140 ;
+  reg \$141 ;
+  reg [1:0] \$142 ;
+  reg [3:0] \$143 ;
+  reg [4:0] \$144 ;
+  reg [2:0] \$145 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
+  wire \$15 ;
+  reg [10:0] \$150 ;
+  reg [12:0] \$151 ;
+  reg [1:0] \$152 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  reg [22:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [3:0] \$249 ;
+  wire \$25 ;
+  wire [7:0] \$253 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [13:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [4:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  reg [44:0] \$56 ;
+  wire [4:0] \$57 ;
+  reg [22:0] \$58 ;
+  wire [8:0] \$59 ;
+  wire \$6 ;
+  wire [9:0] \$60 ;
+  wire \$61 ;
+  wire [8:0] \$62 ;
+  wire [9:0] \$63 ;
+  wire \$64 ;
+  wire [8:0] \$65 ;
+  wire [9:0] \$66 ;
+  wire \$67 ;
+  wire [8:0] \$68 ;
+  wire [9:0] \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire [8:0] \$71 ;
+  wire [9:0] \$72 ;
+  wire \$73 ;
+  wire [8:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire \$76 ;
+  wire [8:0] \$77 ;
+  wire [9:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [8:0] \$80 ;
+  wire [9:0] \$81 ;
+  wire \$82 ;
+  wire [5:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [6:0] \$96 ;
+  wire \$97 ;
+  wire [7:0] \$98 ;
+  wire [7:0] \$99 ;
+  output busy;
+  reg busy;
+  wire [1:0] busy_groups;
+  input can_load;
+  wire can_load;
+  input clear;
+  wire clear;
+  reg \clear$31 ;
+  input clk;
+  wire clk;
+  reg [7:0] cnt = 8'h00;
+  output [31:0] counters_rdata;
+  wire [31:0] counters_rdata;
+  wire counters_re;
+  input [127:0] counts;
+  wire [127:0] counts;
+  wire [7:0] \counts[0] ;
+  wire [7:0] \counts[10] ;
+  wire [7:0] \counts[11] ;
+  wire [7:0] \counts[12] ;
+  wire [7:0] \counts[13] ;
+  wire [7:0] \counts[14] ;
+  wire [7:0] \counts[15] ;
+  wire [7:0] \counts[1] ;
+  wire [7:0] \counts[2] ;
+  wire [7:0] \counts[3] ;
+  wire [7:0] \counts[4] ;
+  wire [7:0] \counts[5] ;
+  wire [7:0] \counts[6] ;
+  wire [7:0] \counts[7] ;
+  wire [7:0] \counts[8] ;
+  wire [7:0] \counts[9] ;
+  input cur;
+  wire cur;
+  reg [1:0] drain_n = 2'h0;
+  input drained;
+  wire drained;
+  reg [3:0] e = 4'h0;
+  reg [3:0] e_end = 4'h0;
+  reg [3:0] e_new;
+  reg e_row;
+  reg e_set;
+  reg [22:0] \edge  = 23'h000000;
+  wire [7:0] \edge.nsrc ;
+  wire \edge.recurrent ;
+  wire [2:0] \edge.src ;
+  wire [10:0] \edge.wbase ;
+  reg [22:0] edge0 = 23'h000000;
+  wire [7:0] \edge0.nsrc ;
+  wire \edge0.recurrent ;
+  wire [2:0] \edge0.src ;
+  wire [10:0] \edge0.wbase ;
+  reg [22:0] edge1 = 23'h000000;
+  wire [7:0] \edge1.nsrc ;
+  wire \edge1.recurrent ;
+  wire [2:0] \edge1.src ;
+  wire [10:0] \edge1.wbase ;
+  reg [22:0] edge2 = 23'h000000;
+  wire [7:0] \edge2.nsrc ;
+  wire \edge2.recurrent ;
+  wire [2:0] \edge2.src ;
+  wire [10:0] \edge2.wbase ;
+  reg [22:0] edge3 = 23'h000000;
+  wire [7:0] \edge3.nsrc ;
+  wire \edge3.recurrent ;
+  wire [2:0] \edge3.src ;
+  wire [10:0] \edge3.wbase ;
+  reg [22:0] edge4 = 23'h000000;
+  wire [7:0] \edge4.nsrc ;
+  wire \edge4.recurrent ;
+  wire [2:0] \edge4.src ;
+  wire [10:0] \edge4.wbase ;
+  reg [22:0] edge5 = 23'h000000;
+  wire [7:0] \edge5.nsrc ;
+  wire \edge5.recurrent ;
+  wire [2:0] \edge5.src ;
+  wire [10:0] \edge5.wbase ;
+  reg [22:0] edge6 = 23'h000000;
+  wire [7:0] \edge6.nsrc ;
+  wire \edge6.recurrent ;
+  wire [2:0] \edge6.src ;
+  wire [10:0] \edge6.wbase ;
+  reg [22:0] edge7 = 23'h000000;
+  wire [7:0] \edge7.nsrc ;
+  wire \edge7.recurrent ;
+  wire [2:0] \edge7.src ;
+  wire [10:0] \edge7.wbase ;
+  output end_step;
+  reg end_step;
+  reg [3:0] fsm_state = 4'h0;
+  wire host_req;
+  input [13:0] in_counts;
+  wire [13:0] in_counts;
+  wire [6:0] \in_counts[0] ;
+  wire [6:0] \in_counts[1] ;
+  input in_full;
+  wire in_full;
+  input in_rbank;
+  wire in_rbank;
+  reg [17:0] inc;
+  output issue;
+  reg issue;
+  output [4:0] k;
+  reg [4:0] k = 5'h00;
+  reg last_row = 1'h0;
+  output [44:0] layer;
+  reg [44:0] layer = 45'h000000000000;
+  wire [2:0] \layer.ebase ;
+  wire [3:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [4:0] \layer.rows ;
+  wire [4:0] \layer.sbase ;
+  wire [7:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
+  reg [44:0] layer0 = 45'h000000000000;
+  wire [2:0] \layer0.ebase ;
+  wire [3:0] \layer0.ecount ;
+  wire \layer0.emit_values ;
+  wire [1:0] \layer0.reset ;
+  wire [4:0] \layer0.rows ;
+  wire [4:0] \layer0.sbase ;
+  wire [7:0] \layer0.size ;
+  wire \layer0.spiking ;
+  wire [15:0] \layer0.v_reset ;
+  reg [44:0] layer1 = 45'h000000000000;
+  wire [2:0] \layer1.ebase ;
+  wire [3:0] \layer1.ecount ;
+  wire \layer1.emit_values ;
+  wire [1:0] \layer1.reset ;
+  wire [4:0] \layer1.rows ;
+  wire [4:0] \layer1.sbase ;
+  wire [7:0] \layer1.size ;
+  wire \layer1.spiking ;
+  wire [15:0] \layer1.v_reset ;
+  reg [44:0] layer2 = 45'h000000000000;
+  wire [2:0] \layer2.ebase ;
+  wire [3:0] \layer2.ecount ;
+  wire \layer2.emit_values ;
+  wire [1:0] \layer2.reset ;
+  wire [4:0] \layer2.rows ;
+  wire [4:0] \layer2.sbase ;
+  wire [7:0] \layer2.size ;
+  wire \layer2.spiking ;
+  wire [15:0] \layer2.v_reset ;
+  reg [44:0] layer3 = 45'h000000000000;
+  wire [2:0] \layer3.ebase ;
+  wire [3:0] \layer3.ecount ;
+  wire \layer3.emit_values ;
+  wire [1:0] \layer3.reset ;
+  wire [4:0] \layer3.rows ;
+  wire [4:0] \layer3.sbase ;
+  wire [7:0] \layer3.size ;
+  wire \layer3.spiking ;
+  wire [15:0] \layer3.v_reset ;
+  output [1:0] li;
+  reg [1:0] li = 2'h0;
+  wire [1:0] membrane_write;
+  output neuron_write;
+  reg neuron_write;
+  reg [2:0] num_layers = 3'h0;
+  input out_ready;
+  wire out_ready;
+  wire [4:0] raddr;
+  output rd_bank;
+  reg rd_bank = 1'h0;
+  output rd_from_input;
+  reg rd_from_input = 1'h0;
+  output [7:0] rd_n;
+  reg [7:0] rd_n = 8'h00;
+  output [2:0] rd_src;
+  reg [2:0] rd_src = 3'h0;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input router_free;
+  wire router_free;
+  output router_load;
+  reg router_load;
+  output [5:0] row_addr;
+  wire [5:0] row_addr;
+  reg [12:0] row_offset = 13'h0000;
+  output row_start;
+  reg row_start;
+  reg [10:0] row_wbase = 11'h000;
+  output [11:0] rowbase;
+  wire [11:0] rowbase;
+  input rst;
+  wire rst;
+  input spike_event;
+  wire spike_event;
+  input [1:0] spike_layer;
+  wire [1:0] spike_layer;
+  output start_step;
+  reg start_step;
+  reg step_done;
+  output [44:0] table_rdata;
+  reg [44:0] table_rdata;
+  input [63:0] tables;
+  wire [63:0] tables;
+  wire [2:0] \tables.lane ;
+  wire \tables.re ;
+  wire [2:0] \tables.region ;
+  wire [44:0] \tables.wdata ;
+  wire \tables.we ;
+  wire [10:0] \tables.word ;
+  output [7:0] valid;
+  reg [7:0] valid = 8'h00;
+  output write_end;
+  reg write_end;
+  assign row_addr = layer[17:13] + k;
+  assign \$3  = row_wbase + row_offset;
+  assign \$4  = ! spike_layer;
+  assign \$5  = spike_layer == 1'h1;
+  assign \$6  = spike_layer == 2'h2;
+  assign \$7  = spike_layer == 2'h3;
+  assign \$8  = ~ busy;
+  assign \$9  = clear & \$8 ;
+  assign \$10  = ~ clear;
+  assign \$11  = in_full & \$10 ;
+  assign \$14  = ! li;
+  assign \$15  = li == 1'h1;
+  assign \$16  = li == 2'h2;
+  assign \$17  = li == 2'h3;
+  assign \$18  = ! li;
+  assign \$19  = li == 1'h1;
+  assign \$20  = li == 2'h2;
+  assign \$21  = li == 2'h3;
+  assign \$22  = ! li;
+  assign \$23  = li == 1'h1;
+  assign \$24  = li == 2'h2;
+  assign \$25  = li == 2'h3;
+  assign \$26  = rd_n < cnt;
+  assign \$27  = ! k;
+  assign \$28  = ! li;
+  assign \$29  = li == 1'h1;
+  assign \$30  = li == 2'h2;
+  assign \$31  = li == 2'h3;
+  assign \$32  = e + 1'h1;
+  assign \$33  = ! li;
+  assign \$34  = li == 1'h1;
+  assign \$35  = li == 2'h2;
+  assign \$36  = li == 2'h3;
+  assign \$37  = ! li;
+  assign \$38  = li == 1'h1;
+  assign \$39  = li == 2'h2;
+  assign \$40  = li == 2'h3;
+  assign \$41  = ! li;
+  assign \$42  = li == 1'h1;
+  assign \$43  = li == 2'h2;
+  assign \$44  = li == 2'h3;
+  assign \$46  = ! fsm_state;
+  assign \$47  = fsm_state == 1'h1;
+  assign \$48  = fsm_state == 2'h2;
+  assign \$49  = fsm_state == 2'h3;
+  assign \$50  = fsm_state == 3'h4;
+  assign \$51  = fsm_state == 3'h5;
+  assign \$52  = fsm_state == 3'h6;
+  assign \$53  = fsm_state == 3'h7;
+  assign \$54  = fsm_state == 4'h8;
+  assign \$55  = fsm_state == 4'h9;
+  assign \$57  = layer[20:18] + layer[24:21];
+  assign \$59  = k * 4'h8;
+  assign \$60  = \$59  + 1'h0;
+  assign \$61  = \$60  < layer[7:0];
+  assign \$62  = k * 4'h8;
+  assign \$63  = \$62  + 1'h1;
+  assign \$64  = \$63  < layer[7:0];
+  assign \$65  = k * 4'h8;
+  assign \$66  = \$65  + 2'h2;
+  assign \$67  = \$66  < layer[7:0];
+  assign \$68  = k * 4'h8;
+  assign \$69  = \$68  + 2'h3;
+  assign \$70  = \$69  < layer[7:0];
+  assign \$71  = k * 4'h8;
+  assign \$72  = \$71  + 3'h4;
+  assign \$73  = \$72  < layer[7:0];
+  assign \$74  = k * 4'h8;
+  assign \$75  = \$74  + 3'h5;
+  assign \$76  = \$75  < layer[7:0];
+  assign \$77  = k * 4'h8;
+  assign \$78  = \$77  + 3'h6;
+  assign \$79  = \$78  < layer[7:0];
+  assign \$80  = k * 4'h8;
+  assign \$81  = \$80  + 3'h7;
+  assign \$82  = \$81  < layer[7:0];
+  assign \$83  = k + 1'h1;
+  assign \$84  = \$83  == layer[12:8];
+  assign \$85  = ~ clear;
+  assign \$86  = in_full & \$85 ;
+  assign \$89  = ! num_layers;
+  assign \$90  = e == e_end;
+  assign \$91  = ! \edge [2:0];
+  assign \$92  = ! \edge [2:0];
+  assign \$93  = cur ^ \edge [3];
+  assign \$94  = \$92  ? in_rbank : \$93 ;
+  assign \$95  = ! \edge [2:0];
+  assign \$249  = in_rbank * 3'h7;
+  assign \$96  = in_counts >> \$249 ;
+  assign \$97  = cur ^ \edge [3];
+  assign \$253  = { \$97 , \edge [2:0] } * 4'h8;
+  assign \$98  = counts >> \$253 ;
+  assign \$99  = \$95  ? { 1'h0, \$96  } : \$98 ;
+  assign \$101  = k[0] ? \$100  : 9'h000;
+  assign \$103  = k[1] ? \$102  : 9'h000;
+  assign \$104  = \$101  + \$103 ;
+  assign \$106  = k[2] ? \$105  : 11'h000;
+  assign \$108  = k[3] ? \$107  : 11'h000;
+  assign \$109  = \$106  + \$108 ;
+  assign \$110  = \$104  + \$109 ;
+  assign \$112  = k[4] ? \$111  : 15'h0000;
+  assign \$113  = \$110  + \$112 ;
+  assign \$114  = rd_n < cnt;
+  assign \$115  = rd_n + 1'h1;
+  assign \$116  = drain_n != 2'h2;
+  assign \$117  = drain_n + 1'h1;
+  assign \$118  = k + 1'h1;
+  assign \$119  = li + 1'h1;
+  assign \$120  = \$119  == num_layers;
+  assign \$121  = li + 1'h1;
+  always @(posedge clk)
+    layer0 <= \$123 ;
+  always @(posedge clk)
+    layer1 <= \$124 ;
+  always @(posedge clk)
+    layer2 <= \$125 ;
+  always @(posedge clk)
+    layer3 <= \$126 ;
+  always @(posedge clk)
+    edge0 <= \$127 ;
+  always @(posedge clk)
+    edge1 <= \$128 ;
+  always @(posedge clk)
+    edge2 <= \$129 ;
+  always @(posedge clk)
+    edge3 <= \$130 ;
+  always @(posedge clk)
+    edge4 <= \$131 ;
+  always @(posedge clk)
+    edge5 <= \$132 ;
+  always @(posedge clk)
+    edge6 <= \$133 ;
+  always @(posedge clk)
+    edge7 <= \$134 ;
+  always @(posedge clk)
+    num_layers <= \$135 ;
+  always @(posedge clk)
+    layer <= \$136 ;
+  always @(posedge clk)
+    e_end <= \$137 ;
+  always @(posedge clk)
+    e <= \$138 ;
+  always @(posedge clk)
+    \edge  <= \$139 ;
+  always @(posedge clk)
+    valid <= \$140 ;
+  always @(posedge clk)
+    last_row <= \$141 ;
+  always @(posedge clk)
+    li <= \$142 ;
+  always @(posedge clk)
+    fsm_state <= \$143 ;
+  always @(posedge clk)
+    k <= \$144 ;
+  always @(posedge clk)
+    rd_src <= \$145 ;
+  always @(posedge clk)
+    rd_from_input <= \$146 ;
+  always @(posedge clk)
+    rd_bank <= \$147 ;
+  always @(posedge clk)
+    rd_n <= \$148 ;
+  always @(posedge clk)
+    cnt <= \$149 ;
+  always @(posedge clk)
+    row_wbase <= \$150 ;
+  always @(posedge clk)
+    row_offset <= \$151 ;
+  always @(posedge clk)
+    drain_n <= \$152 ;
+  \npu_core_digits.sequencer.counters  counters (
+    .clear(\clear$31 ),
+    .clk(clk),
+    .inc(inc),
+    .raddr(tables[4:0]),
+    .re(re),
+    .rst(rst),
+    .total(counters_rdata)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (tables[1:0])
+      2'h0:
+          \$1  = layer0;
+      2'h1:
+          \$1  = layer1;
+      2'h2:
+          \$1  = layer2;
+      2'h3:
+          \$1  = layer3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (tables[2:0])
+      3'h0:
+          \$2  = edge0;
+      3'h1:
+          \$2  = edge1;
+      3'h2:
+          \$2  = edge2;
+      3'h3:
+          \$2  = edge3;
+      3'h4:
+          \$2  = edge4;
+      3'h5:
+          \$2  = edge5;
+      3'h6:
+          \$2  = edge6;
+      3'h7:
+          \$2  = edge7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (li)
+      2'h0:
+          \$56  = layer0;
+      2'h1:
+          \$56  = layer1;
+      2'h2:
+          \$56  = layer2;
+      2'h3:
+          \$56  = layer3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    (* full_case = 32'd1 *)
+    casez (e_new[2:0])
+      3'h0:
+          \$58  = edge0;
+      3'h1:
+          \$58  = edge1;
+      3'h2:
+          \$58  = edge2;
+      3'h3:
+          \$58  = edge3;
+      3'h4:
+          \$58  = edge4;
+      3'h5:
+          \$58  = edge5;
+      3'h6:
+          \$58  = edge6;
+      3'h7:
+          \$58  = edge7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    table_rdata = 45'h000000000000;
+    casez (tables[60:58])
+      3'h0:
+          table_rdata = \$1 ;
+      3'h1:
+          table_rdata = { 22'h000000, \$2  };
+      3'h6:
+          table_rdata = { 42'h00000000000, num_layers };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    inc[16:0] = 17'h00000;
+    if (spike_event) begin
+      if (\$4 ) begin
+        inc[3] = 1'h1;
+      end
+      if (\$5 ) begin
+        inc[7] = 1'h1;
+      end
+      if (\$6 ) begin
+        inc[11] = 1'h1;
+      end
+      if (\$7 ) begin
+        inc[15] = 1'h1;
+      end
+    end
+    if (busy) begin
+      inc[16] = 1'h1;
+    end
+    begin
+        inc[17] = step_done;
+    end
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+        begin
+          if (\$14 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$15 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$16 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$17 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h4:
+        begin
+          if (\$18 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$19 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$20 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$21 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h6:
+        begin
+          if (\$22 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$23 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$24 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$25 ) begin
+            inc[12] = 1'h1;
+          end
+          if (\$26 ) begin
+            if (\$27 ) begin
+              if (\$28 ) begin
+                inc[2] = 1'h1;
+              end
+              if (\$29 ) begin
+                inc[6] = 1'h1;
+              end
+              if (\$30 ) begin
+                inc[10] = 1'h1;
+              end
+              if (\$31 ) begin
+                inc[14] = 1'h1;
+              end
+            end
+          end
+        end
+      4'h5:
+        begin
+          if (\$33 ) begin
+            inc[0] = 1'h1;
+          end
+          if (\$34 ) begin
+            inc[4] = 1'h1;
+          end
+          if (\$35 ) begin
+            inc[8] = 1'h1;
+          end
+          if (\$36 ) begin
+            inc[12] = 1'h1;
+          end
+        end
+      4'h7:
+        begin
+          if (\$37 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$38 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$39 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$40 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h8:
+        begin
+          if (\$41 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$42 ) begin
+            inc[5] = 1'h1;
+          end
+          if (\$43 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$44 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \clear$31  = 1'h0;
+    if (\$9 ) begin
+      \clear$31  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    start_step = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          if (\$13 ) begin
+            start_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    busy = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'h4:
+          busy = 1'h1;
+      4'h6:
+          busy = 1'h1;
+      4'h5:
+          busy = 1'h1;
+      4'h7:
+          busy = 1'h1;
+      4'h8:
+          busy = 1'h1;
+      4'h9:
+          busy = 1'h1;
+      4'h1:
+          busy = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    row_start = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          row_start = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    e_set = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_set = 1'h1;
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$26 ) begin
+          end else begin
+            e_set = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    e_new = 4'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_new = { 1'h0, layer[20:18] };
+      4'h4:
+          /* empty */;
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$26 ) begin
+          end else begin
+            e_new = \$32 [3:0];
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    e_row = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_row = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    issue = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          if (\$26 ) begin
+            issue = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    router_load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          router_load = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    neuron_write = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            neuron_write = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    write_end = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          write_end = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    end_step = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$45 ) begin
+            end_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    step_done = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$45 ) begin
+            step_done = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$123  = layer0;
+    casez (tables[60:58])
+      3'h0:
+          if (tables[56]) begin
+            casez (tables[1:0])
+              2'h0:
+                  \$123  = tables[55:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$123  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$124  = layer1;
+    casez (tables[60:58])
+      3'h0:
+          if (tables[56]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$124  = tables[55:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$124  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$125  = layer2;
+    casez (tables[60:58])
+      3'h0:
+          if (tables[56]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$125  = tables[55:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$125  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$126  = layer3;
+    casez (tables[60:58])
+      3'h0:
+          if (tables[56]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$126  = tables[55:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$126  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$127  = edge0;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  \$127  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$127  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$128  = edge1;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  \$128  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$128  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$129  = edge2;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  \$129  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$129  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$130  = edge3;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  \$130  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$130  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$131  = edge4;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  \$131  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$131  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$132  = edge5;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  \$132  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$132  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$133  = edge6;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  \$133  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$133  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$134  = edge7;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[56]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[2:0])
+              3'h0:
+                  /* empty */;
+              3'h1:
+                  /* empty */;
+              3'h2:
+                  /* empty */;
+              3'h3:
+                  /* empty */;
+              3'h4:
+                  /* empty */;
+              3'h5:
+                  /* empty */;
+              3'h6:
+                  /* empty */;
+              3'h7:
+                  \$134  = tables[33:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$134  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$135  = num_layers;
+    casez (tables[60:58])
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h6:
+          if (tables[56]) begin
+            \$135  = tables[13:11];
+          end
+    endcase
+    if (rst) begin
+      \$135  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$136  = \$56 ;
+    if (rst) begin
+      \$136  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$137  = \$57 [3:0];
+    if (rst) begin
+      \$137  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$138  = e;
+    if (e_set) begin
+      \$138  = e_new;
+    end
+    if (rst) begin
+      \$138  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$139  = \edge ;
+    if (e_set) begin
+      \$139  = \$58 ;
+    end
+    if (rst) begin
+      \$139  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$140  = { \$82 , \$79 , \$76 , \$73 , \$70 , \$67 , \$64 , \$61  };
+    if (rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$141  = \$84 ;
+    if (rst) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$142  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$88 ) begin
+            \$142  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$120 ) begin
+            end else begin
+              \$142  = \$121 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$142  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$143  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$88 ) begin
+            (* full_case = 32'd1 *)
+            if (\$89 ) begin
+              \$143  = 4'h1;
+            end else begin
+              \$143  = 4'h2;
+            end
+          end
+      4'h2:
+          \$143  = 4'h3;
+      4'h3:
+          \$143  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+            \$143  = 4'h5;
+          end else begin
+            \$143  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else begin
+            \$143  = 4'h4;
+          end
+      4'h5:
+          if (\$116 ) begin
+          end else if (drained) begin
+            \$143  = 4'h7;
+          end
+      4'h7:
+          \$143  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$143  = 4'h9;
+            end else begin
+              \$143  = 4'h3;
+            end
+          end
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$120 ) begin
+              \$143  = 4'h1;
+            end else begin
+              \$143  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$122 ) begin
+            \$143  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$143  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$144  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$144  = 5'h00;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$144  = \$118 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$144  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$145  = rd_src;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$145  = \edge [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$145  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$146  = rd_from_input;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$146  = \$91 ;
+          end
+    endcase
+    if (rst) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$147  = rd_bank;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$147  = \$94 ;
+          end
+    endcase
+    if (rst) begin
+      \$147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$148  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$148  = 8'h00;
+          end
+      4'h6:
+          if (\$114 ) begin
+            \$148  = \$115 [7:0];
+          end
+    endcase
+    if (rst) begin
+      \$148  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$149  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$149  = \$99 ;
+          end
+    endcase
+    if (rst) begin
+      \$149  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$150  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$150  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$150  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$151  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$90 ) begin
+          end else begin
+            \$151  = \$113 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$151  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$152  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$116 ) begin
+            \$152  = \$117 [1:0];
+          end else if (drained) begin
+            \$152  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$152  = 2'h0;
+    end
+  end
+  assign rdata = counters_rdata;
+  assign raddr = tables[4:0];
+  assign counters_re = re;
+  assign busy_groups = { busy, busy };
+  assign membrane_write = { neuron_write, neuron_write };
+  assign host_req = 1'h0;
+  assign rowbase = \$3 [11:0];
+  assign \tables.word  = tables[10:0];
+  assign \tables.wdata  = tables[55:11];
+  assign \tables.we  = tables[56];
+  assign \tables.re  = tables[57];
+  assign \tables.region  = tables[60:58];
+  assign \tables.lane  = tables[63:61];
+  assign \layer0.size  = layer0[7:0];
+  assign \layer0.rows  = layer0[12:8];
+  assign \layer0.sbase  = layer0[17:13];
+  assign \layer0.ebase  = layer0[20:18];
+  assign \layer0.ecount  = layer0[24:21];
+  assign \layer0.spiking  = layer0[25];
+  assign \layer0.reset  = layer0[27:26];
+  assign \layer0.v_reset  = layer0[43:28];
+  assign \layer0.emit_values  = layer0[44];
+  assign \layer1.size  = layer1[7:0];
+  assign \layer1.rows  = layer1[12:8];
+  assign \layer1.sbase  = layer1[17:13];
+  assign \layer1.ebase  = layer1[20:18];
+  assign \layer1.ecount  = layer1[24:21];
+  assign \layer1.spiking  = layer1[25];
+  assign \layer1.reset  = layer1[27:26];
+  assign \layer1.v_reset  = layer1[43:28];
+  assign \layer1.emit_values  = layer1[44];
+  assign \layer2.size  = layer2[7:0];
+  assign \layer2.rows  = layer2[12:8];
+  assign \layer2.sbase  = layer2[17:13];
+  assign \layer2.ebase  = layer2[20:18];
+  assign \layer2.ecount  = layer2[24:21];
+  assign \layer2.spiking  = layer2[25];
+  assign \layer2.reset  = layer2[27:26];
+  assign \layer2.v_reset  = layer2[43:28];
+  assign \layer2.emit_values  = layer2[44];
+  assign \layer3.size  = layer3[7:0];
+  assign \layer3.rows  = layer3[12:8];
+  assign \layer3.sbase  = layer3[17:13];
+  assign \layer3.ebase  = layer3[20:18];
+  assign \layer3.ecount  = layer3[24:21];
+  assign \layer3.spiking  = layer3[25];
+  assign \layer3.reset  = layer3[27:26];
+  assign \layer3.v_reset  = layer3[43:28];
+  assign \layer3.emit_values  = layer3[44];
+  assign \edge0.src  = edge0[2:0];
+  assign \edge0.recurrent  = edge0[3];
+  assign \edge0.wbase  = edge0[14:4];
+  assign \edge0.nsrc  = edge0[22:15];
+  assign \edge1.src  = edge1[2:0];
+  assign \edge1.recurrent  = edge1[3];
+  assign \edge1.wbase  = edge1[14:4];
+  assign \edge1.nsrc  = edge1[22:15];
+  assign \edge2.src  = edge2[2:0];
+  assign \edge2.recurrent  = edge2[3];
+  assign \edge2.wbase  = edge2[14:4];
+  assign \edge2.nsrc  = edge2[22:15];
+  assign \edge3.src  = edge3[2:0];
+  assign \edge3.recurrent  = edge3[3];
+  assign \edge3.wbase  = edge3[14:4];
+  assign \edge3.nsrc  = edge3[22:15];
+  assign \edge4.src  = edge4[2:0];
+  assign \edge4.recurrent  = edge4[3];
+  assign \edge4.wbase  = edge4[14:4];
+  assign \edge4.nsrc  = edge4[22:15];
+  assign \edge5.src  = edge5[2:0];
+  assign \edge5.recurrent  = edge5[3];
+  assign \edge5.wbase  = edge5[14:4];
+  assign \edge5.nsrc  = edge5[22:15];
+  assign \edge6.src  = edge6[2:0];
+  assign \edge6.recurrent  = edge6[3];
+  assign \edge6.wbase  = edge6[14:4];
+  assign \edge6.nsrc  = edge6[22:15];
+  assign \edge7.src  = edge7[2:0];
+  assign \edge7.recurrent  = edge7[3];
+  assign \edge7.wbase  = edge7[14:4];
+  assign \edge7.nsrc  = edge7[22:15];
+  assign \layer.size  = layer[7:0];
+  assign \layer.rows  = layer[12:8];
+  assign \layer.sbase  = layer[17:13];
+  assign \layer.ebase  = layer[20:18];
+  assign \layer.ecount  = layer[24:21];
+  assign \layer.spiking  = layer[25];
+  assign \layer.reset  = layer[27:26];
+  assign \layer.v_reset  = layer[43:28];
+  assign \layer.emit_values  = layer[44];
+  assign \edge.src  = \edge [2:0];
+  assign \edge.recurrent  = \edge [3];
+  assign \edge.wbase  = \edge [14:4];
+  assign \edge.nsrc  = \edge [22:15];
+  assign \counts[0]  = counts[7:0];
+  assign \counts[1]  = counts[15:8];
+  assign \counts[2]  = counts[23:16];
+  assign \counts[3]  = counts[31:24];
+  assign \counts[4]  = counts[39:32];
+  assign \counts[5]  = counts[47:40];
+  assign \counts[6]  = counts[55:48];
+  assign \counts[7]  = counts[63:56];
+  assign \counts[8]  = counts[71:64];
+  assign \counts[9]  = counts[79:72];
+  assign \counts[10]  = counts[87:80];
+  assign \counts[11]  = counts[95:88];
+  assign \counts[12]  = counts[103:96];
+  assign \counts[13]  = counts[111:104];
+  assign \counts[14]  = counts[119:112];
+  assign \counts[15]  = counts[127:120];
+  assign \in_counts[0]  = in_counts[6:0];
+  assign \in_counts[1]  = in_counts[13:7];
+  assign \$12  = 1'h1;
+  assign \$13  = \$11 ;
+  assign \$45  = out_ready;
+  assign \$87  = 1'h1;
+  assign \$88  = \$86 ;
+  assign \$100  = { 1'h0, \edge [22:15] };
+  assign \$102  = { \edge [22:15], 1'h0 };
+  assign \$105  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$107  = { \edge [22:15], 3'h0 };
+  assign \$111  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$122  = out_ready;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.sequencer.counters (clk, rst, total, raddr, inc, clear, re);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [6:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [5:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [5:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [6:0] \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [5:0] \$129 ;
+  wire [5:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire [6:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [6:0] \$14 ;
+  wire [5:0] \$140 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [6:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire [5:0] \$151 ;
+  wire [7:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [6:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire [5:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [6:0] \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
+  wire [7:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [6:0] \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire [5:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [5:0] \$19 ;
+  wire [6:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [5:0] \$195 ;
+  wire [7:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire \$2 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire [6:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [5:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire [31:0] \$212 ;
+  wire [32:0] \$213 ;
+  wire \$214 ;
+  reg \$215 ;
+  reg [4:0] \$216 ;
+  reg \$217 ;
+  reg [5:0] \$218 ;
+  reg \$219 ;
+  wire \$22 ;
+  reg [4:0] \$220 ;
+  reg [5:0] \$221 ;
+  reg [17:0] \$222 ;
+  reg [5:0] \$223 ;
+  reg [5:0] \$224 ;
+  reg [5:0] \$225 ;
+  reg [5:0] \$226 ;
+  reg [5:0] \$227 ;
+  reg [5:0] \$228 ;
+  reg [5:0] \$229 ;
+  wire \$23 ;
+  reg [5:0] \$230 ;
+  reg [5:0] \$231 ;
+  reg [5:0] \$232 ;
+  reg [5:0] \$233 ;
+  reg [5:0] \$234 ;
+  reg [5:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [5:0] \$237 ;
+  reg [5:0] \$238 ;
+  reg [5:0] \$239 ;
+  wire \$24 ;
+  wire [6:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [5:0] \$30 ;
+  wire [7:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  reg [5:0] \$4 ;
+  wire \$40 ;
+  wire [5:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  reg [5:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [6:0] \$58 ;
+  wire \$59 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [5:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [6:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [5:0] \$85 ;
+  wire [7:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire [6:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [5:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg [5:0] a_delta = 6'h00;
+  reg a_stale = 1'h0;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
+  reg [31:0] counters_nrw = 32'd0;
+  reg [5:0] delta0 = 6'h00;
+  reg [5:0] delta1 = 6'h00;
+  reg [5:0] delta10 = 6'h00;
+  reg [5:0] delta11 = 6'h00;
+  reg [5:0] delta12 = 6'h00;
+  reg [5:0] delta13 = 6'h00;
+  reg [5:0] delta14 = 6'h00;
+  reg [5:0] delta15 = 6'h00;
+  reg [5:0] delta16 = 6'h00;
+  reg [5:0] delta17 = 6'h00;
+  reg [5:0] delta2 = 6'h00;
+  reg [5:0] delta3 = 6'h00;
+  reg [5:0] delta4 = 6'h00;
+  reg [5:0] delta5 = 6'h00;
+  reg [5:0] delta6 = 6'h00;
+  reg [5:0] delta7 = 6'h00;
+  reg [5:0] delta8 = 6'h00;
+  reg [5:0] delta9 = 6'h00;
+  reg [4:0] f_idx = 5'h00;
+  reg f_valid = 1'h0;
+  input [17:0] inc;
+  wire [17:0] inc;
+  wire [4:0] port__addr;
+  wire [31:0] port__data;
+  reg [4:0] ptr = 5'h00;
+  input [4:0] raddr;
+  wire [4:0] raddr;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  reg rvalid = 1'h0;
+  reg [17:0] stale = 18'h3ffff;
+  output [31:0] total;
+  wire [31:0] total;
+  (* init = 5'h00 *)
+  wire [4:0] wr__addr;
+  wire [31:0] wr__data;
+  wire wr__en;
+  (* no_rw_check = 32'd1 *)
+  reg [31:0] mem [17:0];
+  initial begin
+    mem[0] = 32'd0;
+    mem[1] = 32'd0;
+    mem[2] = 32'd0;
+    mem[3] = 32'd0;
+    mem[4] = 32'd0;
+    mem[5] = 32'd0;
+    mem[6] = 32'd0;
+    mem[7] = 32'd0;
+    mem[8] = 32'd0;
+    mem[9] = 32'd0;
+    mem[10] = 32'd0;
+    mem[11] = 32'd0;
+    mem[12] = 32'd0;
+    mem[13] = 32'd0;
+    mem[14] = 32'd0;
+    mem[15] = 32'd0;
+    mem[16] = 32'd0;
+    mem[17] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (wr__en)
+      mem[f_idx] <= \$213 [31:0];
+  end
+  assign port__data = mem[port__addr];
+  assign \$1  = ~ re;
+  assign \$2  = ~ clear;
+  assign \$3  = \$1  & \$2 ;
+  assign \$6  = re ? \$4  : \$5 ;
+  assign \$7  = stale >> raddr;
+  assign \$8  = stale >> ptr;
+  assign \$9  = re ? \$7  : \$8 ;
+  assign \$10  = ~ re;
+  assign \$11  = ptr == 5'h11;
+  assign \$12  = ptr + 1'h1;
+  assign \$13  = \$11  ? 6'h00 : \$12 ;
+  assign \$14  = delta0 + inc[0];
+  assign \$15  = ~ re;
+  assign \$16  = f_valid & \$15 ;
+  assign \$17  = ! f_idx;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$18  ? a_delta : 6'h00;
+  assign \$20  = \$14  - \$19 ;
+  assign \$21  = ~ re;
+  assign \$22  = f_valid & \$21 ;
+  assign \$23  = ! f_idx;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = delta1 + inc[1];
+  assign \$26  = ~ re;
+  assign \$27  = f_valid & \$26 ;
+  assign \$28  = f_idx == 1'h1;
+  assign \$29  = \$27  & \$28 ;
+  assign \$30  = \$29  ? a_delta : 6'h00;
+  assign \$31  = \$25  - \$30 ;
+  assign \$32  = ~ re;
+  assign \$33  = f_valid & \$32 ;
+  assign \$34  = f_idx == 1'h1;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = delta2 + inc[2];
+  assign \$37  = ~ re;
+  assign \$38  = f_valid & \$37 ;
+  assign \$39  = f_idx == 2'h2;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? a_delta : 6'h00;
+  assign \$42  = \$36  - \$41 ;
+  assign \$43  = ~ re;
+  assign \$44  = f_valid & \$43 ;
+  assign \$45  = f_idx == 2'h2;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = delta3 + inc[3];
+  assign \$48  = ~ re;
+  assign \$49  = f_valid & \$48 ;
+  assign \$50  = f_idx == 2'h3;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$51  ? a_delta : 6'h00;
+  assign \$53  = \$47  - \$52 ;
+  assign \$54  = ~ re;
+  assign \$55  = f_valid & \$54 ;
+  assign \$56  = f_idx == 2'h3;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = delta4 + inc[4];
+  assign \$59  = ~ re;
+  assign \$60  = f_valid & \$59 ;
+  assign \$61  = f_idx == 3'h4;
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = \$62  ? a_delta : 6'h00;
+  assign \$64  = \$58  - \$63 ;
+  assign \$65  = ~ re;
+  assign \$66  = f_valid & \$65 ;
+  assign \$67  = f_idx == 3'h4;
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = delta5 + inc[5];
+  assign \$70  = ~ re;
+  assign \$71  = f_valid & \$70 ;
+  assign \$72  = f_idx == 3'h5;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = \$73  ? a_delta : 6'h00;
+  assign \$75  = \$69  - \$74 ;
+  assign \$76  = ~ re;
+  assign \$77  = f_valid & \$76 ;
+  assign \$78  = f_idx == 3'h5;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = delta6 + inc[6];
+  assign \$81  = ~ re;
+  assign \$82  = f_valid & \$81 ;
+  assign \$83  = f_idx == 3'h6;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = \$84  ? a_delta : 6'h00;
+  assign \$86  = \$80  - \$85 ;
+  assign \$87  = ~ re;
+  assign \$88  = f_valid & \$87 ;
+  assign \$89  = f_idx == 3'h6;
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = delta7 + inc[7];
+  assign \$92  = ~ re;
+  assign \$93  = f_valid & \$92 ;
+  assign \$94  = f_idx == 3'h7;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$95  ? a_delta : 6'h00;
+  assign \$97  = \$91  - \$96 ;
+  assign \$98  = ~ re;
+  assign \$99  = f_valid & \$98 ;
+  assign \$100  = f_idx == 3'h7;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = delta8 + inc[8];
+  assign \$103  = ~ re;
+  assign \$104  = f_valid & \$103 ;
+  assign \$105  = f_idx == 4'h8;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$106  ? a_delta : 6'h00;
+  assign \$108  = \$102  - \$107 ;
+  assign \$109  = ~ re;
+  assign \$110  = f_valid & \$109 ;
+  assign \$111  = f_idx == 4'h8;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = delta9 + inc[9];
+  assign \$114  = ~ re;
+  assign \$115  = f_valid & \$114 ;
+  assign \$116  = f_idx == 4'h9;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? a_delta : 6'h00;
+  assign \$119  = \$113  - \$118 ;
+  assign \$120  = ~ re;
+  assign \$121  = f_valid & \$120 ;
+  assign \$122  = f_idx == 4'h9;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = delta10 + inc[10];
+  assign \$125  = ~ re;
+  assign \$126  = f_valid & \$125 ;
+  assign \$127  = f_idx == 4'ha;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$128  ? a_delta : 6'h00;
+  assign \$130  = \$124  - \$129 ;
+  assign \$131  = ~ re;
+  assign \$132  = f_valid & \$131 ;
+  assign \$133  = f_idx == 4'ha;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = delta11 + inc[11];
+  assign \$136  = ~ re;
+  assign \$137  = f_valid & \$136 ;
+  assign \$138  = f_idx == 4'hb;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$139  ? a_delta : 6'h00;
+  assign \$141  = \$135  - \$140 ;
+  assign \$142  = ~ re;
+  assign \$143  = f_valid & \$142 ;
+  assign \$144  = f_idx == 4'hb;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = delta12 + inc[12];
+  assign \$147  = ~ re;
+  assign \$148  = f_valid & \$147 ;
+  assign \$149  = f_idx == 4'hc;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? a_delta : 6'h00;
+  assign \$152  = \$146  - \$151 ;
+  assign \$153  = ~ re;
+  assign \$154  = f_valid & \$153 ;
+  assign \$155  = f_idx == 4'hc;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = delta13 + inc[13];
+  assign \$158  = ~ re;
+  assign \$159  = f_valid & \$158 ;
+  assign \$160  = f_idx == 4'hd;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? a_delta : 6'h00;
+  assign \$163  = \$157  - \$162 ;
+  assign \$164  = ~ re;
+  assign \$165  = f_valid & \$164 ;
+  assign \$166  = f_idx == 4'hd;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = delta14 + inc[14];
+  assign \$169  = ~ re;
+  assign \$170  = f_valid & \$169 ;
+  assign \$171  = f_idx == 4'he;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$172  ? a_delta : 6'h00;
+  assign \$174  = \$168  - \$173 ;
+  assign \$175  = ~ re;
+  assign \$176  = f_valid & \$175 ;
+  assign \$177  = f_idx == 4'he;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = delta15 + inc[15];
+  assign \$180  = ~ re;
+  assign \$181  = f_valid & \$180 ;
+  assign \$182  = f_idx == 4'hf;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$183  ? a_delta : 6'h00;
+  assign \$185  = \$179  - \$184 ;
+  assign \$186  = ~ re;
+  assign \$187  = f_valid & \$186 ;
+  assign \$188  = f_idx == 4'hf;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = delta16 + inc[16];
+  assign \$191  = ~ re;
+  assign \$192  = f_valid & \$191 ;
+  assign \$193  = f_idx == 5'h10;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? a_delta : 6'h00;
+  assign \$196  = \$190  - \$195 ;
+  assign \$197  = ~ re;
+  assign \$198  = f_valid & \$197 ;
+  assign \$199  = f_idx == 5'h10;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = delta17 + inc[17];
+  assign \$202  = ~ re;
+  assign \$203  = f_valid & \$202 ;
+  assign \$204  = f_idx == 5'h11;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = \$205  ? a_delta : 6'h00;
+  assign \$207  = \$201  - \$206 ;
+  assign \$208  = ~ re;
+  assign \$209  = f_valid & \$208 ;
+  assign \$210  = f_idx == 5'h11;
+  assign \$211  = \$209  & \$210 ;
+  assign port__addr = re ? raddr : ptr;
+  assign \$212  = a_stale ? 32'd0 : counters_nrw;
+  assign \$213  = \$212  + a_delta;
+  assign \$214  = ~ re;
+  assign wr__en = f_valid & \$214 ;
+  always @(posedge clk)
+    counters_nrw <= port__data;
+  always @(posedge clk)
+    f_valid <= \$215 ;
+  always @(posedge clk)
+    f_idx <= \$216 ;
+  always @(posedge clk)
+    rvalid <= \$217 ;
+  always @(posedge clk)
+    a_delta <= \$218 ;
+  always @(posedge clk)
+    a_stale <= \$219 ;
+  always @(posedge clk)
+    ptr <= \$220 ;
+  always @(posedge clk)
+    delta0 <= \$221 ;
+  always @(posedge clk)
+    stale <= \$222 ;
+  always @(posedge clk)
+    delta1 <= \$223 ;
+  always @(posedge clk)
+    delta2 <= \$224 ;
+  always @(posedge clk)
+    delta3 <= \$225 ;
+  always @(posedge clk)
+    delta4 <= \$226 ;
+  always @(posedge clk)
+    delta5 <= \$227 ;
+  always @(posedge clk)
+    delta6 <= \$228 ;
+  always @(posedge clk)
+    delta7 <= \$229 ;
+  always @(posedge clk)
+    delta8 <= \$230 ;
+  always @(posedge clk)
+    delta9 <= \$231 ;
+  always @(posedge clk)
+    delta10 <= \$232 ;
+  always @(posedge clk)
+    delta11 <= \$233 ;
+  always @(posedge clk)
+    delta12 <= \$234 ;
+  always @(posedge clk)
+    delta13 <= \$235 ;
+  always @(posedge clk)
+    delta14 <= \$236 ;
+  always @(posedge clk)
+    delta15 <= \$237 ;
+  always @(posedge clk)
+    delta16 <= \$238 ;
+  always @(posedge clk)
+    delta17 <= \$239 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$4  = 6'h00;
+    casez (raddr)
+      5'h00:
+          \$4  = delta0;
+      5'h01:
+          \$4  = delta1;
+      5'h02:
+          \$4  = delta2;
+      5'h03:
+          \$4  = delta3;
+      5'h04:
+          \$4  = delta4;
+      5'h05:
+          \$4  = delta5;
+      5'h06:
+          \$4  = delta6;
+      5'h07:
+          \$4  = delta7;
+      5'h08:
+          \$4  = delta8;
+      5'h09:
+          \$4  = delta9;
+      5'h0a:
+          \$4  = delta10;
+      5'h0b:
+          \$4  = delta11;
+      5'h0c:
+          \$4  = delta12;
+      5'h0d:
+          \$4  = delta13;
+      5'h0e:
+          \$4  = delta14;
+      5'h0f:
+          \$4  = delta15;
+      5'h10:
+          \$4  = delta16;
+      5'h11:
+          \$4  = delta17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$5  = 6'h00;
+    casez (ptr)
+      5'h00:
+          \$5  = delta0;
+      5'h01:
+          \$5  = delta1;
+      5'h02:
+          \$5  = delta2;
+      5'h03:
+          \$5  = delta3;
+      5'h04:
+          \$5  = delta4;
+      5'h05:
+          \$5  = delta5;
+      5'h06:
+          \$5  = delta6;
+      5'h07:
+          \$5  = delta7;
+      5'h08:
+          \$5  = delta8;
+      5'h09:
+          \$5  = delta9;
+      5'h0a:
+          \$5  = delta10;
+      5'h0b:
+          \$5  = delta11;
+      5'h0c:
+          \$5  = delta12;
+      5'h0d:
+          \$5  = delta13;
+      5'h0e:
+          \$5  = delta14;
+      5'h0f:
+          \$5  = delta15;
+      5'h10:
+          \$5  = delta16;
+      5'h11:
+          \$5  = delta17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$215  = \$3 ;
+    if (rst) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$216  = ptr;
+    if (rst) begin
+      \$216  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$217  = re;
+    if (rst) begin
+      \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$218  = \$6 ;
+    if (rst) begin
+      \$218  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$219  = \$9 ;
+    if (rst) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$220  = ptr;
+    if (\$10 ) begin
+      \$220  = \$13 [4:0];
+    end
+    if (rst) begin
+      \$220  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$221  = \$20 [5:0];
+    if (clear) begin
+      \$221  = 6'h00;
+    end
+    if (rst) begin
+      \$221  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$222  = stale;
+    if (\$24 ) begin
+      \$222 [0] = 1'h0;
+    end
+    if (\$35 ) begin
+      \$222 [1] = 1'h0;
+    end
+    if (\$46 ) begin
+      \$222 [2] = 1'h0;
+    end
+    if (\$57 ) begin
+      \$222 [3] = 1'h0;
+    end
+    if (\$68 ) begin
+      \$222 [4] = 1'h0;
+    end
+    if (\$79 ) begin
+      \$222 [5] = 1'h0;
+    end
+    if (\$90 ) begin
+      \$222 [6] = 1'h0;
+    end
+    if (\$101 ) begin
+      \$222 [7] = 1'h0;
+    end
+    if (\$112 ) begin
+      \$222 [8] = 1'h0;
+    end
+    if (\$123 ) begin
+      \$222 [9] = 1'h0;
+    end
+    if (\$134 ) begin
+      \$222 [10] = 1'h0;
+    end
+    if (\$145 ) begin
+      \$222 [11] = 1'h0;
+    end
+    if (\$156 ) begin
+      \$222 [12] = 1'h0;
+    end
+    if (\$167 ) begin
+      \$222 [13] = 1'h0;
+    end
+    if (\$178 ) begin
+      \$222 [14] = 1'h0;
+    end
+    if (\$189 ) begin
+      \$222 [15] = 1'h0;
+    end
+    if (\$200 ) begin
+      \$222 [16] = 1'h0;
+    end
+    if (\$211 ) begin
+      \$222 [17] = 1'h0;
+    end
+    if (clear) begin
+      \$222  = 18'h3ffff;
+    end
+    if (rst) begin
+      \$222  = 18'h3ffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$223  = \$31 [5:0];
+    if (clear) begin
+      \$223  = 6'h00;
+    end
+    if (rst) begin
+      \$223  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$224  = \$42 [5:0];
+    if (clear) begin
+      \$224  = 6'h00;
+    end
+    if (rst) begin
+      \$224  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$225  = \$53 [5:0];
+    if (clear) begin
+      \$225  = 6'h00;
+    end
+    if (rst) begin
+      \$225  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$226  = \$64 [5:0];
+    if (clear) begin
+      \$226  = 6'h00;
+    end
+    if (rst) begin
+      \$226  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$227  = \$75 [5:0];
+    if (clear) begin
+      \$227  = 6'h00;
+    end
+    if (rst) begin
+      \$227  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$228  = \$86 [5:0];
+    if (clear) begin
+      \$228  = 6'h00;
+    end
+    if (rst) begin
+      \$228  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$229  = \$97 [5:0];
+    if (clear) begin
+      \$229  = 6'h00;
+    end
+    if (rst) begin
+      \$229  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$230  = \$108 [5:0];
+    if (clear) begin
+      \$230  = 6'h00;
+    end
+    if (rst) begin
+      \$230  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$231  = \$119 [5:0];
+    if (clear) begin
+      \$231  = 6'h00;
+    end
+    if (rst) begin
+      \$231  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$232  = \$130 [5:0];
+    if (clear) begin
+      \$232  = 6'h00;
+    end
+    if (rst) begin
+      \$232  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$233  = \$141 [5:0];
+    if (clear) begin
+      \$233  = 6'h00;
+    end
+    if (rst) begin
+      \$233  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$234  = \$152 [5:0];
+    if (clear) begin
+      \$234  = 6'h00;
+    end
+    if (rst) begin
+      \$234  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$235  = \$163 [5:0];
+    if (clear) begin
+      \$235  = 6'h00;
+    end
+    if (rst) begin
+      \$235  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$236  = \$174 [5:0];
+    if (clear) begin
+      \$236  = 6'h00;
+    end
+    if (rst) begin
+      \$236  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$237  = \$185 [5:0];
+    if (clear) begin
+      \$237  = 6'h00;
+    end
+    if (rst) begin
+      \$237  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$238  = \$196 [5:0];
+    if (clear) begin
+      \$238  = 6'h00;
+    end
+    if (rst) begin
+      \$238  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$239  = \$207 [5:0];
+    if (clear) begin
+      \$239  = 6'h00;
+    end
+    if (rst) begin
+      \$239  = 6'h00;
+    end
+  end
+  assign rdata = \$213 [31:0];
+  assign wr__addr = f_idx;
+  assign wr__data = \$213 [31:0];
+  assign total = \$213 [31:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1470$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire [12:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [11:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [11:0] \$18 ;
+  wire \$19 ;
+  wire [12:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [11:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [11:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [11:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [11:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  reg [11:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [7:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  wire \$5 ;
+  wire [11:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$13  = 1'h0;
+  reg \$signal$9  = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] a;
+  (* init = 8'h00 *)
+  wire [7:0] \a$46 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$53 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$60 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$67 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$74 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$81 ;
+  (* init = 8'h00 *)
+  wire [7:0] \a$88 ;
+  (* init = 8'h00 *)
+  wire [7:0] b;
+  (* init = 8'h00 *)
+  wire [7:0] \b$47 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$54 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$61 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$68 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$75 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$82 ;
+  (* init = 8'h00 *)
+  wire [7:0] \b$89 ;
+  wire [1:0] busy_groups;
+  input clk;
+  wire clk;
+  output drained;
+  wire drained;
+  input [14:0] ev;
+  wire [14:0] ev;
+  wire [6:0] \ev.index ;
+  wire [7:0] \ev.value ;
+  input issue;
+  wire issue;
+  wire [15:0] p;
+  wire [15:0] \p$48 ;
+  wire [15:0] \p$55 ;
+  wire [15:0] \p$62 ;
+  wire [15:0] \p$69 ;
+  wire [15:0] \p$76 ;
+  wire [15:0] \p$83 ;
+  wire [15:0] \p$90 ;
+  input \port$1470$0 ;
+  wire \port$1470$0 ;
+  wire [10:0] port__addr;
+  wire [10:0] \port__addr$45 ;
+  wire [10:0] \port__addr$52 ;
+  wire [10:0] \port__addr$59 ;
+  wire [10:0] \port__addr$66 ;
+  wire [10:0] \port__addr$73 ;
+  wire [10:0] \port__addr$80 ;
+  wire [10:0] \port__addr$87 ;
+  wire [7:0] port__data;
+  wire [7:0] \port__data$18 ;
+  wire [7:0] \port__data$20 ;
+  wire [7:0] \port__data$22 ;
+  wire [7:0] \port__data$24 ;
+  wire [7:0] \port__data$26 ;
+  wire [7:0] \port__data$28 ;
+  wire [7:0] \port__data$30 ;
+  output [127:0] prod;
+  wire [127:0] prod;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire [15:0] \prod[2] ;
+  wire [15:0] \prod[3] ;
+  wire [15:0] \prod[4] ;
+  wire [15:0] \prod[5] ;
+  wire [15:0] \prod[6] ;
+  wire [15:0] \prod[7] ;
+  wire [1:0] prod_valid;
+  input [11:0] rowbase;
+  wire [11:0] rowbase;
+  input rst;
+  wire rst;
+  reg [11:0] s1_rowbase = 12'h000;
+  reg [7:0] s1b_x = 8'h00;
+  reg s2_valid = 1'h0;
+  reg [7:0] s2_x = 8'h00;
+  output s4_valid;
+  reg s4_valid = 1'h0;
+  input [127:0] views;
+  wire [127:0] views;
+  wire [63:0] \views[0] ;
+  wire [2:0] \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [44:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [10:0] \views[0].word ;
+  wire [63:0] \views[1] ;
+  wire [2:0] \views[1].lane ;
+  wire \views[1].re ;
+  wire [2:0] \views[1].region ;
+  wire [44:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [10:0] \views[1].word ;
+  reg [11:0] w_addr_q0 = 12'h000;
+  reg [11:0] w_addr_q1 = 12'h000;
+  reg [7:0] weights0_nrw = 8'h00;
+  reg [7:0] weights1_nrw = 8'h00;
+  reg [7:0] weights2_nrw = 8'h00;
+  reg [7:0] weights3_nrw = 8'h00;
+  reg [7:0] weights4_nrw = 8'h00;
+  reg [7:0] weights5_nrw = 8'h00;
+  reg [7:0] weights6_nrw = 8'h00;
+  reg [7:0] weights7_nrw = 8'h00;
+  output [359:0] weights_rdata;
+  wire [359:0] weights_rdata;
+  wire [44:0] \weights_rdata[0] ;
+  wire [44:0] \weights_rdata[1] ;
+  wire [44:0] \weights_rdata[2] ;
+  wire [44:0] \weights_rdata[3] ;
+  wire [44:0] \weights_rdata[4] ;
+  wire [44:0] \weights_rdata[5] ;
+  wire [44:0] \weights_rdata[6] ;
+  wire [44:0] \weights_rdata[7] ;
+  wire [10:0] wr__addr;
+  wire [10:0] \wr__addr$42 ;
+  wire [10:0] \wr__addr$49 ;
+  wire [10:0] \wr__addr$56 ;
+  wire [10:0] \wr__addr$63 ;
+  wire [10:0] \wr__addr$70 ;
+  wire [10:0] \wr__addr$77 ;
+  wire [10:0] \wr__addr$84 ;
+  wire [7:0] wr__data;
+  wire [7:0] \wr__data$43 ;
+  wire [7:0] \wr__data$50 ;
+  wire [7:0] \wr__data$57 ;
+  wire [7:0] \wr__data$64 ;
+  wire [7:0] \wr__data$71 ;
+  wire [7:0] \wr__data$78 ;
+  wire [7:0] \wr__data$85 ;
+  wire wr__en;
+  wire \wr__en$44 ;
+  wire \wr__en$51 ;
+  wire \wr__en$58 ;
+  wire \wr__en$65 ;
+  wire \wr__en$72 ;
+  wire \wr__en$79 ;
+  wire \wr__en$86 ;
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights0 [2047:0];
   initial begin
@@ -6189,10 +12805,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights0[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      weights0[host_addr[10:0]] <= host_wdata[7:0];
+    if (wr__en)
+      weights0[views[10:0]] <= views[18:11];
   end
-  assign \port__data$21  = weights0[\$211 [10:0]];
+  assign port__data = weights0[\$6 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights1 [2047:0];
   initial begin
@@ -8246,10 +14862,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights1[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$245 )
-      weights1[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$44 )
+      weights1[views[10:0]] <= views[18:11];
   end
-  assign \port__data$27  = weights1[\$214 [10:0]];
+  assign \port__data$18  = weights1[\$10 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights2 [2047:0];
   initial begin
@@ -10303,10 +16919,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights2[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$251 )
-      weights2[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$51 )
+      weights2[views[10:0]] <= views[18:11];
   end
-  assign \port__data$33  = weights2[\$217 [10:0]];
+  assign \port__data$20  = weights2[\$14 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights3 [2047:0];
   initial begin
@@ -12360,10 +18976,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights3[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$257 )
-      weights3[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$58 )
+      weights3[views[10:0]] <= views[18:11];
   end
-  assign \port__data$39  = weights3[\$220 [10:0]];
+  assign \port__data$22  = weights3[\$18 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights4 [2047:0];
   initial begin
@@ -14417,10 +21033,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights4[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 )
-      weights4[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$65 )
+      weights4[views[74:64]] <= views[82:75];
   end
-  assign \port__data$45  = weights4[\$223 [10:0]];
+  assign \port__data$24  = weights4[\$22 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights5 [2047:0];
   initial begin
@@ -16474,10 +23090,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights5[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$269 )
-      weights5[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$72 )
+      weights5[views[74:64]] <= views[82:75];
   end
-  assign \port__data$51  = weights5[\$226 [10:0]];
+  assign \port__data$26  = weights5[\$26 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights6 [2047:0];
   initial begin
@@ -18531,10 +25147,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights6[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$275 )
-      weights6[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$79 )
+      weights6[views[74:64]] <= views[82:75];
   end
-  assign \port__data$57  = weights6[\$229 [10:0]];
+  assign \port__data$28  = weights6[\$30 [10:0]];
   (* no_rw_check = 32'd1 *)
   reg [7:0] weights7 [2047:0];
   initial begin
@@ -20588,5733 +27204,297 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     weights7[2047] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$281 )
-      weights7[host_addr[10:0]] <= host_wdata[7:0];
+    if (\wr__en$86 )
+      weights7[views[74:64]] <= views[82:75];
   end
-  assign \port__data$63  = weights7[\$232 [10:0]];
-  always @(posedge clk)
-    s1b_valid <= \$385 ;
-  always @(posedge clk)
-    s1b_x <= s1_value;
-  always @(posedge clk)
-    s2_valid <= \$386 ;
-  always @(posedge clk)
-    s2_x <= \$387 ;
-  always @(posedge clk)
-    s1_rowbase <= \$388 ;
-  always @(posedge clk)
-    s1_from_input <= \$389 ;
-  always @(posedge clk)
-    \$signal$106  <= \$390 ;
-  always @(posedge clk)
-    s4_valid <= \$391 ;
-  always @(posedge clk)
-    \$signal$108  <= \$392 ;
-  always @(posedge clk)
-    \$signal$110  <= \$393 ;
-  always @(posedge clk)
-    \$signal$111  <= \$394 ;
-  always @(posedge clk)
-    \$signal$112  <= \$395 ;
-  always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
-  always @(posedge clk)
-    u_q0 <= membranes0_nrw;
-  always @(posedge clk)
-    alpha_q0 <= params0_nrw[8:0];
-  always @(posedge clk)
-    leak_q0 <= \$396 ;
-  always @(posedge clk)
-    acc0 <= \$397 ;
-  always @(posedge clk)
-    bias_q1 <= params1_nrw[40:25];
-  always @(posedge clk)
-    u_q1 <= membranes1_nrw;
-  always @(posedge clk)
-    alpha_q1 <= params1_nrw[8:0];
-  always @(posedge clk)
-    leak_q1 <= \$398 ;
-  always @(posedge clk)
-    acc1 <= \$399 ;
-  always @(posedge clk)
-    bias_q2 <= params2_nrw[40:25];
-  always @(posedge clk)
-    u_q2 <= membranes2_nrw;
-  always @(posedge clk)
-    alpha_q2 <= params2_nrw[8:0];
-  always @(posedge clk)
-    leak_q2 <= \$400 ;
-  always @(posedge clk)
-    acc2 <= \$401 ;
-  always @(posedge clk)
-    bias_q3 <= params3_nrw[40:25];
-  always @(posedge clk)
-    u_q3 <= membranes3_nrw;
-  always @(posedge clk)
-    alpha_q3 <= params3_nrw[8:0];
-  always @(posedge clk)
-    leak_q3 <= \$402 ;
-  always @(posedge clk)
-    acc3 <= \$403 ;
-  always @(posedge clk)
-    bias_q4 <= params4_nrw[40:25];
-  always @(posedge clk)
-    u_q4 <= membranes4_nrw;
-  always @(posedge clk)
-    alpha_q4 <= params4_nrw[8:0];
-  always @(posedge clk)
-    leak_q4 <= \$404 ;
-  always @(posedge clk)
-    acc4 <= \$405 ;
-  always @(posedge clk)
-    bias_q5 <= params5_nrw[40:25];
-  always @(posedge clk)
-    u_q5 <= membranes5_nrw;
-  always @(posedge clk)
-    alpha_q5 <= params5_nrw[8:0];
-  always @(posedge clk)
-    leak_q5 <= \$406 ;
-  always @(posedge clk)
-    acc5 <= \$407 ;
-  always @(posedge clk)
-    bias_q6 <= params6_nrw[40:25];
-  always @(posedge clk)
-    u_q6 <= membranes6_nrw;
-  always @(posedge clk)
-    alpha_q6 <= params6_nrw[8:0];
-  always @(posedge clk)
-    leak_q6 <= \$408 ;
-  always @(posedge clk)
-    acc6 <= \$409 ;
-  always @(posedge clk)
-    bias_q7 <= params7_nrw[40:25];
-  always @(posedge clk)
-    u_q7 <= membranes7_nrw;
-  always @(posedge clk)
-    alpha_q7 <= params7_nrw[8:0];
-  always @(posedge clk)
-    leak_q7 <= \$410 ;
-  always @(posedge clk)
-    acc7 <= \$411 ;
-  always @(posedge clk)
-    count0 <= \$412 ;
-  always @(posedge clk)
-    count1 <= \$413 ;
-  always @(posedge clk)
-    count2 <= \$414 ;
-  always @(posedge clk)
-    count3 <= \$415 ;
-  always @(posedge clk)
-    count4 <= \$416 ;
-  always @(posedge clk)
-    count5 <= \$417 ;
-  always @(posedge clk)
-    count6 <= \$418 ;
-  always @(posedge clk)
-    count7 <= \$419 ;
-  always @(posedge clk)
-    count8 <= \$420 ;
-  always @(posedge clk)
-    count9 <= \$421 ;
-  always @(posedge clk)
-    count10 <= \$422 ;
-  always @(posedge clk)
-    count11 <= \$423 ;
-  always @(posedge clk)
-    count12 <= \$424 ;
-  always @(posedge clk)
-    count13 <= \$425 ;
-  always @(posedge clk)
-    count14 <= \$426 ;
-  always @(posedge clk)
-    count15 <= \$427 ;
-  always @(posedge clk)
-    spikes <= \$428 ;
-  always @(posedge clk)
-    u_new0 <= \$429 ;
-  always @(posedge clk)
-    u_new1 <= \$430 ;
-  always @(posedge clk)
-    u_new2 <= \$431 ;
-  always @(posedge clk)
-    u_new3 <= \$432 ;
-  always @(posedge clk)
-    u_new4 <= \$433 ;
-  always @(posedge clk)
-    u_new5 <= \$434 ;
-  always @(posedge clk)
-    u_new6 <= \$435 ;
-  always @(posedge clk)
-    u_new7 <= \$436 ;
-  always @(posedge clk)
-    valid_q <= \$437 ;
-  always @(posedge clk)
-    last_row <= \$438 ;
-  always @(posedge clk)
-    in_full <= \$439 ;
-  always @(posedge clk)
-    in_count0 <= \$440 ;
-  always @(posedge clk)
-    in_count1 <= \$441 ;
-  always @(posedge clk)
-    li <= \$442 ;
-  always @(posedge clk)
-    \$signal$223  <= \$443 ;
-  always @(posedge clk)
-    \$signal$218  <= \$444 ;
-  always @(posedge clk)
-    fsm_state <= \$445 ;
-  always @(posedge clk)
-    k <= \$446 ;
-  always @(posedge clk)
-    src_sel <= \$447 ;
-  always @(posedge clk)
-    \$signal$105  <= \$448 ;
-  always @(posedge clk)
-    bank_sel <= \$449 ;
-  always @(posedge clk)
-    n <= \$450 ;
-  always @(posedge clk)
-    cnt <= \$451 ;
-  always @(posedge clk)
-    row_wbase <= \$452 ;
-  always @(posedge clk)
-    row_offset <= \$453 ;
-  always @(posedge clk)
-    drain_n <= \$454 ;
-  always @(posedge clk)
-    cur <= \$455 ;
-  assign \$1  = ~ busy;
-  assign \$2  = \$1  & host_we;
-  assign \$3  = ~ busy;
-  assign \$4  = \$3  & host_re;
-  assign \$8  = layer[20:18] + layer[24:21];
-  assign \$10  = s1_rowbase + s1_index;
-  assign \$11  = s1_rowbase + s1_index;
-  assign \$12  = s4_valid | \$signal$111 ;
-  assign \$13  = s4_valid ? { p[15], p[15], p } : leak_q0;
-  assign \$14  = $signed(acc0) + $signed(\$13 );
-  assign \$15  = s4_valid | \$signal$111 ;
-  assign \$16  = s4_valid ? { \p$126 [15], \p$126 [15], \p$126  } : leak_q1;
-  assign \$17  = $signed(acc1) + $signed(\$16 );
-  assign \$18  = s4_valid | \$signal$111 ;
-  assign \$19  = s4_valid ? { \p$133 [15], \p$133 [15], \p$133  } : leak_q2;
-  assign \$20  = $signed(acc2) + $signed(\$19 );
-  assign \$21  = s4_valid | \$signal$111 ;
-  assign \$22  = s4_valid ? { \p$140 [15], \p$140 [15], \p$140  } : leak_q3;
-  assign \$23  = $signed(acc3) + $signed(\$22 );
-  assign \$24  = s4_valid | \$signal$111 ;
-  assign \$25  = s4_valid ? { \p$147 [15], \p$147 [15], \p$147  } : leak_q4;
-  assign \$26  = $signed(acc4) + $signed(\$25 );
-  assign \$27  = s4_valid | \$signal$111 ;
-  assign \$28  = s4_valid ? { \p$154 [15], \p$154 [15], \p$154  } : leak_q5;
-  assign \$29  = $signed(acc5) + $signed(\$28 );
-  assign \$30  = s4_valid | \$signal$111 ;
-  assign \$31  = s4_valid ? { \p$161 [15], \p$161 [15], \p$161  } : leak_q6;
-  assign \$32  = $signed(acc6) + $signed(\$31 );
-  assign \$33  = s4_valid | \$signal$111 ;
-  assign \$34  = s4_valid ? { \p$168 [15], \p$168 [15], \p$168  } : leak_q7;
-  assign \$35  = $signed(acc7) + $signed(\$34 );
-  assign \$36  = ! { cur, spike_src };
-  assign \$37  = count0 + 1'h1;
-  assign \$38  = { cur, spike_src } == 1'h1;
-  assign \$39  = count1 + 1'h1;
-  assign \$40  = { cur, spike_src } == 2'h2;
-  assign \$41  = count2 + 1'h1;
-  assign \$42  = { cur, spike_src } == 2'h3;
-  assign \$43  = count3 + 1'h1;
-  assign \$44  = { cur, spike_src } == 3'h4;
-  assign \$45  = count4 + 1'h1;
-  assign \$46  = { cur, spike_src } == 3'h5;
-  assign \$47  = count5 + 1'h1;
-  assign \$48  = { cur, spike_src } == 3'h6;
-  assign \$49  = count6 + 1'h1;
-  assign \$50  = { cur, spike_src } == 3'h7;
-  assign \$51  = count7 + 1'h1;
-  assign \$52  = { cur, spike_src } == 4'h8;
-  assign \$53  = count8 + 1'h1;
-  assign \$54  = { cur, spike_src } == 4'h9;
-  assign \$55  = count9 + 1'h1;
-  assign \$56  = { cur, spike_src } == 4'ha;
-  assign \$57  = count10 + 1'h1;
-  assign \$58  = { cur, spike_src } == 4'hb;
-  assign \$59  = count11 + 1'h1;
-  assign \$60  = { cur, spike_src } == 4'hc;
-  assign \$61  = count12 + 1'h1;
-  assign \$62  = { cur, spike_src } == 4'hd;
-  assign \$63  = count13 + 1'h1;
-  assign \$64  = { cur, spike_src } == 4'he;
-  assign \$65  = count14 + 1'h1;
-  assign \$66  = { cur, spike_src } == 4'hf;
-  assign \$67  = count15 + 1'h1;
-  assign \$68  = k + 1'h1;
-  assign \$69  = \$68  == layer[12:8];
-  assign \$70  = input__valid & input__ready;
-  assign \$72  = \$71  + 1'h1;
-  assign \$73  = ~ clear;
-  assign \$74  = in_full & \$73 ;
-  assign \$77  = ~ \$signal$218 ;
-  assign \$78  = ~ \$signal$218 ;
-  assign \$79  = ! num_layers;
-  assign \$80  = e == e_end;
-  assign \$81  = ! \edge [2:0];
-  assign \$82  = ! \edge [2:0];
-  assign \$83  = cur ^ \edge [3];
-  assign \$84  = \$82  ? \$signal$223  : \$83 ;
-  assign \$85  = ! \edge [2:0];
-  assign \$87  = cur ^ \edge [3];
-  assign \$89  = \$85  ? { 1'h0, \$86  } : \$88 ;
-  assign \$91  = k[0] ? \$90  : 9'h000;
-  assign \$93  = k[1] ? \$92  : 9'h000;
-  assign \$94  = \$91  + \$93 ;
-  assign \$96  = k[2] ? \$95  : 11'h000;
-  assign \$98  = k[3] ? \$97  : 11'h000;
-  assign \$99  = \$96  + \$98 ;
-  assign \$100  = \$94  + \$99 ;
-  assign \$102  = k[4] ? \$101  : 15'h0000;
-  assign \$103  = \$100  + \$102 ;
-  assign \$104  = n < cnt;
-  assign \$105  = n + 1'h1;
-  assign \$106  = drain_n != 2'h2;
-  assign \$107  = ~ \$signal ;
-  assign \$108  = ~ s1b_valid;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ s2_valid;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ \$signal$106 ;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = drain_n + 1'h1;
-  assign \$115  = k + 1'h1;
-  assign \$116  = li + 1'h1;
-  assign \$117  = \$116  == num_layers;
-  assign \$118  = li + 1'h1;
-  assign \$119  = ~ cur;
-  assign \$120  = ~ cur;
-  assign \$121  = ~ cur;
-  assign \$122  = ~ cur;
-  assign \$123  = ~ cur;
-  assign \$124  = ~ cur;
-  assign \$125  = ~ busy;
-  assign \$126  = clear & \$125 ;
-  assign \$127  = ~ busy;
-  assign \$128  = \$127  & host_we;
-  assign \$129  = host_addr[16:14] == 3'h4;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! host_addr[13:11];
-  assign \$signature__en  = \$130  & \$131 ;
-  assign \$132  = ~ busy;
-  assign \$133  = \$132  & host_we;
-  assign \$134  = host_addr[16:14] == 2'h2;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = ! host_addr[13:11];
-  assign \$signature__en$242  = \$135  & \$136 ;
-  assign \$137  = ~ busy;
-  assign \$138  = \$137  & host_we;
-  assign \$139  = host_addr[16:14] == 3'h4;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$245  = \$140  & \$141 ;
-  assign \$142  = ~ busy;
-  assign \$143  = \$142  & host_we;
-  assign \$144  = host_addr[16:14] == 2'h2;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = host_addr[13:11] == 1'h1;
-  assign \$signature__en$248  = \$145  & \$146 ;
-  assign \$147  = ~ busy;
-  assign \$148  = \$147  & host_we;
-  assign \$149  = host_addr[16:14] == 3'h4;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$251  = \$150  & \$151 ;
-  assign \$152  = ~ busy;
-  assign \$153  = \$152  & host_we;
-  assign \$154  = host_addr[16:14] == 2'h2;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = host_addr[13:11] == 2'h2;
-  assign \$signature__en$254  = \$155  & \$156 ;
-  assign \$157  = ~ busy;
-  assign \$158  = \$157  & host_we;
-  assign \$159  = host_addr[16:14] == 3'h4;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$257  = \$160  & \$161 ;
-  assign \$162  = ~ busy;
-  assign \$163  = \$162  & host_we;
-  assign \$164  = host_addr[16:14] == 2'h2;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = host_addr[13:11] == 2'h3;
-  assign \$signature__en$260  = \$165  & \$166 ;
-  assign \$167  = ~ busy;
-  assign \$168  = \$167  & host_we;
-  assign \$169  = host_addr[16:14] == 3'h4;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$263  = \$170  & \$171 ;
-  assign \$172  = ~ busy;
-  assign \$173  = \$172  & host_we;
-  assign \$174  = host_addr[16:14] == 2'h2;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = host_addr[13:11] == 3'h4;
-  assign \$signature__en$266  = \$175  & \$176 ;
-  assign \$177  = ~ busy;
-  assign \$178  = \$177  & host_we;
-  assign \$179  = host_addr[16:14] == 3'h4;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$269  = \$180  & \$181 ;
-  assign \$182  = ~ busy;
-  assign \$183  = \$182  & host_we;
-  assign \$184  = host_addr[16:14] == 2'h2;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = host_addr[13:11] == 3'h5;
-  assign \$signature__en$272  = \$185  & \$186 ;
-  assign \$187  = ~ busy;
-  assign \$188  = \$187  & host_we;
-  assign \$189  = host_addr[16:14] == 3'h4;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$275  = \$190  & \$191 ;
-  assign \$192  = ~ busy;
-  assign \$193  = \$192  & host_we;
-  assign \$194  = host_addr[16:14] == 2'h2;
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = host_addr[13:11] == 3'h6;
-  assign \$signature__en$278  = \$195  & \$196 ;
-  assign \$197  = ~ busy;
-  assign \$198  = \$197  & host_we;
-  assign \$199  = host_addr[16:14] == 3'h4;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$281  = \$200  & \$201 ;
-  assign \$202  = ~ busy;
-  assign \$203  = \$202  & host_we;
-  assign \$204  = host_addr[16:14] == 2'h2;
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = host_addr[13:11] == 3'h7;
-  assign \$signature__en$284  = \$205  & \$206 ;
-  assign \$210  = row_wbase + row_offset;
-  assign s1_index = s1_from_input ? input_events_nrw[6:0] : events_nrw[6:0];
-  assign s1_value = s1_from_input ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign row_addr = layer[17:13] + k;
-  assign \$211  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$212  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$213  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$214  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$215  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$216  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$217  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$218  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$219  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$220  = busy ? w_addr_q0 : { 1'h0, host_addr[10:0] };
-  assign \$221  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$222  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$223  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$224  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$225  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$226  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$227  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$228  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$229  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$230  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$231  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$232  = busy ? w_addr_q1 : { 1'h0, host_addr[10:0] };
-  assign \$233  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$234  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign w_data = write_end ? 28'h0000002 : records__payload;
-  assign \$235  = write_end | records__valid;
-  assign w_en = w_rdy & \$235 ;
-  assign spike_src = records__payload[3:2] + 1'h1;
-  assign \$237  = ! records__payload[3:2];
-  assign \$238  = records__payload[3:2] == 1'h1;
-  assign \$239  = records__payload[3:2] == 2'h2;
-  assign \$240  = records__payload[3:2] == 2'h3;
-  assign \$241  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$242  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$243  = host_addr[16:14] == 2'h3;
-  assign \$244  = host_we & \$243 ;
-  assign \$245  = ! host_addr[13:11];
-  assign \$246  = \$244  & \$245 ;
-  assign \$signature__en$410  = busy ? neuron_write : \$246 ;
-  assign \$247  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$248  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$249  = host_addr[16:14] == 2'h3;
-  assign \$250  = host_we & \$249 ;
-  assign \$251  = host_addr[13:11] == 1'h1;
-  assign \$252  = \$250  & \$251 ;
-  assign \$signature__en$414  = busy ? neuron_write : \$252 ;
-  assign \$253  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$254  = busy ? { u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2[15], u_new2 } : { 1'h0, host_wdata };
-  assign \$255  = host_addr[16:14] == 2'h3;
-  assign \$256  = host_we & \$255 ;
-  assign \$257  = host_addr[13:11] == 2'h2;
-  assign \$258  = \$256  & \$257 ;
-  assign \$signature__en$417  = busy ? neuron_write : \$258 ;
-  assign \$259  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$260  = busy ? { u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3[15], u_new3 } : { 1'h0, host_wdata };
-  assign \$261  = host_addr[16:14] == 2'h3;
-  assign \$262  = host_we & \$261 ;
-  assign \$263  = host_addr[13:11] == 2'h3;
-  assign \$264  = \$262  & \$263 ;
-  assign \$signature__en$420  = busy ? neuron_write : \$264 ;
-  assign \$265  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$266  = busy ? { u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4[15], u_new4 } : { 1'h0, host_wdata };
-  assign \$267  = host_addr[16:14] == 2'h3;
-  assign \$268  = host_we & \$267 ;
-  assign \$269  = host_addr[13:11] == 3'h4;
-  assign \$270  = \$268  & \$269 ;
-  assign \$signature__en$423  = busy ? neuron_write : \$270 ;
-  assign \$271  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$272  = busy ? { u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5[15], u_new5 } : { 1'h0, host_wdata };
-  assign \$273  = host_addr[16:14] == 2'h3;
-  assign \$274  = host_we & \$273 ;
-  assign \$275  = host_addr[13:11] == 3'h5;
-  assign \$276  = \$274  & \$275 ;
-  assign \$signature__en$426  = busy ? neuron_write : \$276 ;
-  assign \$277  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$278  = busy ? { u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6[15], u_new6 } : { 1'h0, host_wdata };
-  assign \$279  = host_addr[16:14] == 2'h3;
-  assign \$280  = host_we & \$279 ;
-  assign \$281  = host_addr[13:11] == 3'h6;
-  assign \$282  = \$280  & \$281 ;
-  assign \$signature__en$429  = busy ? neuron_write : \$282 ;
-  assign \$283  = busy ? { 5'h00, row_addr } : host_addr[10:0];
-  assign \$284  = busy ? { u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7[15], u_new7 } : { 1'h0, host_wdata };
-  assign \$285  = host_addr[16:14] == 2'h3;
-  assign \$286  = host_we & \$285 ;
-  assign \$287  = host_addr[13:11] == 3'h7;
-  assign \$288  = \$286  & \$287 ;
-  assign \$signature__en$432  = busy ? neuron_write : \$288 ;
-  assign \$289  = k * 4'h8;
-  assign \$290  = \$289  + 1'h0;
-  assign \$291  = \$290  < layer[7:0];
-  assign \$292  = k * 4'h8;
-  assign \$293  = \$292  + 1'h1;
-  assign \$294  = \$293  < layer[7:0];
-  assign \$295  = k * 4'h8;
-  assign \$296  = \$295  + 2'h2;
-  assign \$297  = \$296  < layer[7:0];
-  assign \$298  = k * 4'h8;
-  assign \$299  = \$298  + 2'h3;
-  assign \$300  = \$299  < layer[7:0];
-  assign \$301  = k * 4'h8;
-  assign \$302  = \$301  + 3'h4;
-  assign \$303  = \$302  < layer[7:0];
-  assign \$304  = k * 4'h8;
-  assign \$305  = \$304  + 3'h5;
-  assign \$306  = \$305  < layer[7:0];
-  assign \$307  = k * 4'h8;
-  assign \$308  = \$307  + 3'h6;
-  assign \$309  = \$308  < layer[7:0];
-  assign \$310  = k * 4'h8;
-  assign \$311  = \$310  + 3'h7;
-  assign \$312  = \$311  < layer[7:0];
-  assign \$313  = ~ in_full;
-  assign \$314  = ~ clear;
-  assign input__ready = \$313  & \$314 ;
-  assign \$315  = input__valid & input__ready;
-  assign \$317  = ! li;
-  assign \$318  = li == 1'h1;
-  assign \$319  = li == 2'h2;
-  assign \$320  = li == 2'h3;
-  assign \$321  = ! li;
-  assign \$322  = li == 1'h1;
-  assign \$323  = li == 2'h2;
-  assign \$324  = li == 2'h3;
-  assign \$325  = ! li;
-  assign \$326  = li == 1'h1;
-  assign \$327  = li == 2'h2;
-  assign \$328  = li == 2'h3;
-  assign \$329  = n < cnt;
-  assign \$330  = ! k;
-  assign \$331  = ! li;
-  assign \$332  = li == 1'h1;
-  assign \$333  = li == 2'h2;
-  assign \$334  = li == 2'h3;
-  assign \$335  = e + 1'h1;
-  assign \$336  = ! li;
-  assign \$337  = li == 1'h1;
-  assign \$338  = li == 2'h2;
-  assign \$339  = li == 2'h3;
-  assign \$340  = ! li;
-  assign \$341  = li == 1'h1;
-  assign \$342  = li == 2'h2;
-  assign \$343  = li == 2'h3;
-  assign \$344  = ! li;
-  assign \$345  = li == 1'h1;
-  assign \$346  = li == 2'h2;
-  assign \$347  = li == 2'h3;
-  assign \$348  = spikes & valid_q;
-  assign \$349  = layer[44] ? valid_q : \$348 ;
-  assign \$350  = k * 4'h8;
-  assign \$351  = ~ busy;
-  assign \$352  = clear & \$351 ;
-  assign \$353  = ! fsm_state;
-  assign \$354  = fsm_state == 1'h1;
-  assign \$355  = fsm_state == 2'h2;
-  assign \$356  = fsm_state == 2'h3;
-  assign \$357  = fsm_state == 3'h4;
-  assign \$358  = fsm_state == 3'h5;
-  assign \$359  = fsm_state == 3'h6;
-  assign \$360  = fsm_state == 3'h7;
-  assign \$361  = fsm_state == 4'h8;
-  assign \$362  = fsm_state == 4'h9;
-  always @(posedge clk)
-    events_nrw <= port__data;
-  always @(posedge clk)
-    input_events_nrw <= \port__data$19 ;
-  always @(posedge clk)
-    weights0_nrw <= \port__data$21 ;
-  always @(posedge clk)
-    params0_nrw <= \port__data$23 ;
-  always @(posedge clk)
-    membranes0_nrw <= \port__data$25 ;
-  always @(posedge clk)
-    weights1_nrw <= \port__data$27 ;
-  always @(posedge clk)
-    params1_nrw <= \port__data$29 ;
-  always @(posedge clk)
-    membranes1_nrw <= \port__data$31 ;
-  always @(posedge clk)
-    weights2_nrw <= \port__data$33 ;
-  always @(posedge clk)
-    params2_nrw <= \port__data$35 ;
-  always @(posedge clk)
-    membranes2_nrw <= \port__data$37 ;
-  always @(posedge clk)
-    weights3_nrw <= \port__data$39 ;
-  always @(posedge clk)
-    params3_nrw <= \port__data$41 ;
-  always @(posedge clk)
-    membranes3_nrw <= \port__data$43 ;
-  always @(posedge clk)
-    weights4_nrw <= \port__data$45 ;
-  always @(posedge clk)
-    params4_nrw <= \port__data$47 ;
-  always @(posedge clk)
-    membranes4_nrw <= \port__data$49 ;
-  always @(posedge clk)
-    weights5_nrw <= \port__data$51 ;
-  always @(posedge clk)
-    params5_nrw <= \port__data$53 ;
-  always @(posedge clk)
-    membranes5_nrw <= \port__data$55 ;
-  always @(posedge clk)
-    weights6_nrw <= \port__data$57 ;
-  always @(posedge clk)
-    params6_nrw <= \port__data$59 ;
-  always @(posedge clk)
-    membranes6_nrw <= \port__data$61 ;
-  always @(posedge clk)
-    weights7_nrw <= \port__data$63 ;
-  always @(posedge clk)
-    params7_nrw <= \port__data$65 ;
-  always @(posedge clk)
-    membranes7_nrw <= \port__data$67 ;
-  always @(posedge clk)
-    layer0 <= \$363 ;
-  always @(posedge clk)
-    layer1 <= \$364 ;
-  always @(posedge clk)
-    layer2 <= \$365 ;
-  always @(posedge clk)
-    layer3 <= \$366 ;
-  always @(posedge clk)
-    edge0 <= \$367 ;
-  always @(posedge clk)
-    edge1 <= \$368 ;
-  always @(posedge clk)
-    edge2 <= \$369 ;
-  always @(posedge clk)
-    edge3 <= \$370 ;
-  always @(posedge clk)
-    edge4 <= \$371 ;
-  always @(posedge clk)
-    edge5 <= \$372 ;
-  always @(posedge clk)
-    edge6 <= \$373 ;
-  always @(posedge clk)
-    edge7 <= \$374 ;
-  always @(posedge clk)
-    num_layers <= \$375 ;
-  always @(posedge clk)
-    host_rvalid <= \$376 ;
-  always @(posedge clk)
-    rd_region <= \$377 ;
-  always @(posedge clk)
-    rd_lane <= \$378 ;
-  always @(posedge clk)
-    rd_reg <= \$379 ;
-  always @(posedge clk)
-    layer <= \$380 ;
-  always @(posedge clk)
-    e_end <= \$381 ;
-  always @(posedge clk)
-    e <= \$382 ;
-  always @(posedge clk)
-    \edge  <= \$383 ;
-  always @(posedge clk)
-    w_addr_q0 <= \$10 [11:0];
-  always @(posedge clk)
-    w_addr_q1 <= \$11 [11:0];
-  always @(posedge clk)
-    \$signal  <= \$384 ;
-  \npu_core_digits.counters  counters (
-    .clear(\clear$443 ),
-    .clk(clk),
-    .inc(inc),
-    .raddr(host_addr[4:0]),
-    .re(host_re),
-    .rst(rst),
-    .total(rdata)
-  );
-  \npu_core_digits.leak0  leak0 (
-    .alpha(alpha_q0),
-    .bias(bias_q0),
-    .leak(leak),
-    .u(u_q0)
-  );
-  \npu_core_digits.leak1  leak1 (
-    .alpha(alpha_q1),
-    .bias(bias_q1),
-    .leak(\leak$124 ),
-    .u(u_q1)
-  );
-  \npu_core_digits.leak2  leak2 (
-    .alpha(alpha_q2),
-    .bias(bias_q2),
-    .leak(\leak$131 ),
-    .u(u_q2)
-  );
-  \npu_core_digits.leak3  leak3 (
-    .alpha(alpha_q3),
-    .bias(bias_q3),
-    .leak(\leak$138 ),
-    .u(u_q3)
-  );
-  \npu_core_digits.leak4  leak4 (
-    .alpha(alpha_q4),
-    .bias(bias_q4),
-    .leak(\leak$145 ),
-    .u(u_q4)
-  );
-  \npu_core_digits.leak5  leak5 (
-    .alpha(alpha_q5),
-    .bias(bias_q5),
-    .leak(\leak$152 ),
-    .u(u_q5)
-  );
-  \npu_core_digits.leak6  leak6 (
-    .alpha(alpha_q6),
-    .bias(bias_q6),
-    .leak(\leak$159 ),
-    .u(u_q6)
-  );
-  \npu_core_digits.leak7  leak7 (
-    .alpha(alpha_q7),
-    .bias(bias_q7),
-    .leak(\leak$166 ),
-    .u(u_q7)
-  );
-  \npu_core_digits.neuron0  neuron0 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(spike),
-    .theta(params0_nrw[24:9]),
-    .total(acc0),
-    .u_new(u_new)
-  );
-  \npu_core_digits.neuron1  neuron1 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$192 ),
-    .theta(params1_nrw[24:9]),
-    .total(acc1),
-    .u_new(\u_new$194 )
-  );
-  \npu_core_digits.neuron2  neuron2 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$195 ),
-    .theta(params2_nrw[24:9]),
-    .total(acc2),
-    .u_new(\u_new$197 )
-  );
-  \npu_core_digits.neuron3  neuron3 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$198 ),
-    .theta(params3_nrw[24:9]),
-    .total(acc3),
-    .u_new(\u_new$200 )
-  );
-  \npu_core_digits.neuron4  neuron4 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$201 ),
-    .theta(params4_nrw[24:9]),
-    .total(acc4),
-    .u_new(\u_new$203 )
-  );
-  \npu_core_digits.neuron5  neuron5 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$204 ),
-    .theta(params5_nrw[24:9]),
-    .total(acc5),
-    .u_new(\u_new$206 )
-  );
-  \npu_core_digits.neuron6  neuron6 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$207 ),
-    .theta(params6_nrw[24:9]),
-    .total(acc6),
-    .u_new(\u_new$209 )
-  );
-  \npu_core_digits.neuron7  neuron7 (
-    .\port$1546$25 (layer[43:25]),
-    .spike(\spike$210 ),
-    .theta(params7_nrw[24:9]),
-    .total(acc7),
-    .u_new(\u_new$212 )
-  );
-  \npu_core_digits.out_fifo  out_fifo (
-    .clk(clk),
-    .r_data(output__payload),
-    .r_en(output__ready),
-    .r_rdy(output__valid),
-    .rst(rst),
-    .w_en(w_en),
-    .w_port__data(w_data),
-    .w_rdy(w_rdy)
-  );
-  \npu_core_digits.product0  product0 (
+  assign \port__data$30  = weights7[\$34 [10:0]];
+  always @(posedge clk)
+    s1_rowbase <= \$41 ;
+  always @(posedge clk)
+    w_addr_q0 <= \$1 [11:0];
+  always @(posedge clk)
+    w_addr_q1 <= \$2 [11:0];
+  always @(posedge clk)
+    \$signal  <= \$42 ;
+  always @(posedge clk)
+    \$signal$9  <= \$43 ;
+  always @(posedge clk)
+    s1b_x <= ev[14:7];
+  always @(posedge clk)
+    s2_valid <= \$44 ;
+  always @(posedge clk)
+    s2_x <= \$45 ;
+  always @(posedge clk)
+    \$signal$13  <= \$46 ;
+  always @(posedge clk)
+    s4_valid <= \$47 ;
+  always @(posedge clk)
+    weights0_nrw <= port__data;
+  always @(posedge clk)
+    weights1_nrw <= \port__data$18 ;
+  always @(posedge clk)
+    weights2_nrw <= \port__data$20 ;
+  always @(posedge clk)
+    weights3_nrw <= \port__data$22 ;
+  always @(posedge clk)
+    weights4_nrw <= \port__data$24 ;
+  always @(posedge clk)
+    weights5_nrw <= \port__data$26 ;
+  always @(posedge clk)
+    weights6_nrw <= \port__data$28 ;
+  always @(posedge clk)
+    weights7_nrw <= \port__data$30 ;
+  assign \$1  = s1_rowbase + ev[6:0];
+  assign \$2  = s1_rowbase + ev[6:0];
+  assign \$3  = views[60:58] == 3'h4;
+  assign \$4  = views[56] & \$3 ;
+  assign \$5  = ! views[63:61];
+  assign wr__en = \$4  & \$5 ;
+  assign \$6  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$7  = views[60:58] == 3'h4;
+  assign \$8  = views[56] & \$7 ;
+  assign \$9  = views[63:61] == 1'h1;
+  assign \wr__en$44  = \$8  & \$9 ;
+  assign \$10  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$11  = views[60:58] == 3'h4;
+  assign \$12  = views[56] & \$11 ;
+  assign \$13  = views[63:61] == 2'h2;
+  assign \wr__en$51  = \$12  & \$13 ;
+  assign \$14  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$15  = views[60:58] == 3'h4;
+  assign \$16  = views[56] & \$15 ;
+  assign \$17  = views[63:61] == 2'h3;
+  assign \wr__en$58  = \$16  & \$17 ;
+  assign \$18  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$19  = views[124:122] == 3'h4;
+  assign \$20  = views[120] & \$19 ;
+  assign \$21  = views[127:125] == 3'h4;
+  assign \wr__en$65  = \$20  & \$21 ;
+  assign \$22  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$23  = views[124:122] == 3'h4;
+  assign \$24  = views[120] & \$23 ;
+  assign \$25  = views[127:125] == 3'h5;
+  assign \wr__en$72  = \$24  & \$25 ;
+  assign \$26  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$27  = views[124:122] == 3'h4;
+  assign \$28  = views[120] & \$27 ;
+  assign \$29  = views[127:125] == 3'h6;
+  assign \wr__en$79  = \$28  & \$29 ;
+  assign \$30  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$31  = views[124:122] == 3'h4;
+  assign \$32  = views[120] & \$31 ;
+  assign \$33  = views[127:125] == 3'h7;
+  assign \wr__en$86  = \$32  & \$33 ;
+  assign \$34  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$35  = ~ \$signal ;
+  assign \$36  = ~ \$signal$9 ;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ s2_valid;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = ~ \$signal$13 ;
+  assign drained = \$39  & \$40 ;
+  \npu_core_digits.synapse.product0  product0 (
     .a(weights0_nrw),
     .b(s2_x),
     .clk(clk),
     .p_q(p),
     .rst(rst)
   );
-  \npu_core_digits.product1  product1 (
+  \npu_core_digits.synapse.product1  product1 (
     .a(weights1_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$126 ),
+    .p_q(\p$48 ),
     .rst(rst)
   );
-  \npu_core_digits.product2  product2 (
+  \npu_core_digits.synapse.product2  product2 (
     .a(weights2_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$133 ),
+    .p_q(\p$55 ),
     .rst(rst)
   );
-  \npu_core_digits.product3  product3 (
+  \npu_core_digits.synapse.product3  product3 (
     .a(weights3_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$140 ),
+    .p_q(\p$62 ),
     .rst(rst)
   );
-  \npu_core_digits.product4  product4 (
+  \npu_core_digits.synapse.product4  product4 (
     .a(weights4_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$147 ),
+    .p_q(\p$69 ),
     .rst(rst)
   );
-  \npu_core_digits.product5  product5 (
+  \npu_core_digits.synapse.product5  product5 (
     .a(weights5_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$154 ),
+    .p_q(\p$76 ),
     .rst(rst)
   );
-  \npu_core_digits.product6  product6 (
+  \npu_core_digits.synapse.product6  product6 (
     .a(weights6_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$161 ),
+    .p_q(\p$83 ),
     .rst(rst)
   );
-  \npu_core_digits.product7  product7 (
+  \npu_core_digits.synapse.product7  product7 (
     .a(weights7_nrw),
     .b(s2_x),
     .clk(clk),
-    .p_q(\p$168 ),
+    .p_q(\p$90 ),
     .rst(rst)
   );
-  \npu_core_digits.router  router (
-    .\base$34 (base),
-    .can_load(can_load),
-    .clk(clk),
-    .\emit_values$36 (emit_values),
-    .\event (\event ),
-    .free(free),
-    .\layer$35 (\layer$440 ),
-    .load(load),
-    .out_valid(records__valid),
-    .records__payload(records__payload),
-    .records__ready(w_rdy),
-    .rst(rst),
-    .send(send),
-    .\spikes$33 (\spikes$438 ),
-    .values(values)
-  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$386  = s1b_valid;
-    if (rst) begin
-      \$386  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$387  = s1b_x;
-    if (rst) begin
-      \$387  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$388  = s1_rowbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$41  = s1_rowbase;
     if (issue) begin
-      \$388  = \$210 [11:0];
+      \$41  = rowbase;
     end
     if (rst) begin
-      \$388  = 12'h000;
+      \$41  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$389  = s1_from_input;
-    if (issue) begin
-      \$389  = \$signal$105 ;
-    end
-    if (rst) begin
-      \$389  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$390  = s2_valid;
-    if (rst) begin
-      \$390  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$391  = \$signal$106 ;
-    if (rst) begin
-      \$391  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$392  = \$signal$109 ;
-    if (rst) begin
-      \$392  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$393  = \$signal$108 ;
-    if (rst) begin
-      \$393  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$394  = \$signal$110 ;
-    if (rst) begin
-      \$394  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$395  = \$signal$111 ;
-    if (rst) begin
-      \$395  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$396  = leak;
-    if (rst) begin
-      \$396  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$397  = acc0;
-    if (\$12 ) begin
-      \$397  = \$14 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$397  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$397  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$398  = \leak$124 ;
-    if (rst) begin
-      \$398  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$399  = acc1;
-    if (\$15 ) begin
-      \$399  = \$17 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$399  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$399  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$400  = \leak$131 ;
-    if (rst) begin
-      \$400  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$401  = acc2;
-    if (\$18 ) begin
-      \$401  = \$20 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$401  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$401  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$402  = \leak$138 ;
-    if (rst) begin
-      \$402  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$403  = acc3;
-    if (\$21 ) begin
-      \$403  = \$23 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$403  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$403  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$404  = \leak$145 ;
-    if (rst) begin
-      \$404  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$405  = acc4;
-    if (\$24 ) begin
-      \$405  = \$26 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$405  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$405  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$406  = \leak$152 ;
-    if (rst) begin
-      \$406  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$407  = acc5;
-    if (\$27 ) begin
-      \$407  = \$29 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$407  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$407  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$408  = \leak$159 ;
-    if (rst) begin
-      \$408  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$409  = acc6;
-    if (\$30 ) begin
-      \$409  = \$32 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$409  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$409  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$410  = \leak$166 ;
-    if (rst) begin
-      \$410  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$411  = acc7;
-    if (\$33 ) begin
-      \$411  = \$35 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$411  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$411  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$412  = count0;
-    if (\event ) begin
-      if (\$36 ) begin
-        \$412  = \$37 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$119 , 3'h0 })
-              4'h0:
-                  \$412  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$412  = 8'h00;
-    end
-    if (rst) begin
-      \$412  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$413  = count1;
-    if (\event ) begin
-      if (\$38 ) begin
-        \$413  = \$39 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$120 , 3'h1 })
-              4'h1:
-                  \$413  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$413  = 8'h00;
-    end
-    if (rst) begin
-      \$413  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$414  = count2;
-    if (\event ) begin
-      if (\$40 ) begin
-        \$414  = \$41 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$121 , 3'h2 })
-              4'h2:
-                  \$414  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$414  = 8'h00;
-    end
-    if (rst) begin
-      \$414  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$415  = count3;
-    if (\event ) begin
-      if (\$42 ) begin
-        \$415  = \$43 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$122 , 3'h3 })
-              4'h3:
-                  \$415  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$415  = 8'h00;
-    end
-    if (rst) begin
-      \$415  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$416  = count4;
-    if (\event ) begin
-      if (\$44 ) begin
-        \$416  = \$45 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$123 , 3'h4 })
-              4'h4:
-                  \$416  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$416  = 8'h00;
-    end
-    if (rst) begin
-      \$416  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$417  = count5;
-    if (\event ) begin
-      if (\$46 ) begin
-        \$417  = \$47 [7:0];
-      end
-    end
-    if (\$126 ) begin
-      \$417  = 8'h00;
-    end
-    if (rst) begin
-      \$417  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$418  = count6;
-    if (\event ) begin
-      if (\$48 ) begin
-        \$418  = \$49 [7:0];
-      end
-    end
-    if (\$126 ) begin
-      \$418  = 8'h00;
-    end
-    if (rst) begin
-      \$418  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$419  = count7;
-    if (\event ) begin
-      if (\$50 ) begin
-        \$419  = \$51 [7:0];
-      end
-    end
-    if (\$126 ) begin
-      \$419  = 8'h00;
-    end
-    if (rst) begin
-      \$419  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$420  = count8;
-    if (\event ) begin
-      if (\$52 ) begin
-        \$420  = \$53 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$119 , 3'h0 })
-              4'h0:
-                  /* empty */;
-              4'h8:
-                  \$420  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$420  = 8'h00;
-    end
-    if (rst) begin
-      \$420  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$421  = count9;
-    if (\event ) begin
-      if (\$54 ) begin
-        \$421  = \$55 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$120 , 3'h1 })
-              4'h1:
-                  /* empty */;
-              4'h9:
-                  \$421  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$421  = 8'h00;
-    end
-    if (rst) begin
-      \$421  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$422  = count10;
-    if (\event ) begin
-      if (\$56 ) begin
-        \$422  = \$57 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$121 , 3'h2 })
-              4'h2:
-                  /* empty */;
-              4'ha:
-                  \$422  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$422  = 8'h00;
-    end
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$423  = count11;
-    if (\event ) begin
-      if (\$58 ) begin
-        \$423  = \$59 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$122 , 3'h3 })
-              4'h3:
-                  /* empty */;
-              4'hb:
-                  \$423  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$423  = 8'h00;
-    end
-    if (rst) begin
-      \$423  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$424  = count12;
-    if (\event ) begin
-      if (\$60 ) begin
-        \$424  = \$61 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$123 , 3'h4 })
-              4'h4:
-                  /* empty */;
-              4'hc:
-                  \$424  = 8'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$424  = 8'h00;
-    end
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$425  = count13;
-    if (\event ) begin
-      if (\$62 ) begin
-        \$425  = \$63 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$126 ) begin
-      \$425  = 8'h00;
-    end
-    if (rst) begin
-      \$425  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$426  = count14;
-    if (\event ) begin
-      if (\$64 ) begin
-        \$426  = \$65 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$126 ) begin
-      \$426  = 8'h00;
-    end
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$427  = count15;
-    if (\event ) begin
-      if (\$66 ) begin
-        \$427  = \$67 [7:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$126 ) begin
-      \$427  = 8'h00;
-    end
-    if (rst) begin
-      \$427  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$428 [0] = spike;
-    \$428 [1] = \spike$192 ;
-    \$428 [2] = \spike$195 ;
-    \$428 [3] = \spike$198 ;
-    \$428 [4] = \spike$201 ;
-    \$428 [5] = \spike$204 ;
-    \$428 [6] = \spike$207 ;
-    \$428 [7] = \spike$210 ;
-    if (rst) begin
-      \$428  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$429  = u_new;
-    if (rst) begin
-      \$429  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$430  = \u_new$194 ;
-    if (rst) begin
-      \$430  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$431  = \u_new$197 ;
-    if (rst) begin
-      \$431  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$432  = \u_new$200 ;
-    if (rst) begin
-      \$432  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$433  = \u_new$203 ;
-    if (rst) begin
-      \$433  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$434  = \u_new$206 ;
-    if (rst) begin
-      \$434  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$435  = \u_new$209 ;
-    if (rst) begin
-      \$435  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$436  = \u_new$212 ;
-    if (rst) begin
-      \$436  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$437  = valid_lanes;
-    if (rst) begin
-      \$437  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$438  = \$69 ;
-    if (rst) begin
-      \$438  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$439  = in_full;
-    if (\$70 ) begin
-      if (input__payload[15]) begin
-        \$439  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$439  = 1'h0;
-          end
-    endcase
-    if (\$126 ) begin
-      \$439  = 1'h0;
-    end
-    if (rst) begin
-      \$439  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$440  = in_count0;
-    if (\$70 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        casez (\$signal$218 )
-          1'h0:
-              \$440  = \$72 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            casez (\$78 )
-              1'h0:
-                  \$440  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$440  = 7'h00;
-    end
-    if (rst) begin
-      \$440  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$441  = in_count1;
-    if (\$70 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$218 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$441  = \$72 [6:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$78 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$441  = 7'h00;
-            endcase
-          end
-    endcase
-    if (\$126 ) begin
-      \$441  = 7'h00;
-    end
-    if (rst) begin
-      \$441  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$442  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$442  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$117 ) begin
-            end else begin
-              \$442  = \$118 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$442  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$443  = \$signal$223 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$443  = \$signal$218 ;
-          end
-    endcase
-    if (rst) begin
-      \$443  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$444  = \$signal$218 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            \$444  = \$77 ;
-          end
-    endcase
-    if (\$126 ) begin
-      \$444  = 1'h0;
-    end
-    if (rst) begin
-      \$444  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$445  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$76 ) begin
-            (* full_case = 32'd1 *)
-            if (\$79 ) begin
-              \$445  = 4'h1;
-            end else begin
-              \$445  = 4'h2;
-            end
-          end
-      4'h2:
-          \$445  = 4'h3;
-      4'h3:
-          \$445  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-            \$445  = 4'h5;
-          end else begin
-            \$445  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$104 ) begin
-          end else begin
-            \$445  = 4'h4;
-          end
-      4'h5:
-          if (\$106 ) begin
-          end else if (\$113 ) begin
-            \$445  = 4'h7;
-          end
-      4'h7:
-          \$445  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$445  = 4'h9;
-            end else begin
-              \$445  = 4'h3;
-            end
-          end
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$117 ) begin
-              \$445  = 4'h1;
-            end else begin
-              \$445  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$445  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$445  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$446  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$446  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$446  = \$115 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$446  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$447  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$447  = \edge [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$447  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$448  = \$signal$105 ;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$448  = \$81 ;
-          end
-    endcase
-    if (rst) begin
-      \$448  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$449  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$449  = \$84 ;
-          end
-    endcase
-    if (rst) begin
-      \$449  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$450  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$450  = 8'h00;
-          end
-      4'h6:
-          if (\$104 ) begin
-            \$450  = \$105 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$450  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$451  = \$89 ;
-          end
-    endcase
-    if (rst) begin
-      \$451  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$452  = \edge [14:4];
-          end
-    endcase
-    if (rst) begin
-      \$452  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$80 ) begin
-          end else begin
-            \$453  = \$103 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$453  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = drain_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          if (\$106 ) begin
-            \$454  = \$114 [1:0];
-          end else if (\$113 ) begin
-            \$454  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$454  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = cur;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$455  = \$124 ;
-          end
-    endcase
-    if (\$126 ) begin
-      \$455  = 1'h0;
-    end
-    if (rst) begin
-      \$455  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_region)
-      3'h4:
-          host_rdata = { 37'h0000000000, \$207  };
-      3'h2:
-          host_rdata = { 4'h0, \$208  };
-      3'h3:
-          host_rdata = { 29'h00000000, \$209  };
-      3'h5:
-          host_rdata = { 13'h0000, rdata };
-      default:
-          host_rdata = rd_reg;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__addr = 11'h000;
-    if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$236  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__data = 15'h0000;
-    if (\event ) begin
-      ev_wr__data[6:0] = records__payload[10:4];
-      ev_wr__data[14:7] = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    ev_wr__en = 1'h0;
-    if (\event ) begin
-      ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    inc = 18'h00000;
-    if (\event ) begin
-      if (\$237 ) begin
-        inc[3] = 1'h1;
-      end
-      if (\$238 ) begin
-        inc[7] = 1'h1;
-      end
-      if (\$239 ) begin
-        inc[11] = 1'h1;
-      end
-      if (\$240 ) begin
-        inc[15] = 1'h1;
-      end
-    end
-    if (busy) begin
-      inc[16] = 1'h1;
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-        begin
-          if (\$317 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$318 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$319 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$320 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h4:
-        begin
-          if (\$321 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$322 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$323 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$324 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h6:
-        begin
-          if (\$325 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$326 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$327 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$328 ) begin
-            inc[12] = 1'h1;
-          end
-          if (\$329 ) begin
-            if (\$330 ) begin
-              if (\$331 ) begin
-                inc[2] = 1'h1;
-              end
-              if (\$332 ) begin
-                inc[6] = 1'h1;
-              end
-              if (\$333 ) begin
-                inc[10] = 1'h1;
-              end
-              if (\$334 ) begin
-                inc[14] = 1'h1;
-              end
-            end
-          end
-        end
-      4'h5:
-        begin
-          if (\$336 ) begin
-            inc[0] = 1'h1;
-          end
-          if (\$337 ) begin
-            inc[4] = 1'h1;
-          end
-          if (\$338 ) begin
-            inc[8] = 1'h1;
-          end
-          if (\$339 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h7:
-        begin
-          if (\$340 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$341 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$342 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$343 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      4'h8:
-        begin
-          if (\$344 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$345 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$346 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$347 ) begin
-            inc[13] = 1'h1;
-          end
-        end
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            inc[17] = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__addr = 8'h00;
-    if (\$315 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__addr = { \$signal$218 , \$316  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__data = 15'h0000;
-    if (\$315 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__data[6:0] = input__payload[6:0];
-        in_wr__data[14:7] = input__payload[14:7];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    in_wr__en = 1'h0;
-    if (\$315 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    busy = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
-      4'h4:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h8:
-          busy = 1'h1;
-      4'h9:
-          busy = 1'h1;
-      4'h1:
-          busy = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$signal$109  = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signal$109  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    e_set = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          e_set = 1'h1;
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$329 ) begin
-          end else begin
-            e_set = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    e_new = 4'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          e_new = { 1'h0, layer[20:18] };
-      4'h4:
-          /* empty */;
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$329 ) begin
-          end else begin
-            e_new = \$335 [3:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    issue = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          if (\$329 ) begin
-            issue = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    neuron_write = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            neuron_write = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    send = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            send = \$349 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \spikes$438  = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            \spikes$438  = spikes;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    base = 8'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            base = \$350 [7:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \layer$440  = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            \layer$440  = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            emit_values = layer[44];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    values = 128'h00000000000000000000000000000000;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            values[15:0] = u_new0;
-            values[31:16] = u_new1;
-            values[47:32] = u_new2;
-            values[63:48] = u_new3;
-            values[79:64] = u_new4;
-            values[95:80] = u_new5;
-            values[111:96] = u_new6;
-            values[127:112] = u_new7;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    write_end = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          write_end = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \clear$443  = 1'h0;
-    if (\$352 ) begin
-      \clear$443  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (host_addr[1:0])
-      2'h0:
-          \$5  = layer0;
-      2'h1:
-          \$5  = layer1;
-      2'h2:
-          \$5  = layer2;
-      2'h3:
-          \$5  = layer3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (host_addr[2:0])
-      3'h0:
-          \$6  = edge0;
-      3'h1:
-          \$6  = edge1;
-      3'h2:
-          \$6  = edge2;
-      3'h3:
-          \$6  = edge3;
-      3'h4:
-          \$6  = edge4;
-      3'h5:
-          \$6  = edge5;
-      3'h6:
-          \$6  = edge6;
-      3'h7:
-          \$6  = edge7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (li)
-      2'h0:
-          \$7  = layer0;
-      2'h1:
-          \$7  = layer1;
-      2'h2:
-          \$7  = layer2;
-      2'h3:
-          \$7  = layer3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (e_new[2:0])
-      3'h0:
-          \$9  = edge0;
-      3'h1:
-          \$9  = edge1;
-      3'h2:
-          \$9  = edge2;
-      3'h3:
-          \$9  = edge3;
-      3'h4:
-          \$9  = edge4;
-      3'h5:
-          \$9  = edge5;
-      3'h6:
-          \$9  = edge6;
-      3'h7:
-          \$9  = edge7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$218 )
-      1'h0:
-          \$71  = in_count0;
-      1'h1:
-          \$71  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$223 )
-      1'h0:
-          \$86  = in_count0;
-      1'h1:
-          \$86  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$87 , \edge [2:0] })
-      4'h0:
-          \$88  = count0;
-      4'h1:
-          \$88  = count1;
-      4'h2:
-          \$88  = count2;
-      4'h3:
-          \$88  = count3;
-      4'h4:
-          \$88  = count4;
-      4'h5:
-          \$88  = count5;
-      4'h6:
-          \$88  = count6;
-      4'h7:
-          \$88  = count7;
-      4'h8:
-          \$88  = count8;
-      4'h9:
-          \$88  = count9;
-      4'ha:
-          \$88  = count10;
-      4'hb:
-          \$88  = count11;
-      4'hc:
-          \$88  = count12;
-      4'hd:
-          \$88  = count13;
-      4'he:
-          \$88  = count14;
-      4'hf:
-          \$88  = count15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$207  = weights0_nrw;
-      3'h1:
-          \$207  = weights1_nrw;
-      3'h2:
-          \$207  = weights2_nrw;
-      3'h3:
-          \$207  = weights3_nrw;
-      3'h4:
-          \$207  = weights4_nrw;
-      3'h5:
-          \$207  = weights5_nrw;
-      3'h6:
-          \$207  = weights6_nrw;
-      3'h7:
-          \$207  = weights7_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$208  = params0_nrw;
-      3'h1:
-          \$208  = params1_nrw;
-      3'h2:
-          \$208  = params2_nrw;
-      3'h3:
-          \$208  = params3_nrw;
-      3'h4:
-          \$208  = params4_nrw;
-      3'h5:
-          \$208  = params5_nrw;
-      3'h6:
-          \$208  = params6_nrw;
-      3'h7:
-          \$208  = params7_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      3'h0:
-          \$209  = membranes0_nrw;
-      3'h1:
-          \$209  = membranes1_nrw;
-      3'h2:
-          \$209  = membranes2_nrw;
-      3'h3:
-          \$209  = membranes3_nrw;
-      3'h4:
-          \$209  = membranes4_nrw;
-      3'h5:
-          \$209  = membranes5_nrw;
-      3'h6:
-          \$209  = membranes6_nrw;
-      3'h7:
-          \$209  = membranes7_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      4'h0:
-          \$236  = count0[6:0];
-      4'h1:
-          \$236  = count1[6:0];
-      4'h2:
-          \$236  = count2[6:0];
-      4'h3:
-          \$236  = count3[6:0];
-      4'h4:
-          \$236  = count4[6:0];
-      4'h5:
-          \$236  = count5[6:0];
-      4'h6:
-          \$236  = count6[6:0];
-      4'h7:
-          \$236  = count7[6:0];
-      4'h8:
-          \$236  = count8[6:0];
-      4'h9:
-          \$236  = count9[6:0];
-      4'ha:
-          \$236  = count10[6:0];
-      4'hb:
-          \$236  = count11[6:0];
-      4'hc:
-          \$236  = count12[6:0];
-      4'hd:
-          \$236  = count13[6:0];
-      4'he:
-          \$236  = count14[6:0];
-      4'hf:
-          \$236  = count15[6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$218 )
-      1'h0:
-          \$316  = in_count0;
-      1'h1:
-          \$316  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$363  = layer0;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$363  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$363  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$364  = layer1;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$364  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$364  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$365  = layer2;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$365  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$365  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$366  = layer3;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$366  = host_wdata;
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$366  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$367  = edge0;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  \$367  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$367  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$368  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  \$368  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$368  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$369  = edge2;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  \$369  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$369  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$370  = edge3;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  \$370  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$370  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$371  = edge4;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  \$371  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$371  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$372  = edge5;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  \$372  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$372  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$373  = edge6;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  \$373  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$373  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$374  = edge7;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[2:0])
-              3'h0:
-                  /* empty */;
-              3'h1:
-                  /* empty */;
-              3'h2:
-                  /* empty */;
-              3'h3:
-                  /* empty */;
-              3'h4:
-                  /* empty */;
-              3'h5:
-                  /* empty */;
-              3'h6:
-                  /* empty */;
-              3'h7:
-                  \$374  = host_wdata[22:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$374  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$375  = num_layers;
-    if (\$2 ) begin
-      casez (host_addr[16:14])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$375  = host_wdata[2:0];
-      endcase
-    end
-    if (rst) begin
-      \$375  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$376  = \$4 ;
-    if (rst) begin
-      \$376  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$377  = host_addr[16:14];
-    if (rst) begin
-      \$377  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$378  = host_addr[13:11];
-    if (rst) begin
-      \$378  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$379  = rd_reg;
-    casez (host_addr[16:14])
-      3'h0:
-          \$379  = \$5 ;
-      3'h1:
-          \$379  = { 22'h000000, \$6  };
-      3'h6:
-          \$379  = { 42'h00000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$379  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$380  = \$7 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$42  = issue;
     if (rst) begin
-      \$380  = 45'h000000000000;
+      \$42  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$381  = \$8 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$43  = \$signal ;
     if (rst) begin
-      \$381  = 4'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$382  = e;
-    if (e_set) begin
-      \$382  = e_new;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$44  = \$signal$9 ;
     if (rst) begin
-      \$382  = 4'h0;
+      \$44  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$383  = \edge ;
-    if (e_set) begin
-      \$383  = \$9 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$45  = s1b_x;
     if (rst) begin
-      \$383  = 23'h000000;
+      \$45  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$384  = issue;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$46  = s2_valid;
     if (rst) begin
-      \$384  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$385  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$47  = \$signal$13 ;
     if (rst) begin
-      \$385  = 1'h0;
+      \$47  = 1'h0;
     end
   end
-  assign \busy$68  = busy;
-  assign rowbase = \$210 [11:0];
-  assign host_req = 1'h0;
-  assign r_data = output__payload;
-  assign r_rdy = output__valid;
-  assign r_en = output__ready;
-  assign \$signature__addr  = host_addr[10:0];
-  assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$240  = host_addr[4:0];
-  assign \$signature__data$241  = host_wdata[40:0];
-  assign \$signature__addr$243  = host_addr[10:0];
-  assign \$signature__data$244  = host_wdata[7:0];
-  assign \$signature__addr$246  = host_addr[4:0];
-  assign \$signature__data$247  = host_wdata[40:0];
-  assign \$signature__addr$249  = host_addr[10:0];
-  assign \$signature__data$250  = host_wdata[7:0];
-  assign \$signature__addr$252  = host_addr[4:0];
-  assign \$signature__data$253  = host_wdata[40:0];
-  assign \$signature__addr$255  = host_addr[10:0];
-  assign \$signature__data$256  = host_wdata[7:0];
-  assign \$signature__addr$258  = host_addr[4:0];
-  assign \$signature__data$259  = host_wdata[40:0];
-  assign \$signature__addr$261  = host_addr[10:0];
-  assign \$signature__data$262  = host_wdata[7:0];
-  assign \$signature__addr$264  = host_addr[4:0];
-  assign \$signature__data$265  = host_wdata[40:0];
-  assign \$signature__addr$267  = host_addr[10:0];
-  assign \$signature__data$268  = host_wdata[7:0];
-  assign \$signature__addr$270  = host_addr[4:0];
-  assign \$signature__data$271  = host_wdata[40:0];
-  assign \$signature__addr$273  = host_addr[10:0];
-  assign \$signature__data$274  = host_wdata[7:0];
-  assign \$signature__addr$276  = host_addr[4:0];
-  assign \$signature__data$277  = host_wdata[40:0];
-  assign \$signature__addr$279  = host_addr[10:0];
-  assign \$signature__data$280  = host_wdata[7:0];
-  assign \$signature__addr$282  = host_addr[4:0];
-  assign \$signature__data$283  = host_wdata[40:0];
-  assign raddr = host_addr[4:0];
-  assign re = host_re;
-  assign port__addr = \$211 [10:0];
-  assign \port__addr$290  = \$212 [4:0];
-  assign \port__addr$291  = \$213 [4:0];
-  assign \port__addr$292  = \$214 [10:0];
-  assign \port__addr$293  = \$215 [4:0];
-  assign \port__addr$294  = \$216 [4:0];
-  assign \port__addr$295  = \$217 [10:0];
-  assign \port__addr$296  = \$218 [4:0];
-  assign \port__addr$297  = \$219 [4:0];
-  assign \port__addr$298  = \$220 [10:0];
-  assign \port__addr$299  = \$221 [4:0];
-  assign \port__addr$300  = \$222 [4:0];
-  assign \port__addr$301  = \$223 [10:0];
-  assign \port__addr$302  = \$224 [4:0];
-  assign \port__addr$303  = \$225 [4:0];
-  assign \port__addr$304  = \$226 [10:0];
-  assign \port__addr$305  = \$227 [4:0];
-  assign \port__addr$306  = \$228 [4:0];
-  assign \port__addr$307  = \$229 [10:0];
-  assign \port__addr$308  = \$230 [4:0];
-  assign \port__addr$309  = \$231 [4:0];
-  assign \port__addr$310  = \$232 [10:0];
-  assign \port__addr$311  = \$233 [4:0];
-  assign \port__addr$312  = \$234 [4:0];
-  assign \port__addr$313  = { bank_sel, src_sel, n[6:0] };
-  assign \port__addr$314  = { bank_sel, n[6:0] };
+  assign wr__addr = views[10:0];
+  assign wr__data = views[18:11];
+  assign port__addr = \$6 [10:0];
+  assign busy_groups = { \port$1470$0 , \port$1470$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
-  assign \a$317  = weights1_nrw;
-  assign \b$318  = s2_x;
-  assign \a$319  = weights2_nrw;
-  assign \b$320  = s2_x;
-  assign \a$321  = weights3_nrw;
-  assign \b$322  = s2_x;
-  assign \a$323  = weights4_nrw;
-  assign \b$324  = s2_x;
-  assign \a$325  = weights5_nrw;
-  assign \b$326  = s2_x;
-  assign \a$327  = weights6_nrw;
-  assign \b$328  = s2_x;
-  assign \a$329  = weights7_nrw;
-  assign \b$330  = s2_x;
-  assign u = u_q0;
-  assign alpha = alpha_q0;
-  assign bias = bias_q0;
-  assign \u$334  = u_q1;
-  assign \alpha$335  = alpha_q1;
-  assign \bias$336  = bias_q1;
-  assign \u$337  = u_q2;
-  assign \alpha$338  = alpha_q2;
-  assign \bias$339  = bias_q2;
-  assign \u$340  = u_q3;
-  assign \alpha$341  = alpha_q3;
-  assign \bias$342  = bias_q3;
-  assign \u$343  = u_q4;
-  assign \alpha$344  = alpha_q4;
-  assign \bias$345  = bias_q4;
-  assign \u$346  = u_q5;
-  assign \alpha$347  = alpha_q5;
-  assign \bias$348  = bias_q5;
-  assign \u$349  = u_q6;
-  assign \alpha$350  = alpha_q6;
-  assign \bias$351  = bias_q6;
-  assign \u$352  = u_q7;
-  assign \alpha$353  = alpha_q7;
-  assign \bias$354  = bias_q7;
-  assign records__ready = w_rdy;
-  assign event_layer = records__payload[3:2];
-  assign event_index = { 1'h0, records__payload[10:4] };
-  assign total = acc0;
-  assign theta = params0_nrw[24:9];
-  assign v_reset = layer[43:28];
-  assign reset = layer[27:26];
-  assign spiking = layer[25];
-  assign \total$373  = acc1;
-  assign \theta$374  = params1_nrw[24:9];
-  assign \v_reset$375  = layer[43:28];
-  assign \reset$376  = layer[27:26];
-  assign \spiking$377  = layer[25];
-  assign \total$378  = acc2;
-  assign \theta$379  = params2_nrw[24:9];
-  assign \v_reset$380  = layer[43:28];
-  assign \reset$381  = layer[27:26];
-  assign \spiking$382  = layer[25];
-  assign \total$383  = acc3;
-  assign \theta$384  = params3_nrw[24:9];
-  assign \v_reset$385  = layer[43:28];
-  assign \reset$386  = layer[27:26];
-  assign \spiking$387  = layer[25];
-  assign \total$388  = acc4;
-  assign \theta$389  = params4_nrw[24:9];
-  assign \v_reset$390  = layer[43:28];
-  assign \reset$391  = layer[27:26];
-  assign \spiking$392  = layer[25];
-  assign \total$393  = acc5;
-  assign \theta$394  = params5_nrw[24:9];
-  assign \v_reset$395  = layer[43:28];
-  assign \reset$396  = layer[27:26];
-  assign \spiking$397  = layer[25];
-  assign \total$398  = acc6;
-  assign \theta$399  = params6_nrw[24:9];
-  assign \v_reset$400  = layer[43:28];
-  assign \reset$401  = layer[27:26];
-  assign \spiking$402  = layer[25];
-  assign \total$403  = acc7;
-  assign \theta$404  = params7_nrw[24:9];
-  assign \v_reset$405  = layer[43:28];
-  assign \reset$406  = layer[27:26];
-  assign \spiking$407  = layer[25];
-  assign \$signature__addr$408  = \$241 [4:0];
-  assign \$signature__data$409  = \$242 [15:0];
-  assign \$signature__addr$412  = \$247 [4:0];
-  assign \$signature__data$413  = \$248 [15:0];
-  assign \$signature__addr$415  = \$253 [4:0];
-  assign \$signature__data$416  = \$254 [15:0];
-  assign \$signature__addr$418  = \$259 [4:0];
-  assign \$signature__data$419  = \$260 [15:0];
-  assign \$signature__addr$421  = \$265 [4:0];
-  assign \$signature__data$422  = \$266 [15:0];
-  assign \$signature__addr$424  = \$271 [4:0];
-  assign \$signature__data$425  = \$272 [15:0];
-  assign \$signature__addr$427  = \$277 [4:0];
-  assign \$signature__data$428  = \$278 [15:0];
-  assign \$signature__addr$430  = \$283 [4:0];
-  assign \$signature__data$431  = \$284 [15:0];
-  assign \input__payload.index  = input__payload[6:0];
-  assign \input__payload.value  = input__payload[14:7];
-  assign \input__payload.end  = input__payload[15];
-  assign \output__payload.kind  = output__payload[1:0];
-  assign \output__payload.layer  = output__payload[3:2];
-  assign \output__payload.index  = output__payload[10:4];
-  assign \output__payload.spike  = output__payload[11];
-  assign \output__payload.value  = output__payload[27:12];
-  assign \events_nrw.index  = events_nrw[6:0];
-  assign \events_nrw.value  = events_nrw[14:7];
-  assign \port__data.index  = port__data[6:0];
-  assign \port__data.value  = port__data[14:7];
-  assign \input_events_nrw.index  = input_events_nrw[6:0];
-  assign \input_events_nrw.value  = input_events_nrw[14:7];
-  assign \port__data$19.index  = \port__data$19 [6:0];
-  assign \port__data$19.value  = \port__data$19 [14:7];
-  assign \params0_nrw.alpha  = params0_nrw[8:0];
-  assign \params0_nrw.theta  = params0_nrw[24:9];
-  assign \params0_nrw.bias  = params0_nrw[40:25];
-  assign \port__data$23.alpha  = \port__data$23 [8:0];
-  assign \port__data$23.theta  = \port__data$23 [24:9];
-  assign \port__data$23.bias  = \port__data$23 [40:25];
-  assign \params1_nrw.alpha  = params1_nrw[8:0];
-  assign \params1_nrw.theta  = params1_nrw[24:9];
-  assign \params1_nrw.bias  = params1_nrw[40:25];
-  assign \port__data$29.alpha  = \port__data$29 [8:0];
-  assign \port__data$29.theta  = \port__data$29 [24:9];
-  assign \port__data$29.bias  = \port__data$29 [40:25];
-  assign \params2_nrw.alpha  = params2_nrw[8:0];
-  assign \params2_nrw.theta  = params2_nrw[24:9];
-  assign \params2_nrw.bias  = params2_nrw[40:25];
-  assign \port__data$35.alpha  = \port__data$35 [8:0];
-  assign \port__data$35.theta  = \port__data$35 [24:9];
-  assign \port__data$35.bias  = \port__data$35 [40:25];
-  assign \params3_nrw.alpha  = params3_nrw[8:0];
-  assign \params3_nrw.theta  = params3_nrw[24:9];
-  assign \params3_nrw.bias  = params3_nrw[40:25];
-  assign \port__data$41.alpha  = \port__data$41 [8:0];
-  assign \port__data$41.theta  = \port__data$41 [24:9];
-  assign \port__data$41.bias  = \port__data$41 [40:25];
-  assign \params4_nrw.alpha  = params4_nrw[8:0];
-  assign \params4_nrw.theta  = params4_nrw[24:9];
-  assign \params4_nrw.bias  = params4_nrw[40:25];
-  assign \port__data$47.alpha  = \port__data$47 [8:0];
-  assign \port__data$47.theta  = \port__data$47 [24:9];
-  assign \port__data$47.bias  = \port__data$47 [40:25];
-  assign \params5_nrw.alpha  = params5_nrw[8:0];
-  assign \params5_nrw.theta  = params5_nrw[24:9];
-  assign \params5_nrw.bias  = params5_nrw[40:25];
-  assign \port__data$53.alpha  = \port__data$53 [8:0];
-  assign \port__data$53.theta  = \port__data$53 [24:9];
-  assign \port__data$53.bias  = \port__data$53 [40:25];
-  assign \params6_nrw.alpha  = params6_nrw[8:0];
-  assign \params6_nrw.theta  = params6_nrw[24:9];
-  assign \params6_nrw.bias  = params6_nrw[40:25];
-  assign \port__data$59.alpha  = \port__data$59 [8:0];
-  assign \port__data$59.theta  = \port__data$59 [24:9];
-  assign \port__data$59.bias  = \port__data$59 [40:25];
-  assign \params7_nrw.alpha  = params7_nrw[8:0];
-  assign \params7_nrw.theta  = params7_nrw[24:9];
-  assign \params7_nrw.bias  = params7_nrw[40:25];
-  assign \port__data$65.alpha  = \port__data$65 [8:0];
-  assign \port__data$65.theta  = \port__data$65 [24:9];
-  assign \port__data$65.bias  = \port__data$65 [40:25];
-  assign \layer0.size  = layer0[7:0];
-  assign \layer0.rows  = layer0[12:8];
-  assign \layer0.sbase  = layer0[17:13];
-  assign \layer0.ebase  = layer0[20:18];
-  assign \layer0.ecount  = layer0[24:21];
-  assign \layer0.spiking  = layer0[25];
-  assign \layer0.reset  = layer0[27:26];
-  assign \layer0.v_reset  = layer0[43:28];
-  assign \layer0.emit_values  = layer0[44];
-  assign \layer1.size  = layer1[7:0];
-  assign \layer1.rows  = layer1[12:8];
-  assign \layer1.sbase  = layer1[17:13];
-  assign \layer1.ebase  = layer1[20:18];
-  assign \layer1.ecount  = layer1[24:21];
-  assign \layer1.spiking  = layer1[25];
-  assign \layer1.reset  = layer1[27:26];
-  assign \layer1.v_reset  = layer1[43:28];
-  assign \layer1.emit_values  = layer1[44];
-  assign \layer2.size  = layer2[7:0];
-  assign \layer2.rows  = layer2[12:8];
-  assign \layer2.sbase  = layer2[17:13];
-  assign \layer2.ebase  = layer2[20:18];
-  assign \layer2.ecount  = layer2[24:21];
-  assign \layer2.spiking  = layer2[25];
-  assign \layer2.reset  = layer2[27:26];
-  assign \layer2.v_reset  = layer2[43:28];
-  assign \layer2.emit_values  = layer2[44];
-  assign \layer3.size  = layer3[7:0];
-  assign \layer3.rows  = layer3[12:8];
-  assign \layer3.sbase  = layer3[17:13];
-  assign \layer3.ebase  = layer3[20:18];
-  assign \layer3.ecount  = layer3[24:21];
-  assign \layer3.spiking  = layer3[25];
-  assign \layer3.reset  = layer3[27:26];
-  assign \layer3.v_reset  = layer3[43:28];
-  assign \layer3.emit_values  = layer3[44];
-  assign \edge0.src  = edge0[2:0];
-  assign \edge0.recurrent  = edge0[3];
-  assign \edge0.wbase  = edge0[14:4];
-  assign \edge0.nsrc  = edge0[22:15];
-  assign \edge1.src  = edge1[2:0];
-  assign \edge1.recurrent  = edge1[3];
-  assign \edge1.wbase  = edge1[14:4];
-  assign \edge1.nsrc  = edge1[22:15];
-  assign \edge2.src  = edge2[2:0];
-  assign \edge2.recurrent  = edge2[3];
-  assign \edge2.wbase  = edge2[14:4];
-  assign \edge2.nsrc  = edge2[22:15];
-  assign \edge3.src  = edge3[2:0];
-  assign \edge3.recurrent  = edge3[3];
-  assign \edge3.wbase  = edge3[14:4];
-  assign \edge3.nsrc  = edge3[22:15];
-  assign \edge4.src  = edge4[2:0];
-  assign \edge4.recurrent  = edge4[3];
-  assign \edge4.wbase  = edge4[14:4];
-  assign \edge4.nsrc  = edge4[22:15];
-  assign \edge5.src  = edge5[2:0];
-  assign \edge5.recurrent  = edge5[3];
-  assign \edge5.wbase  = edge5[14:4];
-  assign \edge5.nsrc  = edge5[22:15];
-  assign \edge6.src  = edge6[2:0];
-  assign \edge6.recurrent  = edge6[3];
-  assign \edge6.wbase  = edge6[14:4];
-  assign \edge6.nsrc  = edge6[22:15];
-  assign \edge7.src  = edge7[2:0];
-  assign \edge7.recurrent  = edge7[3];
-  assign \edge7.wbase  = edge7[14:4];
-  assign \edge7.nsrc  = edge7[22:15];
-  assign \layer.size  = layer[7:0];
-  assign \layer.rows  = layer[12:8];
-  assign \layer.sbase  = layer[17:13];
-  assign \layer.ebase  = layer[20:18];
-  assign \layer.ecount  = layer[24:21];
-  assign \layer.spiking  = layer[25];
-  assign \layer.reset  = layer[27:26];
-  assign \layer.v_reset  = layer[43:28];
-  assign \layer.emit_values  = layer[44];
-  assign \edge.src  = \edge [2:0];
-  assign \edge.recurrent  = \edge [3];
-  assign \edge.wbase  = \edge [14:4];
-  assign \edge.nsrc  = \edge [22:15];
-  assign \$signature__data$241.alpha  = host_wdata[8:0];
-  assign \$signature__data$241.theta  = host_wdata[24:9];
-  assign \$signature__data$241.bias  = host_wdata[40:25];
-  assign \$signature__data$247.alpha  = host_wdata[8:0];
-  assign \$signature__data$247.theta  = host_wdata[24:9];
-  assign \$signature__data$247.bias  = host_wdata[40:25];
-  assign \$signature__data$253.alpha  = host_wdata[8:0];
-  assign \$signature__data$253.theta  = host_wdata[24:9];
-  assign \$signature__data$253.bias  = host_wdata[40:25];
-  assign \$signature__data$259.alpha  = host_wdata[8:0];
-  assign \$signature__data$259.theta  = host_wdata[24:9];
-  assign \$signature__data$259.bias  = host_wdata[40:25];
-  assign \$signature__data$265.alpha  = host_wdata[8:0];
-  assign \$signature__data$265.theta  = host_wdata[24:9];
-  assign \$signature__data$265.bias  = host_wdata[40:25];
-  assign \$signature__data$271.alpha  = host_wdata[8:0];
-  assign \$signature__data$271.theta  = host_wdata[24:9];
-  assign \$signature__data$271.bias  = host_wdata[40:25];
-  assign \$signature__data$277.alpha  = host_wdata[8:0];
-  assign \$signature__data$277.theta  = host_wdata[24:9];
-  assign \$signature__data$277.bias  = host_wdata[40:25];
-  assign \$signature__data$283.alpha  = host_wdata[8:0];
-  assign \$signature__data$283.theta  = host_wdata[24:9];
-  assign \$signature__data$283.bias  = host_wdata[40:25];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[3:2];
-  assign \end_record.index  = end_record[10:4];
-  assign \end_record.spike  = end_record[11];
-  assign \end_record.value  = end_record[27:12];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \ev_wr__data.index  = ev_wr__data[6:0];
-  assign \ev_wr__data.value  = ev_wr__data[14:7];
-  assign \in_wr__data.index  = in_wr__data[6:0];
-  assign \in_wr__data.value  = in_wr__data[14:7];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
-  assign valid_lanes[7] = \$312 ;
-  assign valid_lanes[6] = \$309 ;
-  assign valid_lanes[5] = \$306 ;
-  assign valid_lanes[4] = \$303 ;
-  assign valid_lanes[3] = \$300 ;
-  assign valid_lanes[2] = \$297 ;
-  assign valid_lanes[1] = \$294 ;
-  assign valid_lanes[0] = \$291 ;
-  assign end_record[1:0] = 2'h2;
-  assign end_record[27:2] = 26'h0000000;
-  assign \$75  = 1'h1;
-  assign \$76  = \$74 ;
-  assign \$90  = { 1'h0, \edge [22:15] };
-  assign \$92  = { \edge [22:15], 1'h0 };
-  assign \$95  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$97  = { \edge [22:15], 3'h0 };
-  assign \$101  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \wr__addr$42  = views[10:0];
+  assign \wr__data$43  = views[18:11];
+  assign \port__addr$45  = \$10 [10:0];
+  assign \a$46  = weights1_nrw;
+  assign \b$47  = s2_x;
+  assign \wr__addr$49  = views[10:0];
+  assign \wr__data$50  = views[18:11];
+  assign \port__addr$52  = \$14 [10:0];
+  assign \a$53  = weights2_nrw;
+  assign \b$54  = s2_x;
+  assign \wr__addr$56  = views[10:0];
+  assign \wr__data$57  = views[18:11];
+  assign \port__addr$59  = \$18 [10:0];
+  assign \a$60  = weights3_nrw;
+  assign \b$61  = s2_x;
+  assign \wr__addr$63  = views[74:64];
+  assign \wr__data$64  = views[82:75];
+  assign \port__addr$66  = \$22 [10:0];
+  assign \a$67  = weights4_nrw;
+  assign \b$68  = s2_x;
+  assign \wr__addr$70  = views[74:64];
+  assign \wr__data$71  = views[82:75];
+  assign \port__addr$73  = \$26 [10:0];
+  assign \a$74  = weights5_nrw;
+  assign \b$75  = s2_x;
+  assign \wr__addr$77  = views[74:64];
+  assign \wr__data$78  = views[82:75];
+  assign \port__addr$80  = \$30 [10:0];
+  assign \a$81  = weights6_nrw;
+  assign \b$82  = s2_x;
+  assign \wr__addr$84  = views[74:64];
+  assign \wr__data$85  = views[82:75];
+  assign \port__addr$87  = \$34 [10:0];
+  assign \a$88  = weights7_nrw;
+  assign \b$89  = s2_x;
+  assign prod_valid = { s4_valid, s4_valid };
+  assign \ev.index  = ev[6:0];
+  assign \ev.value  = ev[14:7];
+  assign \views[0]  = views[63:0];
+  assign \views[0].word  = views[10:0];
+  assign \views[0].wdata  = views[55:11];
+  assign \views[0].we  = views[56];
+  assign \views[0].re  = views[57];
+  assign \views[0].region  = views[60:58];
+  assign \views[0].lane  = views[63:61];
+  assign \views[1]  = views[127:64];
+  assign \views[1].word  = views[74:64];
+  assign \views[1].wdata  = views[119:75];
+  assign \views[1].we  = views[120];
+  assign \views[1].re  = views[121];
+  assign \views[1].region  = views[124:122];
+  assign \views[1].lane  = views[127:125];
+  assign \weights_rdata[0]  = weights_rdata[44:0];
+  assign \weights_rdata[1]  = weights_rdata[89:45];
+  assign \weights_rdata[2]  = weights_rdata[134:90];
+  assign \weights_rdata[3]  = weights_rdata[179:135];
+  assign \weights_rdata[4]  = weights_rdata[224:180];
+  assign \weights_rdata[5]  = weights_rdata[269:225];
+  assign \weights_rdata[6]  = weights_rdata[314:270];
+  assign \weights_rdata[7]  = weights_rdata[359:315];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod[2]  = prod[47:32];
+  assign \prod[3]  = prod[63:48];
+  assign \prod[4]  = prod[79:64];
+  assign \prod[5]  = prod[95:80];
+  assign \prod[6]  = prod[111:96];
+  assign \prod[7]  = prod[127:112];
+  assign prod[127:112] = \p$90 ;
+  assign prod[111:96] = \p$83 ;
+  assign prod[95:80] = \p$76 ;
+  assign prod[79:64] = \p$69 ;
+  assign prod[63:48] = \p$62 ;
+  assign prod[47:32] = \p$55 ;
+  assign prod[31:16] = \p$48 ;
+  assign prod[15:0] = p;
+  assign weights_rdata[359:315] = { 37'h0000000000, weights7_nrw };
+  assign weights_rdata[314:270] = { 37'h0000000000, weights6_nrw };
+  assign weights_rdata[269:225] = { 37'h0000000000, weights5_nrw };
+  assign weights_rdata[224:180] = { 37'h0000000000, weights4_nrw };
+  assign weights_rdata[179:135] = { 37'h0000000000, weights3_nrw };
+  assign weights_rdata[134:90] = { 37'h0000000000, weights2_nrw };
+  assign weights_rdata[89:45] = { 37'h0000000000, weights1_nrw };
+  assign weights_rdata[44:0] = { 37'h0000000000, weights0_nrw };
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.counters (re, clk, rst, total, inc, clear, raddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [5:0] \$107 ;
-  wire [7:0] \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [6:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
-  wire [7:0] \$119 ;
-  wire [5:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [6:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire [5:0] \$129 ;
-  wire [5:0] \$13 ;
-  wire [7:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire [6:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [6:0] \$14 ;
-  wire [5:0] \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [6:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire [5:0] \$151 ;
-  wire [7:0] \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [6:0] \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire [5:0] \$162 ;
-  wire [7:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire [5:0] \$173 ;
-  wire [7:0] \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [6:0] \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire [7:0] \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [5:0] \$19 ;
-  wire [6:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire [5:0] \$195 ;
-  wire [7:0] \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [7:0] \$20 ;
-  wire \$200 ;
-  wire [6:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire [5:0] \$206 ;
-  wire [7:0] \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire [31:0] \$212 ;
-  wire [32:0] \$213 ;
-  wire \$214 ;
-  reg \$215 ;
-  reg [4:0] \$216 ;
-  reg \$217 ;
-  reg [5:0] \$218 ;
-  reg \$219 ;
-  wire \$22 ;
-  reg [4:0] \$220 ;
-  reg [5:0] \$221 ;
-  reg [17:0] \$222 ;
-  reg [5:0] \$223 ;
-  reg [5:0] \$224 ;
-  reg [5:0] \$225 ;
-  reg [5:0] \$226 ;
-  reg [5:0] \$227 ;
-  reg [5:0] \$228 ;
-  reg [5:0] \$229 ;
-  wire \$23 ;
-  reg [5:0] \$230 ;
-  reg [5:0] \$231 ;
-  reg [5:0] \$232 ;
-  reg [5:0] \$233 ;
-  reg [5:0] \$234 ;
-  reg [5:0] \$235 ;
-  reg [5:0] \$236 ;
-  reg [5:0] \$237 ;
-  reg [5:0] \$238 ;
-  reg [5:0] \$239 ;
-  wire \$24 ;
-  wire [6:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire [5:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [6:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  reg [5:0] \$4 ;
-  wire \$40 ;
-  wire [5:0] \$41 ;
-  wire [7:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  reg [5:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
-  wire [7:0] \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire [6:0] \$58 ;
-  wire \$59 ;
-  wire [5:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [5:0] \$63 ;
-  wire [7:0] \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [6:0] \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [5:0] \$74 ;
-  wire [7:0] \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire [6:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
-  wire [7:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [6:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [5:0] \$96 ;
-  wire [7:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [5:0] a_delta = 6'h00;
-  reg a_stale = 1'h0;
-  input clear;
-  wire clear;
-  input clk;
-  wire clk;
-  reg [31:0] counters_nrw = 32'd0;
-  reg [5:0] delta0 = 6'h00;
-  reg [5:0] delta1 = 6'h00;
-  reg [5:0] delta10 = 6'h00;
-  reg [5:0] delta11 = 6'h00;
-  reg [5:0] delta12 = 6'h00;
-  reg [5:0] delta13 = 6'h00;
-  reg [5:0] delta14 = 6'h00;
-  reg [5:0] delta15 = 6'h00;
-  reg [5:0] delta16 = 6'h00;
-  reg [5:0] delta17 = 6'h00;
-  reg [5:0] delta2 = 6'h00;
-  reg [5:0] delta3 = 6'h00;
-  reg [5:0] delta4 = 6'h00;
-  reg [5:0] delta5 = 6'h00;
-  reg [5:0] delta6 = 6'h00;
-  reg [5:0] delta7 = 6'h00;
-  reg [5:0] delta8 = 6'h00;
-  reg [5:0] delta9 = 6'h00;
-  reg [4:0] f_idx = 5'h00;
-  reg f_valid = 1'h0;
-  input [17:0] inc;
-  wire [17:0] inc;
-  wire [4:0] port__addr;
-  wire [31:0] port__data;
-  reg [4:0] ptr = 5'h00;
-  input [4:0] raddr;
-  wire [4:0] raddr;
-  wire [31:0] rdata;
-  input re;
-  wire re;
-  input rst;
-  wire rst;
-  reg rvalid = 1'h0;
-  reg [17:0] stale = 18'h3ffff;
-  output [31:0] total;
-  wire [31:0] total;
-  (* init = 5'h00 *)
-  wire [4:0] wr__addr;
-  wire [31:0] wr__data;
-  wire wr__en;
-  (* no_rw_check = 32'd1 *)
-  reg [31:0] mem [17:0];
-  initial begin
-    mem[0] = 32'd0;
-    mem[1] = 32'd0;
-    mem[2] = 32'd0;
-    mem[3] = 32'd0;
-    mem[4] = 32'd0;
-    mem[5] = 32'd0;
-    mem[6] = 32'd0;
-    mem[7] = 32'd0;
-    mem[8] = 32'd0;
-    mem[9] = 32'd0;
-    mem[10] = 32'd0;
-    mem[11] = 32'd0;
-    mem[12] = 32'd0;
-    mem[13] = 32'd0;
-    mem[14] = 32'd0;
-    mem[15] = 32'd0;
-    mem[16] = 32'd0;
-    mem[17] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (wr__en)
-      mem[f_idx] <= \$213 [31:0];
-  end
-  assign port__data = mem[port__addr];
-  assign \$1  = ~ re;
-  assign \$2  = ~ clear;
-  assign \$3  = \$1  & \$2 ;
-  assign \$6  = re ? \$4  : \$5 ;
-  assign \$7  = stale >> raddr;
-  assign \$8  = stale >> ptr;
-  assign \$9  = re ? \$7  : \$8 ;
-  assign \$10  = ~ re;
-  assign \$11  = ptr == 5'h11;
-  assign \$12  = ptr + 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 ;
-  assign \$14  = delta0 + inc[0];
-  assign \$15  = ~ re;
-  assign \$16  = f_valid & \$15 ;
-  assign \$17  = ! f_idx;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = \$18  ? a_delta : 6'h00;
-  assign \$20  = \$14  - \$19 ;
-  assign \$21  = ~ re;
-  assign \$22  = f_valid & \$21 ;
-  assign \$23  = ! f_idx;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = delta1 + inc[1];
-  assign \$26  = ~ re;
-  assign \$27  = f_valid & \$26 ;
-  assign \$28  = f_idx == 1'h1;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = \$29  ? a_delta : 6'h00;
-  assign \$31  = \$25  - \$30 ;
-  assign \$32  = ~ re;
-  assign \$33  = f_valid & \$32 ;
-  assign \$34  = f_idx == 1'h1;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = delta2 + inc[2];
-  assign \$37  = ~ re;
-  assign \$38  = f_valid & \$37 ;
-  assign \$39  = f_idx == 2'h2;
-  assign \$40  = \$38  & \$39 ;
-  assign \$41  = \$40  ? a_delta : 6'h00;
-  assign \$42  = \$36  - \$41 ;
-  assign \$43  = ~ re;
-  assign \$44  = f_valid & \$43 ;
-  assign \$45  = f_idx == 2'h2;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = delta3 + inc[3];
-  assign \$48  = ~ re;
-  assign \$49  = f_valid & \$48 ;
-  assign \$50  = f_idx == 2'h3;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$51  ? a_delta : 6'h00;
-  assign \$53  = \$47  - \$52 ;
-  assign \$54  = ~ re;
-  assign \$55  = f_valid & \$54 ;
-  assign \$56  = f_idx == 2'h3;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = delta4 + inc[4];
-  assign \$59  = ~ re;
-  assign \$60  = f_valid & \$59 ;
-  assign \$61  = f_idx == 3'h4;
-  assign \$62  = \$60  & \$61 ;
-  assign \$63  = \$62  ? a_delta : 6'h00;
-  assign \$64  = \$58  - \$63 ;
-  assign \$65  = ~ re;
-  assign \$66  = f_valid & \$65 ;
-  assign \$67  = f_idx == 3'h4;
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = delta5 + inc[5];
-  assign \$70  = ~ re;
-  assign \$71  = f_valid & \$70 ;
-  assign \$72  = f_idx == 3'h5;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = \$73  ? a_delta : 6'h00;
-  assign \$75  = \$69  - \$74 ;
-  assign \$76  = ~ re;
-  assign \$77  = f_valid & \$76 ;
-  assign \$78  = f_idx == 3'h5;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = delta6 + inc[6];
-  assign \$81  = ~ re;
-  assign \$82  = f_valid & \$81 ;
-  assign \$83  = f_idx == 3'h6;
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = \$84  ? a_delta : 6'h00;
-  assign \$86  = \$80  - \$85 ;
-  assign \$87  = ~ re;
-  assign \$88  = f_valid & \$87 ;
-  assign \$89  = f_idx == 3'h6;
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = delta7 + inc[7];
-  assign \$92  = ~ re;
-  assign \$93  = f_valid & \$92 ;
-  assign \$94  = f_idx == 3'h7;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = \$95  ? a_delta : 6'h00;
-  assign \$97  = \$91  - \$96 ;
-  assign \$98  = ~ re;
-  assign \$99  = f_valid & \$98 ;
-  assign \$100  = f_idx == 3'h7;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = delta8 + inc[8];
-  assign \$103  = ~ re;
-  assign \$104  = f_valid & \$103 ;
-  assign \$105  = f_idx == 4'h8;
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = \$106  ? a_delta : 6'h00;
-  assign \$108  = \$102  - \$107 ;
-  assign \$109  = ~ re;
-  assign \$110  = f_valid & \$109 ;
-  assign \$111  = f_idx == 4'h8;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = delta9 + inc[9];
-  assign \$114  = ~ re;
-  assign \$115  = f_valid & \$114 ;
-  assign \$116  = f_idx == 4'h9;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = \$117  ? a_delta : 6'h00;
-  assign \$119  = \$113  - \$118 ;
-  assign \$120  = ~ re;
-  assign \$121  = f_valid & \$120 ;
-  assign \$122  = f_idx == 4'h9;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = delta10 + inc[10];
-  assign \$125  = ~ re;
-  assign \$126  = f_valid & \$125 ;
-  assign \$127  = f_idx == 4'ha;
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = \$128  ? a_delta : 6'h00;
-  assign \$130  = \$124  - \$129 ;
-  assign \$131  = ~ re;
-  assign \$132  = f_valid & \$131 ;
-  assign \$133  = f_idx == 4'ha;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = delta11 + inc[11];
-  assign \$136  = ~ re;
-  assign \$137  = f_valid & \$136 ;
-  assign \$138  = f_idx == 4'hb;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = \$139  ? a_delta : 6'h00;
-  assign \$141  = \$135  - \$140 ;
-  assign \$142  = ~ re;
-  assign \$143  = f_valid & \$142 ;
-  assign \$144  = f_idx == 4'hb;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = delta12 + inc[12];
-  assign \$147  = ~ re;
-  assign \$148  = f_valid & \$147 ;
-  assign \$149  = f_idx == 4'hc;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? a_delta : 6'h00;
-  assign \$152  = \$146  - \$151 ;
-  assign \$153  = ~ re;
-  assign \$154  = f_valid & \$153 ;
-  assign \$155  = f_idx == 4'hc;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = delta13 + inc[13];
-  assign \$158  = ~ re;
-  assign \$159  = f_valid & \$158 ;
-  assign \$160  = f_idx == 4'hd;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? a_delta : 6'h00;
-  assign \$163  = \$157  - \$162 ;
-  assign \$164  = ~ re;
-  assign \$165  = f_valid & \$164 ;
-  assign \$166  = f_idx == 4'hd;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = delta14 + inc[14];
-  assign \$169  = ~ re;
-  assign \$170  = f_valid & \$169 ;
-  assign \$171  = f_idx == 4'he;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = \$172  ? a_delta : 6'h00;
-  assign \$174  = \$168  - \$173 ;
-  assign \$175  = ~ re;
-  assign \$176  = f_valid & \$175 ;
-  assign \$177  = f_idx == 4'he;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = delta15 + inc[15];
-  assign \$180  = ~ re;
-  assign \$181  = f_valid & \$180 ;
-  assign \$182  = f_idx == 4'hf;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$183  ? a_delta : 6'h00;
-  assign \$185  = \$179  - \$184 ;
-  assign \$186  = ~ re;
-  assign \$187  = f_valid & \$186 ;
-  assign \$188  = f_idx == 4'hf;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = delta16 + inc[16];
-  assign \$191  = ~ re;
-  assign \$192  = f_valid & \$191 ;
-  assign \$193  = f_idx == 5'h10;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$194  ? a_delta : 6'h00;
-  assign \$196  = \$190  - \$195 ;
-  assign \$197  = ~ re;
-  assign \$198  = f_valid & \$197 ;
-  assign \$199  = f_idx == 5'h10;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = delta17 + inc[17];
-  assign \$202  = ~ re;
-  assign \$203  = f_valid & \$202 ;
-  assign \$204  = f_idx == 5'h11;
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = \$205  ? a_delta : 6'h00;
-  assign \$207  = \$201  - \$206 ;
-  assign \$208  = ~ re;
-  assign \$209  = f_valid & \$208 ;
-  assign \$210  = f_idx == 5'h11;
-  assign \$211  = \$209  & \$210 ;
-  assign port__addr = re ? raddr : ptr;
-  assign \$212  = a_stale ? 32'd0 : counters_nrw;
-  assign \$213  = \$212  + a_delta;
-  assign \$214  = ~ re;
-  assign wr__en = f_valid & \$214 ;
-  always @(posedge clk)
-    counters_nrw <= port__data;
-  always @(posedge clk)
-    f_valid <= \$215 ;
-  always @(posedge clk)
-    f_idx <= \$216 ;
-  always @(posedge clk)
-    rvalid <= \$217 ;
-  always @(posedge clk)
-    a_delta <= \$218 ;
-  always @(posedge clk)
-    a_stale <= \$219 ;
-  always @(posedge clk)
-    ptr <= \$220 ;
-  always @(posedge clk)
-    delta0 <= \$221 ;
-  always @(posedge clk)
-    stale <= \$222 ;
-  always @(posedge clk)
-    delta1 <= \$223 ;
-  always @(posedge clk)
-    delta2 <= \$224 ;
-  always @(posedge clk)
-    delta3 <= \$225 ;
-  always @(posedge clk)
-    delta4 <= \$226 ;
-  always @(posedge clk)
-    delta5 <= \$227 ;
-  always @(posedge clk)
-    delta6 <= \$228 ;
-  always @(posedge clk)
-    delta7 <= \$229 ;
-  always @(posedge clk)
-    delta8 <= \$230 ;
-  always @(posedge clk)
-    delta9 <= \$231 ;
-  always @(posedge clk)
-    delta10 <= \$232 ;
-  always @(posedge clk)
-    delta11 <= \$233 ;
-  always @(posedge clk)
-    delta12 <= \$234 ;
-  always @(posedge clk)
-    delta13 <= \$235 ;
-  always @(posedge clk)
-    delta14 <= \$236 ;
-  always @(posedge clk)
-    delta15 <= \$237 ;
-  always @(posedge clk)
-    delta16 <= \$238 ;
-  always @(posedge clk)
-    delta17 <= \$239 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = 6'h00;
-    casez (raddr)
-      5'h00:
-          \$4  = delta0;
-      5'h01:
-          \$4  = delta1;
-      5'h02:
-          \$4  = delta2;
-      5'h03:
-          \$4  = delta3;
-      5'h04:
-          \$4  = delta4;
-      5'h05:
-          \$4  = delta5;
-      5'h06:
-          \$4  = delta6;
-      5'h07:
-          \$4  = delta7;
-      5'h08:
-          \$4  = delta8;
-      5'h09:
-          \$4  = delta9;
-      5'h0a:
-          \$4  = delta10;
-      5'h0b:
-          \$4  = delta11;
-      5'h0c:
-          \$4  = delta12;
-      5'h0d:
-          \$4  = delta13;
-      5'h0e:
-          \$4  = delta14;
-      5'h0f:
-          \$4  = delta15;
-      5'h10:
-          \$4  = delta16;
-      5'h11:
-          \$4  = delta17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = 6'h00;
-    casez (ptr)
-      5'h00:
-          \$5  = delta0;
-      5'h01:
-          \$5  = delta1;
-      5'h02:
-          \$5  = delta2;
-      5'h03:
-          \$5  = delta3;
-      5'h04:
-          \$5  = delta4;
-      5'h05:
-          \$5  = delta5;
-      5'h06:
-          \$5  = delta6;
-      5'h07:
-          \$5  = delta7;
-      5'h08:
-          \$5  = delta8;
-      5'h09:
-          \$5  = delta9;
-      5'h0a:
-          \$5  = delta10;
-      5'h0b:
-          \$5  = delta11;
-      5'h0c:
-          \$5  = delta12;
-      5'h0d:
-          \$5  = delta13;
-      5'h0e:
-          \$5  = delta14;
-      5'h0f:
-          \$5  = delta15;
-      5'h10:
-          \$5  = delta16;
-      5'h11:
-          \$5  = delta17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$215  = \$3 ;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$216  = ptr;
-    if (rst) begin
-      \$216  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$217  = re;
-    if (rst) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$218  = \$6 ;
-    if (rst) begin
-      \$218  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$219  = \$9 ;
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$220  = ptr;
-    if (\$10 ) begin
-      \$220  = \$13 [4:0];
-    end
-    if (rst) begin
-      \$220  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$221  = \$20 [5:0];
-    if (clear) begin
-      \$221  = 6'h00;
-    end
-    if (rst) begin
-      \$221  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$222  = stale;
-    if (\$24 ) begin
-      \$222 [0] = 1'h0;
-    end
-    if (\$35 ) begin
-      \$222 [1] = 1'h0;
-    end
-    if (\$46 ) begin
-      \$222 [2] = 1'h0;
-    end
-    if (\$57 ) begin
-      \$222 [3] = 1'h0;
-    end
-    if (\$68 ) begin
-      \$222 [4] = 1'h0;
-    end
-    if (\$79 ) begin
-      \$222 [5] = 1'h0;
-    end
-    if (\$90 ) begin
-      \$222 [6] = 1'h0;
-    end
-    if (\$101 ) begin
-      \$222 [7] = 1'h0;
-    end
-    if (\$112 ) begin
-      \$222 [8] = 1'h0;
-    end
-    if (\$123 ) begin
-      \$222 [9] = 1'h0;
-    end
-    if (\$134 ) begin
-      \$222 [10] = 1'h0;
-    end
-    if (\$145 ) begin
-      \$222 [11] = 1'h0;
-    end
-    if (\$156 ) begin
-      \$222 [12] = 1'h0;
-    end
-    if (\$167 ) begin
-      \$222 [13] = 1'h0;
-    end
-    if (\$178 ) begin
-      \$222 [14] = 1'h0;
-    end
-    if (\$189 ) begin
-      \$222 [15] = 1'h0;
-    end
-    if (\$200 ) begin
-      \$222 [16] = 1'h0;
-    end
-    if (\$211 ) begin
-      \$222 [17] = 1'h0;
-    end
-    if (clear) begin
-      \$222  = 18'h3ffff;
-    end
-    if (rst) begin
-      \$222  = 18'h3ffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$223  = \$31 [5:0];
-    if (clear) begin
-      \$223  = 6'h00;
-    end
-    if (rst) begin
-      \$223  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$224  = \$42 [5:0];
-    if (clear) begin
-      \$224  = 6'h00;
-    end
-    if (rst) begin
-      \$224  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$225  = \$53 [5:0];
-    if (clear) begin
-      \$225  = 6'h00;
-    end
-    if (rst) begin
-      \$225  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$226  = \$64 [5:0];
-    if (clear) begin
-      \$226  = 6'h00;
-    end
-    if (rst) begin
-      \$226  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$227  = \$75 [5:0];
-    if (clear) begin
-      \$227  = 6'h00;
-    end
-    if (rst) begin
-      \$227  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$228  = \$86 [5:0];
-    if (clear) begin
-      \$228  = 6'h00;
-    end
-    if (rst) begin
-      \$228  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$229  = \$97 [5:0];
-    if (clear) begin
-      \$229  = 6'h00;
-    end
-    if (rst) begin
-      \$229  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$230  = \$108 [5:0];
-    if (clear) begin
-      \$230  = 6'h00;
-    end
-    if (rst) begin
-      \$230  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$231  = \$119 [5:0];
-    if (clear) begin
-      \$231  = 6'h00;
-    end
-    if (rst) begin
-      \$231  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$232  = \$130 [5:0];
-    if (clear) begin
-      \$232  = 6'h00;
-    end
-    if (rst) begin
-      \$232  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$233  = \$141 [5:0];
-    if (clear) begin
-      \$233  = 6'h00;
-    end
-    if (rst) begin
-      \$233  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$234  = \$152 [5:0];
-    if (clear) begin
-      \$234  = 6'h00;
-    end
-    if (rst) begin
-      \$234  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$235  = \$163 [5:0];
-    if (clear) begin
-      \$235  = 6'h00;
-    end
-    if (rst) begin
-      \$235  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$236  = \$174 [5:0];
-    if (clear) begin
-      \$236  = 6'h00;
-    end
-    if (rst) begin
-      \$236  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$237  = \$185 [5:0];
-    if (clear) begin
-      \$237  = 6'h00;
-    end
-    if (rst) begin
-      \$237  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$238  = \$196 [5:0];
-    if (clear) begin
-      \$238  = 6'h00;
-    end
-    if (rst) begin
-      \$238  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$239  = \$207 [5:0];
-    if (clear) begin
-      \$239  = 6'h00;
-    end
-    if (rst) begin
-      \$239  = 6'h00;
-    end
-  end
-  assign rdata = \$213 [31:0];
-  assign wr__addr = f_idx;
-  assign wr__data = \$213 [31:0];
-  assign total = \$213 [31:0];
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak0 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak1 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak2 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak3 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak4 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak5 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak6 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.leak7 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron0 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$16 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron1 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$14 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron2 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$12 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron3 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$10 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron4 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$8 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron5 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$6 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron6 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$4 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.neuron7 (u_new, theta, \port$1546$25 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$2 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$1546$25 ;
-  wire [18:0] \port$1546$25 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1546$25 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1546$25 [2:1];
-  assign \$17  = \port$1546$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1546$25 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$1546$25 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$1546$25 [2:1];
-  assign v_reset = \port$1546$25 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [2:0] \$11 ;
-  wire [2:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
-  wire [2:0] level;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
-  output [27:0] r_data;
-  wire [27:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [2:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
-  wire [27:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [27:0] w_data;
-  input w_en;
-  wire w_en;
-  wire [2:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
-  input [27:0] w_port__data;
-  wire [27:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [27:0] storage [2:0];
-  initial begin
-    storage[0] = 28'h0000000;
-    storage[1] = 28'h0000000;
-    storage[2] = 28'h0000000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [27:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
-    if (rst) begin
-      \$30  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$31  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
-    if (rst) begin
-      \$32  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.product0 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product0 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26341,7 +27521,7 @@ module \npu_core_digits.product0 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product1 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product1 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26368,7 +27548,7 @@ module \npu_core_digits.product1 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product2 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product2 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26395,7 +27575,7 @@ module \npu_core_digits.product2 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product3 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product3 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26422,7 +27602,7 @@ module \npu_core_digits.product3 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product4 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product4 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26449,7 +27629,7 @@ module \npu_core_digits.product4 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product5 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product5 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26476,7 +27656,7 @@ module \npu_core_digits.product5 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product6 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product6 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26503,7 +27683,7 @@ module \npu_core_digits.product6 (rst, a, b, p_q, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.product7 (rst, a, b, p_q, clk);
+module \npu_core_digits.synapse.product7 (rst, b, a, p_q, clk);
   wire [15:0] \$1 ;
   input [7:0] a;
   wire [7:0] a;
@@ -26527,472 +27707,4 @@ module \npu_core_digits.product7 (rst, a, b, p_q, clk);
   always @(posedge clk)
     p_q <= \$1 ;
   assign p = p_q;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_digits.router (rst, records__ready, free, can_load, \event , load, send, \spikes$33 , \base$34 , \layer$35 , \emit_values$36 , values, out_valid, records__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire [7:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [8:0] \$35 ;
-  wire \$36 ;
-  reg [15:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [8:0] \$47 ;
-  wire [8:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  reg \$51 ;
-  reg [27:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg [7:0] \$56 ;
-  reg [7:0] \$57 ;
-  reg [1:0] \$58 ;
-  reg \$59 ;
-  wire \$6 ;
-  reg [15:0] \$60 ;
-  reg [15:0] \$61 ;
-  reg [15:0] \$62 ;
-  reg [15:0] \$63 ;
-  reg [15:0] \$64 ;
-  reg [15:0] \$65 ;
-  reg [15:0] \$66 ;
-  reg [15:0] \$67 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire advance;
-  reg [7:0] base = 8'h00;
-  input [7:0] \base$34 ;
-  wire [7:0] \base$34 ;
-  output can_load;
-  wire can_load;
-  input clk;
-  wire clk;
-  reg emit_values = 1'h0;
-  input \emit_values$36 ;
-  wire \emit_values$36 ;
-  output \event ;
-  wire \event ;
-  wire [7:0] event_index;
-  wire [1:0] event_layer;
-  output free;
-  wire free;
-  reg [1:0] layer = 2'h0;
-  input [1:0] \layer$35 ;
-  wire [1:0] \layer$35 ;
-  input load;
-  wire load;
-  wire [7:0] lowest;
-  reg none_left = 1'h1;
-  reg one_left = 1'h0;
-  (* init = 28'h0000000 *)
-  wire [27:0] out;
-  wire [6:0] \out.index ;
-  wire [1:0] \out.kind ;
-  wire [1:0] \out.layer ;
-  wire \out.spike ;
-  wire [15:0] \out.value ;
-  output out_valid;
-  reg out_valid = 1'h0;
-  reg [7:0] pending = 8'h00;
-  wire [2:0] pick;
-  output [27:0] records__payload;
-  reg [27:0] records__payload = 28'h0000000;
-  wire [6:0] \records__payload.index ;
-  wire [1:0] \records__payload.kind ;
-  wire [1:0] \records__payload.layer ;
-  wire \records__payload.spike ;
-  wire [15:0] \records__payload.value ;
-  input records__ready;
-  wire records__ready;
-  (* init = 1'h0 *)
-  wire records__valid;
-  wire [7:0] rest;
-  input rst;
-  wire rst;
-  input [7:0] send;
-  wire [7:0] send;
-  reg [7:0] spikes = 8'h00;
-  input [7:0] \spikes$33 ;
-  wire [7:0] \spikes$33 ;
-  reg [15:0] value0 = 16'h0000;
-  reg [15:0] value1 = 16'h0000;
-  reg [15:0] value2 = 16'h0000;
-  reg [15:0] value3 = 16'h0000;
-  reg [15:0] value4 = 16'h0000;
-  reg [15:0] value5 = 16'h0000;
-  reg [15:0] value6 = 16'h0000;
-  reg [15:0] value7 = 16'h0000;
-  input [127:0] values;
-  wire [127:0] values;
-  wire [15:0] \values[0] ;
-  wire [15:0] \values[1] ;
-  wire [15:0] \values[2] ;
-  wire [15:0] \values[3] ;
-  wire [15:0] \values[4] ;
-  wire [15:0] \values[5] ;
-  wire [15:0] \values[6] ;
-  wire [15:0] \values[7] ;
-  assign can_load = none_left | \$30 ;
-  assign \$31  = out_valid & records__ready;
-  assign \event  = \$31  & records__payload[11];
-  assign \$32  = ~ lowest;
-  assign rest = pending & \$32 ;
-  assign \$33  = ~ none_left;
-  assign \$34  = emit_values ? 1'h1 : 1'h0;
-  assign \$35  = base + pick;
-  assign \$36  = spikes >> pick;
-  assign \$38  = load & can_load;
-  assign \$39  = ! send;
-  assign \$40  = | send;
-  assign \$41  = send - 1'h1;
-  assign \$42  = { 1'h0, send } & \$41 ;
-  assign \$43  = ! \$42 ;
-  assign \$44  = \$40  & \$43 ;
-  assign \$45  = ! rest;
-  assign \$46  = | rest;
-  assign \$47  = rest - 1'h1;
-  assign \$48  = { 1'h0, rest } & \$47 ;
-  assign \$49  = ! \$48 ;
-  assign \$50  = \$46  & \$49 ;
-  always @(posedge clk)
-    out_valid <= \$51 ;
-  always @(posedge clk)
-    records__payload <= \$52 ;
-  always @(posedge clk)
-    pending <= \$53 ;
-  always @(posedge clk)
-    none_left <= \$54 ;
-  always @(posedge clk)
-    one_left <= \$55 ;
-  always @(posedge clk)
-    spikes <= \$56 ;
-  always @(posedge clk)
-    base <= \$57 ;
-  always @(posedge clk)
-    layer <= \$58 ;
-  always @(posedge clk)
-    emit_values <= \$59 ;
-  always @(posedge clk)
-    value0 <= \$60 ;
-  always @(posedge clk)
-    value1 <= \$61 ;
-  always @(posedge clk)
-    value2 <= \$62 ;
-  always @(posedge clk)
-    value3 <= \$63 ;
-  always @(posedge clk)
-    value4 <= \$64 ;
-  always @(posedge clk)
-    value5 <= \$65 ;
-  always @(posedge clk)
-    value6 <= \$66 ;
-  always @(posedge clk)
-    value7 <= \$67 ;
-  assign \$5  = ~ \$4 ;
-  assign \$6  = pending[1] & \$5 ;
-  assign \$7  = | pending[1:0];
-  assign \$8  = ~ \$7 ;
-  assign \$9  = pending[2] & \$8 ;
-  assign \$10  = | pending[2:0];
-  assign \$11  = ~ \$10 ;
-  assign \$12  = pending[3] & \$11 ;
-  assign \$13  = | pending[3:0];
-  assign \$14  = ~ \$13 ;
-  assign \$15  = pending[4] & \$14 ;
-  assign \$16  = | pending[4:0];
-  assign \$17  = ~ \$16 ;
-  assign \$18  = pending[5] & \$17 ;
-  assign \$19  = | pending[5:0];
-  assign \$20  = ~ \$19 ;
-  assign \$21  = pending[6] & \$20 ;
-  assign \$22  = | pending[6:0];
-  assign \$23  = ~ \$22 ;
-  assign \$24  = pending[7] & \$23 ;
-  assign \$25  = | { lowest[7], lowest[5], lowest[3], lowest[1] };
-  assign \$26  = | { lowest[7:6], lowest[3:2] };
-  assign \$27  = | lowest[7:4];
-  assign \$28  = ~ out_valid;
-  assign advance = \$28  | records__ready;
-  assign \$29  = ~ out_valid;
-  assign free = none_left & \$29 ;
-  assign \$30  = one_left & advance;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      3'h0:
-          \$37  = value0;
-      3'h1:
-          \$37  = value1;
-      3'h2:
-          \$37  = value2;
-      3'h3:
-          \$37  = value3;
-      3'h4:
-          \$37  = value4;
-      3'h5:
-          \$37  = value5;
-      3'h6:
-          \$37  = value6;
-      3'h7:
-          \$37  = value7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$51  = out_valid;
-    if (advance) begin
-      \$51  = \$33 ;
-    end
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$52  = records__payload;
-    if (advance) begin
-      \$52 [1:0] = { 1'h0, \$34  };
-      \$52 [3:2] = layer;
-      \$52 [10:4] = \$35 [6:0];
-      \$52 [11] = \$36 ;
-      \$52 [27:12] = \$37 ;
-    end
-    if (rst) begin
-      \$52  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$53  = pending;
-    if (\$38 ) begin
-      \$53  = send;
-    end else if (advance) begin
-      \$53  = rest;
-    end
-    if (rst) begin
-      \$53  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$54  = none_left;
-    if (\$38 ) begin
-      \$54  = \$39 ;
-    end else if (advance) begin
-      \$54  = \$45 ;
-    end
-    if (rst) begin
-      \$54  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$55  = one_left;
-    if (\$38 ) begin
-      \$55  = \$44 ;
-    end else if (advance) begin
-      \$55  = \$50 ;
-    end
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$56  = spikes;
-    if (\$38 ) begin
-      \$56  = \spikes$33 ;
-    end
-    if (rst) begin
-      \$56  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$57  = base;
-    if (\$38 ) begin
-      \$57  = \base$34 ;
-    end
-    if (rst) begin
-      \$57  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$58  = layer;
-    if (\$38 ) begin
-      \$58  = \layer$35 ;
-    end
-    if (rst) begin
-      \$58  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$59  = emit_values;
-    if (\$38 ) begin
-      \$59  = \emit_values$36 ;
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$60  = value0;
-    if (\$38 ) begin
-      \$60  = values[15:0];
-    end
-    if (rst) begin
-      \$60  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$61  = value1;
-    if (\$38 ) begin
-      \$61  = values[31:16];
-    end
-    if (rst) begin
-      \$61  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$62  = value2;
-    if (\$38 ) begin
-      \$62  = values[47:32];
-    end
-    if (rst) begin
-      \$62  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$63  = value3;
-    if (\$38 ) begin
-      \$63  = values[63:48];
-    end
-    if (rst) begin
-      \$63  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$64  = value4;
-    if (\$38 ) begin
-      \$64  = values[79:64];
-    end
-    if (rst) begin
-      \$64  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$65  = value5;
-    if (\$38 ) begin
-      \$65  = values[95:80];
-    end
-    if (rst) begin
-      \$65  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$66  = value6;
-    if (\$38 ) begin
-      \$66  = values[111:96];
-    end
-    if (rst) begin
-      \$66  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$67  = value7;
-    if (\$38 ) begin
-      \$67  = values[127:112];
-    end
-    if (rst) begin
-      \$67  = 16'h0000;
-    end
-  end
-  assign records__valid = out_valid;
-  assign out = records__payload;
-  assign event_index = { 1'h0, records__payload[10:4] };
-  assign event_layer = records__payload[3:2];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[3:2];
-  assign \records__payload.index  = records__payload[10:4];
-  assign \records__payload.spike  = records__payload[11];
-  assign \records__payload.value  = records__payload[27:12];
-  assign \out.kind  = records__payload[1:0];
-  assign \out.layer  = records__payload[3:2];
-  assign \out.index  = records__payload[10:4];
-  assign \out.spike  = records__payload[11];
-  assign \out.value  = records__payload[27:12];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign \values[2]  = values[47:32];
-  assign \values[3]  = values[63:48];
-  assign \values[4]  = values[79:64];
-  assign \values[5]  = values[95:80];
-  assign \values[6]  = values[111:96];
-  assign \values[7]  = values[127:112];
-  assign pick[2] = \$27 ;
-  assign pick[1] = \$26 ;
-  assign pick[0] = \$25 ;
-  assign lowest[7] = \$24 ;
-  assign lowest[6] = \$21 ;
-  assign lowest[5] = \$18 ;
-  assign lowest[4] = \$15 ;
-  assign lowest[3] = \$12 ;
-  assign lowest[2] = \$9 ;
-  assign lowest[1] = \$6 ;
-  assign lowest[0] = \$3 ;
-  assign \$1  = 1'h0;
-  assign \$2  = 1'h1;
-  assign \$3  = pending[0];
-  assign \$4  = pending[0];
 endmodule

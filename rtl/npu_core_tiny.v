@@ -3,310 +3,865 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire [9:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  reg [7:0] \$107 ;
-  reg [40:0] \$108 ;
-  reg [15:0] \$109 ;
-  wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [8:0] \$111 ;
-  wire [7:0] \$112 ;
-  wire [7:0] \$113 ;
-  wire [8:0] \$114 ;
-  wire [7:0] \$115 ;
-  wire [7:0] \$116 ;
-  wire \$117 ;
-  reg [3:0] \$118 ;
-  wire \$119 ;
-  wire [17:0] \$12 ;
-  wire \$120 ;
-  wire [7:0] \$121 ;
-  wire [41:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [7:0] \$127 ;
-  wire [41:0] \$128 ;
-  wire \$129 ;
-  wire [26:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [5:0] \$133 ;
-  wire [6:0] \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
-  wire [6:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  reg [3:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [17:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [3:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [26:0] \$16 ;
-  wire [1:0] \$160 ;
-  wire [1:0] \$161 ;
-  wire [5:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  reg [37:0] \$175 ;
-  reg [37:0] \$176 ;
-  reg [15:0] \$177 ;
-  reg [15:0] \$178 ;
-  reg [15:0] \$179 ;
-  wire [5:0] \$18 ;
-  reg [15:0] \$180 ;
-  reg [1:0] \$181 ;
-  reg \$182 ;
-  reg [2:0] \$183 ;
-  reg \$184 ;
-  reg [40:0] \$185 ;
-  reg [37:0] \$186 ;
-  reg [2:0] \$187 ;
-  reg [2:0] \$188 ;
-  reg [15:0] \$189 ;
-  wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg [7:0] \$193 ;
-  reg [8:0] \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
-  wire \$2 ;
-  wire [5:0] \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg [17:0] \$202 ;
-  reg [25:0] \$203 ;
-  reg [17:0] \$204 ;
-  reg [25:0] \$205 ;
-  reg [4:0] \$206 ;
-  reg [4:0] \$207 ;
-  reg [4:0] \$208 ;
-  reg [4:0] \$209 ;
-  wire \$21 ;
-  reg [4:0] \$210 ;
-  reg [4:0] \$211 ;
-  reg [4:0] \$212 ;
-  reg [4:0] \$213 ;
-  reg [1:0] \$214 ;
-  reg [15:0] \$215 ;
-  reg [15:0] \$216 ;
-  reg [1:0] \$217 ;
-  reg \$218 ;
-  reg \$219 ;
-  wire [5:0] \$22 ;
-  reg [4:0] \$220 ;
-  reg [4:0] \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [3:0] \$225 ;
-  reg [3:0] \$226 ;
-  reg [1:0] \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire \$23 ;
-  reg [4:0] \$230 ;
-  reg [4:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [8:0] \$233 ;
-  reg [1:0] \$234 ;
-  reg \$235 ;
-  wire [5:0] \$24 ;
-  wire \$25 ;
-  wire [5:0] \$26 ;
-  wire \$27 ;
-  wire [5:0] \$28 ;
-  wire \$29 ;
+  wire [1:0] \$1 ;
+  wire [5:0] \$2 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  wire \$31 ;
-  wire [5:0] \$32 ;
-  wire [4:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  reg [4:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  reg [37:0] \$5 ;
-  wire \$50 ;
-  reg [4:0] \$51 ;
-  wire \$52 ;
-  reg [4:0] \$53 ;
-  wire [4:0] \$54 ;
-  wire [5:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
-  reg [15:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [7:0] \$61 ;
-  wire [7:0] \$62 ;
-  wire [7:0] \$63 ;
-  wire [8:0] \$64 ;
-  wire [9:0] \$65 ;
-  wire \$66 ;
-  wire [5:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  reg [37:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [2:0] \$76 ;
-  wire [4:0] \$77 ;
-  wire [1:0] \$78 ;
-  wire \$79 ;
-  wire [3:0] \$8 ;
-  wire [1:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  reg [15:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$107  = 1'h0;
-  reg \$signal$112  = 1'h0;
-  reg \$signal$62  = 1'h0;
-  reg \$signal$63  = 1'h0;
-  reg \$signal$65  = 1'h0;
-  reg \$signal$66 ;
-  reg \$signal$67  = 1'h0;
-  reg \$signal$68  = 1'h0;
-  reg \$signal$69  = 1'h0;
-  wire [7:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$129 ;
-  wire [7:0] \$signature__addr$132 ;
-  wire [3:0] \$signature__addr$135 ;
-  wire [3:0] \$signature__addr$183 ;
-  wire [3:0] \$signature__addr$187 ;
-  wire [7:0] \$signature__data ;
-  wire [40:0] \$signature__data$130 ;
-  wire [8:0] \$signature__data$130.alpha ;
-  wire [15:0] \$signature__data$130.bias ;
-  wire [15:0] \$signature__data$130.theta ;
-  wire [7:0] \$signature__data$133 ;
-  wire [40:0] \$signature__data$136 ;
-  wire [8:0] \$signature__data$136.alpha ;
-  wire [15:0] \$signature__data$136.bias ;
-  wire [15:0] \$signature__data$136.theta ;
-  wire [15:0] \$signature__data$184 ;
-  wire [15:0] \$signature__data$188 ;
-  wire \$signature__en ;
-  wire \$signature__en$131 ;
-  wire \$signature__en$134 ;
-  wire \$signature__en$137 ;
-  wire \$signature__en$185 ;
-  wire \$signature__en$189 ;
-  (* init = 8'h00 *)
-  wire [7:0] a;
-  (* init = 8'h00 *)
-  wire [7:0] \a$152 ;
-  reg [25:0] acc0 = 26'h0000000;
-  reg [25:0] acc1 = 26'h0000000;
-  (* init = 9'h000 *)
-  wire [8:0] alpha;
-  (* init = 9'h000 *)
-  wire [8:0] \alpha$158 ;
-  reg [8:0] alpha_q0 = 9'h000;
-  reg [8:0] alpha_q1 = 9'h000;
-  (* init = 8'h00 *)
-  wire [7:0] b;
-  (* init = 8'h00 *)
-  wire [7:0] \b$153 ;
-  reg bank_sel = 1'h0;
-  reg [4:0] base;
-  (* init = 16'h0000 *)
-  wire [15:0] bias;
-  (* init = 16'h0000 *)
-  wire [15:0] \bias$159 ;
-  reg [15:0] bias_q0 = 16'h0000;
-  reg [15:0] bias_q1 = 16'h0000;
+  wire [11:0] addr;
+  wire [4:0] base;
   output busy;
-  reg busy;
-  wire \busy$32 ;
+  wire busy;
+  wire \busy$22 ;
+  wire \busy$23 ;
+  wire \busy$51 ;
+  wire busy_groups;
+  wire \busy_groups$25 ;
+  wire \busy_groups$41 ;
+  wire \busy_groups$44 ;
   wire can_load;
+  wire \can_load$118 ;
   input clear;
   wire clear;
-  reg \clear$200 ;
+  wire \clear$36 ;
+  wire \clear$50 ;
   input clk;
   wire clk;
-  reg [4:0] cnt = 5'h00;
+  wire [31:0] counters_rdata;
+  wire [31:0] \counters_rdata$29 ;
+  wire counters_re;
+  wire \counters_re$33 ;
+  wire [39:0] counts;
+  wire [39:0] \counts$63 ;
+  wire [4:0] \counts$63[0] ;
+  wire [4:0] \counts$63[1] ;
+  wire [4:0] \counts$63[2] ;
+  wire [4:0] \counts$63[3] ;
+  wire [4:0] \counts$63[4] ;
+  wire [4:0] \counts$63[5] ;
+  wire [4:0] \counts$63[6] ;
+  wire [4:0] \counts$63[7] ;
+  wire [4:0] \counts[0] ;
+  wire [4:0] \counts[1] ;
+  wire [4:0] \counts[2] ;
+  wire [4:0] \counts[3] ;
+  wire [4:0] \counts[4] ;
+  wire [4:0] \counts[5] ;
+  wire [4:0] \counts[6] ;
+  wire [4:0] \counts[7] ;
+  wire cur;
+  wire \cur$61 ;
+  wire drained;
+  wire \drained$90 ;
+  wire emit_values;
+  wire [23:0] end_record;
+  wire [3:0] \end_record.index ;
+  wire [1:0] \end_record.kind ;
+  wire \end_record.layer ;
+  wire \end_record.spike ;
+  wire [15:0] \end_record.value ;
+  wire end_step;
+  wire \end_step$55 ;
+  wire [11:0] ev;
+  wire [3:0] \ev.index ;
+  wire [7:0] \ev.value ;
+  wire \event ;
+  wire [4:0] event_index;
+  wire event_layer;
+  wire free;
+  input [11:0] host_addr;
+  wire [11:0] host_addr;
+  output [40:0] host_rdata;
+  wire [40:0] host_rdata;
+  input host_re;
+  wire host_re;
+  wire host_req;
+  wire \host_req$35 ;
+  output host_rvalid;
+  wire host_rvalid;
+  input [40:0] host_wdata;
+  wire [40:0] host_wdata;
+  input host_we;
+  wire host_we;
+  wire [7:0] host_word;
+  wire [7:0] \host_word$45 ;
+  wire [9:0] in_counts;
+  wire [9:0] \in_counts$65 ;
+  wire [4:0] \in_counts$65[0] ;
+  wire [4:0] \in_counts$65[1] ;
+  wire [4:0] \in_counts[0] ;
+  wire [4:0] \in_counts[1] ;
+  wire in_full;
+  wire \in_full$57 ;
+  wire in_rbank;
+  wire \in_rbank$59 ;
+  input [12:0] input__payload;
+  wire [12:0] input__payload;
+  wire [12:0] \input__payload$47 ;
+  wire \input__payload$47.end ;
+  wire [3:0] \input__payload$47.index ;
+  wire [7:0] \input__payload$47.value ;
+  wire \input__payload.end ;
+  wire [3:0] \input__payload.index ;
+  wire [7:0] \input__payload.value ;
+  output input__ready;
+  wire input__ready;
+  wire \input__ready$48 ;
+  input input__valid;
+  wire input__valid;
+  wire \input__valid$49 ;
+  wire issue;
+  wire \issue$84 ;
+  wire [3:0] k;
+  wire [245:0] lane_rdata;
+  wire [81:0] \lane_rdata[0] ;
+  wire [40:0] \lane_rdata[0][0] ;
+  wire [40:0] \lane_rdata[0][1] ;
+  wire [81:0] \lane_rdata[1] ;
+  wire [40:0] \lane_rdata[1][0] ;
+  wire [40:0] \lane_rdata[1][1] ;
+  wire [81:0] \lane_rdata[2] ;
+  wire [40:0] \lane_rdata[2][0] ;
+  wire [40:0] \lane_rdata[2][1] ;
+  wire [37:0] layer;
+  wire \layer$107 ;
+  wire [1:0] \layer.ebase ;
+  wire [2:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [3:0] \layer.rows ;
+  wire [3:0] \layer.sbase ;
+  wire [4:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
+  wire layer_index;
+  wire li;
+  wire load;
+  wire membrane_write;
+  wire \membrane_write$104 ;
+  wire [81:0] membranes_rdata;
+  wire [40:0] \membranes_rdata[0] ;
+  wire [40:0] \membranes_rdata[1] ;
+  wire [31:0] new_u;
+  wire [15:0] \new_u[0] ;
+  wire [15:0] \new_u[1] ;
+  wire out_ready;
+  output [23:0] output__payload;
+  wire [23:0] output__payload;
+  wire [3:0] \output__payload.index ;
+  wire [1:0] \output__payload.kind ;
+  wire \output__payload.layer ;
+  wire \output__payload.spike ;
+  wire [15:0] \output__payload.value ;
+  input output__ready;
+  wire output__ready;
+  output output__valid;
+  wire output__valid;
+  wire [81:0] params_rdata;
+  wire [40:0] \params_rdata[0] ;
+  wire [40:0] \params_rdata[1] ;
+  wire [31:0] prod;
+  wire [31:0] \prod$96 ;
+  wire [15:0] \prod$96[0] ;
+  wire [15:0] \prod$96[1] ;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  wire prod_valid;
+  wire \prod_valid$98 ;
+  wire [23:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  wire rd_bank;
+  wire \rd_bank$69 ;
+  wire [11:0] rd_data;
+  wire [3:0] \rd_data.index ;
+  wire [7:0] \rd_data.value ;
+  wire rd_from_input;
+  wire \rd_from_input$73 ;
+  wire [4:0] rd_n;
+  wire [4:0] \rd_n$71 ;
+  wire [1:0] rd_src;
+  wire [1:0] \rd_src$67 ;
+  wire [40:0] rdata;
+  wire re;
+  wire [23:0] records__payload;
+  wire [3:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  wire records__ready;
+  wire records__valid;
+  wire [1:0] reset;
+  wire router_free;
+  wire router_load;
+  wire [4:0] row_addr;
+  wire [4:0] \row_addr$92 ;
+  wire row_start;
+  wire \row_start$94 ;
+  wire [8:0] rowbase;
+  wire [8:0] \rowbase$86 ;
+  input rst;
+  wire rst;
+  wire rvalid;
+  wire [1:0] send;
+  wire spike_event;
+  wire spike_layer;
+  wire [1:0] spikes;
+  wire [1:0] \spikes$112 ;
+  wire spiking;
+  wire start_step;
+  wire \start_step$53 ;
+  wire [40:0] table_rdata;
+  wire [40:0] \table_rdata$27 ;
+  wire [54:0] tables;
+  wire \tables.lane ;
+  wire \tables.re ;
+  wire [2:0] \tables.region ;
+  wire [40:0] \tables.wdata ;
+  wire \tables.we ;
+  wire [7:0] \tables.word ;
+  wire [15:0] v_reset;
+  wire [1:0] valid;
+  wire [31:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  wire [109:0] views;
+  wire [54:0] \views$43 ;
+  wire [54:0] \views$43[0] ;
+  wire \views$43[0].lane ;
+  wire \views$43[0].re ;
+  wire [2:0] \views$43[0].region ;
+  wire [40:0] \views$43[0].wdata ;
+  wire \views$43[0].we ;
+  wire [7:0] \views$43[0].word ;
+  wire [54:0] \views$46 ;
+  wire [54:0] \views$46[0] ;
+  wire \views$46[0].lane ;
+  wire \views$46[0].re ;
+  wire [2:0] \views$46[0].region ;
+  wire [40:0] \views$46[0].wdata ;
+  wire \views$46[0].we ;
+  wire [7:0] \views$46[0].word ;
+  wire [54:0] \views[0] ;
+  wire \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [40:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [7:0] \views[0].word ;
+  wire [54:0] \views[1] ;
+  wire \views[1].lane ;
+  wire \views[1].re ;
+  wire [2:0] \views[1].region ;
+  wire [40:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [7:0] \views[1].word ;
+  wire [23:0] w_data;
+  wire w_en;
+  wire w_rdy;
+  wire [40:0] wdata;
+  wire we;
+  wire [81:0] weights_rdata;
+  wire [40:0] \weights_rdata[0] ;
+  wire [40:0] \weights_rdata[1] ;
+  wire wr_event;
+  wire [4:0] wr_index;
+  wire wr_layer;
+  wire [7:0] wr_value;
+  wire write_end;
+  assign \$1  = spikes & valid;
+  assign send = layer[37] ? valid : \$1 ;
+  assign \$2  = k * 2'h2;
+  assign w_data = write_end ? 24'h000002 : records__payload;
+  assign \$3  = write_end | records__valid;
+  assign w_en = w_rdy & \$3 ;
+  \npu_core_tiny.host  host (
+    .addr(host_addr),
+    .busy_groups(busy),
+    .clk(clk),
+    .counters_rdata(counters_rdata),
+    .lane_rdata(lane_rdata),
+    .rdata(host_rdata),
+    .re(host_re),
+    .rst(rst),
+    .rvalid(host_rvalid),
+    .table_rdata(table_rdata),
+    .views(views),
+    .wdata(host_wdata),
+    .we(host_we)
+  );
+  \npu_core_tiny.lists  lists (
+    .busy(busy),
+    .clear(clear),
+    .clk(clk),
+    .counts(counts),
+    .cur(cur),
+    .end_step(end_step),
+    .in_counts(in_counts),
+    .in_full(in_full),
+    .in_rbank(in_rbank),
+    .input__payload(input__payload),
+    .input__ready(input__ready),
+    .input__valid(input__valid),
+    .\port$966$2 (records__payload[6:2]),
+    .rd_bank(rd_bank),
+    .rd_data(ev),
+    .rd_from_input(rd_from_input),
+    .rd_n(rd_n),
+    .rd_src(rd_src),
+    .rst(rst),
+    .start_step(start_step),
+    .wr_event(wr_event)
+  );
+  \npu_core_tiny.neurons  neurons (
+    .busy_groups(busy),
+    .clk(clk),
+    .membrane_write(membrane_write),
+    .membranes_rdata(membranes_rdata),
+    .new_u(new_u),
+    .params_rdata(params_rdata),
+    .\port$786$18 (layer[36:18]),
+    .prod(prod),
+    .prod_valid(prod_valid),
+    .row_addr(row_addr),
+    .row_start(row_start),
+    .rst(rst),
+    .spikes(spikes),
+    .views(views[54:0])
+  );
+  \npu_core_tiny.out_fifo  out_fifo (
+    .clk(clk),
+    .r_data(output__payload),
+    .r_en(output__ready),
+    .r_rdy(output__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data),
+    .w_rdy(w_rdy)
+  );
+  \npu_core_tiny.router  router (
+    .\base$28 (\$2 [4:0]),
+    .can_load(can_load),
+    .clk(clk),
+    .\emit_values$30 (layer[37]),
+    .\event (wr_event),
+    .free(router_free),
+    .\layer$29 (layer_index),
+    .load(load),
+    .out_valid(records__valid),
+    .records__payload(records__payload),
+    .records__ready(w_rdy),
+    .rst(rst),
+    .send(send),
+    .\spikes$27 (spikes),
+    .values(values)
+  );
+  \npu_core_tiny.sequencer  sequencer (
+    .busy(busy),
+    .can_load(can_load),
+    .clear(clear),
+    .clk(clk),
+    .counters_rdata(counters_rdata),
+    .counts(counts),
+    .cur(cur),
+    .drained(drained),
+    .end_step(end_step),
+    .in_counts(in_counts),
+    .in_full(in_full),
+    .in_rbank(in_rbank),
+    .issue(issue),
+    .k(k),
+    .layer(layer),
+    .li(layer_index),
+    .membrane_write(membrane_write),
+    .out_ready(w_rdy),
+    .rd_bank(rd_bank),
+    .rd_from_input(rd_from_input),
+    .rd_n(rd_n),
+    .rd_src(rd_src),
+    .re(host_re),
+    .router_free(router_free),
+    .router_load(load),
+    .row_addr(row_addr),
+    .row_start(row_start),
+    .rowbase(rowbase),
+    .rst(rst),
+    .spike_event(wr_event),
+    .spike_layer(records__payload[2]),
+    .start_step(start_step),
+    .table_rdata(table_rdata),
+    .tables(views[109:55]),
+    .valid(valid),
+    .write_end(write_end)
+  );
+  \npu_core_tiny.synapse  synapse (
+    .busy_groups(busy),
+    .clk(clk),
+    .drained(drained),
+    .ev(ev),
+    .issue(issue),
+    .prod(prod),
+    .rowbase(rowbase),
+    .rst(rst),
+    .s4_valid(prod_valid),
+    .views(views[54:0]),
+    .weights_rdata(weights_rdata)
+  );
+  assign addr = host_addr;
+  assign wdata = host_wdata;
+  assign we = host_we;
+  assign re = host_re;
+  assign rdata = host_rdata;
+  assign rvalid = host_rvalid;
+  assign \busy$22  = busy;
+  assign \busy$23  = busy;
+  assign busy_groups = busy;
+  assign \busy_groups$25  = busy;
+  assign \table_rdata$27  = table_rdata;
+  assign \counters_rdata$29  = counters_rdata;
+  assign tables = views[109:55];
+  assign counters_re = host_re;
+  assign \counters_re$33  = host_re;
+  assign host_req = 1'h0;
+  assign \host_req$35  = 1'h0;
+  assign \clear$36  = clear;
+  assign \busy_groups$41  = busy;
+  assign host_word = host_addr[7:0];
+  assign \views$43  = views[54:0];
+  assign \busy_groups$44  = busy;
+  assign \host_word$45  = host_addr[7:0];
+  assign \views$46  = views[54:0];
+  assign \input__payload$47  = input__payload;
+  assign \input__ready$48  = input__ready;
+  assign \input__valid$49  = input__valid;
+  assign \clear$50  = clear;
+  assign \busy$51  = busy;
+  assign \start_step$53  = start_step;
+  assign \end_step$55  = end_step;
+  assign \in_full$57  = in_full;
+  assign \in_rbank$59  = in_rbank;
+  assign \cur$61  = cur;
+  assign \counts$63  = counts;
+  assign \in_counts$65  = in_counts;
+  assign \rd_src$67  = rd_src;
+  assign \rd_bank$69  = rd_bank;
+  assign \rd_n$71  = rd_n;
+  assign \rd_from_input$73  = rd_from_input;
+  assign \event  = wr_event;
+  assign wr_index = { 1'h0, records__payload[6:3] };
+  assign event_index = { 1'h0, records__payload[6:3] };
+  assign wr_layer = records__payload[2];
+  assign event_layer = records__payload[2];
+  assign li = layer_index;
+  assign wr_value = 8'h01;
+  assign \issue$84  = issue;
+  assign \rowbase$86  = rowbase;
+  assign rd_data = ev;
+  assign \drained$90  = drained;
+  assign \row_addr$92  = row_addr;
+  assign \row_start$94  = row_start;
+  assign \prod$96  = prod;
+  assign \prod_valid$98  = prod_valid;
+  assign reset = layer[20:19];
+  assign v_reset = layer[36:21];
+  assign spiking = layer[18];
+  assign \membrane_write$104  = membrane_write;
+  assign router_load = load;
+  assign \layer$107  = layer_index;
+  assign emit_values = layer[37];
+  assign \spikes$112  = spikes;
+  assign base = \$2 [4:0];
+  assign \can_load$118  = can_load;
+  assign free = router_free;
+  assign spike_event = wr_event;
+  assign spike_layer = records__payload[2];
+  assign records__ready = w_rdy;
+  assign out_ready = w_rdy;
+  assign r_data = output__payload;
+  assign r_rdy = output__valid;
+  assign r_en = output__ready;
+  assign \input__payload.index  = input__payload[3:0];
+  assign \input__payload.value  = input__payload[11:4];
+  assign \input__payload.end  = input__payload[12];
+  assign \output__payload.kind  = output__payload[1:0];
+  assign \output__payload.layer  = output__payload[2];
+  assign \output__payload.index  = output__payload[6:3];
+  assign \output__payload.spike  = output__payload[7];
+  assign \output__payload.value  = output__payload[23:8];
+  assign \tables.word  = views[62:55];
+  assign \tables.wdata  = views[103:63];
+  assign \tables.we  = views[104];
+  assign \tables.re  = views[105];
+  assign \tables.region  = views[108:106];
+  assign \tables.lane  = views[109];
+  assign \views[0]  = views[54:0];
+  assign \views[0].word  = views[7:0];
+  assign \views[0].wdata  = views[48:8];
+  assign \views[0].we  = views[49];
+  assign \views[0].re  = views[50];
+  assign \views[0].region  = views[53:51];
+  assign \views[0].lane  = views[54];
+  assign \views[1]  = views[109:55];
+  assign \views[1].word  = views[62:55];
+  assign \views[1].wdata  = views[103:63];
+  assign \views[1].we  = views[104];
+  assign \views[1].re  = views[105];
+  assign \views[1].region  = views[108:106];
+  assign \views[1].lane  = views[109];
+  assign \lane_rdata[0]  = lane_rdata[81:0];
+  assign \lane_rdata[0][0]  = lane_rdata[40:0];
+  assign \lane_rdata[0][1]  = lane_rdata[81:41];
+  assign \lane_rdata[1]  = lane_rdata[163:82];
+  assign \lane_rdata[1][0]  = lane_rdata[122:82];
+  assign \lane_rdata[1][1]  = lane_rdata[163:123];
+  assign \lane_rdata[2]  = lane_rdata[245:164];
+  assign \lane_rdata[2][0]  = lane_rdata[204:164];
+  assign \lane_rdata[2][1]  = lane_rdata[245:205];
+  assign \weights_rdata[0]  = weights_rdata[40:0];
+  assign \weights_rdata[1]  = weights_rdata[81:41];
+  assign \params_rdata[0]  = params_rdata[40:0];
+  assign \params_rdata[1]  = params_rdata[81:41];
+  assign \membranes_rdata[0]  = membranes_rdata[40:0];
+  assign \membranes_rdata[1]  = membranes_rdata[81:41];
+  assign \views$43[0]  = views[54:0];
+  assign \views$43[0].word  = views[7:0];
+  assign \views$43[0].wdata  = views[48:8];
+  assign \views$43[0].we  = views[49];
+  assign \views$43[0].re  = views[50];
+  assign \views$43[0].region  = views[53:51];
+  assign \views$43[0].lane  = views[54];
+  assign \views$46[0]  = views[54:0];
+  assign \views$46[0].word  = views[7:0];
+  assign \views$46[0].wdata  = views[48:8];
+  assign \views$46[0].we  = views[49];
+  assign \views$46[0].re  = views[50];
+  assign \views$46[0].region  = views[53:51];
+  assign \views$46[0].lane  = views[54];
+  assign \input__payload$47.index  = input__payload[3:0];
+  assign \input__payload$47.value  = input__payload[11:4];
+  assign \input__payload$47.end  = input__payload[12];
+  assign \counts[0]  = counts[4:0];
+  assign \counts[1]  = counts[9:5];
+  assign \counts[2]  = counts[14:10];
+  assign \counts[3]  = counts[19:15];
+  assign \counts[4]  = counts[24:20];
+  assign \counts[5]  = counts[29:25];
+  assign \counts[6]  = counts[34:30];
+  assign \counts[7]  = counts[39:35];
+  assign \counts$63[0]  = counts[4:0];
+  assign \counts$63[1]  = counts[9:5];
+  assign \counts$63[2]  = counts[14:10];
+  assign \counts$63[3]  = counts[19:15];
+  assign \counts$63[4]  = counts[24:20];
+  assign \counts$63[5]  = counts[29:25];
+  assign \counts$63[6]  = counts[34:30];
+  assign \counts$63[7]  = counts[39:35];
+  assign \in_counts[0]  = in_counts[4:0];
+  assign \in_counts[1]  = in_counts[9:5];
+  assign \in_counts$65[0]  = in_counts[4:0];
+  assign \in_counts$65[1]  = in_counts[9:5];
+  assign \ev.index  = ev[3:0];
+  assign \ev.value  = ev[11:4];
+  assign \rd_data.index  = ev[3:0];
+  assign \rd_data.value  = ev[11:4];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \prod$96[0]  = prod[15:0];
+  assign \prod$96[1]  = prod[31:16];
+  assign \layer.size  = layer[4:0];
+  assign \layer.rows  = layer[8:5];
+  assign \layer.sbase  = layer[12:9];
+  assign \layer.ebase  = layer[14:13];
+  assign \layer.ecount  = layer[17:15];
+  assign \layer.spiking  = layer[18];
+  assign \layer.reset  = layer[20:19];
+  assign \layer.v_reset  = layer[36:21];
+  assign \layer.emit_values  = layer[37];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign \new_u[0]  = new_u[15:0];
+  assign \new_u[1]  = new_u[31:16];
+  assign \end_record.kind  = end_record[1:0];
+  assign \end_record.layer  = end_record[2];
+  assign \end_record.index  = end_record[6:3];
+  assign \end_record.spike  = end_record[7];
+  assign \end_record.value  = end_record[23:8];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
+  assign end_record[1:0] = 2'h2;
+  assign end_record[23:2] = 22'h000000;
+  assign values[31:16] = new_u[31:16];
+  assign values[15:0] = new_u[15:0];
+  assign lane_rdata[245:205] = membranes_rdata[81:41];
+  assign lane_rdata[204:164] = membranes_rdata[40:0];
+  assign lane_rdata[163:123] = params_rdata[81:41];
+  assign lane_rdata[122:82] = params_rdata[40:0];
+  assign lane_rdata[81:41] = weights_rdata[81:41];
+  assign lane_rdata[40:0] = weights_rdata[40:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy_groups, addr);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  reg [40:0] \$10 ;
+  reg [40:0] \$11 ;
+  reg \$12 ;
+  reg [2:0] \$13 ;
+  reg \$14 ;
+  reg [40:0] \$15 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  reg [40:0] \$9 ;
+  input [11:0] addr;
+  wire [11:0] addr;
+  wire busy;
+  input busy_groups;
+  wire busy_groups;
+  input clk;
+  wire clk;
+  input [31:0] counters_rdata;
+  wire [31:0] counters_rdata;
+  wire counters_re;
+  input [245:0] lane_rdata;
+  wire [245:0] lane_rdata;
+  wire [81:0] \lane_rdata[0] ;
+  wire [40:0] \lane_rdata[0][0] ;
+  wire [40:0] \lane_rdata[0][1] ;
+  wire [81:0] \lane_rdata[1] ;
+  wire [40:0] \lane_rdata[1][0] ;
+  wire [40:0] \lane_rdata[1][1] ;
+  wire [81:0] \lane_rdata[2] ;
+  wire [40:0] \lane_rdata[2][0] ;
+  wire [40:0] \lane_rdata[2][1] ;
+  reg rd_lane = 1'h0;
+  reg [40:0] rd_reg = 41'h00000000000;
+  reg [2:0] rd_region = 3'h0;
+  output [40:0] rdata;
+  reg [40:0] rdata;
+  input re;
+  wire re;
+  input rst;
+  wire rst;
+  output rvalid;
+  reg rvalid = 1'h0;
+  input [40:0] table_rdata;
+  wire [40:0] table_rdata;
+  output [109:0] views;
+  wire [109:0] views;
+  wire [54:0] \views[0] ;
+  wire \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [40:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [7:0] \views[0].word ;
+  wire [54:0] \views[1] ;
+  wire \views[1].lane ;
+  wire \views[1].re ;
+  wire [2:0] \views[1].region ;
+  wire [40:0] \views[1].wdata ;
+  wire \views[1].we ;
+  wire [7:0] \views[1].word ;
+  input [40:0] wdata;
+  wire [40:0] wdata;
+  input we;
+  wire we;
+  assign \$1  = ~ busy_groups;
+  assign \$2  = \$1  & we;
+  assign \$3  = ~ busy_groups;
+  assign \$4  = \$3  & re;
+  assign \$5  = ~ busy_groups;
+  assign \$6  = \$5  & we;
+  assign \$7  = ~ busy_groups;
+  assign \$8  = \$7  & re;
+  always @(posedge clk)
+    rvalid <= \$12 ;
+  always @(posedge clk)
+    rd_region <= \$13 ;
+  always @(posedge clk)
+    rd_lane <= \$14 ;
+  always @(posedge clk)
+    rd_reg <= \$15 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      1'h0:
+          \$9  = lane_rdata[40:0];
+      1'h1:
+          \$9  = lane_rdata[81:41];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      1'h0:
+          \$10  = lane_rdata[122:82];
+      1'h1:
+          \$10  = lane_rdata[163:123];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_lane)
+      1'h0:
+          \$11  = lane_rdata[204:164];
+      1'h1:
+          \$11  = lane_rdata[245:205];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rd_region)
+      3'h4:
+          rdata = \$9 ;
+      3'h2:
+          rdata = \$10 ;
+      3'h3:
+          rdata = \$11 ;
+      3'h5:
+          rdata = { 9'h000, counters_rdata };
+      default:
+          rdata = rd_reg;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$12  = views[105];
+    if (rst) begin
+      \$12  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$13  = views[108:106];
+    if (rst) begin
+      \$13  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$14  = views[109];
+    if (rst) begin
+      \$14  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$15  = table_rdata;
+    if (rst) begin
+      \$15  = 41'h00000000000;
+    end
+  end
+  assign busy = busy_groups;
+  assign counters_re = re;
+  assign \views[0]  = views[54:0];
+  assign \views[0].word  = views[7:0];
+  assign \views[0].wdata  = views[48:8];
+  assign \views[0].we  = views[49];
+  assign \views[0].re  = views[50];
+  assign \views[0].region  = views[53:51];
+  assign \views[0].lane  = views[54];
+  assign \views[1]  = views[109:55];
+  assign \views[1].word  = views[62:55];
+  assign \views[1].wdata  = views[103:63];
+  assign \views[1].we  = views[104];
+  assign \views[1].re  = views[105];
+  assign \views[1].region  = views[108:106];
+  assign \views[1].lane  = views[109];
+  assign \lane_rdata[0]  = lane_rdata[81:0];
+  assign \lane_rdata[0][0]  = lane_rdata[40:0];
+  assign \lane_rdata[0][1]  = lane_rdata[81:41];
+  assign \lane_rdata[1]  = lane_rdata[163:82];
+  assign \lane_rdata[1][0]  = lane_rdata[122:82];
+  assign \lane_rdata[1][1]  = lane_rdata[163:123];
+  assign \lane_rdata[2]  = lane_rdata[245:164];
+  assign \lane_rdata[2][0]  = lane_rdata[204:164];
+  assign \lane_rdata[2][1]  = lane_rdata[245:205];
+  assign views[109] = addr[8];
+  assign views[108:106] = addr[11:9];
+  assign views[105] = \$8 ;
+  assign views[104] = \$6 ;
+  assign views[103:63] = wdata;
+  assign views[62:55] = addr[7:0];
+  assign views[54] = addr[8];
+  assign views[53:51] = addr[11:9];
+  assign views[50] = \$4 ;
+  assign views[49] = \$2 ;
+  assign views[48:8] = wdata;
+  assign views[7:0] = addr[7:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$966$2 , clear
+);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  wire \$1 ;
+  wire [5:0] \$10 ;
+  wire \$11 ;
+  wire [5:0] \$12 ;
+  wire \$13 ;
+  wire [5:0] \$14 ;
+  wire \$15 ;
+  wire [5:0] \$16 ;
+  wire \$17 ;
+  reg [4:0] \$18 ;
+  wire [5:0] \$19 ;
+  wire [5:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [3:0] \$28 ;
+  wire [7:0] \$29 ;
+  wire \$3 ;
+  reg [3:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  reg [3:0] \$34 ;
+  reg \$35 ;
+  reg [4:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [4:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [4:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [4:0] \$43 ;
+  reg \$44 ;
+  reg [4:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
+  wire \$5 ;
+  wire [5:0] \$6 ;
+  wire \$7 ;
+  wire [5:0] \$8 ;
+  wire \$9 ;
+  input busy;
+  wire busy;
+  input clear;
+  wire clear;
+  input clk;
+  wire clk;
   reg [4:0] count0 = 5'h00;
   reg [4:0] count1 = 5'h00;
   reg [4:0] count2 = 5'h00;
@@ -315,79 +870,44 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [4:0] count5 = 5'h00;
   reg [4:0] count6 = 5'h00;
   reg [4:0] count7 = 5'h00;
+  output [39:0] counts;
+  wire [39:0] counts;
+  wire [4:0] \counts[0] ;
+  wire [4:0] \counts[1] ;
+  wire [4:0] \counts[2] ;
+  wire [4:0] \counts[3] ;
+  wire [4:0] \counts[4] ;
+  wire [4:0] \counts[5] ;
+  wire [4:0] \counts[6] ;
+  wire [4:0] \counts[7] ;
+  output cur;
   reg cur = 1'h0;
-  reg [1:0] drain_n = 2'h0;
-  reg [2:0] e = 3'h0;
-  reg [2:0] e_end = 3'h0;
-  reg [2:0] e_new;
-  reg e_set;
-  reg [15:0] \edge  = 16'h0000;
-  wire [4:0] \edge.nsrc ;
-  wire \edge.recurrent ;
-  wire [1:0] \edge.src ;
-  wire [7:0] \edge.wbase ;
-  reg [15:0] edge0 = 16'h0000;
-  wire [4:0] \edge0.nsrc ;
-  wire \edge0.recurrent ;
-  wire [1:0] \edge0.src ;
-  wire [7:0] \edge0.wbase ;
-  reg [15:0] edge1 = 16'h0000;
-  wire [4:0] \edge1.nsrc ;
-  wire \edge1.recurrent ;
-  wire [1:0] \edge1.src ;
-  wire [7:0] \edge1.wbase ;
-  reg [15:0] edge2 = 16'h0000;
-  wire [4:0] \edge2.nsrc ;
-  wire \edge2.recurrent ;
-  wire [1:0] \edge2.src ;
-  wire [7:0] \edge2.wbase ;
-  reg [15:0] edge3 = 16'h0000;
-  wire [4:0] \edge3.nsrc ;
-  wire \edge3.recurrent ;
-  wire [1:0] \edge3.src ;
-  wire [7:0] \edge3.wbase ;
-  reg emit_values;
-  wire [23:0] end_record;
-  wire [3:0] \end_record.index ;
-  wire [1:0] \end_record.kind ;
-  wire \end_record.layer ;
-  wire \end_record.spike ;
-  wire [15:0] \end_record.value ;
-  reg [6:0] ev_wr__addr;
-  reg [11:0] ev_wr__data;
+  input end_step;
+  wire end_step;
+  wire [6:0] ev_wr__addr;
+  wire [11:0] ev_wr__data;
   wire [3:0] \ev_wr__data.index ;
   wire [7:0] \ev_wr__data.value ;
-  reg ev_wr__en;
-  wire \event ;
-  wire [4:0] event_index;
-  wire event_layer;
+  wire ev_wr__en;
   reg [11:0] events_nrw = 12'h000;
   wire [3:0] \events_nrw.index ;
   wire [7:0] \events_nrw.value ;
-  wire free;
-  reg [3:0] fsm_state = 4'h0;
-  input [11:0] host_addr;
-  wire [11:0] host_addr;
-  output [40:0] host_rdata;
-  reg [40:0] host_rdata;
-  input host_re;
-  wire host_re;
-  wire host_req;
-  output host_rvalid;
-  reg host_rvalid = 1'h0;
-  input [40:0] host_wdata;
-  wire [40:0] host_wdata;
-  input host_we;
-  wire host_we;
   reg [4:0] in_count0 = 5'h00;
   reg [4:0] in_count1 = 5'h00;
+  output [9:0] in_counts;
+  wire [9:0] in_counts;
+  wire [4:0] \in_counts[0] ;
+  wire [4:0] \in_counts[1] ;
+  output in_full;
   reg in_full = 1'h0;
+  output in_rbank;
+  reg in_rbank = 1'h0;
+  reg in_wbank = 1'h0;
   reg [4:0] in_wr__addr;
   reg [11:0] in_wr__data;
   wire [3:0] \in_wr__data.index ;
   wire [7:0] \in_wr__data.value ;
   reg in_wr__en;
-  reg [9:0] inc;
   input [12:0] input__payload;
   wire [12:0] input__payload;
   wire \input__payload.end ;
@@ -400,171 +920,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   reg [11:0] input_events_nrw = 12'h000;
   wire [3:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  reg issue;
-  reg [3:0] k = 4'h0;
-  reg last_row = 1'h0;
-  reg [37:0] layer = 38'h0000000000;
-  reg \layer$197 ;
-  wire [1:0] \layer.ebase ;
-  wire [2:0] \layer.ecount ;
-  wire \layer.emit_values ;
-  wire [1:0] \layer.reset ;
-  wire [3:0] \layer.rows ;
-  wire [3:0] \layer.sbase ;
-  wire [4:0] \layer.size ;
-  wire \layer.spiking ;
-  wire [15:0] \layer.v_reset ;
-  reg [37:0] layer0 = 38'h0000000000;
-  wire [1:0] \layer0.ebase ;
-  wire [2:0] \layer0.ecount ;
-  wire \layer0.emit_values ;
-  wire [1:0] \layer0.reset ;
-  wire [3:0] \layer0.rows ;
-  wire [3:0] \layer0.sbase ;
-  wire [4:0] \layer0.size ;
-  wire \layer0.spiking ;
-  wire [15:0] \layer0.v_reset ;
-  reg [37:0] layer1 = 38'h0000000000;
-  wire [1:0] \layer1.ebase ;
-  wire [2:0] \layer1.ecount ;
-  wire \layer1.emit_values ;
-  wire [1:0] \layer1.reset ;
-  wire [3:0] \layer1.rows ;
-  wire [3:0] \layer1.sbase ;
-  wire [4:0] \layer1.size ;
-  wire \layer1.spiking ;
-  wire [15:0] \layer1.v_reset ;
-  wire [17:0] leak;
-  wire [17:0] \leak$81 ;
-  reg [17:0] leak_q0 = 18'h00000;
-  reg [17:0] leak_q1 = 18'h00000;
-  reg li = 1'h0;
-  reg load;
-  reg [15:0] membranes0_nrw = 16'h0000;
-  reg [15:0] membranes1_nrw = 16'h0000;
-  reg [4:0] n = 5'h00;
-  reg neuron_write;
-  reg [1:0] num_layers = 2'h0;
-  output [23:0] output__payload;
-  wire [23:0] output__payload;
-  wire [3:0] \output__payload.index ;
-  wire [1:0] \output__payload.kind ;
-  wire \output__payload.layer ;
-  wire \output__payload.spike ;
-  wire [15:0] \output__payload.value ;
-  input output__ready;
-  wire output__ready;
-  output output__valid;
-  wire output__valid;
-  wire [15:0] p;
-  wire [15:0] \p$83 ;
-  reg [40:0] params0_nrw = 41'h00000000000;
-  wire [8:0] \params0_nrw.alpha ;
-  wire [15:0] \params0_nrw.bias ;
-  wire [15:0] \params0_nrw.theta ;
-  reg [40:0] params1_nrw = 41'h00000000000;
-  wire [8:0] \params1_nrw.alpha ;
-  wire [15:0] \params1_nrw.bias ;
-  wire [15:0] \params1_nrw.theta ;
-  wire [7:0] port__addr;
-  wire [3:0] \port__addr$143 ;
-  wire [3:0] \port__addr$144 ;
-  wire [7:0] \port__addr$145 ;
-  wire [3:0] \port__addr$146 ;
-  wire [3:0] \port__addr$147 ;
-  wire [6:0] \port__addr$148 ;
-  wire [4:0] \port__addr$149 ;
+  input [4:0] \port$966$2 ;
+  wire [4:0] \port$966$2 ;
+  wire [6:0] port__addr;
+  wire [4:0] \port__addr$37 ;
   wire [11:0] port__data;
-  wire [11:0] \port__data$19 ;
-  wire [3:0] \port__data$19.index ;
-  wire [7:0] \port__data$19.value ;
-  wire [7:0] \port__data$21 ;
-  wire [40:0] \port__data$23 ;
-  wire [8:0] \port__data$23.alpha ;
-  wire [15:0] \port__data$23.bias ;
-  wire [15:0] \port__data$23.theta ;
-  wire [15:0] \port__data$25 ;
-  wire [7:0] \port__data$27 ;
-  wire [40:0] \port__data$29 ;
-  wire [8:0] \port__data$29.alpha ;
-  wire [15:0] \port__data$29.bias ;
-  wire [15:0] \port__data$29.theta ;
-  wire [15:0] \port__data$31 ;
+  wire [11:0] \port__data$5 ;
+  wire [3:0] \port__data$5.index ;
+  wire [7:0] \port__data$5.value ;
   wire [3:0] \port__data.index ;
   wire [7:0] \port__data.value ;
-  wire [23:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  wire [3:0] raddr;
-  reg rd_lane = 1'h0;
-  reg [40:0] rd_reg = 41'h00000000000;
-  reg [2:0] rd_region = 3'h0;
-  wire [31:0] rdata;
-  wire re;
-  wire [23:0] records__payload;
-  wire [3:0] \records__payload.index ;
-  wire [1:0] \records__payload.kind ;
-  wire \records__payload.layer ;
-  wire \records__payload.spike ;
-  wire [15:0] \records__payload.value ;
-  wire records__ready;
-  wire records__valid;
-  wire [1:0] reset;
-  wire [1:0] \reset$181 ;
-  wire [4:0] row_addr;
-  reg [8:0] row_offset = 9'h000;
-  reg [7:0] row_wbase = 8'h00;
-  wire [8:0] rowbase;
+  input rd_bank;
+  wire rd_bank;
+  output [11:0] rd_data;
+  wire [11:0] rd_data;
+  wire [3:0] \rd_data.index ;
+  wire [7:0] \rd_data.value ;
+  input rd_from_input;
+  wire rd_from_input;
+  reg rd_from_input_q = 1'h0;
+  input [4:0] rd_n;
+  wire [4:0] rd_n;
+  input [1:0] rd_src;
+  wire [1:0] rd_src;
   input rst;
   wire rst;
-  reg s1_from_input = 1'h0;
-  wire [3:0] s1_index;
-  reg [8:0] s1_rowbase = 9'h000;
-  wire [7:0] s1_value;
-  reg s1b_valid = 1'h0;
-  reg [7:0] s1b_x = 8'h00;
-  reg s2_valid = 1'h0;
-  reg [7:0] s2_x = 8'h00;
-  reg s4_valid = 1'h0;
-  reg [1:0] send;
-  wire spike;
-  wire \spike$99 ;
   wire [1:0] spike_src;
-  reg [1:0] spikes = 2'h0;
-  reg [1:0] \spikes$195 ;
-  wire spiking;
-  wire \spiking$182 ;
-  reg [1:0] src_sel = 2'h0;
-  wire [15:0] theta;
-  wire [15:0] \theta$179 ;
-  (* init = 26'h0000000 *)
-  wire [25:0] total;
-  (* init = 26'h0000000 *)
-  wire [25:0] \total$178 ;
-  (* init = 16'h0000 *)
-  wire [15:0] u;
-  (* init = 16'h0000 *)
-  wire [15:0] \u$157 ;
-  wire [15:0] u_new;
-  wire [15:0] \u_new$101 ;
-  reg [15:0] u_new0 = 16'h0000;
-  reg [15:0] u_new1 = 16'h0000;
-  reg [15:0] u_q0 = 16'h0000;
-  reg [15:0] u_q1 = 16'h0000;
-  wire [15:0] v_reset;
-  wire [15:0] \v_reset$180 ;
-  wire [1:0] valid_lanes;
-  reg [1:0] valid_q = 2'h0;
-  reg [31:0] values;
-  wire [15:0] \values[0] ;
-  wire [15:0] \values[1] ;
-  reg [8:0] w_addr_q0 = 9'h000;
-  wire [23:0] w_data;
-  wire w_en;
-  wire w_rdy;
-  reg [7:0] weights0_nrw = 8'h00;
-  reg [7:0] weights1_nrw = 8'h00;
-  reg write_end;
+  input start_step;
+  wire start_step;
+  input wr_event;
+  wire wr_event;
+  wire [4:0] wr_index;
+  wire wr_layer;
+  wire [7:0] wr_value;
   (* no_rw_check = 32'd1 *)
   reg [11:0] events [127:0];
   initial begin
@@ -698,10 +1086,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     events[127] = 12'h000;
   end
   always @(posedge clk) begin
-    if (ev_wr__en)
-      events[ev_wr__addr] <= ev_wr__data;
+    if (wr_event)
+      events[{ cur, spike_src, \$30  }] <= ev_wr__data;
   end
-  assign port__data = events[{ bank_sel, src_sel, n[3:0] }];
+  assign port__data = events[{ rd_bank, rd_src, rd_n[3:0] }];
   (* no_rw_check = 32'd1 *)
   reg [11:0] input_events [31:0];
   initial begin
@@ -742,7 +1130,670 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     if (in_wr__en)
       input_events[in_wr__addr] <= in_wr__data;
   end
-  assign \port__data$19  = input_events[{ bank_sel, n[3:0] }];
+  assign \port__data$5  = input_events[{ rd_bank, rd_n[3:0] }];
+  always @(posedge clk)
+    count2 <= \$38 ;
+  always @(posedge clk)
+    count3 <= \$39 ;
+  always @(posedge clk)
+    count4 <= \$40 ;
+  always @(posedge clk)
+    count5 <= \$41 ;
+  always @(posedge clk)
+    count6 <= \$42 ;
+  always @(posedge clk)
+    count7 <= \$43 ;
+  always @(posedge clk)
+    in_full <= \$44 ;
+  always @(posedge clk)
+    in_count0 <= \$45 ;
+  always @(posedge clk)
+    in_count1 <= \$46 ;
+  always @(posedge clk)
+    in_rbank <= \$47 ;
+  always @(posedge clk)
+    in_wbank <= \$48 ;
+  always @(posedge clk)
+    cur <= \$49 ;
+  assign \$1  = ! { cur, spike_src };
+  assign \$2  = count0 + 1'h1;
+  assign \$3  = { cur, spike_src } == 1'h1;
+  assign \$4  = count1 + 1'h1;
+  assign \$5  = { cur, spike_src } == 2'h2;
+  assign \$6  = count2 + 1'h1;
+  assign \$7  = { cur, spike_src } == 2'h3;
+  assign \$8  = count3 + 1'h1;
+  assign \$9  = { cur, spike_src } == 3'h4;
+  assign \$10  = count4 + 1'h1;
+  assign \$11  = { cur, spike_src } == 3'h5;
+  assign \$12  = count5 + 1'h1;
+  assign \$13  = { cur, spike_src } == 3'h6;
+  assign \$14  = count6 + 1'h1;
+  assign \$15  = { cur, spike_src } == 3'h7;
+  assign \$16  = count7 + 1'h1;
+  assign \$17  = input__valid & input__ready;
+  assign \$19  = \$18  + 1'h1;
+  assign \$20  = ~ in_wbank;
+  assign \$21  = ~ in_wbank;
+  assign \$22  = ~ cur;
+  assign \$23  = ~ cur;
+  assign \$24  = ~ cur;
+  assign \$25  = ~ cur;
+  assign \$26  = ~ busy;
+  assign \$27  = clear & \$26 ;
+  assign \$28  = rd_from_input_q ? input_events_nrw[3:0] : events_nrw[3:0];
+  assign \$29  = rd_from_input_q ? input_events_nrw[11:4] : events_nrw[11:4];
+  assign spike_src = \port$966$2 [0] + 1'h1;
+  assign \$31  = ~ in_full;
+  assign \$32  = ~ clear;
+  assign input__ready = \$31  & \$32 ;
+  assign \$33  = input__valid & input__ready;
+  always @(posedge clk)
+    events_nrw <= port__data;
+  always @(posedge clk)
+    input_events_nrw <= \port__data$5 ;
+  always @(posedge clk)
+    rd_from_input_q <= \$35 ;
+  always @(posedge clk)
+    count0 <= \$36 ;
+  always @(posedge clk)
+    count1 <= \$37 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$38  = count2;
+    if (wr_event) begin
+      if (\$5 ) begin
+        \$38  = \$6 [4:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$24 , 2'h2 })
+        3'h2:
+            \$38  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$38  = 5'h00;
+    end
+    if (rst) begin
+      \$38  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$39  = count3;
+    if (wr_event) begin
+      if (\$7 ) begin
+        \$39  = \$8 [4:0];
+      end
+    end
+    if (\$27 ) begin
+      \$39  = 5'h00;
+    end
+    if (rst) begin
+      \$39  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = count4;
+    if (wr_event) begin
+      if (\$9 ) begin
+        \$40  = \$10 [4:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$22 , 2'h0 })
+        3'h0:
+            /* empty */;
+        3'h4:
+            \$40  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$40  = 5'h00;
+    end
+    if (rst) begin
+      \$40  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = count5;
+    if (wr_event) begin
+      if (\$11 ) begin
+        \$41  = \$12 [4:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$23 , 2'h1 })
+        3'h1:
+            /* empty */;
+        3'h5:
+            \$41  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$41  = 5'h00;
+    end
+    if (rst) begin
+      \$41  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = count6;
+    if (wr_event) begin
+      if (\$13 ) begin
+        \$42  = \$14 [4:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      casez ({ \$24 , 2'h2 })
+        3'h2:
+            /* empty */;
+        3'h6:
+            \$42  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$42  = 5'h00;
+    end
+    if (rst) begin
+      \$42  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$43  = count7;
+    if (wr_event) begin
+      if (\$15 ) begin
+        \$43  = \$16 [4:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+      (* full_case = 32'd1 *)
+      
+    end
+    if (\$27 ) begin
+      \$43  = 5'h00;
+    end
+    if (rst) begin
+      \$43  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = in_full;
+    if (\$17 ) begin
+      if (input__payload[12]) begin
+        \$44  = 1'h1;
+      end
+    end
+    if (start_step) begin
+      \$44  = 1'h0;
+    end
+    if (\$27 ) begin
+      \$44  = 1'h0;
+    end
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$45  = in_count0;
+    if (\$17 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        casez (in_wbank)
+          1'h0:
+              \$45  = \$19 [4:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      casez (\$21 )
+        1'h0:
+            \$45  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$45  = 5'h00;
+    end
+    if (rst) begin
+      \$45  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$46  = in_count1;
+    if (\$17 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (in_wbank)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$46  = \$19 [4:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      (* full_case = 32'd1 *)
+      casez (\$21 )
+        1'h0:
+            /* empty */;
+        1'h1:
+            \$46  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$46  = 5'h00;
+    end
+    if (rst) begin
+      \$46  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$47  = in_rbank;
+    if (start_step) begin
+      \$47  = in_wbank;
+    end
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$48  = in_wbank;
+    if (start_step) begin
+      \$48  = \$20 ;
+    end
+    if (\$27 ) begin
+      \$48  = 1'h0;
+    end
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$49  = cur;
+    if (end_step) begin
+      \$49  = \$25 ;
+    end
+    if (\$27 ) begin
+      \$49  = 1'h0;
+    end
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    in_wr__addr = 5'h00;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        in_wr__addr = { in_wbank, \$34  };
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    in_wr__data = 12'h000;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        in_wr__data[3:0] = input__payload[3:0];
+        in_wr__data[11:4] = input__payload[11:4];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    in_wr__en = 1'h0;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[12]) begin
+      end else begin
+        in_wr__en = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    (* full_case = 32'd1 *)
+    casez (in_wbank)
+      1'h0:
+          \$18  = in_count0;
+      1'h1:
+          \$18  = in_count1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    (* full_case = 32'd1 *)
+    casez ({ cur, spike_src })
+      3'h0:
+          \$30  = count0[3:0];
+      3'h1:
+          \$30  = count1[3:0];
+      3'h2:
+          \$30  = count2[3:0];
+      3'h3:
+          \$30  = count3[3:0];
+      3'h4:
+          \$30  = count4[3:0];
+      3'h5:
+          \$30  = count5[3:0];
+      3'h6:
+          \$30  = count6[3:0];
+      3'h7:
+          \$30  = count7[3:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    (* full_case = 32'd1 *)
+    casez (in_wbank)
+      1'h0:
+          \$34  = in_count0[3:0];
+      1'h1:
+          \$34  = in_count1[3:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$35  = rd_from_input;
+    if (rst) begin
+      \$35  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$36  = count0;
+    if (wr_event) begin
+      if (\$1 ) begin
+        \$36  = \$2 [4:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$22 , 2'h0 })
+        3'h0:
+            \$36  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$36  = 5'h00;
+    end
+    if (rst) begin
+      \$36  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$37  = count1;
+    if (wr_event) begin
+      if (\$3 ) begin
+        \$37  = \$4 [4:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$23 , 2'h1 })
+        3'h1:
+            \$37  = 5'h00;
+      endcase
+    end
+    if (\$27 ) begin
+      \$37  = 5'h00;
+    end
+    if (rst) begin
+      \$37  = 5'h00;
+    end
+  end
+  assign port__addr = { rd_bank, rd_src, rd_n[3:0] };
+  assign \port__addr$37  = { rd_bank, rd_n[3:0] };
+  assign wr_layer = \port$966$2 [0];
+  assign ev_wr__addr = { cur, spike_src, \$30  };
+  assign wr_index = { 1'h0, \port$966$2 [4:1] };
+  assign wr_value = 8'h01;
+  assign ev_wr__en = wr_event;
+  assign \events_nrw.index  = events_nrw[3:0];
+  assign \events_nrw.value  = events_nrw[11:4];
+  assign \port__data.index  = port__data[3:0];
+  assign \port__data.value  = port__data[11:4];
+  assign \input_events_nrw.index  = input_events_nrw[3:0];
+  assign \input_events_nrw.value  = input_events_nrw[11:4];
+  assign \port__data$5.index  = \port__data$5 [3:0];
+  assign \port__data$5.value  = \port__data$5 [11:4];
+  assign \input__payload.index  = input__payload[3:0];
+  assign \input__payload.value  = input__payload[11:4];
+  assign \input__payload.end  = input__payload[12];
+  assign \counts[0]  = counts[4:0];
+  assign \counts[1]  = counts[9:5];
+  assign \counts[2]  = counts[14:10];
+  assign \counts[3]  = counts[19:15];
+  assign \counts[4]  = counts[24:20];
+  assign \counts[5]  = counts[29:25];
+  assign \counts[6]  = counts[34:30];
+  assign \counts[7]  = counts[39:35];
+  assign \in_counts[0]  = in_counts[4:0];
+  assign \in_counts[1]  = in_counts[9:5];
+  assign \rd_data.index  = rd_data[3:0];
+  assign \rd_data.value  = rd_data[11:4];
+  assign \ev_wr__data.index  = ev_wr__data[3:0];
+  assign \ev_wr__data.value  = ev_wr__data[11:4];
+  assign \in_wr__data.index  = in_wr__data[3:0];
+  assign \in_wr__data.value  = in_wr__data[11:4];
+  assign ev_wr__data[11:4] = 8'h01;
+  assign ev_wr__data[3:0] = \port$966$2 [4:1];
+  assign rd_data[11:4] = \$29 ;
+  assign rd_data[3:0] = \$28 ;
+  assign in_counts[9:5] = in_count1;
+  assign in_counts[4:0] = in_count0;
+  assign counts[39:35] = count7;
+  assign counts[34:30] = count6;
+  assign counts[29:25] = count5;
+  assign counts[24:20] = count4;
+  assign counts[19:15] = count3;
+  assign counts[14:10] = count2;
+  assign counts[9:5] = count1;
+  assign counts[4:0] = count0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, membrane_write, \port$786$18 , prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [41:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [17:0] \$2 ;
+  wire [7:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [41:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
+  wire [26:0] \$3 ;
+  reg \$30 ;
+  reg \$31 ;
+  reg \$32 ;
+  reg [17:0] \$33 ;
+  reg [25:0] \$34 ;
+  reg [17:0] \$35 ;
+  reg [25:0] \$36 ;
+  reg [1:0] \$37 ;
+  reg [31:0] \$38 ;
+  wire \$4 ;
+  wire [17:0] \$5 ;
+  wire [26:0] \$6 ;
+  wire [7:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [7:0] \$9 ;
+  reg [25:0] acc0 = 26'h0000000;
+  reg [25:0] acc1 = 26'h0000000;
+  (* init = 9'h000 *)
+  wire [8:0] alpha;
+  (* init = 9'h000 *)
+  wire [8:0] \alpha$61 ;
+  reg [8:0] alpha_q0 = 9'h000;
+  reg [8:0] alpha_q1 = 9'h000;
+  (* init = 16'h0000 *)
+  wire [15:0] bias;
+  (* init = 16'h0000 *)
+  wire [15:0] \bias$62 ;
+  reg [15:0] bias_q0 = 16'h0000;
+  reg [15:0] bias_q1 = 16'h0000;
+  input busy_groups;
+  wire busy_groups;
+  input clk;
+  wire clk;
+  wire [1:0] fire_spikes;
+  wire [17:0] leak;
+  wire [17:0] \leak$27 ;
+  reg [17:0] leak_q0 = 18'h00000;
+  reg [17:0] leak_q1 = 18'h00000;
+  input membrane_write;
+  wire membrane_write;
+  reg [15:0] membranes0_nrw = 16'h0000;
+  reg [15:0] membranes1_nrw = 16'h0000;
+  output [81:0] membranes_rdata;
+  wire [81:0] membranes_rdata;
+  wire [40:0] \membranes_rdata[0] ;
+  wire [40:0] \membranes_rdata[1] ;
+  output [31:0] new_u;
+  reg [31:0] new_u = 32'd0;
+  wire [15:0] \new_u[0] ;
+  wire [15:0] \new_u[1] ;
+  wire [3:0] p_wr__addr;
+  wire [3:0] \p_wr__addr$50 ;
+  wire [40:0] p_wr__data;
+  wire [40:0] \p_wr__data$53 ;
+  wire [8:0] \p_wr__data$53.alpha ;
+  wire [15:0] \p_wr__data$53.bias ;
+  wire [15:0] \p_wr__data$53.theta ;
+  wire [8:0] \p_wr__data.alpha ;
+  wire [15:0] \p_wr__data.bias ;
+  wire [15:0] \p_wr__data.theta ;
+  wire p_wr__en;
+  wire \p_wr__en$54 ;
+  reg [40:0] params0_nrw = 41'h00000000000;
+  wire [8:0] \params0_nrw.alpha ;
+  wire [15:0] \params0_nrw.bias ;
+  wire [15:0] \params0_nrw.theta ;
+  reg [40:0] params1_nrw = 41'h00000000000;
+  wire [8:0] \params1_nrw.alpha ;
+  wire [15:0] \params1_nrw.bias ;
+  wire [15:0] \params1_nrw.theta ;
+  output [81:0] params_rdata;
+  wire [81:0] params_rdata;
+  wire [40:0] \params_rdata[0] ;
+  wire [40:0] \params_rdata[1] ;
+  input [18:0] \port$786$18 ;
+  wire [18:0] \port$786$18 ;
+  wire [3:0] port__addr;
+  wire [3:0] \port__addr$40 ;
+  wire [3:0] \port__addr$49 ;
+  wire [3:0] \port__addr$51 ;
+  wire [40:0] port__data;
+  wire [15:0] \port__data$5 ;
+  wire [40:0] \port__data$7 ;
+  wire [8:0] \port__data$7.alpha ;
+  wire [15:0] \port__data$7.bias ;
+  wire [15:0] \port__data$7.theta ;
+  wire [15:0] \port__data$9 ;
+  wire [8:0] \port__data.alpha ;
+  wire [15:0] \port__data.bias ;
+  wire [15:0] \port__data.theta ;
+  reg pre1 = 1'h0;
+  reg pre2 = 1'h0;
+  reg pre3 = 1'h0;
+  reg pre4 = 1'h0;
+  input [31:0] prod;
+  wire [31:0] prod;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
+  input prod_valid;
+  wire prod_valid;
+  wire [1:0] reset;
+  wire [1:0] \reset$68 ;
+  wire [1:0] \reset$75 ;
+  input [4:0] row_addr;
+  wire [4:0] row_addr;
+  input row_start;
+  wire row_start;
+  input rst;
+  wire rst;
+  wire spike;
+  wire \spike$33 ;
+  output [1:0] spikes;
+  reg [1:0] spikes = 2'h0;
+  wire spiking;
+  wire \spiking$70 ;
+  wire \spiking$76 ;
+  wire [15:0] theta;
+  wire [15:0] \theta$73 ;
+  (* init = 26'h0000000 *)
+  wire [25:0] total;
+  (* init = 26'h0000000 *)
+  wire [25:0] \total$72 ;
+  (* init = 16'h0000 *)
+  wire [15:0] u;
+  (* init = 16'h0000 *)
+  wire [15:0] \u$60 ;
+  wire [15:0] u_new;
+  wire [15:0] \u_new$34 ;
+  reg [15:0] u_q0 = 16'h0000;
+  reg [15:0] u_q1 = 16'h0000;
+  wire [3:0] u_wr__addr;
+  wire [3:0] \u_wr__addr$52 ;
+  wire [15:0] u_wr__data;
+  wire [15:0] \u_wr__data$55 ;
+  wire u_wr__en;
+  wire \u_wr__en$56 ;
+  wire [15:0] v_reset;
+  wire [15:0] \v_reset$66 ;
+  wire [15:0] \v_reset$74 ;
+  input [54:0] views;
+  wire [54:0] views;
+  wire [54:0] \views[0] ;
+  wire \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [40:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [7:0] \views[0].word ;
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes0 [15:0];
   initial begin
@@ -764,10 +1815,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes0[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$185 )
-      membranes0[\$121 [3:0]] <= \$122 [15:0];
+    if (u_wr__en)
+      membranes0[\$9 [3:0]] <= \$13 [15:0];
   end
-  assign \port__data$25  = membranes0[\$113 [3:0]];
+  assign \port__data$5  = membranes0[\$8 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [15:0] membranes1 [15:0];
   initial begin
@@ -789,10 +1840,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     membranes1[15] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$189 )
-      membranes1[\$127 [3:0]] <= \$128 [15:0];
+    if (\u_wr__en$56 )
+      membranes1[\$20 [3:0]] <= \$24 [15:0];
   end
-  assign \port__data$31  = membranes1[\$116 [3:0]];
+  assign \port__data$9  = membranes1[\$19 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params0 [15:0];
   initial begin
@@ -814,10 +1865,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params0[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$131 )
-      params0[host_addr[3:0]] <= host_wdata;
+    if (p_wr__en)
+      params0[views[3:0]] <= views[48:8];
   end
-  assign \port__data$23  = params0[\$112 [3:0]];
+  assign port__data = params0[\$7 [3:0]];
   (* no_rw_check = 32'd1 *)
   reg [40:0] params1 [15:0];
   initial begin
@@ -839,782 +1890,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     params1[15] = 41'h00000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$137 )
-      params1[host_addr[3:0]] <= host_wdata;
+    if (\p_wr__en$54 )
+      params1[views[3:0]] <= views[48:8];
   end
-  assign \port__data$29  = params1[\$115 [3:0]];
-  (* no_rw_check = 32'd1 *)
-  reg [7:0] weights0 [255:0];
-  initial begin
-    weights0[0] = 8'h00;
-    weights0[1] = 8'h00;
-    weights0[2] = 8'h00;
-    weights0[3] = 8'h00;
-    weights0[4] = 8'h00;
-    weights0[5] = 8'h00;
-    weights0[6] = 8'h00;
-    weights0[7] = 8'h00;
-    weights0[8] = 8'h00;
-    weights0[9] = 8'h00;
-    weights0[10] = 8'h00;
-    weights0[11] = 8'h00;
-    weights0[12] = 8'h00;
-    weights0[13] = 8'h00;
-    weights0[14] = 8'h00;
-    weights0[15] = 8'h00;
-    weights0[16] = 8'h00;
-    weights0[17] = 8'h00;
-    weights0[18] = 8'h00;
-    weights0[19] = 8'h00;
-    weights0[20] = 8'h00;
-    weights0[21] = 8'h00;
-    weights0[22] = 8'h00;
-    weights0[23] = 8'h00;
-    weights0[24] = 8'h00;
-    weights0[25] = 8'h00;
-    weights0[26] = 8'h00;
-    weights0[27] = 8'h00;
-    weights0[28] = 8'h00;
-    weights0[29] = 8'h00;
-    weights0[30] = 8'h00;
-    weights0[31] = 8'h00;
-    weights0[32] = 8'h00;
-    weights0[33] = 8'h00;
-    weights0[34] = 8'h00;
-    weights0[35] = 8'h00;
-    weights0[36] = 8'h00;
-    weights0[37] = 8'h00;
-    weights0[38] = 8'h00;
-    weights0[39] = 8'h00;
-    weights0[40] = 8'h00;
-    weights0[41] = 8'h00;
-    weights0[42] = 8'h00;
-    weights0[43] = 8'h00;
-    weights0[44] = 8'h00;
-    weights0[45] = 8'h00;
-    weights0[46] = 8'h00;
-    weights0[47] = 8'h00;
-    weights0[48] = 8'h00;
-    weights0[49] = 8'h00;
-    weights0[50] = 8'h00;
-    weights0[51] = 8'h00;
-    weights0[52] = 8'h00;
-    weights0[53] = 8'h00;
-    weights0[54] = 8'h00;
-    weights0[55] = 8'h00;
-    weights0[56] = 8'h00;
-    weights0[57] = 8'h00;
-    weights0[58] = 8'h00;
-    weights0[59] = 8'h00;
-    weights0[60] = 8'h00;
-    weights0[61] = 8'h00;
-    weights0[62] = 8'h00;
-    weights0[63] = 8'h00;
-    weights0[64] = 8'h00;
-    weights0[65] = 8'h00;
-    weights0[66] = 8'h00;
-    weights0[67] = 8'h00;
-    weights0[68] = 8'h00;
-    weights0[69] = 8'h00;
-    weights0[70] = 8'h00;
-    weights0[71] = 8'h00;
-    weights0[72] = 8'h00;
-    weights0[73] = 8'h00;
-    weights0[74] = 8'h00;
-    weights0[75] = 8'h00;
-    weights0[76] = 8'h00;
-    weights0[77] = 8'h00;
-    weights0[78] = 8'h00;
-    weights0[79] = 8'h00;
-    weights0[80] = 8'h00;
-    weights0[81] = 8'h00;
-    weights0[82] = 8'h00;
-    weights0[83] = 8'h00;
-    weights0[84] = 8'h00;
-    weights0[85] = 8'h00;
-    weights0[86] = 8'h00;
-    weights0[87] = 8'h00;
-    weights0[88] = 8'h00;
-    weights0[89] = 8'h00;
-    weights0[90] = 8'h00;
-    weights0[91] = 8'h00;
-    weights0[92] = 8'h00;
-    weights0[93] = 8'h00;
-    weights0[94] = 8'h00;
-    weights0[95] = 8'h00;
-    weights0[96] = 8'h00;
-    weights0[97] = 8'h00;
-    weights0[98] = 8'h00;
-    weights0[99] = 8'h00;
-    weights0[100] = 8'h00;
-    weights0[101] = 8'h00;
-    weights0[102] = 8'h00;
-    weights0[103] = 8'h00;
-    weights0[104] = 8'h00;
-    weights0[105] = 8'h00;
-    weights0[106] = 8'h00;
-    weights0[107] = 8'h00;
-    weights0[108] = 8'h00;
-    weights0[109] = 8'h00;
-    weights0[110] = 8'h00;
-    weights0[111] = 8'h00;
-    weights0[112] = 8'h00;
-    weights0[113] = 8'h00;
-    weights0[114] = 8'h00;
-    weights0[115] = 8'h00;
-    weights0[116] = 8'h00;
-    weights0[117] = 8'h00;
-    weights0[118] = 8'h00;
-    weights0[119] = 8'h00;
-    weights0[120] = 8'h00;
-    weights0[121] = 8'h00;
-    weights0[122] = 8'h00;
-    weights0[123] = 8'h00;
-    weights0[124] = 8'h00;
-    weights0[125] = 8'h00;
-    weights0[126] = 8'h00;
-    weights0[127] = 8'h00;
-    weights0[128] = 8'h00;
-    weights0[129] = 8'h00;
-    weights0[130] = 8'h00;
-    weights0[131] = 8'h00;
-    weights0[132] = 8'h00;
-    weights0[133] = 8'h00;
-    weights0[134] = 8'h00;
-    weights0[135] = 8'h00;
-    weights0[136] = 8'h00;
-    weights0[137] = 8'h00;
-    weights0[138] = 8'h00;
-    weights0[139] = 8'h00;
-    weights0[140] = 8'h00;
-    weights0[141] = 8'h00;
-    weights0[142] = 8'h00;
-    weights0[143] = 8'h00;
-    weights0[144] = 8'h00;
-    weights0[145] = 8'h00;
-    weights0[146] = 8'h00;
-    weights0[147] = 8'h00;
-    weights0[148] = 8'h00;
-    weights0[149] = 8'h00;
-    weights0[150] = 8'h00;
-    weights0[151] = 8'h00;
-    weights0[152] = 8'h00;
-    weights0[153] = 8'h00;
-    weights0[154] = 8'h00;
-    weights0[155] = 8'h00;
-    weights0[156] = 8'h00;
-    weights0[157] = 8'h00;
-    weights0[158] = 8'h00;
-    weights0[159] = 8'h00;
-    weights0[160] = 8'h00;
-    weights0[161] = 8'h00;
-    weights0[162] = 8'h00;
-    weights0[163] = 8'h00;
-    weights0[164] = 8'h00;
-    weights0[165] = 8'h00;
-    weights0[166] = 8'h00;
-    weights0[167] = 8'h00;
-    weights0[168] = 8'h00;
-    weights0[169] = 8'h00;
-    weights0[170] = 8'h00;
-    weights0[171] = 8'h00;
-    weights0[172] = 8'h00;
-    weights0[173] = 8'h00;
-    weights0[174] = 8'h00;
-    weights0[175] = 8'h00;
-    weights0[176] = 8'h00;
-    weights0[177] = 8'h00;
-    weights0[178] = 8'h00;
-    weights0[179] = 8'h00;
-    weights0[180] = 8'h00;
-    weights0[181] = 8'h00;
-    weights0[182] = 8'h00;
-    weights0[183] = 8'h00;
-    weights0[184] = 8'h00;
-    weights0[185] = 8'h00;
-    weights0[186] = 8'h00;
-    weights0[187] = 8'h00;
-    weights0[188] = 8'h00;
-    weights0[189] = 8'h00;
-    weights0[190] = 8'h00;
-    weights0[191] = 8'h00;
-    weights0[192] = 8'h00;
-    weights0[193] = 8'h00;
-    weights0[194] = 8'h00;
-    weights0[195] = 8'h00;
-    weights0[196] = 8'h00;
-    weights0[197] = 8'h00;
-    weights0[198] = 8'h00;
-    weights0[199] = 8'h00;
-    weights0[200] = 8'h00;
-    weights0[201] = 8'h00;
-    weights0[202] = 8'h00;
-    weights0[203] = 8'h00;
-    weights0[204] = 8'h00;
-    weights0[205] = 8'h00;
-    weights0[206] = 8'h00;
-    weights0[207] = 8'h00;
-    weights0[208] = 8'h00;
-    weights0[209] = 8'h00;
-    weights0[210] = 8'h00;
-    weights0[211] = 8'h00;
-    weights0[212] = 8'h00;
-    weights0[213] = 8'h00;
-    weights0[214] = 8'h00;
-    weights0[215] = 8'h00;
-    weights0[216] = 8'h00;
-    weights0[217] = 8'h00;
-    weights0[218] = 8'h00;
-    weights0[219] = 8'h00;
-    weights0[220] = 8'h00;
-    weights0[221] = 8'h00;
-    weights0[222] = 8'h00;
-    weights0[223] = 8'h00;
-    weights0[224] = 8'h00;
-    weights0[225] = 8'h00;
-    weights0[226] = 8'h00;
-    weights0[227] = 8'h00;
-    weights0[228] = 8'h00;
-    weights0[229] = 8'h00;
-    weights0[230] = 8'h00;
-    weights0[231] = 8'h00;
-    weights0[232] = 8'h00;
-    weights0[233] = 8'h00;
-    weights0[234] = 8'h00;
-    weights0[235] = 8'h00;
-    weights0[236] = 8'h00;
-    weights0[237] = 8'h00;
-    weights0[238] = 8'h00;
-    weights0[239] = 8'h00;
-    weights0[240] = 8'h00;
-    weights0[241] = 8'h00;
-    weights0[242] = 8'h00;
-    weights0[243] = 8'h00;
-    weights0[244] = 8'h00;
-    weights0[245] = 8'h00;
-    weights0[246] = 8'h00;
-    weights0[247] = 8'h00;
-    weights0[248] = 8'h00;
-    weights0[249] = 8'h00;
-    weights0[250] = 8'h00;
-    weights0[251] = 8'h00;
-    weights0[252] = 8'h00;
-    weights0[253] = 8'h00;
-    weights0[254] = 8'h00;
-    weights0[255] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en )
-      weights0[host_addr[7:0]] <= host_wdata[7:0];
-  end
-  assign \port__data$21  = weights0[\$111 [7:0]];
-  (* no_rw_check = 32'd1 *)
-  reg [7:0] weights1 [255:0];
-  initial begin
-    weights1[0] = 8'h00;
-    weights1[1] = 8'h00;
-    weights1[2] = 8'h00;
-    weights1[3] = 8'h00;
-    weights1[4] = 8'h00;
-    weights1[5] = 8'h00;
-    weights1[6] = 8'h00;
-    weights1[7] = 8'h00;
-    weights1[8] = 8'h00;
-    weights1[9] = 8'h00;
-    weights1[10] = 8'h00;
-    weights1[11] = 8'h00;
-    weights1[12] = 8'h00;
-    weights1[13] = 8'h00;
-    weights1[14] = 8'h00;
-    weights1[15] = 8'h00;
-    weights1[16] = 8'h00;
-    weights1[17] = 8'h00;
-    weights1[18] = 8'h00;
-    weights1[19] = 8'h00;
-    weights1[20] = 8'h00;
-    weights1[21] = 8'h00;
-    weights1[22] = 8'h00;
-    weights1[23] = 8'h00;
-    weights1[24] = 8'h00;
-    weights1[25] = 8'h00;
-    weights1[26] = 8'h00;
-    weights1[27] = 8'h00;
-    weights1[28] = 8'h00;
-    weights1[29] = 8'h00;
-    weights1[30] = 8'h00;
-    weights1[31] = 8'h00;
-    weights1[32] = 8'h00;
-    weights1[33] = 8'h00;
-    weights1[34] = 8'h00;
-    weights1[35] = 8'h00;
-    weights1[36] = 8'h00;
-    weights1[37] = 8'h00;
-    weights1[38] = 8'h00;
-    weights1[39] = 8'h00;
-    weights1[40] = 8'h00;
-    weights1[41] = 8'h00;
-    weights1[42] = 8'h00;
-    weights1[43] = 8'h00;
-    weights1[44] = 8'h00;
-    weights1[45] = 8'h00;
-    weights1[46] = 8'h00;
-    weights1[47] = 8'h00;
-    weights1[48] = 8'h00;
-    weights1[49] = 8'h00;
-    weights1[50] = 8'h00;
-    weights1[51] = 8'h00;
-    weights1[52] = 8'h00;
-    weights1[53] = 8'h00;
-    weights1[54] = 8'h00;
-    weights1[55] = 8'h00;
-    weights1[56] = 8'h00;
-    weights1[57] = 8'h00;
-    weights1[58] = 8'h00;
-    weights1[59] = 8'h00;
-    weights1[60] = 8'h00;
-    weights1[61] = 8'h00;
-    weights1[62] = 8'h00;
-    weights1[63] = 8'h00;
-    weights1[64] = 8'h00;
-    weights1[65] = 8'h00;
-    weights1[66] = 8'h00;
-    weights1[67] = 8'h00;
-    weights1[68] = 8'h00;
-    weights1[69] = 8'h00;
-    weights1[70] = 8'h00;
-    weights1[71] = 8'h00;
-    weights1[72] = 8'h00;
-    weights1[73] = 8'h00;
-    weights1[74] = 8'h00;
-    weights1[75] = 8'h00;
-    weights1[76] = 8'h00;
-    weights1[77] = 8'h00;
-    weights1[78] = 8'h00;
-    weights1[79] = 8'h00;
-    weights1[80] = 8'h00;
-    weights1[81] = 8'h00;
-    weights1[82] = 8'h00;
-    weights1[83] = 8'h00;
-    weights1[84] = 8'h00;
-    weights1[85] = 8'h00;
-    weights1[86] = 8'h00;
-    weights1[87] = 8'h00;
-    weights1[88] = 8'h00;
-    weights1[89] = 8'h00;
-    weights1[90] = 8'h00;
-    weights1[91] = 8'h00;
-    weights1[92] = 8'h00;
-    weights1[93] = 8'h00;
-    weights1[94] = 8'h00;
-    weights1[95] = 8'h00;
-    weights1[96] = 8'h00;
-    weights1[97] = 8'h00;
-    weights1[98] = 8'h00;
-    weights1[99] = 8'h00;
-    weights1[100] = 8'h00;
-    weights1[101] = 8'h00;
-    weights1[102] = 8'h00;
-    weights1[103] = 8'h00;
-    weights1[104] = 8'h00;
-    weights1[105] = 8'h00;
-    weights1[106] = 8'h00;
-    weights1[107] = 8'h00;
-    weights1[108] = 8'h00;
-    weights1[109] = 8'h00;
-    weights1[110] = 8'h00;
-    weights1[111] = 8'h00;
-    weights1[112] = 8'h00;
-    weights1[113] = 8'h00;
-    weights1[114] = 8'h00;
-    weights1[115] = 8'h00;
-    weights1[116] = 8'h00;
-    weights1[117] = 8'h00;
-    weights1[118] = 8'h00;
-    weights1[119] = 8'h00;
-    weights1[120] = 8'h00;
-    weights1[121] = 8'h00;
-    weights1[122] = 8'h00;
-    weights1[123] = 8'h00;
-    weights1[124] = 8'h00;
-    weights1[125] = 8'h00;
-    weights1[126] = 8'h00;
-    weights1[127] = 8'h00;
-    weights1[128] = 8'h00;
-    weights1[129] = 8'h00;
-    weights1[130] = 8'h00;
-    weights1[131] = 8'h00;
-    weights1[132] = 8'h00;
-    weights1[133] = 8'h00;
-    weights1[134] = 8'h00;
-    weights1[135] = 8'h00;
-    weights1[136] = 8'h00;
-    weights1[137] = 8'h00;
-    weights1[138] = 8'h00;
-    weights1[139] = 8'h00;
-    weights1[140] = 8'h00;
-    weights1[141] = 8'h00;
-    weights1[142] = 8'h00;
-    weights1[143] = 8'h00;
-    weights1[144] = 8'h00;
-    weights1[145] = 8'h00;
-    weights1[146] = 8'h00;
-    weights1[147] = 8'h00;
-    weights1[148] = 8'h00;
-    weights1[149] = 8'h00;
-    weights1[150] = 8'h00;
-    weights1[151] = 8'h00;
-    weights1[152] = 8'h00;
-    weights1[153] = 8'h00;
-    weights1[154] = 8'h00;
-    weights1[155] = 8'h00;
-    weights1[156] = 8'h00;
-    weights1[157] = 8'h00;
-    weights1[158] = 8'h00;
-    weights1[159] = 8'h00;
-    weights1[160] = 8'h00;
-    weights1[161] = 8'h00;
-    weights1[162] = 8'h00;
-    weights1[163] = 8'h00;
-    weights1[164] = 8'h00;
-    weights1[165] = 8'h00;
-    weights1[166] = 8'h00;
-    weights1[167] = 8'h00;
-    weights1[168] = 8'h00;
-    weights1[169] = 8'h00;
-    weights1[170] = 8'h00;
-    weights1[171] = 8'h00;
-    weights1[172] = 8'h00;
-    weights1[173] = 8'h00;
-    weights1[174] = 8'h00;
-    weights1[175] = 8'h00;
-    weights1[176] = 8'h00;
-    weights1[177] = 8'h00;
-    weights1[178] = 8'h00;
-    weights1[179] = 8'h00;
-    weights1[180] = 8'h00;
-    weights1[181] = 8'h00;
-    weights1[182] = 8'h00;
-    weights1[183] = 8'h00;
-    weights1[184] = 8'h00;
-    weights1[185] = 8'h00;
-    weights1[186] = 8'h00;
-    weights1[187] = 8'h00;
-    weights1[188] = 8'h00;
-    weights1[189] = 8'h00;
-    weights1[190] = 8'h00;
-    weights1[191] = 8'h00;
-    weights1[192] = 8'h00;
-    weights1[193] = 8'h00;
-    weights1[194] = 8'h00;
-    weights1[195] = 8'h00;
-    weights1[196] = 8'h00;
-    weights1[197] = 8'h00;
-    weights1[198] = 8'h00;
-    weights1[199] = 8'h00;
-    weights1[200] = 8'h00;
-    weights1[201] = 8'h00;
-    weights1[202] = 8'h00;
-    weights1[203] = 8'h00;
-    weights1[204] = 8'h00;
-    weights1[205] = 8'h00;
-    weights1[206] = 8'h00;
-    weights1[207] = 8'h00;
-    weights1[208] = 8'h00;
-    weights1[209] = 8'h00;
-    weights1[210] = 8'h00;
-    weights1[211] = 8'h00;
-    weights1[212] = 8'h00;
-    weights1[213] = 8'h00;
-    weights1[214] = 8'h00;
-    weights1[215] = 8'h00;
-    weights1[216] = 8'h00;
-    weights1[217] = 8'h00;
-    weights1[218] = 8'h00;
-    weights1[219] = 8'h00;
-    weights1[220] = 8'h00;
-    weights1[221] = 8'h00;
-    weights1[222] = 8'h00;
-    weights1[223] = 8'h00;
-    weights1[224] = 8'h00;
-    weights1[225] = 8'h00;
-    weights1[226] = 8'h00;
-    weights1[227] = 8'h00;
-    weights1[228] = 8'h00;
-    weights1[229] = 8'h00;
-    weights1[230] = 8'h00;
-    weights1[231] = 8'h00;
-    weights1[232] = 8'h00;
-    weights1[233] = 8'h00;
-    weights1[234] = 8'h00;
-    weights1[235] = 8'h00;
-    weights1[236] = 8'h00;
-    weights1[237] = 8'h00;
-    weights1[238] = 8'h00;
-    weights1[239] = 8'h00;
-    weights1[240] = 8'h00;
-    weights1[241] = 8'h00;
-    weights1[242] = 8'h00;
-    weights1[243] = 8'h00;
-    weights1[244] = 8'h00;
-    weights1[245] = 8'h00;
-    weights1[246] = 8'h00;
-    weights1[247] = 8'h00;
-    weights1[248] = 8'h00;
-    weights1[249] = 8'h00;
-    weights1[250] = 8'h00;
-    weights1[251] = 8'h00;
-    weights1[252] = 8'h00;
-    weights1[253] = 8'h00;
-    weights1[254] = 8'h00;
-    weights1[255] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$134 )
-      weights1[host_addr[7:0]] <= host_wdata[7:0];
-  end
-  assign \port__data$27  = weights1[\$114 [7:0]];
-  assign \$1  = ~ busy;
-  assign \$2  = \$1  & host_we;
-  assign \$3  = ~ busy;
-  assign \$4  = \$3  & host_re;
-  assign \$8  = layer[14:13] + layer[17:15];
-  assign \$10  = s1_rowbase + s1_index;
-  assign \$11  = s4_valid | \$signal$68 ;
-  assign \$12  = s4_valid ? { p[15], p[15], p } : leak_q0;
-  assign \$13  = $signed(acc0) + $signed(\$12 );
-  assign \$14  = s4_valid | \$signal$68 ;
-  assign \$15  = s4_valid ? { \p$83 [15], \p$83 [15], \p$83  } : leak_q1;
-  assign \$16  = $signed(acc1) + $signed(\$15 );
-  assign \$17  = ! { cur, spike_src };
-  assign \$18  = count0 + 1'h1;
-  assign \$19  = { cur, spike_src } == 1'h1;
-  assign \$20  = count1 + 1'h1;
-  assign \$21  = { cur, spike_src } == 2'h2;
-  assign \$22  = count2 + 1'h1;
-  assign \$23  = { cur, spike_src } == 2'h3;
-  assign \$24  = count3 + 1'h1;
-  assign \$25  = { cur, spike_src } == 3'h4;
-  assign \$26  = count4 + 1'h1;
-  assign \$27  = { cur, spike_src } == 3'h5;
-  assign \$28  = count5 + 1'h1;
-  assign \$29  = { cur, spike_src } == 3'h6;
-  assign \$30  = count6 + 1'h1;
-  assign \$31  = { cur, spike_src } == 3'h7;
-  assign \$32  = count7 + 1'h1;
-  assign \$33  = k + 1'h1;
-  assign \$34  = \$33  == layer[8:5];
-  assign \$35  = input__valid & input__ready;
-  assign \$37  = \$36  + 1'h1;
-  assign \$38  = ~ clear;
-  assign \$39  = in_full & \$38 ;
-  assign \$42  = ~ \$signal$107 ;
-  assign \$43  = ~ \$signal$107 ;
-  assign \$44  = ! num_layers;
-  assign \$45  = e == e_end;
-  assign \$46  = ! \edge [1:0];
-  assign \$47  = ! \edge [1:0];
-  assign \$48  = cur ^ \edge [2];
-  assign \$49  = \$47  ? \$signal$112  : \$48 ;
-  assign \$50  = ! \edge [1:0];
-  assign \$52  = cur ^ \edge [2];
-  assign \$54  = \$50  ? \$51  : \$53 ;
-  assign \$56  = k[0] ? \$55  : 6'h00;
-  assign \$58  = k[1] ? \$57  : 6'h00;
-  assign \$59  = \$56  + \$58 ;
-  assign \$61  = k[2] ? \$60  : 8'h00;
-  assign \$63  = k[3] ? \$62  : 8'h00;
-  assign \$64  = \$61  + \$63 ;
-  assign \$65  = \$59  + \$64 ;
-  assign \$66  = n < cnt;
-  assign \$67  = n + 1'h1;
-  assign \$68  = drain_n != 2'h2;
-  assign \$69  = ~ \$signal ;
-  assign \$70  = ~ s1b_valid;
-  assign \$71  = \$69  & \$70 ;
-  assign \$72  = ~ s2_valid;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = ~ \$signal$63 ;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = drain_n + 1'h1;
-  assign \$77  = k + 1'h1;
-  assign \$78  = li + 1'h1;
-  assign \$79  = \$78  == num_layers;
-  assign \$80  = li + 1'h1;
-  assign \$81  = ~ cur;
-  assign \$82  = ~ cur;
-  assign \$83  = ~ cur;
-  assign \$84  = ~ cur;
-  assign \$85  = ~ busy;
-  assign \$86  = clear & \$85 ;
-  assign \$87  = ~ busy;
-  assign \$88  = \$87  & host_we;
-  assign \$89  = host_addr[11:9] == 3'h4;
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = ! host_addr[8];
-  assign \$signature__en  = \$90  & \$91 ;
-  assign \$92  = ~ busy;
-  assign \$93  = \$92  & host_we;
-  assign \$94  = host_addr[11:9] == 2'h2;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = ! host_addr[8];
-  assign \$signature__en$131  = \$95  & \$96 ;
-  assign \$97  = ~ busy;
-  assign \$98  = \$97  & host_we;
-  assign \$99  = host_addr[11:9] == 3'h4;
-  assign \$100  = \$98  & \$99 ;
-  assign \$signature__en$134  = \$100  & \$101 ;
-  assign \$102  = ~ busy;
-  assign \$103  = \$102  & host_we;
-  assign \$104  = host_addr[11:9] == 2'h2;
-  assign \$105  = \$103  & \$104 ;
-  assign \$signature__en$137  = \$105  & \$106 ;
-  assign \$110  = row_wbase + row_offset;
-  assign s1_index = s1_from_input ? input_events_nrw[3:0] : events_nrw[3:0];
-  assign s1_value = s1_from_input ? input_events_nrw[11:4] : events_nrw[11:4];
-  assign row_addr = layer[12:9] + k;
-  assign \$111  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
-  assign \$112  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$113  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$114  = busy ? w_addr_q0 : { 1'h0, host_addr[7:0] };
-  assign \$115  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$116  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign w_data = write_end ? 24'h000002 : records__payload;
-  assign \$117  = write_end | records__valid;
-  assign w_en = w_rdy & \$117 ;
-  assign spike_src = records__payload[2] + 1'h1;
-  assign \$119  = ! records__payload[2];
-  assign \$121  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$122  = busy ? { u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0[15], u_new0 } : { 1'h0, host_wdata };
-  assign \$123  = host_addr[11:9] == 2'h3;
-  assign \$124  = host_we & \$123 ;
-  assign \$125  = ! host_addr[8];
-  assign \$126  = \$124  & \$125 ;
-  assign \$signature__en$185  = busy ? neuron_write : \$126 ;
-  assign \$127  = busy ? { 3'h0, row_addr } : host_addr[7:0];
-  assign \$128  = busy ? { u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1[15], u_new1 } : { 1'h0, host_wdata };
-  assign \$129  = host_addr[11:9] == 2'h3;
-  assign \$130  = host_we & \$129 ;
-  assign \$132  = \$130  & \$131 ;
-  assign \$signature__en$189  = busy ? neuron_write : \$132 ;
-  assign \$133  = k * 2'h2;
-  assign \$134  = \$133  + 1'h0;
-  assign \$135  = \$134  < layer[4:0];
-  assign \$136  = k * 2'h2;
-  assign \$137  = \$136  + 1'h1;
-  assign \$138  = \$137  < layer[4:0];
-  assign \$139  = ~ in_full;
-  assign \$140  = ~ clear;
-  assign input__ready = \$139  & \$140 ;
-  assign \$141  = input__valid & input__ready;
-  assign \$143  = ! li;
-  assign \$145  = ! li;
-  assign \$147  = ! li;
-  assign \$149  = n < cnt;
-  assign \$150  = ! k;
-  assign \$151  = ! li;
-  assign \$153  = e + 1'h1;
-  assign \$154  = ! li;
-  assign \$156  = ! li;
-  assign \$158  = ! li;
-  assign \$160  = spikes & valid_q;
-  assign \$161  = layer[37] ? valid_q : \$160 ;
-  assign \$162  = k * 2'h2;
-  assign \$163  = ~ busy;
-  assign \$164  = clear & \$163 ;
-  assign \$165  = ! fsm_state;
-  assign \$166  = fsm_state == 1'h1;
-  assign \$167  = fsm_state == 2'h2;
-  assign \$168  = fsm_state == 2'h3;
-  assign \$169  = fsm_state == 3'h4;
-  assign \$170  = fsm_state == 3'h5;
-  assign \$171  = fsm_state == 3'h6;
-  assign \$172  = fsm_state == 3'h7;
-  assign \$173  = fsm_state == 4'h8;
-  assign \$174  = fsm_state == 4'h9;
+  assign \port__data$7  = params1[\$18 [3:0]];
   always @(posedge clk)
-    events_nrw <= port__data;
-  always @(posedge clk)
-    input_events_nrw <= \port__data$19 ;
-  always @(posedge clk)
-    weights0_nrw <= \port__data$21 ;
-  always @(posedge clk)
-    params0_nrw <= \port__data$23 ;
-  always @(posedge clk)
-    membranes0_nrw <= \port__data$25 ;
-  always @(posedge clk)
-    weights1_nrw <= \port__data$27 ;
-  always @(posedge clk)
-    params1_nrw <= \port__data$29 ;
-  always @(posedge clk)
-    membranes1_nrw <= \port__data$31 ;
-  always @(posedge clk)
-    layer0 <= \$175 ;
-  always @(posedge clk)
-    layer1 <= \$176 ;
-  always @(posedge clk)
-    edge0 <= \$177 ;
-  always @(posedge clk)
-    edge1 <= \$178 ;
-  always @(posedge clk)
-    edge2 <= \$179 ;
-  always @(posedge clk)
-    edge3 <= \$180 ;
-  always @(posedge clk)
-    num_layers <= \$181 ;
-  always @(posedge clk)
-    host_rvalid <= \$182 ;
-  always @(posedge clk)
-    rd_region <= \$183 ;
-  always @(posedge clk)
-    rd_lane <= \$184 ;
-  always @(posedge clk)
-    rd_reg <= \$185 ;
-  always @(posedge clk)
-    layer <= \$186 ;
-  always @(posedge clk)
-    e_end <= \$187 ;
-  always @(posedge clk)
-    e <= \$188 ;
-  always @(posedge clk)
-    \edge  <= \$189 ;
-  always @(posedge clk)
-    w_addr_q0 <= \$10 [8:0];
-  always @(posedge clk)
-    \$signal  <= \$190 ;
-  always @(posedge clk)
-    s1b_valid <= \$191 ;
-  always @(posedge clk)
-    s1b_x <= s1_value;
-  always @(posedge clk)
-    s2_valid <= \$192 ;
-  always @(posedge clk)
-    s2_x <= \$193 ;
-  always @(posedge clk)
-    s1_rowbase <= \$194 ;
-  always @(posedge clk)
-    s1_from_input <= \$195 ;
-  always @(posedge clk)
-    \$signal$63  <= \$196 ;
-  always @(posedge clk)
-    s4_valid <= \$197 ;
-  always @(posedge clk)
-    \$signal$65  <= \$198 ;
-  always @(posedge clk)
-    \$signal$67  <= \$199 ;
-  always @(posedge clk)
-    \$signal$68  <= \$200 ;
-  always @(posedge clk)
-    \$signal$69  <= \$201 ;
-  always @(posedge clk)
-    bias_q0 <= params0_nrw[40:25];
-  always @(posedge clk)
-    u_q0 <= membranes0_nrw;
-  always @(posedge clk)
-    alpha_q0 <= params0_nrw[8:0];
-  always @(posedge clk)
-    leak_q0 <= \$202 ;
-  always @(posedge clk)
-    acc0 <= \$203 ;
+    acc0 <= \$34 ;
   always @(posedge clk)
     bias_q1 <= params1_nrw[40:25];
   always @(posedge clk)
@@ -1622,1510 +1903,1400 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   always @(posedge clk)
     alpha_q1 <= params1_nrw[8:0];
   always @(posedge clk)
-    leak_q1 <= \$204 ;
+    leak_q1 <= \$35 ;
   always @(posedge clk)
-    acc1 <= \$205 ;
+    acc1 <= \$36 ;
   always @(posedge clk)
-    count0 <= \$206 ;
+    spikes <= \$37 ;
   always @(posedge clk)
-    count1 <= \$207 ;
+    new_u <= \$38 ;
+  assign \$1  = prod_valid | pre3;
+  assign \$2  = prod_valid ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$3  = $signed(acc0) + $signed(\$2 );
+  assign \$4  = prod_valid | pre3;
+  assign \$5  = prod_valid ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$6  = $signed(acc1) + $signed(\$5 );
+  assign \$7  = busy_groups ? { 3'h0, row_addr } : views[7:0];
+  assign \$8  = busy_groups ? { 3'h0, row_addr } : views[7:0];
+  assign \$9  = busy_groups ? { 3'h0, row_addr } : views[7:0];
+  assign \$10  = views[53:51] == 2'h2;
+  assign \$11  = views[49] & \$10 ;
+  assign \$12  = ! views[54];
+  assign p_wr__en = \$11  & \$12 ;
+  assign \$13  = busy_groups ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[48:8] };
+  assign \$14  = views[53:51] == 2'h3;
+  assign \$15  = views[49] & \$14 ;
+  assign \$16  = ! views[54];
+  assign \$17  = \$15  & \$16 ;
+  assign u_wr__en = busy_groups ? membrane_write : \$17 ;
+  assign \$18  = busy_groups ? { 3'h0, row_addr } : views[7:0];
+  assign \$19  = busy_groups ? { 3'h0, row_addr } : views[7:0];
+  assign \$20  = busy_groups ? { 3'h0, row_addr } : views[7:0];
+  assign \$21  = views[53:51] == 2'h2;
+  assign \$22  = views[49] & \$21 ;
+  assign \p_wr__en$54  = \$22  & \$23 ;
+  assign \$24  = busy_groups ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[48:8] };
+  assign \$25  = views[53:51] == 2'h3;
+  assign \$26  = views[49] & \$25 ;
+  assign \$28  = \$26  & \$27 ;
+  assign \u_wr__en$56  = busy_groups ? membrane_write : \$28 ;
   always @(posedge clk)
-    count2 <= \$208 ;
+    params0_nrw <= port__data;
   always @(posedge clk)
-    count3 <= \$209 ;
+    membranes0_nrw <= \port__data$5 ;
   always @(posedge clk)
-    count4 <= \$210 ;
+    params1_nrw <= \port__data$7 ;
   always @(posedge clk)
-    count5 <= \$211 ;
+    membranes1_nrw <= \port__data$9 ;
   always @(posedge clk)
-    count6 <= \$212 ;
+    pre1 <= \$29 ;
   always @(posedge clk)
-    count7 <= \$213 ;
+    pre2 <= \$30 ;
   always @(posedge clk)
-    spikes <= \$214 ;
+    pre3 <= \$31 ;
   always @(posedge clk)
-    u_new0 <= \$215 ;
+    pre4 <= \$32 ;
   always @(posedge clk)
-    u_new1 <= \$216 ;
+    bias_q0 <= params0_nrw[40:25];
   always @(posedge clk)
-    valid_q <= \$217 ;
+    u_q0 <= membranes0_nrw;
   always @(posedge clk)
-    last_row <= \$218 ;
+    alpha_q0 <= params0_nrw[8:0];
   always @(posedge clk)
-    in_full <= \$219 ;
-  always @(posedge clk)
-    in_count0 <= \$220 ;
-  always @(posedge clk)
-    in_count1 <= \$221 ;
-  always @(posedge clk)
-    li <= \$222 ;
-  always @(posedge clk)
-    \$signal$112  <= \$223 ;
-  always @(posedge clk)
-    \$signal$107  <= \$224 ;
-  always @(posedge clk)
-    fsm_state <= \$225 ;
-  always @(posedge clk)
-    k <= \$226 ;
-  always @(posedge clk)
-    src_sel <= \$227 ;
-  always @(posedge clk)
-    \$signal$62  <= \$228 ;
-  always @(posedge clk)
-    bank_sel <= \$229 ;
-  always @(posedge clk)
-    n <= \$230 ;
-  always @(posedge clk)
-    cnt <= \$231 ;
-  always @(posedge clk)
-    row_wbase <= \$232 ;
-  always @(posedge clk)
-    row_offset <= \$233 ;
-  always @(posedge clk)
-    drain_n <= \$234 ;
-  always @(posedge clk)
-    cur <= \$235 ;
-  \npu_core_tiny.counters  counters (
-    .clear(\clear$200 ),
-    .clk(clk),
-    .inc(inc),
-    .raddr(host_addr[3:0]),
-    .re(host_re),
-    .rst(rst),
-    .total(rdata)
-  );
-  \npu_core_tiny.leak0  leak0 (
+    leak_q0 <= \$33 ;
+  \npu_core_tiny.neurons.leak0  leak0 (
     .alpha(alpha_q0),
     .bias(bias_q0),
     .leak(leak),
     .u(u_q0)
   );
-  \npu_core_tiny.leak1  leak1 (
+  \npu_core_tiny.neurons.leak1  leak1 (
     .alpha(alpha_q1),
     .bias(bias_q1),
-    .leak(\leak$81 ),
+    .leak(\leak$27 ),
     .u(u_q1)
   );
-  \npu_core_tiny.neuron0  neuron0 (
-    .\port$778$18 (layer[36:18]),
+  \npu_core_tiny.neurons.neuron0  neuron0 (
+    .\port$786$18 (\port$786$18 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
-  \npu_core_tiny.neuron1  neuron1 (
-    .\port$778$18 (layer[36:18]),
-    .spike(\spike$99 ),
+  \npu_core_tiny.neurons.neuron1  neuron1 (
+    .\port$786$18 (\port$786$18 ),
+    .spike(\spike$33 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
-    .u_new(\u_new$101 )
-  );
-  \npu_core_tiny.out_fifo  out_fifo (
-    .clk(clk),
-    .r_data(output__payload),
-    .r_en(output__ready),
-    .r_rdy(output__valid),
-    .rst(rst),
-    .w_en(w_en),
-    .w_port__data(w_data),
-    .w_rdy(w_rdy)
-  );
-  \npu_core_tiny.product0  product0 (
-    .a(weights0_nrw),
-    .b(s2_x),
-    .clk(clk),
-    .p_q(p),
-    .rst(rst)
-  );
-  \npu_core_tiny.product1  product1 (
-    .a(weights1_nrw),
-    .b(s2_x),
-    .clk(clk),
-    .p_q(\p$83 ),
-    .rst(rst)
-  );
-  \npu_core_tiny.router  router (
-    .\base$28 (base),
-    .can_load(can_load),
-    .clk(clk),
-    .\emit_values$30 (emit_values),
-    .\event (\event ),
-    .free(free),
-    .\layer$29 (\layer$197 ),
-    .load(load),
-    .out_valid(records__valid),
-    .records__payload(records__payload),
-    .records__ready(w_rdy),
-    .rst(rst),
-    .send(send),
-    .\spikes$27 (\spikes$195 ),
-    .values(values)
+    .u_new(\u_new$34 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$34  = acc0;
+    if (row_start) begin
+      \$34  = 26'h0000000;
+    end else if (\$1 ) begin
+      \$34  = \$3 [25:0];
+    end
+    if (rst) begin
+      \$34  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$35  = \leak$27 ;
+    if (rst) begin
+      \$35  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$36  = acc1;
+    if (row_start) begin
+      \$36  = 26'h0000000;
+    end else if (\$4 ) begin
+      \$36  = \$6 [25:0];
+    end
+    if (rst) begin
+      \$36  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37 [0] = spike;
+    \$37 [1] = \spike$33 ;
+    if (rst) begin
+      \$37  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38 [15:0] = u_new;
+    \$38 [31:16] = \u_new$34 ;
+    if (rst) begin
+      \$38  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$29  = row_start;
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$30  = pre1;
+    if (rst) begin
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$31  = pre2;
+    if (rst) begin
+      \$31  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$32  = pre3;
+    if (rst) begin
+      \$32  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$33  = leak;
+    if (rst) begin
+      \$33  = 18'h00000;
+    end
+  end
+  assign port__addr = \$7 [3:0];
+  assign p_wr__addr = views[3:0];
+  assign \port__addr$40  = \$8 [3:0];
+  assign u_wr__addr = \$9 [3:0];
+  assign p_wr__data = views[48:8];
+  assign u_wr__data = \$13 [15:0];
+  assign \port__addr$49  = \$18 [3:0];
+  assign \p_wr__addr$50  = views[3:0];
+  assign \port__addr$51  = \$19 [3:0];
+  assign \u_wr__addr$52  = \$20 [3:0];
+  assign \p_wr__data$53  = views[48:8];
+  assign \u_wr__data$55  = \$24 [15:0];
+  assign u = u_q0;
+  assign alpha = alpha_q0;
+  assign bias = bias_q0;
+  assign \u$60  = u_q1;
+  assign \alpha$61  = alpha_q1;
+  assign \bias$62  = bias_q1;
+  assign total = acc0;
+  assign theta = params0_nrw[24:9];
+  assign v_reset = \port$786$18 [18:3];
+  assign \v_reset$66  = \port$786$18 [18:3];
+  assign reset = \port$786$18 [2:1];
+  assign \reset$68  = \port$786$18 [2:1];
+  assign spiking = \port$786$18 [0];
+  assign \spiking$70  = \port$786$18 [0];
+  assign \total$72  = acc1;
+  assign \theta$73  = params1_nrw[24:9];
+  assign \v_reset$74  = \port$786$18 [18:3];
+  assign \reset$75  = \port$786$18 [2:1];
+  assign \spiking$76  = \port$786$18 [0];
+  assign \params0_nrw.alpha  = params0_nrw[8:0];
+  assign \params0_nrw.theta  = params0_nrw[24:9];
+  assign \params0_nrw.bias  = params0_nrw[40:25];
+  assign \port__data.alpha  = port__data[8:0];
+  assign \port__data.theta  = port__data[24:9];
+  assign \port__data.bias  = port__data[40:25];
+  assign \params1_nrw.alpha  = params1_nrw[8:0];
+  assign \params1_nrw.theta  = params1_nrw[24:9];
+  assign \params1_nrw.bias  = params1_nrw[40:25];
+  assign \port__data$7.alpha  = \port__data$7 [8:0];
+  assign \port__data$7.theta  = \port__data$7 [24:9];
+  assign \port__data$7.bias  = \port__data$7 [40:25];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign \new_u[0]  = new_u[15:0];
+  assign \new_u[1]  = new_u[31:16];
+  assign \views[0]  = views;
+  assign \views[0].word  = views[7:0];
+  assign \views[0].wdata  = views[48:8];
+  assign \views[0].we  = views[49];
+  assign \views[0].re  = views[50];
+  assign \views[0].region  = views[53:51];
+  assign \views[0].lane  = views[54];
+  assign \p_wr__data.alpha  = views[16:8];
+  assign \p_wr__data.theta  = views[32:17];
+  assign \p_wr__data.bias  = views[48:33];
+  assign \params_rdata[0]  = params_rdata[40:0];
+  assign \params_rdata[1]  = params_rdata[81:41];
+  assign \membranes_rdata[0]  = membranes_rdata[40:0];
+  assign \membranes_rdata[1]  = membranes_rdata[81:41];
+  assign \p_wr__data$53.alpha  = views[16:8];
+  assign \p_wr__data$53.theta  = views[32:17];
+  assign \p_wr__data$53.bias  = views[48:33];
+  assign fire_spikes[1] = \spike$33 ;
+  assign fire_spikes[0] = spike;
+  assign membranes_rdata[81:41] = { 25'h0000000, membranes1_nrw };
+  assign membranes_rdata[40:0] = { 25'h0000000, membranes0_nrw };
+  assign params_rdata[81:41] = params1_nrw;
+  assign params_rdata[40:0] = params0_nrw;
+  assign \$23  = views[54];
+  assign \$27  = views[54];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neurons.leak0 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neurons.leak1 (bias, u, alpha, leak);
+  wire [24:0] \$1 ;
+  wire [24:0] \$2 ;
+  wire [25:0] \$3 ;
+  input [8:0] alpha;
+  wire [8:0] alpha;
+  input [15:0] bias;
+  wire [15:0] bias;
+  output [17:0] leak;
+  wire [17:0] leak;
+  input [15:0] u;
+  wire [15:0] u;
+  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
+  assign \$3  = $signed(\$2 ) + $signed(bias);
+  assign leak = \$3 [17:0];
+  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neurons.neuron0 (u_new, \port$786$18 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$4 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$786$18 ;
+  wire [18:0] \port$786$18 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$786$18 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$786$18 [2:1];
+  assign \$17  = \port$786$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$786$18 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
+  assign spiking = \port$786$18 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$786$18 [2:1];
+  assign v_reset = \port$786$18 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.neurons.neuron1 (u_new, \port$786$18 , theta, total, spike);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [16:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [15:0] \$18 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [15:0] \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
+  wire \$signal ;
+  wire [15:0] after_spike;
+  wire [16:0] diff;
+  wire lo;
+  input [18:0] \port$786$18 ;
+  wire [18:0] \port$786$18 ;
+  wire [1:0] reset;
+  output spike;
+  wire spike;
+  wire spiking;
+  wire [15:0] subtracted;
+  input [15:0] theta;
+  wire [15:0] theta;
+  input [25:0] total;
+  wire [25:0] total;
+  output [15:0] u_new;
+  wire [15:0] u_new;
+  wire [15:0] v;
+  wire [15:0] v_reset;
+  assign \$1  = ~ total[25];
+  assign \$2  = | total[25:15];
+  assign \$signal  = \$1  & \$2 ;
+  assign \$3  = & total[25:15];
+  assign \$4  = ~ \$3 ;
+  assign lo = total[25] & \$4 ;
+  assign \$5  = lo ? 16'h8000 : total[15:0];
+  assign v = \$signal  ? 16'h7fff : \$5 ;
+  assign diff = $signed(total[15:0]) - $signed(theta);
+  assign \$6  = theta == 16'h8000;
+  assign \$7  = \$signal  | \$6 ;
+  assign \$8  = ~ lo;
+  assign \$9  = ~ diff[16];
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = \$7  | \$10 ;
+  assign spike = \port$786$18 [0] & \$11 ;
+  assign \$12  = ~ theta;
+  assign \$14  = lo ? 16'h0000 : diff[15:0];
+  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
+  assign \$16  = ! \port$786$18 [2:1];
+  assign \$17  = \port$786$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$786$18 [18:3] : v;
+  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
+  assign u_new = spike ? after_spike : v;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
+  assign spiking = \port$786$18 [0];
+  assign subtracted = \$15 [15:0];
+  assign reset = \port$786$18 [2:1];
+  assign v_reset = \port$786$18 [18:3];
+  assign { \$13 [16], \$13 [14:0] } = \$12 ;
+  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [2:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [2:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [2:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg [1:0] \$30 ;
+  reg [1:0] \$31 ;
+  reg [1:0] \$32 ;
+  reg \$33 ;
+  wire \$4 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  (* init = 2'h0 *)
+  wire [1:0] consume;
+  reg [1:0] inner_level = 2'h0;
+  wire inner_r_rdy;
+  wire [2:0] level;
+  (* init = 2'h0 *)
+  wire [1:0] produce;
+  output [23:0] r_data;
+  wire [23:0] r_data;
+  input r_en;
+  wire r_en;
+  wire [2:0] r_level;
+  reg [1:0] r_port__addr = 2'h0;
+  wire [23:0] r_port__data;
+  wire r_port__en;
+  output r_rdy;
+  reg r_rdy = 1'h0;
+  input rst;
+  wire rst;
+  wire [23:0] w_data;
+  input w_en;
+  wire w_en;
+  wire [2:0] w_level;
+  reg [1:0] w_port__addr = 2'h0;
+  input [23:0] w_port__data;
+  wire [23:0] w_port__data;
+  wire w_port__en;
+  output w_rdy;
+  wire w_rdy;
+  reg [23:0] storage [2:0];
+  initial begin
+    storage[0] = 24'h000000;
+    storage[1] = 24'h000000;
+    storage[2] = 24'h000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  reg [23:0] _0_;
+  always @(posedge clk) begin
+    if (r_port__en) begin
+      _0_ <= storage[r_port__addr];
+    end
+  end
+  assign r_data = _0_;
+  assign w_rdy = inner_level != 2'h3;
+  assign inner_r_rdy = | inner_level;
+  assign w_port__en = w_rdy & w_en;
+  assign \$1  = ~ r_rdy;
+  assign \$2  = \$1  | r_en;
+  assign r_port__en = inner_r_rdy & \$2 ;
+  assign w_level = inner_level + r_rdy;
+  assign \$3  = w_rdy & w_en;
+  assign \$4  = w_port__addr == 2'h2;
+  assign \$5  = w_port__addr + 1'h1;
+  assign \$6  = \$4  ? 3'h0 : \$5 ;
+  assign \$7  = ~ r_rdy;
+  assign \$8  = \$7  | r_en;
+  assign \$9  = inner_r_rdy & \$8 ;
+  assign \$10  = r_port__addr == 2'h2;
+  assign \$11  = r_port__addr + 1'h1;
+  assign \$12  = \$10  ? 3'h0 : \$11 ;
+  assign \$13  = w_rdy & w_en;
+  assign \$14  = ~ r_rdy;
+  assign \$15  = \$14  | r_en;
+  assign \$16  = inner_r_rdy & \$15 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$13  & \$17 ;
+  assign \$19  = inner_level + 1'h1;
+  assign \$20  = ~ r_rdy;
+  assign \$21  = \$20  | r_en;
+  assign \$22  = inner_r_rdy & \$21 ;
+  assign \$23  = w_rdy & w_en;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = inner_level - 1'h1;
+  assign \$27  = ~ r_rdy;
+  assign \$28  = \$27  | r_en;
+  assign \$29  = inner_r_rdy & \$28 ;
+  always @(posedge clk)
+    w_port__addr <= \$30 ;
+  always @(posedge clk)
+    r_port__addr <= \$31 ;
+  always @(posedge clk)
+    inner_level <= \$32 ;
+  always @(posedge clk)
+    r_rdy <= \$33 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$30  = w_port__addr;
+    if (\$3 ) begin
+      \$30  = \$6 [1:0];
+    end
+    if (rst) begin
+      \$30  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$31  = r_port__addr;
+    if (\$9 ) begin
+      \$31  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$31  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$32  = inner_level;
+    if (\$18 ) begin
+      \$32  = \$19 [1:0];
+    end
+    if (\$25 ) begin
+      \$32  = \$26 [1:0];
+    end
+    if (rst) begin
+      \$32  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$33  = r_rdy;
+    if (\$29 ) begin
+      \$33  = 1'h1;
+    end else if (r_en) begin
+      \$33  = 1'h0;
+    end
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  assign level = w_level;
+  assign r_level = w_level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.router (rst, send, \base$28 , free, can_load, \event , records__ready, values, load, \emit_values$30 , \layer$29 , \spikes$27 , out_valid, records__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [1:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [5:0] \$14 ;
+  wire \$15 ;
+  reg [15:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [2:0] \$26 ;
+  wire [2:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg \$30 ;
+  reg [23:0] \$31 ;
+  reg [1:0] \$32 ;
+  reg \$33 ;
+  reg \$34 ;
+  reg [1:0] \$35 ;
+  reg [4:0] \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg [15:0] \$39 ;
+  wire \$4 ;
+  reg [15:0] \$40 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire advance;
+  reg [4:0] base = 5'h00;
+  input [4:0] \base$28 ;
+  wire [4:0] \base$28 ;
+  output can_load;
+  wire can_load;
+  input clk;
+  wire clk;
+  reg emit_values = 1'h0;
+  input \emit_values$30 ;
+  wire \emit_values$30 ;
+  output \event ;
+  wire \event ;
+  wire [4:0] event_index;
+  wire event_layer;
+  output free;
+  wire free;
+  reg layer = 1'h0;
+  input \layer$29 ;
+  wire \layer$29 ;
+  input load;
+  wire load;
+  wire [1:0] lowest;
+  reg none_left = 1'h1;
+  reg one_left = 1'h0;
+  (* init = 24'h000000 *)
+  wire [23:0] out;
+  wire [3:0] \out.index ;
+  wire [1:0] \out.kind ;
+  wire \out.layer ;
+  wire \out.spike ;
+  wire [15:0] \out.value ;
+  output out_valid;
+  reg out_valid = 1'h0;
+  reg [1:0] pending = 2'h0;
+  wire pick;
+  output [23:0] records__payload;
+  reg [23:0] records__payload = 24'h000000;
+  wire [3:0] \records__payload.index ;
+  wire [1:0] \records__payload.kind ;
+  wire \records__payload.layer ;
+  wire \records__payload.spike ;
+  wire [15:0] \records__payload.value ;
+  input records__ready;
+  wire records__ready;
+  (* init = 1'h0 *)
+  wire records__valid;
+  wire [1:0] rest;
+  input rst;
+  wire rst;
+  input [1:0] send;
+  wire [1:0] send;
+  reg [1:0] spikes = 2'h0;
+  input [1:0] \spikes$27 ;
+  wire [1:0] \spikes$27 ;
+  reg [15:0] value0 = 16'h0000;
+  reg [15:0] value1 = 16'h0000;
+  input [31:0] values;
+  wire [31:0] values;
+  wire [15:0] \values[0] ;
+  wire [15:0] \values[1] ;
+  assign \$5  = ~ \$4 ;
+  assign \$6  = pending[1] & \$5 ;
+  assign \$7  = ~ out_valid;
+  assign advance = \$7  | records__ready;
+  assign \$8  = ~ out_valid;
+  assign free = none_left & \$8 ;
+  assign \$9  = one_left & advance;
+  assign can_load = none_left | \$9 ;
+  assign \$10  = out_valid & records__ready;
+  assign \event  = \$10  & records__payload[7];
+  assign \$11  = ~ lowest;
+  assign rest = pending & \$11 ;
+  assign \$12  = ~ none_left;
+  assign \$13  = emit_values ? 1'h1 : 1'h0;
+  assign \$14  = base + pick;
+  assign \$15  = spikes >> pick;
+  assign \$17  = load & can_load;
+  assign \$18  = ! send;
+  assign \$19  = | send;
+  assign \$20  = send - 1'h1;
+  assign \$21  = { 1'h0, send } & \$20 ;
+  assign \$22  = ! \$21 ;
+  assign \$23  = \$19  & \$22 ;
+  assign \$24  = ! rest;
+  assign \$25  = | rest;
+  assign \$26  = rest - 1'h1;
+  assign \$27  = { 1'h0, rest } & \$26 ;
+  assign \$28  = ! \$27 ;
+  assign \$29  = \$25  & \$28 ;
+  always @(posedge clk)
+    out_valid <= \$30 ;
+  always @(posedge clk)
+    records__payload <= \$31 ;
+  always @(posedge clk)
+    pending <= \$32 ;
+  always @(posedge clk)
+    none_left <= \$33 ;
+  always @(posedge clk)
+    one_left <= \$34 ;
+  always @(posedge clk)
+    spikes <= \$35 ;
+  always @(posedge clk)
+    base <= \$36 ;
+  always @(posedge clk)
+    layer <= \$37 ;
+  always @(posedge clk)
+    emit_values <= \$38 ;
+  always @(posedge clk)
+    value0 <= \$39 ;
+  always @(posedge clk)
+    value1 <= \$40 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (host_addr[0])
+    casez (pick)
       1'h0:
-          \$5  = layer0;
+          \$16  = value0;
       1'h1:
-          \$5  = layer1;
+          \$16  = value1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$30  = out_valid;
+    if (advance) begin
+      \$30  = \$12 ;
+    end
+    if (rst) begin
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$31  = records__payload;
+    if (advance) begin
+      \$31 [1:0] = { 1'h0, \$13  };
+      \$31 [2] = layer;
+      \$31 [6:3] = \$14 [3:0];
+      \$31 [7] = \$15 ;
+      \$31 [23:8] = \$16 ;
+    end
+    if (rst) begin
+      \$31  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$32  = pending;
+    if (\$17 ) begin
+      \$32  = send;
+    end else if (advance) begin
+      \$32  = rest;
+    end
+    if (rst) begin
+      \$32  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$33  = none_left;
+    if (\$17 ) begin
+      \$33  = \$18 ;
+    end else if (advance) begin
+      \$33  = \$24 ;
+    end
+    if (rst) begin
+      \$33  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$34  = one_left;
+    if (\$17 ) begin
+      \$34  = \$23 ;
+    end else if (advance) begin
+      \$34  = \$29 ;
+    end
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$35  = spikes;
+    if (\$17 ) begin
+      \$35  = \spikes$27 ;
+    end
+    if (rst) begin
+      \$35  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36  = base;
+    if (\$17 ) begin
+      \$36  = \base$28 ;
+    end
+    if (rst) begin
+      \$36  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$37  = layer;
+    if (\$17 ) begin
+      \$37  = \layer$29 ;
+    end
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = emit_values;
+    if (\$17 ) begin
+      \$38  = \emit_values$30 ;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$39  = value0;
+    if (\$17 ) begin
+      \$39  = values[15:0];
+    end
+    if (rst) begin
+      \$39  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = value1;
+    if (\$17 ) begin
+      \$40  = values[31:16];
+    end
+    if (rst) begin
+      \$40  = 16'h0000;
+    end
+  end
+  assign records__valid = out_valid;
+  assign out = records__payload;
+  assign event_index = { 1'h0, records__payload[6:3] };
+  assign event_layer = records__payload[2];
+  assign \records__payload.kind  = records__payload[1:0];
+  assign \records__payload.layer  = records__payload[2];
+  assign \records__payload.index  = records__payload[6:3];
+  assign \records__payload.spike  = records__payload[7];
+  assign \records__payload.value  = records__payload[23:8];
+  assign \out.kind  = records__payload[1:0];
+  assign \out.layer  = records__payload[2];
+  assign \out.index  = records__payload[6:3];
+  assign \out.spike  = records__payload[7];
+  assign \out.value  = records__payload[23:8];
+  assign \values[0]  = values[15:0];
+  assign \values[1]  = values[31:16];
+  assign lowest[1] = \$6 ;
+  assign lowest[0] = \$3 ;
+  assign \$1  = 1'h0;
+  assign \$2  = 1'h1;
+  assign \$3  = pending[0];
+  assign \$4  = pending[0];
+  assign pick = \$6 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, row_start, issue, router_load, membrane_write, write_end, end_step
+, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg [37:0] \$1 ;
+  wire \$10 ;
+  reg [3:0] \$100 ;
+  reg [3:0] \$101 ;
+  reg [1:0] \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg [4:0] \$105 ;
+  reg [4:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [8:0] \$108 ;
+  reg [1:0] \$109 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [3:0] \$172 ;
+  wire [5:0] \$176 ;
+  wire \$18 ;
+  wire \$19 ;
+  reg [15:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [3:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [9:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  reg [37:0] \$40 ;
+  wire [3:0] \$41 ;
+  reg [15:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire \$45 ;
+  wire [5:0] \$46 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
+  wire [4:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [4:0] \$62 ;
+  wire \$63 ;
+  wire [4:0] \$64 ;
+  wire [4:0] \$65 ;
+  wire [5:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire [5:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire \$7 ;
+  wire [6:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire [8:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire \$77 ;
+  wire [5:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [2:0] \$80 ;
+  wire [4:0] \$81 ;
+  wire [1:0] \$82 ;
+  wire \$83 ;
+  wire [1:0] \$84 ;
+  wire \$85 ;
+  reg [37:0] \$86 ;
+  reg [37:0] \$87 ;
+  reg [15:0] \$88 ;
+  reg [15:0] \$89 ;
+  wire \$9 ;
+  reg [15:0] \$90 ;
+  reg [15:0] \$91 ;
+  reg [1:0] \$92 ;
+  reg [37:0] \$93 ;
+  reg [2:0] \$94 ;
+  reg [2:0] \$95 ;
+  reg [15:0] \$96 ;
+  reg [1:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
+  output busy;
+  reg busy;
+  wire busy_groups;
+  input can_load;
+  wire can_load;
+  input clear;
+  wire clear;
+  reg \clear$25 ;
+  input clk;
+  wire clk;
+  reg [4:0] cnt = 5'h00;
+  output [31:0] counters_rdata;
+  wire [31:0] counters_rdata;
+  wire counters_re;
+  input [39:0] counts;
+  wire [39:0] counts;
+  wire [4:0] \counts[0] ;
+  wire [4:0] \counts[1] ;
+  wire [4:0] \counts[2] ;
+  wire [4:0] \counts[3] ;
+  wire [4:0] \counts[4] ;
+  wire [4:0] \counts[5] ;
+  wire [4:0] \counts[6] ;
+  wire [4:0] \counts[7] ;
+  input cur;
+  wire cur;
+  reg [1:0] drain_n = 2'h0;
+  input drained;
+  wire drained;
+  reg [2:0] e = 3'h0;
+  reg [2:0] e_end = 3'h0;
+  reg [2:0] e_new;
+  reg e_row;
+  reg e_set;
+  reg [15:0] \edge  = 16'h0000;
+  wire [4:0] \edge.nsrc ;
+  wire \edge.recurrent ;
+  wire [1:0] \edge.src ;
+  wire [7:0] \edge.wbase ;
+  reg [15:0] edge0 = 16'h0000;
+  wire [4:0] \edge0.nsrc ;
+  wire \edge0.recurrent ;
+  wire [1:0] \edge0.src ;
+  wire [7:0] \edge0.wbase ;
+  reg [15:0] edge1 = 16'h0000;
+  wire [4:0] \edge1.nsrc ;
+  wire \edge1.recurrent ;
+  wire [1:0] \edge1.src ;
+  wire [7:0] \edge1.wbase ;
+  reg [15:0] edge2 = 16'h0000;
+  wire [4:0] \edge2.nsrc ;
+  wire \edge2.recurrent ;
+  wire [1:0] \edge2.src ;
+  wire [7:0] \edge2.wbase ;
+  reg [15:0] edge3 = 16'h0000;
+  wire [4:0] \edge3.nsrc ;
+  wire \edge3.recurrent ;
+  wire [1:0] \edge3.src ;
+  wire [7:0] \edge3.wbase ;
+  output end_step;
+  reg end_step;
+  reg [3:0] fsm_state = 4'h0;
+  wire host_req;
+  input [9:0] in_counts;
+  wire [9:0] in_counts;
+  wire [4:0] \in_counts[0] ;
+  wire [4:0] \in_counts[1] ;
+  input in_full;
+  wire in_full;
+  input in_rbank;
+  wire in_rbank;
+  reg [9:0] inc;
+  output issue;
+  reg issue;
+  output [3:0] k;
+  reg [3:0] k = 4'h0;
+  reg last_row = 1'h0;
+  output [37:0] layer;
+  reg [37:0] layer = 38'h0000000000;
+  wire [1:0] \layer.ebase ;
+  wire [2:0] \layer.ecount ;
+  wire \layer.emit_values ;
+  wire [1:0] \layer.reset ;
+  wire [3:0] \layer.rows ;
+  wire [3:0] \layer.sbase ;
+  wire [4:0] \layer.size ;
+  wire \layer.spiking ;
+  wire [15:0] \layer.v_reset ;
+  reg [37:0] layer0 = 38'h0000000000;
+  wire [1:0] \layer0.ebase ;
+  wire [2:0] \layer0.ecount ;
+  wire \layer0.emit_values ;
+  wire [1:0] \layer0.reset ;
+  wire [3:0] \layer0.rows ;
+  wire [3:0] \layer0.sbase ;
+  wire [4:0] \layer0.size ;
+  wire \layer0.spiking ;
+  wire [15:0] \layer0.v_reset ;
+  reg [37:0] layer1 = 38'h0000000000;
+  wire [1:0] \layer1.ebase ;
+  wire [2:0] \layer1.ecount ;
+  wire \layer1.emit_values ;
+  wire [1:0] \layer1.reset ;
+  wire [3:0] \layer1.rows ;
+  wire [3:0] \layer1.sbase ;
+  wire [4:0] \layer1.size ;
+  wire \layer1.spiking ;
+  wire [15:0] \layer1.v_reset ;
+  output li;
+  reg li = 1'h0;
+  output membrane_write;
+  reg membrane_write;
+  wire neuron_write;
+  reg [1:0] num_layers = 2'h0;
+  input out_ready;
+  wire out_ready;
+  wire [3:0] raddr;
+  output rd_bank;
+  reg rd_bank = 1'h0;
+  output rd_from_input;
+  reg rd_from_input = 1'h0;
+  output [4:0] rd_n;
+  reg [4:0] rd_n = 5'h00;
+  output [1:0] rd_src;
+  reg [1:0] rd_src = 2'h0;
+  wire [31:0] rdata;
+  input re;
+  wire re;
+  input router_free;
+  wire router_free;
+  output router_load;
+  reg router_load;
+  output [4:0] row_addr;
+  wire [4:0] row_addr;
+  reg [8:0] row_offset = 9'h000;
+  output row_start;
+  reg row_start;
+  reg [7:0] row_wbase = 8'h00;
+  output [8:0] rowbase;
+  wire [8:0] rowbase;
+  input rst;
+  wire rst;
+  input spike_event;
+  wire spike_event;
+  input spike_layer;
+  wire spike_layer;
+  output start_step;
+  reg start_step;
+  reg step_done;
+  output [40:0] table_rdata;
+  reg [40:0] table_rdata;
+  input [54:0] tables;
+  wire [54:0] tables;
+  wire \tables.lane ;
+  wire \tables.re ;
+  wire [2:0] \tables.region ;
+  wire [40:0] \tables.wdata ;
+  wire \tables.we ;
+  wire [7:0] \tables.word ;
+  output [1:0] valid;
+  reg [1:0] valid = 2'h0;
+  output write_end;
+  reg write_end;
+  assign row_addr = layer[12:9] + k;
+  assign \$3  = row_wbase + row_offset;
+  assign \$4  = ! spike_layer;
+  assign \$6  = ~ busy;
+  assign \$7  = clear & \$6 ;
+  assign \$8  = ~ clear;
+  assign \$9  = in_full & \$8 ;
+  assign \$12  = ! li;
+  assign \$14  = ! li;
+  assign \$16  = ! li;
+  assign \$18  = rd_n < cnt;
+  assign \$19  = ! k;
+  assign \$20  = ! li;
+  assign \$22  = e + 1'h1;
+  assign \$23  = ! li;
+  assign \$25  = ! li;
+  assign \$27  = ! li;
+  assign \$30  = ! fsm_state;
+  assign \$31  = fsm_state == 1'h1;
+  assign \$32  = fsm_state == 2'h2;
+  assign \$33  = fsm_state == 2'h3;
+  assign \$34  = fsm_state == 3'h4;
+  assign \$35  = fsm_state == 3'h5;
+  assign \$36  = fsm_state == 3'h6;
+  assign \$37  = fsm_state == 3'h7;
+  assign \$38  = fsm_state == 4'h8;
+  assign \$39  = fsm_state == 4'h9;
+  assign \$41  = layer[14:13] + layer[17:15];
+  assign \$43  = k * 2'h2;
+  assign \$44  = \$43  + 1'h0;
+  assign \$45  = \$44  < layer[4:0];
+  assign \$46  = k * 2'h2;
+  assign \$47  = \$46  + 1'h1;
+  assign \$48  = \$47  < layer[4:0];
+  assign \$49  = k + 1'h1;
+  assign \$50  = \$49  == layer[8:5];
+  assign \$51  = ~ clear;
+  assign \$52  = in_full & \$51 ;
+  assign \$55  = ! num_layers;
+  assign \$56  = e == e_end;
+  assign \$57  = ! \edge [1:0];
+  assign \$58  = ! \edge [1:0];
+  assign \$59  = cur ^ \edge [2];
+  assign \$60  = \$58  ? in_rbank : \$59 ;
+  assign \$61  = ! \edge [1:0];
+  assign \$172  = in_rbank * 3'h5;
+  assign \$62  = in_counts >> \$172 ;
+  assign \$63  = cur ^ \edge [2];
+  assign \$176  = { \$63 , \edge [1:0] } * 3'h5;
+  assign \$64  = counts >> \$176 ;
+  assign \$65  = \$61  ? \$62  : \$64 ;
+  assign \$67  = k[0] ? \$66  : 6'h00;
+  assign \$69  = k[1] ? \$68  : 6'h00;
+  assign \$70  = \$67  + \$69 ;
+  assign \$72  = k[2] ? \$71  : 8'h00;
+  assign \$74  = k[3] ? \$73  : 8'h00;
+  assign \$75  = \$72  + \$74 ;
+  assign \$76  = \$70  + \$75 ;
+  assign \$77  = rd_n < cnt;
+  assign \$78  = rd_n + 1'h1;
+  assign \$79  = drain_n != 2'h2;
+  assign \$80  = drain_n + 1'h1;
+  assign \$81  = k + 1'h1;
+  assign \$82  = li + 1'h1;
+  assign \$83  = \$82  == num_layers;
+  assign \$84  = li + 1'h1;
+  always @(posedge clk)
+    layer0 <= \$86 ;
+  always @(posedge clk)
+    layer1 <= \$87 ;
+  always @(posedge clk)
+    edge0 <= \$88 ;
+  always @(posedge clk)
+    edge1 <= \$89 ;
+  always @(posedge clk)
+    edge2 <= \$90 ;
+  always @(posedge clk)
+    edge3 <= \$91 ;
+  always @(posedge clk)
+    num_layers <= \$92 ;
+  always @(posedge clk)
+    layer <= \$93 ;
+  always @(posedge clk)
+    e_end <= \$94 ;
+  always @(posedge clk)
+    e <= \$95 ;
+  always @(posedge clk)
+    \edge  <= \$96 ;
+  always @(posedge clk)
+    valid <= \$97 ;
+  always @(posedge clk)
+    last_row <= \$98 ;
+  always @(posedge clk)
+    li <= \$99 ;
+  always @(posedge clk)
+    fsm_state <= \$100 ;
+  always @(posedge clk)
+    k <= \$101 ;
+  always @(posedge clk)
+    rd_src <= \$102 ;
+  always @(posedge clk)
+    rd_from_input <= \$103 ;
+  always @(posedge clk)
+    rd_bank <= \$104 ;
+  always @(posedge clk)
+    rd_n <= \$105 ;
+  always @(posedge clk)
+    cnt <= \$106 ;
+  always @(posedge clk)
+    row_wbase <= \$107 ;
+  always @(posedge clk)
+    row_offset <= \$108 ;
+  always @(posedge clk)
+    drain_n <= \$109 ;
+  \npu_core_tiny.sequencer.counters  counters (
+    .clear(\clear$25 ),
+    .clk(clk),
+    .inc(inc),
+    .raddr(tables[3:0]),
+    .re(re),
+    .rst(rst),
+    .total(counters_rdata)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    casez (host_addr[1:0])
-      2'h0:
-          \$6  = edge0;
-      2'h1:
-          \$6  = edge1;
-      2'h2:
-          \$6  = edge2;
-      2'h3:
-          \$6  = edge3;
+    casez (tables[0])
+      1'h0:
+          \$1  = layer0;
+      1'h1:
+          \$1  = layer1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    casez (tables[1:0])
+      2'h0:
+          \$2  = edge0;
+      2'h1:
+          \$2  = edge1;
+      2'h2:
+          \$2  = edge2;
+      2'h3:
+          \$2  = edge3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$7  = layer0;
+          \$40  = layer0;
       1'h1:
-          \$7  = layer1;
+          \$40  = layer1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     casez (e_new[1:0])
       2'h0:
-          \$9  = edge0;
+          \$42  = edge0;
       2'h1:
-          \$9  = edge1;
+          \$42  = edge1;
       2'h2:
-          \$9  = edge2;
+          \$42  = edge2;
       2'h3:
-          \$9  = edge3;
+          \$42  = edge3;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$107 )
-      1'h0:
-          \$36  = in_count0;
-      1'h1:
-          \$36  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$112 )
-      1'h0:
-          \$51  = in_count0;
-      1'h1:
-          \$51  = in_count1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ \$52 , \edge [1:0] })
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    table_rdata = 41'h00000000000;
+    casez (tables[53:51])
       3'h0:
-          \$53  = count0;
+          table_rdata = { 3'h0, \$1  };
       3'h1:
-          \$53  = count1;
-      3'h2:
-          \$53  = count2;
-      3'h3:
-          \$53  = count3;
-      3'h4:
-          \$53  = count4;
-      3'h5:
-          \$53  = count5;
+          table_rdata = { 25'h0000000, \$2  };
       3'h6:
-          \$53  = count6;
-      3'h7:
-          \$53  = count7;
+          table_rdata = { 39'h0000000000, num_layers };
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      1'h0:
-          \$107  = weights0_nrw;
-      1'h1:
-          \$107  = weights1_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      1'h0:
-          \$108  = params0_nrw;
-      1'h1:
-          \$108  = params1_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_lane)
-      1'h0:
-          \$109  = membranes0_nrw;
-      1'h1:
-          \$109  = membranes1_nrw;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ cur, spike_src })
-      3'h0:
-          \$118  = count0[3:0];
-      3'h1:
-          \$118  = count1[3:0];
-      3'h2:
-          \$118  = count2[3:0];
-      3'h3:
-          \$118  = count3[3:0];
-      3'h4:
-          \$118  = count4[3:0];
-      3'h5:
-          \$118  = count5[3:0];
-      3'h6:
-          \$118  = count6[3:0];
-      3'h7:
-          \$118  = count7[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$107 )
-      1'h0:
-          \$142  = in_count0[3:0];
-      1'h1:
-          \$142  = in_count1[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$175  = layer0;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            casez (host_addr[0])
-              1'h0:
-                  \$175  = host_wdata[37:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$175  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$176  = layer1;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            (* full_case = 32'd1 *)
-            casez (host_addr[0])
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$176  = host_wdata[37:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$176  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$177  = edge0;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  \$177  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$177  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$178  = edge1;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$178  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$178  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$179  = edge2;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  \$179  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$179  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$180  = edge3;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            (* full_case = 32'd1 *)
-            casez (host_addr[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
-                  /* empty */;
-              2'h3:
-                  \$180  = host_wdata[15:0];
-            endcase
-      endcase
-    end
-    if (rst) begin
-      \$180  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$181  = num_layers;
-    if (\$2 ) begin
-      casez (host_addr[11:9])
-        3'h0:
-            /* empty */;
-        3'h1:
-            /* empty */;
-        3'h6:
-            \$181  = host_wdata[1:0];
-      endcase
-    end
-    if (rst) begin
-      \$181  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$182  = \$4 ;
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$183  = host_addr[11:9];
-    if (rst) begin
-      \$183  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$184  = host_addr[8];
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$185  = rd_reg;
-    casez (host_addr[11:9])
-      3'h0:
-          \$185  = { 3'h0, \$5  };
-      3'h1:
-          \$185  = { 25'h0000000, \$6  };
-      3'h6:
-          \$185  = { 39'h0000000000, num_layers };
-    endcase
-    if (rst) begin
-      \$185  = 41'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$186  = \$7 ;
-    if (rst) begin
-      \$186  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$187  = \$8 [2:0];
-    if (rst) begin
-      \$187  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$188  = e;
-    if (e_set) begin
-      \$188  = e_new;
-    end
-    if (rst) begin
-      \$188  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$189  = \edge ;
-    if (e_set) begin
-      \$189  = \$9 ;
-    end
-    if (rst) begin
-      \$189  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$190  = issue;
-    if (rst) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$191  = \$signal ;
-    if (rst) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$192  = s1b_valid;
-    if (rst) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$193  = s1b_x;
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$194  = s1_rowbase;
-    if (issue) begin
-      \$194  = \$110 [8:0];
-    end
-    if (rst) begin
-      \$194  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$195  = s1_from_input;
-    if (issue) begin
-      \$195  = \$signal$62 ;
-    end
-    if (rst) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$196  = s2_valid;
-    if (rst) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$197  = \$signal$63 ;
-    if (rst) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$198  = \$signal$66 ;
-    if (rst) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$199  = \$signal$65 ;
-    if (rst) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$200  = \$signal$67 ;
-    if (rst) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$201  = \$signal$68 ;
-    if (rst) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$202  = leak;
-    if (rst) begin
-      \$202  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$203  = acc0;
-    if (\$11 ) begin
-      \$203  = \$13 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$203  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$203  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$204  = \leak$81 ;
-    if (rst) begin
-      \$204  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$205  = acc1;
-    if (\$14 ) begin
-      \$205  = \$16 [25:0];
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$205  = 26'h0000000;
-    endcase
-    if (rst) begin
-      \$205  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$206  = count0;
-    if (\event ) begin
-      if (\$17 ) begin
-        \$206  = \$18 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$81 , 2'h0 })
-              3'h0:
-                  \$206  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$206  = 5'h00;
-    end
-    if (rst) begin
-      \$206  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$207  = count1;
-    if (\event ) begin
-      if (\$19 ) begin
-        \$207  = \$20 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$82 , 2'h1 })
-              3'h1:
-                  \$207  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$207  = 5'h00;
-    end
-    if (rst) begin
-      \$207  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = count2;
-    if (\event ) begin
-      if (\$21 ) begin
-        \$208  = \$22 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            casez ({ \$83 , 2'h2 })
-              3'h2:
-                  \$208  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$208  = 5'h00;
-    end
-    if (rst) begin
-      \$208  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = count3;
-    if (\event ) begin
-      if (\$23 ) begin
-        \$209  = \$24 [4:0];
-      end
-    end
-    if (\$86 ) begin
-      \$209  = 5'h00;
-    end
-    if (rst) begin
-      \$209  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = count4;
-    if (\event ) begin
-      if (\$25 ) begin
-        \$210  = \$26 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$81 , 2'h0 })
-              3'h0:
-                  /* empty */;
-              3'h4:
-                  \$210  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$210  = 5'h00;
-    end
-    if (rst) begin
-      \$210  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = count5;
-    if (\event ) begin
-      if (\$27 ) begin
-        \$211  = \$28 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            casez ({ \$82 , 2'h1 })
-              3'h1:
-                  /* empty */;
-              3'h5:
-                  \$211  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$211  = 5'h00;
-    end
-    if (rst) begin
-      \$211  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = count6;
-    if (\event ) begin
-      if (\$29 ) begin
-        \$212  = \$30 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            casez ({ \$83 , 2'h2 })
-              3'h2:
-                  /* empty */;
-              3'h6:
-                  \$212  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$212  = 5'h00;
-    end
-    if (rst) begin
-      \$212  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213  = count7;
-    if (\event ) begin
-      if (\$31 ) begin
-        \$213  = \$32 [4:0];
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-            (* full_case = 32'd1 *)
-            
-          end
-    endcase
-    if (\$86 ) begin
-      \$213  = 5'h00;
-    end
-    if (rst) begin
-      \$213  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214 [0] = spike;
-    \$214 [1] = \spike$99 ;
-    if (rst) begin
-      \$214  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = u_new;
-    if (rst) begin
-      \$215  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = \u_new$101 ;
-    if (rst) begin
-      \$216  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = valid_lanes;
-    if (rst) begin
-      \$217  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = \$34 ;
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = in_full;
-    if (\$35 ) begin
-      if (input__payload[12]) begin
-        \$219  = 1'h1;
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$219  = 1'h0;
-          end
-    endcase
-    if (\$86 ) begin
-      \$219  = 1'h0;
-    end
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = in_count0;
-    if (\$35 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        casez (\$signal$107 )
-          1'h0:
-              \$220  = \$37 [4:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            casez (\$43 )
-              1'h0:
-                  \$220  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$220  = 5'h00;
-    end
-    if (rst) begin
-      \$220  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = in_count1;
-    if (\$35 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (\$signal$107 )
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$221  = \$37 [4:0];
-        endcase
-      end
-    end
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            (* full_case = 32'd1 *)
-            casez (\$43 )
-              1'h0:
-                  /* empty */;
-              1'h1:
-                  \$221  = 5'h00;
-            endcase
-          end
-    endcase
-    if (\$86 ) begin
-      \$221  = 5'h00;
-    end
-    if (rst) begin
-      \$221  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$222  = 1'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$79 ) begin
-            end else begin
-              \$222  = \$80 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = \$signal$112 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$223  = \$signal$107 ;
-          end
-    endcase
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = \$signal$107 ;
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            \$224  = \$42 ;
-          end
-    endcase
-    if (\$86 ) begin
-      \$224  = 1'h0;
-    end
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$41 ) begin
-            (* full_case = 32'd1 *)
-            if (\$44 ) begin
-              \$225  = 4'h1;
-            end else begin
-              \$225  = 4'h2;
-            end
-          end
-      4'h2:
-          \$225  = 4'h3;
-      4'h3:
-          \$225  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-            \$225  = 4'h5;
-          end else begin
-            \$225  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$66 ) begin
-          end else begin
-            \$225  = 4'h4;
-          end
-      4'h5:
-          if (\$68 ) begin
-          end else if (\$75 ) begin
-            \$225  = 4'h7;
-          end
-      4'h7:
-          \$225  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$225  = 4'h9;
-            end else begin
-              \$225  = 4'h3;
-            end
-          end
-      4'h9:
-          if (free) begin
-            (* full_case = 32'd1 *)
-            if (\$79 ) begin
-              \$225  = 4'h1;
-            end else begin
-              \$225  = 4'h2;
-            end
-          end
-      4'h1:
-          if (w_rdy) begin
-            \$225  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$225  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$226  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$226  = \$77 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$226  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = src_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$227  = \edge [1:0];
-          end
-    endcase
-    if (rst) begin
-      \$227  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$signal$62 ;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$228  = \$46 ;
-          end
-    endcase
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = bank_sel;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$229  = \$49 ;
-          end
-    endcase
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$230  = 5'h00;
-          end
-      4'h6:
-          if (\$66 ) begin
-            \$230  = \$67 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$230  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$231  = \$54 ;
-          end
-    endcase
-    if (rst) begin
-      \$231  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$232  = \edge [10:3];
-          end
-    endcase
-    if (rst) begin
-      \$232  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$45 ) begin
-          end else begin
-            \$233  = \$65 [8:0];
-          end
-    endcase
-    if (rst) begin
-      \$233  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = drain_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          if (\$68 ) begin
-            \$234  = \$76 [1:0];
-          end else if (\$75 ) begin
-            \$234  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$234  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = cur;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            \$235  = \$84 ;
-          end
-    endcase
-    if (\$86 ) begin
-      \$235  = 1'h0;
-    end
-    if (rst) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rd_region)
-      3'h4:
-          host_rdata = { 33'h000000000, \$107  };
-      3'h2:
-          host_rdata = \$108 ;
-      3'h3:
-          host_rdata = { 25'h0000000, \$109  };
-      3'h5:
-          host_rdata = { 9'h000, rdata };
-      default:
-          host_rdata = rd_reg;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_wr__addr = 7'h00;
-    if (\event ) begin
-      ev_wr__addr = { cur, spike_src, \$118  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_wr__data = 12'h000;
-    if (\event ) begin
-      ev_wr__data[3:0] = records__payload[6:3];
-      ev_wr__data[11:4] = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_wr__en = 1'h0;
-    if (\event ) begin
-      ev_wr__en = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    inc = 10'h000;
-    if (\event ) begin
-      if (\$119 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    inc[8:0] = 9'h000;
+    if (spike_event) begin
+      if (\$4 ) begin
         inc[3] = 1'h1;
       end
-      if (\$120 ) begin
+      if (\$5 ) begin
         inc[7] = 1'h1;
       end
     end
     if (busy) begin
       inc[8] = 1'h1;
     end
+    begin
+        inc[9] = step_done;
+    end
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3133,36 +3304,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h3:
         begin
-          if (\$143 ) begin
+          if (\$12 ) begin
             inc[0] = 1'h1;
           end
-          if (\$144 ) begin
+          if (\$13 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h4:
         begin
-          if (\$145 ) begin
+          if (\$14 ) begin
             inc[0] = 1'h1;
           end
-          if (\$146 ) begin
+          if (\$15 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h6:
         begin
-          if (\$147 ) begin
+          if (\$16 ) begin
             inc[0] = 1'h1;
           end
-          if (\$148 ) begin
+          if (\$17 ) begin
             inc[4] = 1'h1;
           end
-          if (\$149 ) begin
-            if (\$150 ) begin
-              if (\$151 ) begin
+          if (\$18 ) begin
+            if (\$19 ) begin
+              if (\$20 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$152 ) begin
+              if (\$21 ) begin
                 inc[6] = 1'h1;
               end
             end
@@ -3170,75 +3341,52 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
         end
       4'h5:
         begin
-          if (\$154 ) begin
+          if (\$23 ) begin
             inc[0] = 1'h1;
           end
-          if (\$155 ) begin
+          if (\$24 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$156 ) begin
+          if (\$25 ) begin
             inc[1] = 1'h1;
           end
-          if (\$157 ) begin
+          if (\$26 ) begin
             inc[5] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$158 ) begin
+          if (\$27 ) begin
             inc[1] = 1'h1;
           end
-          if (\$159 ) begin
+          if (\$28 ) begin
             inc[5] = 1'h1;
           end
         end
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (w_rdy) begin
-            inc[9] = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \clear$25  = 1'h0;
+    if (\$7 ) begin
+      \clear$25  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    start_step = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          if (\$11 ) begin
+            start_step = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    in_wr__addr = 5'h00;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        in_wr__addr = { \$signal$107 , \$142  };
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    in_wr__data = 12'h000;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        in_wr__data[3:0] = input__payload[3:0];
-        in_wr__data[11:4] = input__payload[11:4];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    in_wr__en = 1'h0;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[12]) begin
-      end else begin
-        in_wr__en = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     busy = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3264,19 +3412,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$signal$66  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    row_start = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
           /* empty */;
       4'h3:
-          \$signal$66  = 1'h1;
+          row_start = 1'h1;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     e_set = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3289,14 +3437,14 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$149 ) begin
+          if (\$18 ) begin
           end else begin
             e_set = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     e_new = 3'h0;
     casez (fsm_state)
       4'h0:
@@ -3309,14 +3457,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$149 ) begin
+          if (\$18 ) begin
           end else begin
-            e_new = \$153 [2:0];
+            e_new = \$22 [2:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    e_row = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          e_row = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     issue = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3328,14 +3488,36 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$149 ) begin
+          if (\$18 ) begin
             issue = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    neuron_write = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    router_load = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          router_load = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    membrane_write = 1'h0;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3353,181 +3535,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
           /* empty */;
       4'h8:
           if (can_load) begin
-            neuron_write = 1'h1;
+            membrane_write = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    send = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            send = \$161 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \spikes$195  = 2'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            \spikes$195  = spikes;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    base = 5'h00;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            base = \$162 [4:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \layer$197  = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            \layer$197  = li;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    emit_values = 1'h0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            emit_values = layer[37];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    values = 32'd0;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            values[15:0] = u_new0;
-            values[31:16] = u_new1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     write_end = 1'h0;
     casez (fsm_state)
       4'h0:
@@ -3553,91 +3566,565 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \clear$200  = 1'h0;
-    if (\$164 ) begin
-      \clear$200  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    end_step = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$29 ) begin
+            end_step = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    step_done = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$29 ) begin
+            step_done = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$86  = layer0;
+    casez (tables[53:51])
+      3'h0:
+          if (tables[49]) begin
+            casez (tables[0])
+              1'h0:
+                  \$86  = tables[45:8];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$86  = 38'h0000000000;
     end
   end
-  assign \busy$32  = busy;
-  assign rowbase = \$110 [8:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$87  = layer1;
+    casez (tables[53:51])
+      3'h0:
+          if (tables[49]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[0])
+              1'h0:
+                  /* empty */;
+              1'h1:
+                  \$87  = tables[45:8];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$87  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$88  = edge0;
+    casez (tables[53:51])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[49]) begin
+            casez (tables[1:0])
+              2'h0:
+                  \$88  = tables[23:8];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$88  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$89  = edge1;
+    casez (tables[53:51])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[49]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$89  = tables[23:8];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$89  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$90  = edge2;
+    casez (tables[53:51])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[49]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$90  = tables[23:8];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$90  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$91  = edge3;
+    casez (tables[53:51])
+      3'h0:
+          /* empty */;
+      3'h1:
+          if (tables[49]) begin
+            (* full_case = 32'd1 *)
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  /* empty */;
+              2'h3:
+                  \$91  = tables[23:8];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$91  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$92  = num_layers;
+    casez (tables[53:51])
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h6:
+          if (tables[49]) begin
+            \$92  = tables[9:8];
+          end
+    endcase
+    if (rst) begin
+      \$92  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$93  = \$40 ;
+    if (rst) begin
+      \$93  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$94  = \$41 [2:0];
+    if (rst) begin
+      \$94  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$95  = e;
+    if (e_set) begin
+      \$95  = e_new;
+    end
+    if (rst) begin
+      \$95  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$96  = \edge ;
+    if (e_set) begin
+      \$96  = \$42 ;
+    end
+    if (rst) begin
+      \$96  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$97  = { \$48 , \$45  };
+    if (rst) begin
+      \$97  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$98  = \$50 ;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$99  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$54 ) begin
+            \$99  = 1'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$83 ) begin
+            end else begin
+              \$99  = \$84 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$54 ) begin
+            (* full_case = 32'd1 *)
+            if (\$55 ) begin
+              \$100  = 4'h1;
+            end else begin
+              \$100  = 4'h2;
+            end
+          end
+      4'h2:
+          \$100  = 4'h3;
+      4'h3:
+          \$100  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+            \$100  = 4'h5;
+          end else begin
+            \$100  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (\$77 ) begin
+          end else begin
+            \$100  = 4'h4;
+          end
+      4'h5:
+          if (\$79 ) begin
+          end else if (drained) begin
+            \$100  = 4'h7;
+          end
+      4'h7:
+          \$100  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$100  = 4'h9;
+            end else begin
+              \$100  = 4'h3;
+            end
+          end
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$83 ) begin
+              \$100  = 4'h1;
+            end else begin
+              \$100  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$85 ) begin
+            \$100  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$100  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$101  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$101  = \$81 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$101  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = rd_src;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$102  = \edge [1:0];
+          end
+    endcase
+    if (rst) begin
+      \$102  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$103  = rd_from_input;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$103  = \$57 ;
+          end
+    endcase
+    if (rst) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = rd_bank;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$104  = \$60 ;
+          end
+    endcase
+    if (rst) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$105  = 5'h00;
+          end
+      4'h6:
+          if (\$77 ) begin
+            \$105  = \$78 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$105  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$106  = \$65 ;
+          end
+    endcase
+    if (rst) begin
+      \$106  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$107  = \edge [10:3];
+          end
+    endcase
+    if (rst) begin
+      \$107  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$56 ) begin
+          end else begin
+            \$108  = \$76 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$108  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          if (\$79 ) begin
+            \$109  = \$80 [1:0];
+          end else if (drained) begin
+            \$109  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$109  = 2'h0;
+    end
+  end
+  assign rdata = counters_rdata;
+  assign raddr = tables[3:0];
+  assign counters_re = re;
+  assign busy_groups = busy;
+  assign neuron_write = membrane_write;
   assign host_req = 1'h0;
-  assign r_data = output__payload;
-  assign r_rdy = output__valid;
-  assign r_en = output__ready;
-  assign \$signature__addr  = host_addr[7:0];
-  assign \$signature__data  = host_wdata[7:0];
-  assign \$signature__addr$129  = host_addr[3:0];
-  assign \$signature__data$130  = host_wdata;
-  assign \$signature__addr$132  = host_addr[7:0];
-  assign \$signature__data$133  = host_wdata[7:0];
-  assign \$signature__addr$135  = host_addr[3:0];
-  assign \$signature__data$136  = host_wdata;
-  assign raddr = host_addr[3:0];
-  assign re = host_re;
-  assign port__addr = \$111 [7:0];
-  assign \port__addr$143  = \$112 [3:0];
-  assign \port__addr$144  = \$113 [3:0];
-  assign \port__addr$145  = \$114 [7:0];
-  assign \port__addr$146  = \$115 [3:0];
-  assign \port__addr$147  = \$116 [3:0];
-  assign \port__addr$148  = { bank_sel, src_sel, n[3:0] };
-  assign \port__addr$149  = { bank_sel, n[3:0] };
-  assign a = weights0_nrw;
-  assign b = s2_x;
-  assign \a$152  = weights1_nrw;
-  assign \b$153  = s2_x;
-  assign u = u_q0;
-  assign alpha = alpha_q0;
-  assign bias = bias_q0;
-  assign \u$157  = u_q1;
-  assign \alpha$158  = alpha_q1;
-  assign \bias$159  = bias_q1;
-  assign records__ready = w_rdy;
-  assign event_layer = records__payload[2];
-  assign event_index = { 1'h0, records__payload[6:3] };
-  assign total = acc0;
-  assign theta = params0_nrw[24:9];
-  assign v_reset = layer[36:21];
-  assign reset = layer[20:19];
-  assign spiking = layer[18];
-  assign \total$178  = acc1;
-  assign \theta$179  = params1_nrw[24:9];
-  assign \v_reset$180  = layer[36:21];
-  assign \reset$181  = layer[20:19];
-  assign \spiking$182  = layer[18];
-  assign \$signature__addr$183  = \$121 [3:0];
-  assign \$signature__data$184  = \$122 [15:0];
-  assign \$signature__addr$187  = \$127 [3:0];
-  assign \$signature__data$188  = \$128 [15:0];
-  assign \input__payload.index  = input__payload[3:0];
-  assign \input__payload.value  = input__payload[11:4];
-  assign \input__payload.end  = input__payload[12];
-  assign \output__payload.kind  = output__payload[1:0];
-  assign \output__payload.layer  = output__payload[2];
-  assign \output__payload.index  = output__payload[6:3];
-  assign \output__payload.spike  = output__payload[7];
-  assign \output__payload.value  = output__payload[23:8];
-  assign \events_nrw.index  = events_nrw[3:0];
-  assign \events_nrw.value  = events_nrw[11:4];
-  assign \port__data.index  = port__data[3:0];
-  assign \port__data.value  = port__data[11:4];
-  assign \input_events_nrw.index  = input_events_nrw[3:0];
-  assign \input_events_nrw.value  = input_events_nrw[11:4];
-  assign \port__data$19.index  = \port__data$19 [3:0];
-  assign \port__data$19.value  = \port__data$19 [11:4];
-  assign \params0_nrw.alpha  = params0_nrw[8:0];
-  assign \params0_nrw.theta  = params0_nrw[24:9];
-  assign \params0_nrw.bias  = params0_nrw[40:25];
-  assign \port__data$23.alpha  = \port__data$23 [8:0];
-  assign \port__data$23.theta  = \port__data$23 [24:9];
-  assign \port__data$23.bias  = \port__data$23 [40:25];
-  assign \params1_nrw.alpha  = params1_nrw[8:0];
-  assign \params1_nrw.theta  = params1_nrw[24:9];
-  assign \params1_nrw.bias  = params1_nrw[40:25];
-  assign \port__data$29.alpha  = \port__data$29 [8:0];
-  assign \port__data$29.theta  = \port__data$29 [24:9];
-  assign \port__data$29.bias  = \port__data$29 [40:25];
+  assign rowbase = \$3 [8:0];
+  assign \tables.word  = tables[7:0];
+  assign \tables.wdata  = tables[48:8];
+  assign \tables.we  = tables[49];
+  assign \tables.re  = tables[50];
+  assign \tables.region  = tables[53:51];
+  assign \tables.lane  = tables[54];
   assign \layer0.size  = layer0[4:0];
   assign \layer0.rows  = layer0[8:5];
   assign \layer0.sbase  = layer0[12:9];
@@ -3685,54 +4172,39 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \edge.recurrent  = \edge [2];
   assign \edge.wbase  = \edge [10:3];
   assign \edge.nsrc  = \edge [15:11];
-  assign \$signature__data$130.alpha  = host_wdata[8:0];
-  assign \$signature__data$130.theta  = host_wdata[24:9];
-  assign \$signature__data$130.bias  = host_wdata[40:25];
-  assign \$signature__data$136.alpha  = host_wdata[8:0];
-  assign \$signature__data$136.theta  = host_wdata[24:9];
-  assign \$signature__data$136.bias  = host_wdata[40:25];
-  assign \end_record.kind  = end_record[1:0];
-  assign \end_record.layer  = end_record[2];
-  assign \end_record.index  = end_record[6:3];
-  assign \end_record.spike  = end_record[7];
-  assign \end_record.value  = end_record[23:8];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[2];
-  assign \records__payload.index  = records__payload[6:3];
-  assign \records__payload.spike  = records__payload[7];
-  assign \records__payload.value  = records__payload[23:8];
-  assign \ev_wr__data.index  = ev_wr__data[3:0];
-  assign \ev_wr__data.value  = ev_wr__data[11:4];
-  assign \in_wr__data.index  = in_wr__data[3:0];
-  assign \in_wr__data.value  = in_wr__data[11:4];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign valid_lanes[1] = \$138 ;
-  assign valid_lanes[0] = \$135 ;
-  assign end_record[1:0] = 2'h2;
-  assign end_record[23:2] = 22'h000000;
-  assign \$40  = 1'h1;
-  assign \$41  = \$39 ;
-  assign \$55  = { 1'h0, \edge [15:11] };
-  assign \$57  = { \edge [15:11], 1'h0 };
-  assign \$60  = { 1'h0, \edge [15:11], 2'h0 };
-  assign \$62  = { \edge [15:11], 3'h0 };
-  assign \$101  = host_addr[8];
-  assign \$106  = host_addr[8];
-  assign \$120  = records__payload[2];
-  assign \$131  = host_addr[8];
-  assign \$144  = li;
-  assign \$146  = li;
-  assign \$148  = li;
-  assign \$152  = li;
-  assign \$155  = li;
-  assign \$157  = li;
-  assign \$159  = li;
+  assign \counts[0]  = counts[4:0];
+  assign \counts[1]  = counts[9:5];
+  assign \counts[2]  = counts[14:10];
+  assign \counts[3]  = counts[19:15];
+  assign \counts[4]  = counts[24:20];
+  assign \counts[5]  = counts[29:25];
+  assign \counts[6]  = counts[34:30];
+  assign \counts[7]  = counts[39:35];
+  assign \in_counts[0]  = in_counts[4:0];
+  assign \in_counts[1]  = in_counts[9:5];
+  assign \$5  = spike_layer;
+  assign \$10  = 1'h1;
+  assign \$11  = \$9 ;
+  assign \$13  = li;
+  assign \$15  = li;
+  assign \$17  = li;
+  assign \$21  = li;
+  assign \$24  = li;
+  assign \$26  = li;
+  assign \$28  = li;
+  assign \$29  = out_ready;
+  assign \$53  = 1'h1;
+  assign \$54  = \$52 ;
+  assign \$66  = { 1'h0, \edge [15:11] };
+  assign \$68  = { \edge [15:11], 1'h0 };
+  assign \$71  = { 1'h0, \edge [15:11], 2'h0 };
+  assign \$73  = { \edge [15:11], 3'h0 };
+  assign \$85  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \npu_core_tiny.sequencer.counters (clk, rst, total, raddr, inc, clear, re);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -4097,7 +4569,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
   always @(posedge clk)
     delta9 <= \$143 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$4  = 5'h00;
     casez (raddr)
       4'h0:
@@ -4123,7 +4595,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = 5'h00;
     casez (ptr)
       4'h0:
@@ -4149,42 +4621,42 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$127  = \$3 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$128  = ptr;
     if (rst) begin
       \$128  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$129  = re;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$130  = \$6 ;
     if (rst) begin
       \$130  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$131  = \$9 ;
     if (rst) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$132  = ptr;
     if (\$10 ) begin
       \$132  = \$13 [3:0];
@@ -4194,7 +4666,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$133  = \$20 [4:0];
     if (clear) begin
       \$133  = 5'h00;
@@ -4204,7 +4676,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$134  = stale;
     if (\$24 ) begin
       \$134 [0] = 1'h0;
@@ -4244,7 +4716,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$135  = \$31 [4:0];
     if (clear) begin
       \$135  = 5'h00;
@@ -4254,7 +4726,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$136  = \$42 [4:0];
     if (clear) begin
       \$136  = 5'h00;
@@ -4264,7 +4736,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$137  = \$53 [4:0];
     if (clear) begin
       \$137  = 5'h00;
@@ -4274,7 +4746,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$138  = \$64 [4:0];
     if (clear) begin
       \$138  = 5'h00;
@@ -4284,7 +4756,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$139  = \$75 [4:0];
     if (clear) begin
       \$139  = 5'h00;
@@ -4294,7 +4766,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$140  = \$86 [4:0];
     if (clear) begin
       \$140  = 5'h00;
@@ -4304,7 +4776,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$141  = \$97 [4:0];
     if (clear) begin
       \$141  = 5'h00;
@@ -4314,7 +4786,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$142  = \$108 [4:0];
     if (clear) begin
       \$142  = 5'h00;
@@ -4324,7 +4796,7 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$143  = \$119 [4:0];
     if (clear) begin
       \$143  = 5'h00;
@@ -4340,728 +4812,813 @@ module \npu_core_tiny.counters (re, clk, rst, total, inc, clear, raddr);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.leak0 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.leak1 (bias, u, alpha, leak);
-  wire [24:0] \$1 ;
-  wire [24:0] \$2 ;
-  wire [25:0] \$3 ;
-  input [8:0] alpha;
-  wire [8:0] alpha;
-  input [15:0] bias;
-  wire [15:0] bias;
-  output [17:0] leak;
-  wire [17:0] leak;
-  input [15:0] u;
-  wire [15:0] u;
-  assign \$1  = $signed({ 1'h0, alpha }) * $signed(u);
-  assign \$3  = $signed(\$2 ) + $signed(bias);
-  assign leak = \$3 [17:0];
-  assign \$2  = { \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24], \$1 [24:8] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.neuron0 (u_new, theta, \port$778$18 , total, spike);
-  wire \$1 ;
+module \npu_core_tiny.synapse (rst, rowbase, drained, views, busy_groups, issue, ev, s4_valid, weights_rdata, prod, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire [9:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$4 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$778$18 ;
-  wire [18:0] \port$778$18 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$778$18 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$778$18 [2:1];
-  assign \$17  = \port$778$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$778$18 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$778$18 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$778$18 [2:1];
-  assign v_reset = \port$778$18 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.neuron1 (u_new, theta, \port$778$18 , total, spike);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$auto$rtlil.cc:2739:Not$2 ;
-  wire \$signal ;
-  wire [15:0] after_spike;
-  wire [16:0] diff;
-  wire lo;
-  input [18:0] \port$778$18 ;
-  wire [18:0] \port$778$18 ;
-  wire [1:0] reset;
-  output spike;
-  wire spike;
-  wire spiking;
-  wire [15:0] subtracted;
-  input [15:0] theta;
-  wire [15:0] theta;
-  input [25:0] total;
-  wire [25:0] total;
-  output [15:0] u_new;
-  wire [15:0] u_new;
-  wire [15:0] v;
-  wire [15:0] v_reset;
-  assign \$1  = ~ total[25];
-  assign \$2  = | total[25:15];
-  assign \$signal  = \$1  & \$2 ;
-  assign \$3  = & total[25:15];
-  assign \$4  = ~ \$3 ;
-  assign lo = total[25] & \$4 ;
-  assign \$5  = lo ? 16'h8000 : total[15:0];
-  assign v = \$signal  ? 16'h7fff : \$5 ;
-  assign diff = $signed(total[15:0]) - $signed(theta);
-  assign \$6  = theta == 16'h8000;
-  assign \$7  = \$signal  | \$6 ;
-  assign \$8  = ~ lo;
-  assign \$9  = ~ diff[16];
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = \$7  | \$10 ;
-  assign spike = \port$778$18 [0] & \$11 ;
-  assign \$12  = ~ theta;
-  assign \$14  = lo ? 16'h0000 : diff[15:0];
-  assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$778$18 [2:1];
-  assign \$17  = \port$778$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$778$18 [18:3] : v;
-  assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
-  assign u_new = spike ? after_spike : v;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$778$18 [0];
-  assign subtracted = \$15 [15:0];
-  assign reset = \port$778$18 [2:1];
-  assign v_reset = \port$778$18 [18:3];
-  assign { \$13 [16], \$13 [14:0] } = \$12 ;
-  assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.out_fifo (clk, rst, w_port__data, w_en, w_rdy, r_data, r_rdy, r_en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [2:0] \$11 ;
-  wire [2:0] \$12 ;
+  wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
+  reg [8:0] \$16 ;
+  reg \$17 ;
+  reg \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [7:0] \$20 ;
+  reg \$21 ;
+  reg \$22 ;
   wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
   wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
-  wire [2:0] level;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
-  output [23:0] r_data;
-  wire [23:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [2:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
-  wire [23:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [23:0] w_data;
-  input w_en;
-  wire w_en;
-  wire [2:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
-  input [23:0] w_port__data;
-  wire [23:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [23:0] storage [2:0];
-  initial begin
-    storage[0] = 24'h000000;
-    storage[1] = 24'h000000;
-    storage[2] = 24'h000000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [23:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
-    if (rst) begin
-      \$30  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$31  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
-    if (rst) begin
-      \$32  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.product0 (rst, a, b, p_q, clk);
-  wire [15:0] \$1 ;
-  input [7:0] a;
-  wire [7:0] a;
-  reg [7:0] a_q = 8'h00;
-  input [7:0] b;
-  wire [7:0] b;
-  reg [7:0] b_q = 8'h00;
-  input clk;
-  wire clk;
-  (* init = 16'h0000 *)
-  wire [15:0] p;
-  output [15:0] p_q;
-  reg [15:0] p_q = 16'h0000;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a_q) * $signed(b_q);
-  always @(posedge clk)
-    a_q <= a;
-  always @(posedge clk)
-    b_q <= b;
-  always @(posedge clk)
-    p_q <= \$1 ;
-  assign p = p_q;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.product1 (rst, a, b, p_q, clk);
-  wire [15:0] \$1 ;
-  input [7:0] a;
-  wire [7:0] a;
-  reg [7:0] a_q = 8'h00;
-  input [7:0] b;
-  wire [7:0] b;
-  reg [7:0] b_q = 8'h00;
-  input clk;
-  wire clk;
-  (* init = 16'h0000 *)
-  wire [15:0] p;
-  output [15:0] p_q;
-  reg [15:0] p_q = 16'h0000;
-  input rst;
-  wire rst;
-  assign \$1  = $signed(a_q) * $signed(b_q);
-  always @(posedge clk)
-    a_q <= a;
-  always @(posedge clk)
-    b_q <= b;
-  always @(posedge clk)
-    p_q <= \$1 ;
-  assign p = p_q;
-endmodule
-
-(* generator = "Amaranth" *)
-module \npu_core_tiny.router (rst, records__ready, free, can_load, \event , load, send, \spikes$27 , \base$28 , \layer$29 , \emit_values$30 , values, out_valid, records__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [1:0] \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire [5:0] \$14 ;
-  wire \$15 ;
-  reg [15:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [2:0] \$20 ;
-  wire [2:0] \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire [2:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg \$30 ;
-  reg [23:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  reg \$34 ;
-  reg [1:0] \$35 ;
-  reg [4:0] \$36 ;
-  reg \$37 ;
-  reg \$38 ;
-  reg [15:0] \$39 ;
-  wire \$4 ;
-  reg [15:0] \$40 ;
-  wire \$5 ;
+  wire [8:0] \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
-  wire advance;
-  reg [4:0] base = 5'h00;
-  input [4:0] \base$28 ;
-  wire [4:0] \base$28 ;
-  output can_load;
-  wire can_load;
+  wire [8:0] \$9 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$8  = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] a;
+  (* init = 8'h00 *)
+  wire [7:0] \a$33 ;
+  (* init = 8'h00 *)
+  wire [7:0] b;
+  (* init = 8'h00 *)
+  wire [7:0] \b$34 ;
+  input busy_groups;
+  wire busy_groups;
   input clk;
   wire clk;
-  reg emit_values = 1'h0;
-  input \emit_values$30 ;
-  wire \emit_values$30 ;
-  output \event ;
-  wire \event ;
-  wire [4:0] event_index;
-  wire event_layer;
-  output free;
-  wire free;
-  reg layer = 1'h0;
-  input \layer$29 ;
-  wire \layer$29 ;
-  input load;
-  wire load;
-  wire [1:0] lowest;
-  reg none_left = 1'h1;
-  reg one_left = 1'h0;
-  (* init = 24'h000000 *)
-  wire [23:0] out;
-  wire [3:0] \out.index ;
-  wire [1:0] \out.kind ;
-  wire \out.layer ;
-  wire \out.spike ;
-  wire [15:0] \out.value ;
-  output out_valid;
-  reg out_valid = 1'h0;
-  reg [1:0] pending = 2'h0;
-  wire pick;
-  output [23:0] records__payload;
-  reg [23:0] records__payload = 24'h000000;
-  wire [3:0] \records__payload.index ;
-  wire [1:0] \records__payload.kind ;
-  wire \records__payload.layer ;
-  wire \records__payload.spike ;
-  wire [15:0] \records__payload.value ;
-  input records__ready;
-  wire records__ready;
+  output drained;
+  wire drained;
+  input [11:0] ev;
+  wire [11:0] ev;
+  wire [3:0] \ev.index ;
+  wire [7:0] \ev.value ;
+  input issue;
+  wire issue;
+  wire [15:0] p;
+  wire [15:0] \p$35 ;
+  wire [7:0] port__addr;
+  wire [7:0] \port__addr$32 ;
+  wire [7:0] port__data;
+  wire [7:0] \port__data$17 ;
+  output [31:0] prod;
+  wire [31:0] prod;
+  wire [15:0] \prod[0] ;
+  wire [15:0] \prod[1] ;
   (* init = 1'h0 *)
-  wire records__valid;
-  wire [1:0] rest;
+  wire prod_valid;
+  input [8:0] rowbase;
+  wire [8:0] rowbase;
   input rst;
   wire rst;
-  input [1:0] send;
-  wire [1:0] send;
-  reg [1:0] spikes = 2'h0;
-  input [1:0] \spikes$27 ;
-  wire [1:0] \spikes$27 ;
-  reg [15:0] value0 = 16'h0000;
-  reg [15:0] value1 = 16'h0000;
-  input [31:0] values;
-  wire [31:0] values;
-  wire [15:0] \values[0] ;
-  wire [15:0] \values[1] ;
-  assign \$5  = ~ \$4 ;
-  assign \$6  = pending[1] & \$5 ;
-  assign \$7  = ~ out_valid;
-  assign advance = \$7  | records__ready;
-  assign \$8  = ~ out_valid;
-  assign free = none_left & \$8 ;
-  assign \$9  = one_left & advance;
-  assign can_load = none_left | \$9 ;
-  assign \$10  = out_valid & records__ready;
-  assign \event  = \$10  & records__payload[7];
-  assign \$11  = ~ lowest;
-  assign rest = pending & \$11 ;
-  assign \$12  = ~ none_left;
-  assign \$13  = emit_values ? 1'h1 : 1'h0;
-  assign \$14  = base + pick;
-  assign \$15  = spikes >> pick;
-  assign \$17  = load & can_load;
-  assign \$18  = ! send;
-  assign \$19  = | send;
-  assign \$20  = send - 1'h1;
-  assign \$21  = { 1'h0, send } & \$20 ;
-  assign \$22  = ! \$21 ;
-  assign \$23  = \$19  & \$22 ;
-  assign \$24  = ! rest;
-  assign \$25  = | rest;
-  assign \$26  = rest - 1'h1;
-  assign \$27  = { 1'h0, rest } & \$26 ;
-  assign \$28  = ! \$27 ;
-  assign \$29  = \$25  & \$28 ;
-  always @(posedge clk)
-    out_valid <= \$30 ;
-  always @(posedge clk)
-    records__payload <= \$31 ;
-  always @(posedge clk)
-    pending <= \$32 ;
-  always @(posedge clk)
-    none_left <= \$33 ;
-  always @(posedge clk)
-    one_left <= \$34 ;
-  always @(posedge clk)
-    spikes <= \$35 ;
-  always @(posedge clk)
-    base <= \$36 ;
-  always @(posedge clk)
-    layer <= \$37 ;
-  always @(posedge clk)
-    emit_values <= \$38 ;
-  always @(posedge clk)
-    value0 <= \$39 ;
-  always @(posedge clk)
-    value1 <= \$40 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      1'h0:
-          \$16  = value0;
-      1'h1:
-          \$16  = value1;
-    endcase
+  reg [8:0] s1_rowbase = 9'h000;
+  reg [7:0] s1b_x = 8'h00;
+  reg s2_valid = 1'h0;
+  reg [7:0] s2_x = 8'h00;
+  output s4_valid;
+  reg s4_valid = 1'h0;
+  input [54:0] views;
+  wire [54:0] views;
+  wire [54:0] \views[0] ;
+  wire \views[0].lane ;
+  wire \views[0].re ;
+  wire [2:0] \views[0].region ;
+  wire [40:0] \views[0].wdata ;
+  wire \views[0].we ;
+  wire [7:0] \views[0].word ;
+  reg [8:0] w_addr_q0 = 9'h000;
+  reg [7:0] weights0_nrw = 8'h00;
+  reg [7:0] weights1_nrw = 8'h00;
+  output [81:0] weights_rdata;
+  wire [81:0] weights_rdata;
+  wire [40:0] \weights_rdata[0] ;
+  wire [40:0] \weights_rdata[1] ;
+  wire [7:0] wr__addr;
+  wire [7:0] \wr__addr$29 ;
+  wire [7:0] wr__data;
+  wire [7:0] \wr__data$30 ;
+  wire wr__en;
+  wire \wr__en$31 ;
+  (* no_rw_check = 32'd1 *)
+  reg [7:0] weights0 [255:0];
+  initial begin
+    weights0[0] = 8'h00;
+    weights0[1] = 8'h00;
+    weights0[2] = 8'h00;
+    weights0[3] = 8'h00;
+    weights0[4] = 8'h00;
+    weights0[5] = 8'h00;
+    weights0[6] = 8'h00;
+    weights0[7] = 8'h00;
+    weights0[8] = 8'h00;
+    weights0[9] = 8'h00;
+    weights0[10] = 8'h00;
+    weights0[11] = 8'h00;
+    weights0[12] = 8'h00;
+    weights0[13] = 8'h00;
+    weights0[14] = 8'h00;
+    weights0[15] = 8'h00;
+    weights0[16] = 8'h00;
+    weights0[17] = 8'h00;
+    weights0[18] = 8'h00;
+    weights0[19] = 8'h00;
+    weights0[20] = 8'h00;
+    weights0[21] = 8'h00;
+    weights0[22] = 8'h00;
+    weights0[23] = 8'h00;
+    weights0[24] = 8'h00;
+    weights0[25] = 8'h00;
+    weights0[26] = 8'h00;
+    weights0[27] = 8'h00;
+    weights0[28] = 8'h00;
+    weights0[29] = 8'h00;
+    weights0[30] = 8'h00;
+    weights0[31] = 8'h00;
+    weights0[32] = 8'h00;
+    weights0[33] = 8'h00;
+    weights0[34] = 8'h00;
+    weights0[35] = 8'h00;
+    weights0[36] = 8'h00;
+    weights0[37] = 8'h00;
+    weights0[38] = 8'h00;
+    weights0[39] = 8'h00;
+    weights0[40] = 8'h00;
+    weights0[41] = 8'h00;
+    weights0[42] = 8'h00;
+    weights0[43] = 8'h00;
+    weights0[44] = 8'h00;
+    weights0[45] = 8'h00;
+    weights0[46] = 8'h00;
+    weights0[47] = 8'h00;
+    weights0[48] = 8'h00;
+    weights0[49] = 8'h00;
+    weights0[50] = 8'h00;
+    weights0[51] = 8'h00;
+    weights0[52] = 8'h00;
+    weights0[53] = 8'h00;
+    weights0[54] = 8'h00;
+    weights0[55] = 8'h00;
+    weights0[56] = 8'h00;
+    weights0[57] = 8'h00;
+    weights0[58] = 8'h00;
+    weights0[59] = 8'h00;
+    weights0[60] = 8'h00;
+    weights0[61] = 8'h00;
+    weights0[62] = 8'h00;
+    weights0[63] = 8'h00;
+    weights0[64] = 8'h00;
+    weights0[65] = 8'h00;
+    weights0[66] = 8'h00;
+    weights0[67] = 8'h00;
+    weights0[68] = 8'h00;
+    weights0[69] = 8'h00;
+    weights0[70] = 8'h00;
+    weights0[71] = 8'h00;
+    weights0[72] = 8'h00;
+    weights0[73] = 8'h00;
+    weights0[74] = 8'h00;
+    weights0[75] = 8'h00;
+    weights0[76] = 8'h00;
+    weights0[77] = 8'h00;
+    weights0[78] = 8'h00;
+    weights0[79] = 8'h00;
+    weights0[80] = 8'h00;
+    weights0[81] = 8'h00;
+    weights0[82] = 8'h00;
+    weights0[83] = 8'h00;
+    weights0[84] = 8'h00;
+    weights0[85] = 8'h00;
+    weights0[86] = 8'h00;
+    weights0[87] = 8'h00;
+    weights0[88] = 8'h00;
+    weights0[89] = 8'h00;
+    weights0[90] = 8'h00;
+    weights0[91] = 8'h00;
+    weights0[92] = 8'h00;
+    weights0[93] = 8'h00;
+    weights0[94] = 8'h00;
+    weights0[95] = 8'h00;
+    weights0[96] = 8'h00;
+    weights0[97] = 8'h00;
+    weights0[98] = 8'h00;
+    weights0[99] = 8'h00;
+    weights0[100] = 8'h00;
+    weights0[101] = 8'h00;
+    weights0[102] = 8'h00;
+    weights0[103] = 8'h00;
+    weights0[104] = 8'h00;
+    weights0[105] = 8'h00;
+    weights0[106] = 8'h00;
+    weights0[107] = 8'h00;
+    weights0[108] = 8'h00;
+    weights0[109] = 8'h00;
+    weights0[110] = 8'h00;
+    weights0[111] = 8'h00;
+    weights0[112] = 8'h00;
+    weights0[113] = 8'h00;
+    weights0[114] = 8'h00;
+    weights0[115] = 8'h00;
+    weights0[116] = 8'h00;
+    weights0[117] = 8'h00;
+    weights0[118] = 8'h00;
+    weights0[119] = 8'h00;
+    weights0[120] = 8'h00;
+    weights0[121] = 8'h00;
+    weights0[122] = 8'h00;
+    weights0[123] = 8'h00;
+    weights0[124] = 8'h00;
+    weights0[125] = 8'h00;
+    weights0[126] = 8'h00;
+    weights0[127] = 8'h00;
+    weights0[128] = 8'h00;
+    weights0[129] = 8'h00;
+    weights0[130] = 8'h00;
+    weights0[131] = 8'h00;
+    weights0[132] = 8'h00;
+    weights0[133] = 8'h00;
+    weights0[134] = 8'h00;
+    weights0[135] = 8'h00;
+    weights0[136] = 8'h00;
+    weights0[137] = 8'h00;
+    weights0[138] = 8'h00;
+    weights0[139] = 8'h00;
+    weights0[140] = 8'h00;
+    weights0[141] = 8'h00;
+    weights0[142] = 8'h00;
+    weights0[143] = 8'h00;
+    weights0[144] = 8'h00;
+    weights0[145] = 8'h00;
+    weights0[146] = 8'h00;
+    weights0[147] = 8'h00;
+    weights0[148] = 8'h00;
+    weights0[149] = 8'h00;
+    weights0[150] = 8'h00;
+    weights0[151] = 8'h00;
+    weights0[152] = 8'h00;
+    weights0[153] = 8'h00;
+    weights0[154] = 8'h00;
+    weights0[155] = 8'h00;
+    weights0[156] = 8'h00;
+    weights0[157] = 8'h00;
+    weights0[158] = 8'h00;
+    weights0[159] = 8'h00;
+    weights0[160] = 8'h00;
+    weights0[161] = 8'h00;
+    weights0[162] = 8'h00;
+    weights0[163] = 8'h00;
+    weights0[164] = 8'h00;
+    weights0[165] = 8'h00;
+    weights0[166] = 8'h00;
+    weights0[167] = 8'h00;
+    weights0[168] = 8'h00;
+    weights0[169] = 8'h00;
+    weights0[170] = 8'h00;
+    weights0[171] = 8'h00;
+    weights0[172] = 8'h00;
+    weights0[173] = 8'h00;
+    weights0[174] = 8'h00;
+    weights0[175] = 8'h00;
+    weights0[176] = 8'h00;
+    weights0[177] = 8'h00;
+    weights0[178] = 8'h00;
+    weights0[179] = 8'h00;
+    weights0[180] = 8'h00;
+    weights0[181] = 8'h00;
+    weights0[182] = 8'h00;
+    weights0[183] = 8'h00;
+    weights0[184] = 8'h00;
+    weights0[185] = 8'h00;
+    weights0[186] = 8'h00;
+    weights0[187] = 8'h00;
+    weights0[188] = 8'h00;
+    weights0[189] = 8'h00;
+    weights0[190] = 8'h00;
+    weights0[191] = 8'h00;
+    weights0[192] = 8'h00;
+    weights0[193] = 8'h00;
+    weights0[194] = 8'h00;
+    weights0[195] = 8'h00;
+    weights0[196] = 8'h00;
+    weights0[197] = 8'h00;
+    weights0[198] = 8'h00;
+    weights0[199] = 8'h00;
+    weights0[200] = 8'h00;
+    weights0[201] = 8'h00;
+    weights0[202] = 8'h00;
+    weights0[203] = 8'h00;
+    weights0[204] = 8'h00;
+    weights0[205] = 8'h00;
+    weights0[206] = 8'h00;
+    weights0[207] = 8'h00;
+    weights0[208] = 8'h00;
+    weights0[209] = 8'h00;
+    weights0[210] = 8'h00;
+    weights0[211] = 8'h00;
+    weights0[212] = 8'h00;
+    weights0[213] = 8'h00;
+    weights0[214] = 8'h00;
+    weights0[215] = 8'h00;
+    weights0[216] = 8'h00;
+    weights0[217] = 8'h00;
+    weights0[218] = 8'h00;
+    weights0[219] = 8'h00;
+    weights0[220] = 8'h00;
+    weights0[221] = 8'h00;
+    weights0[222] = 8'h00;
+    weights0[223] = 8'h00;
+    weights0[224] = 8'h00;
+    weights0[225] = 8'h00;
+    weights0[226] = 8'h00;
+    weights0[227] = 8'h00;
+    weights0[228] = 8'h00;
+    weights0[229] = 8'h00;
+    weights0[230] = 8'h00;
+    weights0[231] = 8'h00;
+    weights0[232] = 8'h00;
+    weights0[233] = 8'h00;
+    weights0[234] = 8'h00;
+    weights0[235] = 8'h00;
+    weights0[236] = 8'h00;
+    weights0[237] = 8'h00;
+    weights0[238] = 8'h00;
+    weights0[239] = 8'h00;
+    weights0[240] = 8'h00;
+    weights0[241] = 8'h00;
+    weights0[242] = 8'h00;
+    weights0[243] = 8'h00;
+    weights0[244] = 8'h00;
+    weights0[245] = 8'h00;
+    weights0[246] = 8'h00;
+    weights0[247] = 8'h00;
+    weights0[248] = 8'h00;
+    weights0[249] = 8'h00;
+    weights0[250] = 8'h00;
+    weights0[251] = 8'h00;
+    weights0[252] = 8'h00;
+    weights0[253] = 8'h00;
+    weights0[254] = 8'h00;
+    weights0[255] = 8'h00;
   end
+  always @(posedge clk) begin
+    if (wr__en)
+      weights0[views[7:0]] <= views[15:8];
+  end
+  assign port__data = weights0[\$5 [7:0]];
+  (* no_rw_check = 32'd1 *)
+  reg [7:0] weights1 [255:0];
+  initial begin
+    weights1[0] = 8'h00;
+    weights1[1] = 8'h00;
+    weights1[2] = 8'h00;
+    weights1[3] = 8'h00;
+    weights1[4] = 8'h00;
+    weights1[5] = 8'h00;
+    weights1[6] = 8'h00;
+    weights1[7] = 8'h00;
+    weights1[8] = 8'h00;
+    weights1[9] = 8'h00;
+    weights1[10] = 8'h00;
+    weights1[11] = 8'h00;
+    weights1[12] = 8'h00;
+    weights1[13] = 8'h00;
+    weights1[14] = 8'h00;
+    weights1[15] = 8'h00;
+    weights1[16] = 8'h00;
+    weights1[17] = 8'h00;
+    weights1[18] = 8'h00;
+    weights1[19] = 8'h00;
+    weights1[20] = 8'h00;
+    weights1[21] = 8'h00;
+    weights1[22] = 8'h00;
+    weights1[23] = 8'h00;
+    weights1[24] = 8'h00;
+    weights1[25] = 8'h00;
+    weights1[26] = 8'h00;
+    weights1[27] = 8'h00;
+    weights1[28] = 8'h00;
+    weights1[29] = 8'h00;
+    weights1[30] = 8'h00;
+    weights1[31] = 8'h00;
+    weights1[32] = 8'h00;
+    weights1[33] = 8'h00;
+    weights1[34] = 8'h00;
+    weights1[35] = 8'h00;
+    weights1[36] = 8'h00;
+    weights1[37] = 8'h00;
+    weights1[38] = 8'h00;
+    weights1[39] = 8'h00;
+    weights1[40] = 8'h00;
+    weights1[41] = 8'h00;
+    weights1[42] = 8'h00;
+    weights1[43] = 8'h00;
+    weights1[44] = 8'h00;
+    weights1[45] = 8'h00;
+    weights1[46] = 8'h00;
+    weights1[47] = 8'h00;
+    weights1[48] = 8'h00;
+    weights1[49] = 8'h00;
+    weights1[50] = 8'h00;
+    weights1[51] = 8'h00;
+    weights1[52] = 8'h00;
+    weights1[53] = 8'h00;
+    weights1[54] = 8'h00;
+    weights1[55] = 8'h00;
+    weights1[56] = 8'h00;
+    weights1[57] = 8'h00;
+    weights1[58] = 8'h00;
+    weights1[59] = 8'h00;
+    weights1[60] = 8'h00;
+    weights1[61] = 8'h00;
+    weights1[62] = 8'h00;
+    weights1[63] = 8'h00;
+    weights1[64] = 8'h00;
+    weights1[65] = 8'h00;
+    weights1[66] = 8'h00;
+    weights1[67] = 8'h00;
+    weights1[68] = 8'h00;
+    weights1[69] = 8'h00;
+    weights1[70] = 8'h00;
+    weights1[71] = 8'h00;
+    weights1[72] = 8'h00;
+    weights1[73] = 8'h00;
+    weights1[74] = 8'h00;
+    weights1[75] = 8'h00;
+    weights1[76] = 8'h00;
+    weights1[77] = 8'h00;
+    weights1[78] = 8'h00;
+    weights1[79] = 8'h00;
+    weights1[80] = 8'h00;
+    weights1[81] = 8'h00;
+    weights1[82] = 8'h00;
+    weights1[83] = 8'h00;
+    weights1[84] = 8'h00;
+    weights1[85] = 8'h00;
+    weights1[86] = 8'h00;
+    weights1[87] = 8'h00;
+    weights1[88] = 8'h00;
+    weights1[89] = 8'h00;
+    weights1[90] = 8'h00;
+    weights1[91] = 8'h00;
+    weights1[92] = 8'h00;
+    weights1[93] = 8'h00;
+    weights1[94] = 8'h00;
+    weights1[95] = 8'h00;
+    weights1[96] = 8'h00;
+    weights1[97] = 8'h00;
+    weights1[98] = 8'h00;
+    weights1[99] = 8'h00;
+    weights1[100] = 8'h00;
+    weights1[101] = 8'h00;
+    weights1[102] = 8'h00;
+    weights1[103] = 8'h00;
+    weights1[104] = 8'h00;
+    weights1[105] = 8'h00;
+    weights1[106] = 8'h00;
+    weights1[107] = 8'h00;
+    weights1[108] = 8'h00;
+    weights1[109] = 8'h00;
+    weights1[110] = 8'h00;
+    weights1[111] = 8'h00;
+    weights1[112] = 8'h00;
+    weights1[113] = 8'h00;
+    weights1[114] = 8'h00;
+    weights1[115] = 8'h00;
+    weights1[116] = 8'h00;
+    weights1[117] = 8'h00;
+    weights1[118] = 8'h00;
+    weights1[119] = 8'h00;
+    weights1[120] = 8'h00;
+    weights1[121] = 8'h00;
+    weights1[122] = 8'h00;
+    weights1[123] = 8'h00;
+    weights1[124] = 8'h00;
+    weights1[125] = 8'h00;
+    weights1[126] = 8'h00;
+    weights1[127] = 8'h00;
+    weights1[128] = 8'h00;
+    weights1[129] = 8'h00;
+    weights1[130] = 8'h00;
+    weights1[131] = 8'h00;
+    weights1[132] = 8'h00;
+    weights1[133] = 8'h00;
+    weights1[134] = 8'h00;
+    weights1[135] = 8'h00;
+    weights1[136] = 8'h00;
+    weights1[137] = 8'h00;
+    weights1[138] = 8'h00;
+    weights1[139] = 8'h00;
+    weights1[140] = 8'h00;
+    weights1[141] = 8'h00;
+    weights1[142] = 8'h00;
+    weights1[143] = 8'h00;
+    weights1[144] = 8'h00;
+    weights1[145] = 8'h00;
+    weights1[146] = 8'h00;
+    weights1[147] = 8'h00;
+    weights1[148] = 8'h00;
+    weights1[149] = 8'h00;
+    weights1[150] = 8'h00;
+    weights1[151] = 8'h00;
+    weights1[152] = 8'h00;
+    weights1[153] = 8'h00;
+    weights1[154] = 8'h00;
+    weights1[155] = 8'h00;
+    weights1[156] = 8'h00;
+    weights1[157] = 8'h00;
+    weights1[158] = 8'h00;
+    weights1[159] = 8'h00;
+    weights1[160] = 8'h00;
+    weights1[161] = 8'h00;
+    weights1[162] = 8'h00;
+    weights1[163] = 8'h00;
+    weights1[164] = 8'h00;
+    weights1[165] = 8'h00;
+    weights1[166] = 8'h00;
+    weights1[167] = 8'h00;
+    weights1[168] = 8'h00;
+    weights1[169] = 8'h00;
+    weights1[170] = 8'h00;
+    weights1[171] = 8'h00;
+    weights1[172] = 8'h00;
+    weights1[173] = 8'h00;
+    weights1[174] = 8'h00;
+    weights1[175] = 8'h00;
+    weights1[176] = 8'h00;
+    weights1[177] = 8'h00;
+    weights1[178] = 8'h00;
+    weights1[179] = 8'h00;
+    weights1[180] = 8'h00;
+    weights1[181] = 8'h00;
+    weights1[182] = 8'h00;
+    weights1[183] = 8'h00;
+    weights1[184] = 8'h00;
+    weights1[185] = 8'h00;
+    weights1[186] = 8'h00;
+    weights1[187] = 8'h00;
+    weights1[188] = 8'h00;
+    weights1[189] = 8'h00;
+    weights1[190] = 8'h00;
+    weights1[191] = 8'h00;
+    weights1[192] = 8'h00;
+    weights1[193] = 8'h00;
+    weights1[194] = 8'h00;
+    weights1[195] = 8'h00;
+    weights1[196] = 8'h00;
+    weights1[197] = 8'h00;
+    weights1[198] = 8'h00;
+    weights1[199] = 8'h00;
+    weights1[200] = 8'h00;
+    weights1[201] = 8'h00;
+    weights1[202] = 8'h00;
+    weights1[203] = 8'h00;
+    weights1[204] = 8'h00;
+    weights1[205] = 8'h00;
+    weights1[206] = 8'h00;
+    weights1[207] = 8'h00;
+    weights1[208] = 8'h00;
+    weights1[209] = 8'h00;
+    weights1[210] = 8'h00;
+    weights1[211] = 8'h00;
+    weights1[212] = 8'h00;
+    weights1[213] = 8'h00;
+    weights1[214] = 8'h00;
+    weights1[215] = 8'h00;
+    weights1[216] = 8'h00;
+    weights1[217] = 8'h00;
+    weights1[218] = 8'h00;
+    weights1[219] = 8'h00;
+    weights1[220] = 8'h00;
+    weights1[221] = 8'h00;
+    weights1[222] = 8'h00;
+    weights1[223] = 8'h00;
+    weights1[224] = 8'h00;
+    weights1[225] = 8'h00;
+    weights1[226] = 8'h00;
+    weights1[227] = 8'h00;
+    weights1[228] = 8'h00;
+    weights1[229] = 8'h00;
+    weights1[230] = 8'h00;
+    weights1[231] = 8'h00;
+    weights1[232] = 8'h00;
+    weights1[233] = 8'h00;
+    weights1[234] = 8'h00;
+    weights1[235] = 8'h00;
+    weights1[236] = 8'h00;
+    weights1[237] = 8'h00;
+    weights1[238] = 8'h00;
+    weights1[239] = 8'h00;
+    weights1[240] = 8'h00;
+    weights1[241] = 8'h00;
+    weights1[242] = 8'h00;
+    weights1[243] = 8'h00;
+    weights1[244] = 8'h00;
+    weights1[245] = 8'h00;
+    weights1[246] = 8'h00;
+    weights1[247] = 8'h00;
+    weights1[248] = 8'h00;
+    weights1[249] = 8'h00;
+    weights1[250] = 8'h00;
+    weights1[251] = 8'h00;
+    weights1[252] = 8'h00;
+    weights1[253] = 8'h00;
+    weights1[254] = 8'h00;
+    weights1[255] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$31 )
+      weights1[views[7:0]] <= views[15:8];
+  end
+  assign \port__data$17  = weights1[\$9 [7:0]];
+  assign \$1  = s1_rowbase + ev[3:0];
+  assign \$2  = views[53:51] == 3'h4;
+  assign \$3  = views[49] & \$2 ;
+  assign \$4  = ! views[54];
+  assign wr__en = \$3  & \$4 ;
+  assign \$5  = busy_groups ? w_addr_q0 : { 1'h0, views[7:0] };
+  assign \$6  = views[53:51] == 3'h4;
+  assign \$7  = views[49] & \$6 ;
+  assign \wr__en$31  = \$7  & \$8 ;
+  assign \$9  = busy_groups ? w_addr_q0 : { 1'h0, views[7:0] };
+  assign \$10  = ~ \$signal ;
+  assign \$11  = ~ \$signal$8 ;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = ~ s2_valid;
+  assign \$14  = \$12  & \$13 ;
+  assign \$15  = ~ \$signal$12 ;
+  assign drained = \$14  & \$15 ;
+  always @(posedge clk)
+    s1_rowbase <= \$16 ;
+  always @(posedge clk)
+    w_addr_q0 <= \$1 [8:0];
+  always @(posedge clk)
+    \$signal  <= \$17 ;
+  always @(posedge clk)
+    \$signal$8  <= \$18 ;
+  always @(posedge clk)
+    s1b_x <= ev[11:4];
+  always @(posedge clk)
+    s2_valid <= \$19 ;
+  always @(posedge clk)
+    s2_x <= \$20 ;
+  always @(posedge clk)
+    \$signal$12  <= \$21 ;
+  always @(posedge clk)
+    s4_valid <= \$22 ;
+  always @(posedge clk)
+    weights0_nrw <= port__data;
+  always @(posedge clk)
+    weights1_nrw <= \port__data$17 ;
+  \npu_core_tiny.synapse.product0  product0 (
+    .a(weights0_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(p),
+    .rst(rst)
+  );
+  \npu_core_tiny.synapse.product1  product1 (
+    .a(weights1_nrw),
+    .b(s2_x),
+    .clk(clk),
+    .p_q(\p$35 ),
+    .rst(rst)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$30  = out_valid;
-    if (advance) begin
-      \$30  = \$12 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$16  = s1_rowbase;
+    if (issue) begin
+      \$16  = rowbase;
     end
     if (rst) begin
-      \$30  = 1'h0;
+      \$16  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$31  = records__payload;
-    if (advance) begin
-      \$31 [1:0] = { 1'h0, \$13  };
-      \$31 [2] = layer;
-      \$31 [6:3] = \$14 [3:0];
-      \$31 [7] = \$15 ;
-      \$31 [23:8] = \$16 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$17  = issue;
     if (rst) begin
-      \$31  = 24'h000000;
+      \$17  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$32  = pending;
-    if (\$17 ) begin
-      \$32  = send;
-    end else if (advance) begin
-      \$32  = rest;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$18  = \$signal ;
     if (rst) begin
-      \$32  = 2'h0;
+      \$18  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$33  = none_left;
-    if (\$17 ) begin
-      \$33  = \$18 ;
-    end else if (advance) begin
-      \$33  = \$24 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$19  = \$signal$8 ;
     if (rst) begin
-      \$33  = 1'h1;
+      \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$34  = one_left;
-    if (\$17 ) begin
-      \$34  = \$23 ;
-    end else if (advance) begin
-      \$34  = \$29 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$20  = s1b_x;
     if (rst) begin
-      \$34  = 1'h0;
+      \$20  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = spikes;
-    if (\$17 ) begin
-      \$35  = \spikes$27 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$21  = s2_valid;
     if (rst) begin
-      \$35  = 2'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = base;
-    if (\$17 ) begin
-      \$36  = \base$28 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$22  = \$signal$12 ;
     if (rst) begin
-      \$36  = 5'h00;
+      \$22  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = layer;
-    if (\$17 ) begin
-      \$37  = \layer$29 ;
-    end
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = emit_values;
-    if (\$17 ) begin
-      \$38  = \emit_values$30 ;
-    end
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = value0;
-    if (\$17 ) begin
-      \$39  = values[15:0];
-    end
-    if (rst) begin
-      \$39  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = value1;
-    if (\$17 ) begin
-      \$40  = values[31:16];
-    end
-    if (rst) begin
-      \$40  = 16'h0000;
-    end
-  end
-  assign records__valid = out_valid;
-  assign out = records__payload;
-  assign event_index = { 1'h0, records__payload[6:3] };
-  assign event_layer = records__payload[2];
-  assign \records__payload.kind  = records__payload[1:0];
-  assign \records__payload.layer  = records__payload[2];
-  assign \records__payload.index  = records__payload[6:3];
-  assign \records__payload.spike  = records__payload[7];
-  assign \records__payload.value  = records__payload[23:8];
-  assign \out.kind  = records__payload[1:0];
-  assign \out.layer  = records__payload[2];
-  assign \out.index  = records__payload[6:3];
-  assign \out.spike  = records__payload[7];
-  assign \out.value  = records__payload[23:8];
-  assign \values[0]  = values[15:0];
-  assign \values[1]  = values[31:16];
-  assign lowest[1] = \$6 ;
-  assign lowest[0] = \$3 ;
-  assign \$1  = 1'h0;
-  assign \$2  = 1'h1;
-  assign \$3  = pending[0];
-  assign \$4  = pending[0];
-  assign pick = \$6 ;
+  assign wr__addr = views[7:0];
+  assign wr__data = views[15:8];
+  assign port__addr = \$5 [7:0];
+  assign a = weights0_nrw;
+  assign b = s2_x;
+  assign \wr__addr$29  = views[7:0];
+  assign \wr__data$30  = views[15:8];
+  assign \port__addr$32  = \$9 [7:0];
+  assign \a$33  = weights1_nrw;
+  assign \b$34  = s2_x;
+  assign prod_valid = s4_valid;
+  assign \ev.index  = ev[3:0];
+  assign \ev.value  = ev[11:4];
+  assign \views[0]  = views;
+  assign \views[0].word  = views[7:0];
+  assign \views[0].wdata  = views[48:8];
+  assign \views[0].we  = views[49];
+  assign \views[0].re  = views[50];
+  assign \views[0].region  = views[53:51];
+  assign \views[0].lane  = views[54];
+  assign \weights_rdata[0]  = weights_rdata[40:0];
+  assign \weights_rdata[1]  = weights_rdata[81:41];
+  assign \prod[0]  = prod[15:0];
+  assign \prod[1]  = prod[31:16];
+  assign prod[31:16] = \p$35 ;
+  assign prod[15:0] = p;
+  assign weights_rdata[81:41] = { 33'h000000000, weights1_nrw };
+  assign weights_rdata[40:0] = { 33'h000000000, weights0_nrw };
+  assign \$8  = views[54];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.synapse.product0 (rst, b, a, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
+endmodule
+
+(* generator = "Amaranth" *)
+module \npu_core_tiny.synapse.product1 (rst, b, a, p_q, clk);
+  wire [15:0] \$1 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] p;
+  output [15:0] p_q;
+  reg [15:0] p_q = 16'h0000;
+  input rst;
+  wire rst;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= a;
+  always @(posedge clk)
+    b_q <= b;
+  always @(posedge clk)
+    p_q <= \$1 ;
+  assign p = p_q;
 endmodule

@@ -463,7 +463,8 @@ def test_pipelined_core_memories_map_as_intended_on_ecp5(tmp_path):
         result = yosys(f"read_rtlil {name}.il; synth_ecp5 -top top -run begin:map_ffs",
                        tmp_path, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
-        mapped[name] = dict(re.findall(r"mapping memory top\.(\w+) via \$__(\w+?)_\n",
+        # (a memory's name after its part of the core: ``top.neurons.params0``)
+        mapped[name] = dict(re.findall(r"mapping memory top\.(?:\w+\.)*(\w+) via \$__(\w+?)_\n",
                                        result.stdout))
     block, lut = {"DP16KD", "PDPW16KD"}, {"TRELLIS_DPR16X4"}  # (PDPW16KD: 36 bits wide)
     kinds = {"params": block, "membranes": lut, "weights": block}
