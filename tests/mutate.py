@@ -116,7 +116,7 @@ class Scratch:
         original = path.read_text()
         path.write_text(apply(mutant, original))
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider",
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider",
                *SUITES[mutant.suite]]
         try:
             proc = subprocess.run(cmd, cwd=self.root, env=self.env(), capture_output=True,
@@ -130,13 +130,12 @@ class Scratch:
         tail = (proc.stdout + proc.stderr)[-3000:]
         if proc.returncode == 0:
             return Outcome(mutant.id, "survived", seconds=seconds, detail=tail[-500:])
-        if proc.returncode == 1:
-            failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.MULTILINE)
-            return Outcome(mutant.id, "killed", killed_by=failed[0] if failed else "a failure",
-                           seconds=seconds)
-        if proc.returncode == 2:  # interrupted by errors, e.g. a mutant that cannot import
-            return Outcome(mutant.id, "killed", killed_by="collection error",
-                           seconds=seconds, detail=tail[-500:])
+        # Killed: a test failed (an error at collection, e.g. a mutant that cannot be
+        # imported, counts too).  Anything else, such as a broken environment, is an
+        # error, not a kill.
+        failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.MULTILINE)
+        if proc.returncode in (1, 2) and failed:
+            return Outcome(mutant.id, "killed", killed_by=failed[0], seconds=seconds)
         return Outcome(mutant.id, "error", seconds=seconds,
                        detail=f"pytest exit code {proc.returncode}\n{tail}")
 
