@@ -1,5 +1,5 @@
 """The command engine: executes the requests of the wire protocol on the NPU core
-(``docs/device.md`` is the contract, ``contract/protocol.py`` the byte layouts).
+(``docs/device.md`` is the contract, ``contract/payloads.py`` the byte layouts).
 
 It takes one good frame at a time from the :class:`.frame.FrameDecoder` (body in
 the receive buffer), validates the request completely, executes it through the
@@ -34,13 +34,14 @@ for a WRITE's last byte check: WRITE ``18 * count + 16``, READ ``13 * count + 15
 from __future__ import annotations
 
 from amaranth import Array, Cat, Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from ...contract.config import RECORD_FIELDS, CoreConfig
 from ...contract.info import MAX_INFO
 from ...contract.protocol import Command, ErrorCode
 from ...contract.timing import TimingProfile
+from ..checks import CheckedComponent
 from ..layouts import input_layout, struct_layout
 from .datapath import HEADER, Datapath
 from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
@@ -49,7 +50,7 @@ from .run import run_execution_states, run_validation_states
 __all__ = ["CommandEngine"]
 
 
-class CommandEngine(wiring.Component):
+class CommandEngine(CheckedComponent):
     """Executes requests (``docs/device.md``).
 
     Ports: from the decoder ``frame_valid``/``frame_ack``/``cmd``/``seq``/
@@ -75,25 +76,24 @@ class CommandEngine(wiring.Component):
     WRITE).
     """
 
-    def __init__(self, *, config: CoreConfig, info: bytes,
-                 timing: TimingProfile = TimingProfile.COMPACT):
+    @staticmethod
+    def check_arguments(*, config, info, timing):
         if not isinstance(timing, TimingProfile):
-            self._MustUse__silence = True
             raise TypeError(f"timing must be a TimingProfile, not {timing!r}")
-        self.fast = timing.pipelined
         if not isinstance(config, CoreConfig):
-            self._MustUse__silence = True
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if not isinstance(info, bytes) or not 1 <= len(info) <= MAX_INFO:
-            self._MustUse__silence = True
             raise ValueError(f"info must be 1..{MAX_INFO} bytes, not {info!r}")
+        if config.host_data_bits > 64:
+            raise ValueError(f"host words of {config.host_data_bits} bits do not fit the u64 "
+                             f"of the wire protocol")
+
+    def __init__(self, *, config: CoreConfig, info: bytes,
+                 timing: TimingProfile = TimingProfile.COMPACT):
+        self.fast = timing.pipelined
         self.config = c = config
         self.info = info
         self.record_layout = record = struct_layout(RECORD_FIELDS(c))
-        if c.host_data_bits > 64:
-            self._MustUse__silence = True
-            raise ValueError(f"host words of {c.host_data_bits} bits do not fit the u64 of "
-                             f"the wire protocol")
         super().__init__({
             "frame_valid": In(1),
             "frame_ack": Out(1),
