@@ -20,11 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from ..contract.compiler import compile_network
-from ..contract.config import CoreConfig, FitError
+from ..contract.config import WIDTH_LIMITS, CoreConfig, FitError
 from .defs import Board, capacity
 
 __all__ = ["BuildError", "ToolMissing", "tool_env", "fit_model", "parse_config",
@@ -98,7 +98,8 @@ def parse_config(text: str | None, board: Board) -> CoreConfig:
         from ..sim.rtl import config_named
 
         return config_named(text)
-    names = {f.name for f in fields(CoreConfig)}
+    # (the integer model's widths go into the config's ``fmt``)
+    names = {f.name for f in fields(CoreConfig)} - {"fmt"} | set(WIDTH_LIMITS)
     changes = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
@@ -110,7 +111,8 @@ def parse_config(text: str | None, board: Board) -> CoreConfig:
             changes[key] = int(value)
         except ValueError:
             raise ValueError(f"--config: {key}={value!r} is not an integer") from None
-    return replace(board.config, **changes)
+    widths = {k: changes.pop(k) for k in list(changes) if k in WIDTH_LIMITS}
+    return replace(board.config, fmt=replace(board.config.fmt, **widths), **changes)
 
 
 def check_budget(board: Board, config: CoreConfig) -> None:
@@ -270,7 +272,7 @@ def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,
     design = BoardTop(board=board, make_top=TOPS[top], config=config)
     platform = board.platform_class()()
     report = {"board": board.name, "device": board.device, "top": top,
-              "config": {"P": config.lanes, **capacity(board, config), **asdict(config)},
+              "config": {"P": config.lanes, **capacity(board, config), **config.to_dict()},
               "timing": board.timing.value, "target_mhz": board.target_mhz,
               "clock_mhz": round(design.clk_freq / 1e6, 4),
               "pll": design.pll.params if design.pll else None, "build_dir": str(out)}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..contract.config import CoreConfig
 from ..contract.timing import COMPACT, PIPELINED, TimingProfile
+from ..golden.integer import Format
 
 __all__ = ["Board", "BOARDS", "board_named", "capacity"]
 
@@ -79,8 +80,8 @@ ICEBREAKER_CONFIG = CoreConfig(lanes=4, max_layers=2, max_edges=3, max_neurons=1
 ECP5_25_CONFIG = CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=256,
                             max_inputs=256, max_fanin=256, neuron_depth=64,
                             weight_depth=2048)
-ECP5_85_CONFIG = CoreConfig(lanes=32, max_layers=4, max_edges=8, max_neurons=512,
-                            max_inputs=512, max_fanin=512, acc_bits=25, neuron_depth=32,
+ECP5_85_CONFIG = CoreConfig(lanes=32, fmt=Format(acc_bits=25), max_layers=4, max_edges=8,
+                            max_neurons=512, max_inputs=512, max_fanin=512, neuron_depth=32,
                             weight_depth=4096)
 
 BOARDS = {b.name: b for b in [

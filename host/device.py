@@ -146,7 +146,7 @@ class Device:
 
             info = self.info()
             try:
-                config = CoreConfig(**info["config"])
+                config = CoreConfig.from_dict(info["config"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise DeviceError(f"{self.url}: the device's configuration is not one this "
                                   f"host knows ({exc}); are host and device the same "

@@ -29,7 +29,7 @@ SETTINGS = json.loads(os.environ.get("SPIKEFORGE_AXIS", "{}"))
 
 @cocotb.test()
 async def axis_requests_with_backpressure(dut):
-    config = CoreConfig(**SETTINGS["config"])
+    config = CoreConfig.from_dict(SETTINGS["config"])
     tb = AXISLinkTB(dut, seed=SETTINGS["seed"])
     await tb.start()
     rng = random.Random(SETTINGS["seed"])

@@ -81,7 +81,7 @@ def draw_case(seed: int, attempt: int, c: CoreConfig, s: dict):
                         else f"npu-core:{seed}.{attempt}:{config_tag(c)}")
     kind = "spike" if seed % 2 == 0 else "int"
     max_ssm = min(s.get("max_ssm", 0), c.max_layers - 1)
-    net = random_network(rng, max_ssm=max_ssm, ssm_prob=s.get("ssm_prob", 0.0), fmt=c.fmt(),
+    net = random_network(rng, max_ssm=max_ssm, ssm_prob=s.get("ssm_prob", 0.0), fmt=c.fmt,
                          input_kind=kind, max_lif=min(s["max_lif"], c.max_layers - max_ssm),
                          max_size=s["max_size"],
                          ssm_max_n=c.ssm_max_n if c.has_ssm else None,
@@ -181,7 +181,7 @@ async def check_seed(tb: CoreTB, seed: int, case, c: CoreConfig, stats: dict) ->
 @cocotb.test()
 async def random_networks(dut):
     s = json.loads(os.environ["SPIKEFORGE_CORE"])
-    c = CoreConfig(**s["config"])
+    c = CoreConfig.from_dict(s["config"])
     timing = TimingProfile(s["timing"])
     seeds = parse_cases(os.environ.get("SPIKEFORGE_SEEDS", "0-10"))
     coverage = coverage_for(c)

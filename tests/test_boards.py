@@ -5,6 +5,7 @@ and the ``boards`` command.  Builds are ``test_board_build.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -163,8 +164,8 @@ def test_core_with_single_port_weights_matches_golden(seed, memory):
                          fmt=Format(u_bits=rng.randint(4, 12), w_bits=rng.randint(2, 8),
                                     frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
     f = net.fmt
-    config = CoreConfig(lanes=rng.choice([1, 2, 4]), w_bits=f.w_bits, u_bits=f.u_bits,
-                        frac_bits=f.frac_bits, in_bits=f.in_bits, acc_bits=48,
+    config = CoreConfig(lanes=rng.choice([1, 2, 4]),
+                        fmt=dataclasses.replace(f, acc_bits=48),
                         max_layers=len(net.layers), max_edges=16, max_neurons=8, max_inputs=8,
                         max_fanin=128, neuron_depth=32, weight_depth=512)
     x = random_input(rng, net, 4, 1)[:, 0, :]

@@ -4,6 +4,7 @@ without output backpressure), the counters, and the generics / fit errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
@@ -103,10 +104,10 @@ def test_neuron_update_matches_golden(seed):
 
 def _core_config(net: Network, lanes: int) -> CoreConfig:
     f = net.fmt
-    return CoreConfig(lanes=lanes, w_bits=f.w_bits, u_bits=f.u_bits, frac_bits=f.frac_bits,
-                      in_bits=f.in_bits, acc_bits=48, max_layers=len(net.layers),
-                      max_edges=16, max_neurons=8, max_inputs=8, max_fanin=128,
-                      neuron_depth=32, weight_depth=512)
+    return CoreConfig(lanes=lanes,
+                      fmt=dataclasses.replace(f, acc_bits=48),
+                      max_layers=len(net.layers), max_edges=16, max_neurons=8, max_inputs=8,
+                      max_fanin=128, neuron_depth=32, weight_depth=512)
 
 
 RANDOM_SEEDS = 32
@@ -223,10 +224,11 @@ def test_zero_input_costs_no_event_cycles():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"lanes": 0}, "CoreConfig.lanes must be an integer in 1..64, not 0"),
-    ({"w_bits": True}, "CoreConfig.w_bits must be an integer in 2..16, not True"),
-    ({"acc_bits": 16},
-     "CoreConfig.acc_bits=16 is too narrow: a fan-in of 256 events of 8-bit values times "
+    ({"fmt": Format(w_bits=17)}, "CoreConfig.fmt.w_bits must be an integer in 2..16, not 17"),
+    ({"fmt": Format(acc_bits=16)},
+     "CoreConfig.fmt.acc_bits=16 is too narrow: a fan-in of 256 events of 8-bit values times "
      "8-bit weights needs 24 bits"),
+    ({"fmt": (8, 16)}, "CoreConfig.fmt must be a Format, not (8, 16)"),
     ({"max_neurons": 2048},
      "CoreConfig.max_neurons=2048 exceeds the 1024 neuron slots (neuron_depth x lanes)"),
 ])
@@ -255,7 +257,7 @@ def _two_layers() -> Network:
     (_small_net(size=9), {"max_neurons": 8},
      "layer 'h' has 9 neurons, more than max_neurons=8"),
     (_small_net(inputs=9), {"max_inputs": 8}, "input size 9 exceeds max_inputs=8"),
-    (_small_net(inputs=5), {"max_fanin": 4, "acc_bits": 24},
+    (_small_net(inputs=5), {"max_fanin": 4},
      "layer 'h' has a fan-in of 5, more than max_fanin=4"),
     (_small_net(size=8, inputs=8), {"weight_depth": 10},
      "the weights need more than weight_depth=10 words per lane"),
@@ -312,7 +314,7 @@ def test_timing_profiles():
 def test_input_word_range(index, value, message):
     from spikeforge.contract.config import input_word
 
-    config = CoreConfig(lanes=1, in_bits=4, w_bits=4, acc_bits=16, max_neurons=16,
+    config = CoreConfig(lanes=1, fmt=Format(in_bits=4, w_bits=4, acc_bits=16), max_neurons=16,
                         max_inputs=16, max_fanin=16, neuron_depth=16)
     with pytest.raises(ValueError, match=re.escape(message) + "$"):
         input_word(config, index, value, 0)

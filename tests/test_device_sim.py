@@ -61,7 +61,7 @@ def open_board(board, **kwargs) -> Device:
 
 def fitting_network(rng: random.Random, config) -> Network:
     while True:
-        net = random_network(rng, max_ssm=0, ssm_prob=0.0, fmt=config.fmt(),
+        net = random_network(rng, max_ssm=0, ssm_prob=0.0, fmt=config.fmt,
                              max_lif=config.max_layers,
                              max_size=min(config.max_neurons, config.max_inputs))
         try:
@@ -122,7 +122,7 @@ def test_a_model_that_does_not_fit_is_refused_before_any_write(board):
     config = config_named(CONFIG)
     n = config.max_neurons + 1
     zeros = torch.zeros(n, dtype=torch.int64)
-    too_big = Network(input_size=4, input_kind="spike", output="big", fmt=config.fmt(),
+    too_big = Network(input_size=4, input_kind="spike", output="big", fmt=config.fmt,
                       layers=[LIFLayer(name="big", size=n, alpha=zeros, theta=zeros + 1,
                                        bias=zeros, inputs=[Projection(
                                            INPUT, torch.ones(n, 4, dtype=torch.int64))])])

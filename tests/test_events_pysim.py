@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 from spikeforge.contract.config import CoreConfig
 from spikeforge.contract.timing import COMPACT, PIPELINED
 from spikeforge.gateware.core.events import EventLists
+from spikeforge.golden.integer import Format
 
 
 class Model:
@@ -81,8 +82,8 @@ def _schedule(rng: random.Random, c: CoreConfig, clocks: int):
 @pytest.mark.parametrize("seed", range(3))
 def test_event_lists_match_the_naive_model(timing, seed):
     rng = random.Random(seed)
-    c = CoreConfig(lanes=2, in_bits=4, w_bits=4, acc_bits=24, max_layers=3, max_edges=4,
-                   max_neurons=8, max_inputs=8, max_fanin=16, neuron_depth=8,
+    c = CoreConfig(lanes=2, fmt=Format(in_bits=4, w_bits=4, acc_bits=24), max_layers=3,
+                   max_edges=4, max_neurons=8, max_inputs=8, max_fanin=16, neuron_depth=8,
                    weight_depth=64)
     dut = EventLists(config=c, timing=timing)
     ops = _schedule(rng, c, 400)

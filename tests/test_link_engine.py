@@ -4,6 +4,7 @@ the wire protocol of spikeforge.contract and against the golden model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -37,10 +38,10 @@ from spikeforge.golden.integer import Format
 
 def _config(net, lanes):
     f = net.fmt
-    return CoreConfig(lanes=lanes, w_bits=f.w_bits, u_bits=f.u_bits, frac_bits=f.frac_bits,
-                      in_bits=f.in_bits, acc_bits=48, max_layers=len(net.layers),
-                      max_edges=8, max_neurons=6, max_inputs=6, max_fanin=64,
-                      neuron_depth=8, weight_depth=64)
+    return CoreConfig(lanes=lanes,
+                      fmt=dataclasses.replace(f, acc_bits=48),
+                      max_layers=len(net.layers), max_edges=8, max_neurons=6, max_inputs=6,
+                      max_fanin=64, neuron_depth=8, weight_depth=64)
 
 
 def _net(seed):

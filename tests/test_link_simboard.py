@@ -42,7 +42,7 @@ CONFIG = config_named("tiny")
 
 
 def _networks(rng, count):
-    fmt = CONFIG.fmt()
+    fmt = CONFIG.fmt
     nets = []
     while len(nets) < count:
         net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=8,

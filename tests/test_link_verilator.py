@@ -6,7 +6,6 @@ Verilog is unchanged)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def test_uart_phy_clock_mismatch():
 def test_axi_stream_wrapper_backpressure():
     config = config_named("tiny")
     _run(AXIStreamLink(config=config), "axis_link_tiny", "cocotb_axis",
-         {"SPIKEFORGE_AXIS": json.dumps({"config": dataclasses.asdict(config), "seed": 1})})
+         {"SPIKEFORGE_AXIS": json.dumps({"config": config.to_dict(), "seed": 1})})
 
 
 def test_uart_divisor_validation():

@@ -14,6 +14,7 @@ from amaranth.sim import Simulator
 from spikeforge.contract.config import RECORD_FIELDS, CoreConfig, unpack
 from spikeforge.gateware.layouts import struct_layout
 from spikeforge.gateware.router import PipelinedSpikeRouter, SendFlags, SpikeRouter
+from spikeforge.golden.integer import Format
 
 
 def _expected(rows, lanes):
@@ -42,7 +43,8 @@ def test_router_matches_the_naive_model(lanes, stall, seed, pipelined, given):
     out, ``empty`` that every record is out too.  ``given``: ``send``'s flags come
     from the testbench (random while ``load`` is low)."""
     rng = random.Random(seed)
-    config = CoreConfig(lanes=lanes, u_bits=10, neuron_depth=256, max_neurons=max(256, 12 * lanes))
+    config = CoreConfig(lanes=lanes, fmt=Format(u_bits=10), neuron_depth=256,
+                        max_neurons=max(256, 12 * lanes))
     layout = struct_layout(RECORD_FIELDS(config))
     args = dict(lanes=lanes, index_bits=config.idx_bits + 1, layer_bits=config.layer_bits,
                 u_bits=10, record_layout=layout)

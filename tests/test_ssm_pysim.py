@@ -5,6 +5,7 @@ decay, the cycle cost model, and the SSM generics / fit errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
@@ -37,9 +38,8 @@ def _t(values) -> torch.Tensor:
 
 
 def _config(fmt: Format, lanes: int, layers: int, **kw) -> CoreConfig:
-    args = dict(lanes=lanes, w_bits=fmt.w_bits, u_bits=fmt.u_bits, frac_bits=fmt.frac_bits,
-                in_bits=fmt.in_bits, acc_bits=48, s_bits=fmt.s_bits, y_bits=fmt.y_bits,
-                max_layers=layers, max_edges=16, max_neurons=8, max_inputs=8, max_fanin=128,
+    args = dict(lanes=lanes, fmt=dataclasses.replace(fmt, acc_bits=48), max_layers=layers,
+                max_edges=16, max_neurons=8, max_inputs=8, max_fanin=128,
                 neuron_depth=32, weight_depth=512, ssm_max_n=6, ssm_max_m=6, ssm_depth=80,
                 ssm_param_depth=4096)
     return CoreConfig(**{**args, **kw})
@@ -202,10 +202,11 @@ def test_pass_skips_idle_rows_without_decay():
      "CoreConfig.ssm_depth=1 cannot hold a 4 x 4 state (4 cells per lane)"),
     ({"ssm_max_n": 4, "ssm_max_m": 4, "ssm_depth": 4, "ssm_param_depth": 15},
      "CoreConfig.ssm_param_depth=15 cannot hold the parameters of a 4 x 4 layer (16 words)"),
-    ({"ssm_max_n": 4, "ssm_max_m": 4, "ssm_depth": 4, "ssm_param_depth": 16, "y_bits": 9},
-     "CoreConfig.y_bits=9 exceeds in_bits=8 or u_bits=16 (a y travels as an event value and "
-     "in an output record)"),
-    ({"s_bits": 1}, "CoreConfig.s_bits must be an integer in 2..32, not 1"),
+    ({"ssm_max_n": 4, "ssm_max_m": 4, "ssm_depth": 4, "ssm_param_depth": 16,
+      "fmt": Format(y_bits=9)},
+     "CoreConfig.fmt.y_bits=9 exceeds in_bits=8 or u_bits=16 (a y travels as an event value "
+     "and in an output record)"),
+    ({"fmt": Format(s_bits=33)}, "CoreConfig.fmt.s_bits must be an integer in 2..32, not 33"),
     ({"max_layers": 64, "max_neurons": 1024, "neuron_depth": 1024, "ssm_max_n": 1024,
       "ssm_max_m": 1024, "ssm_depth": 1 << 20, "ssm_param_depth": 1 << 20},
      "CoreConfig: a table entry needs 94 bits, more than the 64 of the host port"),
@@ -270,10 +271,12 @@ def test_smallest_ssm_unit(lanes):
     mem = SSMLayer("mem", 1, 1, Operand(source="key"), Operand(const=_t([9])),
                    Operand(source="key", recurrent=True), _t([5]), y_shift=1)
     net = Network(input_size=2, input_kind="spike", layers=[key, mem], output="mem", fmt=fmt)
-    config = CoreConfig(lanes=lanes, w_bits=4, u_bits=8, frac_bits=3, in_bits=5, acc_bits=12,
-                        s_bits=6, y_bits=4, max_layers=2, max_edges=2, max_neurons=2,
-                        max_inputs=2, max_fanin=4, neuron_depth=2, weight_depth=8, ssm_max_n=1,
-                        ssm_max_m=1, ssm_depth=1, ssm_param_depth=4)
+    config = CoreConfig(lanes=lanes,
+                        fmt=Format(w_bits=4, u_bits=8, frac_bits=3, in_bits=5,
+                                   acc_bits=12, s_bits=6, y_bits=4),
+                        max_layers=2, max_edges=2, max_neurons=2, max_inputs=2, max_fanin=4,
+                        neuron_depth=2, weight_depth=8, ssm_max_n=1, ssm_max_m=1, ssm_depth=1,
+                        ssm_param_depth=4)
     _check(net, config, _t([[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]), stall=0.0)
 
 

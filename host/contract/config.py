@@ -19,6 +19,7 @@ with the regions in :class:`Region`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ class Region(enum.IntEnum):
     SSM_PARAMS = 9
 
 
+WIDTH_LIMITS = {"w_bits": (2, 16), "u_bits": (4, 32), "frac_bits": (0, 16),
+                "in_bits": (2, 16), "acc_bits": (4, 48), "s_bits": (2, 32), "y_bits": (2, 32)}
+"""The widths of a :class:`~spikeforge.golden.integer.Format` the core takes."""
+
+
 def _ubits(n: int) -> int:
     return max(1, (n - 1).bit_length()) if n > 1 else 1
 
@@ -66,6 +72,12 @@ def _ubits(n: int) -> int:
 class CoreConfig:
     """Generics of the NPU core.  Validated on construction.
 
+    ``fmt``: the integer model's widths the core computes in (a
+    :class:`~spikeforge.golden.integer.Format`; ``fmt.acc_bits`` is the core's
+    synaptic accumulator, checked against ``max_fanin``), within what the
+    hardware takes: ``w_bits`` 2..16, ``u_bits`` 4..32, ``frac_bits`` 0..16,
+    ``in_bits`` 2..16, ``acc_bits`` 4..48, ``s_bits`` and ``y_bits`` 2..32; the
+    widths are also readable as attributes of the config (``config.w_bits``).
     ``lanes``: P.  ``max_layers``, ``max_edges``: table sizes.  ``max_neurons``:
     neurons per layer; ``max_inputs``: input vector size; ``max_fanin``: the
     largest number of events one row can accumulate (sum over a layer's edges
@@ -80,16 +92,12 @@ class CoreConfig:
     columns ``p, p + P, ...``; a layer needs ``n * ceil(m / P)``);
     ``ssm_param_depth``: words of the SSM parameter memory (constant ``k``,
     ``v``, ``q`` and the decay table; a layer needs ``2n + m + rows * n``).
-    ``s_bits``: signed state; ``y_bits``: signed outputs (at most ``in_bits``
-    and ``u_bits``: a ``y`` travels as an event value and in a record).
+    ``fmt.y_bits`` (the SSM outputs) is at most ``in_bits`` and ``u_bits``: a
+    ``y`` travels as an event value and in a record.
     """
 
     lanes: int = 8
-    w_bits: int = 8
-    u_bits: int = 16
-    frac_bits: int = 8
-    in_bits: int = 8
-    acc_bits: int = 24
+    fmt: Format = Format()
     max_layers: int = 4
     max_edges: int = 8
     max_neurons: int = 256
@@ -98,25 +106,22 @@ class CoreConfig:
     neuron_depth: int = 128
     weight_depth: int = 4096
     event_fifo_depth: int = 4
-    s_bits: int = 16
-    y_bits: int = 8
     ssm_max_n: int = 0
     ssm_max_m: int = 0
     ssm_depth: int = 0
     ssm_param_depth: int = 0
 
     def __post_init__(self):
-        def check(name, lo, hi):
-            value = getattr(self, name)
+        def check(name, lo, hi, owner=self, prefix=""):
+            value = getattr(owner, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise ValueError(f"CoreConfig.{name} must be an integer in {lo}..{hi}, "
+                raise ValueError(f"CoreConfig.{prefix}{name} must be an integer in {lo}..{hi}, "
                                  f"not {value!r}")
         check("lanes", 1, 64)
-        check("w_bits", 2, 16)
-        check("u_bits", 4, 32)
-        check("frac_bits", 0, 16)
-        check("in_bits", 2, 16)
-        check("acc_bits", 4, 48)
+        if not isinstance(self.fmt, Format):
+            raise ValueError(f"CoreConfig.fmt must be a Format, not {self.fmt!r}")
+        for name, (lo, hi) in WIDTH_LIMITS.items():
+            check(name, lo, hi, owner=self.fmt, prefix="fmt.")
         check("max_layers", 1, 64)
         check("max_edges", 1, 256)
         check("max_neurons", 1, 1 << 16)
@@ -129,15 +134,13 @@ class CoreConfig:
         need = bits_for(-worst, worst)
         if need > self.acc_bits:
             raise ValueError(
-                f"CoreConfig.acc_bits={self.acc_bits} is too narrow: a fan-in of "
+                f"CoreConfig.fmt.acc_bits={self.acc_bits} is too narrow: a fan-in of "
                 f"{self.max_fanin} events of {self.in_bits}-bit values times {self.w_bits}-bit "
                 f"weights needs {need} bits")
         if self.max_neurons > self.neuron_depth * self.lanes:
             raise ValueError(f"CoreConfig.max_neurons={self.max_neurons} exceeds the "
                              f"{self.neuron_depth * self.lanes} neuron slots "
                              f"(neuron_depth x lanes)")
-        check("s_bits", 2, 32)
-        check("y_bits", 2, 32)
         check("ssm_max_n", 0, 1 << 10)
         check("ssm_max_m", 0, 1 << 10)
         check("ssm_depth", 0, 1 << 20)
@@ -153,7 +156,7 @@ class CoreConfig:
                     raise ValueError(f"CoreConfig.{name}={getattr(self, name)} exceeds "
                                      f"max_neurons={self.max_neurons}")
             if self.y_bits > min(self.in_bits, self.u_bits):
-                raise ValueError(f"CoreConfig.y_bits={self.y_bits} exceeds in_bits="
+                raise ValueError(f"CoreConfig.fmt.y_bits={self.y_bits} exceeds in_bits="
                                  f"{self.in_bits} or u_bits={self.u_bits} (a y travels as an "
                                  f"event value and in an output record)")
             cells = self.ssm_max_n * -(-self.ssm_max_m // self.lanes)
@@ -254,10 +257,26 @@ class CoreConfig:
         return (int(region) << (self.lane_bits + self.addr_bits)) | (lane << self.addr_bits) \
             | addr
 
-    def fmt(self) -> Format:
-        return Format(w_bits=self.w_bits, u_bits=self.u_bits, frac_bits=self.frac_bits,
-                      in_bits=self.in_bits, acc_bits=self.acc_bits, s_bits=self.s_bits,
-                      y_bits=self.y_bits)
+    def to_dict(self) -> dict:
+        """The config as one flat dict, the widths beside the other generics: the form
+        of the device's INFO reply and of its configuration hash."""
+        fields = dataclasses.asdict(self)
+        return {**fields.pop("fmt"), **fields}
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> CoreConfig:
+        """The config of a :meth:`to_dict` dict (e.g. from JSON)."""
+        widths = {k: v for k, v in fields.items() if k in WIDTH_LIMITS}
+        return cls(fmt=Format(**widths), **{k: v for k, v in fields.items() if k not in widths})
+
+    # The integer model's widths, as attributes of the config.
+    w_bits = property(lambda self: self.fmt.w_bits)
+    u_bits = property(lambda self: self.fmt.u_bits)
+    frac_bits = property(lambda self: self.fmt.frac_bits)
+    in_bits = property(lambda self: self.fmt.in_bits)
+    acc_bits = property(lambda self: self.fmt.acc_bits)
+    s_bits = property(lambda self: self.fmt.s_bits)
+    y_bits = property(lambda self: self.fmt.y_bits)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ registers in the device's address space."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 
@@ -23,7 +22,7 @@ MAX_INFO = 1024
 
 def config_hash(config: CoreConfig) -> str:
     """First 16 hex digits of the SHA-256 of the config's JSON (sorted keys, no spaces)."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -37,7 +36,7 @@ def device_info(config: CoreConfig, *, link: str = "stream", clock_hz: int | Non
     if link not in ("stream", "uart"):
         raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
     info = {"device": "spikeforge", "version": __version__,
-            "config": dataclasses.asdict(config), "config_hash": config_hash(config),
+            "config": config.to_dict(), "config_hash": config_hash(config),
             "link": link, "clock_hz": clock_hz, "baud": baud, "engine_base": ENGINE_BASE}
     text = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
     if len(text) > MAX_INFO:
