@@ -43,7 +43,7 @@ def _dense_layer(config: CoreConfig, seed: int = 0) -> Network:
                      theta=torch.full((n,), 1000, dtype=I64), bias=torch.zeros(n, dtype=I64),
                      inputs=[Projection("input", torch.randint(-8, 8, (n, j), generator=gen))])
     return Network(input_size=j, input_kind="spike", layers=[layer], output="dense",
-                   fmt=config.fmt())
+                   fmt=config.fmt)
 
 
 def dense(name: str, steps: int = 4) -> dict:
@@ -69,7 +69,7 @@ def dense_on(config: CoreConfig, steps: int = 4) -> dict:
                      theta=torch.full((n,), 1000, dtype=I64), bias=torch.zeros(n, dtype=I64),
                      inputs=[Projection("input", torch.randint(-8, 8, (n, j), generator=gen))])
     net = Network(input_size=j, input_kind="spike", layers=[layer], output="dense",
-                  fmt=config.fmt())
+                  fmt=config.fmt)
     result = VerilatedCore(config).run(compile_network(net, config), [[1] * j] * steps)
     synops = steps * j * n
     clocks = sum(result.step_clocks)
@@ -135,7 +135,7 @@ def _attention_net(config: CoreConfig, n: int, m: int, decay: float = 0.75) -> N
                         theta=torch.ones(count, dtype=I64), bias=torch.zeros(count, dtype=I64),
                         inputs=[Projection("input", w)], reset="zero")
 
-    fmt = config.fmt()
+    fmt = config.fmt
     mem = SSMLayer("mem", n, m, Operand(source="key"), Operand(source="value"),
                    Operand(source="query"), torch.full((n,), int(fmt.one * decay), dtype=I64),
                    y_shift=2)

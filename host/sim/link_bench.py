@@ -88,7 +88,7 @@ def stream_board_speed(config="tiny", *, runs: int = 20, build_root=None) -> dic
                          bias=torch.zeros(n_out, dtype=torch.int64), reset="zero", v_reset=0,
                          spiking=True, inputs=[Projection(INPUT, weight)])
         net = Network(input_size=n_in, input_kind="spike", layers=[layer], output="out",
-                      fmt=c.fmt())
+                      fmt=c.fmt)
         image = compile_network(net, c)
         words = dict(image.writes)
         loads, run = [], []
