@@ -27,14 +27,19 @@ tables' view): per layer ``syn_cycles`` (ROW, EDGE, EVENTS, DRAIN),
 ``neuron_cycles`` (FIRE, NEURON), ``events`` (``spike_event`` of the router for
 ``spikes``), then the busy clocks and the steps.
 
+Whether EVENTS issues another event is a flip-flop (``events_left``: loaded in
+EDGE with whether the list is empty, then with ``n + 1 < cnt`` as each event
+issues), so the decision to move to the next edge, and the edge register's load,
+wait for no compare.
+
 Pipelined: ``busy`` also as a flip-flop per group of 4 lanes (``busy_groups``,
 equal to ``busy`` in every clock: set when IDLE starts a step, cleared when
 STEP_END ends it), the membranes' write enable as a flip-flop per group, high
 exactly in NEURON (``membrane_write``); the edge entries the sequencer loads
 next registered ahead (the row's first edge per layer, the edge after the
-current one) and whether EVENTS issues another event a flip-flop
-(``events_left``); the row's valid lanes in two clocks (``size - k*P``, then a
-compare per lane with its constant).
+current one), ``events_left`` loaded from the lists' not-empty flags; the row's
+valid lanes in two clocks (``size - k*P``, then a compare per lane with its
+constant).
 """
 
 from __future__ import annotations
@@ -216,7 +221,7 @@ class StepSequencer(wiring.Component):
         c = self.config
         count = len(self.rd_n)
         n, cnt = self.rd_n, Signal(count, name="cnt")
-        events_left = Signal(name="events_left")  # pipelined: ``n < cnt`` in a flip-flop
+        events_left = Signal(name="events_left")  # ``n < cnt``, in a flip-flop
         row_wbase = Signal(c.wbase_bits, name="row_wbase")
         row_offset = Signal(c.rows_bits + c.count_bits, name="row_offset")
         m.d.comb += self.rowbase.eq(row_wbase + row_offset)
@@ -324,11 +329,9 @@ class StepSequencer(wiring.Component):
         with m.State("EVENTS"):
             m.d.comb += busy.eq(1)
             bump(0)
-            with m.If(ev.events_left if pipe else ev.n < ev.cnt):
+            with m.If(ev.events_left):
                 m.d.comb += self.issue.eq(1)
-                m.d.sync += ev.n.eq(ev.n + 1)
-                if pipe:
-                    m.d.sync += ev.events_left.eq(ev.n + 1 < ev.cnt)
+                m.d.sync += [ev.n.eq(ev.n + 1), ev.events_left.eq(ev.n + 1 < ev.cnt)]
                 with m.If(k == 0):  # each event counted once, at its first row
                     bump(2)
             with m.Else():
@@ -368,20 +371,22 @@ class StepSequencer(wiring.Component):
         """EDGE: the pointer to the edge's source list, its length, the row base."""
         bank = self.cur ^ edge.recurrent
         is_input = edge.src == 0
+        count = Mux(is_input, self.in_counts[self.in_rbank], self.counts[Cat(edge.src, bank)])
         m.d.sync += [
             self.rd_src.eq(edge.src),
             self.rd_from_input.eq(is_input),
             self.rd_bank.eq(Mux(is_input, self.in_rbank, bank)),
             ev.n.eq(0),
-            ev.cnt.eq(Mux(is_input, self.in_counts[self.in_rbank],
-                          self.counts[Cat(edge.src, bank)])),
+            ev.cnt.eq(count),
             ev.row_wbase.eq(edge.wbase),
             ev.row_offset.eq(shift_add_product(self.k, edge.nsrc)),
         ]
-        if self.timing.pipelined:
+        if self.timing.pipelined:  # (from the lists' not-empty flags, a clock late)
             m.d.sync += ev.events_left.eq(Mux(
                 is_input, self.in_nz.bit_select(self.in_rbank, 1),
                 self.counts_nz.bit_select(Cat(edge.src, bank), 1)))
+        else:
+            m.d.sync += ev.events_left.eq(count != 0)
 
     def _ssm_state(self, m, ev, bump):
         """The SSM state: the unit's counter increments, and its pointer loads and
