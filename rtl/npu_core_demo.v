@@ -629,7 +629,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$2662$2 (records__payload[10:2]),
+    .\port$2668$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -645,10 +645,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$2321$0 (busy),
-    .\port$2329$0 (\$50 ),
-    .\port$2370$25 (layer[43:25]),
-    .\port$2531$0 (\$51 ),
+    .\port$2325$0 (busy),
+    .\port$2333$0 (\$50 ),
+    .\port$2374$25 (layer[43:25]),
+    .\port$2537$0 (\$51 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
@@ -703,9 +703,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .li(layer_index),
     .neuron_write(\$50 ),
     .out_ready(w_rdy),
-    .\port$2701$0 (inc_syn),
-    .\port$2714$0 (inc_events),
-    .\port$2715$0 (inc_neuron),
+    .\port$2707$0 (inc_syn),
+    .\port$2720$0 (inc_events),
+    .\port$2721$0 (inc_neuron),
     .rd_bank(rd_bank),
     .rd_from_input(rd_from_input),
     .rd_n(rd_n),
@@ -757,9 +757,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .n(rd_n),
     .param_rdata(ssm_param_rdata),
     .pm_wr__en(host_param_we),
-    .\port$2305$134 (views[191:134]),
-    .\port$2370$0 (layer[12:0]),
-    .\port$2508$0 (ev),
+    .\port$2309$134 (views[191:134]),
+    .\port$2374$0 (layer[12:0]),
+    .\port$2514$0 (ev),
     .row_base(row_base),
     .row_load(row_load),
     .row_send(row_send),
@@ -777,7 +777,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$2321$0 (busy),
+    .\port$2325$0 (busy),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
@@ -1586,7 +1586,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2662$2 
+module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2668$2 
 , clear);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1744,8 +1744,8 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$2662$2 ;
-  wire [8:0] \port$2662$2 ;
+  input [8:0] \port$2668$2 ;
+  wire [8:0] \port$2668$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -4122,7 +4122,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$2662$2 [1:0] + 1'h1;
+  assign spike_src = \port$2668$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4773,9 +4773,9 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$2662$2 [1:0];
+  assign wr_layer = \port$2668$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$2662$2 [8:2] };
+  assign wr_index = { 1'h0, \port$2668$2 [8:2] };
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
   assign \events_nrw.value  = events_nrw[14:7];
@@ -4813,7 +4813,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = wr_value;
-  assign ev_wr__data[6:0] = \port$2662$2 [8:2];
+  assign ev_wr__data[6:0] = \port$2668$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4837,7 +4837,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \port$2329$0 , \port$2370$25 , \port$2531$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_demo.neurons (rst, row_addr, views, \port$2325$0 , row_start, \port$2333$0 , \port$2374$25 , \port$2537$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5168,14 +5168,14 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \
   wire [46:0] \params_rdata[5] ;
   wire [46:0] \params_rdata[6] ;
   wire [46:0] \params_rdata[7] ;
-  input \port$2321$0 ;
-  wire \port$2321$0 ;
-  input \port$2329$0 ;
-  wire \port$2329$0 ;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
-  input \port$2531$0 ;
-  wire \port$2531$0 ;
+  input \port$2325$0 ;
+  wire \port$2325$0 ;
+  input \port$2333$0 ;
+  wire \port$2333$0 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
+  input \port$2537$0 ;
+  wire \port$2537$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -6042,134 +6042,134 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \
       params7[views[71:67]] <= views[118:78];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$2531$0  | pre3;
-  assign \$2  = \port$2531$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$2537$0  | pre3;
+  assign \$2  = \port$2537$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$2531$0  | pre3;
-  assign \$5  = \port$2531$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$2537$0  | pre3;
+  assign \$5  = \port$2537$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$2531$0  | pre3;
-  assign \$8  = \port$2531$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$2537$0  | pre3;
+  assign \$8  = \port$2537$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$2531$0  | pre3;
-  assign \$11  = \port$2531$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$2537$0  | pre3;
+  assign \$11  = \port$2537$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$2531$0  | pre3;
-  assign \$14  = \port$2531$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$2537$0  | pre3;
+  assign \$14  = \port$2537$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$2531$0  | pre3;
-  assign \$17  = \port$2531$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$2537$0  | pre3;
+  assign \$17  = \port$2537$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$2531$0  | pre3;
-  assign \$20  = \port$2531$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$2537$0  | pre3;
+  assign \$20  = \port$2537$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$2531$0  | pre3;
-  assign \$23  = \port$2531$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$2537$0  | pre3;
+  assign \$23  = \port$2537$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[63:60] == 2'h2;
   assign \$29  = views[58] & \$28 ;
   assign \$30  = ! views[66:64];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$2321$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
+  assign \$31  = \port$2325$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
   assign \$32  = views[63:60] == 2'h3;
   assign \$33  = views[58] & \$32 ;
   assign \$34  = ! views[66:64];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$2321$0  ? \port$2329$0  : \$35 ;
-  assign \$36  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$2325$0  ? \port$2333$0  : \$35 ;
+  assign \$36  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[63:60] == 2'h2;
   assign \$40  = views[58] & \$39 ;
   assign \$41  = views[66:64] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$2321$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
+  assign \$42  = \port$2325$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
   assign \$43  = views[63:60] == 2'h3;
   assign \$44  = views[58] & \$43 ;
   assign \$45  = views[66:64] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$2321$0  ? \port$2329$0  : \$46 ;
-  assign \$47  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$2325$0  ? \port$2333$0  : \$46 ;
+  assign \$47  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[63:60] == 2'h2;
   assign \$51  = views[58] & \$50 ;
   assign \$52  = views[66:64] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$2321$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
+  assign \$53  = \port$2325$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
   assign \$54  = views[63:60] == 2'h3;
   assign \$55  = views[58] & \$54 ;
   assign \$56  = views[66:64] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$2321$0  ? \port$2329$0  : \$57 ;
-  assign \$58  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$2321$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$2325$0  ? \port$2333$0  : \$57 ;
+  assign \$58  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[63:60] == 2'h2;
   assign \$62  = views[58] & \$61 ;
   assign \$63  = views[66:64] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$2321$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
+  assign \$64  = \port$2325$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
   assign \$65  = views[63:60] == 2'h3;
   assign \$66  = views[58] & \$65 ;
   assign \$67  = views[66:64] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$2321$0  ? \port$2329$0  : \$68 ;
-  assign \$69  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$70  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$71  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$144  = \port$2325$0  ? \port$2333$0  : \$68 ;
+  assign \$69  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$70  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$71  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$72  = views[130:127] == 2'h2;
   assign \$73  = views[125] & \$72 ;
   assign \$74  = views[133:131] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$2321$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
+  assign \$75  = \port$2325$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
   assign \$76  = views[130:127] == 2'h3;
   assign \$77  = views[125] & \$76 ;
   assign \$78  = views[133:131] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$2321$0  ? \port$2329$0  : \$79 ;
-  assign \$80  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$81  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$82  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$152  = \port$2325$0  ? \port$2333$0  : \$79 ;
+  assign \$80  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$81  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$82  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$83  = views[130:127] == 2'h2;
   assign \$84  = views[125] & \$83 ;
   assign \$85  = views[133:131] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$2321$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
+  assign \$86  = \port$2325$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
   assign \$87  = views[130:127] == 2'h3;
   assign \$88  = views[125] & \$87 ;
   assign \$89  = views[133:131] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$2321$0  ? \port$2329$0  : \$90 ;
-  assign \$91  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$92  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$93  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$160  = \port$2325$0  ? \port$2333$0  : \$90 ;
+  assign \$91  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$92  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$93  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$94  = views[130:127] == 2'h2;
   assign \$95  = views[125] & \$94 ;
   assign \$96  = views[133:131] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$2321$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
+  assign \$97  = \port$2325$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
   assign \$98  = views[130:127] == 2'h3;
   assign \$99  = views[125] & \$98 ;
   assign \$100  = views[133:131] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$2321$0  ? \port$2329$0  : \$101 ;
-  assign \$102  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$103  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$104  = \port$2321$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$168  = \port$2325$0  ? \port$2333$0  : \$101 ;
+  assign \$102  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$103  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$104  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$105  = views[130:127] == 2'h2;
   assign \$106  = views[125] & \$105 ;
   assign \$107  = views[133:131] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$2321$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
+  assign \$108  = \port$2325$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
   assign \$109  = views[130:127] == 2'h3;
   assign \$110  = views[125] & \$109 ;
   assign \$111  = views[133:131] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$2321$0  ? \port$2329$0  : \$112 ;
+  assign \u_wr__en$176  = \port$2325$0  ? \port$2333$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -6343,56 +6343,56 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \
     .u(u_q7)
   );
   \npu_core_demo.neurons.neuron0  neuron0 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neurons.neuron1  neuron1 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$93 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$94 )
   );
   \npu_core_demo.neurons.neuron2  neuron2 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$95 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$96 )
   );
   \npu_core_demo.neurons.neuron3  neuron3 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$97 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$98 )
   );
   \npu_core_demo.neurons.neuron4  neuron4 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$99 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$100 )
   );
   \npu_core_demo.neurons.neuron5  neuron5 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$101 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$102 )
   );
   \npu_core_demo.neurons.neuron6  neuron6 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$103 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$104 )
   );
   \npu_core_demo.neurons.neuron7  neuron7 (
-    .\port$2370$25 (\port$2370$25 ),
+    .\port$2374$25 (\port$2374$25 ),
     .spike(\spike$105 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -6606,15 +6606,15 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$2531$0 , \port$2531$0  };
+  assign prod_valid = { \port$2537$0 , \port$2537$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$2321$0 , \port$2321$0  };
+  assign busy_groups = { \port$2325$0 , \port$2325$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
   assign p_wr__data = views[51:11];
   assign u_wr__data = \$31 [15:0];
-  assign membrane_write = { \port$2329$0 , \port$2329$0  };
+  assign membrane_write = { \port$2333$0 , \port$2333$0  };
   assign \port__addr$121  = \$36 [4:0];
   assign \p_wr__addr$122  = views[4:0];
   assign \port__addr$123  = \$37 [4:0];
@@ -6683,47 +6683,47 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2321$0 , row_start, \
   assign \bias$200  = bias_q7;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$2370$25 [18:3];
-  assign \v_reset$204  = \port$2370$25 [18:3];
-  assign reset = \port$2370$25 [2:1];
-  assign \reset$206  = \port$2370$25 [2:1];
-  assign spiking = \port$2370$25 [0];
-  assign \spiking$208  = \port$2370$25 [0];
+  assign v_reset = \port$2374$25 [18:3];
+  assign \v_reset$204  = \port$2374$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign \reset$206  = \port$2374$25 [2:1];
+  assign spiking = \port$2374$25 [0];
+  assign \spiking$208  = \port$2374$25 [0];
   assign \total$210  = acc1;
   assign \theta$211  = params1_nrw[24:9];
-  assign \v_reset$212  = \port$2370$25 [18:3];
-  assign \reset$213  = \port$2370$25 [2:1];
-  assign \spiking$214  = \port$2370$25 [0];
+  assign \v_reset$212  = \port$2374$25 [18:3];
+  assign \reset$213  = \port$2374$25 [2:1];
+  assign \spiking$214  = \port$2374$25 [0];
   assign \total$215  = acc2;
   assign \theta$216  = params2_nrw[24:9];
-  assign \v_reset$217  = \port$2370$25 [18:3];
-  assign \reset$218  = \port$2370$25 [2:1];
-  assign \spiking$219  = \port$2370$25 [0];
+  assign \v_reset$217  = \port$2374$25 [18:3];
+  assign \reset$218  = \port$2374$25 [2:1];
+  assign \spiking$219  = \port$2374$25 [0];
   assign \total$220  = acc3;
   assign \theta$221  = params3_nrw[24:9];
-  assign \v_reset$222  = \port$2370$25 [18:3];
-  assign \reset$223  = \port$2370$25 [2:1];
-  assign \spiking$224  = \port$2370$25 [0];
+  assign \v_reset$222  = \port$2374$25 [18:3];
+  assign \reset$223  = \port$2374$25 [2:1];
+  assign \spiking$224  = \port$2374$25 [0];
   assign \total$225  = acc4;
   assign \theta$226  = params4_nrw[24:9];
-  assign \v_reset$227  = \port$2370$25 [18:3];
-  assign \reset$228  = \port$2370$25 [2:1];
-  assign \spiking$229  = \port$2370$25 [0];
+  assign \v_reset$227  = \port$2374$25 [18:3];
+  assign \reset$228  = \port$2374$25 [2:1];
+  assign \spiking$229  = \port$2374$25 [0];
   assign \total$230  = acc5;
   assign \theta$231  = params5_nrw[24:9];
-  assign \v_reset$232  = \port$2370$25 [18:3];
-  assign \reset$233  = \port$2370$25 [2:1];
-  assign \spiking$234  = \port$2370$25 [0];
+  assign \v_reset$232  = \port$2374$25 [18:3];
+  assign \reset$233  = \port$2374$25 [2:1];
+  assign \spiking$234  = \port$2374$25 [0];
   assign \total$235  = acc6;
   assign \theta$236  = params6_nrw[24:9];
-  assign \v_reset$237  = \port$2370$25 [18:3];
-  assign \reset$238  = \port$2370$25 [2:1];
-  assign \spiking$239  = \port$2370$25 [0];
+  assign \v_reset$237  = \port$2374$25 [18:3];
+  assign \reset$238  = \port$2374$25 [2:1];
+  assign \spiking$239  = \port$2374$25 [0];
   assign \total$240  = acc7;
   assign \theta$241  = params7_nrw[24:9];
-  assign \v_reset$242  = \port$2370$25 [18:3];
-  assign \reset$243  = \port$2370$25 [2:1];
-  assign \spiking$244  = \port$2370$25 [0];
+  assign \v_reset$242  = \port$2374$25 [18:3];
+  assign \reset$243  = \port$2374$25 [2:1];
+  assign \spiking$244  = \port$2374$25 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -7021,7 +7021,7 @@ module \npu_core_demo.neurons.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron0 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron0 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7045,8 +7045,8 @@ module \npu_core_demo.neurons.neuron0 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7075,26 +7075,26 @@ module \npu_core_demo.neurons.neuron0 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron1 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron1 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7118,8 +7118,8 @@ module \npu_core_demo.neurons.neuron1 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7148,26 +7148,26 @@ module \npu_core_demo.neurons.neuron1 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron2 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron2 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7191,8 +7191,8 @@ module \npu_core_demo.neurons.neuron2 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7221,26 +7221,26 @@ module \npu_core_demo.neurons.neuron2 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron3 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron3 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7264,8 +7264,8 @@ module \npu_core_demo.neurons.neuron3 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7294,26 +7294,26 @@ module \npu_core_demo.neurons.neuron3 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron4 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron4 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7337,8 +7337,8 @@ module \npu_core_demo.neurons.neuron4 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7367,26 +7367,26 @@ module \npu_core_demo.neurons.neuron4 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron5 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron5 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7410,8 +7410,8 @@ module \npu_core_demo.neurons.neuron5 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7440,26 +7440,26 @@ module \npu_core_demo.neurons.neuron5 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron6 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron6 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7483,8 +7483,8 @@ module \npu_core_demo.neurons.neuron6 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7513,26 +7513,26 @@ module \npu_core_demo.neurons.neuron6 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron7 (u_new, \port$2370$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron7 (u_new, \port$2374$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7556,8 +7556,8 @@ module \npu_core_demo.neurons.neuron7 (u_new, \port$2370$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2370$25 ;
-  wire [18:0] \port$2370$25 ;
+  input [18:0] \port$2374$25 ;
+  wire [18:0] \port$2374$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7586,20 +7586,20 @@ module \npu_core_demo.neurons.neuron7 (u_new, \port$2370$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2370$25 [0] & \$11 ;
+  assign spike = \port$2374$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2370$25 [2:1];
-  assign \$17  = \port$2370$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2370$25 [18:3] : v;
+  assign \$16  = ! \port$2374$25 [2:1];
+  assign \$17  = \port$2374$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$2370$25 [0];
+  assign spiking = \port$2374$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2370$25 [2:1];
-  assign v_reset = \port$2370$25 [18:3];
+  assign reset = \port$2374$25 [2:1];
+  assign v_reset = \port$2374$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -8253,8 +8253,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, ssm_start, row_start, issue, router_load, neuron_write
-, write_end, end_step, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2701$0 , ssm_ev_load, ssm_ev_src, ssm_ev_list_bank
-, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2714$0 , \port$2715$0 , ssm_done, re);
+, write_end, end_step, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2707$0 , ssm_ev_load, ssm_ev_src, ssm_ev_list_bank
+, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2720$0 , \port$2721$0 , ssm_done, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   reg [45:0] \$1 ;
   wire \$10 ;
@@ -8262,85 +8262,92 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  reg \$105 ;
+  reg \$104 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire [6:0] \$112 ;
-  wire \$113 ;
+  wire [6:0] \$111 ;
+  wire \$112 ;
+  wire [7:0] \$113 ;
   wire [7:0] \$114 ;
-  wire [7:0] \$115 ;
+  wire [8:0] \$115 ;
   wire [8:0] \$116 ;
   wire [8:0] \$117 ;
   wire [8:0] \$118 ;
-  wire [8:0] \$119 ;
+  wire [9:0] \$119 ;
   wire \$12 ;
-  wire [9:0] \$120 ;
+  wire [10:0] \$120 ;
   wire [10:0] \$121 ;
   wire [10:0] \$122 ;
   wire [10:0] \$123 ;
-  wire [10:0] \$124 ;
-  wire [11:0] \$125 ;
-  wire [12:0] \$126 ;
+  wire [11:0] \$124 ;
+  wire [12:0] \$125 ;
+  wire [14:0] \$126 ;
   wire [14:0] \$127 ;
-  wire [14:0] \$128 ;
-  wire [15:0] \$129 ;
+  wire [15:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [8:0] \$131 ;
-  wire \$132 ;
-  wire [2:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire \$135 ;
+  wire [6:0] \$130 ;
+  wire \$131 ;
+  wire [7:0] \$132 ;
+  wire [7:0] \$133 ;
+  wire \$134 ;
+  wire [8:0] \$135 ;
   wire [8:0] \$136 ;
-  wire [2:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
   wire [2:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  reg [45:0] \$141 ;
-  reg [45:0] \$142 ;
-  reg [45:0] \$143 ;
-  reg [45:0] \$144 ;
-  reg [22:0] \$145 ;
-  reg [22:0] \$146 ;
-  reg [22:0] \$147 ;
-  reg [22:0] \$148 ;
-  reg [22:0] \$149 ;
+  wire [5:0] \$140 ;
+  wire \$141 ;
+  wire [8:0] \$142 ;
+  wire [2:0] \$143 ;
+  wire \$144 ;
+  wire [2:0] \$145 ;
+  wire \$146 ;
+  reg [45:0] \$147 ;
+  reg [45:0] \$148 ;
+  reg [45:0] \$149 ;
   reg \$15 ;
-  reg [22:0] \$150 ;
+  reg [45:0] \$150 ;
   reg [22:0] \$151 ;
   reg [22:0] \$152 ;
-  reg [2:0] \$153 ;
-  reg [46:0] \$154 ;
-  reg [46:0] \$155 ;
-  reg [46:0] \$156 ;
-  reg [46:0] \$157 ;
-  reg [45:0] \$158 ;
-  reg [3:0] \$159 ;
+  reg [22:0] \$153 ;
+  reg [22:0] \$154 ;
+  reg [22:0] \$155 ;
+  reg [22:0] \$156 ;
+  reg [22:0] \$157 ;
+  reg [22:0] \$158 ;
+  reg [2:0] \$159 ;
   wire \$16 ;
-  reg [3:0] \$160 ;
-  reg [22:0] \$161 ;
-  reg [7:0] \$162 ;
-  reg \$163 ;
-  reg [1:0] \$164 ;
+  reg [46:0] \$160 ;
+  reg [46:0] \$161 ;
+  reg [46:0] \$162 ;
+  reg [46:0] \$163 ;
+  reg [45:0] \$164 ;
   reg [3:0] \$165 ;
-  reg [4:0] \$166 ;
-  reg [2:0] \$167 ;
-  reg \$168 ;
+  reg [3:0] \$166 ;
+  reg [22:0] \$167 ;
+  reg [7:0] \$168 ;
   reg \$169 ;
   wire \$17 ;
-  reg [7:0] \$170 ;
-  reg [7:0] \$171 ;
-  reg [10:0] \$172 ;
-  reg [12:0] \$173 ;
-  reg [1:0] \$174 ;
+  reg [1:0] \$170 ;
+  reg [3:0] \$171 ;
+  reg [4:0] \$172 ;
+  reg [2:0] \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [10:0] \$178 ;
+  reg [12:0] \$179 ;
   wire \$18 ;
+  reg \$180 ;
+  reg [1:0] \$181 ;
   wire \$19 ;
   reg [22:0] \$2 ;
   wire \$20 ;
@@ -8352,15 +8359,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [3:0] \$288 ;
   wire \$29 ;
-  wire [7:0] \$292 ;
+  wire [3:0] \$294 ;
+  wire [7:0] \$298 ;
   reg [46:0] \$3 ;
   wire \$30 ;
   wire \$31 ;
+  wire [3:0] \$317 ;
   wire \$32 ;
-  wire \$33 ;
-  wire [4:0] \$34 ;
+  wire [7:0] \$321 ;
+  wire [4:0] \$33 ;
+  wire \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
@@ -8400,37 +8409,37 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  reg [45:0] \$71 ;
-  wire [4:0] \$72 ;
-  reg [22:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire \$76 ;
-  wire [8:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire \$79 ;
+  reg [45:0] \$70 ;
+  wire [4:0] \$71 ;
+  reg [22:0] \$72 ;
+  wire [8:0] \$73 ;
+  wire [9:0] \$74 ;
+  wire \$75 ;
+  wire [8:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire \$78 ;
+  wire [8:0] \$79 ;
   wire \$8 ;
-  wire [8:0] \$80 ;
-  wire [9:0] \$81 ;
-  wire \$82 ;
-  wire [8:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire \$85 ;
-  wire [8:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire \$88 ;
-  wire [8:0] \$89 ;
+  wire [9:0] \$80 ;
+  wire \$81 ;
+  wire [8:0] \$82 ;
+  wire [9:0] \$83 ;
+  wire \$84 ;
+  wire [8:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire \$87 ;
+  wire [8:0] \$88 ;
+  wire [9:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire \$91 ;
-  wire [8:0] \$92 ;
-  wire [9:0] \$93 ;
-  wire \$94 ;
-  wire [8:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire \$97 ;
-  wire [5:0] \$98 ;
+  wire \$90 ;
+  wire [8:0] \$91 ;
+  wire [9:0] \$92 ;
+  wire \$93 ;
+  wire [8:0] \$94 ;
+  wire [9:0] \$95 ;
+  wire \$96 ;
+  wire [5:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   output busy;
   reg busy;
@@ -8524,6 +8533,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire [10:0] \edge7.wbase ;
   output end_step;
   reg end_step;
+  reg events_left = 1'h0;
   reg [3:0] fsm_state = 4'h0;
   wire host_req;
   input [13:0] in_counts;
@@ -8604,12 +8614,12 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   reg [2:0] num_layers = 3'h0;
   input out_ready;
   wire out_ready;
-  input \port$2701$0 ;
-  wire \port$2701$0 ;
-  input \port$2714$0 ;
-  wire \port$2714$0 ;
-  input \port$2715$0 ;
-  wire \port$2715$0 ;
+  input \port$2707$0 ;
+  wire \port$2707$0 ;
+  input \port$2720$0 ;
+  wire \port$2720$0 ;
+  input \port$2721$0 ;
+  wire \port$2721$0 ;
   wire [4:0] raddr;
   output rd_bank;
   reg rd_bank = 1'h0;
@@ -8787,177 +8797,187 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$25  = li == 1'h1;
   assign \$26  = li == 2'h2;
   assign \$27  = li == 2'h3;
-  assign \$28  = rd_n < cnt;
-  assign \$29  = ! k;
-  assign \$30  = ! li;
-  assign \$31  = li == 1'h1;
-  assign \$32  = li == 2'h2;
-  assign \$33  = li == 2'h3;
-  assign \$34  = e + 1'h1;
-  assign \$35  = ! li;
-  assign \$36  = li == 1'h1;
-  assign \$37  = li == 2'h2;
-  assign \$38  = li == 2'h3;
-  assign \$39  = ! li;
-  assign \$40  = li == 1'h1;
-  assign \$41  = li == 2'h2;
-  assign \$42  = li == 2'h3;
-  assign \$43  = ! li;
-  assign \$44  = li == 1'h1;
-  assign \$45  = li == 2'h2;
-  assign \$46  = li == 2'h3;
-  assign \$47  = ! li;
-  assign \$48  = li == 1'h1;
-  assign \$49  = li == 2'h2;
-  assign \$50  = li == 2'h3;
-  assign \$51  = ! li;
-  assign \$52  = li == 1'h1;
-  assign \$53  = li == 2'h2;
-  assign \$54  = li == 2'h3;
-  assign \$55  = ! li;
-  assign \$56  = li == 1'h1;
-  assign \$57  = li == 2'h2;
-  assign \$58  = li == 2'h3;
-  assign \$60  = ! fsm_state;
-  assign \$61  = fsm_state == 1'h1;
-  assign \$62  = fsm_state == 2'h2;
-  assign \$63  = fsm_state == 2'h3;
-  assign \$64  = fsm_state == 3'h4;
-  assign \$65  = fsm_state == 3'h5;
-  assign \$66  = fsm_state == 3'h6;
-  assign \$67  = fsm_state == 3'h7;
-  assign \$68  = fsm_state == 4'h8;
-  assign \$69  = fsm_state == 4'h9;
-  assign \$70  = fsm_state == 4'ha;
-  assign \$72  = layer[20:18] + layer[24:21];
-  assign \$74  = k * 4'h8;
-  assign \$75  = \$74  + 1'h0;
-  assign \$76  = \$75  < layer[7:0];
-  assign \$77  = k * 4'h8;
-  assign \$78  = \$77  + 1'h1;
-  assign \$79  = \$78  < layer[7:0];
-  assign \$80  = k * 4'h8;
-  assign \$81  = \$80  + 2'h2;
-  assign \$82  = \$81  < layer[7:0];
-  assign \$83  = k * 4'h8;
-  assign \$84  = \$83  + 2'h3;
-  assign \$85  = \$84  < layer[7:0];
-  assign \$86  = k * 4'h8;
-  assign \$87  = \$86  + 3'h4;
-  assign \$88  = \$87  < layer[7:0];
-  assign \$89  = k * 4'h8;
-  assign \$90  = \$89  + 3'h5;
-  assign \$91  = \$90  < layer[7:0];
-  assign \$92  = k * 4'h8;
-  assign \$93  = \$92  + 3'h6;
-  assign \$94  = \$93  < layer[7:0];
-  assign \$95  = k * 4'h8;
-  assign \$96  = \$95  + 3'h7;
-  assign \$97  = \$96  < layer[7:0];
-  assign \$98  = k + 1'h1;
-  assign \$99  = \$98  == layer[12:8];
-  assign \$100  = ~ clear;
-  assign \$101  = in_full & \$100 ;
-  assign \$104  = ! num_layers;
-  assign \$106  = e == e_end;
+  assign \$28  = ! k;
+  assign \$29  = ! li;
+  assign \$30  = li == 1'h1;
+  assign \$31  = li == 2'h2;
+  assign \$32  = li == 2'h3;
+  assign \$33  = e + 1'h1;
+  assign \$34  = ! li;
+  assign \$35  = li == 1'h1;
+  assign \$36  = li == 2'h2;
+  assign \$37  = li == 2'h3;
+  assign \$38  = ! li;
+  assign \$39  = li == 1'h1;
+  assign \$40  = li == 2'h2;
+  assign \$41  = li == 2'h3;
+  assign \$42  = ! li;
+  assign \$43  = li == 1'h1;
+  assign \$44  = li == 2'h2;
+  assign \$45  = li == 2'h3;
+  assign \$46  = ! li;
+  assign \$47  = li == 1'h1;
+  assign \$48  = li == 2'h2;
+  assign \$49  = li == 2'h3;
+  assign \$50  = ! li;
+  assign \$51  = li == 1'h1;
+  assign \$52  = li == 2'h2;
+  assign \$53  = li == 2'h3;
+  assign \$54  = ! li;
+  assign \$55  = li == 1'h1;
+  assign \$56  = li == 2'h2;
+  assign \$57  = li == 2'h3;
+  assign \$59  = ! fsm_state;
+  assign \$60  = fsm_state == 1'h1;
+  assign \$61  = fsm_state == 2'h2;
+  assign \$62  = fsm_state == 2'h3;
+  assign \$63  = fsm_state == 3'h4;
+  assign \$64  = fsm_state == 3'h5;
+  assign \$65  = fsm_state == 3'h6;
+  assign \$66  = fsm_state == 3'h7;
+  assign \$67  = fsm_state == 4'h8;
+  assign \$68  = fsm_state == 4'h9;
+  assign \$69  = fsm_state == 4'ha;
+  assign \$71  = layer[20:18] + layer[24:21];
+  assign \$73  = k * 4'h8;
+  assign \$74  = \$73  + 1'h0;
+  assign \$75  = \$74  < layer[7:0];
+  assign \$76  = k * 4'h8;
+  assign \$77  = \$76  + 1'h1;
+  assign \$78  = \$77  < layer[7:0];
+  assign \$79  = k * 4'h8;
+  assign \$80  = \$79  + 2'h2;
+  assign \$81  = \$80  < layer[7:0];
+  assign \$82  = k * 4'h8;
+  assign \$83  = \$82  + 2'h3;
+  assign \$84  = \$83  < layer[7:0];
+  assign \$85  = k * 4'h8;
+  assign \$86  = \$85  + 3'h4;
+  assign \$87  = \$86  < layer[7:0];
+  assign \$88  = k * 4'h8;
+  assign \$89  = \$88  + 3'h5;
+  assign \$90  = \$89  < layer[7:0];
+  assign \$91  = k * 4'h8;
+  assign \$92  = \$91  + 3'h6;
+  assign \$93  = \$92  < layer[7:0];
+  assign \$94  = k * 4'h8;
+  assign \$95  = \$94  + 3'h7;
+  assign \$96  = \$95  < layer[7:0];
+  assign \$97  = k + 1'h1;
+  assign \$98  = \$97  == layer[12:8];
+  assign \$99  = ~ clear;
+  assign \$100  = in_full & \$99 ;
+  assign \$103  = ! num_layers;
+  assign \$105  = e == e_end;
+  assign \$106  = ! \edge [2:0];
   assign \$107  = ! \edge [2:0];
-  assign \$108  = ! \edge [2:0];
-  assign \$109  = cur ^ \edge [3];
-  assign \$110  = \$108  ? in_rbank : \$109 ;
-  assign \$111  = ! \edge [2:0];
-  assign \$288  = in_rbank * 3'h7;
-  assign \$112  = in_counts >> \$288 ;
-  assign \$113  = cur ^ \edge [3];
-  assign \$292  = { \$113 , \edge [2:0] } * 4'h8;
-  assign \$114  = counts >> \$292 ;
-  assign \$115  = \$111  ? { 1'h0, \$112  } : \$114 ;
-  assign \$117  = k[0] ? \$116  : 9'h000;
-  assign \$119  = k[1] ? \$118  : 9'h000;
-  assign \$120  = \$117  + \$119 ;
-  assign \$122  = k[2] ? \$121  : 11'h000;
-  assign \$124  = k[3] ? \$123  : 11'h000;
-  assign \$125  = \$122  + \$124 ;
-  assign \$126  = \$120  + \$125 ;
-  assign \$128  = k[4] ? \$127  : 15'h0000;
-  assign \$129  = \$126  + \$128 ;
-  assign \$130  = rd_n < cnt;
-  assign \$131  = rd_n + 1'h1;
-  assign \$132  = drain_n != 2'h2;
-  assign \$133  = drain_n + 1'h1;
-  assign \$134  = k + 1'h1;
-  assign \$135  = ssm_ev_from_input ? in_rbank : ssm_ev_list_bank;
+  assign \$108  = cur ^ \edge [3];
+  assign \$109  = \$107  ? in_rbank : \$108 ;
+  assign \$110  = ! \edge [2:0];
+  assign \$294  = in_rbank * 3'h7;
+  assign \$111  = in_counts >> \$294 ;
+  assign \$112  = cur ^ \edge [3];
+  assign \$298  = { \$112 , \edge [2:0] } * 4'h8;
+  assign \$113  = counts >> \$298 ;
+  assign \$114  = \$110  ? { 1'h0, \$111  } : \$113 ;
+  assign \$116  = k[0] ? \$115  : 9'h000;
+  assign \$118  = k[1] ? \$117  : 9'h000;
+  assign \$119  = \$116  + \$118 ;
+  assign \$121  = k[2] ? \$120  : 11'h000;
+  assign \$123  = k[3] ? \$122  : 11'h000;
+  assign \$124  = \$121  + \$123 ;
+  assign \$125  = \$119  + \$124 ;
+  assign \$127  = k[4] ? \$126  : 15'h0000;
+  assign \$128  = \$125  + \$127 ;
+  assign \$129  = ! \edge [2:0];
+  assign \$317  = in_rbank * 3'h7;
+  assign \$130  = in_counts >> \$317 ;
+  assign \$131  = cur ^ \edge [3];
+  assign \$321  = { \$131 , \edge [2:0] } * 4'h8;
+  assign \$132  = counts >> \$321 ;
+  assign \$133  = \$129  ? { 1'h0, \$130  } : \$132 ;
+  assign \$134  = | \$133 ;
+  assign \$135  = rd_n + 1'h1;
   assign \$136  = rd_n + 1'h1;
-  assign \$137  = li + 1'h1;
-  assign \$138  = \$137  == num_layers;
-  assign \$139  = li + 1'h1;
+  assign \$137  = \$136  < cnt;
+  assign \$138  = drain_n != 2'h2;
+  assign \$139  = drain_n + 1'h1;
+  assign \$140  = k + 1'h1;
+  assign \$141  = ssm_ev_from_input ? in_rbank : ssm_ev_list_bank;
+  assign \$142  = rd_n + 1'h1;
+  assign \$143  = li + 1'h1;
+  assign \$144  = \$143  == num_layers;
+  assign \$145  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$141 ;
+    layer0 <= \$147 ;
   always @(posedge clk)
-    layer1 <= \$142 ;
+    layer1 <= \$148 ;
   always @(posedge clk)
-    layer2 <= \$143 ;
+    layer2 <= \$149 ;
   always @(posedge clk)
-    layer3 <= \$144 ;
+    layer3 <= \$150 ;
   always @(posedge clk)
-    edge0 <= \$145 ;
+    edge0 <= \$151 ;
   always @(posedge clk)
-    edge1 <= \$146 ;
+    edge1 <= \$152 ;
   always @(posedge clk)
-    edge2 <= \$147 ;
+    edge2 <= \$153 ;
   always @(posedge clk)
-    edge3 <= \$148 ;
+    edge3 <= \$154 ;
   always @(posedge clk)
-    edge4 <= \$149 ;
+    edge4 <= \$155 ;
   always @(posedge clk)
-    edge5 <= \$150 ;
+    edge5 <= \$156 ;
   always @(posedge clk)
-    edge6 <= \$151 ;
+    edge6 <= \$157 ;
   always @(posedge clk)
-    edge7 <= \$152 ;
+    edge7 <= \$158 ;
   always @(posedge clk)
-    num_layers <= \$153 ;
+    num_layers <= \$159 ;
   always @(posedge clk)
-    ssm0 <= \$154 ;
+    ssm0 <= \$160 ;
   always @(posedge clk)
-    ssm1 <= \$155 ;
+    ssm1 <= \$161 ;
   always @(posedge clk)
-    ssm2 <= \$156 ;
+    ssm2 <= \$162 ;
   always @(posedge clk)
-    ssm3 <= \$157 ;
+    ssm3 <= \$163 ;
   always @(posedge clk)
-    layer <= \$158 ;
+    layer <= \$164 ;
   always @(posedge clk)
-    e_end <= \$159 ;
+    e_end <= \$165 ;
   always @(posedge clk)
-    e <= \$160 ;
+    e <= \$166 ;
   always @(posedge clk)
-    \edge  <= \$161 ;
+    \edge  <= \$167 ;
   always @(posedge clk)
-    valid <= \$162 ;
+    valid <= \$168 ;
   always @(posedge clk)
-    last_row <= \$163 ;
+    last_row <= \$169 ;
   always @(posedge clk)
-    li <= \$164 ;
+    li <= \$170 ;
   always @(posedge clk)
-    fsm_state <= \$165 ;
+    fsm_state <= \$171 ;
   always @(posedge clk)
-    k <= \$166 ;
+    k <= \$172 ;
   always @(posedge clk)
-    rd_src <= \$167 ;
+    rd_src <= \$173 ;
   always @(posedge clk)
-    rd_from_input <= \$168 ;
+    rd_from_input <= \$174 ;
   always @(posedge clk)
-    rd_bank <= \$169 ;
+    rd_bank <= \$175 ;
   always @(posedge clk)
-    rd_n <= \$170 ;
+    rd_n <= \$176 ;
   always @(posedge clk)
-    cnt <= \$171 ;
+    cnt <= \$177 ;
   always @(posedge clk)
-    row_wbase <= \$172 ;
+    row_wbase <= \$178 ;
   always @(posedge clk)
-    row_offset <= \$173 ;
+    row_offset <= \$179 ;
   always @(posedge clk)
-    drain_n <= \$174 ;
+    events_left <= \$180 ;
+  always @(posedge clk)
+    drain_n <= \$181 ;
   \npu_core_demo.sequencer.counters  counters (
     .clear(\clear$35 ),
     .clk(clk),
@@ -9050,13 +9070,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$71  = layer0;
+          \$70  = layer0;
       2'h1:
-          \$71  = layer1;
+          \$70  = layer1;
       2'h2:
-          \$71  = layer2;
+          \$70  = layer2;
       2'h3:
-          \$71  = layer3;
+          \$70  = layer3;
     endcase
   end
   always @* begin
@@ -9064,21 +9084,21 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
     (* full_case = 32'd1 *)
     casez (e_new[2:0])
       3'h0:
-          \$73  = edge0;
+          \$72  = edge0;
       3'h1:
-          \$73  = edge1;
+          \$72  = edge1;
       3'h2:
-          \$73  = edge2;
+          \$72  = edge2;
       3'h3:
-          \$73  = edge3;
+          \$72  = edge3;
       3'h4:
-          \$73  = edge4;
+          \$72  = edge4;
       3'h5:
-          \$73  = edge5;
+          \$72  = edge5;
       3'h6:
-          \$73  = edge6;
+          \$72  = edge6;
       3'h7:
-          \$73  = edge7;
+          \$72  = edge7;
     endcase
   end
   always @* begin
@@ -9086,13 +9106,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$105  = layer0[45];
+          \$104  = layer0[45];
       2'h1:
-          \$105  = layer1[45];
+          \$104  = layer1[45];
       2'h2:
-          \$105  = layer2[45];
+          \$104  = layer2[45];
       2'h3:
-          \$105  = layer3[45];
+          \$104  = layer3[45];
     endcase
   end
   always @* begin
@@ -9181,18 +9201,18 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (\$27 ) begin
             inc[12] = 1'h1;
           end
-          if (\$28 ) begin
-            if (\$29 ) begin
-              if (\$30 ) begin
+          if (events_left) begin
+            if (\$28 ) begin
+              if (\$29 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$31 ) begin
+              if (\$30 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$32 ) begin
+              if (\$31 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$33 ) begin
+              if (\$32 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -9200,90 +9220,90 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
         end
       4'h6:
         begin
-          if (\$35 ) begin
+          if (\$34 ) begin
             inc[0] = 1'h1;
           end
-          if (\$36 ) begin
+          if (\$35 ) begin
             inc[4] = 1'h1;
           end
-          if (\$37 ) begin
+          if (\$36 ) begin
             inc[8] = 1'h1;
           end
-          if (\$38 ) begin
+          if (\$37 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$39 ) begin
+          if (\$38 ) begin
             inc[1] = 1'h1;
           end
-          if (\$40 ) begin
+          if (\$39 ) begin
             inc[5] = 1'h1;
           end
-          if (\$41 ) begin
+          if (\$40 ) begin
             inc[9] = 1'h1;
           end
-          if (\$42 ) begin
+          if (\$41 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h9:
         begin
-          if (\$43 ) begin
+          if (\$42 ) begin
             inc[1] = 1'h1;
           end
-          if (\$44 ) begin
+          if (\$43 ) begin
             inc[5] = 1'h1;
           end
-          if (\$45 ) begin
+          if (\$44 ) begin
             inc[9] = 1'h1;
           end
-          if (\$46 ) begin
+          if (\$45 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h3:
         begin
-          if (\port$2701$0 ) begin
-            if (\$47 ) begin
+          if (\port$2707$0 ) begin
+            if (\$46 ) begin
               inc[0] = 1'h1;
             end
-            if (\$48 ) begin
+            if (\$47 ) begin
               inc[4] = 1'h1;
             end
-            if (\$49 ) begin
+            if (\$48 ) begin
               inc[8] = 1'h1;
             end
-            if (\$50 ) begin
+            if (\$49 ) begin
               inc[12] = 1'h1;
             end
           end
-          if (\port$2715$0 ) begin
-            if (\$51 ) begin
+          if (\port$2721$0 ) begin
+            if (\$50 ) begin
               inc[1] = 1'h1;
             end
-            if (\$52 ) begin
+            if (\$51 ) begin
               inc[5] = 1'h1;
             end
-            if (\$53 ) begin
+            if (\$52 ) begin
               inc[9] = 1'h1;
             end
-            if (\$54 ) begin
+            if (\$53 ) begin
               inc[13] = 1'h1;
             end
           end
-          if (\port$2714$0 ) begin
-            if (\$55 ) begin
+          if (\port$2720$0 ) begin
+            if (\$54 ) begin
               inc[2] = 1'h1;
             end
-            if (\$56 ) begin
+            if (\$55 ) begin
               inc[6] = 1'h1;
             end
-            if (\$57 ) begin
+            if (\$56 ) begin
               inc[10] = 1'h1;
             end
-            if (\$58 ) begin
+            if (\$57 ) begin
               inc[14] = 1'h1;
             end
           end
@@ -9373,7 +9393,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h7:
           (* full_case = 32'd1 *)
-          if (\$28 ) begin
+          if (events_left) begin
           end else begin
             e_set = 1'h1;
           end
@@ -9393,9 +9413,9 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h7:
           (* full_case = 32'd1 *)
-          if (\$28 ) begin
+          if (events_left) begin
           end else begin
-            e_new = \$34 [3:0];
+            e_new = \$33 [3:0];
           end
     endcase
   end
@@ -9424,7 +9444,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'h5:
           /* empty */;
       4'h7:
-          if (\$28 ) begin
+          if (events_left) begin
             issue = 1'h1;
           end
     endcase
@@ -9528,7 +9548,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'ha:
           /* empty */;
       4'h1:
-          if (\$59 ) begin
+          if (\$58 ) begin
             end_step = 1'h1;
           end
     endcase
@@ -9558,30 +9578,30 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'ha:
           /* empty */;
       4'h1:
-          if (\$59 ) begin
+          if (\$58 ) begin
             step_done = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = layer0;
+    \$147  = layer0;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
             casez (tables[1:0])
               2'h0:
-                  \$141  = tables[56:11];
+                  \$147  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$141  = 46'h000000000000;
+      \$147  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = layer1;
+    \$148  = layer1;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9589,17 +9609,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h0:
                   /* empty */;
               2'h1:
-                  \$142  = tables[56:11];
+                  \$148  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$142  = 46'h000000000000;
+      \$148  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = layer2;
+    \$149  = layer2;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9609,17 +9629,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h1:
                   /* empty */;
               2'h2:
-                  \$143  = tables[56:11];
+                  \$149  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$143  = 46'h000000000000;
+      \$149  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = layer3;
+    \$150  = layer3;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9632,17 +9652,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h2:
                   /* empty */;
               2'h3:
-                  \$144  = tables[56:11];
+                  \$150  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$144  = 46'h000000000000;
+      \$150  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = edge0;
+    \$151  = edge0;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9650,17 +9670,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (tables[58]) begin
             casez (tables[2:0])
               3'h0:
-                  \$145  = tables[33:11];
+                  \$151  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$145  = 23'h000000;
+      \$151  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = edge1;
+    \$152  = edge1;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9670,17 +9690,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h0:
                   /* empty */;
               3'h1:
-                  \$146  = tables[33:11];
+                  \$152  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$146  = 23'h000000;
+      \$152  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = edge2;
+    \$153  = edge2;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9692,17 +9712,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h1:
                   /* empty */;
               3'h2:
-                  \$147  = tables[33:11];
+                  \$153  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$147  = 23'h000000;
+      \$153  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = edge3;
+    \$154  = edge3;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9716,17 +9736,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h2:
                   /* empty */;
               3'h3:
-                  \$148  = tables[33:11];
+                  \$154  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$148  = 23'h000000;
+      \$154  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = edge4;
+    \$155  = edge4;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9742,17 +9762,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h3:
                   /* empty */;
               3'h4:
-                  \$149  = tables[33:11];
+                  \$155  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$149  = 23'h000000;
+      \$155  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = edge5;
+    \$156  = edge5;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9770,17 +9790,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h4:
                   /* empty */;
               3'h5:
-                  \$150  = tables[33:11];
+                  \$156  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$150  = 23'h000000;
+      \$156  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = edge6;
+    \$157  = edge6;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9800,17 +9820,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h5:
                   /* empty */;
               3'h6:
-                  \$151  = tables[33:11];
+                  \$157  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$151  = 23'h000000;
+      \$157  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = edge7;
+    \$158  = edge7;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9833,17 +9853,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h6:
                   /* empty */;
               3'h7:
-                  \$152  = tables[33:11];
+                  \$158  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$152  = 23'h000000;
+      \$158  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = num_layers;
+    \$159  = num_layers;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9851,16 +9871,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h6:
           if (tables[58]) begin
-            \$153  = tables[13:11];
+            \$159  = tables[13:11];
           end
     endcase
     if (rst) begin
-      \$153  = 3'h0;
+      \$159  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = ssm0;
+    \$160  = ssm0;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9872,17 +9892,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (tables[58]) begin
             casez (tables[1:0])
               2'h0:
-                  \$154  = tables[57:11];
+                  \$160  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$154  = 47'h000000000000;
+      \$160  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = ssm1;
+    \$161  = ssm1;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9896,17 +9916,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h0:
                   /* empty */;
               2'h1:
-                  \$155  = tables[57:11];
+                  \$161  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$155  = 47'h000000000000;
+      \$161  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = ssm2;
+    \$162  = ssm2;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9922,17 +9942,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h1:
                   /* empty */;
               2'h2:
-                  \$156  = tables[57:11];
+                  \$162  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$156  = 47'h000000000000;
+      \$162  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = ssm3;
+    \$163  = ssm3;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9951,180 +9971,180 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h2:
                   /* empty */;
               2'h3:
-                  \$157  = tables[57:11];
+                  \$163  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$157  = 47'h000000000000;
+      \$163  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = \$71 ;
+    \$164  = \$70 ;
     if (rst) begin
-      \$158  = 46'h000000000000;
+      \$164  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = \$72 [3:0];
-    if (rst) begin
-      \$159  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = e;
-    if (e_set) begin
-      \$160  = e_new;
-    end
-    if (rst) begin
-      \$160  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = \edge ;
-    if (e_set) begin
-      \$161  = \$73 ;
-    end
-    if (rst) begin
-      \$161  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = { \$97 , \$94 , \$91 , \$88 , \$85 , \$82 , \$79 , \$76  };
-    if (rst) begin
-      \$162  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = \$99 ;
-    if (rst) begin
-      \$163  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$103 ) begin
-            \$164  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$138 ) begin
-            end else begin
-              \$164  = \$139 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$164  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$103 ) begin
-            (* full_case = 32'd1 *)
-            if (\$104 ) begin
-              \$165  = 4'h1;
-            end else begin
-              \$165  = 4'h2;
-            end
-          end
-      4'h2:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-            \$165  = 4'h3;
-          end else begin
-            \$165  = 4'h4;
-          end
-      4'h4:
-          \$165  = 4'h5;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$106 ) begin
-            \$165  = 4'h6;
-          end else begin
-            \$165  = 4'h7;
-          end
-      4'h7:
-          (* full_case = 32'd1 *)
-          if (\$130 ) begin
-          end else begin
-            \$165  = 4'h5;
-          end
-      4'h6:
-          if (\$132 ) begin
-          end else if (drained) begin
-            \$165  = 4'h8;
-          end
-      4'h8:
-          \$165  = 4'h9;
-      4'h9:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$165  = 4'ha;
-            end else begin
-              \$165  = 4'h4;
-            end
-          end
-      4'h3:
-          if (ssm_done) begin
-            \$165  = 4'ha;
-          end
-      4'ha:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$138 ) begin
-              \$165  = 4'h1;
-            end else begin
-              \$165  = 4'h2;
-            end
-          end
-      4'h1:
-          if (\$140 ) begin
-            \$165  = 4'h0;
-          end
-    endcase
+    \$165  = \$71 [3:0];
     if (rst) begin
       \$165  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = k;
+    \$166  = e;
+    if (e_set) begin
+      \$166  = e_new;
+    end
+    if (rst) begin
+      \$166  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$167  = \edge ;
+    if (e_set) begin
+      \$167  = \$72 ;
+    end
+    if (rst) begin
+      \$167  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$168  = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75  };
+    if (rst) begin
+      \$168  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$169  = \$98 ;
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$170  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$102 ) begin
+            \$170  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$144 ) begin
+            end else begin
+              \$170  = \$145 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$170  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$171  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
+            if (\$103 ) begin
+              \$171  = 4'h1;
+            end else begin
+              \$171  = 4'h2;
+            end
+          end
+      4'h2:
+          (* full_case = 32'd1 *)
+          if (\$104 ) begin
+            \$171  = 4'h3;
+          end else begin
+            \$171  = 4'h4;
+          end
+      4'h4:
+          \$171  = 4'h5;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$105 ) begin
+            \$171  = 4'h6;
+          end else begin
+            \$171  = 4'h7;
+          end
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (events_left) begin
+          end else begin
+            \$171  = 4'h5;
+          end
+      4'h6:
+          if (\$138 ) begin
+          end else if (drained) begin
+            \$171  = 4'h8;
+          end
+      4'h8:
+          \$171  = 4'h9;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$171  = 4'ha;
+            end else begin
+              \$171  = 4'h4;
+            end
+          end
+      4'h3:
+          if (ssm_done) begin
+            \$171  = 4'ha;
+          end
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$144 ) begin
+              \$171  = 4'h1;
+            end else begin
+              \$171  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$146 ) begin
+            \$171  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$171  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$172  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$166  = 5'h00;
+          \$172  = 5'h00;
       4'h4:
           /* empty */;
       4'h5:
@@ -10140,17 +10160,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$166  = \$134 [4:0];
+              \$172  = \$140 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$166  = 5'h00;
+      \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = rd_src;
+    \$173  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10160,9 +10180,9 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$167  = \edge [2:0];
+            \$173  = \edge [2:0];
           end
       4'h7:
           /* empty */;
@@ -10174,16 +10194,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$167  = ssm_ev_src;
+            \$173  = ssm_ev_src;
           end
     endcase
     if (rst) begin
-      \$167  = 3'h0;
+      \$173  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = rd_from_input;
+    \$174  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10193,9 +10213,9 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$168  = \$107 ;
+            \$174  = \$106 ;
           end
       4'h7:
           /* empty */;
@@ -10207,16 +10227,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$168  = ssm_ev_from_input;
+            \$174  = ssm_ev_from_input;
           end
     endcase
     if (rst) begin
-      \$168  = 1'h0;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$169  = rd_bank;
+    \$175  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10226,9 +10246,9 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$169  = \$110 ;
+            \$175  = \$109 ;
           end
       4'h7:
           /* empty */;
@@ -10240,16 +10260,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$169  = \$135 ;
+            \$175  = \$141 ;
           end
     endcase
     if (rst) begin
-      \$169  = 1'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$170  = rd_n;
+    \$176  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10259,13 +10279,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$170  = 8'h00;
+            \$176  = 8'h00;
           end
       4'h7:
-          if (\$130 ) begin
-            \$170  = \$131 [7:0];
+          if (events_left) begin
+            \$176  = \$135 [7:0];
           end
       4'h6:
           /* empty */;
@@ -10276,20 +10296,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'h3:
         begin
           if (ssm_ev_load) begin
-            \$170  = 8'h00;
+            \$176  = 8'h00;
           end
           if (ssm_ev_step) begin
-            \$170  = \$136 [7:0];
+            \$176  = \$142 [7:0];
           end
         end
     endcase
     if (rst) begin
-      \$170  = 8'h00;
+      \$176  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$171  = cnt;
+    \$177  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10299,9 +10319,9 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$171  = \$115 ;
+            \$177  = \$114 ;
           end
       4'h7:
           /* empty */;
@@ -10313,16 +10333,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$171  = ssm_ev_cnt;
+            \$177  = ssm_ev_cnt;
           end
     endcase
     if (rst) begin
-      \$171  = 8'h00;
+      \$177  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$172  = row_wbase;
+    \$178  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10332,18 +10352,18 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$172  = \edge [14:4];
+            \$178  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$172  = 11'h000;
+      \$178  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$173  = row_offset;
+    \$179  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10353,18 +10373,43 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           (* full_case = 32'd1 *)
-          if (\$106 ) begin
+          if (\$105 ) begin
           end else begin
-            \$173  = \$129 [12:0];
+            \$179  = \$128 [12:0];
           end
     endcase
     if (rst) begin
-      \$173  = 13'h0000;
+      \$179  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$174  = drain_n;
+    \$180  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$105 ) begin
+          end else begin
+            \$180  = \$134 ;
+          end
+      4'h7:
+          if (events_left) begin
+            \$180  = \$137 ;
+          end
+    endcase
+    if (rst) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$181  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10377,14 +10422,14 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'h7:
           /* empty */;
       4'h6:
-          if (\$132 ) begin
-            \$174  = \$133 [1:0];
+          if (\$138 ) begin
+            \$181  = \$139 [1:0];
           end else if (drained) begin
-            \$174  = 2'h0;
+            \$181  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$174  = 2'h0;
+      \$181  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -10394,7 +10439,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign busy_groups = { busy, busy };
   assign membrane_write = { neuron_write, neuron_write };
   assign host_req = 1'h0;
-  assign ssm_inc = { \port$2714$0 , \port$2715$0 , \port$2701$0  };
+  assign ssm_inc = { \port$2720$0 , \port$2721$0 , \port$2707$0  };
   assign rowbase = \$4 [11:0];
   assign \tables.word  = tables[10:0];
   assign \tables.wdata  = tables[57:11];
@@ -10593,15 +10638,15 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \in_counts[1]  = in_counts[13:7];
   assign \$13  = 1'h1;
   assign \$14  = \$12 ;
-  assign \$59  = out_ready;
-  assign \$102  = 1'h1;
-  assign \$103  = \$101 ;
-  assign \$116  = { 1'h0, \edge [22:15] };
-  assign \$118  = { \edge [22:15], 1'h0 };
-  assign \$121  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$123  = { \edge [22:15], 3'h0 };
-  assign \$127  = { 3'h0, \edge [22:15], 4'h0 };
-  assign \$140  = out_ready;
+  assign \$58  = out_ready;
+  assign \$101  = 1'h1;
+  assign \$102  = \$100 ;
+  assign \$115  = { 1'h0, \edge [22:15] };
+  assign \$117  = { \edge [22:15], 1'h0 };
+  assign \$120  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$122  = { \edge [22:15], 3'h0 };
+  assign \$126  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$146  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11566,7 +11611,7 @@ module \npu_core_demo.sequencer.counters (clk, rst, total, raddr, inc, clear, re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2305$134 , busy, start, \port$2370$0 , emit_values, n, cnt, cur, \port$2508$0 , state_rdata
+module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2309$134 , busy, start, \port$2374$0 , emit_values, n, cnt, cur, \port$2514$0 , state_rdata
 , ssm_ynz, row_values, active, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [7:0] \$1 ;
@@ -12154,12 +12199,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   wire [8:0] pm_wr__data;
   input pm_wr__en;
   wire pm_wr__en;
-  input [57:0] \port$2305$134 ;
-  wire [57:0] \port$2305$134 ;
-  input [12:0] \port$2370$0 ;
-  wire [12:0] \port$2370$0 ;
-  input [14:0] \port$2508$0 ;
-  wire [14:0] \port$2508$0 ;
+  input [57:0] \port$2309$134 ;
+  wire [57:0] \port$2309$134 ;
+  input [12:0] \port$2374$0 ;
+  wire [12:0] \port$2374$0 ;
+  input [14:0] \port$2514$0 ;
+  wire [14:0] \port$2514$0 ;
   reg present;
   output [7:0] row_base;
   wire [7:0] row_base;
@@ -12857,7 +12902,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   end
   always @(posedge clk) begin
     if (pm_wr__en)
-      params[\port$2305$134 [8:0]] <= \port$2305$134 [19:11];
+      params[\port$2309$134 [8:0]] <= \port$2309$134 [19:11];
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
@@ -13570,10 +13615,10 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
     pass_row <= \$472 ;
   always @(posedge clk)
     arow <= \$473 ;
-  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2508$0 [6:0] };
-  assign g_value = g1_const ? param_rdata[7:0] : \port$2508$0 [14:7];
+  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2514$0 [6:0] };
+  assign g_value = g1_const ? param_rdata[7:0] : \port$2514$0 [14:7];
   assign \$2  = gbase + n;
-  assign \$3  = busy ? \$2  : { 1'h0, \port$2305$134 [10:0] };
+  assign \$3  = busy ? \$2  : { 1'h0, \port$2309$134 [10:0] };
   assign \$4  = pass_row <= 1'h0;
   assign \$5  = entry[4:0] > 1'h0;
   assign \$6  = \$4  & \$5 ;
@@ -13719,12 +13764,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$146  = \$144  | \$145 ;
   assign \$147  = \$141  & \$146 ;
   assign found = | rows_left;
-  assign \$148  = next_row * \port$2370$0 [12:8];
+  assign \$148  = next_row * \port$2374$0 [12:8];
   assign \$149  = entry[10:5] + \$148 ;
   assign \$150  = \$149  + chunk;
   assign \$151  = chunk * 4'h8;
   assign \$152  = \$151  + 1'h0;
-  assign \$153  = \$152  < \port$2370$0 [7:0];
+  assign \$153  = \$152  < \port$2374$0 [7:0];
   assign \$154  = chunk * 4'h8;
   assign \$155  = \$154  + 1'h0;
   assign \$156  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$78 );
@@ -13747,7 +13792,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$173  = | \$172 [7:0];
   assign \$174  = chunk * 4'h8;
   assign \$175  = \$174  + 1'h1;
-  assign \$176  = \$175  < \port$2370$0 [7:0];
+  assign \$176  = \$175  < \port$2374$0 [7:0];
   assign \$177  = chunk * 4'h8;
   assign \$178  = \$177  + 1'h1;
   assign \$179  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$97 );
@@ -13770,7 +13815,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$196  = | \$195 [7:0];
   assign \$197  = chunk * 4'h8;
   assign \$198  = \$197  + 2'h2;
-  assign \$199  = \$198  < \port$2370$0 [7:0];
+  assign \$199  = \$198  < \port$2374$0 [7:0];
   assign \$200  = chunk * 4'h8;
   assign \$201  = \$200  + 2'h2;
   assign \$202  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$108 );
@@ -13793,7 +13838,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$219  = | \$218 [7:0];
   assign \$220  = chunk * 4'h8;
   assign \$221  = \$220  + 2'h3;
-  assign \$222  = \$221  < \port$2370$0 [7:0];
+  assign \$222  = \$221  < \port$2374$0 [7:0];
   assign \$223  = chunk * 4'h8;
   assign \$224  = \$223  + 2'h3;
   assign \$225  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$119 );
@@ -13816,7 +13861,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$242  = | \$241 [7:0];
   assign \$243  = chunk * 4'h8;
   assign \$244  = \$243  + 3'h4;
-  assign \$245  = \$244  < \port$2370$0 [7:0];
+  assign \$245  = \$244  < \port$2374$0 [7:0];
   assign \$246  = chunk * 4'h8;
   assign \$247  = \$246  + 3'h4;
   assign \$248  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$130 );
@@ -13839,7 +13884,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$265  = | \$264 [7:0];
   assign \$266  = chunk * 4'h8;
   assign \$267  = \$266  + 3'h5;
-  assign \$268  = \$267  < \port$2370$0 [7:0];
+  assign \$268  = \$267  < \port$2374$0 [7:0];
   assign \$269  = chunk * 4'h8;
   assign \$270  = \$269  + 3'h5;
   assign \$271  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$141 );
@@ -13862,7 +13907,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$288  = | \$287 [7:0];
   assign \$289  = chunk * 4'h8;
   assign \$290  = \$289  + 3'h6;
-  assign \$291  = \$290  < \port$2370$0 [7:0];
+  assign \$291  = \$290  < \port$2374$0 [7:0];
   assign \$292  = chunk * 4'h8;
   assign \$293  = \$292  + 3'h6;
   assign \$294  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$152 );
@@ -13885,7 +13930,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$311  = | \$310 [7:0];
   assign \$312  = chunk * 4'h8;
   assign \$313  = \$312  + 3'h7;
-  assign \$314  = \$313  < \port$2370$0 [7:0];
+  assign \$314  = \$313  < \port$2374$0 [7:0];
   assign \$315  = chunk * 4'h8;
   assign \$316  = \$315  + 3'h7;
   assign \$317  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$163 );
@@ -13912,7 +13957,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$337  = gop == 3'h4;
   assign \$338  = entry[19:11] + 1'h0;
   assign \$339  = entry[19:11] + entry[4:0];
-  assign \$340  = entry[4:0] + \port$2370$0 [7:0];
+  assign \$340  = entry[4:0] + \port$2374$0 [7:0];
   assign \$341  = entry[19:11] + \$340 ;
   assign \$342  = cur ^ op_rec;
   assign \$343  = ! op_src;
@@ -13922,7 +13967,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$347  = ~ g_const;
   assign \$348  = arow + next_row;
   assign \$349  = chunk + 1'h1;
-  assign \$350  = \$349  == \port$2370$0 [12:8];
+  assign \$350  = \$349  == \port$2374$0 [12:8];
   assign \$351  = ! fsm_state;
   assign \$352  = fsm_state == 1'h1;
   assign \$353  = fsm_state == 2'h2;
@@ -13960,12 +14005,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$393  = gop + 1'h1;
   assign \$394  = 2'h2 * entry[4:0];
   assign \$395  = entry[19:11] + \$394 ;
-  assign \$396  = \$395  + \port$2370$0 [7:0];
+  assign \$396  = \$395  + \port$2374$0 [7:0];
   assign \$397  = ssm_gate * entry[4:0];
   assign \$398  = \$396  + \$397 ;
   assign \$399  = next_row + 1'h1;
   assign \$400  = chunk + 1'h1;
-  assign \$401  = \$400  == \port$2370$0 [12:8];
+  assign \$401  = \$400  == \port$2374$0 [12:8];
   assign \$402  = chunk + 1'h1;
   always @(posedge clk)
     g1_valid <= \$403 ;
@@ -16806,7 +16851,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
               3'h0:
                   op_length = { 3'h0, entry[4:0] };
               3'h1:
-                  op_length = \port$2370$0 [7:0];
+                  op_length = \port$2374$0 [7:0];
               3'h2:
                   op_length = { 3'h0, entry[4:0] };
             endcase
@@ -17711,18 +17756,18 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
       \$424  = 8'h00;
     end
   end
-  assign pm_wr__addr = \port$2305$134 [8:0];
-  assign host_word = \port$2305$134 [10:0];
-  assign pm_wr__data = \port$2305$134 [19:11];
-  assign host_wdata = \port$2305$134 [57:11];
+  assign pm_wr__addr = \port$2309$134 [8:0];
+  assign host_word = \port$2309$134 [10:0];
+  assign pm_wr__data = \port$2309$134 [19:11];
+  assign host_wdata = \port$2309$134 [57:11];
   assign host_param_we = pm_wr__en;
   assign \$signature__data  = param_rdata;
   assign g_index = \$1 [6:0];
-  assign ev_index = \port$2508$0 [6:0];
-  assign ev_value = \port$2508$0 [14:7];
+  assign ev_index = \port$2514$0 [6:0];
+  assign ev_value = \port$2514$0 [14:7];
   assign saddr = \$150 [7:0];
-  assign chunks = \port$2370$0 [12:8];
-  assign m_len = \port$2370$0 [7:0];
+  assign chunks = \port$2374$0 [12:8];
+  assign m_len = \port$2374$0 [7:0];
   assign ssm_wide0 = { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
   assign ssm_new0 = \$164 [15:0];
   assign \$signature__addr$81  = \$165 [5:0];
@@ -17881,7 +17926,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2321$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2325$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -17984,8 +18029,8 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2321$0 , issu
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$2321$0 ;
-  wire \port$2321$0 ;
+  input \port$2325$0 ;
+  wire \port$2325$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -34581,42 +34626,42 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2321$0 , issu
   assign \$4  = views[58] & \$3 ;
   assign \$5  = ! views[66:64];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[63:60] == 3'h4;
   assign \$8  = views[58] & \$7 ;
   assign \$9  = views[66:64] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[63:60] == 3'h4;
   assign \$12  = views[58] & \$11 ;
   assign \$13  = views[66:64] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[63:60] == 3'h4;
   assign \$16  = views[58] & \$15 ;
   assign \$17  = views[66:64] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$2321$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[130:127] == 3'h4;
   assign \$20  = views[125] & \$19 ;
   assign \$21  = views[133:131] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$22  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$23  = views[130:127] == 3'h4;
   assign \$24  = views[125] & \$23 ;
   assign \$25  = views[133:131] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$26  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$27  = views[130:127] == 3'h4;
   assign \$28  = views[125] & \$27 ;
   assign \$29  = views[133:131] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$30  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$31  = views[130:127] == 3'h4;
   assign \$32  = views[125] & \$31 ;
   assign \$33  = views[133:131] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$2321$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$34  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -34735,7 +34780,7 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2321$0 , issu
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$2321$0 , \port$2321$0  };
+  assign busy_groups = { \port$2325$0 , \port$2325$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

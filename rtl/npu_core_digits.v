@@ -401,7 +401,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$1802$2 (records__payload[10:2]),
+    .\port$1808$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -416,10 +416,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$1470$0 (busy),
-    .\port$1477$0 (\$4 ),
-    .\port$1510$25 (layer[43:25]),
-    .\port$1671$0 (\$5 ),
+    .\port$1474$0 (busy),
+    .\port$1481$0 (\$4 ),
+    .\port$1514$25 (layer[43:25]),
+    .\port$1677$0 (\$5 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
@@ -497,7 +497,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$1470$0 (busy),
+    .\port$1474$0 (busy),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
@@ -1128,7 +1128,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1802$2 , clear
+module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1808$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1286,8 +1286,8 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$1802$2 ;
-  wire [8:0] \port$1802$2 ;
+  input [8:0] \port$1808$2 ;
+  wire [8:0] \port$1808$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -3663,7 +3663,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$1802$2 [1:0] + 1'h1;
+  assign spike_src = \port$1808$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4314,9 +4314,9 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$1802$2 [1:0];
+  assign wr_layer = \port$1808$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$1802$2 [8:2] };
+  assign wr_index = { 1'h0, \port$1808$2 [8:2] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
@@ -4355,7 +4355,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = 8'h01;
-  assign ev_wr__data[6:0] = \port$1802$2 [8:2];
+  assign ev_wr__data[6:0] = \port$1808$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4379,7 +4379,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start, \port$1477$0 , \port$1510$25 , \port$1671$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_digits.neurons (rst, row_addr, views, \port$1474$0 , row_start, \port$1481$0 , \port$1514$25 , \port$1677$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4710,14 +4710,14 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start,
   wire [44:0] \params_rdata[5] ;
   wire [44:0] \params_rdata[6] ;
   wire [44:0] \params_rdata[7] ;
-  input \port$1470$0 ;
-  wire \port$1470$0 ;
-  input \port$1477$0 ;
-  wire \port$1477$0 ;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
-  input \port$1671$0 ;
-  wire \port$1671$0 ;
+  input \port$1474$0 ;
+  wire \port$1474$0 ;
+  input \port$1481$0 ;
+  wire \port$1481$0 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
+  input \port$1677$0 ;
+  wire \port$1677$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -5584,134 +5584,134 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start,
       params7[views[68:64]] <= views[115:75];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$1671$0  | pre3;
-  assign \$2  = \port$1671$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$1677$0  | pre3;
+  assign \$2  = \port$1677$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$1671$0  | pre3;
-  assign \$5  = \port$1671$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$1677$0  | pre3;
+  assign \$5  = \port$1677$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$1671$0  | pre3;
-  assign \$8  = \port$1671$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$1677$0  | pre3;
+  assign \$8  = \port$1677$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$1671$0  | pre3;
-  assign \$11  = \port$1671$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$1677$0  | pre3;
+  assign \$11  = \port$1677$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$1671$0  | pre3;
-  assign \$14  = \port$1671$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$1677$0  | pre3;
+  assign \$14  = \port$1677$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$1671$0  | pre3;
-  assign \$17  = \port$1671$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$1677$0  | pre3;
+  assign \$17  = \port$1677$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$1671$0  | pre3;
-  assign \$20  = \port$1671$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$1677$0  | pre3;
+  assign \$20  = \port$1677$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$1671$0  | pre3;
-  assign \$23  = \port$1671$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$1677$0  | pre3;
+  assign \$23  = \port$1677$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[60:58] == 2'h2;
   assign \$29  = views[56] & \$28 ;
   assign \$30  = ! views[63:61];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$1470$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
+  assign \$31  = \port$1474$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
   assign \$32  = views[60:58] == 2'h3;
   assign \$33  = views[56] & \$32 ;
   assign \$34  = ! views[63:61];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$1470$0  ? \port$1477$0  : \$35 ;
-  assign \$36  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$1474$0  ? \port$1481$0  : \$35 ;
+  assign \$36  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[60:58] == 2'h2;
   assign \$40  = views[56] & \$39 ;
   assign \$41  = views[63:61] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$1470$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
+  assign \$42  = \port$1474$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
   assign \$43  = views[60:58] == 2'h3;
   assign \$44  = views[56] & \$43 ;
   assign \$45  = views[63:61] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$1470$0  ? \port$1477$0  : \$46 ;
-  assign \$47  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$1474$0  ? \port$1481$0  : \$46 ;
+  assign \$47  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[60:58] == 2'h2;
   assign \$51  = views[56] & \$50 ;
   assign \$52  = views[63:61] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$1470$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
+  assign \$53  = \port$1474$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
   assign \$54  = views[60:58] == 2'h3;
   assign \$55  = views[56] & \$54 ;
   assign \$56  = views[63:61] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$1470$0  ? \port$1477$0  : \$57 ;
-  assign \$58  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$1470$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$1474$0  ? \port$1481$0  : \$57 ;
+  assign \$58  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[60:58] == 2'h2;
   assign \$62  = views[56] & \$61 ;
   assign \$63  = views[63:61] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$1470$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
+  assign \$64  = \port$1474$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
   assign \$65  = views[60:58] == 2'h3;
   assign \$66  = views[56] & \$65 ;
   assign \$67  = views[63:61] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$1470$0  ? \port$1477$0  : \$68 ;
-  assign \$69  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$70  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$71  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$144  = \port$1474$0  ? \port$1481$0  : \$68 ;
+  assign \$69  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$70  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$71  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$72  = views[124:122] == 2'h2;
   assign \$73  = views[120] & \$72 ;
   assign \$74  = views[127:125] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$1470$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
+  assign \$75  = \port$1474$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
   assign \$76  = views[124:122] == 2'h3;
   assign \$77  = views[120] & \$76 ;
   assign \$78  = views[127:125] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$1470$0  ? \port$1477$0  : \$79 ;
-  assign \$80  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$81  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$82  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$152  = \port$1474$0  ? \port$1481$0  : \$79 ;
+  assign \$80  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$81  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$82  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$83  = views[124:122] == 2'h2;
   assign \$84  = views[120] & \$83 ;
   assign \$85  = views[127:125] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$1470$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
+  assign \$86  = \port$1474$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
   assign \$87  = views[124:122] == 2'h3;
   assign \$88  = views[120] & \$87 ;
   assign \$89  = views[127:125] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$1470$0  ? \port$1477$0  : \$90 ;
-  assign \$91  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$92  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$93  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$160  = \port$1474$0  ? \port$1481$0  : \$90 ;
+  assign \$91  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$92  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$93  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$94  = views[124:122] == 2'h2;
   assign \$95  = views[120] & \$94 ;
   assign \$96  = views[127:125] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$1470$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
+  assign \$97  = \port$1474$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
   assign \$98  = views[124:122] == 2'h3;
   assign \$99  = views[120] & \$98 ;
   assign \$100  = views[127:125] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$1470$0  ? \port$1477$0  : \$101 ;
-  assign \$102  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$103  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$104  = \port$1470$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$168  = \port$1474$0  ? \port$1481$0  : \$101 ;
+  assign \$102  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$103  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$104  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$105  = views[124:122] == 2'h2;
   assign \$106  = views[120] & \$105 ;
   assign \$107  = views[127:125] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$1470$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
+  assign \$108  = \port$1474$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
   assign \$109  = views[124:122] == 2'h3;
   assign \$110  = views[120] & \$109 ;
   assign \$111  = views[127:125] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$1470$0  ? \port$1477$0  : \$112 ;
+  assign \u_wr__en$176  = \port$1474$0  ? \port$1481$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -5885,56 +5885,56 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start,
     .u(u_q7)
   );
   \npu_core_digits.neurons.neuron0  neuron0 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neurons.neuron1  neuron1 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$93 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$94 )
   );
   \npu_core_digits.neurons.neuron2  neuron2 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$95 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$96 )
   );
   \npu_core_digits.neurons.neuron3  neuron3 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$97 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$98 )
   );
   \npu_core_digits.neurons.neuron4  neuron4 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$99 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$100 )
   );
   \npu_core_digits.neurons.neuron5  neuron5 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$101 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$102 )
   );
   \npu_core_digits.neurons.neuron6  neuron6 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$103 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$104 )
   );
   \npu_core_digits.neurons.neuron7  neuron7 (
-    .\port$1510$25 (\port$1510$25 ),
+    .\port$1514$25 (\port$1514$25 ),
     .spike(\spike$105 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -6148,15 +6148,15 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start,
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$1671$0 , \port$1671$0  };
+  assign prod_valid = { \port$1677$0 , \port$1677$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$1470$0 , \port$1470$0  };
+  assign busy_groups = { \port$1474$0 , \port$1474$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
   assign p_wr__data = views[51:11];
   assign u_wr__data = \$31 [15:0];
-  assign membrane_write = { \port$1477$0 , \port$1477$0  };
+  assign membrane_write = { \port$1481$0 , \port$1481$0  };
   assign \port__addr$121  = \$36 [4:0];
   assign \p_wr__addr$122  = views[4:0];
   assign \port__addr$123  = \$37 [4:0];
@@ -6225,47 +6225,47 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1470$0 , row_start,
   assign \bias$200  = bias_q7;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$1510$25 [18:3];
-  assign \v_reset$204  = \port$1510$25 [18:3];
-  assign reset = \port$1510$25 [2:1];
-  assign \reset$206  = \port$1510$25 [2:1];
-  assign spiking = \port$1510$25 [0];
-  assign \spiking$208  = \port$1510$25 [0];
+  assign v_reset = \port$1514$25 [18:3];
+  assign \v_reset$204  = \port$1514$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign \reset$206  = \port$1514$25 [2:1];
+  assign spiking = \port$1514$25 [0];
+  assign \spiking$208  = \port$1514$25 [0];
   assign \total$210  = acc1;
   assign \theta$211  = params1_nrw[24:9];
-  assign \v_reset$212  = \port$1510$25 [18:3];
-  assign \reset$213  = \port$1510$25 [2:1];
-  assign \spiking$214  = \port$1510$25 [0];
+  assign \v_reset$212  = \port$1514$25 [18:3];
+  assign \reset$213  = \port$1514$25 [2:1];
+  assign \spiking$214  = \port$1514$25 [0];
   assign \total$215  = acc2;
   assign \theta$216  = params2_nrw[24:9];
-  assign \v_reset$217  = \port$1510$25 [18:3];
-  assign \reset$218  = \port$1510$25 [2:1];
-  assign \spiking$219  = \port$1510$25 [0];
+  assign \v_reset$217  = \port$1514$25 [18:3];
+  assign \reset$218  = \port$1514$25 [2:1];
+  assign \spiking$219  = \port$1514$25 [0];
   assign \total$220  = acc3;
   assign \theta$221  = params3_nrw[24:9];
-  assign \v_reset$222  = \port$1510$25 [18:3];
-  assign \reset$223  = \port$1510$25 [2:1];
-  assign \spiking$224  = \port$1510$25 [0];
+  assign \v_reset$222  = \port$1514$25 [18:3];
+  assign \reset$223  = \port$1514$25 [2:1];
+  assign \spiking$224  = \port$1514$25 [0];
   assign \total$225  = acc4;
   assign \theta$226  = params4_nrw[24:9];
-  assign \v_reset$227  = \port$1510$25 [18:3];
-  assign \reset$228  = \port$1510$25 [2:1];
-  assign \spiking$229  = \port$1510$25 [0];
+  assign \v_reset$227  = \port$1514$25 [18:3];
+  assign \reset$228  = \port$1514$25 [2:1];
+  assign \spiking$229  = \port$1514$25 [0];
   assign \total$230  = acc5;
   assign \theta$231  = params5_nrw[24:9];
-  assign \v_reset$232  = \port$1510$25 [18:3];
-  assign \reset$233  = \port$1510$25 [2:1];
-  assign \spiking$234  = \port$1510$25 [0];
+  assign \v_reset$232  = \port$1514$25 [18:3];
+  assign \reset$233  = \port$1514$25 [2:1];
+  assign \spiking$234  = \port$1514$25 [0];
   assign \total$235  = acc6;
   assign \theta$236  = params6_nrw[24:9];
-  assign \v_reset$237  = \port$1510$25 [18:3];
-  assign \reset$238  = \port$1510$25 [2:1];
-  assign \spiking$239  = \port$1510$25 [0];
+  assign \v_reset$237  = \port$1514$25 [18:3];
+  assign \reset$238  = \port$1514$25 [2:1];
+  assign \spiking$239  = \port$1514$25 [0];
   assign \total$240  = acc7;
   assign \theta$241  = params7_nrw[24:9];
-  assign \v_reset$242  = \port$1510$25 [18:3];
-  assign \reset$243  = \port$1510$25 [2:1];
-  assign \spiking$244  = \port$1510$25 [0];
+  assign \v_reset$242  = \port$1514$25 [18:3];
+  assign \reset$243  = \port$1514$25 [2:1];
+  assign \spiking$244  = \port$1514$25 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -6563,7 +6563,7 @@ module \npu_core_digits.neurons.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron0 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron0 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6587,8 +6587,8 @@ module \npu_core_digits.neurons.neuron0 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6617,26 +6617,26 @@ module \npu_core_digits.neurons.neuron0 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron1 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron1 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6660,8 +6660,8 @@ module \npu_core_digits.neurons.neuron1 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6690,26 +6690,26 @@ module \npu_core_digits.neurons.neuron1 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron2 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron2 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6733,8 +6733,8 @@ module \npu_core_digits.neurons.neuron2 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6763,26 +6763,26 @@ module \npu_core_digits.neurons.neuron2 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron3 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron3 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6806,8 +6806,8 @@ module \npu_core_digits.neurons.neuron3 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6836,26 +6836,26 @@ module \npu_core_digits.neurons.neuron3 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron4 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron4 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6879,8 +6879,8 @@ module \npu_core_digits.neurons.neuron4 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6909,26 +6909,26 @@ module \npu_core_digits.neurons.neuron4 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron5 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron5 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6952,8 +6952,8 @@ module \npu_core_digits.neurons.neuron5 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6982,26 +6982,26 @@ module \npu_core_digits.neurons.neuron5 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron6 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron6 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7025,8 +7025,8 @@ module \npu_core_digits.neurons.neuron6 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7055,26 +7055,26 @@ module \npu_core_digits.neurons.neuron6 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron7 (u_new, \port$1510$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron7 (u_new, \port$1514$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7098,8 +7098,8 @@ module \npu_core_digits.neurons.neuron7 (u_new, \port$1510$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1510$25 ;
-  wire [18:0] \port$1510$25 ;
+  input [18:0] \port$1514$25 ;
+  wire [18:0] \port$1514$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7128,20 +7128,20 @@ module \npu_core_digits.neurons.neuron7 (u_new, \port$1510$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1510$25 [0] & \$11 ;
+  assign spike = \port$1514$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1510$25 [2:1];
-  assign \$17  = \port$1510$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1510$25 [18:3] : v;
+  assign \$16  = ! \port$1514$25 [2:1];
+  assign \$17  = \port$1514$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$1510$25 [0];
+  assign spiking = \port$1514$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1510$25 [2:1];
-  assign v_reset = \port$1510$25 [18:3];
+  assign reset = \port$1514$25 [2:1];
+  assign v_reset = \port$1514$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -7802,61 +7802,68 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire [8:0] \$100 ;
   wire [8:0] \$101 ;
   wire [8:0] \$102 ;
-  wire [8:0] \$103 ;
-  wire [9:0] \$104 ;
+  wire [9:0] \$103 ;
+  wire [10:0] \$104 ;
   wire [10:0] \$105 ;
   wire [10:0] \$106 ;
   wire [10:0] \$107 ;
-  wire [10:0] \$108 ;
-  wire [11:0] \$109 ;
+  wire [11:0] \$108 ;
+  wire [12:0] \$109 ;
   wire \$11 ;
-  wire [12:0] \$110 ;
+  wire [14:0] \$110 ;
   wire [14:0] \$111 ;
-  wire [14:0] \$112 ;
-  wire [15:0] \$113 ;
-  wire \$114 ;
-  wire [8:0] \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
-  wire [5:0] \$118 ;
-  wire [2:0] \$119 ;
+  wire [15:0] \$112 ;
+  wire \$113 ;
+  wire [6:0] \$114 ;
+  wire \$115 ;
+  wire [7:0] \$116 ;
+  wire [7:0] \$117 ;
+  wire \$118 ;
+  wire [8:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [2:0] \$121 ;
+  wire [8:0] \$120 ;
+  wire \$121 ;
   wire \$122 ;
-  reg [44:0] \$123 ;
-  reg [44:0] \$124 ;
-  reg [44:0] \$125 ;
-  reg [44:0] \$126 ;
-  reg [22:0] \$127 ;
-  reg [22:0] \$128 ;
-  reg [22:0] \$129 ;
+  wire [2:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire [2:0] \$125 ;
+  wire \$126 ;
+  wire [2:0] \$127 ;
+  wire \$128 ;
+  reg [44:0] \$129 ;
   wire \$13 ;
-  reg [22:0] \$130 ;
-  reg [22:0] \$131 ;
-  reg [22:0] \$132 ;
+  reg [44:0] \$130 ;
+  reg [44:0] \$131 ;
+  reg [44:0] \$132 ;
   reg [22:0] \$133 ;
   reg [22:0] \$134 ;
-  reg [2:0] \$135 ;
-  reg [44:0] \$136 ;
-  reg [3:0] \$137 ;
-  reg [3:0] \$138 ;
+  reg [22:0] \$135 ;
+  reg [22:0] \$136 ;
+  reg [22:0] \$137 ;
+  reg [22:0] \$138 ;
   reg [22:0] \$139 ;
   wire \$14 ;
-  reg [7:0] \$140 ;
-  reg \$141 ;
-  reg [1:0] \$142 ;
+  reg [22:0] \$140 ;
+  reg [2:0] \$141 ;
+  reg [44:0] \$142 ;
   reg [3:0] \$143 ;
-  reg [4:0] \$144 ;
-  reg [2:0] \$145 ;
-  reg \$146 ;
+  reg [3:0] \$144 ;
+  reg [22:0] \$145 ;
+  reg [7:0] \$146 ;
   reg \$147 ;
-  reg [7:0] \$148 ;
-  reg [7:0] \$149 ;
+  reg [1:0] \$148 ;
+  reg [3:0] \$149 ;
   wire \$15 ;
-  reg [10:0] \$150 ;
-  reg [12:0] \$151 ;
-  reg [1:0] \$152 ;
+  reg [4:0] \$150 ;
+  reg [2:0] \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg [7:0] \$154 ;
+  reg [7:0] \$155 ;
+  reg [10:0] \$156 ;
+  reg [12:0] \$157 ;
+  reg \$158 ;
+  reg [1:0] \$159 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -7867,17 +7874,19 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [3:0] \$249 ;
   wire \$25 ;
-  wire [7:0] \$253 ;
+  wire [3:0] \$255 ;
+  wire [7:0] \$259 ;
   wire \$26 ;
   wire \$27 ;
+  wire [3:0] \$278 ;
   wire \$28 ;
+  wire [7:0] \$282 ;
   wire \$29 ;
   wire [13:0] \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire [4:0] \$32 ;
+  wire [4:0] \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -7902,38 +7911,38 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  reg [44:0] \$56 ;
-  wire [4:0] \$57 ;
-  reg [22:0] \$58 ;
-  wire [8:0] \$59 ;
+  reg [44:0] \$55 ;
+  wire [4:0] \$56 ;
+  reg [22:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire [9:0] \$59 ;
   wire \$6 ;
-  wire [9:0] \$60 ;
-  wire \$61 ;
-  wire [8:0] \$62 ;
-  wire [9:0] \$63 ;
-  wire \$64 ;
-  wire [8:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire \$67 ;
-  wire [8:0] \$68 ;
-  wire [9:0] \$69 ;
+  wire \$60 ;
+  wire [8:0] \$61 ;
+  wire [9:0] \$62 ;
+  wire \$63 ;
+  wire [8:0] \$64 ;
+  wire [9:0] \$65 ;
+  wire \$66 ;
+  wire [8:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [8:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire \$73 ;
-  wire [8:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire \$76 ;
-  wire [8:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire \$79 ;
+  wire [8:0] \$70 ;
+  wire [9:0] \$71 ;
+  wire \$72 ;
+  wire [8:0] \$73 ;
+  wire [9:0] \$74 ;
+  wire \$75 ;
+  wire [8:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire \$78 ;
+  wire [8:0] \$79 ;
   wire \$8 ;
-  wire [8:0] \$80 ;
-  wire [9:0] \$81 ;
-  wire \$82 ;
-  wire [5:0] \$83 ;
+  wire [9:0] \$80 ;
+  wire \$81 ;
+  wire [5:0] \$82 ;
+  wire \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
@@ -7946,11 +7955,11 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire \$95 ;
-  wire [6:0] \$96 ;
-  wire \$97 ;
+  wire [6:0] \$95 ;
+  wire \$96 ;
+  wire [7:0] \$97 ;
   wire [7:0] \$98 ;
-  wire [7:0] \$99 ;
+  wire [8:0] \$99 ;
   output busy;
   reg busy;
   wire [1:0] busy_groups;
@@ -8040,6 +8049,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire [10:0] \edge7.wbase ;
   output end_step;
   reg end_step;
+  reg events_left = 1'h0;
   reg [3:0] fsm_state = 4'h0;
   wire host_req;
   input [13:0] in_counts;
@@ -8184,154 +8194,164 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$23  = li == 1'h1;
   assign \$24  = li == 2'h2;
   assign \$25  = li == 2'h3;
-  assign \$26  = rd_n < cnt;
-  assign \$27  = ! k;
-  assign \$28  = ! li;
-  assign \$29  = li == 1'h1;
-  assign \$30  = li == 2'h2;
-  assign \$31  = li == 2'h3;
-  assign \$32  = e + 1'h1;
-  assign \$33  = ! li;
-  assign \$34  = li == 1'h1;
-  assign \$35  = li == 2'h2;
-  assign \$36  = li == 2'h3;
-  assign \$37  = ! li;
-  assign \$38  = li == 1'h1;
-  assign \$39  = li == 2'h2;
-  assign \$40  = li == 2'h3;
-  assign \$41  = ! li;
-  assign \$42  = li == 1'h1;
-  assign \$43  = li == 2'h2;
-  assign \$44  = li == 2'h3;
-  assign \$46  = ! fsm_state;
-  assign \$47  = fsm_state == 1'h1;
-  assign \$48  = fsm_state == 2'h2;
-  assign \$49  = fsm_state == 2'h3;
-  assign \$50  = fsm_state == 3'h4;
-  assign \$51  = fsm_state == 3'h5;
-  assign \$52  = fsm_state == 3'h6;
-  assign \$53  = fsm_state == 3'h7;
-  assign \$54  = fsm_state == 4'h8;
-  assign \$55  = fsm_state == 4'h9;
-  assign \$57  = layer[20:18] + layer[24:21];
-  assign \$59  = k * 4'h8;
-  assign \$60  = \$59  + 1'h0;
-  assign \$61  = \$60  < layer[7:0];
-  assign \$62  = k * 4'h8;
-  assign \$63  = \$62  + 1'h1;
-  assign \$64  = \$63  < layer[7:0];
-  assign \$65  = k * 4'h8;
-  assign \$66  = \$65  + 2'h2;
-  assign \$67  = \$66  < layer[7:0];
-  assign \$68  = k * 4'h8;
-  assign \$69  = \$68  + 2'h3;
-  assign \$70  = \$69  < layer[7:0];
-  assign \$71  = k * 4'h8;
-  assign \$72  = \$71  + 3'h4;
-  assign \$73  = \$72  < layer[7:0];
-  assign \$74  = k * 4'h8;
-  assign \$75  = \$74  + 3'h5;
-  assign \$76  = \$75  < layer[7:0];
-  assign \$77  = k * 4'h8;
-  assign \$78  = \$77  + 3'h6;
-  assign \$79  = \$78  < layer[7:0];
-  assign \$80  = k * 4'h8;
-  assign \$81  = \$80  + 3'h7;
-  assign \$82  = \$81  < layer[7:0];
-  assign \$83  = k + 1'h1;
-  assign \$84  = \$83  == layer[12:8];
-  assign \$85  = ~ clear;
-  assign \$86  = in_full & \$85 ;
-  assign \$89  = ! num_layers;
-  assign \$90  = e == e_end;
+  assign \$26  = ! k;
+  assign \$27  = ! li;
+  assign \$28  = li == 1'h1;
+  assign \$29  = li == 2'h2;
+  assign \$30  = li == 2'h3;
+  assign \$31  = e + 1'h1;
+  assign \$32  = ! li;
+  assign \$33  = li == 1'h1;
+  assign \$34  = li == 2'h2;
+  assign \$35  = li == 2'h3;
+  assign \$36  = ! li;
+  assign \$37  = li == 1'h1;
+  assign \$38  = li == 2'h2;
+  assign \$39  = li == 2'h3;
+  assign \$40  = ! li;
+  assign \$41  = li == 1'h1;
+  assign \$42  = li == 2'h2;
+  assign \$43  = li == 2'h3;
+  assign \$45  = ! fsm_state;
+  assign \$46  = fsm_state == 1'h1;
+  assign \$47  = fsm_state == 2'h2;
+  assign \$48  = fsm_state == 2'h3;
+  assign \$49  = fsm_state == 3'h4;
+  assign \$50  = fsm_state == 3'h5;
+  assign \$51  = fsm_state == 3'h6;
+  assign \$52  = fsm_state == 3'h7;
+  assign \$53  = fsm_state == 4'h8;
+  assign \$54  = fsm_state == 4'h9;
+  assign \$56  = layer[20:18] + layer[24:21];
+  assign \$58  = k * 4'h8;
+  assign \$59  = \$58  + 1'h0;
+  assign \$60  = \$59  < layer[7:0];
+  assign \$61  = k * 4'h8;
+  assign \$62  = \$61  + 1'h1;
+  assign \$63  = \$62  < layer[7:0];
+  assign \$64  = k * 4'h8;
+  assign \$65  = \$64  + 2'h2;
+  assign \$66  = \$65  < layer[7:0];
+  assign \$67  = k * 4'h8;
+  assign \$68  = \$67  + 2'h3;
+  assign \$69  = \$68  < layer[7:0];
+  assign \$70  = k * 4'h8;
+  assign \$71  = \$70  + 3'h4;
+  assign \$72  = \$71  < layer[7:0];
+  assign \$73  = k * 4'h8;
+  assign \$74  = \$73  + 3'h5;
+  assign \$75  = \$74  < layer[7:0];
+  assign \$76  = k * 4'h8;
+  assign \$77  = \$76  + 3'h6;
+  assign \$78  = \$77  < layer[7:0];
+  assign \$79  = k * 4'h8;
+  assign \$80  = \$79  + 3'h7;
+  assign \$81  = \$80  < layer[7:0];
+  assign \$82  = k + 1'h1;
+  assign \$83  = \$82  == layer[12:8];
+  assign \$84  = ~ clear;
+  assign \$85  = in_full & \$84 ;
+  assign \$88  = ! num_layers;
+  assign \$89  = e == e_end;
+  assign \$90  = ! \edge [2:0];
   assign \$91  = ! \edge [2:0];
-  assign \$92  = ! \edge [2:0];
-  assign \$93  = cur ^ \edge [3];
-  assign \$94  = \$92  ? in_rbank : \$93 ;
-  assign \$95  = ! \edge [2:0];
-  assign \$249  = in_rbank * 3'h7;
-  assign \$96  = in_counts >> \$249 ;
-  assign \$97  = cur ^ \edge [3];
-  assign \$253  = { \$97 , \edge [2:0] } * 4'h8;
-  assign \$98  = counts >> \$253 ;
-  assign \$99  = \$95  ? { 1'h0, \$96  } : \$98 ;
-  assign \$101  = k[0] ? \$100  : 9'h000;
-  assign \$103  = k[1] ? \$102  : 9'h000;
-  assign \$104  = \$101  + \$103 ;
-  assign \$106  = k[2] ? \$105  : 11'h000;
-  assign \$108  = k[3] ? \$107  : 11'h000;
-  assign \$109  = \$106  + \$108 ;
-  assign \$110  = \$104  + \$109 ;
-  assign \$112  = k[4] ? \$111  : 15'h0000;
-  assign \$113  = \$110  + \$112 ;
-  assign \$114  = rd_n < cnt;
-  assign \$115  = rd_n + 1'h1;
-  assign \$116  = drain_n != 2'h2;
-  assign \$117  = drain_n + 1'h1;
-  assign \$118  = k + 1'h1;
-  assign \$119  = li + 1'h1;
-  assign \$120  = \$119  == num_layers;
-  assign \$121  = li + 1'h1;
+  assign \$92  = cur ^ \edge [3];
+  assign \$93  = \$91  ? in_rbank : \$92 ;
+  assign \$94  = ! \edge [2:0];
+  assign \$255  = in_rbank * 3'h7;
+  assign \$95  = in_counts >> \$255 ;
+  assign \$96  = cur ^ \edge [3];
+  assign \$259  = { \$96 , \edge [2:0] } * 4'h8;
+  assign \$97  = counts >> \$259 ;
+  assign \$98  = \$94  ? { 1'h0, \$95  } : \$97 ;
+  assign \$100  = k[0] ? \$99  : 9'h000;
+  assign \$102  = k[1] ? \$101  : 9'h000;
+  assign \$103  = \$100  + \$102 ;
+  assign \$105  = k[2] ? \$104  : 11'h000;
+  assign \$107  = k[3] ? \$106  : 11'h000;
+  assign \$108  = \$105  + \$107 ;
+  assign \$109  = \$103  + \$108 ;
+  assign \$111  = k[4] ? \$110  : 15'h0000;
+  assign \$112  = \$109  + \$111 ;
+  assign \$113  = ! \edge [2:0];
+  assign \$278  = in_rbank * 3'h7;
+  assign \$114  = in_counts >> \$278 ;
+  assign \$115  = cur ^ \edge [3];
+  assign \$282  = { \$115 , \edge [2:0] } * 4'h8;
+  assign \$116  = counts >> \$282 ;
+  assign \$117  = \$113  ? { 1'h0, \$114  } : \$116 ;
+  assign \$118  = | \$117 ;
+  assign \$119  = rd_n + 1'h1;
+  assign \$120  = rd_n + 1'h1;
+  assign \$121  = \$120  < cnt;
+  assign \$122  = drain_n != 2'h2;
+  assign \$123  = drain_n + 1'h1;
+  assign \$124  = k + 1'h1;
+  assign \$125  = li + 1'h1;
+  assign \$126  = \$125  == num_layers;
+  assign \$127  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$123 ;
+    layer0 <= \$129 ;
   always @(posedge clk)
-    layer1 <= \$124 ;
+    layer1 <= \$130 ;
   always @(posedge clk)
-    layer2 <= \$125 ;
+    layer2 <= \$131 ;
   always @(posedge clk)
-    layer3 <= \$126 ;
+    layer3 <= \$132 ;
   always @(posedge clk)
-    edge0 <= \$127 ;
+    edge0 <= \$133 ;
   always @(posedge clk)
-    edge1 <= \$128 ;
+    edge1 <= \$134 ;
   always @(posedge clk)
-    edge2 <= \$129 ;
+    edge2 <= \$135 ;
   always @(posedge clk)
-    edge3 <= \$130 ;
+    edge3 <= \$136 ;
   always @(posedge clk)
-    edge4 <= \$131 ;
+    edge4 <= \$137 ;
   always @(posedge clk)
-    edge5 <= \$132 ;
+    edge5 <= \$138 ;
   always @(posedge clk)
-    edge6 <= \$133 ;
+    edge6 <= \$139 ;
   always @(posedge clk)
-    edge7 <= \$134 ;
+    edge7 <= \$140 ;
   always @(posedge clk)
-    num_layers <= \$135 ;
+    num_layers <= \$141 ;
   always @(posedge clk)
-    layer <= \$136 ;
+    layer <= \$142 ;
   always @(posedge clk)
-    e_end <= \$137 ;
+    e_end <= \$143 ;
   always @(posedge clk)
-    e <= \$138 ;
+    e <= \$144 ;
   always @(posedge clk)
-    \edge  <= \$139 ;
+    \edge  <= \$145 ;
   always @(posedge clk)
-    valid <= \$140 ;
+    valid <= \$146 ;
   always @(posedge clk)
-    last_row <= \$141 ;
+    last_row <= \$147 ;
   always @(posedge clk)
-    li <= \$142 ;
+    li <= \$148 ;
   always @(posedge clk)
-    fsm_state <= \$143 ;
+    fsm_state <= \$149 ;
   always @(posedge clk)
-    k <= \$144 ;
+    k <= \$150 ;
   always @(posedge clk)
-    rd_src <= \$145 ;
+    rd_src <= \$151 ;
   always @(posedge clk)
-    rd_from_input <= \$146 ;
+    rd_from_input <= \$152 ;
   always @(posedge clk)
-    rd_bank <= \$147 ;
+    rd_bank <= \$153 ;
   always @(posedge clk)
-    rd_n <= \$148 ;
+    rd_n <= \$154 ;
   always @(posedge clk)
-    cnt <= \$149 ;
+    cnt <= \$155 ;
   always @(posedge clk)
-    row_wbase <= \$150 ;
+    row_wbase <= \$156 ;
   always @(posedge clk)
-    row_offset <= \$151 ;
+    row_offset <= \$157 ;
   always @(posedge clk)
-    drain_n <= \$152 ;
+    events_left <= \$158 ;
+  always @(posedge clk)
+    drain_n <= \$159 ;
   \npu_core_digits.sequencer.counters  counters (
     .clear(\clear$31 ),
     .clk(clk),
@@ -8382,13 +8402,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$56  = layer0;
+          \$55  = layer0;
       2'h1:
-          \$56  = layer1;
+          \$55  = layer1;
       2'h2:
-          \$56  = layer2;
+          \$55  = layer2;
       2'h3:
-          \$56  = layer3;
+          \$55  = layer3;
     endcase
   end
   always @* begin
@@ -8396,21 +8416,21 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
     (* full_case = 32'd1 *)
     casez (e_new[2:0])
       3'h0:
-          \$58  = edge0;
+          \$57  = edge0;
       3'h1:
-          \$58  = edge1;
+          \$57  = edge1;
       3'h2:
-          \$58  = edge2;
+          \$57  = edge2;
       3'h3:
-          \$58  = edge3;
+          \$57  = edge3;
       3'h4:
-          \$58  = edge4;
+          \$57  = edge4;
       3'h5:
-          \$58  = edge5;
+          \$57  = edge5;
       3'h6:
-          \$58  = edge6;
+          \$57  = edge6;
       3'h7:
-          \$58  = edge7;
+          \$57  = edge7;
     endcase
   end
   always @* begin
@@ -8497,18 +8517,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           if (\$25 ) begin
             inc[12] = 1'h1;
           end
-          if (\$26 ) begin
-            if (\$27 ) begin
-              if (\$28 ) begin
+          if (events_left) begin
+            if (\$26 ) begin
+              if (\$27 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$29 ) begin
+              if (\$28 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$30 ) begin
+              if (\$29 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$31 ) begin
+              if (\$30 ) begin
                 inc[14] = 1'h1;
               end
             end
@@ -8516,46 +8536,46 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
         end
       4'h5:
         begin
-          if (\$33 ) begin
+          if (\$32 ) begin
             inc[0] = 1'h1;
           end
-          if (\$34 ) begin
+          if (\$33 ) begin
             inc[4] = 1'h1;
           end
-          if (\$35 ) begin
+          if (\$34 ) begin
             inc[8] = 1'h1;
           end
-          if (\$36 ) begin
+          if (\$35 ) begin
             inc[12] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$37 ) begin
+          if (\$36 ) begin
             inc[1] = 1'h1;
           end
-          if (\$38 ) begin
+          if (\$37 ) begin
             inc[5] = 1'h1;
           end
-          if (\$39 ) begin
+          if (\$38 ) begin
             inc[9] = 1'h1;
           end
-          if (\$40 ) begin
+          if (\$39 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$41 ) begin
+          if (\$40 ) begin
             inc[1] = 1'h1;
           end
-          if (\$42 ) begin
+          if (\$41 ) begin
             inc[5] = 1'h1;
           end
-          if (\$43 ) begin
+          if (\$42 ) begin
             inc[9] = 1'h1;
           end
-          if (\$44 ) begin
+          if (\$43 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -8630,7 +8650,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$26 ) begin
+          if (events_left) begin
           end else begin
             e_set = 1'h1;
           end
@@ -8650,9 +8670,9 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$26 ) begin
+          if (events_left) begin
           end else begin
-            e_new = \$32 [3:0];
+            e_new = \$31 [3:0];
           end
     endcase
   end
@@ -8681,7 +8701,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
       4'h4:
           /* empty */;
       4'h6:
-          if (\$26 ) begin
+          if (events_left) begin
             issue = 1'h1;
           end
     endcase
@@ -8781,7 +8801,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
       4'h9:
           /* empty */;
       4'h1:
-          if (\$45 ) begin
+          if (\$44 ) begin
             end_step = 1'h1;
           end
     endcase
@@ -8809,30 +8829,30 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
       4'h9:
           /* empty */;
       4'h1:
-          if (\$45 ) begin
+          if (\$44 ) begin
             step_done = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = layer0;
+    \$129  = layer0;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
             casez (tables[1:0])
               2'h0:
-                  \$123  = tables[55:11];
+                  \$129  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$123  = 45'h000000000000;
+      \$129  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = layer1;
+    \$130  = layer1;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8840,17 +8860,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$124  = tables[55:11];
+                  \$130  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$124  = 45'h000000000000;
+      \$130  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = layer2;
+    \$131  = layer2;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8860,17 +8880,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$125  = tables[55:11];
+                  \$131  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$125  = 45'h000000000000;
+      \$131  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$126  = layer3;
+    \$132  = layer3;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8883,17 +8903,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$126  = tables[55:11];
+                  \$132  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$126  = 45'h000000000000;
+      \$132  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = edge0;
+    \$133  = edge0;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8901,17 +8921,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           if (tables[56]) begin
             casez (tables[2:0])
               3'h0:
-                  \$127  = tables[33:11];
+                  \$133  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$127  = 23'h000000;
+      \$133  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$128  = edge1;
+    \$134  = edge1;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8921,17 +8941,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h0:
                   /* empty */;
               3'h1:
-                  \$128  = tables[33:11];
+                  \$134  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$128  = 23'h000000;
+      \$134  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$129  = edge2;
+    \$135  = edge2;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8943,17 +8963,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h1:
                   /* empty */;
               3'h2:
-                  \$129  = tables[33:11];
+                  \$135  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$129  = 23'h000000;
+      \$135  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$130  = edge3;
+    \$136  = edge3;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8967,17 +8987,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h2:
                   /* empty */;
               3'h3:
-                  \$130  = tables[33:11];
+                  \$136  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$130  = 23'h000000;
+      \$136  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$131  = edge4;
+    \$137  = edge4;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8993,17 +9013,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h3:
                   /* empty */;
               3'h4:
-                  \$131  = tables[33:11];
+                  \$137  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$131  = 23'h000000;
+      \$137  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = edge5;
+    \$138  = edge5;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9021,17 +9041,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h4:
                   /* empty */;
               3'h5:
-                  \$132  = tables[33:11];
+                  \$138  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$132  = 23'h000000;
+      \$138  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = edge6;
+    \$139  = edge6;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9051,17 +9071,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h5:
                   /* empty */;
               3'h6:
-                  \$133  = tables[33:11];
+                  \$139  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$133  = 23'h000000;
+      \$139  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = edge7;
+    \$140  = edge7;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9084,17 +9104,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h6:
                   /* empty */;
               3'h7:
-                  \$134  = tables[33:11];
+                  \$140  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$134  = 23'h000000;
+      \$140  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = num_layers;
+    \$141  = num_layers;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9102,168 +9122,168 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       3'h6:
           if (tables[56]) begin
-            \$135  = tables[13:11];
+            \$141  = tables[13:11];
           end
     endcase
     if (rst) begin
-      \$135  = 3'h0;
+      \$141  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = \$56 ;
+    \$142  = \$55 ;
     if (rst) begin
-      \$136  = 45'h000000000000;
+      \$142  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = \$57 [3:0];
-    if (rst) begin
-      \$137  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = e;
-    if (e_set) begin
-      \$138  = e_new;
-    end
-    if (rst) begin
-      \$138  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = \edge ;
-    if (e_set) begin
-      \$139  = \$58 ;
-    end
-    if (rst) begin
-      \$139  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = { \$82 , \$79 , \$76 , \$73 , \$70 , \$67 , \$64 , \$61  };
-    if (rst) begin
-      \$140  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = \$84 ;
-    if (rst) begin
-      \$141  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$88 ) begin
-            \$142  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$120 ) begin
-            end else begin
-              \$142  = \$121 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$142  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (\$89 ) begin
-              \$143  = 4'h1;
-            end else begin
-              \$143  = 4'h2;
-            end
-          end
-      4'h2:
-          \$143  = 4'h3;
-      4'h3:
-          \$143  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-            \$143  = 4'h5;
-          end else begin
-            \$143  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$114 ) begin
-          end else begin
-            \$143  = 4'h4;
-          end
-      4'h5:
-          if (\$116 ) begin
-          end else if (drained) begin
-            \$143  = 4'h7;
-          end
-      4'h7:
-          \$143  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$143  = 4'h9;
-            end else begin
-              \$143  = 4'h3;
-            end
-          end
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$120 ) begin
-              \$143  = 4'h1;
-            end else begin
-              \$143  = 4'h2;
-            end
-          end
-      4'h1:
-          if (\$122 ) begin
-            \$143  = 4'h0;
-          end
-    endcase
+    \$143  = \$56 [3:0];
     if (rst) begin
       \$143  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = k;
+    \$144  = e;
+    if (e_set) begin
+      \$144  = e_new;
+    end
+    if (rst) begin
+      \$144  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$145  = \edge ;
+    if (e_set) begin
+      \$145  = \$57 ;
+    end
+    if (rst) begin
+      \$145  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$146  = { \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60  };
+    if (rst) begin
+      \$146  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$147  = \$83 ;
+    if (rst) begin
+      \$147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$148  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$87 ) begin
+            \$148  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$126 ) begin
+            end else begin
+              \$148  = \$127 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$148  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$149  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$87 ) begin
+            (* full_case = 32'd1 *)
+            if (\$88 ) begin
+              \$149  = 4'h1;
+            end else begin
+              \$149  = 4'h2;
+            end
+          end
+      4'h2:
+          \$149  = 4'h3;
+      4'h3:
+          \$149  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$89 ) begin
+            \$149  = 4'h5;
+          end else begin
+            \$149  = 4'h6;
+          end
+      4'h6:
+          (* full_case = 32'd1 *)
+          if (events_left) begin
+          end else begin
+            \$149  = 4'h4;
+          end
+      4'h5:
+          if (\$122 ) begin
+          end else if (drained) begin
+            \$149  = 4'h7;
+          end
+      4'h7:
+          \$149  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$149  = 4'h9;
+            end else begin
+              \$149  = 4'h3;
+            end
+          end
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$126 ) begin
+              \$149  = 4'h1;
+            end else begin
+              \$149  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$128 ) begin
+            \$149  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$149  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$150  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$144  = 5'h00;
+          \$150  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -9279,17 +9299,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$144  = \$118 [4:0];
+              \$150  = \$124 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$144  = 5'h00;
+      \$150  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = rd_src;
+    \$151  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9299,18 +9319,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$145  = \edge [2:0];
+            \$151  = \edge [2:0];
           end
     endcase
     if (rst) begin
-      \$145  = 3'h0;
+      \$151  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = rd_from_input;
+    \$152  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9320,18 +9340,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$146  = \$91 ;
+            \$152  = \$90 ;
           end
     endcase
     if (rst) begin
-      \$146  = 1'h0;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = rd_bank;
+    \$153  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9341,18 +9361,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$147  = \$94 ;
+            \$153  = \$93 ;
           end
     endcase
     if (rst) begin
-      \$147  = 1'h0;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = rd_n;
+    \$154  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9362,22 +9382,22 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$148  = 8'h00;
+            \$154  = 8'h00;
           end
       4'h6:
-          if (\$114 ) begin
-            \$148  = \$115 [7:0];
+          if (events_left) begin
+            \$154  = \$119 [7:0];
           end
     endcase
     if (rst) begin
-      \$148  = 8'h00;
+      \$154  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = cnt;
+    \$155  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9387,18 +9407,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$149  = \$99 ;
+            \$155  = \$98 ;
           end
     endcase
     if (rst) begin
-      \$149  = 8'h00;
+      \$155  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = row_wbase;
+    \$156  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9408,18 +9428,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$150  = \edge [14:4];
+            \$156  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$150  = 11'h000;
+      \$156  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = row_offset;
+    \$157  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9429,18 +9449,43 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$89 ) begin
           end else begin
-            \$151  = \$113 [12:0];
+            \$157  = \$112 [12:0];
           end
     endcase
     if (rst) begin
-      \$151  = 13'h0000;
+      \$157  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = drain_n;
+    \$158  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$89 ) begin
+          end else begin
+            \$158  = \$118 ;
+          end
+      4'h6:
+          if (events_left) begin
+            \$158  = \$121 ;
+          end
+    endcase
+    if (rst) begin
+      \$158  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$159  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9453,14 +9498,14 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
       4'h6:
           /* empty */;
       4'h5:
-          if (\$116 ) begin
-            \$152  = \$117 [1:0];
+          if (\$122 ) begin
+            \$159  = \$123 [1:0];
           end else if (drained) begin
-            \$152  = 2'h0;
+            \$159  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$152  = 2'h0;
+      \$159  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -9577,15 +9622,15 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \in_counts[1]  = in_counts[13:7];
   assign \$12  = 1'h1;
   assign \$13  = \$11 ;
-  assign \$45  = out_ready;
-  assign \$87  = 1'h1;
-  assign \$88  = \$86 ;
-  assign \$100  = { 1'h0, \edge [22:15] };
-  assign \$102  = { \edge [22:15], 1'h0 };
-  assign \$105  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$107  = { \edge [22:15], 3'h0 };
-  assign \$111  = { 3'h0, \edge [22:15], 4'h0 };
-  assign \$122  = out_ready;
+  assign \$44  = out_ready;
+  assign \$86  = 1'h1;
+  assign \$87  = \$85 ;
+  assign \$99  = { 1'h0, \edge [22:15] };
+  assign \$101  = { \edge [22:15], 1'h0 };
+  assign \$104  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$106  = { \edge [22:15], 3'h0 };
+  assign \$110  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$128  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10550,7 +10595,7 @@ module \npu_core_digits.sequencer.counters (clk, rst, total, raddr, inc, clear, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1470$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1474$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -10653,8 +10698,8 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1470$0 , is
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$1470$0 ;
-  wire \port$1470$0 ;
+  input \port$1474$0 ;
+  wire \port$1474$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -27250,42 +27295,42 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1470$0 , is
   assign \$4  = views[56] & \$3 ;
   assign \$5  = ! views[63:61];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[60:58] == 3'h4;
   assign \$8  = views[56] & \$7 ;
   assign \$9  = views[63:61] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[60:58] == 3'h4;
   assign \$12  = views[56] & \$11 ;
   assign \$13  = views[63:61] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[60:58] == 3'h4;
   assign \$16  = views[56] & \$15 ;
   assign \$17  = views[63:61] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$1470$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[124:122] == 3'h4;
   assign \$20  = views[120] & \$19 ;
   assign \$21  = views[127:125] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$22  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$23  = views[124:122] == 3'h4;
   assign \$24  = views[120] & \$23 ;
   assign \$25  = views[127:125] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$26  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$27  = views[124:122] == 3'h4;
   assign \$28  = views[120] & \$27 ;
   assign \$29  = views[127:125] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$30  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$31  = views[124:122] == 3'h4;
   assign \$32  = views[120] & \$31 ;
   assign \$33  = views[127:125] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$1470$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$34  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -27404,7 +27449,7 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1470$0 , is
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$1470$0 , \port$1470$0  };
+  assign busy_groups = { \port$1474$0 , \port$1474$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

@@ -302,7 +302,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$966$2 (records__payload[6:2]),
+    .\port$972$2 (records__payload[6:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -319,7 +319,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$786$18 (layer[36:18]),
+    .\port$790$18 (layer[36:18]),
     .prod(prod),
     .prod_valid(prod_valid),
     .row_addr(row_addr),
@@ -804,7 +804,7 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$966$2 , clear
+module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$972$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -920,8 +920,8 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   reg [11:0] input_events_nrw = 12'h000;
   wire [3:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [4:0] \port$966$2 ;
-  wire [4:0] \port$966$2 ;
+  input [4:0] \port$972$2 ;
+  wire [4:0] \port$972$2 ;
   wire [6:0] port__addr;
   wire [4:0] \port__addr$37 ;
   wire [11:0] port__data;
@@ -1183,7 +1183,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \$27  = clear & \$26 ;
   assign \$28  = rd_from_input_q ? input_events_nrw[3:0] : events_nrw[3:0];
   assign \$29  = rd_from_input_q ? input_events_nrw[11:4] : events_nrw[11:4];
-  assign spike_src = \port$966$2 [0] + 1'h1;
+  assign spike_src = \port$972$2 [0] + 1'h1;
   assign \$31  = ~ in_full;
   assign \$32  = ~ clear;
   assign input__ready = \$31  & \$32 ;
@@ -1572,9 +1572,9 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   end
   assign port__addr = { rd_bank, rd_src, rd_n[3:0] };
   assign \port__addr$37  = { rd_bank, rd_n[3:0] };
-  assign wr_layer = \port$966$2 [0];
+  assign wr_layer = \port$972$2 [0];
   assign ev_wr__addr = { cur, spike_src, \$30  };
-  assign wr_index = { 1'h0, \port$966$2 [4:1] };
+  assign wr_index = { 1'h0, \port$972$2 [4:1] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[3:0];
@@ -1605,7 +1605,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \in_wr__data.index  = in_wr__data[3:0];
   assign \in_wr__data.value  = in_wr__data[11:4];
   assign ev_wr__data[11:4] = 8'h01;
-  assign ev_wr__data[3:0] = \port$966$2 [4:1];
+  assign ev_wr__data[3:0] = \port$972$2 [4:1];
   assign rd_data[11:4] = \$29 ;
   assign rd_data[3:0] = \$28 ;
   assign in_counts[9:5] = in_count1;
@@ -1621,7 +1621,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, membrane_write, \port$786$18 , prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, membrane_write, \port$790$18 , prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1720,8 +1720,8 @@ module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, mem
   wire [81:0] params_rdata;
   wire [40:0] \params_rdata[0] ;
   wire [40:0] \params_rdata[1] ;
-  input [18:0] \port$786$18 ;
-  wire [18:0] \port$786$18 ;
+  input [18:0] \port$790$18 ;
+  wire [18:0] \port$790$18 ;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$40 ;
   wire [3:0] \port__addr$49 ;
@@ -1977,14 +1977,14 @@ module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, mem
     .u(u_q1)
   );
   \npu_core_tiny.neurons.neuron0  neuron0 (
-    .\port$786$18 (\port$786$18 ),
+    .\port$790$18 (\port$790$18 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neurons.neuron1  neuron1 (
-    .\port$786$18 (\port$786$18 ),
+    .\port$790$18 (\port$790$18 ),
     .spike(\spike$33 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
@@ -2092,17 +2092,17 @@ module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, mem
   assign \bias$62  = bias_q1;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$786$18 [18:3];
-  assign \v_reset$66  = \port$786$18 [18:3];
-  assign reset = \port$786$18 [2:1];
-  assign \reset$68  = \port$786$18 [2:1];
-  assign spiking = \port$786$18 [0];
-  assign \spiking$70  = \port$786$18 [0];
+  assign v_reset = \port$790$18 [18:3];
+  assign \v_reset$66  = \port$790$18 [18:3];
+  assign reset = \port$790$18 [2:1];
+  assign \reset$68  = \port$790$18 [2:1];
+  assign spiking = \port$790$18 [0];
+  assign \spiking$70  = \port$790$18 [0];
   assign \total$72  = acc1;
   assign \theta$73  = params1_nrw[24:9];
-  assign \v_reset$74  = \port$786$18 [18:3];
-  assign \reset$75  = \port$786$18 [2:1];
-  assign \spiking$76  = \port$786$18 [0];
+  assign \v_reset$74  = \port$790$18 [18:3];
+  assign \reset$75  = \port$790$18 [2:1];
+  assign \spiking$76  = \port$790$18 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -2185,7 +2185,7 @@ module \npu_core_tiny.neurons.leak1 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons.neuron0 (u_new, \port$786$18 , theta, total, spike);
+module \npu_core_tiny.neurons.neuron0 (u_new, \port$790$18 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2209,8 +2209,8 @@ module \npu_core_tiny.neurons.neuron0 (u_new, \port$786$18 , theta, total, spike
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$786$18 ;
-  wire [18:0] \port$786$18 ;
+  input [18:0] \port$790$18 ;
+  wire [18:0] \port$790$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -2239,26 +2239,26 @@ module \npu_core_tiny.neurons.neuron0 (u_new, \port$786$18 , theta, total, spike
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$786$18 [0] & \$11 ;
+  assign spike = \port$790$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$786$18 [2:1];
-  assign \$17  = \port$786$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$786$18 [18:3] : v;
+  assign \$16  = ! \port$790$18 [2:1];
+  assign \$17  = \port$790$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$790$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$786$18 [0];
+  assign spiking = \port$790$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$786$18 [2:1];
-  assign v_reset = \port$786$18 [18:3];
+  assign reset = \port$790$18 [2:1];
+  assign v_reset = \port$790$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons.neuron1 (u_new, \port$786$18 , theta, total, spike);
+module \npu_core_tiny.neurons.neuron1 (u_new, \port$790$18 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2282,8 +2282,8 @@ module \npu_core_tiny.neurons.neuron1 (u_new, \port$786$18 , theta, total, spike
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$786$18 ;
-  wire [18:0] \port$786$18 ;
+  input [18:0] \port$790$18 ;
+  wire [18:0] \port$790$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -2312,20 +2312,20 @@ module \npu_core_tiny.neurons.neuron1 (u_new, \port$786$18 , theta, total, spike
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$786$18 [0] & \$11 ;
+  assign spike = \port$790$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$786$18 [2:1];
-  assign \$17  = \port$786$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$786$18 [18:3] : v;
+  assign \$16  = ! \port$790$18 [2:1];
+  assign \$17  = \port$790$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$790$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$786$18 [0];
+  assign spiking = \port$790$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$786$18 [2:1];
-  assign v_reset = \port$786$18 [18:3];
+  assign reset = \port$790$18 [2:1];
+  assign v_reset = \port$790$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -2825,31 +2825,40 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [37:0] \$1 ;
   wire \$10 ;
-  reg [3:0] \$100 ;
-  reg [3:0] \$101 ;
-  reg [1:0] \$102 ;
-  reg \$103 ;
+  reg [2:0] \$100 ;
+  reg [2:0] \$101 ;
+  reg [15:0] \$102 ;
+  reg [1:0] \$103 ;
   reg \$104 ;
-  reg [4:0] \$105 ;
-  reg [4:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [8:0] \$108 ;
-  reg [1:0] \$109 ;
+  reg \$105 ;
+  reg [3:0] \$106 ;
+  reg [3:0] \$107 ;
+  reg [1:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
+  reg \$110 ;
+  reg [4:0] \$111 ;
+  reg [4:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [8:0] \$114 ;
+  reg \$115 ;
+  reg [1:0] \$116 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [3:0] \$172 ;
-  wire [5:0] \$176 ;
+  wire [3:0] \$178 ;
   wire \$18 ;
+  wire [5:0] \$182 ;
   wire \$19 ;
+  wire [3:0] \$198 ;
   reg [15:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire [3:0] \$22 ;
+  wire [5:0] \$202 ;
+  wire [3:0] \$21 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -2867,18 +2876,18 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
-  wire \$39 ;
+  reg [37:0] \$39 ;
   wire \$4 ;
-  reg [37:0] \$40 ;
-  wire [3:0] \$41 ;
-  reg [15:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire \$45 ;
-  wire [5:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [3:0] \$40 ;
+  reg [15:0] \$41 ;
+  wire [5:0] \$42 ;
+  wire [6:0] \$43 ;
+  wire \$44 ;
+  wire [5:0] \$45 ;
+  wire [6:0] \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
@@ -2892,48 +2901,48 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$61 ;
-  wire [4:0] \$62 ;
-  wire \$63 ;
+  wire [4:0] \$61 ;
+  wire \$62 ;
+  wire [4:0] \$63 ;
   wire [4:0] \$64 ;
-  wire [4:0] \$65 ;
+  wire [5:0] \$65 ;
   wire [5:0] \$66 ;
   wire [5:0] \$67 ;
   wire [5:0] \$68 ;
-  wire [5:0] \$69 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
-  wire [6:0] \$70 ;
+  wire [7:0] \$70 ;
   wire [7:0] \$71 ;
   wire [7:0] \$72 ;
   wire [7:0] \$73 ;
-  wire [7:0] \$74 ;
-  wire [8:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire \$77 ;
-  wire [5:0] \$78 ;
-  wire \$79 ;
+  wire [8:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire \$76 ;
+  wire [4:0] \$77 ;
+  wire \$78 ;
+  wire [4:0] \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [4:0] \$81 ;
-  wire [1:0] \$82 ;
-  wire \$83 ;
-  wire [1:0] \$84 ;
+  wire [4:0] \$80 ;
+  wire \$81 ;
+  wire [5:0] \$82 ;
+  wire [5:0] \$83 ;
+  wire \$84 ;
   wire \$85 ;
-  reg [37:0] \$86 ;
-  reg [37:0] \$87 ;
-  reg [15:0] \$88 ;
-  reg [15:0] \$89 ;
+  wire [2:0] \$86 ;
+  wire [4:0] \$87 ;
+  wire [1:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  reg [15:0] \$90 ;
-  reg [15:0] \$91 ;
-  reg [1:0] \$92 ;
+  wire [1:0] \$90 ;
+  wire \$91 ;
+  reg [37:0] \$92 ;
   reg [37:0] \$93 ;
-  reg [2:0] \$94 ;
-  reg [2:0] \$95 ;
+  reg [15:0] \$94 ;
+  reg [15:0] \$95 ;
   reg [15:0] \$96 ;
-  reg [1:0] \$97 ;
-  reg \$98 ;
-  reg \$99 ;
+  reg [15:0] \$97 ;
+  reg [1:0] \$98 ;
+  reg [37:0] \$99 ;
   output busy;
   reg busy;
   wire busy_groups;
@@ -2995,6 +3004,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire [7:0] \edge3.wbase ;
   output end_step;
   reg end_step;
+  reg events_left = 1'h0;
   reg [3:0] fsm_state = 4'h0;
   wire host_req;
   input [9:0] in_counts;
@@ -3107,110 +3117,120 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$12  = ! li;
   assign \$14  = ! li;
   assign \$16  = ! li;
-  assign \$18  = rd_n < cnt;
-  assign \$19  = ! k;
-  assign \$20  = ! li;
-  assign \$22  = e + 1'h1;
-  assign \$23  = ! li;
-  assign \$25  = ! li;
-  assign \$27  = ! li;
-  assign \$30  = ! fsm_state;
-  assign \$31  = fsm_state == 1'h1;
-  assign \$32  = fsm_state == 2'h2;
-  assign \$33  = fsm_state == 2'h3;
-  assign \$34  = fsm_state == 3'h4;
-  assign \$35  = fsm_state == 3'h5;
-  assign \$36  = fsm_state == 3'h6;
-  assign \$37  = fsm_state == 3'h7;
-  assign \$38  = fsm_state == 4'h8;
-  assign \$39  = fsm_state == 4'h9;
-  assign \$41  = layer[14:13] + layer[17:15];
-  assign \$43  = k * 2'h2;
-  assign \$44  = \$43  + 1'h0;
-  assign \$45  = \$44  < layer[4:0];
-  assign \$46  = k * 2'h2;
-  assign \$47  = \$46  + 1'h1;
-  assign \$48  = \$47  < layer[4:0];
-  assign \$49  = k + 1'h1;
-  assign \$50  = \$49  == layer[8:5];
-  assign \$51  = ~ clear;
-  assign \$52  = in_full & \$51 ;
-  assign \$55  = ! num_layers;
-  assign \$56  = e == e_end;
+  assign \$18  = ! k;
+  assign \$19  = ! li;
+  assign \$21  = e + 1'h1;
+  assign \$22  = ! li;
+  assign \$24  = ! li;
+  assign \$26  = ! li;
+  assign \$29  = ! fsm_state;
+  assign \$30  = fsm_state == 1'h1;
+  assign \$31  = fsm_state == 2'h2;
+  assign \$32  = fsm_state == 2'h3;
+  assign \$33  = fsm_state == 3'h4;
+  assign \$34  = fsm_state == 3'h5;
+  assign \$35  = fsm_state == 3'h6;
+  assign \$36  = fsm_state == 3'h7;
+  assign \$37  = fsm_state == 4'h8;
+  assign \$38  = fsm_state == 4'h9;
+  assign \$40  = layer[14:13] + layer[17:15];
+  assign \$42  = k * 2'h2;
+  assign \$43  = \$42  + 1'h0;
+  assign \$44  = \$43  < layer[4:0];
+  assign \$45  = k * 2'h2;
+  assign \$46  = \$45  + 1'h1;
+  assign \$47  = \$46  < layer[4:0];
+  assign \$48  = k + 1'h1;
+  assign \$49  = \$48  == layer[8:5];
+  assign \$50  = ~ clear;
+  assign \$51  = in_full & \$50 ;
+  assign \$54  = ! num_layers;
+  assign \$55  = e == e_end;
+  assign \$56  = ! \edge [1:0];
   assign \$57  = ! \edge [1:0];
-  assign \$58  = ! \edge [1:0];
-  assign \$59  = cur ^ \edge [2];
-  assign \$60  = \$58  ? in_rbank : \$59 ;
-  assign \$61  = ! \edge [1:0];
-  assign \$172  = in_rbank * 3'h5;
-  assign \$62  = in_counts >> \$172 ;
-  assign \$63  = cur ^ \edge [2];
-  assign \$176  = { \$63 , \edge [1:0] } * 3'h5;
-  assign \$64  = counts >> \$176 ;
-  assign \$65  = \$61  ? \$62  : \$64 ;
-  assign \$67  = k[0] ? \$66  : 6'h00;
-  assign \$69  = k[1] ? \$68  : 6'h00;
-  assign \$70  = \$67  + \$69 ;
-  assign \$72  = k[2] ? \$71  : 8'h00;
-  assign \$74  = k[3] ? \$73  : 8'h00;
-  assign \$75  = \$72  + \$74 ;
-  assign \$76  = \$70  + \$75 ;
-  assign \$77  = rd_n < cnt;
-  assign \$78  = rd_n + 1'h1;
-  assign \$79  = drain_n != 2'h2;
-  assign \$80  = drain_n + 1'h1;
-  assign \$81  = k + 1'h1;
-  assign \$82  = li + 1'h1;
-  assign \$83  = \$82  == num_layers;
-  assign \$84  = li + 1'h1;
+  assign \$58  = cur ^ \edge [2];
+  assign \$59  = \$57  ? in_rbank : \$58 ;
+  assign \$60  = ! \edge [1:0];
+  assign \$178  = in_rbank * 3'h5;
+  assign \$61  = in_counts >> \$178 ;
+  assign \$62  = cur ^ \edge [2];
+  assign \$182  = { \$62 , \edge [1:0] } * 3'h5;
+  assign \$63  = counts >> \$182 ;
+  assign \$64  = \$60  ? \$61  : \$63 ;
+  assign \$66  = k[0] ? \$65  : 6'h00;
+  assign \$68  = k[1] ? \$67  : 6'h00;
+  assign \$69  = \$66  + \$68 ;
+  assign \$71  = k[2] ? \$70  : 8'h00;
+  assign \$73  = k[3] ? \$72  : 8'h00;
+  assign \$74  = \$71  + \$73 ;
+  assign \$75  = \$69  + \$74 ;
+  assign \$76  = ! \edge [1:0];
+  assign \$198  = in_rbank * 3'h5;
+  assign \$77  = in_counts >> \$198 ;
+  assign \$78  = cur ^ \edge [2];
+  assign \$202  = { \$78 , \edge [1:0] } * 3'h5;
+  assign \$79  = counts >> \$202 ;
+  assign \$80  = \$76  ? \$77  : \$79 ;
+  assign \$81  = | \$80 ;
+  assign \$82  = rd_n + 1'h1;
+  assign \$83  = rd_n + 1'h1;
+  assign \$84  = \$83  < cnt;
+  assign \$85  = drain_n != 2'h2;
+  assign \$86  = drain_n + 1'h1;
+  assign \$87  = k + 1'h1;
+  assign \$88  = li + 1'h1;
+  assign \$89  = \$88  == num_layers;
+  assign \$90  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$86 ;
+    layer0 <= \$92 ;
   always @(posedge clk)
-    layer1 <= \$87 ;
+    layer1 <= \$93 ;
   always @(posedge clk)
-    edge0 <= \$88 ;
+    edge0 <= \$94 ;
   always @(posedge clk)
-    edge1 <= \$89 ;
+    edge1 <= \$95 ;
   always @(posedge clk)
-    edge2 <= \$90 ;
+    edge2 <= \$96 ;
   always @(posedge clk)
-    edge3 <= \$91 ;
+    edge3 <= \$97 ;
   always @(posedge clk)
-    num_layers <= \$92 ;
+    num_layers <= \$98 ;
   always @(posedge clk)
-    layer <= \$93 ;
+    layer <= \$99 ;
   always @(posedge clk)
-    e_end <= \$94 ;
+    e_end <= \$100 ;
   always @(posedge clk)
-    e <= \$95 ;
+    e <= \$101 ;
   always @(posedge clk)
-    \edge  <= \$96 ;
+    \edge  <= \$102 ;
   always @(posedge clk)
-    valid <= \$97 ;
+    valid <= \$103 ;
   always @(posedge clk)
-    last_row <= \$98 ;
+    last_row <= \$104 ;
   always @(posedge clk)
-    li <= \$99 ;
+    li <= \$105 ;
   always @(posedge clk)
-    fsm_state <= \$100 ;
+    fsm_state <= \$106 ;
   always @(posedge clk)
-    k <= \$101 ;
+    k <= \$107 ;
   always @(posedge clk)
-    rd_src <= \$102 ;
+    rd_src <= \$108 ;
   always @(posedge clk)
-    rd_from_input <= \$103 ;
+    rd_from_input <= \$109 ;
   always @(posedge clk)
-    rd_bank <= \$104 ;
+    rd_bank <= \$110 ;
   always @(posedge clk)
-    rd_n <= \$105 ;
+    rd_n <= \$111 ;
   always @(posedge clk)
-    cnt <= \$106 ;
+    cnt <= \$112 ;
   always @(posedge clk)
-    row_wbase <= \$107 ;
+    row_wbase <= \$113 ;
   always @(posedge clk)
-    row_offset <= \$108 ;
+    row_offset <= \$114 ;
   always @(posedge clk)
-    drain_n <= \$109 ;
+    events_left <= \$115 ;
+  always @(posedge clk)
+    drain_n <= \$116 ;
   \npu_core_tiny.sequencer.counters  counters (
     .clear(\clear$25 ),
     .clk(clk),
@@ -3249,9 +3269,9 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$40  = layer0;
+          \$39  = layer0;
       1'h1:
-          \$40  = layer1;
+          \$39  = layer1;
     endcase
   end
   always @* begin
@@ -3259,13 +3279,13 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
     (* full_case = 32'd1 *)
     casez (e_new[1:0])
       2'h0:
-          \$42  = edge0;
+          \$41  = edge0;
       2'h1:
-          \$42  = edge1;
+          \$41  = edge1;
       2'h2:
-          \$42  = edge2;
+          \$41  = edge2;
       2'h3:
-          \$42  = edge3;
+          \$41  = edge3;
     endcase
   end
   always @* begin
@@ -3328,12 +3348,12 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           if (\$17 ) begin
             inc[4] = 1'h1;
           end
-          if (\$18 ) begin
-            if (\$19 ) begin
-              if (\$20 ) begin
+          if (events_left) begin
+            if (\$18 ) begin
+              if (\$19 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$21 ) begin
+              if (\$20 ) begin
                 inc[6] = 1'h1;
               end
             end
@@ -3341,28 +3361,28 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
         end
       4'h5:
         begin
-          if (\$23 ) begin
+          if (\$22 ) begin
             inc[0] = 1'h1;
           end
-          if (\$24 ) begin
+          if (\$23 ) begin
             inc[4] = 1'h1;
           end
         end
       4'h7:
         begin
-          if (\$25 ) begin
+          if (\$24 ) begin
             inc[1] = 1'h1;
           end
-          if (\$26 ) begin
+          if (\$25 ) begin
             inc[5] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$27 ) begin
+          if (\$26 ) begin
             inc[1] = 1'h1;
           end
-          if (\$28 ) begin
+          if (\$27 ) begin
             inc[5] = 1'h1;
           end
         end
@@ -3437,7 +3457,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$18 ) begin
+          if (events_left) begin
           end else begin
             e_set = 1'h1;
           end
@@ -3457,9 +3477,9 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h6:
           (* full_case = 32'd1 *)
-          if (\$18 ) begin
+          if (events_left) begin
           end else begin
-            e_new = \$22 [2:0];
+            e_new = \$21 [2:0];
           end
     endcase
   end
@@ -3488,7 +3508,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
       4'h4:
           /* empty */;
       4'h6:
-          if (\$18 ) begin
+          if (events_left) begin
             issue = 1'h1;
           end
     endcase
@@ -3588,7 +3608,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
       4'h9:
           /* empty */;
       4'h1:
-          if (\$29 ) begin
+          if (\$28 ) begin
             end_step = 1'h1;
           end
     endcase
@@ -3616,30 +3636,30 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
       4'h9:
           /* empty */;
       4'h1:
-          if (\$29 ) begin
+          if (\$28 ) begin
             step_done = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$86  = layer0;
+    \$92  = layer0;
     casez (tables[53:51])
       3'h0:
           if (tables[49]) begin
             casez (tables[0])
               1'h0:
-                  \$86  = tables[45:8];
+                  \$92  = tables[45:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$86  = 38'h0000000000;
+      \$92  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$87  = layer1;
+    \$93  = layer1;
     casez (tables[53:51])
       3'h0:
           if (tables[49]) begin
@@ -3648,17 +3668,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               1'h0:
                   /* empty */;
               1'h1:
-                  \$87  = tables[45:8];
+                  \$93  = tables[45:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$87  = 38'h0000000000;
+      \$93  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$88  = edge0;
+    \$94  = edge0;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3666,17 +3686,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           if (tables[49]) begin
             casez (tables[1:0])
               2'h0:
-                  \$88  = tables[23:8];
+                  \$94  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$88  = 16'h0000;
+      \$94  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$89  = edge1;
+    \$95  = edge1;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3686,17 +3706,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h0:
                   /* empty */;
               2'h1:
-                  \$89  = tables[23:8];
+                  \$95  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$89  = 16'h0000;
+      \$95  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = edge2;
+    \$96  = edge2;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3708,17 +3728,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h1:
                   /* empty */;
               2'h2:
-                  \$90  = tables[23:8];
+                  \$96  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$90  = 16'h0000;
+      \$96  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = edge3;
+    \$97  = edge3;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3733,17 +3753,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h2:
                   /* empty */;
               2'h3:
-                  \$91  = tables[23:8];
+                  \$97  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$91  = 16'h0000;
+      \$97  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = num_layers;
+    \$98  = num_layers;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3751,282 +3771,194 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       3'h6:
           if (tables[49]) begin
-            \$92  = tables[9:8];
+            \$98  = tables[9:8];
           end
     endcase
     if (rst) begin
-      \$92  = 2'h0;
+      \$98  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = \$40 ;
+    \$99  = \$39 ;
     if (rst) begin
-      \$93  = 38'h0000000000;
+      \$99  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = \$41 [2:0];
+    \$100  = \$40 [2:0];
     if (rst) begin
-      \$94  = 3'h0;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = e;
+    \$101  = e;
     if (e_set) begin
-      \$95  = e_new;
+      \$101  = e_new;
     end
     if (rst) begin
-      \$95  = 3'h0;
+      \$101  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = \edge ;
+    \$102  = \edge ;
     if (e_set) begin
-      \$96  = \$42 ;
+      \$102  = \$41 ;
     end
     if (rst) begin
-      \$96  = 16'h0000;
+      \$102  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = { \$48 , \$45  };
+    \$103  = { \$47 , \$44  };
     if (rst) begin
-      \$97  = 2'h0;
+      \$103  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = \$50 ;
-    if (rst) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$54 ) begin
-            \$99  = 1'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$83 ) begin
-            end else begin
-              \$99  = \$84 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$54 ) begin
-            (* full_case = 32'd1 *)
-            if (\$55 ) begin
-              \$100  = 4'h1;
-            end else begin
-              \$100  = 4'h2;
-            end
-          end
-      4'h2:
-          \$100  = 4'h3;
-      4'h3:
-          \$100  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$56 ) begin
-            \$100  = 4'h5;
-          end else begin
-            \$100  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (\$77 ) begin
-          end else begin
-            \$100  = 4'h4;
-          end
-      4'h5:
-          if (\$79 ) begin
-          end else if (drained) begin
-            \$100  = 4'h7;
-          end
-      4'h7:
-          \$100  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$100  = 4'h9;
-            end else begin
-              \$100  = 4'h3;
-            end
-          end
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$83 ) begin
-              \$100  = 4'h1;
-            end else begin
-              \$100  = 4'h2;
-            end
-          end
-      4'h1:
-          if (\$85 ) begin
-            \$100  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$100  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$101  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$101  = \$81 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$101  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = rd_src;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$56 ) begin
-          end else begin
-            \$102  = \edge [1:0];
-          end
-    endcase
-    if (rst) begin
-      \$102  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = rd_from_input;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$56 ) begin
-          end else begin
-            \$103  = \$57 ;
-          end
-    endcase
-    if (rst) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = rd_bank;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$56 ) begin
-          end else begin
-            \$104  = \$60 ;
-          end
-    endcase
+    \$104  = \$49 ;
     if (rst) begin
       \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = rd_n;
+    \$105  = li;
     casez (fsm_state)
       4'h0:
-          /* empty */;
+          if (\$53 ) begin
+            \$105  = 1'h0;
+          end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$89 ) begin
+            end else begin
+              \$105  = \$90 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$53 ) begin
+            (* full_case = 32'd1 *)
+            if (\$54 ) begin
+              \$106  = 4'h1;
+            end else begin
+              \$106  = 4'h2;
+            end
+          end
+      4'h2:
+          \$106  = 4'h3;
+      4'h3:
+          \$106  = 4'h4;
+      4'h4:
           (* full_case = 32'd1 *)
-          if (\$56 ) begin
+          if (\$55 ) begin
+            \$106  = 4'h5;
           end else begin
-            \$105  = 5'h00;
+            \$106  = 4'h6;
           end
       4'h6:
-          if (\$77 ) begin
-            \$105  = \$78 [4:0];
+          (* full_case = 32'd1 *)
+          if (events_left) begin
+          end else begin
+            \$106  = 4'h4;
+          end
+      4'h5:
+          if (\$85 ) begin
+          end else if (drained) begin
+            \$106  = 4'h7;
+          end
+      4'h7:
+          \$106  = 4'h8;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$106  = 4'h9;
+            end else begin
+              \$106  = 4'h3;
+            end
+          end
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$89 ) begin
+              \$106  = 4'h1;
+            end else begin
+              \$106  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$91 ) begin
+            \$106  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$105  = 5'h00;
+      \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = cnt;
+    \$107  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$107  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$107  = \$87 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$107  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4036,18 +3968,18 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$56 ) begin
+          if (\$55 ) begin
           end else begin
-            \$106  = \$65 ;
+            \$108  = \edge [1:0];
           end
     endcase
     if (rst) begin
-      \$106  = 5'h00;
+      \$108  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = row_wbase;
+    \$109  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4057,18 +3989,18 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$56 ) begin
+          if (\$55 ) begin
           end else begin
-            \$107  = \edge [10:3];
+            \$109  = \$56 ;
           end
     endcase
     if (rst) begin
-      \$107  = 8'h00;
+      \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = row_offset;
+    \$110  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4078,18 +4010,131 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$56 ) begin
+          if (\$55 ) begin
           end else begin
-            \$108  = \$76 [8:0];
+            \$110  = \$59 ;
           end
     endcase
     if (rst) begin
-      \$108  = 9'h000;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$109  = drain_n;
+    \$111  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$55 ) begin
+          end else begin
+            \$111  = 5'h00;
+          end
+      4'h6:
+          if (events_left) begin
+            \$111  = \$82 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$111  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$112  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$55 ) begin
+          end else begin
+            \$112  = \$64 ;
+          end
+    endcase
+    if (rst) begin
+      \$112  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$113  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$55 ) begin
+          end else begin
+            \$113  = \edge [10:3];
+          end
+    endcase
+    if (rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$114  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$55 ) begin
+          end else begin
+            \$114  = \$75 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$114  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$115  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$55 ) begin
+          end else begin
+            \$115  = \$81 ;
+          end
+      4'h6:
+          if (events_left) begin
+            \$115  = \$84 ;
+          end
+    endcase
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$116  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4102,14 +4147,14 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
       4'h6:
           /* empty */;
       4'h5:
-          if (\$79 ) begin
-            \$109  = \$80 [1:0];
+          if (\$85 ) begin
+            \$116  = \$86 [1:0];
           end else if (drained) begin
-            \$109  = 2'h0;
+            \$116  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$109  = 2'h0;
+      \$116  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -4188,18 +4233,18 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$13  = li;
   assign \$15  = li;
   assign \$17  = li;
-  assign \$21  = li;
-  assign \$24  = li;
-  assign \$26  = li;
-  assign \$28  = li;
-  assign \$29  = out_ready;
-  assign \$53  = 1'h1;
-  assign \$54  = \$52 ;
-  assign \$66  = { 1'h0, \edge [15:11] };
-  assign \$68  = { \edge [15:11], 1'h0 };
-  assign \$71  = { 1'h0, \edge [15:11], 2'h0 };
-  assign \$73  = { \edge [15:11], 3'h0 };
-  assign \$85  = out_ready;
+  assign \$20  = li;
+  assign \$23  = li;
+  assign \$25  = li;
+  assign \$27  = li;
+  assign \$28  = out_ready;
+  assign \$52  = 1'h1;
+  assign \$53  = \$51 ;
+  assign \$65  = { 1'h0, \edge [15:11] };
+  assign \$67  = { \edge [15:11], 1'h0 };
+  assign \$70  = { 1'h0, \edge [15:11], 2'h0 };
+  assign \$72  = { \edge [15:11], 3'h0 };
+  assign \$91  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
