@@ -50,10 +50,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [8:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
   wire [15:0] \$6 ;
   wire [15:0] \$7 ;
-  wire [3:0] \$71 ;
-  wire [7:0] \$74 ;
+  wire [3:0] \$73 ;
+  wire [7:0] \$76 ;
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   wire active;
@@ -542,6 +544,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [1:0] wr_layer;
   wire [7:0] wr_value;
   wire write_end;
+  assign \$36  = views[133:131] == 3'h4;
+  assign \$37  = \$35  & \$36 ;
   assign \$38  = views[130:127] == 4'h8;
   assign \$39  = views[125] & \$38 ;
   assign \$40  = views[133:131] == 3'h5;
@@ -573,10 +577,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign w_data = write_end ? 28'h0000002 : records__payload;
   assign \$14  = write_end | records__valid;
   assign w_en = w_rdy & \$14 ;
-  assign \$71  = in_rbank * 3'h7;
-  assign \$15  = in_counts >> \$71 ;
-  assign \$74  = { ev_list_bank, ev_src } * 4'h8;
-  assign \$16  = counts >> \$74 ;
+  assign \$73  = in_rbank * 3'h7;
+  assign \$15  = in_counts >> \$73 ;
+  assign \$76  = { ev_list_bank, ev_src } * 4'h8;
+  assign \$16  = counts >> \$76 ;
   assign list_count = ev_from_input ? { 1'h0, \$15  } : \$16 ;
   assign \$17  = views[197:194] == 4'h9;
   assign host_param_we = views[192] & \$17 ;
@@ -598,14 +602,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$33  = \$31  & \$32 ;
   assign \$34  = views[130:127] == 4'h8;
   assign \$35  = views[125] & \$34 ;
-  assign \$36  = views[133:131] == 3'h4;
-  assign \$37  = \$35  & \$36 ;
   \npu_core_demo.host  host (
     .addr(host_addr),
     .busy(busy),
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
+    .\port$2388$0 (\$51 ),
+    .\port$2390$0 (\$52 ),
     .rdata(host_rdata),
     .re(host_re),
     .rst(rst),
@@ -629,7 +633,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$2668$2 (records__payload[10:2]),
+    .\port$2672$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -645,10 +649,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$2325$0 (busy),
     .\port$2333$0 (\$50 ),
     .\port$2374$25 (layer[43:25]),
-    .\port$2537$0 (\$51 ),
+    .\port$2388$0 (\$51 ),
+    .\port$2390$0 (\$52 ),
+    .\port$2541$0 (\$53 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
@@ -685,6 +690,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_demo.sequencer  sequencer (
     .busy(busy),
+    .busy_rep0(\$51 ),
+    .busy_rep1(\$52 ),
     .can_load(can_load),
     .clear(clear),
     .clk(clk),
@@ -703,9 +710,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .li(layer_index),
     .neuron_write(\$50 ),
     .out_ready(w_rdy),
-    .\port$2707$0 (inc_syn),
-    .\port$2720$0 (inc_events),
-    .\port$2721$0 (inc_neuron),
+    .\port$2711$0 (inc_syn),
+    .\port$2724$0 (inc_events),
+    .\port$2725$0 (inc_neuron),
     .rd_bank(rd_bank),
     .rd_from_input(rd_from_input),
     .rd_n(rd_n),
@@ -759,7 +766,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .pm_wr__en(host_param_we),
     .\port$2309$134 (views[191:134]),
     .\port$2374$0 (layer[12:0]),
-    .\port$2514$0 (ev),
+    .\port$2518$0 (ev),
     .row_base(row_base),
     .row_load(row_load),
     .row_send(row_send),
@@ -777,11 +784,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$2325$0 (busy),
+    .\port$2388$0 (\$51 ),
+    .\port$2390$0 (\$52 ),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
-    .s4_valid(\$51 ),
+    .s4_valid(\$53 ),
     .views(\views$46 ),
     .weights_rdata(weights_rdata)
   );
@@ -794,8 +802,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign rvalid = host_rvalid;
   assign \busy$24  = busy;
   assign \busy$25  = busy;
-  assign busy_groups = { busy, busy };
-  assign \busy_groups$27  = { busy, busy };
+  assign busy_groups = { \$52 , \$51  };
+  assign \busy_groups$27  = { \$52 , \$51  };
   assign \table_rdata$29  = table_rdata;
   assign \counters_rdata$31  = counters_rdata;
   assign tables = views[200:134];
@@ -804,9 +812,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign host_req = 1'h0;
   assign \host_req$37  = 1'h0;
   assign \clear$38  = clear;
-  assign \busy_groups$44  = { busy, busy };
+  assign \busy_groups$44  = { \$52 , \$51  };
   assign host_word = host_addr[10:0];
-  assign \busy_groups$47  = { busy, busy };
+  assign \busy_groups$47  = { \$52 , \$51  };
   assign \host_word$48  = host_addr[10:0];
   assign \input__payload$50  = input__payload;
   assign \input__ready$51  = input__ready;
@@ -838,8 +846,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \row_addr$97  = row_addr;
   assign \row_start$99  = row_start;
   assign \prod$101  = prod;
-  assign prod_valid = { \$51 , \$51  };
-  assign \prod_valid$103  = { \$51 , \$51  };
+  assign prod_valid = { \$53 , \$53  };
+  assign \prod_valid$103  = { \$53 , \$53  };
   assign reset = layer[27:26];
   assign v_reset = layer[43:28];
   assign spiking = layer[25];
@@ -1238,7 +1246,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, addr);
+module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$2388$0 , \port$2390$0 , addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1308,6 +1316,10 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
   wire [46:0] \lane_rdata[3][5] ;
   wire [46:0] \lane_rdata[3][6] ;
   wire [46:0] \lane_rdata[3][7] ;
+  input \port$2388$0 ;
+  wire \port$2388$0 ;
+  input \port$2390$0 ;
+  wire \port$2390$0 ;
   reg [2:0] rd_lane = 3'h0;
   reg [46:0] rd_reg = 47'h000000000000;
   reg [3:0] rd_region = 4'h0;
@@ -1350,13 +1362,13 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
   wire [46:0] wdata;
   input we;
   wire we;
-  assign \$1  = ~ busy;
+  assign \$1  = ~ \port$2388$0 ;
   assign \$2  = \$1  & we;
-  assign \$3  = ~ busy;
+  assign \$3  = ~ \port$2388$0 ;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ busy;
+  assign \$5  = ~ \port$2390$0 ;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ busy;
+  assign \$7  = ~ \port$2390$0 ;
   assign \$8  = \$7  & re;
   assign \$9  = ~ busy;
   assign \$10  = \$9  & we;
@@ -1506,7 +1518,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
       \$20  = 47'h000000000000;
     end
   end
-  assign busy_groups = { busy, busy };
+  assign busy_groups = { \port$2390$0 , \port$2388$0  };
   assign counters_re = re;
   assign \views[0]  = views[66:0];
   assign \views[0].word  = views[10:0];
@@ -1586,7 +1598,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2668$2 
+module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2672$2 
 , clear);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1744,8 +1756,8 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$2668$2 ;
-  wire [8:0] \port$2668$2 ;
+  input [8:0] \port$2672$2 ;
+  wire [8:0] \port$2672$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -4122,7 +4134,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$2668$2 [1:0] + 1'h1;
+  assign spike_src = \port$2672$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4773,9 +4785,9 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$2668$2 [1:0];
+  assign wr_layer = \port$2672$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$2668$2 [8:2] };
+  assign wr_index = { 1'h0, \port$2672$2 [8:2] };
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
   assign \events_nrw.value  = events_nrw[14:7];
@@ -4813,7 +4825,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = wr_value;
-  assign ev_wr__data[6:0] = \port$2668$2 [8:2];
+  assign ev_wr__data[6:0] = \port$2672$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4837,7 +4849,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons (rst, row_addr, views, \port$2325$0 , row_start, \port$2333$0 , \port$2374$25 , \port$2537$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \port$2374$25 , \port$2388$0 , \port$2390$0 , \port$2541$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5168,14 +5180,16 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2325$0 , row_start, \
   wire [46:0] \params_rdata[5] ;
   wire [46:0] \params_rdata[6] ;
   wire [46:0] \params_rdata[7] ;
-  input \port$2325$0 ;
-  wire \port$2325$0 ;
   input \port$2333$0 ;
   wire \port$2333$0 ;
   input [18:0] \port$2374$25 ;
   wire [18:0] \port$2374$25 ;
-  input \port$2537$0 ;
-  wire \port$2537$0 ;
+  input \port$2388$0 ;
+  wire \port$2388$0 ;
+  input \port$2390$0 ;
+  wire \port$2390$0 ;
+  input \port$2541$0 ;
+  wire \port$2541$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -6042,134 +6056,134 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2325$0 , row_start, \
       params7[views[71:67]] <= views[118:78];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$2537$0  | pre3;
-  assign \$2  = \port$2537$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$2541$0  | pre3;
+  assign \$2  = \port$2541$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$2537$0  | pre3;
-  assign \$5  = \port$2537$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$2541$0  | pre3;
+  assign \$5  = \port$2541$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$2537$0  | pre3;
-  assign \$8  = \port$2537$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$2541$0  | pre3;
+  assign \$8  = \port$2541$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$2537$0  | pre3;
-  assign \$11  = \port$2537$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$2541$0  | pre3;
+  assign \$11  = \port$2541$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$2537$0  | pre3;
-  assign \$14  = \port$2537$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$2541$0  | pre3;
+  assign \$14  = \port$2541$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$2537$0  | pre3;
-  assign \$17  = \port$2537$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$2541$0  | pre3;
+  assign \$17  = \port$2541$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$2537$0  | pre3;
-  assign \$20  = \port$2537$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$2541$0  | pre3;
+  assign \$20  = \port$2541$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$2537$0  | pre3;
-  assign \$23  = \port$2537$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$2541$0  | pre3;
+  assign \$23  = \port$2541$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[63:60] == 2'h2;
   assign \$29  = views[58] & \$28 ;
   assign \$30  = ! views[66:64];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$2325$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
+  assign \$31  = \port$2388$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
   assign \$32  = views[63:60] == 2'h3;
   assign \$33  = views[58] & \$32 ;
   assign \$34  = ! views[66:64];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$2325$0  ? \port$2333$0  : \$35 ;
-  assign \$36  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$2388$0  ? \port$2333$0  : \$35 ;
+  assign \$36  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[63:60] == 2'h2;
   assign \$40  = views[58] & \$39 ;
   assign \$41  = views[66:64] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$2325$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
+  assign \$42  = \port$2388$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
   assign \$43  = views[63:60] == 2'h3;
   assign \$44  = views[58] & \$43 ;
   assign \$45  = views[66:64] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$2325$0  ? \port$2333$0  : \$46 ;
-  assign \$47  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$2388$0  ? \port$2333$0  : \$46 ;
+  assign \$47  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[63:60] == 2'h2;
   assign \$51  = views[58] & \$50 ;
   assign \$52  = views[66:64] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$2325$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
+  assign \$53  = \port$2388$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
   assign \$54  = views[63:60] == 2'h3;
   assign \$55  = views[58] & \$54 ;
   assign \$56  = views[66:64] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$2325$0  ? \port$2333$0  : \$57 ;
-  assign \$58  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$2325$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$2388$0  ? \port$2333$0  : \$57 ;
+  assign \$58  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[63:60] == 2'h2;
   assign \$62  = views[58] & \$61 ;
   assign \$63  = views[66:64] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$2325$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
+  assign \$64  = \port$2388$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
   assign \$65  = views[63:60] == 2'h3;
   assign \$66  = views[58] & \$65 ;
   assign \$67  = views[66:64] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$2325$0  ? \port$2333$0  : \$68 ;
-  assign \$69  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$70  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$71  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$144  = \port$2388$0  ? \port$2333$0  : \$68 ;
+  assign \$69  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$70  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$71  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$72  = views[130:127] == 2'h2;
   assign \$73  = views[125] & \$72 ;
   assign \$74  = views[133:131] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$2325$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
+  assign \$75  = \port$2390$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
   assign \$76  = views[130:127] == 2'h3;
   assign \$77  = views[125] & \$76 ;
   assign \$78  = views[133:131] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$2325$0  ? \port$2333$0  : \$79 ;
-  assign \$80  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$81  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$82  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$152  = \port$2390$0  ? \port$2333$0  : \$79 ;
+  assign \$80  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$81  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$82  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$83  = views[130:127] == 2'h2;
   assign \$84  = views[125] & \$83 ;
   assign \$85  = views[133:131] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$2325$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
+  assign \$86  = \port$2390$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
   assign \$87  = views[130:127] == 2'h3;
   assign \$88  = views[125] & \$87 ;
   assign \$89  = views[133:131] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$2325$0  ? \port$2333$0  : \$90 ;
-  assign \$91  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$92  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$93  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$160  = \port$2390$0  ? \port$2333$0  : \$90 ;
+  assign \$91  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$92  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$93  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$94  = views[130:127] == 2'h2;
   assign \$95  = views[125] & \$94 ;
   assign \$96  = views[133:131] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$2325$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
+  assign \$97  = \port$2390$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
   assign \$98  = views[130:127] == 2'h3;
   assign \$99  = views[125] & \$98 ;
   assign \$100  = views[133:131] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$2325$0  ? \port$2333$0  : \$101 ;
-  assign \$102  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$103  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$104  = \port$2325$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$168  = \port$2390$0  ? \port$2333$0  : \$101 ;
+  assign \$102  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$103  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$104  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$105  = views[130:127] == 2'h2;
   assign \$106  = views[125] & \$105 ;
   assign \$107  = views[133:131] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$2325$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
+  assign \$108  = \port$2390$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
   assign \$109  = views[130:127] == 2'h3;
   assign \$110  = views[125] & \$109 ;
   assign \$111  = views[133:131] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$2325$0  ? \port$2333$0  : \$112 ;
+  assign \u_wr__en$176  = \port$2390$0  ? \port$2333$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -6606,9 +6620,9 @@ module \npu_core_demo.neurons (rst, row_addr, views, \port$2325$0 , row_start, \
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$2537$0 , \port$2537$0  };
+  assign prod_valid = { \port$2541$0 , \port$2541$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$2325$0 , \port$2325$0  };
+  assign busy_groups = { \port$2390$0 , \port$2388$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
@@ -8253,8 +8267,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, ssm_start, row_start, issue, router_load, neuron_write
-, write_end, end_step, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2707$0 , ssm_ev_load, ssm_ev_src, ssm_ev_list_bank
-, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2720$0 , \port$2721$0 , ssm_done, re);
+, write_end, end_step, layer, valid, li, busy_rep0, busy_rep1, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2711$0 , ssm_ev_load
+, ssm_ev_src, ssm_ev_list_bank, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2724$0 , \port$2725$0 , ssm_done, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   reg [45:0] \$1 ;
   wire \$10 ;
@@ -8336,18 +8350,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   reg \$169 ;
   wire \$17 ;
   reg [1:0] \$170 ;
-  reg [3:0] \$171 ;
-  reg [4:0] \$172 ;
-  reg [2:0] \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg [7:0] \$176 ;
-  reg [7:0] \$177 ;
-  reg [10:0] \$178 ;
-  reg [12:0] \$179 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg [3:0] \$173 ;
+  reg [4:0] \$174 ;
+  reg [2:0] \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg [1:0] \$181 ;
+  reg [10:0] \$180 ;
+  reg [12:0] \$181 ;
+  reg \$182 ;
+  reg [1:0] \$183 ;
   wire \$19 ;
   reg [22:0] \$2 ;
   wire \$20 ;
@@ -8360,14 +8376,14 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [3:0] \$294 ;
-  wire [7:0] \$298 ;
+  wire [3:0] \$296 ;
   reg [46:0] \$3 ;
   wire \$30 ;
+  wire [7:0] \$300 ;
   wire \$31 ;
-  wire [3:0] \$317 ;
+  wire [3:0] \$319 ;
   wire \$32 ;
-  wire [7:0] \$321 ;
+  wire [7:0] \$323 ;
   wire [4:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -8444,6 +8460,10 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   output busy;
   reg busy;
   wire [1:0] busy_groups;
+  output busy_rep0;
+  reg busy_rep0 = 1'h0;
+  output busy_rep1;
+  reg busy_rep1 = 1'h0;
   input can_load;
   wire can_load;
   input clear;
@@ -8614,12 +8634,12 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   reg [2:0] num_layers = 3'h0;
   input out_ready;
   wire out_ready;
-  input \port$2707$0 ;
-  wire \port$2707$0 ;
-  input \port$2720$0 ;
-  wire \port$2720$0 ;
-  input \port$2721$0 ;
-  wire \port$2721$0 ;
+  input \port$2711$0 ;
+  wire \port$2711$0 ;
+  input \port$2724$0 ;
+  wire \port$2724$0 ;
+  input \port$2725$0 ;
+  wire \port$2725$0 ;
   wire [4:0] raddr;
   output rd_bank;
   reg rd_bank = 1'h0;
@@ -8874,11 +8894,11 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$108  = cur ^ \edge [3];
   assign \$109  = \$107  ? in_rbank : \$108 ;
   assign \$110  = ! \edge [2:0];
-  assign \$294  = in_rbank * 3'h7;
-  assign \$111  = in_counts >> \$294 ;
+  assign \$296  = in_rbank * 3'h7;
+  assign \$111  = in_counts >> \$296 ;
   assign \$112  = cur ^ \edge [3];
-  assign \$298  = { \$112 , \edge [2:0] } * 4'h8;
-  assign \$113  = counts >> \$298 ;
+  assign \$300  = { \$112 , \edge [2:0] } * 4'h8;
+  assign \$113  = counts >> \$300 ;
   assign \$114  = \$110  ? { 1'h0, \$111  } : \$113 ;
   assign \$116  = k[0] ? \$115  : 9'h000;
   assign \$118  = k[1] ? \$117  : 9'h000;
@@ -8890,11 +8910,11 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$127  = k[4] ? \$126  : 15'h0000;
   assign \$128  = \$125  + \$127 ;
   assign \$129  = ! \edge [2:0];
-  assign \$317  = in_rbank * 3'h7;
-  assign \$130  = in_counts >> \$317 ;
+  assign \$319  = in_rbank * 3'h7;
+  assign \$130  = in_counts >> \$319 ;
   assign \$131  = cur ^ \edge [3];
-  assign \$321  = { \$131 , \edge [2:0] } * 4'h8;
-  assign \$132  = counts >> \$321 ;
+  assign \$323  = { \$131 , \edge [2:0] } * 4'h8;
+  assign \$132  = counts >> \$323 ;
   assign \$133  = \$129  ? { 1'h0, \$130  } : \$132 ;
   assign \$134  = | \$133 ;
   assign \$135  = rd_n + 1'h1;
@@ -8957,27 +8977,31 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   always @(posedge clk)
     li <= \$170 ;
   always @(posedge clk)
-    fsm_state <= \$171 ;
+    busy_rep0 <= \$171 ;
   always @(posedge clk)
-    k <= \$172 ;
+    busy_rep1 <= \$172 ;
   always @(posedge clk)
-    rd_src <= \$173 ;
+    fsm_state <= \$173 ;
   always @(posedge clk)
-    rd_from_input <= \$174 ;
+    k <= \$174 ;
   always @(posedge clk)
-    rd_bank <= \$175 ;
+    rd_src <= \$175 ;
   always @(posedge clk)
-    rd_n <= \$176 ;
+    rd_from_input <= \$176 ;
   always @(posedge clk)
-    cnt <= \$177 ;
+    rd_bank <= \$177 ;
   always @(posedge clk)
-    row_wbase <= \$178 ;
+    rd_n <= \$178 ;
   always @(posedge clk)
-    row_offset <= \$179 ;
+    cnt <= \$179 ;
   always @(posedge clk)
-    events_left <= \$180 ;
+    row_wbase <= \$180 ;
   always @(posedge clk)
-    drain_n <= \$181 ;
+    row_offset <= \$181 ;
+  always @(posedge clk)
+    events_left <= \$182 ;
+  always @(posedge clk)
+    drain_n <= \$183 ;
   \npu_core_demo.sequencer.counters  counters (
     .clear(\clear$35 ),
     .clk(clk),
@@ -9265,7 +9289,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
         end
       4'h3:
         begin
-          if (\port$2707$0 ) begin
+          if (\port$2711$0 ) begin
             if (\$46 ) begin
               inc[0] = 1'h1;
             end
@@ -9279,7 +9303,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               inc[12] = 1'h1;
             end
           end
-          if (\port$2721$0 ) begin
+          if (\port$2725$0 ) begin
             if (\$50 ) begin
               inc[1] = 1'h1;
             end
@@ -9293,7 +9317,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               inc[13] = 1'h1;
             end
           end
-          if (\port$2720$0 ) begin
+          if (\port$2724$0 ) begin
             if (\$54 ) begin
               inc[2] = 1'h1;
             end
@@ -10066,85 +10090,155 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$171  = fsm_state;
+    \$171  = busy_rep0;
+    casez (fsm_state)
+      4'h0:
+          if (\$102 ) begin
+            \$171  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$146 ) begin
+            \$171  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$172  = busy_rep1;
+    casez (fsm_state)
+      4'h0:
+          if (\$102 ) begin
+            \$172  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$146 ) begin
+            \$172  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$173  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (\$103 ) begin
-              \$171  = 4'h1;
+              \$173  = 4'h1;
             end else begin
-              \$171  = 4'h2;
+              \$173  = 4'h2;
             end
           end
       4'h2:
           (* full_case = 32'd1 *)
           if (\$104 ) begin
-            \$171  = 4'h3;
+            \$173  = 4'h3;
           end else begin
-            \$171  = 4'h4;
+            \$173  = 4'h4;
           end
       4'h4:
-          \$171  = 4'h5;
+          \$173  = 4'h5;
       4'h5:
           (* full_case = 32'd1 *)
           if (\$105 ) begin
-            \$171  = 4'h6;
+            \$173  = 4'h6;
           end else begin
-            \$171  = 4'h7;
+            \$173  = 4'h7;
           end
       4'h7:
           (* full_case = 32'd1 *)
           if (events_left) begin
           end else begin
-            \$171  = 4'h5;
+            \$173  = 4'h5;
           end
       4'h6:
           if (\$138 ) begin
           end else if (drained) begin
-            \$171  = 4'h8;
+            \$173  = 4'h8;
           end
       4'h8:
-          \$171  = 4'h9;
+          \$173  = 4'h9;
       4'h9:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$171  = 4'ha;
+              \$173  = 4'ha;
             end else begin
-              \$171  = 4'h4;
+              \$173  = 4'h4;
             end
           end
       4'h3:
           if (ssm_done) begin
-            \$171  = 4'ha;
+            \$173  = 4'ha;
           end
       4'ha:
           if (router_free) begin
             (* full_case = 32'd1 *)
             if (\$144 ) begin
-              \$171  = 4'h1;
+              \$173  = 4'h1;
             end else begin
-              \$171  = 4'h2;
+              \$173  = 4'h2;
             end
           end
       4'h1:
           if (\$146 ) begin
-            \$171  = 4'h0;
+            \$173  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$171  = 4'h0;
+      \$173  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$172  = k;
+    \$174  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$172  = 5'h00;
+          \$174  = 5'h00;
       4'h4:
           /* empty */;
       4'h5:
@@ -10160,17 +10254,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$172  = \$140 [4:0];
+              \$174  = \$140 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$172  = 5'h00;
+      \$174  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$173  = rd_src;
+    \$175  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10182,7 +10276,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$173  = \edge [2:0];
+            \$175  = \edge [2:0];
           end
       4'h7:
           /* empty */;
@@ -10194,16 +10288,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$173  = ssm_ev_src;
+            \$175  = ssm_ev_src;
           end
     endcase
     if (rst) begin
-      \$173  = 3'h0;
+      \$175  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$174  = rd_from_input;
+    \$176  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10215,7 +10309,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$174  = \$106 ;
+            \$176  = \$106 ;
           end
       4'h7:
           /* empty */;
@@ -10227,16 +10321,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$174  = ssm_ev_from_input;
+            \$176  = ssm_ev_from_input;
           end
     endcase
     if (rst) begin
-      \$174  = 1'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$175  = rd_bank;
+    \$177  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10248,7 +10342,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$175  = \$109 ;
+            \$177  = \$109 ;
           end
       4'h7:
           /* empty */;
@@ -10260,16 +10354,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$175  = \$141 ;
+            \$177  = \$141 ;
           end
     endcase
     if (rst) begin
-      \$175  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$176  = rd_n;
+    \$178  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10281,11 +10375,11 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$176  = 8'h00;
+            \$178  = 8'h00;
           end
       4'h7:
           if (events_left) begin
-            \$176  = \$135 [7:0];
+            \$178  = \$135 [7:0];
           end
       4'h6:
           /* empty */;
@@ -10296,20 +10390,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'h3:
         begin
           if (ssm_ev_load) begin
-            \$176  = 8'h00;
+            \$178  = 8'h00;
           end
           if (ssm_ev_step) begin
-            \$176  = \$142 [7:0];
+            \$178  = \$142 [7:0];
           end
         end
     endcase
     if (rst) begin
-      \$176  = 8'h00;
+      \$178  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$177  = cnt;
+    \$179  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10321,7 +10415,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$177  = \$114 ;
+            \$179  = \$114 ;
           end
       4'h7:
           /* empty */;
@@ -10333,16 +10427,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$177  = ssm_ev_cnt;
+            \$179  = ssm_ev_cnt;
           end
     endcase
     if (rst) begin
-      \$177  = 8'h00;
+      \$179  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$178  = row_wbase;
+    \$180  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10354,16 +10448,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$178  = \edge [14:4];
+            \$180  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$178  = 11'h000;
+      \$180  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$179  = row_offset;
+    \$181  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10375,16 +10469,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$179  = \$128 [12:0];
+            \$181  = \$128 [12:0];
           end
     endcase
     if (rst) begin
-      \$179  = 13'h0000;
+      \$181  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$180  = events_left;
+    \$182  = events_left;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10396,20 +10490,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$180  = \$134 ;
+            \$182  = \$134 ;
           end
       4'h7:
           if (events_left) begin
-            \$180  = \$137 ;
+            \$182  = \$137 ;
           end
     endcase
     if (rst) begin
-      \$180  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$181  = drain_n;
+    \$183  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10423,23 +10517,23 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h6:
           if (\$138 ) begin
-            \$181  = \$139 [1:0];
+            \$183  = \$139 [1:0];
           end else if (drained) begin
-            \$181  = 2'h0;
+            \$183  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$181  = 2'h0;
+      \$183  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
   assign raddr = tables[4:0];
   assign counters_re = re;
   assign \cnt$40  = cnt;
-  assign busy_groups = { busy, busy };
+  assign busy_groups = { busy_rep1, busy_rep0 };
   assign membrane_write = { neuron_write, neuron_write };
   assign host_req = 1'h0;
-  assign ssm_inc = { \port$2720$0 , \port$2721$0 , \port$2707$0  };
+  assign ssm_inc = { \port$2724$0 , \port$2725$0 , \port$2711$0  };
   assign rowbase = \$4 [11:0];
   assign \tables.word  = tables[10:0];
   assign \tables.wdata  = tables[57:11];
@@ -11611,7 +11705,7 @@ module \npu_core_demo.sequencer.counters (clk, rst, total, raddr, inc, clear, re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2309$134 , busy, start, \port$2374$0 , emit_values, n, cnt, cur, \port$2514$0 , state_rdata
+module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2309$134 , busy, start, \port$2374$0 , emit_values, n, cnt, cur, \port$2518$0 , state_rdata
 , ssm_ynz, row_values, active, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [7:0] \$1 ;
@@ -12203,8 +12297,8 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   wire [57:0] \port$2309$134 ;
   input [12:0] \port$2374$0 ;
   wire [12:0] \port$2374$0 ;
-  input [14:0] \port$2514$0 ;
-  wire [14:0] \port$2514$0 ;
+  input [14:0] \port$2518$0 ;
+  wire [14:0] \port$2518$0 ;
   reg present;
   output [7:0] row_base;
   wire [7:0] row_base;
@@ -13615,8 +13709,8 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
     pass_row <= \$472 ;
   always @(posedge clk)
     arow <= \$473 ;
-  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2514$0 [6:0] };
-  assign g_value = g1_const ? param_rdata[7:0] : \port$2514$0 [14:7];
+  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2518$0 [6:0] };
+  assign g_value = g1_const ? param_rdata[7:0] : \port$2518$0 [14:7];
   assign \$2  = gbase + n;
   assign \$3  = busy ? \$2  : { 1'h0, \port$2309$134 [10:0] };
   assign \$4  = pass_row <= 1'h0;
@@ -17763,8 +17857,8 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign host_param_we = pm_wr__en;
   assign \$signature__data  = param_rdata;
   assign g_index = \$1 [6:0];
-  assign ev_index = \port$2514$0 [6:0];
-  assign ev_value = \port$2514$0 [14:7];
+  assign ev_index = \port$2518$0 [6:0];
+  assign ev_value = \port$2518$0 [14:7];
   assign saddr = \$150 [7:0];
   assign chunks = \port$2374$0 [12:8];
   assign m_len = \port$2374$0 [7:0];
@@ -17926,7 +18020,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2325$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2388$0 , \port$2390$0 , ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -18029,8 +18123,10 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2325$0 , issu
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$2325$0 ;
-  wire \port$2325$0 ;
+  input \port$2388$0 ;
+  wire \port$2388$0 ;
+  input \port$2390$0 ;
+  wire \port$2390$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -34626,42 +34722,42 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2325$0 , issu
   assign \$4  = views[58] & \$3 ;
   assign \$5  = ! views[66:64];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[63:60] == 3'h4;
   assign \$8  = views[58] & \$7 ;
   assign \$9  = views[66:64] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[63:60] == 3'h4;
   assign \$12  = views[58] & \$11 ;
   assign \$13  = views[66:64] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[63:60] == 3'h4;
   assign \$16  = views[58] & \$15 ;
   assign \$17  = views[66:64] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$2325$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[130:127] == 3'h4;
   assign \$20  = views[125] & \$19 ;
   assign \$21  = views[133:131] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$22  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$23  = views[130:127] == 3'h4;
   assign \$24  = views[125] & \$23 ;
   assign \$25  = views[133:131] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$26  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$27  = views[130:127] == 3'h4;
   assign \$28  = views[125] & \$27 ;
   assign \$29  = views[133:131] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$30  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$31  = views[130:127] == 3'h4;
   assign \$32  = views[125] & \$31 ;
   assign \$33  = views[133:131] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$2325$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$34  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -34780,7 +34876,7 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, \port$2325$0 , issu
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$2325$0 , \port$2325$0  };
+  assign busy_groups = { \port$2390$0 , \port$2388$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

@@ -8,6 +8,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
   wire [16:0] addr;
   wire [7:0] base;
   output busy;
@@ -367,18 +369,20 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [1:0] wr_layer;
   wire [7:0] wr_value;
   wire write_end;
+  assign \$2  = k * 4'h8;
+  assign w_data = write_end ? 28'h0000002 : records__payload;
   assign \$3  = write_end | records__valid;
   assign w_en = w_rdy & \$3 ;
   assign \$1  = spikes & valid;
   assign send = layer[44] ? valid : \$1 ;
-  assign \$2  = k * 4'h8;
-  assign w_data = write_end ? 28'h0000002 : records__payload;
   \npu_core_digits.host  host (
     .addr(host_addr),
     .busy(busy),
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
+    .\port$1528$0 (\$5 ),
+    .\port$1530$0 (\$6 ),
     .rdata(host_rdata),
     .re(host_re),
     .rst(rst),
@@ -401,7 +405,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$1808$2 (records__payload[10:2]),
+    .\port$1812$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -416,10 +420,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$1474$0 (busy),
     .\port$1481$0 (\$4 ),
     .\port$1514$25 (layer[43:25]),
-    .\port$1677$0 (\$5 ),
+    .\port$1528$0 (\$5 ),
+    .\port$1530$0 (\$6 ),
+    .\port$1681$0 (\$7 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
@@ -456,6 +461,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   );
   \npu_core_digits.sequencer  sequencer (
     .busy(busy),
+    .busy_rep0(\$5 ),
+    .busy_rep1(\$6 ),
     .can_load(can_load),
     .clear(clear),
     .clk(clk),
@@ -497,11 +504,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$1474$0 (busy),
+    .\port$1528$0 (\$5 ),
+    .\port$1530$0 (\$6 ),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
-    .s4_valid(\$5 ),
+    .s4_valid(\$7 ),
     .views(\views$43 ),
     .weights_rdata(weights_rdata)
   );
@@ -513,8 +521,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign rvalid = host_rvalid;
   assign \busy$22  = busy;
   assign \busy$23  = busy;
-  assign busy_groups = { busy, busy };
-  assign \busy_groups$25  = { busy, busy };
+  assign busy_groups = { \$6 , \$5  };
+  assign \busy_groups$25  = { \$6 , \$5  };
   assign \table_rdata$27  = table_rdata;
   assign \counters_rdata$29  = counters_rdata;
   assign tables = views[191:128];
@@ -523,9 +531,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign host_req = 1'h0;
   assign \host_req$35  = 1'h0;
   assign \clear$36  = clear;
-  assign \busy_groups$41  = { busy, busy };
+  assign \busy_groups$41  = { \$6 , \$5  };
   assign host_word = host_addr[10:0];
-  assign \busy_groups$44  = { busy, busy };
+  assign \busy_groups$44  = { \$6 , \$5  };
   assign \host_word$45  = host_addr[10:0];
   assign \input__payload$47  = input__payload;
   assign \input__ready$48  = input__ready;
@@ -557,8 +565,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \row_addr$92  = row_addr;
   assign \row_start$94  = row_start;
   assign \prod$96  = prod;
-  assign prod_valid = { \$5 , \$5  };
-  assign \prod_valid$98  = { \$5 , \$5  };
+  assign prod_valid = { \$7 , \$7  };
+  assign \prod_valid$98  = { \$7 , \$7  };
   assign reset = layer[27:26];
   assign v_reset = layer[43:28];
   assign spiking = layer[25];
@@ -827,7 +835,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, addr);
+module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$1528$0 , \port$1530$0 , addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -887,6 +895,10 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
   wire [44:0] \lane_rdata[2][5] ;
   wire [44:0] \lane_rdata[2][6] ;
   wire [44:0] \lane_rdata[2][7] ;
+  input \port$1528$0 ;
+  wire \port$1528$0 ;
+  input \port$1530$0 ;
+  wire \port$1530$0 ;
   reg [2:0] rd_lane = 3'h0;
   reg [44:0] rd_reg = 45'h000000000000;
   reg [2:0] rd_region = 3'h0;
@@ -927,13 +939,13 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
   wire [44:0] wdata;
   input we;
   wire we;
-  assign \$1  = ~ busy;
+  assign \$1  = ~ \port$1528$0 ;
   assign \$2  = \$1  & we;
-  assign \$3  = ~ busy;
+  assign \$3  = ~ \port$1528$0 ;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ busy;
+  assign \$5  = ~ \port$1530$0 ;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ busy;
+  assign \$7  = ~ \port$1530$0 ;
   assign \$8  = \$7  & re;
   assign \$9  = ~ busy;
   assign \$10  = \$9  & we;
@@ -1057,7 +1069,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
       \$19  = 45'h000000000000;
     end
   end
-  assign busy_groups = { busy, busy };
+  assign busy_groups = { \port$1530$0 , \port$1528$0  };
   assign counters_re = re;
   assign \views[0]  = views[63:0];
   assign \views[0].word  = views[10:0];
@@ -1128,7 +1140,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1808$2 , clear
+module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1812$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1286,8 +1298,8 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$1808$2 ;
-  wire [8:0] \port$1808$2 ;
+  input [8:0] \port$1812$2 ;
+  wire [8:0] \port$1812$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -3663,7 +3675,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$1808$2 [1:0] + 1'h1;
+  assign spike_src = \port$1812$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4314,9 +4326,9 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$1808$2 [1:0];
+  assign wr_layer = \port$1812$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$1808$2 [8:2] };
+  assign wr_index = { 1'h0, \port$1812$2 [8:2] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
@@ -4355,7 +4367,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = 8'h01;
-  assign ev_wr__data[6:0] = \port$1808$2 [8:2];
+  assign ev_wr__data[6:0] = \port$1812$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4379,7 +4391,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons (rst, row_addr, views, \port$1474$0 , row_start, \port$1481$0 , \port$1514$25 , \port$1677$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 , \port$1514$25 , \port$1528$0 , \port$1530$0 , \port$1681$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4710,14 +4722,16 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1474$0 , row_start,
   wire [44:0] \params_rdata[5] ;
   wire [44:0] \params_rdata[6] ;
   wire [44:0] \params_rdata[7] ;
-  input \port$1474$0 ;
-  wire \port$1474$0 ;
   input \port$1481$0 ;
   wire \port$1481$0 ;
   input [18:0] \port$1514$25 ;
   wire [18:0] \port$1514$25 ;
-  input \port$1677$0 ;
-  wire \port$1677$0 ;
+  input \port$1528$0 ;
+  wire \port$1528$0 ;
+  input \port$1530$0 ;
+  wire \port$1530$0 ;
+  input \port$1681$0 ;
+  wire \port$1681$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -5584,134 +5598,134 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1474$0 , row_start,
       params7[views[68:64]] <= views[115:75];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$1677$0  | pre3;
-  assign \$2  = \port$1677$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$1681$0  | pre3;
+  assign \$2  = \port$1681$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$1677$0  | pre3;
-  assign \$5  = \port$1677$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$1681$0  | pre3;
+  assign \$5  = \port$1681$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$1677$0  | pre3;
-  assign \$8  = \port$1677$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$1681$0  | pre3;
+  assign \$8  = \port$1681$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$1677$0  | pre3;
-  assign \$11  = \port$1677$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$1681$0  | pre3;
+  assign \$11  = \port$1681$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$1677$0  | pre3;
-  assign \$14  = \port$1677$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$1681$0  | pre3;
+  assign \$14  = \port$1681$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$1677$0  | pre3;
-  assign \$17  = \port$1677$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$1681$0  | pre3;
+  assign \$17  = \port$1681$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$1677$0  | pre3;
-  assign \$20  = \port$1677$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$1681$0  | pre3;
+  assign \$20  = \port$1681$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$1677$0  | pre3;
-  assign \$23  = \port$1677$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$1681$0  | pre3;
+  assign \$23  = \port$1681$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[60:58] == 2'h2;
   assign \$29  = views[56] & \$28 ;
   assign \$30  = ! views[63:61];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$1474$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
+  assign \$31  = \port$1528$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
   assign \$32  = views[60:58] == 2'h3;
   assign \$33  = views[56] & \$32 ;
   assign \$34  = ! views[63:61];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$1474$0  ? \port$1481$0  : \$35 ;
-  assign \$36  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$1528$0  ? \port$1481$0  : \$35 ;
+  assign \$36  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[60:58] == 2'h2;
   assign \$40  = views[56] & \$39 ;
   assign \$41  = views[63:61] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$1474$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
+  assign \$42  = \port$1528$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
   assign \$43  = views[60:58] == 2'h3;
   assign \$44  = views[56] & \$43 ;
   assign \$45  = views[63:61] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$1474$0  ? \port$1481$0  : \$46 ;
-  assign \$47  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$1528$0  ? \port$1481$0  : \$46 ;
+  assign \$47  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[60:58] == 2'h2;
   assign \$51  = views[56] & \$50 ;
   assign \$52  = views[63:61] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$1474$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
+  assign \$53  = \port$1528$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
   assign \$54  = views[60:58] == 2'h3;
   assign \$55  = views[56] & \$54 ;
   assign \$56  = views[63:61] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$1474$0  ? \port$1481$0  : \$57 ;
-  assign \$58  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$1474$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$1528$0  ? \port$1481$0  : \$57 ;
+  assign \$58  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[60:58] == 2'h2;
   assign \$62  = views[56] & \$61 ;
   assign \$63  = views[63:61] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$1474$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
+  assign \$64  = \port$1528$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
   assign \$65  = views[60:58] == 2'h3;
   assign \$66  = views[56] & \$65 ;
   assign \$67  = views[63:61] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$1474$0  ? \port$1481$0  : \$68 ;
-  assign \$69  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$70  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$71  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$144  = \port$1528$0  ? \port$1481$0  : \$68 ;
+  assign \$69  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$70  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$71  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$72  = views[124:122] == 2'h2;
   assign \$73  = views[120] & \$72 ;
   assign \$74  = views[127:125] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$1474$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
+  assign \$75  = \port$1530$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
   assign \$76  = views[124:122] == 2'h3;
   assign \$77  = views[120] & \$76 ;
   assign \$78  = views[127:125] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$1474$0  ? \port$1481$0  : \$79 ;
-  assign \$80  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$81  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$82  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$152  = \port$1530$0  ? \port$1481$0  : \$79 ;
+  assign \$80  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$81  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$82  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$83  = views[124:122] == 2'h2;
   assign \$84  = views[120] & \$83 ;
   assign \$85  = views[127:125] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$1474$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
+  assign \$86  = \port$1530$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
   assign \$87  = views[124:122] == 2'h3;
   assign \$88  = views[120] & \$87 ;
   assign \$89  = views[127:125] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$1474$0  ? \port$1481$0  : \$90 ;
-  assign \$91  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$92  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$93  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$160  = \port$1530$0  ? \port$1481$0  : \$90 ;
+  assign \$91  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$92  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$93  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$94  = views[124:122] == 2'h2;
   assign \$95  = views[120] & \$94 ;
   assign \$96  = views[127:125] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$1474$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
+  assign \$97  = \port$1530$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
   assign \$98  = views[124:122] == 2'h3;
   assign \$99  = views[120] & \$98 ;
   assign \$100  = views[127:125] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$1474$0  ? \port$1481$0  : \$101 ;
-  assign \$102  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$103  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$104  = \port$1474$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$168  = \port$1530$0  ? \port$1481$0  : \$101 ;
+  assign \$102  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$103  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$104  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$105  = views[124:122] == 2'h2;
   assign \$106  = views[120] & \$105 ;
   assign \$107  = views[127:125] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$1474$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
+  assign \$108  = \port$1530$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
   assign \$109  = views[124:122] == 2'h3;
   assign \$110  = views[120] & \$109 ;
   assign \$111  = views[127:125] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$1474$0  ? \port$1481$0  : \$112 ;
+  assign \u_wr__en$176  = \port$1530$0  ? \port$1481$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -6148,9 +6162,9 @@ module \npu_core_digits.neurons (rst, row_addr, views, \port$1474$0 , row_start,
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$1677$0 , \port$1677$0  };
+  assign prod_valid = { \port$1681$0 , \port$1681$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$1474$0 , \port$1474$0  };
+  assign busy_groups = { \port$1530$0 , \port$1528$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
@@ -7795,7 +7809,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, row_start, issue, router_load, neuron_write, write_end, end_step
-, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
+, layer, valid, li, busy_rep0, busy_rep1, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   reg [44:0] \$1 ;
   wire \$10 ;
@@ -7852,19 +7866,21 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   reg [7:0] \$146 ;
   reg \$147 ;
   reg [1:0] \$148 ;
-  reg [3:0] \$149 ;
+  reg \$149 ;
   wire \$15 ;
-  reg [4:0] \$150 ;
-  reg [2:0] \$151 ;
-  reg \$152 ;
-  reg \$153 ;
-  reg [7:0] \$154 ;
-  reg [7:0] \$155 ;
-  reg [10:0] \$156 ;
-  reg [12:0] \$157 ;
-  reg \$158 ;
-  reg [1:0] \$159 ;
+  reg \$150 ;
+  reg [3:0] \$151 ;
+  reg [4:0] \$152 ;
+  reg [2:0] \$153 ;
+  reg \$154 ;
+  reg \$155 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [10:0] \$158 ;
+  reg [12:0] \$159 ;
   wire \$16 ;
+  reg \$160 ;
+  reg [1:0] \$161 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
@@ -7875,13 +7891,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [3:0] \$255 ;
-  wire [7:0] \$259 ;
+  wire [3:0] \$257 ;
   wire \$26 ;
+  wire [7:0] \$261 ;
   wire \$27 ;
-  wire [3:0] \$278 ;
   wire \$28 ;
-  wire [7:0] \$282 ;
+  wire [3:0] \$280 ;
+  wire [7:0] \$284 ;
   wire \$29 ;
   wire [13:0] \$3 ;
   wire \$30 ;
@@ -7963,6 +7979,10 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   output busy;
   reg busy;
   wire [1:0] busy_groups;
+  output busy_rep0;
+  reg busy_rep0 = 1'h0;
+  output busy_rep1;
+  reg busy_rep1 = 1'h0;
   input can_load;
   wire can_load;
   input clear;
@@ -8258,11 +8278,11 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$92  = cur ^ \edge [3];
   assign \$93  = \$91  ? in_rbank : \$92 ;
   assign \$94  = ! \edge [2:0];
-  assign \$255  = in_rbank * 3'h7;
-  assign \$95  = in_counts >> \$255 ;
+  assign \$257  = in_rbank * 3'h7;
+  assign \$95  = in_counts >> \$257 ;
   assign \$96  = cur ^ \edge [3];
-  assign \$259  = { \$96 , \edge [2:0] } * 4'h8;
-  assign \$97  = counts >> \$259 ;
+  assign \$261  = { \$96 , \edge [2:0] } * 4'h8;
+  assign \$97  = counts >> \$261 ;
   assign \$98  = \$94  ? { 1'h0, \$95  } : \$97 ;
   assign \$100  = k[0] ? \$99  : 9'h000;
   assign \$102  = k[1] ? \$101  : 9'h000;
@@ -8274,11 +8294,11 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$111  = k[4] ? \$110  : 15'h0000;
   assign \$112  = \$109  + \$111 ;
   assign \$113  = ! \edge [2:0];
-  assign \$278  = in_rbank * 3'h7;
-  assign \$114  = in_counts >> \$278 ;
+  assign \$280  = in_rbank * 3'h7;
+  assign \$114  = in_counts >> \$280 ;
   assign \$115  = cur ^ \edge [3];
-  assign \$282  = { \$115 , \edge [2:0] } * 4'h8;
-  assign \$116  = counts >> \$282 ;
+  assign \$284  = { \$115 , \edge [2:0] } * 4'h8;
+  assign \$116  = counts >> \$284 ;
   assign \$117  = \$113  ? { 1'h0, \$114  } : \$116 ;
   assign \$118  = | \$117 ;
   assign \$119  = rd_n + 1'h1;
@@ -8331,27 +8351,31 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   always @(posedge clk)
     li <= \$148 ;
   always @(posedge clk)
-    fsm_state <= \$149 ;
+    busy_rep0 <= \$149 ;
   always @(posedge clk)
-    k <= \$150 ;
+    busy_rep1 <= \$150 ;
   always @(posedge clk)
-    rd_src <= \$151 ;
+    fsm_state <= \$151 ;
   always @(posedge clk)
-    rd_from_input <= \$152 ;
+    k <= \$152 ;
   always @(posedge clk)
-    rd_bank <= \$153 ;
+    rd_src <= \$153 ;
   always @(posedge clk)
-    rd_n <= \$154 ;
+    rd_from_input <= \$154 ;
   always @(posedge clk)
-    cnt <= \$155 ;
+    rd_bank <= \$155 ;
   always @(posedge clk)
-    row_wbase <= \$156 ;
+    rd_n <= \$156 ;
   always @(posedge clk)
-    row_offset <= \$157 ;
+    cnt <= \$157 ;
   always @(posedge clk)
-    events_left <= \$158 ;
+    row_wbase <= \$158 ;
   always @(posedge clk)
-    drain_n <= \$159 ;
+    row_offset <= \$159 ;
+  always @(posedge clk)
+    events_left <= \$160 ;
+  always @(posedge clk)
+    drain_n <= \$161 ;
   \npu_core_digits.sequencer.counters  counters (
     .clear(\clear$31 ),
     .clk(clk),
@@ -9214,76 +9238,142 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = fsm_state;
+    \$149  = busy_rep0;
+    casez (fsm_state)
+      4'h0:
+          if (\$87 ) begin
+            \$149  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$128 ) begin
+            \$149  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$150  = busy_rep1;
+    casez (fsm_state)
+      4'h0:
+          if (\$87 ) begin
+            \$150  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$128 ) begin
+            \$150  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$151  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$87 ) begin
             (* full_case = 32'd1 *)
             if (\$88 ) begin
-              \$149  = 4'h1;
+              \$151  = 4'h1;
             end else begin
-              \$149  = 4'h2;
+              \$151  = 4'h2;
             end
           end
       4'h2:
-          \$149  = 4'h3;
+          \$151  = 4'h3;
       4'h3:
-          \$149  = 4'h4;
+          \$151  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$89 ) begin
-            \$149  = 4'h5;
+            \$151  = 4'h5;
           end else begin
-            \$149  = 4'h6;
+            \$151  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (events_left) begin
           end else begin
-            \$149  = 4'h4;
+            \$151  = 4'h4;
           end
       4'h5:
           if (\$122 ) begin
           end else if (drained) begin
-            \$149  = 4'h7;
+            \$151  = 4'h7;
           end
       4'h7:
-          \$149  = 4'h8;
+          \$151  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$149  = 4'h9;
+              \$151  = 4'h9;
             end else begin
-              \$149  = 4'h3;
+              \$151  = 4'h3;
             end
           end
       4'h9:
           if (router_free) begin
             (* full_case = 32'd1 *)
             if (\$126 ) begin
-              \$149  = 4'h1;
+              \$151  = 4'h1;
             end else begin
-              \$149  = 4'h2;
+              \$151  = 4'h2;
             end
           end
       4'h1:
           if (\$128 ) begin
-            \$149  = 4'h0;
+            \$151  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$149  = 4'h0;
+      \$151  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = k;
+    \$152  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$150  = 5'h00;
+          \$152  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -9299,17 +9389,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$150  = \$124 [4:0];
+              \$152  = \$124 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$150  = 5'h00;
+      \$152  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = rd_src;
+    \$153  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9321,16 +9411,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$151  = \edge [2:0];
+            \$153  = \edge [2:0];
           end
     endcase
     if (rst) begin
-      \$151  = 3'h0;
+      \$153  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = rd_from_input;
+    \$154  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9342,16 +9432,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$152  = \$90 ;
+            \$154  = \$90 ;
           end
     endcase
     if (rst) begin
-      \$152  = 1'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = rd_bank;
+    \$155  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9363,16 +9453,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$153  = \$93 ;
+            \$155  = \$93 ;
           end
     endcase
     if (rst) begin
-      \$153  = 1'h0;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = rd_n;
+    \$156  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9384,20 +9474,20 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$154  = 8'h00;
+            \$156  = 8'h00;
           end
       4'h6:
           if (events_left) begin
-            \$154  = \$119 [7:0];
+            \$156  = \$119 [7:0];
           end
     endcase
     if (rst) begin
-      \$154  = 8'h00;
+      \$156  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = cnt;
+    \$157  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9409,16 +9499,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$155  = \$98 ;
+            \$157  = \$98 ;
           end
     endcase
     if (rst) begin
-      \$155  = 8'h00;
+      \$157  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = row_wbase;
+    \$158  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9430,16 +9520,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$156  = \edge [14:4];
+            \$158  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$156  = 11'h000;
+      \$158  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = row_offset;
+    \$159  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9451,16 +9541,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$157  = \$112 [12:0];
+            \$159  = \$112 [12:0];
           end
     endcase
     if (rst) begin
-      \$157  = 13'h0000;
+      \$159  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = events_left;
+    \$160  = events_left;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9472,20 +9562,20 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$158  = \$118 ;
+            \$160  = \$118 ;
           end
       4'h6:
           if (events_left) begin
-            \$158  = \$121 ;
+            \$160  = \$121 ;
           end
     endcase
     if (rst) begin
-      \$158  = 1'h0;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = drain_n;
+    \$161  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9499,19 +9589,19 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h5:
           if (\$122 ) begin
-            \$159  = \$123 [1:0];
+            \$161  = \$123 [1:0];
           end else if (drained) begin
-            \$159  = 2'h0;
+            \$161  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$159  = 2'h0;
+      \$161  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
   assign raddr = tables[4:0];
   assign counters_re = re;
-  assign busy_groups = { busy, busy };
+  assign busy_groups = { busy_rep1, busy_rep0 };
   assign membrane_write = { neuron_write, neuron_write };
   assign host_req = 1'h0;
   assign rowbase = \$3 [11:0];
@@ -10595,7 +10685,7 @@ module \npu_core_digits.sequencer.counters (clk, rst, total, raddr, inc, clear, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1474$0 , issue, ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1528$0 , \port$1530$0 , ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -10698,8 +10788,10 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1474$0 , is
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$1474$0 ;
-  wire \port$1474$0 ;
+  input \port$1528$0 ;
+  wire \port$1528$0 ;
+  input \port$1530$0 ;
+  wire \port$1530$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -27295,42 +27387,42 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1474$0 , is
   assign \$4  = views[56] & \$3 ;
   assign \$5  = ! views[63:61];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[60:58] == 3'h4;
   assign \$8  = views[56] & \$7 ;
   assign \$9  = views[63:61] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[60:58] == 3'h4;
   assign \$12  = views[56] & \$11 ;
   assign \$13  = views[63:61] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[60:58] == 3'h4;
   assign \$16  = views[56] & \$15 ;
   assign \$17  = views[63:61] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$1474$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[124:122] == 3'h4;
   assign \$20  = views[120] & \$19 ;
   assign \$21  = views[127:125] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$22  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$23  = views[124:122] == 3'h4;
   assign \$24  = views[120] & \$23 ;
   assign \$25  = views[127:125] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$26  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$27  = views[124:122] == 3'h4;
   assign \$28  = views[120] & \$27 ;
   assign \$29  = views[127:125] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$30  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$31  = views[124:122] == 3'h4;
   assign \$32  = views[120] & \$31 ;
   assign \$33  = views[127:125] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$1474$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$34  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -27449,7 +27541,7 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, \port$1474$0 , is
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$1474$0 , \port$1474$0  };
+  assign busy_groups = { \port$1530$0 , \port$1528$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

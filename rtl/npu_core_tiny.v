@@ -276,7 +276,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign w_en = w_rdy & \$3 ;
   \npu_core_tiny.host  host (
     .addr(host_addr),
-    .busy_groups(busy),
+    .busy(busy),
+    .busy_groups(busy_groups),
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
@@ -302,7 +303,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$972$2 (records__payload[6:2]),
+    .\port$974$2 (records__payload[6:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -313,7 +314,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .wr_event(wr_event)
   );
   \npu_core_tiny.neurons  neurons (
-    .busy_groups(busy),
+    .busy_groups(busy_groups),
     .clk(clk),
     .membrane_write(membrane_write),
     .membranes_rdata(membranes_rdata),
@@ -357,6 +358,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   );
   \npu_core_tiny.sequencer  sequencer (
     .busy(busy),
+    .busy_groups(busy_groups),
     .can_load(can_load),
     .clear(clear),
     .clk(clk),
@@ -394,7 +396,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .write_end(write_end)
   );
   \npu_core_tiny.synapse  synapse (
-    .busy_groups(busy),
+    .busy_groups(busy_groups),
     .clk(clk),
     .drained(drained),
     .ev(ev),
@@ -414,8 +416,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign rvalid = host_rvalid;
   assign \busy$22  = busy;
   assign \busy$23  = busy;
-  assign busy_groups = busy;
-  assign \busy_groups$25  = busy;
+  assign \busy_groups$25  = busy_groups;
   assign \table_rdata$27  = table_rdata;
   assign \counters_rdata$29  = counters_rdata;
   assign tables = views[109:55];
@@ -424,10 +425,10 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign host_req = 1'h0;
   assign \host_req$35  = 1'h0;
   assign \clear$36  = clear;
-  assign \busy_groups$41  = busy;
+  assign \busy_groups$41  = busy_groups;
   assign host_word = host_addr[7:0];
   assign \views$43  = views[54:0];
-  assign \busy_groups$44  = busy;
+  assign \busy_groups$44  = busy_groups;
   assign \host_word$45  = host_addr[7:0];
   assign \views$46  = views[54:0];
   assign \input__payload$47  = input__payload;
@@ -603,7 +604,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy_groups, addr);
+module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, busy_groups, addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   reg [40:0] \$10 ;
@@ -622,6 +623,7 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
   reg [40:0] \$9 ;
   input [11:0] addr;
   wire [11:0] addr;
+  input busy;
   wire busy;
   input busy_groups;
   wire busy_groups;
@@ -678,9 +680,9 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
   assign \$2  = \$1  & we;
   assign \$3  = ~ busy_groups;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ busy_groups;
+  assign \$5  = ~ busy;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ busy_groups;
+  assign \$7  = ~ busy;
   assign \$8  = \$7  & re;
   always @(posedge clk)
     rvalid <= \$12 ;
@@ -764,7 +766,6 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
       \$15  = 41'h00000000000;
     end
   end
-  assign busy = busy_groups;
   assign counters_re = re;
   assign \views[0]  = views[54:0];
   assign \views[0].word  = views[7:0];
@@ -804,7 +805,7 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$972$2 , clear
+module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$974$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -920,8 +921,8 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   reg [11:0] input_events_nrw = 12'h000;
   wire [3:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [4:0] \port$972$2 ;
-  wire [4:0] \port$972$2 ;
+  input [4:0] \port$974$2 ;
+  wire [4:0] \port$974$2 ;
   wire [6:0] port__addr;
   wire [4:0] \port__addr$37 ;
   wire [11:0] port__data;
@@ -1183,7 +1184,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \$27  = clear & \$26 ;
   assign \$28  = rd_from_input_q ? input_events_nrw[3:0] : events_nrw[3:0];
   assign \$29  = rd_from_input_q ? input_events_nrw[11:4] : events_nrw[11:4];
-  assign spike_src = \port$972$2 [0] + 1'h1;
+  assign spike_src = \port$974$2 [0] + 1'h1;
   assign \$31  = ~ in_full;
   assign \$32  = ~ clear;
   assign input__ready = \$31  & \$32 ;
@@ -1572,9 +1573,9 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   end
   assign port__addr = { rd_bank, rd_src, rd_n[3:0] };
   assign \port__addr$37  = { rd_bank, rd_n[3:0] };
-  assign wr_layer = \port$972$2 [0];
+  assign wr_layer = \port$974$2 [0];
   assign ev_wr__addr = { cur, spike_src, \$30  };
-  assign wr_index = { 1'h0, \port$972$2 [4:1] };
+  assign wr_index = { 1'h0, \port$974$2 [4:1] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[3:0];
@@ -1605,7 +1606,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \in_wr__data.index  = in_wr__data[3:0];
   assign \in_wr__data.value  = in_wr__data[11:4];
   assign ev_wr__data[11:4] = 8'h01;
-  assign ev_wr__data[3:0] = \port$972$2 [4:1];
+  assign ev_wr__data[3:0] = \port$974$2 [4:1];
   assign rd_data[11:4] = \$29 ;
   assign rd_data[3:0] = \$28 ;
   assign in_counts[9:5] = in_count1;
@@ -1621,7 +1622,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons (rst, row_addr, views, busy_groups, row_start, membrane_write, \port$790$18 , prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, \port$790$18 , busy_groups, prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2821,7 +2822,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, row_start, issue, router_load, membrane_write, write_end, end_step
-, layer, valid, li, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
+, layer, valid, li, busy_groups, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [37:0] \$1 ;
   wire \$10 ;
@@ -2831,32 +2832,33 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   reg [1:0] \$103 ;
   reg \$104 ;
   reg \$105 ;
-  reg [3:0] \$106 ;
+  reg \$106 ;
   reg [3:0] \$107 ;
-  reg [1:0] \$108 ;
-  reg \$109 ;
+  reg [3:0] \$108 ;
+  reg [1:0] \$109 ;
   wire \$11 ;
   reg \$110 ;
-  reg [4:0] \$111 ;
+  reg \$111 ;
   reg [4:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [8:0] \$114 ;
-  reg \$115 ;
-  reg [1:0] \$116 ;
+  reg [4:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [8:0] \$115 ;
+  reg \$116 ;
+  reg [1:0] \$117 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [3:0] \$178 ;
+  wire [3:0] \$179 ;
   wire \$18 ;
-  wire [5:0] \$182 ;
+  wire [5:0] \$183 ;
   wire \$19 ;
-  wire [3:0] \$198 ;
+  wire [3:0] \$199 ;
   reg [15:0] \$2 ;
   wire \$20 ;
-  wire [5:0] \$202 ;
+  wire [5:0] \$203 ;
   wire [3:0] \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -2945,7 +2947,10 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   reg [37:0] \$99 ;
   output busy;
   reg busy;
-  wire busy_groups;
+  output busy_groups;
+  reg busy_groups = 1'h0;
+  (* init = 1'h0 *)
+  wire busy_rep0;
   input can_load;
   wire can_load;
   input clear;
@@ -3151,11 +3156,11 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$58  = cur ^ \edge [2];
   assign \$59  = \$57  ? in_rbank : \$58 ;
   assign \$60  = ! \edge [1:0];
-  assign \$178  = in_rbank * 3'h5;
-  assign \$61  = in_counts >> \$178 ;
+  assign \$179  = in_rbank * 3'h5;
+  assign \$61  = in_counts >> \$179 ;
   assign \$62  = cur ^ \edge [2];
-  assign \$182  = { \$62 , \edge [1:0] } * 3'h5;
-  assign \$63  = counts >> \$182 ;
+  assign \$183  = { \$62 , \edge [1:0] } * 3'h5;
+  assign \$63  = counts >> \$183 ;
   assign \$64  = \$60  ? \$61  : \$63 ;
   assign \$66  = k[0] ? \$65  : 6'h00;
   assign \$68  = k[1] ? \$67  : 6'h00;
@@ -3165,11 +3170,11 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$74  = \$71  + \$73 ;
   assign \$75  = \$69  + \$74 ;
   assign \$76  = ! \edge [1:0];
-  assign \$198  = in_rbank * 3'h5;
-  assign \$77  = in_counts >> \$198 ;
+  assign \$199  = in_rbank * 3'h5;
+  assign \$77  = in_counts >> \$199 ;
   assign \$78  = cur ^ \edge [2];
-  assign \$202  = { \$78 , \edge [1:0] } * 3'h5;
-  assign \$79  = counts >> \$202 ;
+  assign \$203  = { \$78 , \edge [1:0] } * 3'h5;
+  assign \$79  = counts >> \$203 ;
   assign \$80  = \$76  ? \$77  : \$79 ;
   assign \$81  = | \$80 ;
   assign \$82  = rd_n + 1'h1;
@@ -3210,27 +3215,29 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   always @(posedge clk)
     li <= \$105 ;
   always @(posedge clk)
-    fsm_state <= \$106 ;
+    busy_groups <= \$106 ;
   always @(posedge clk)
-    k <= \$107 ;
+    fsm_state <= \$107 ;
   always @(posedge clk)
-    rd_src <= \$108 ;
+    k <= \$108 ;
   always @(posedge clk)
-    rd_from_input <= \$109 ;
+    rd_src <= \$109 ;
   always @(posedge clk)
-    rd_bank <= \$110 ;
+    rd_from_input <= \$110 ;
   always @(posedge clk)
-    rd_n <= \$111 ;
+    rd_bank <= \$111 ;
   always @(posedge clk)
-    cnt <= \$112 ;
+    rd_n <= \$112 ;
   always @(posedge clk)
-    row_wbase <= \$113 ;
+    cnt <= \$113 ;
   always @(posedge clk)
-    row_offset <= \$114 ;
+    row_wbase <= \$114 ;
   always @(posedge clk)
-    events_left <= \$115 ;
+    row_offset <= \$115 ;
   always @(posedge clk)
-    drain_n <= \$116 ;
+    events_left <= \$116 ;
+  always @(posedge clk)
+    drain_n <= \$117 ;
   \npu_core_tiny.sequencer.counters  counters (
     .clear(\clear$25 ),
     .clk(clk),
@@ -3863,93 +3870,95 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = fsm_state;
+    \$106  = busy_groups;
+    casez (fsm_state)
+      4'h0:
+          if (\$53 ) begin
+            \$106  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$91 ) begin
+            \$106  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$106  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$53 ) begin
             (* full_case = 32'd1 *)
             if (\$54 ) begin
-              \$106  = 4'h1;
+              \$107  = 4'h1;
             end else begin
-              \$106  = 4'h2;
+              \$107  = 4'h2;
             end
           end
       4'h2:
-          \$106  = 4'h3;
+          \$107  = 4'h3;
       4'h3:
-          \$106  = 4'h4;
+          \$107  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$55 ) begin
-            \$106  = 4'h5;
+            \$107  = 4'h5;
           end else begin
-            \$106  = 4'h6;
+            \$107  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (events_left) begin
           end else begin
-            \$106  = 4'h4;
+            \$107  = 4'h4;
           end
       4'h5:
           if (\$85 ) begin
           end else if (drained) begin
-            \$106  = 4'h7;
+            \$107  = 4'h7;
           end
       4'h7:
-          \$106  = 4'h8;
+          \$107  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$106  = 4'h9;
+              \$107  = 4'h9;
             end else begin
-              \$106  = 4'h3;
+              \$107  = 4'h3;
             end
           end
       4'h9:
           if (router_free) begin
             (* full_case = 32'd1 *)
             if (\$89 ) begin
-              \$106  = 4'h1;
+              \$107  = 4'h1;
             end else begin
-              \$106  = 4'h2;
+              \$107  = 4'h2;
             end
           end
       4'h1:
           if (\$91 ) begin
-            \$106  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$106  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$107  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$107  = \$87 [3:0];
-            end
+            \$107  = 4'h0;
           end
     endcase
     if (rst) begin
@@ -3958,28 +3967,38 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = rd_src;
+    \$108  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          /* empty */;
+          \$108  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$108  = \edge [1:0];
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$108  = \$87 [3:0];
+            end
           end
     endcase
     if (rst) begin
-      \$108  = 2'h0;
+      \$108  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$109  = rd_from_input;
+    \$109  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -3991,16 +4010,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$109  = \$56 ;
+            \$109  = \edge [1:0];
           end
     endcase
     if (rst) begin
-      \$109  = 1'h0;
+      \$109  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$110  = rd_bank;
+    \$110  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4012,7 +4031,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$110  = \$59 ;
+            \$110  = \$56 ;
           end
     endcase
     if (rst) begin
@@ -4021,7 +4040,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$111  = rd_n;
+    \$111  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4033,20 +4052,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$111  = 5'h00;
-          end
-      4'h6:
-          if (events_left) begin
-            \$111  = \$82 [4:0];
+            \$111  = \$59 ;
           end
     endcase
     if (rst) begin
-      \$111  = 5'h00;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$112  = cnt;
+    \$112  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4058,7 +4073,11 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$112  = \$64 ;
+            \$112  = 5'h00;
+          end
+      4'h6:
+          if (events_left) begin
+            \$112  = \$82 [4:0];
           end
     endcase
     if (rst) begin
@@ -4067,7 +4086,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = row_wbase;
+    \$113  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4079,16 +4098,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$113  = \edge [10:3];
+            \$113  = \$64 ;
           end
     endcase
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = row_offset;
+    \$114  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4100,16 +4119,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$114  = \$75 [8:0];
+            \$114  = \edge [10:3];
           end
     endcase
     if (rst) begin
-      \$114  = 9'h000;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = events_left;
+    \$115  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4121,20 +4140,41 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$115  = \$81 ;
+            \$115  = \$75 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$115  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$116  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$55 ) begin
+          end else begin
+            \$116  = \$81 ;
           end
       4'h6:
           if (events_left) begin
-            \$115  = \$84 ;
+            \$116  = \$84 ;
           end
     endcase
     if (rst) begin
-      \$115  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = drain_n;
+    \$117  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4148,19 +4188,19 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h5:
           if (\$85 ) begin
-            \$116  = \$86 [1:0];
+            \$117  = \$86 [1:0];
           end else if (drained) begin
-            \$116  = 2'h0;
+            \$117  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$116  = 2'h0;
+      \$117  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
   assign raddr = tables[3:0];
   assign counters_re = re;
-  assign busy_groups = busy;
+  assign busy_rep0 = busy_groups;
   assign neuron_write = membrane_write;
   assign host_req = 1'h0;
   assign rowbase = \$3 [8:0];
@@ -4857,7 +4897,7 @@ module \npu_core_tiny.sequencer.counters (clk, rst, total, raddr, inc, clear, re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.synapse (rst, rowbase, drained, views, busy_groups, issue, ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_tiny.synapse (rst, rowbase, drained, views, issue, busy_groups, ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [9:0] \$1 ;
   wire \$10 ;

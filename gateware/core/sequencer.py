@@ -32,9 +32,12 @@ EDGE with whether the list is empty, then with ``n + 1 < cnt`` as each event
 issues), so the decision to move to the next edge, and the edge register's load,
 wait for no compare.
 
-Pipelined: ``busy`` also as a flip-flop per group of 4 lanes (``busy_groups``,
+``busy`` reaches the lanes' memory ports from flip-flops (``busy_groups``,
 equal to ``busy`` in every clock: set when IDLE starts a step, cleared when
-STEP_END ends it), the membranes' write enable as a flip-flop per group, high
+STEP_END ends it), not from the state decode.
+
+Pipelined: ``busy_groups`` is one flip-flop per group of 4 lanes, the
+membranes' write enable as a flip-flop per group, high
 exactly in NEURON (``membrane_write``); the edge entries the sequencer loads
 next registered ahead (the row's first edge per layer, the edge after the
 current one), ``events_left`` loaded from the lists' not-empty flags; the row's
@@ -247,17 +250,16 @@ class StepSequencer(wiring.Component):
         c = self.config
         pipe = self.timing.pipelined
         li, k, busy = self.li, self.k, self.busy
-        # (pipelined: one flip-flop per group, named ``*_rep<g>``: the board build
-        # keeps Yosys from merging the copies)
+        # ``busy`` as flip-flops for the lanes' memory ports, equal to it in every clock
+        # (not the state decode; pipelined: one per group of 4 lanes, named
+        # ``*_rep<g>``, which the board build keeps Yosys from merging)
         busy_q = Cat(Signal(name=f"busy_rep{g}") for g in range(self.groups))
-        m.d.comb += self.busy_groups.eq(busy_q if pipe else busy.replicate(self.groups))
+        m.d.comb += self.busy_groups.eq(busy_q)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.in_full & ~self.clear & ~self.host_req):
                     m.d.comb += self.start_step.eq(1)
-                    m.d.sync += li.eq(0)
-                    if pipe:
-                        m.d.sync += busy_q.eq(-1)
+                    m.d.sync += [li.eq(0), busy_q.eq(-1)]
                     with m.If(tables.num_layers == 0):
                         m.next = "STEP_END"
                     with m.Else():
@@ -299,8 +301,7 @@ class StepSequencer(wiring.Component):
                 m.d.comb += self.write_end.eq(ready)
                 with m.If(self.out_ready & ready):
                     m.d.comb += [self.end_step.eq(1), step_done.eq(1)]
-                    if pipe:
-                        m.d.sync += busy_q.eq(0)
+                    m.d.sync += busy_q.eq(0)
                     m.next = "IDLE"
 
     def _row_states(self, m, edges, ev, bump):
