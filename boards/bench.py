@@ -13,7 +13,7 @@ from .defs import board_named
 
 __all__ = ["run", "describe", "DEFAULT_BOARDS"]
 
-DEFAULT_BOARDS = ("icebreaker",)  # the ulx3s-85f build takes ~6-12 min (docs/boards.md)
+DEFAULT_BOARDS = ("icebreaker",)  # the ulx3s-85f build takes 8-25 min (docs/boards.md)
 
 
 def board_bench(name: str, progress=print, out: Path | None = None) -> dict:
