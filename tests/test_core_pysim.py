@@ -366,7 +366,7 @@ def _run_with_host_at_start(dut, net, image, x, *, at_start, before=None):
         assert decode_step(records, net, image) == want, f"step {t}"
 
 
-def _small_net(seed):
+def _small_case(seed):
     rng = random.Random(seed)
     net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=8,
                          fmt=Format(u_bits=10, w_bits=6, frac_bits=4, in_bits=4))
@@ -379,7 +379,7 @@ def test_edge_write_as_a_step_starts_is_used():
     table write in the clock where IDLE would start a step (the first edge of layer
     0, made wrong before each step and put back then) still reaches the step, and
     the steps are exact."""
-    rng, net, config, image = _small_net(4343)
+    rng, net, config, image = _small_case(4343)
     shift = config.lane_bits + config.addr_bits
     first = min((a, w) for a, w in image.writes if a >> shift == Region.EDGES)
     # The same edge, its weights one row on: the first row's sums change.
@@ -404,7 +404,7 @@ def test_host_read_as_a_step_starts_is_answered():
     the clock where IDLE would start a step is answered with the stored word (the
     step waits a clock: the read reaches the memories a clock later, where the
     sequencer would own them), and the steps are still exact."""
-    rng, net, config, image = _small_net(4242)
+    rng, net, config, image = _small_case(4242)
     shift = config.lane_bits + config.addr_bits
     probes = [(a, w) for a, w in image.writes if a >> shift == Region.WEIGHTS and w][-3:]
     x = random_input(rng, net, len(probes), 1)[:, 0, :]
@@ -416,3 +416,31 @@ def test_host_read_as_a_step_starts_is_answered():
 
     _run_with_host_at_start(dut, net, image, x, at_start=at_start)
     assert answers == [w for _, w in probes]
+
+
+@pytest.mark.parametrize("timing", [COMPACT, PIPELINED], ids=["compact", "pipelined"])
+def test_host_reads_change_nothing(timing):
+    """Host reads of every stored word before each step, with a different word on
+    the write-data port, return what was written (the membranes: before the first
+    step) and change nothing: the steps are exact."""
+    rng, net, config, image = _small_case(4141)
+    shift = config.lane_bits + config.addr_bits
+    stored = dict(image.writes)
+    x = random_input(rng, net, 3, 1)[:, 0, :]
+    dut = NPUCore(config=config, timing=timing)
+    junk = (1 << config.host_data_bits) - 1
+    steps_read = []
+
+    async def before(ctx):
+        ctx.set(dut.host_wdata, junk)
+        got = dict(zip(stored, await read_words(ctx, dut, list(stored)), strict=True))
+        fixed = {a for a in stored if a >> shift != Region.MEMBRANES or not steps_read}
+        assert {a: got[a] for a in fixed} == {a: stored[a] for a in fixed}
+        steps_read.append(len(got))
+
+    async def at_start(ctx, t):
+        while not ctx.get(dut.busy):
+            await ctx.tick()
+
+    _run_with_host_at_start(dut, net, image, x, before=before, at_start=at_start)
+    assert steps_read == [len(stored)] * len(x)
