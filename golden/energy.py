@@ -19,10 +19,15 @@ Counts (``counts`` argument of :func:`estimate`, summed over the samples)::
     {"source": "golden" | "rtl-counters" | ..., "samples": B, "timesteps": T,
      "layers": {name: {"events": e, "input_events": ie, "spikes": s}}}
 
-``events``: events delivered to the layer over all its edges (each event is one
-synaptic operation per target neuron: ``synops = events x size``), of which
-``input_events`` came from a multi-bit (``int``) network input and are
-multiply-accumulates rather than accumulates.  Neuron updates are ``size x T``
+``events``: events delivered to the layer over all its edges, of which
+``input_events`` came from a multi-bit (``int``) network input; ``synops`` /
+``input_synops`` (optional): the synaptic operations they caused (each event
+times its fan-out, :meth:`.projection.Projection.fanout`: the layer's size for
+a dense edge, the kernel taps it reaches for a convolution); without them
+``synops = events x size`` (the hardware counters, dense edges only).  The
+input's operations are multiply-accumulates rather than accumulates.  The
+dense equivalent does every connection once per pass (a convolution's
+connections, not its shared kernel's size).  Neuron updates are ``size x T``
 per sample for every LIF layer (the core updates every neuron every step).
 
 golden/ stays pure: the hardware counters arrive as plain dicts
@@ -72,17 +77,23 @@ def counts_from_trace(net: Network, x: torch.Tensor, trace: Trace) -> dict:
     for layer in net.layers:
         if layer.kind != "lif":
             continue
-        events = input_events = 0
+        events = input_events = synops = input_synops = 0
         for proj in layer.inputs:
             if proj.source == INPUT:
-                n = int((x != 0).sum())
-                input_events += n if net.input_kind == "int" else 0
+                hits = x != 0
             else:
                 src = trace.outputs[proj.source]
-                n = int((src[:-1] != 0).sum()) if proj.recurrent else int((src != 0).sum())
+                hits = src[:-1] != 0 if proj.recurrent else src != 0
+            n = int(hits.sum())
+            ops = int((hits.to(torch.int64) @ proj.fanout()).sum())
             events += n
+            synops += ops
+            if proj.source == INPUT and net.input_kind == "int":
+                input_events += n
+                input_synops += ops
         spikes = int(trace.spikes[layer.name].sum()) if layer.spiking else 0
-        layers[layer.name] = {"events": events, "input_events": input_events, "spikes": spikes}
+        layers[layer.name] = {"events": events, "input_events": input_events, "spikes": spikes,
+                              "synops": synops, "input_synops": input_synops}
     ssm = {layer.name: {"cells": layer.n * layer.m} for layer in net.layers if layer.kind == "ssm"}
     out = {"source": "golden", "samples": batch, "timesteps": steps, "layers": layers}
     if ssm:
@@ -155,8 +166,9 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
         c = counts["layers"].get(layer.name)
         if c is None:
             raise ValueError(f"the counts have no entry for layer {layer.name!r}")
-        syn = int(c["events"]) * layer.size
-        macs = int(c.get("input_events", 0)) * layer.size
+        syn = int(c["synops"]) if "synops" in c else int(c["events"]) * layer.size
+        macs = int(c["input_synops"]) if "input_synops" in c \
+            else int(c.get("input_events", 0)) * layer.size
         acc = syn - macs
         updates = layer.size * steps * samples
         e = {"synaptic": acc * add_acc + macs * (mult_in + add_acc), "weights": syn * w_pj,
@@ -186,7 +198,7 @@ def estimate(net: Network, counts: dict, *, ann_passes: int | None = None) -> di
     snn_total = sum(snn_pj.values())
     # The dense equivalent: every weight once per pass (an int8-style MAC: a
     # w_bits multiply and an acc_bits add), every activation written and read once.
-    macs = sum(p.weight.numel() for layer in lif for p in layer.inputs) * ann_passes
+    macs = sum(int(p.fanout().sum()) for layer in lif for p in layer.inputs) * ann_passes
     neurons = sum(layer.size for layer in lif) * ann_passes
     ssm_cells = sum(layer.n * layer.m for layer in net.layers if layer.kind == "ssm")
     mac_pj = _width(TABLE["int_mult"], fmt.w_bits) + add_acc

@@ -10,14 +10,27 @@ feeding itself) delivers the output of step ``t - 1`` (zeros at ``t = 0``).
 
 LIF layer, neuron ``i``::
 
-    I_i    = sum_e sum_j W_e[i, j] * x_e[j]                 (exact, no saturation)
+    I_i    = sum_e (W_e * x_e)_i                            (exact, no saturation)
     v_i    = sat_u( floor(alpha_i * u_i[t-1] / 2**F) + I_i + bias_i )
     s_i[t] = 1 if v_i >= theta_i else 0                     (only if spiking)
     u_i[t] = v_i - theta_i * s_i      (reset "subtract")
            = v_reset if s_i else v_i  (reset "zero")
            = v_i                      (reset "none")
 
-``floor`` is an arithmetic shift right, ``sat_u`` clamps to signed ``u_bits``.
+``(W_e * x_e)`` is edge ``e``'s projection (:mod:`.projection`): ``W_e x_e``
+for a dense edge, a sum pooling and a dense or convolutional weight for an edge
+that views its source as a feature map.  ``floor`` is an arithmetic shift
+right, ``sat_u`` clamps to signed ``u_bits``.
+
+A current-based LIF layer (``alpha_syn`` set: NIR's ``CubaLIF``, snnTorch's
+``Synaptic``) has a synaptic current state ``c`` with its own Q0.F decay that
+the input and bias feed and the membrane integrates::
+
+    c_i[t] = sat_u( floor(alpha_syn_i * c_i[t-1] / 2**F) + I_i + bias_i )
+    v_i    = sat_u( floor(alpha_i * u_i[t-1] / 2**F) + c_i[t] )
+
+then spikes and resets as above (the current is not reset).  An IF neuron is a
+LIF with ``alpha = 2**F`` (no leak).
 A layer with ``spiking=False`` is a leaky integrator (LI readout): reset
 ``none``, no spikes, its membrane is its output.
 
@@ -45,11 +58,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .projection import Conv, Pool, Projection
+
 __all__ = [
     "RESET_MODES",
     "DECAY_MODES",
     "Format",
     "Projection",
+    "Conv",
+    "Pool",
     "LIFLayer",
     "Operand",
     "SSMLayer",
@@ -135,21 +152,16 @@ class Format:
 
 
 @dataclass
-class Projection:
-    """A dense edge into a LIF layer: ``weight[i, j]`` connects source ``j`` to target ``i``."""
-
-    source: str
-    weight: torch.Tensor
-    recurrent: bool = False
-
-
-@dataclass
 class LIFLayer:
     """A layer of leaky integrate-and-fire neurons (or a leaky integrator).
 
     ``alpha`` (Q0.F, 0..2**F), ``theta`` (> 0), ``bias``: integer vectors of
     length ``size``.  ``reset`` is one of ``subtract``, ``zero``, ``none``;
     ``v_reset`` is used by ``zero``.  ``spiking=False`` makes an LI readout.
+    ``alpha_syn`` (Q0.F vector, optional): the decay of a synaptic current state,
+    which makes the layer current-based.  ``shape`` (optional): the neurons as a
+    feature map ``(C, *spatial)`` (row-major; the product is ``size``), for
+    readers and exporters; the arithmetic never depends on it.
     """
 
     name: str
@@ -161,12 +173,19 @@ class LIFLayer:
     reset: str = "subtract"
     v_reset: int = 0
     spiking: bool = True
+    alpha_syn: torch.Tensor | None = None
+    shape: tuple[int, ...] | None = None
 
     kind = "lif"
 
     @property
     def out_size(self) -> int:
         return self.size
+
+    @property
+    def current_based(self) -> bool:
+        """Whether the layer has a synaptic current state (``alpha_syn`` set)."""
+        return self.alpha_syn is not None
 
 
 @dataclass
@@ -272,7 +291,7 @@ class Network:
         """Signed bits that hold the worst-case synaptic sum of ``layer``."""
         worst = 0
         for proj in layer.inputs:
-            worst += int(proj.weight.abs().sum(dim=1).max()) * self.source_bound(proj.source) \
+            worst += int(proj.abs_row_sums().max()) * self.source_bound(proj.source) \
                 if proj.weight.numel() else 0
         return bits_for(-worst, worst)
 
@@ -300,6 +319,8 @@ class Network:
         for layer in self.layers:
             if layer.kind == "lif":
                 state[f"{layer.name}.u"] = torch.zeros(batch, layer.size, dtype=torch.int64)
+                if layer.current_based:
+                    state[f"{layer.name}.c"] = torch.zeros(batch, layer.size, dtype=torch.int64)
             else:
                 state[f"{layer.name}.S"] = torch.zeros(batch, layer.n, layer.m, dtype=torch.int64)
             state[f"{layer.name}.out"] = torch.zeros(batch, layer.out_size, dtype=torch.int64)
@@ -332,8 +353,9 @@ class Network:
         ``probe``: called as ``probe(t, layer, values)`` after each layer's update at
         step ``t``, with the rule's intermediate values (``[B, ...]`` tensors; for
         coverage and per-step checks).  A LIF layer: ``sources`` (per projection,
-        the events it delivered), ``current`` (``I``), ``u_prev``, ``v_wide`` (before
-        ``sat_u``), ``v``, ``s``, ``u``.  An SSM layer: ``ops`` (``k``, ``v``,
+        the events it delivered), ``current`` (``I``), for a current-based layer
+        ``c_prev``, ``c_wide`` (before ``sat_u``) and ``c``, then ``u_prev``,
+        ``v_wide`` (before ``sat_u``), ``v``, ``s``, ``u``.  An SSM layer: ``ops`` (``k``, ``v``,
         ``q``), ``gate`` (the table row, selective mode), ``a``, ``S_prev``,
         ``S_wide`` (before ``sat_s``), ``S``, ``y_wide`` (after the shift, before
         ``sat_y``), ``y``.
@@ -350,13 +372,14 @@ class Network:
                                        f"expected {tuple(fresh[key].shape)}")
             fresh = state
         state = {k: v.clone() for k, v in fresh.items()}
-        fmt = self.fmt
         keep = [layer.name for layer in self.layers] if record else [self.output]
         outputs = {n: [] for n in keep}
         spikes = {n: [] for n in keep if self.layer(n).kind == "lif" and self.layer(n).spiking}
         membranes = {n: [] for n in keep if self.layer(n).kind == "lif"}
         synops = torch.zeros(batch, dtype=torch.int64)
         ssm_ops = torch.zeros(batch, dtype=torch.int64)
+        fanouts = {layer.name: [p.fanout() for p in layer.inputs]
+                   for layer in self.layers if layer.kind == "lif"}
         for t in range(steps):
             prev = {layer.name: state[f"{layer.name}.out"] for layer in self.layers}
             now = {INPUT: x[t]}
@@ -366,64 +389,22 @@ class Network:
 
             for layer in self.layers:
                 if layer.kind == "lif":
-                    current = torch.zeros(batch, layer.size, dtype=torch.int64)
-                    sources = []
-                    for proj in layer.inputs:
-                        src = fetch(proj.source, proj.recurrent)
-                        sources.append(src)
-                        current += exact_matmul(src, proj.weight.T, fmt.acc_bits)
-                        synops += (src != 0).sum(dim=1) * layer.size
-                    u_prev = state[f"{layer.name}.u"]
-                    v_wide = floor_shift(layer.alpha * u_prev, fmt.frac_bits) + current \
-                        + layer.bias
-                    v = saturate(v_wide, fmt.u_bits)
-                    s = (v >= layer.theta).to(torch.int64) if layer.spiking \
-                        else torch.zeros_like(v)
-                    if layer.reset == "subtract":
-                        u = v - layer.theta * s
-                    elif layer.reset == "zero":
-                        u = torch.where(s.bool(), torch.full_like(v, layer.v_reset), v)
-                    else:
-                        u = v
-                    state[f"{layer.name}.u"] = u
-                    out = s if layer.spiking else u
-                    if probe is not None:
-                        probe(t, layer, {"sources": sources, "current": current,
-                                         "u_prev": u_prev, "v_wide": v_wide, "v": v, "s": s,
-                                         "u": u})
+                    sources = [fetch(p.source, p.recurrent) for p in layer.inputs]
+                    for src, fanout in zip(sources, fanouts[layer.name], strict=True):
+                        synops += (src != 0).to(torch.int64) @ fanout
+                    values = self._lif_step(layer, sources, state)
+                    out = values["s"] if layer.spiking else values["u"]
                     if layer.name in membranes:
-                        membranes[layer.name].append(u)
+                        membranes[layer.name].append(values["u"])
                     if layer.name in spikes:
-                        spikes[layer.name].append(s)
+                        spikes[layer.name].append(values["s"])
                 else:
-                    ops = {}
-                    for what, op in layer.operands().items():
-                        if op.is_const:
-                            ops[what] = op.const.expand(batch, -1)
-                        else:
-                            ops[what] = fetch(op.source, op.recurrent)
-                    gate = None
-                    if layer.mode == "fixed":
-                        a = layer.decay.expand(batch, -1)
-                    else:
-                        bits = fetch(layer.gate, layer.gate_recurrent)
-                        weights = 1 << torch.arange(bits.shape[1], dtype=torch.int64)
-                        gate = (bits * weights).sum(dim=1)
-                        a = layer.decay[gate]
-                    S_prev = state[f"{layer.name}.S"]
-                    S_wide = floor_shift(a[:, :, None] * S_prev, fmt.frac_bits) \
-                        + ops["k"][:, :, None] * ops["v"][:, None, :]
-                    S = saturate(S_wide, fmt.s_bits)
-                    state[f"{layer.name}.S"] = S
-                    y_wide = floor_shift(exact_matmul(ops["q"][:, None, :], S,
-                                                      self.ssm_acc_bits(layer))[:, 0, :],
-                                         layer.y_shift)
-                    out = saturate(y_wide, fmt.y_bits)
-                    if probe is not None:
-                        probe(t, layer, {"ops": ops, "gate": gate, "a": a, "S_prev": S_prev,
-                                         "S_wide": S_wide, "S": S, "y_wide": y_wide, "y": out})
-                    ssm_ops += ((ops["k"] != 0).sum(dim=1) + (ops["q"] != 0).sum(dim=1)) \
-                        * layer.m
+                    values = self._ssm_step(layer, fetch, state, batch)
+                    out = values["y"]
+                    ssm_ops += ((values["ops"]["k"] != 0).sum(dim=1)
+                                + (values["ops"]["q"] != 0).sum(dim=1)) * layer.m
+                if probe is not None:
+                    probe(t, layer, values)
                 now[layer.name] = out
                 state[f"{layer.name}.out"] = out
                 if layer.name in outputs:
@@ -439,6 +420,59 @@ class Network:
             synops=synops,
             ssm_ops=ssm_ops,
         )
+
+    def _lif_step(self, layer: LIFLayer, sources: list[torch.Tensor],
+                  state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One step of a LIF layer (module docstring) from its projections' sources;
+        updates ``state`` and returns the rule's values (see :meth:`run`'s ``probe``)."""
+        fmt = self.fmt
+        current = sum((p.apply(src) for p, src in zip(layer.inputs, sources, strict=True)),
+                      torch.zeros(sources[0].shape[0], layer.size, dtype=torch.int64))
+        values = {"sources": sources, "current": current}
+        drive = current + layer.bias
+        if layer.current_based:
+            c_prev = state[f"{layer.name}.c"]
+            c_wide = floor_shift(layer.alpha_syn * c_prev, fmt.frac_bits) + drive
+            drive = saturate(c_wide, fmt.u_bits)
+            state[f"{layer.name}.c"] = drive
+            values.update(c_prev=c_prev, c_wide=c_wide, c=drive)
+        u_prev = state[f"{layer.name}.u"]
+        v_wide = floor_shift(layer.alpha * u_prev, fmt.frac_bits) + drive
+        v = saturate(v_wide, fmt.u_bits)
+        s = (v >= layer.theta).to(torch.int64) if layer.spiking else torch.zeros_like(v)
+        if layer.reset == "subtract":
+            u = v - layer.theta * s
+        elif layer.reset == "zero":
+            u = torch.where(s.bool(), torch.full_like(v, layer.v_reset), v)
+        else:
+            u = v
+        state[f"{layer.name}.u"] = u
+        values.update(u_prev=u_prev, v_wide=v_wide, v=v, s=s, u=u)
+        return values
+
+    def _ssm_step(self, layer: SSMLayer, fetch, state: dict[str, torch.Tensor],
+                  batch: int) -> dict[str, torch.Tensor]:
+        """One step of an SSM layer (module docstring); updates ``state`` and returns
+        the rule's values (see :meth:`run`'s ``probe``)."""
+        fmt = self.fmt
+        ops = {what: op.const.expand(batch, -1) if op.is_const else fetch(op.source, op.recurrent)
+               for what, op in layer.operands().items()}
+        gate = None
+        if layer.mode == "fixed":
+            a = layer.decay.expand(batch, -1)
+        else:
+            bits = fetch(layer.gate, layer.gate_recurrent)
+            gate = (bits * (1 << torch.arange(bits.shape[1], dtype=torch.int64))).sum(dim=1)
+            a = layer.decay[gate]
+        S_prev = state[f"{layer.name}.S"]
+        S_wide = floor_shift(a[:, :, None] * S_prev, fmt.frac_bits) \
+            + ops["k"][:, :, None] * ops["v"][:, None, :]
+        S = saturate(S_wide, fmt.s_bits)
+        state[f"{layer.name}.S"] = S
+        y_wide = floor_shift(exact_matmul(ops["q"][:, None, :], S,
+                                          self.ssm_acc_bits(layer))[:, 0, :], layer.y_shift)
+        return {"ops": ops, "gate": gate, "a": a, "S_prev": S_prev, "S_wide": S_wide, "S": S,
+                "y_wide": y_wide, "y": saturate(y_wide, fmt.y_bits)}
 
     # ----------------------------------------------------------------- counts
     def counts(self) -> dict[str, int]:

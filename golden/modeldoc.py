@@ -6,8 +6,8 @@ builds the Network back; :func:`check_document` checks a document's structure
 and types, :func:`check_json_value` that a value is plain JSON; a problem raises
 :class:`DocumentError` (without the file name).
 
-The JSON document (format_version 1)
-------------------------------------
+The JSON document (format_version 1 or 2)
+-----------------------------------------
 An object with exactly these fields (a missing or an unknown field, at any
 level, is an error; integers are JSON integers, never booleans or floats)::
 
@@ -33,6 +33,16 @@ A LIF layer object::
     alpha, theta, bias   tensor keys (strings): int64 vectors of length size
     inputs   list of {"source": string, "recurrent": boolean, "weight": tensor key}
              (weight: int64 [size, source size]); "input" names the network input
+
+and, only in format_version 2 (written when the network uses them)::
+
+    alpha_syn  (optional) tensor key: int64 vector of length size (current-based)
+    shape      (optional) list of integers: the neurons as a feature map
+    inputs[j]  may add "in_shape" (list of integers), "pool" ({"kernel": list,
+               "stride": list or null, "padding": list or null}) and "conv"
+               ({"stride", "padding", "dilation": integer or list, "groups":
+               integer}); the weight is then the pooled map's dense weight or
+               the convolution's kernel [C_out, C_in/groups, *kernel]
 
 An SSM layer object::
 
@@ -91,20 +101,25 @@ from typing import Any
 import torch
 
 from .integer import (
+    Conv,
     Format,
     LIFLayer,
     Network,
     NetworkError,
     Operand,
+    Pool,
     Projection,
     SSMLayer,
 )
 
-__all__ = ["FORMAT_VERSION", "METADATA_KEY", "DocumentError", "canonical_json", "content_digest",
-           "model_digest", "check_json_value", "check_document", "encode_network",
-           "decode_network"]
+__all__ = ["FORMAT_VERSION", "VERSIONS", "uses_version_2", "METADATA_KEY", "DocumentError",
+           "canonical_json", "content_digest", "model_digest", "check_json_value",
+           "check_document", "encode_network", "decode_network"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version; a network without feature maps or current-based layers is
+written as version 1 (unchanged files and digests for what version 1 can hold)."""
+VERSIONS = (1, 2)
 METADATA_KEY = "spikeforge"        # the safetensors metadata entry that holds the document
 
 _FILE_PREFIX = b"spikeforge-model-file\n"
@@ -114,6 +129,9 @@ _TOP_FIELDS = ("format_version", *_NETWORK_FIELDS, "meta", "digest")
 _FORMAT_FIELDS = tuple(f.name for f in dataclasses.fields(Format))
 _LIF_FIELDS = ("kind", "name", "size", "reset", "v_reset", "spiking", "alpha", "theta", "bias",
                "inputs")
+_LIF_OPTIONAL = ("alpha_syn", "shape")
+_PROJ_FIELDS = ("source", "recurrent", "weight")
+_PROJ_OPTIONAL = ("in_shape", "pool", "conv")
 _SSM_FIELDS = ("kind", "name", "n", "m", "mode", "gate", "gate_recurrent", "y_shift", "decay",
                "k", "v", "q")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -183,14 +201,15 @@ def check_json_value(value: Any, where: str) -> None:
 
 
 # ------------------------------------------------------------- schema checks
-def _fields(obj: Any, where: str, expected: tuple[str, ...]) -> None:
+def _fields(obj: Any, where: str, expected: tuple[str, ...],
+            optional: tuple[str, ...] = ()) -> None:
     if not isinstance(obj, dict):
         raise DocumentError(f"{where} must be an object, not {_type_name(obj)}")
     missing = [k for k in expected if k not in obj]
     if missing:
         s = "s" if len(missing) > 1 else ""
         raise DocumentError(f"{where}: missing field{s} " + ", ".join(repr(k) for k in missing))
-    unknown = sorted(k for k in obj if k not in expected)
+    unknown = sorted(k for k in obj if k not in expected and k not in optional)
     if unknown:
         s = "s" if len(unknown) > 1 else ""
         raise DocumentError(f"{where}: unknown field{s} " + ", ".join(repr(k) for k in unknown))
@@ -205,12 +224,17 @@ def _want(obj: dict, key: str, where: str, kind: str) -> Any:
         "str|null": value is None or isinstance(value, str),
         "key": isinstance(value, str) and value != "",
         "list": isinstance(value, list),
+        "ints": isinstance(value, list) and all(_is_int(v) for v in value),
+        "int|ints": _is_int(value) or (isinstance(value, list) and all(map(_is_int, value))),
+        "ints|null": value is None or (isinstance(value, list) and all(map(_is_int, value))),
         "object": isinstance(value, dict),
     }[kind]
     if not ok:
         words = {"int": "an integer", "bool": "a boolean", "str": "a string",
                  "str|null": "a string or null", "key": "a tensor key (a non-empty string)",
-                 "list": "a list", "object": "an object"}[kind]
+                 "list": "a list", "ints": "a list of integers",
+                 "int|ints": "an integer or a list of integers",
+                 "ints|null": "a list of integers or null", "object": "an object"}[kind]
         raise DocumentError(f"{where}.{key} must be {words}, not {_type_name(value)} ({value!r})")
     return value
 
@@ -225,27 +249,47 @@ def _check_operand(op: Any, where: str, refs: list[tuple[str, str]]) -> None:
         _want(op, "recurrent", where, "bool")
 
 
-def _check_layer(layer: Any, where: str, refs: list[tuple[str, str]]) -> None:
+def _check_projection(proj: Any, where: str, refs: list[tuple[str, str]], version: int) -> None:
+    _fields(proj, where, _PROJ_FIELDS, _PROJ_OPTIONAL if version >= 2 else ())
+    _want(proj, "source", where, "str")
+    _want(proj, "recurrent", where, "bool")
+    refs.append((f"{where}.weight", _want(proj, "weight", where, "key")))
+    if "in_shape" in proj:
+        _want(proj, "in_shape", where, "ints")
+    if "pool" in proj:
+        pool = _want(proj, "pool", where, "object")
+        _fields(pool, f"{where}.pool", ("kernel", "stride", "padding"))
+        _want(pool, "kernel", f"{where}.pool", "ints")
+        _want(pool, "stride", f"{where}.pool", "ints|null")
+        _want(pool, "padding", f"{where}.pool", "ints|null")
+    if "conv" in proj:
+        conv = _want(proj, "conv", where, "object")
+        _fields(conv, f"{where}.conv", ("stride", "padding", "dilation", "groups"))
+        for what in ("stride", "padding", "dilation"):
+            _want(conv, what, f"{where}.conv", "int|ints")
+        _want(conv, "groups", f"{where}.conv", "int")
+
+
+def _check_layer(layer: Any, where: str, refs: list[tuple[str, str]], version: int) -> None:
     if not isinstance(layer, dict):
         raise DocumentError(f"{where} must be an object, not {_type_name(layer)}")
     if "kind" not in layer:
         raise DocumentError(f"{where}: missing field 'kind'")
     kind = layer["kind"]
     if kind == "lif":
-        _fields(layer, where, _LIF_FIELDS)
+        _fields(layer, where, _LIF_FIELDS, _LIF_OPTIONAL if version >= 2 else ())
         _want(layer, "name", where, "str")
         _want(layer, "size", where, "int")
         _want(layer, "reset", where, "str")
         _want(layer, "v_reset", where, "int")
         _want(layer, "spiking", where, "bool")
-        for what in ("alpha", "theta", "bias"):
-            refs.append((f"{where}.{what}", _want(layer, what, where, "key")))
+        for what in ("alpha", "theta", "bias", "alpha_syn"):
+            if what in layer:
+                refs.append((f"{where}.{what}", _want(layer, what, where, "key")))
+        if "shape" in layer:
+            _want(layer, "shape", where, "ints")
         for j, proj in enumerate(_want(layer, "inputs", where, "list")):
-            pw = f"{where}.inputs[{j}]"
-            _fields(proj, pw, ("source", "recurrent", "weight"))
-            _want(proj, "source", pw, "str")
-            _want(proj, "recurrent", pw, "bool")
-            refs.append((f"{pw}.weight", _want(proj, "weight", pw, "key")))
+            _check_projection(proj, f"{where}.inputs[{j}]", refs, version)
     elif kind == "ssm":
         _fields(layer, where, _SSM_FIELDS)
         _want(layer, "name", where, "str")
@@ -274,9 +318,9 @@ def check_document(doc: Any) -> list[tuple[str, str]]:
     if not _is_int(version):
         raise DocumentError(f"format_version must be an integer, not {_type_name(version)} "
                        f"({version!r})")
-    if version != FORMAT_VERSION:
+    if version not in VERSIONS:
         raise DocumentError(f"unsupported format_version {version} (this reader supports "
-                       f"{FORMAT_VERSION})")
+                       f"{', '.join(map(str, VERSIONS))})")
     _fields(doc, "document", _TOP_FIELDS)
     fmt = _want(doc, "format", "document", "object")
     _fields(fmt, "format", _FORMAT_FIELDS)
@@ -291,7 +335,7 @@ def check_document(doc: Any) -> list[tuple[str, str]]:
         raise DocumentError(f"digest must be 64 lowercase hex digits, not {digest!r}")
     refs: list[tuple[str, str]] = []
     for i, layer in enumerate(_want(doc, "layers", "document", "list")):
-        _check_layer(layer, f"layers[{i}]", refs)
+        _check_layer(layer, f"layers[{i}]", refs, version)
     return refs
 
 
@@ -329,12 +373,19 @@ def encode_network(net: Network) -> tuple[dict, dict[str, torch.Tensor]]:
         if layer.kind == "lif":
             inputs = []
             for j, proj in enumerate(layer.inputs):
-                inputs.append({
+                entry = {
                     "source": proj.source,
                     "recurrent": need_bool(proj.recurrent, owner,
                                            f"recurrent of the input from {proj.source!r}"),
                     "weight": put(f"{p}.inputs.{j}.weight", proj.weight),
-                })
+                }
+                entry.update({k: v for k, v in proj.to_dict().items() if v is not None})
+                inputs.append(entry)
+            extra = {}
+            if layer.alpha_syn is not None:
+                extra["alpha_syn"] = put(f"{p}.alpha_syn", layer.alpha_syn)
+            if layer.shape is not None:
+                extra["shape"] = list(layer.shape)
             layers.append({
                 "kind": "lif",
                 "name": layer.name,
@@ -346,6 +397,7 @@ def encode_network(net: Network) -> tuple[dict, dict[str, torch.Tensor]]:
                 "theta": put(f"{p}.theta", layer.theta),
                 "bias": put(f"{p}.bias", layer.bias),
                 "inputs": inputs,
+                **extra,
             })
         else:
             entry = {
@@ -377,6 +429,29 @@ def encode_network(net: Network) -> tuple[dict, dict[str, torch.Tensor]]:
     return doc, tensors
 
 
+def _plain(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _decode_projection(p: dict, tensors: dict[str, torch.Tensor]) -> Projection:
+    pool = p.get("pool")
+    conv = p.get("conv")
+    return Projection(
+        source=p["source"], weight=tensors[p["weight"]], recurrent=p["recurrent"],
+        in_shape=_plain(p.get("in_shape")),
+        pool=None if pool is None else Pool(tuple(pool["kernel"]), _plain(pool["stride"]),
+                                            _plain(pool["padding"])),
+        conv=None if conv is None else Conv(_plain(conv["stride"]), _plain(conv["padding"]),
+                                            _plain(conv["dilation"]), conv["groups"]))
+
+
+def uses_version_2(doc: dict) -> bool:
+    """Whether a network document needs format_version 2 (feature maps, current-based)."""
+    return any(set(layer) & set(_LIF_OPTIONAL)
+               or any(set(p) & set(_PROJ_OPTIONAL) for p in layer.get("inputs", ()))
+               for layer in doc["layers"])
+
+
 def decode_network(doc: dict, tensors: dict[str, torch.Tensor]) -> Network:
     """Build (and so validate) the Network of a structurally checked document."""
     layers = []
@@ -388,11 +463,12 @@ def decode_network(doc: dict, tensors: dict[str, torch.Tensor]) -> Network:
                 alpha=tensors[entry["alpha"]],
                 theta=tensors[entry["theta"]],
                 bias=tensors[entry["bias"]],
-                inputs=[Projection(source=p["source"], weight=tensors[p["weight"]],
-                                   recurrent=p["recurrent"]) for p in entry["inputs"]],
+                inputs=[_decode_projection(p, tensors) for p in entry["inputs"]],
                 reset=entry["reset"],
                 v_reset=entry["v_reset"],
                 spiking=entry["spiking"],
+                alpha_syn=tensors[entry["alpha_syn"]] if "alpha_syn" in entry else None,
+                shape=tuple(entry["shape"]) if "shape" in entry else None,
             ))
         else:
             ops = {}

@@ -50,6 +50,7 @@ from .modeldoc import (
     content_digest,
     decode_network,
     encode_network,
+    uses_version_2,
 )
 
 __all__ = ["ModelFileError", "save_model", "load_model"]
@@ -81,7 +82,8 @@ def save_model(path: str | os.PathLike, net: Network, meta: dict) -> None:
         check_json_value(meta, "meta")
     except DocumentError as exc:
         raise ModelFileError(f"{name}: cannot save: {exc}") from exc
-    doc = {"format_version": FORMAT_VERSION, **netdoc, "meta": json.loads(canonical_json(meta))}
+    version = FORMAT_VERSION if uses_version_2(netdoc) else 1
+    doc = {"format_version": version, **netdoc, "meta": json.loads(canonical_json(meta))}
     doc["digest"] = content_digest(doc, tensors)
     try:  # a self-check: what is written must be loadable
         refs = check_document(doc)

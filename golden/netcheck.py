@@ -3,13 +3,16 @@
 The input (``input_size``, ``input_kind``), at least one layer, unique layer
 names other than ``input``, an output that is a layer; every edge's source
 exists, is not a non-spiking LI layer, comes earlier in the layer order unless
-the edge is recurrent, and is not a recurrent input; every LIF and SSM layer's
+the edge is recurrent, and is not a recurrent input; every projection's
+geometry (:meth:`.projection.Projection.check`); every LIF and SSM layer's
 sizes, tensor types, shapes, value ranges and modes; and worst-case sums that
 fit ``acc_bits`` (LIF) and the int64 model (SSM).  The first rule broken raises
 :class:`~.integer.NetworkError` naming the layer and the rule.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -119,6 +122,15 @@ def _check_lif(net: Network, layer: LIFLayer, check_source, w_lo, w_hi, u_lo, u_
     _in_range(layer.name, "alpha", layer.alpha, 0, fmt.one)
     _in_range(layer.name, "theta", layer.theta, 1, u_hi)
     _in_range(layer.name, "bias", layer.bias, u_lo, u_hi)
+    if layer.alpha_syn is not None:
+        _vector(layer.name, "alpha_syn", layer.alpha_syn, layer.size)
+        _in_range(layer.name, "alpha_syn", layer.alpha_syn, 0, fmt.one)
+    shape = layer.shape
+    if shape is not None and (not isinstance(shape, tuple)
+                              or not all(_is_int(n) and n >= 1 for n in shape)
+                              or math.prod(shape) != layer.size):
+        raise NetworkError(f"layer {layer.name!r}: shape {layer.shape!r} is not a tuple of "
+                           f"positive integers whose product is the size {layer.size}")
     if not u_lo <= layer.v_reset <= u_hi:
         raise NetworkError(f"layer {layer.name!r}: v_reset {layer.v_reset!r} is outside "
                            f"[{u_lo}, {u_hi}]")
@@ -126,15 +138,11 @@ def _check_lif(net: Network, layer: LIFLayer, check_source, w_lo, w_hi, u_lo, u_
         raise NetworkError(f"layer {layer.name!r} has no inputs")
     for proj in layer.inputs:
         check_source(layer.name, proj.source, proj.recurrent, "input")
-        expected = (layer.size, net.source_size(proj.source))
-        w = proj.weight
-        if not isinstance(w, torch.Tensor) or w.dtype != torch.int64:
-            raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} must be "
-                               f"an int64 tensor")
-        if tuple(w.shape) != expected:
-            raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} has shape "
-                               f"{tuple(w.shape)}, expected {expected}")
-        _in_range(layer.name, f"weight from {proj.source!r}", w, w_lo, w_hi)
+        try:
+            proj.check(net.source_size(proj.source), layer.size)
+        except ValueError as exc:
+            raise NetworkError(f"layer {layer.name!r}: {exc}") from None
+        _in_range(layer.name, f"weight from {proj.source!r}", proj.weight, w_lo, w_hi)
     need = net.required_acc_bits(layer)
     if need > fmt.acc_bits:
         raise NetworkError(f"layer {layer.name!r}: the worst-case synaptic sum needs {need} "

@@ -12,10 +12,15 @@ literally:
   step's for a recurrent one).  The events are delivered in natural order, or
   shuffled by the caller's ``random.Random`` (the hardware's arrival order is
   not fixed, and the result must not depend on it); each event adds
-  ``W_e[i, j] * x_e[j]`` to the accumulator of every target neuron ``i``.
+  ``w * x_e[j]`` to the accumulator of every target ``i`` on its fan-out list:
+  the ``(i, w)`` pairs written out literally from the projection's definition
+  (every target for a dense edge; through each pool window that holds ``j``,
+  then each kernel tap that reads that window, for a feature-map edge).
   Every partial sum is checked against the ``acc_bits`` accumulator the
-  network was validated for.  Then, per neuron: leak by ``>> F``, add the
-  current and the bias, saturate to ``u_bits``, spike on ``v >= theta``, reset.
+  network was validated for.  Then, per neuron: for a current-based layer the
+  current ``c = sat_u((alpha_syn c >> F) + acc + bias)``; leak by ``>> F``,
+  add the current and the bias (or ``c``), saturate to ``u_bits``, spike on
+  ``v >= theta``, reset.
 * An SSM layer decays its state row by row (``(a_i * S[i][j]) >> F``), adds the
   outer product ``k v^T`` for the nonzero ``k_i`` only, saturates to
   ``s_bits``, then reads out ``y_j = sat_y((sum_i q_i * S[i][j]) >> y_shift)``
@@ -29,9 +34,11 @@ with the same definitions as :class:`~spikeforge.golden.integer.Trace`.
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 
-from .integer import INPUT, Network, NetworkError, signed_range
+from .integer import INPUT, Network, NetworkError, Projection, signed_range
 
 __all__ = ["run_reference"]
 
@@ -62,11 +69,77 @@ def _check_input(net: Network, x) -> list[list[int]]:
     return steps
 
 
+def _flat(shape, index) -> int:
+    """The row-major position of ``index`` in an array of ``shape``."""
+    flat = 0
+    for n, i in zip(shape, index, strict=True):
+        flat = flat * n + i
+    return flat
+
+
+def _windows(proj: Projection) -> tuple[list[list[int]], tuple[int, ...]]:
+    """Per source entry, the flat positions of the pool windows that hold it (itself
+    without a pool), and the pooled shape."""
+    channels, *spatial = proj.in_shape
+    if proj.pool is None:
+        return [[j] for j in range(math.prod(proj.in_shape))], tuple(proj.in_shape)
+    kernel, stride, padding = proj.pool.resolved(len(spatial))
+    pooled = proj.pooled_shape
+    windows: list[list[int]] = [[] for _ in range(math.prod(proj.in_shape))]
+    for c in range(channels):
+        for q in itertools.product(*(range(n) for n in pooled[1:])):
+            for k in itertools.product(*(range(n) for n in kernel)):
+                pos = [qd * s - p + kd for qd, s, p, kd in zip(q, stride, padding, k, strict=True)]
+                if all(0 <= x < n for x, n in zip(pos, spatial, strict=True)):
+                    windows[_flat(proj.in_shape, (c, *pos))].append(_flat(pooled, (c, *q)))
+    return windows, pooled
+
+
+def _taps(proj: Projection, pooled: tuple[int, ...], size: int) -> list[list[tuple[int, int]]]:
+    """Per pooled position, the ``(target, weight)`` pairs it reaches: every target of a
+    dense weight, or every (output, kernel tap) of a convolution that reads it."""
+    weight = proj.weight.tolist()
+    if proj.conv is None:
+        return [[(i, weight[i][p]) for i in range(size)] for p in range(math.prod(pooled))]
+    channels, *spatial = pooled
+    stride, padding, dilation = proj.conv.resolved(len(spatial))
+    out = proj.out_shape
+    per_group = channels // proj.conv.groups
+    out_per_group = out[0] // proj.conv.groups
+    kernel = proj.weight.shape[2:]
+    taps: list[list[tuple[int, int]]] = [[] for _ in range(math.prod(pooled))]
+    for oc in range(out[0]):
+        for o in itertools.product(*(range(n) for n in out[1:])):
+            for cl in range(per_group):
+                c = oc // out_per_group * per_group + cl
+                for k in itertools.product(*(range(n) for n in kernel)):
+                    pos = [od * s - p + kd * d
+                           for od, s, p, kd, d in zip(o, stride, padding, k, dilation, strict=True)]
+                    if all(0 <= x < n for x, n in zip(pos, spatial, strict=True)):
+                        w = weight[oc][cl]
+                        for kd in k:
+                            w = w[kd]
+                        taps[_flat(pooled, (c, *pos))].append((_flat(out, (oc, *o)), w))
+    return taps
+
+
+def _fanout(proj: Projection, source_size: int, size: int) -> list[list[tuple[int, int]]]:
+    """Per source entry ``j``, the ``(target, weight)`` pairs one event at ``j`` adds to."""
+    if not proj.structured:
+        weight = proj.weight.tolist()
+        return [[(i, weight[i][j]) for i in range(size)] for j in range(source_size)]
+    windows, pooled = _windows(proj)
+    taps = _taps(proj, pooled, size)
+    return [[t for p in windows[j] for t in taps[p]] for j in range(source_size)]
+
+
 def _initial_state(net: Network) -> dict[str, list]:
     state: dict[str, list] = {}
     for layer in net.layers:
         if layer.kind == "lif":
             state[f"{layer.name}.u"] = [0] * layer.size
+            if layer.current_based:
+                state[f"{layer.name}.c"] = [0] * layer.size
         else:
             state[f"{layer.name}.S"] = [[0] * layer.m for _ in range(layer.n)]
         state[f"{layer.name}.out"] = [0] * layer.out_size
@@ -93,8 +166,9 @@ def run_reference(net: Network, x, *, event_order: random.Random | None = None,
     rows of ``m``), ``{name}.out`` (last output, what recurrent edges read);
     ``synops``: events times fan-out summed over steps and edges; ``ssm_ops``:
     ``(nonzero k + nonzero q) * m`` summed over steps and SSM layers;
-    ``saturated``: how many times ``u`` (``"u"``), a state cell (``"s"``) or
-    an SSM output (``"y"``) was clamped (a diagnostic, not part of the model).
+    ``saturated``: how many times ``u`` (``"u"``), a synaptic current (``"c"``),
+    a state cell (``"s"``) or an SSM output (``"y"``) was clamped (a diagnostic,
+    not part of the model).
     """
     fmt = net.fmt
     F = fmt.frac_bits
@@ -109,7 +183,10 @@ def run_reference(net: Network, x, *, event_order: random.Random | None = None,
                 "alpha": layer.alpha.tolist(),
                 "theta": layer.theta.tolist(),
                 "bias": layer.bias.tolist(),
-                "edges": [(p.source, p.recurrent, p.weight.tolist()) for p in layer.inputs],
+                "alpha_syn": None if layer.alpha_syn is None else layer.alpha_syn.tolist(),
+                "edges": [(p.source, p.recurrent,
+                           _fanout(p, net.source_size(p.source), layer.size))
+                          for p in layer.inputs],
             }
         else:
             ops = {}
@@ -134,7 +211,7 @@ def run_reference(net: Network, x, *, event_order: random.Random | None = None,
                                if layer.kind == "lif" and layer.spiking}
     synops = 0
     ssm_ops = 0
-    saturated = {"u": 0, "s": 0, "y": 0}
+    saturated = {"u": 0, "c": 0, "s": 0, "y": 0}
 
     def in_order(events: list) -> list:
         if event_order is not None:
@@ -159,20 +236,28 @@ def run_reference(net: Network, x, *, event_order: random.Random | None = None,
                             events.append((weight_index, j, value))
                 acc = [0] * layer.size
                 for weight_index, j, value in in_order(events):
-                    weight = p["edges"][weight_index][2]
-                    for i in range(layer.size):
-                        acc[i] += weight[i][j] * value
+                    fanout = p["edges"][weight_index][2][j]
+                    for i, weight in fanout:
+                        acc[i] += weight * value
                         if not acc_lo <= acc[i] <= acc_hi:
                             raise AssertionError(
                                 f"layer {layer.name!r}: accumulator {acc[i]} overflows "
                                 f"acc_bits={fmt.acc_bits} (validation should prevent this)")
-                    synops += layer.size
+                    synops += len(fanout)
                 # Neuron phase.
                 u_prev = state[f"{layer.name}.u"]
+                drive = [a + b for a, b in zip(acc, p["bias"], strict=True)]
+                if layer.current_based:
+                    c_prev = state[f"{layer.name}.c"]
+                    for i in range(layer.size):
+                        drive[i], clamped = _sat(((p["alpha_syn"][i] * c_prev[i]) >> F)
+                                                 + drive[i], fmt.u_bits)
+                        saturated["c"] += clamped
+                    state[f"{layer.name}.c"] = list(drive)
                 u_new, s_new = [], []
                 for i in range(layer.size):
                     leak = (p["alpha"][i] * u_prev[i]) >> F
-                    v, clamped = _sat(leak + acc[i] + p["bias"][i], fmt.u_bits)
+                    v, clamped = _sat(leak + drive[i], fmt.u_bits)
                     saturated["u"] += clamped
                     s = 1 if layer.spiking and v >= p["theta"][i] else 0
                     if layer.reset == "subtract":

@@ -17,7 +17,7 @@ from spikeforge.golden.energy import (
     estimate,
     estimate_run,
 )
-from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
+from spikeforge.golden.integer import Conv, Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import load_model
 from spikeforge.golden.report import write_report
 from spikeforge.golden.train import task_data
@@ -51,7 +51,8 @@ def test_counts_from_a_golden_run():
     trace = net.run(x)
     counts = counts_from_trace(net, x, trace)
     assert counts == {"source": "golden", "samples": 1, "timesteps": 3, "layers": {
-        "h": {"events": 6, "input_events": 0, "spikes": int(trace.spikes["h"].sum())}}}
+        "h": {"events": 6, "input_events": 0, "spikes": int(trace.spikes["h"].sum()),
+              "synops": 6 * 2, "input_synops": 0}}}
     # A recurrent edge delivers step t-1: the last step's spikes are never events.
     net = tiny(recurrent=True)
     trace = net.run(x)
@@ -247,3 +248,18 @@ def test_experiment_plot_dir_through_the_cli(tmp_path, monkeypatch, capsys):
     assert main(["experiment", "surrogate", "--plot", str(png), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["plot"] == str(png) and "report" not in got and png.is_file()
+
+
+def test_convolution_counts_its_taps():
+    """A convolution's event does one synaptic operation per kernel tap it reaches (not
+    one per neuron), and the dense equivalent does each connection once, not each
+    shared weight."""
+    conv = Projection("input", t([[[1, 1, 1]]]), in_shape=(1, 5), conv=Conv(padding=1))
+    layer = LIFLayer("c", 5, t([0] * 5), t([9] * 5), t([0] * 5), [conv])
+    net = Network(input_size=5, input_kind="spike", layers=[layer], output="c")
+    x = t([[[1, 0, 0, 0, 1]], [[0, 0, 1, 0, 0]]])
+    counts = counts_from_trace(net, x, net.run(x))["layers"]["c"]
+    # Edge positions reach 2 taps, the middle one 3.
+    assert (counts["events"], counts["synops"]) == (3, 2 + 2 + 3)
+    e = estimate(net, counts_from_trace(net, x, net.run(x)))
+    assert e["snn"]["per_sample"]["weight_reads"] == 7 and e["ann"]["macs"] == 13

@@ -81,7 +81,7 @@ def test_u_saturates_at_both_bounds():
     assert column(ref, "spikes", "s") == [0, 1, 0, 0, 0, 0]
     assert column(ref, "membranes", "s") == [100, 7, -93, -128, -128, -128]
     # Clamped: li at t1, t4, t5; s at t1, t3, t4, t5.
-    assert ref["saturated"] == {"u": 7, "s": 0, "y": 0}
+    assert ref["saturated"] == {"u": 7, "c": 0, "s": 0, "y": 0}
 
 
 def test_floor_rounds_negative_membranes_down():
@@ -261,7 +261,7 @@ def test_ssm_fixed_decay_readout_shift_and_saturation():
     assert ref["ssm_ops"] == 40
     assert ref["synops"] == 0
     # S clamped: 2 cells at t3 and t4; y clamped: 2 values at t2, t3, t4.
-    assert ref["saturated"] == {"u": 0, "s": 4, "y": 6}
+    assert ref["saturated"] == {"u": 0, "c": 0, "s": 4, "y": 6}
 
 
 def test_ssm_spike_sourced_operands():

@@ -4,9 +4,13 @@ Network refuses), through the file."""
 
 from __future__ import annotations
 
+import json
+import random
 import re
 
 import pytest
+import torch
+from featgen import random_feature_network
 from modelkit import (
     META,
     del_at,
@@ -72,8 +76,8 @@ def test_json_not_an_object(saved):
 
 # ------------------------------------------------------------ format_version
 @pytest.mark.parametrize("value, problem", [
-    (2, "unsupported format_version 2 (this reader supports 1)"),
-    (0, "unsupported format_version 0 (this reader supports 1)"),
+    (3, "unsupported format_version 3 (this reader supports 1, 2)"),
+    (0, "unsupported format_version 0 (this reader supports 1, 2)"),
     ("1", "format_version must be an integer, not str ('1')"),
     (True, "format_version must be an integer, not bool (True)"),
     (1.0, "format_version must be an integer, not float (1.0)"),
@@ -245,3 +249,61 @@ def test_network_error_is_chained(saved):
     with pytest.raises(ModelFileError) as info:
         load_model(saved)
     assert isinstance(info.value.__cause__, NetworkError)
+
+
+# ------------------------------------------------- feature maps, current-based (v2)
+def _feature_net():
+    for seed in range(100):  # a network with a pool, a convolution and a current
+        net = random_feature_network(random.Random(seed))
+        projections = [p for layer in net.layers for p in layer.inputs]
+        if any(p.pool for p in projections) and any(p.conv for p in projections) and \
+                any(layer.current_based for layer in net.layers):
+            return net
+    raise AssertionError("no such network among the seeds")
+
+
+def test_feature_network_round_trip(tmp_path):
+    net = _feature_net()
+    path = tmp_path / "f.safetensors"
+    save_model(path, net, META)
+    back, meta = load_model(path)
+    assert model_digest(back) == model_digest(net) and meta == META
+    assert _version(path) == 2
+    x = torch.randint(0, 2, (5, 2, net.input_size))
+    if net.input_kind == "int":
+        x = x * 3 - 1
+    a, b = net.run(x), back.run(x)
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    for layer, again in zip(net.layers, back.layers, strict=True):
+        assert layer.shape == again.shape
+        assert [p.to_dict() for p in layer.inputs] == [q.to_dict() for q in again.inputs]
+
+
+def _version(path) -> int:
+    return json.loads(read_parts(path)[1]["spikeforge"])["format_version"]
+
+
+def test_plain_network_stays_version_1(saved):
+    assert _version(saved) == 1
+
+
+def test_version_1_has_no_feature_fields(tmp_path):
+    path = tmp_path / "f.safetensors"
+    save_model(path, _feature_net(), META)
+    edit_json(path, lambda doc: doc.update(format_version=1))
+    with pytest.raises(ModelFileError, match=r"unknown field"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda p: p.update(in_shape=[2, "a"]), "in_shape must be a list of integers"),
+    (lambda p: p.update(pool={"kernel": [2]}), "pool: missing fields 'stride', 'padding'"),
+    (lambda p: p.update(conv={"stride": 1.5, "padding": 0, "dilation": 1, "groups": 1}),
+     "conv.stride must be an integer or a list of integers, not float (1.5)"),
+])
+def test_feature_field_errors(tmp_path, edit, problem):
+    path = tmp_path / "f.safetensors"
+    save_model(path, _feature_net(), META)
+    edit_json(path, lambda doc: edit(doc["layers"][0]["inputs"][0]))
+    with pytest.raises(ModelFileError, match=re.escape(problem)):
+        load_model(path)

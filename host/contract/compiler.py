@@ -45,6 +45,20 @@ class Image:
                 if addr >> shift in (Region.MEMBRANES, Region.SSM_STATE)]
 
 
+def _dense_weights(proj, layer: str, c: CoreConfig) -> list[list[int]]:
+    """The projection's weights as the core's dense ``[size, source size]`` matrix: a
+    feature-map edge (pool, convolution) is unrolled, exactly (``Projection.dense``)."""
+    if not proj.structured:
+        return proj.weight.tolist()
+    w = proj.dense()
+    lo, hi = -(1 << (c.w_bits - 1)), (1 << (c.w_bits - 1)) - 1
+    if w.numel() and (int(w.min()) < lo or int(w.max()) > hi):
+        raise FitError(f"layer {layer!r}: the input from {proj.source!r} unrolled into dense "
+                       f"weights reaches [{int(w.min())}, {int(w.max())}] (the pool adds weights "
+                       f"up), outside w_bits={c.w_bits}")
+    return w.tolist()
+
+
 def compile_network(net: Network, config: CoreConfig) -> Image:
     """Map an integer network onto the core's memories, or raise :class:`FitError`."""
     c = config
@@ -62,6 +76,10 @@ def compile_network(net: Network, config: CoreConfig) -> Image:
             if getattr(fmt, name) != getattr(c, name):
                 raise FitError(f"the network's {name}={getattr(fmt, name)} differs from the "
                                f"core's {name}={getattr(c, name)}")
+    cuba = [layer for layer in net.layers if layer.kind == "lif" and layer.current_based]
+    if cuba:
+        raise FitError(f"layer {cuba[0].name!r} is current-based (a synaptic current state); "
+                       f"the core has no current state")
     if len(net.layers) > c.max_layers:
         raise FitError(f"{len(net.layers)} layers exceed max_layers={c.max_layers}")
     if net.input_size > c.max_inputs:
@@ -114,7 +132,7 @@ def compile_network(net: Network, config: CoreConfig) -> Image:
             writes.append((c.address(Region.EDGES, 0, ebase),
                            pack(EDGE_FIELDS(c), {"src": src, "recurrent": int(proj.recurrent),
                                                  "wbase": wbase, "nsrc": nsrc})))
-            w = proj.weight.tolist()
+            w = _dense_weights(proj, layer.name, c)
             for k in range(rows):
                 for p in range(P):
                     n = k * P + p
