@@ -327,15 +327,16 @@ class Network:
         return state
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate an input ``[T, B, input_size]`` and return it as int64."""
+        """Validate an input ``[T, B, input_size]`` and return it as int64 (a float or
+        bool tensor is taken if every value is an integer)."""
         if not isinstance(x, torch.Tensor):
             raise NetworkError(f"input must be a tensor, not {type(x).__name__}")
         if x.dim() != 3 or x.shape[2] != self.input_size:
             raise NetworkError(f"input has shape {tuple(x.shape)}, expected "
                                f"[T, B, {self.input_size}]")
-        if x.dtype.is_floating_point or x.dtype.is_complex:
-            raise NetworkError(f"input must be an integer tensor, not {x.dtype}")
-        x = x.to(torch.int64)
+        from .data import as_integer_tensor  # (data builds on this module)
+
+        x = as_integer_tensor(x, "input", error=NetworkError)
         lo, hi = (0, 1) if self.input_kind == "spike" else signed_range(self.fmt.in_bits)
         if x.numel() and (int(x.min()) < lo or int(x.max()) > hi):
             kind = "spike input must be 0/1" if self.input_kind == "spike" else \

@@ -26,7 +26,7 @@ from .twin import TwinNetwork
 __all__ = ["pick_scale", "layer_scale", "enter_integer_mode", "to_integer", "predict",
            "READOUTS"]
 
-READOUTS = ("last", "sum")
+READOUTS = ("last", "sum", "max")
 
 
 def pick_scale(w_max: float, v_max: float, fmt: Format, headroom: float) -> float:
@@ -110,9 +110,12 @@ def _int(t: torch.Tensor) -> torch.Tensor:
 
 def predict(outputs: torch.Tensor, readout: str) -> torch.Tensor:
     """Class decisions from an output trace ``[T, B, C]``: argmax of the last step's
-    values (``last``) or of their sum over steps (``sum``); ties go to the lowest index."""
+    values (``last``), of their sum over steps (``sum``) or of their largest value
+    over steps (``max``); ties go to the lowest index."""
     if readout == "last":
         return outputs[-1].argmax(dim=1)
     if readout == "sum":
         return outputs.sum(dim=0).argmax(dim=1)
+    if readout == "max":
+        return outputs.amax(dim=0).argmax(dim=1)
     raise ValueError(f"unknown readout {readout!r}; choose one of {READOUTS}")

@@ -1,7 +1,8 @@
 """The ``spikeforge`` command.
 
 Exit codes by error family: 0 ok, 1 unexpected internal error, 2 usage (bad
-arguments or option values), 3 bad model file or NIR file, 4 a network or input
+arguments or option values, a ``--data`` file that cannot be read as its
+format), 3 bad model file or NIR file, 4 a network or input
 that breaks the integer model's rules, or a model that does not fit the core,
 5 a device or link failure (cannot open, no answer, an error reply, a failed
 read-back), a device run that is not bit-exact, or a board build that cannot
@@ -115,13 +116,34 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_train)
 
+    def data_options(p):
+        p.add_argument("--data", type=Path, metavar="FILE",
+                       help="inputs for any model instead of a task's split: an .npz with "
+                            "'inputs' [N, T, ...] and optionally 'labels' [N]; or, with "
+                            "--bins, an N-MNIST .bin file or split folder, or an SHD .h5 "
+                            "file (docs/data.md)")
+        p.add_argument("--bins", type=_positive, metavar="T",
+                       help="--data events: time bins per sample")
+        p.add_argument("--duration", type=_positive, metavar="US",
+                       help="--data events: the binned window in microseconds "
+                            "[each sample's span]")
+        p.add_argument("--t0", type=int, metavar="US",
+                       help="--data events: where the window starts, in microseconds "
+                            "[each sample's first event]")
+        p.add_argument("--clip", action="store_true",
+                       help="--data: clamp input values into the model's input range (for "
+                            "spike inputs: any nonzero count is one spike)")
+
     p = sub.add_parser("eval", help="integer-model accuracy of a model file")
     p.add_argument("model", type=Path)
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"),
+                   help="the task's split [test]; not with --data")
     p.add_argument("--rtl", metavar="CONFIG",
                    help="also run the split on the core's RTL (Verilator) for a core "
                         "configuration (e.g. digits) and check it against the golden model")
-    p.add_argument("--limit", type=_positive, help="with --rtl: only the first N samples")
+    p.add_argument("--limit", type=_positive,
+                   help="with --rtl or --data: only the first N samples")
+    data_options(p)
     p.add_argument("--plot", type=Path, metavar="DIR",
                    help="write a spike raster, membrane traces, the energy estimate (PNGs) "
                         "and DIR/report.md")
@@ -135,12 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                             + (f" [{default}]" if default else ""))
         p.add_argument("--timeout", type=float, default=2.0,
                        help="seconds to wait for a reply before retrying [2]")
-        p.add_argument("--limit", type=_positive, help="only the first N test samples")
+        p.add_argument("--limit", type=_positive, help="only the first N samples")
 
-    p = sub.add_parser("run", help="stream a model's test split through a device and "
-                                   "check it against the golden model")
+    p = sub.add_parser("run", help="stream a model's test split (or --data) through a "
+                                   "device and check it against the golden model")
     p.add_argument("model", type=Path)
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"),
+                   help="the task's split [test]; not with --data")
+    data_options(p)
     p.add_argument("--plot", type=Path, metavar="DIR",
                    help="write figures (raster, membranes, energy) and DIR/report.md")
     device_options(p)

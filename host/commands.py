@@ -60,6 +60,9 @@ def cmd_eval(args) -> int:
     from .golden.modelfile import ModelFileError
     from .golden.train import evaluate
 
+    if args.data is not None:
+        return _eval_data(args)
+    _task_options(args)
     net, meta = _task_model(args.model)
     try:
         report = evaluate(net, meta, split=args.split)
@@ -85,16 +88,109 @@ def cmd_eval(args) -> int:
                    f"{q['samples']} samples, bit-exact: {q['bit_exact']}, "
                    f"{q['clocks_per_step']:.0f} clocks per step")
         if "energy" in r:
-            e = r["energy"]
-            yield (f"energy ESTIMATE ({e['source']['process']}, Horowitz ISSCC 2014): SNN "
-                   f"{e['snn']['total_pj'] / 1000:.4g} nJ/sample, dense ANN "
-                   f"{e['ann']['total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio']:.3g}), float32 "
-                   f"ANN {e['ann']['fp32_total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio_fp32']:.3g})")
+            yield _energy_line(r["energy"])
         if "report" in r:
             yield f"report: {r['report']}"
 
     _emit(report, args.json, lines)
     return EXIT_OK
+
+
+def _energy_line(e: dict) -> str:
+    return (f"energy ESTIMATE ({e['source']['process']}, Horowitz ISSCC 2014): SNN "
+            f"{e['snn']['total_pj'] / 1000:.4g} nJ/sample, dense ANN "
+            f"{e['ann']['total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio']:.3g}), float32 "
+            f"ANN {e['ann']['fp32_total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio_fp32']:.3g})")
+
+
+# ------------------------------------------------------------ --data (any model)
+_DATA_FLAGS = (("bins", "--bins"), ("duration", "--duration"), ("t0", "--t0"),
+               ("clip", "--clip"))
+
+
+def _task_options(args) -> None:
+    """A task's split: the ``--data`` options are refused, ``--split`` defaults to test."""
+    for name, flag in _DATA_FLAGS:
+        if getattr(args, name) not in (None, False):
+            raise UsageError(f"{flag} goes with --data")
+    args.split = args.split or "test"
+
+
+def _any_model(path: Path):
+    """``(net, meta, readout)`` of any model file; the readout rule is
+    :func:`~spikeforge.golden.data.readout_rule`'s (a bad one: exit 3)."""
+    from .golden.data import readout_rule
+    from .golden.modelfile import ModelFileError, load_model
+
+    net, meta = load_model(path)
+    try:
+        return net, meta, readout_rule(net, meta)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+
+
+def _data_inputs(args, net):
+    """``(x [T, N, input_size], Data)`` from ``--data`` (its first ``--limit``
+    samples), checked against the model's input (exit 4 when they do not fit)."""
+    from .golden.data import is_event_data, load_data, model_inputs
+
+    if args.split:
+        raise UsageError("--split chooses a task's split; it does not go with --data")
+    events = is_event_data(args.data)
+    if events and args.bins is None:
+        raise UsageError(f"--data {args.data}: event data needs --bins T (time bins per "
+                         f"sample)")
+    if not events:
+        given = [flag for name, flag in _DATA_FLAGS[:3] if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{given[0]} is for event data; --data {args.data} is not "
+                             f"(an .npz data file holds frames already)")
+    data = load_data(args.data, bins=args.bins, duration=args.duration, t0=args.t0,
+                     limit=args.limit, progress=_progress(args))
+    return model_inputs(net, data.inputs, clip=args.clip, source=str(args.data)), data
+
+
+def _eval_data(args) -> int:
+    """``eval MODEL --data FILE``: the golden model on the data (docs/data.md)."""
+    from .golden.data import evaluate
+
+    if args.rtl:
+        raise UsageError("--rtl runs a task's split on the RTL; it does not take --data")
+    net, meta, readout = _any_model(args.model)
+    x, data = _data_inputs(args, net)
+    report = {"model": str(args.model), "data": str(args.data), "data_info": data.info,
+              **evaluate(net, x, data.labels, readout=readout, progress=_progress(args))}
+    if args.plot:
+        _data_report(args, net, x, report)
+    _emit(report, args.json, _data_lines)
+    return EXIT_OK
+
+
+def _data_lines(r):
+    accuracy = "no labels" if "accuracy" not in r else f"accuracy {r['accuracy']:.4f}"
+    yield (f"{r['data']}: {accuracy} on {r['samples']} samples, T={r['timesteps']}, readout "
+           f"{r['readout']}, {r['synops_per_sample']:.0f} synaptic ops per sample")
+    if r["spikes"]:
+        yield "spikes per sample: " + ", ".join(
+            f"{name} {s['per_sample']:.4g}" for name, s in r["spikes"].items())
+    yield _energy_line(r["energy"])
+    if "report" in r:
+        yield f"report: {r['report']}"
+
+
+def _data_report(args, net, x, report) -> None:
+    """``eval --data --plot DIR``: the first sample's figures, the energy estimate
+    and ``DIR/report.md``."""
+    from .golden import report as rep
+
+    figures = rep.sample_figures(net, net.run(x[:, :1]), args.plot, sample=0)
+    figures.append(rep.energy_figure(report["energy"], args.plot))
+    summary = {k: report[k] for k in ("model", "data", "samples", "timesteps", "readout",
+                                      "accuracy", "synops_per_sample") if k in report}
+    path = rep.write_report(args.plot, title=f"spikeforge eval: {args.model.name} on "
+                            f"{args.data.name}", summary=summary, energy=report["energy"],
+                            figures=figures)
+    report["report"] = str(path)
 
 
 def _task_model(path: Path):
@@ -107,47 +203,61 @@ def _task_model(path: Path):
     net, meta = load_model(path)
     if meta.get("task") not in TASKS:
         raise ModelFileError(f"{path}: the metadata names no known task "
-                             f"(task={meta.get('task')!r}; expected one of {TASKS})")
+                             f"(task={meta.get('task')!r}; expected one of {TASKS}); "
+                             f"give it data with --data FILE")
     return net, meta
 
 
 def _device_lines(r):
-    yield (f"{r['task']} on {r['device']}: accuracy {r['accuracy_device']:.4f} "
-           f"(golden {r['accuracy_golden']:.4f}) over {r['samples']} samples, "
-           f"bit-exact: {r['bit_exact']}, {r['steps_per_second']:.0f} steps/s")
+    accuracy = "no labels" if r["accuracy_device"] is None else \
+        f"accuracy {r['accuracy_device']:.4f} (golden {r['accuracy_golden']:.4f})"
+    yield (f"{r.get('data') or r['task']} on {r['device']}: {accuracy} over {r['samples']} "
+           f"samples, decisions agree on {r['agreement']:.4f}, bit-exact: {r['bit_exact']}, "
+           f"{r['steps_per_second']:.0f} steps/s")
 
 
 def cmd_run(args) -> int:
+    """``run MODEL --device URL``: a task model's split, or with ``--data`` any model
+    on the data, through the device, checked against the golden model."""
     from .device import open as open_device
     from .evaluate import evaluate_on_device
+    from .golden.train import task_data
 
-    net, meta = _task_model(args.model)
+    if args.data is None:
+        _task_options(args)
+        net, meta = _task_model(args.model)
+        (x, y), readout = task_data(meta, args.split), meta["readout"]
+    else:
+        net, meta, readout = _any_model(args.model)
+        x, data = _data_inputs(args, net)
+        y = data.labels
     with open_device(args.device, timeout=args.timeout, progress=_progress(args)) as dev:
-        report = evaluate_on_device(dev, net, meta, split=args.split, limit=args.limit,
-                                    progress=_progress(args))
+        report = evaluate_on_device(dev, net, meta, limit=args.limit, progress=_progress(args),
+                                    data=(x, y), readout=readout)
         report["device"] = dev.url
         report["model"] = str(args.model)
+    if args.data is not None:
+        report["data"] = str(args.data)
     if args.plot:
-        _run_report(args, net, meta, report)
+        _run_report(args, net, x, report)
     _emit(report, args.json, _device_lines)
     return EXIT_OK if report["bit_exact"] else EXIT_DEVICE
 
 
-def _run_report(args, net, meta, report) -> None:
+def _run_report(args, net, x, report) -> None:
     """``run --plot DIR``: raster and membrane figures of the first sample, the
     energy estimate from the device's counters, and ``DIR/report.md``."""
     from .golden import report as rep
-    from .golden.train import task_data
 
-    x, _ = task_data(meta, args.split)
     trace = net.run(x[:, :1])
     figures = rep.sample_figures(net, trace, args.plot, sample=0)
     figures.append(rep.energy_figure(report["energy"], args.plot))
-    summary = {k: report[k] for k in ("model", "device", "task", "samples", "timesteps",
-                                      "accuracy_device", "accuracy_golden", "bit_exact",
-                                      "steps_per_second")}
+    summary = {k: report[k] for k in ("model", "device", "task", "data", "samples",
+                                      "timesteps", "accuracy_device", "accuracy_golden",
+                                      "agreement", "bit_exact", "steps_per_second")
+               if k in report}
     notes = ["The raster and membrane figures show the golden model's run of the first "
-             "test sample, which the device reproduced bit for bit."
+             "sample, which the device reproduced bit for bit."
              if report["bit_exact"] else
              "The device's run was NOT bit-exact; the figures show the golden model's run."]
     path = rep.write_report(args.plot, title=f"spikeforge run: {args.model.name} on "

@@ -6,6 +6,7 @@
     with spikeforge.open("sim://") as dev:          # or "/dev/ttyUSB1", "socket://...",
         dev.load("digits.safetensors")              #    "xdma:///dev/xdma0"
         result = dev.run(x)                         # x: [T, D] or [T, B, D] integers
+                                                    #    (or floats / bools holding them)
         result.outputs                              # [T, B, out], as the golden model's
 
 The same code drives every transport (:mod:`.transport`); the wire protocol is
@@ -49,6 +50,7 @@ from .contract.payloads import (
 )
 from .contract.protocol import MAX_PAYLOAD, Command
 from .errors import DeviceError, VerifyError
+from .golden.data import as_integer_tensor
 from .transport import Transport, open_transport
 
 __all__ = ["Device", "open", "SampleResult", "RunResult", "config_hash", "ENGINE_BASE",
@@ -309,15 +311,22 @@ class Device:
 
     def stream(self, samples: Iterable, *, reset: bool = True,
                membranes: bool = False) -> Iterator[SampleResult]:
-        """Run each sample (``[T, D]``), yielding its result as soon as it is back."""
-        for x in samples:
-            yield self._sample(_as_int_tensor(x), reset, membranes)
+        """Run each sample (``[T, D]``), yielding its result as soon as it is back.
+        Inputs as in :meth:`run`; a non-integer value of sample ``i`` is refused as
+        ``samples[i][t, d] = 0.5 is not an integer``."""
+        for i, x in enumerate(samples):
+            yield self._sample(as_integer_tensor(x, f"samples[{i}]"), reset, membranes)
 
     def run(self, x, *, reset: bool = True, membranes: bool = False):
         """Run ``x``: ``[T, D]`` (one sample, a :class:`SampleResult`) or ``[T, B, D]``
         (a batch, each sample from a reset state; a :class:`RunResult`).  With
-        ``reset=False`` a single sample continues from the current state."""
-        x = _as_int_tensor(x)
+        ``reset=False`` a single sample continues from the current state.
+
+        ``x``: a tensor, numpy array or nested list of integers, or of floats or
+        bools whose values are all integers (snnTorch's ``spikegen`` hands out float
+        0.0/1.0); a ValueError names the first value that is not an integer, as
+        ``inputs[3, 0, 17] = 0.5 is not an integer``."""
+        x = as_integer_tensor(x, "inputs")
         if x.dim() == 2:
             return self._sample(x, reset, membranes)
         if x.dim() != 3:
@@ -330,14 +339,6 @@ class Device:
         return RunResult(outputs=stack("outputs"), values=stack("values"),
                          spikes=stack("spikes"),
                          membranes=[r.membranes for r in results] if membranes else None)
-
-
-def _as_int_tensor(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if t.is_floating_point() or t.is_complex():
-        raise ValueError(f"inputs must be integers (the encoded spikes or int values), "
-                         f"not {t.dtype}")
-    return t.to(torch.int64)
 
 
 def open(url: str = "sim://", **kwargs) -> Device:  # noqa: A001 - spikeforge.open(url)

@@ -1,5 +1,5 @@
-"""A task model's test split through a device, checked against the golden model
-sample by sample and step by step (the device-side twin of
+"""A task model's test split (or any model's data) through a device, checked
+against the golden model sample by sample and step by step (the device-side twin of
 ``sim/evaluate.py``, which drives the RTL directly)."""
 
 from __future__ import annotations
@@ -15,25 +15,38 @@ __all__ = ["evaluate_on_device"]
 
 def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
                        limit: int | None = None, membranes: bool = True,
-                       progress: bool = False) -> dict:
-    """Load ``net`` onto ``dev`` and stream ``split`` (or its first ``limit`` samples).
+                       progress: bool = False, data: tuple | None = None,
+                       readout: str | None = None) -> dict:
+    """Load ``net`` onto ``dev`` and stream ``split`` of the task ``meta`` names, or
+    ``data`` (``(x [T, B, input_size], labels [B] or None)``), or their first
+    ``limit`` samples.
 
     ``bit_exact`` is true only if, for every sample and every step, the output
     layer's values (membranes, or an SSM's y) and spikes equal the golden
     model's, and (with ``membranes``) every layer's state (membranes, SSM state)
-    read back after each sample equals the golden final state.  ``counters`` sums
-    the device's hardware counters over the samples; ``energy`` is the estimate
-    from them (:mod:`spikeforge.golden.energy`)."""
+    read back after each sample equals the golden final state.  ``agreement`` is
+    the fraction of samples whose decision (``readout``, by default
+    ``meta["readout"]``; :func:`~spikeforge.golden.quantize.predict`) equals the
+    golden model's; ``accuracy_device`` / ``accuracy_golden`` are None without
+    labels.  ``counters`` sums the device's hardware counters over the samples;
+    ``energy`` is the estimate from them (:mod:`spikeforge.golden.energy`)."""
+    from .golden.train import task_data
+
+    x, y = task_data(meta, split) if data is None else data
+    if limit is not None:
+        x, y = x[:, :limit], None if y is None else y[:limit]
+    return _stream(dev, net, x, y, readout or meta["readout"], name=meta.get("task"),
+                   membranes=membranes, progress=progress)
+
+
+def _stream(dev: Device, net, x, y, readout: str, *, name, membranes: bool,
+            progress: bool) -> dict:
     from tqdm import tqdm
 
     from .contract.harness import expected_from_trace
     from .golden.energy import estimate_run
     from .golden.quantize import predict
-    from .golden.train import task_data
 
-    x, y = task_data(meta, split)
-    if limit is not None:
-        x, y = x[:, :limit], y[:limit]
     steps, samples = int(x.shape[0]), int(x.shape[1])
     load = dev.load(net)
     trace = net.run(x)
@@ -41,7 +54,7 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
     mismatches: list[int] = []
     totals: dict = {}
     start = time.monotonic()
-    bar = tqdm(total=samples, desc=f"{meta.get('task', 'model')} on {dev.url}", unit="sample",
+    bar = tqdm(total=samples, desc=f"{name or 'model'} on {dev.url}", unit="sample",
                disable=not progress, leave=False)
     with bar:
         results = dev.stream((x[:, b] for b in range(samples)), membranes=membranes)
@@ -58,14 +71,16 @@ def evaluate_on_device(dev: Device, net, meta: dict, *, split: str = "test",
     seconds = time.monotonic() - start
     energy = estimate_run(net, x, counters=totals.get("layers", {}), trace=trace,
                           source="device-counters")
-    pred_dev = predict(got, meta["readout"])
-    pred_gold = predict(trace.outputs[net.output], meta["readout"])
+    pred_dev = predict(got, readout)
+    pred_gold = predict(trace.outputs[net.output], readout)
     return {
-        "task": meta.get("task"),
+        "task": name,
         "samples": samples,
         "timesteps": steps,
-        "accuracy_device": float((pred_dev == y).double().mean()),
-        "accuracy_golden": float((pred_gold == y).double().mean()),
+        "readout": readout,
+        "accuracy_device": None if y is None else float((pred_dev == y).double().mean()),
+        "accuracy_golden": None if y is None else float((pred_gold == y).double().mean()),
+        "agreement": float((pred_dev == pred_gold).double().mean()),
         "bit_exact": not mismatches and torch.equal(got, trace.outputs[net.output]),
         "mismatched_samples": mismatches[:20],
         "words_loaded": load["words"],

@@ -253,9 +253,9 @@ def test_unknown_layer_lookup():
     (lambda: torch.zeros(2, 2, dtype=torch.int64), "input has shape (2, 2), expected [T, B, 2]"),
     (lambda: torch.zeros(1, 1, 3, dtype=torch.int64),
      "input has shape (1, 1, 3), expected [T, B, 2]"),
-    (lambda: torch.zeros(1, 1, 2), "input must be an integer tensor, not torch.float32"),
+    (lambda: torch.tensor([[[0.0, 0.5]]]), "input[0, 0, 1] = 0.5 is not an integer"),
     (lambda: torch.zeros(1, 1, 2, dtype=torch.complex64),
-     "input must be an integer tensor, not torch.complex64"),
+     "input must be real numbers, not torch.complex64"),
     (lambda: T([[[0, 2]]]), "spike input must be 0/1: values in [0, 2] are outside [0, 1]"),
     (lambda: T([[[-1, 1]]]), "spike input must be 0/1: values in [-1, 1] are outside [0, 1]"),
 ])
@@ -263,6 +263,15 @@ def test_spike_input_validation(make_x, message):
     net = build([h_layer()])
     with raises(message):
         net.run(make_x())
+
+
+def test_float_and_bool_inputs_holding_integers_are_taken():
+    net = build([h_layer()])
+    want = net.run(T([[[1, 0]], [[0, 1]]])).outputs
+    for x in (torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]]), torch.tensor([[[True, False]],
+                                                                         [[False, True]]])):
+        got = net.run(x).outputs
+        assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_int_input_validation():

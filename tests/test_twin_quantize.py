@@ -485,14 +485,17 @@ def test_predict_random_against_pure_python():
     outputs = torch.randint(-2, 3, (4, 50, 6), generator=gen)  # many ties
     last = [first_argmax(r) for r in outputs[-1].tolist()]
     summed = [first_argmax(r) for r in outputs.sum(dim=0).tolist()]
+    largest = [first_argmax([max(col) for col in zip(*rows, strict=True)])
+               for rows in outputs.transpose(0, 1).tolist()]
     assert predict(outputs, "last").tolist() == last
     assert predict(outputs, "sum").tolist() == summed
+    assert predict(outputs, "max").tolist() == largest
 
 
 def test_predict_unknown_readout():
-    assert quantize.READOUTS == ("last", "sum")
-    with pytest.raises(ValueError, match="unknown readout 'max'"):
-        predict(torch.zeros(1, 1, 2), "max")
+    assert quantize.READOUTS == ("last", "sum", "max")
+    with pytest.raises(ValueError, match="unknown readout 'mean'"):
+        predict(torch.zeros(1, 1, 2), "mean")
 
 
 # --------------------------------------------------- training: float vs int
