@@ -22,6 +22,11 @@ The bins (``BINS``: name -> what hits it):
   nonzero ``v_reset``.
 * Edges: an event list empty, full (every source entry an event), a recurrent
   edge at step 0 and carrying events, negative input values.
+* Feature maps and currents (with ``features=True``): Conv1d and Conv2d edges,
+  stride, dilation and groups delivering events, an event on the border read
+  through padding, a pool window summing two or more events, a pooled map read
+  by a dense weight; a current-based layer's current saturated high and low, its
+  decay 0 on a nonzero current and flooring a negative product.
 * SSM layers (with ``ssm=True``): the state and the output saturated high and low
   in each decay mode; ``k``, ``v``, ``q`` each from a constant, from spikes and
   from multi-bit values, the eight constant/source combinations of the three, a
@@ -94,8 +99,22 @@ _SSM_BINS = {
 }
 _LIMIT_BINS = {f"ssm.{d}={v}": f"an SSM layer with {d} == {v}"
                for d in ("n", "m") for v in ("1", "max")}
+_FEATURE_BINS = {
+    "conv.1d": "a Conv1d edge delivering events",
+    "conv.2d": "a Conv2d edge delivering events",
+    "conv.stride": "a convolution with stride > 1 delivering events",
+    "conv.dilation": "a convolution with dilation > 1 delivering events",
+    "conv.groups": "a grouped (or depthwise) convolution delivering events",
+    "conv.border": "an event on the map's border, read by windows that overhang into padding",
+    "pool.window": "a pool window summing two or more events",
+    "pool.dense": "a pooled map read by a dense weight, with events",
+    "cuba.high": "current-based layer: the current saturated high",
+    "cuba.low": "current-based layer: the current saturated low",
+    "cuba.decay=0": "alpha_syn == 0 on a nonzero current",
+    "cuba.decay.floor": "alpha_syn * c negative and not a multiple of 2**F",
+}
 
-BINS = {**_LIF_BINS, **_SSM_BINS, **_LIMIT_BINS}
+BINS = {**_LIF_BINS, **_SSM_BINS, **_LIMIT_BINS, **_FEATURE_BINS}
 """Every bin's name and what hits it."""
 
 
@@ -111,12 +130,13 @@ class Coverage:
     (without it they do not apply).  ``input_kinds``: the input kinds the suite
     drives (``edge.input.negative`` applies only with ``"int"``); ``frac_bits``:
     the build's F, if fixed (with F = 0 no product is floored, so the two floor
-    bins do not apply).
+    bins do not apply).  ``features``: whether the feature-map and current-based
+    bins apply (the golden suites of those layer kinds).
     """
 
     def __init__(self, *, ssm: bool = False, limits: dict[str, int] | None = None,
                  input_kinds: tuple[str, ...] = ("spike", "int"),
-                 frac_bits: int | None = None):
+                 frac_bits: int | None = None, features: bool = False):
         names = list(_LIF_BINS)
         if "int" not in input_kinds:
             names.remove("edge.input.negative")
@@ -124,8 +144,11 @@ class Coverage:
             names += list(_SSM_BINS)
             if limits is not None:
                 names += list(_LIMIT_BINS)
+        if features:
+            names += list(_FEATURE_BINS)
         if frac_bits == 0:
-            names = [n for n in names if n not in ("lif.leak.floor", "ssm.decay.floor")]
+            names = [n for n in names if n not in ("lif.leak.floor", "ssm.decay.floor",
+                                                   "cuba.decay.floor")]
         self.limits = limits
         self.counts = dict.fromkeys(names, 0)
 
@@ -162,7 +185,7 @@ class Coverage:
 
     def hits(self, net: Network, x: torch.Tensor) -> set[str]:
         """The bins one run hits (without counting them)."""
-        probe = Coverage(ssm=True, limits=self.limits)
+        probe = Coverage(ssm=True, limits=self.limits, features=True)
         probe.observe(net, x)
         return {name for name, n in probe.counts.items() if n and name in self.counts}
 
@@ -229,6 +252,9 @@ class Coverage:
         hit |= {name for name, mask in checks.items() if _any(mask)}
         for proj, src in zip(layer.inputs, val["sources"], strict=True):
             hit |= self._edge(proj.source, proj.recurrent, t, src)
+            hit |= _feature_edge(proj, src)
+        if layer.current_based:
+            hit |= _current(fmt, layer, val)
         return hit
 
     @staticmethod
@@ -284,3 +310,36 @@ class Coverage:
             if layer.gate_recurrent:
                 hit.add("ssm.gate.recurrent")
         return hit
+
+
+def _feature_edge(proj, src: torch.Tensor) -> set[str]:
+    """The feature-map bins an edge's events hit."""
+    if not proj.structured or not _any(src != 0):
+        return set()
+    dims = len(proj.in_shape) - 1
+    pooled = proj.pooled((src != 0).to(torch.float64))
+    hit = set()
+    if proj.pool is not None:
+        hit |= {"pool.window"} if _any(pooled >= 2) else set()
+        hit |= {"pool.dense"} if proj.conv is None else set()
+    if proj.conv is not None:
+        stride, padding, dilation = proj.conv.resolved(dims)
+        hit.add(f"conv.{dims}d")
+        hit |= {name for name, on in (("conv.stride", max(stride) > 1),
+                                      ("conv.dilation", max(dilation) > 1),
+                                      ("conv.groups", proj.conv.groups > 1)) if on}
+        for d, pad in enumerate(padding):
+            edge = pooled.narrow(2 + d, 0, 1), pooled.narrow(2 + d, pooled.shape[2 + d] - 1, 1)
+            if pad > 0 and any(_any(e > 0) for e in edge):
+                hit.add("conv.border")
+    return hit
+
+
+def _current(fmt, layer, val) -> set[str]:
+    """The current-based bins of one step of a layer."""
+    lo, hi = signed_range(fmt.u_bits)
+    product = layer.alpha_syn * val["c_prev"]
+    checks = {"cuba.high": val["c_wide"] > hi, "cuba.low": val["c_wide"] < lo,
+              "cuba.decay=0": (layer.alpha_syn == 0) & (val["c_prev"] != 0),
+              "cuba.decay.floor": (product < 0) & (product % fmt.one != 0)}
+    return {name for name, mask in checks.items() if _any(mask)}

@@ -138,6 +138,9 @@ def _check_lif(net: Network, layer: LIFLayer, check_source, w_lo, w_hi, u_lo, u_
         raise NetworkError(f"layer {layer.name!r} has no inputs")
     for proj in layer.inputs:
         check_source(layer.name, proj.source, proj.recurrent, "input")
+        if not isinstance(proj.weight, torch.Tensor) or proj.weight.dtype != torch.int64:
+            raise NetworkError(f"layer {layer.name!r}: weight from {proj.source!r} must be "
+                               f"an int64 tensor")
         try:
             proj.check(net.source_size(proj.source), layer.size)
         except ValueError as exc:

@@ -61,14 +61,19 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
     w_lo, w_hi = signed_range(fmt.w_bits)
     u_lo, u_hi = signed_range(fmt.u_bits)
     if scale is None:
-        w_max = max(float(np.abs(w).max()) if w.size else 0.0 for _, w, _ in la.inputs)
+        w_max = max(float(p.weight.abs().max()) if p.weight.numel() else 0.0
+                    for p, _ in la.inputs)
         v_max = max(float(np.abs(la.threshold).max()), abs(la.v_reset)) if la.spiking else 0.0
         scale = pick_scale(w_max, v_max, fmt, headroom)
-    weights = [np.round(scale * w) for _, w, _ in la.inputs]
-    for (src, _w, _r), w in zip(la.inputs, weights, strict=True):
-        if w.size and (w.min() < w_lo or w.max() > w_hi):
-            raise NirError(f"node {la.name!r}: weights from {src!r} reach [{w.min():.0f}, "
-                           f"{w.max():.0f}] at scale {scale:.6g}, outside w_bits={fmt.w_bits}")
+    inputs = []
+    for proj, recurrent in la.inputs:
+        w = torch.round(scale * proj.weight)
+        if w.numel() and (w.min() < w_lo or w.max() > w_hi):
+            raise NirError(f"node {la.name!r}: weights from {proj.source!r} reach "
+                           f"[{float(w.min()):.0f}, {float(w.max()):.0f}] at scale {scale:.6g}, "
+                           f"outside w_bits={fmt.w_bits}")
+        inputs.append(Projection(proj.source, w.to(torch.int64), recurrent,
+                                 in_shape=proj.in_shape, pool=proj.pool, conv=proj.conv))
     bias = np.round(scale * la.bias)
     if bias.size and (bias.min() < u_lo or bias.max() > u_hi):
         raise NirError(f"node {la.name!r}: the bias (with the v_leak term) reaches "
@@ -87,19 +92,31 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                            f"u_bits={fmt.u_bits}")
     else:
         theta, v_reset = np.ones(la.size), 0
-    alpha = np.round(la.beta * fmt.one)
-    if alpha.min() < 0 or alpha.max() > fmt.one:
-        raise NirError(f"node {la.name!r}: beta outside [0, 1]")
+    alpha = _decay(la.name, "beta", la.beta, fmt)
+    alpha_syn = None if la.alpha_syn is None else _decay(la.name, "alpha_syn", la.alpha_syn, fmt)
+    if alpha_syn is not None and np.any((alpha_syn == 0) & (la.alpha_syn > 0)):
+        raise NirError(f"node {la.name!r}: the synaptic current's decay 1 - dt/tau_syn = "
+                       f"{float(la.alpha_syn[(alpha_syn == 0)].max()):.6g} rounds to 0 at "
+                       f"frac_bits={fmt.frac_bits} (the current would not integrate); use more "
+                       f"frac_bits or a smaller dt")
 
     def t(a):
         return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(torch.int64)
 
     layer = LIFLayer(name=la.name, size=la.size, alpha=t(alpha), theta=t(theta), bias=t(bias),
-                     inputs=[Projection(src, t(w), rec)
-                             for (src, _w, rec), w in zip(la.inputs, weights, strict=True)],
-                     reset=la.reset if la.spiking else "none", v_reset=int(v_reset),
-                     spiking=la.spiking)
+                     inputs=inputs, reset=la.reset if la.spiking else "none",
+                     v_reset=int(v_reset), spiking=la.spiking,
+                     alpha_syn=None if alpha_syn is None else t(alpha_syn),
+                     shape=la.shape if la.shape and len(la.shape) > 1 else None)
     return layer, float(scale)
+
+
+def _decay(name: str, what: str, value: np.ndarray, fmt: Format) -> np.ndarray:
+    """A decay in [0, 1] as Q0.F."""
+    q = np.round(value * fmt.one)
+    if q.min() < 0 or q.max() > fmt.one:
+        raise NirError(f"node {name!r}: {what} outside [0, 1]")
+    return q
 
 
 def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = None,
@@ -108,7 +125,9 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
 
     ``fmt``: the integer formats (default ``Format()``, or the one a spikeforge
     export recorded); ``input_kind``: ``"spike"`` (default) or ``"int"``; ``dt``:
-    the discretisation step (default :data:`DEFAULT_DT`).  A graph written by
+    the discretisation step (default: detected from the file, see
+    :func:`.nirgraph.from_graph`; the import's ``meta["conventions"]`` says what
+    was detected).  A graph written by
     :func:`export_nir` keeps its format, scale 1 and resets, so the round trip is
     exact; with an explicit ``fmt`` it is quantized afresh like any other graph.
     """
@@ -134,7 +153,9 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
         raise NirError(f"input_kind must be 'spike' or 'int', not {input_kind!r}")
     if not isinstance(headroom, (int, float)) or not headroom > 0:
         raise NirError(f"headroom must be positive, not {headroom!r}")
-    float_net = from_graph(graph, dt=DEFAULT_DT if dt is None else dt)
+    if dt is None and ours and "spikeforge_dt" in meta:
+        dt = float(meta["spikeforge_dt"])
+    float_net = from_graph(graph, dt=dt)
     layers, scales = [], {}
     for la in float_net.layers:
         layer, scales[la.name] = _quantize_layer(la, fmt, 1.0 if ours else None, headroom)
@@ -145,7 +166,9 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     except NetworkError as exc:
         raise NirError(f"the imported network breaks the integer model's limits: {exc}") from exc
     info = {"source": "nir", "dt": float_net.dt, "headroom": headroom,
-            "scales": scales, "nir_nodes": {la.name: la.kind for la in float_net.layers}}
+            "conventions": list(float_net.conventions), "scales": scales,
+            "input_shape": list(float_net.input_shape),
+            "nir_nodes": {la.name: la.kind for la in float_net.layers}}
     return NirImport(net=net, float_net=float_net, scales=scales, meta=info)
 
 

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 
 from .integer import INPUT
+from .nirchain import POOLS, WEIGHTS, ChainStep, NirError, chain_projection
+from .projection import Projection
 
 __all__ = ["NirError", "DEFAULT_DT", "META_RESET", "META_RECURRENT", "FloatLayer",
            "FloatNetwork", "read_graph", "from_graph"]
@@ -45,19 +47,15 @@ DEFAULT_DT = 1e-4
 """The discretisation step snnTorch's NIR export assumes (``tau = dt / (1 - beta)``)."""
 
 _NEURONS = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI")
-_WEIGHTS = ("Affine", "Linear")
 _PASS = ("Flatten", "Identity")
+_CHAIN = WEIGHTS + POOLS + _PASS + ("pass",)
 _SPIKING = ("LIF", "IF", "CubaLIF")
-_SUPPORTED = ("Input, Output, Affine, Linear, LIF, IF, LI, I (Integrator), CubaLIF and CubaLI "
-              "(with tau_syn = dt), Flatten, Identity, nested graphs")
+_SUPPORTED = ("Input, Output, Affine, Linear, Conv1d, Conv2d, SumPool2d, AvgPool2d, LIF, IF, "
+              "LI, I (Integrator), CubaLIF, CubaLI, Flatten, Identity, nested graphs")
 META_RESET = "spikeforge_reset"
 """Neuron node metadata: a reset NIR cannot express (``subtract``, ``none``)."""
 META_RECURRENT = "spikeforge_recurrent"
 """Weight node metadata: 1 marks the edge recurrent even without a cycle."""
-
-
-class NirError(ValueError):
-    """A NIR graph that cannot become an integer network; the message names the node."""
 
 
 # --------------------------------------------------------------- float model
@@ -65,9 +63,12 @@ class NirError(ValueError):
 class FloatLayer:
     """One NIR neuron node after discretisation (float64, per neuron).
 
-    ``inputs``: ``(source, weight [size, source size], recurrent)`` with the input
-    gain already folded into the weights; ``bias`` likewise includes the gain and
-    the ``v_leak`` term.  ``threshold`` is ``None`` for a non-spiking node.
+    ``inputs``: ``(projection, recurrent)``, the projection's weight float64 with the
+    input gain already folded in; ``bias`` likewise includes the gain and the
+    ``v_leak`` term.  ``threshold`` is ``None`` for a non-spiking node.
+    ``alpha_syn``: the synaptic current's decay of a current-based node (``None``
+    otherwise); its input and bias then feed the current, which the membrane
+    integrates.  ``shape``: the neurons as the node's parameters lay them out.
     """
 
     name: str
@@ -78,7 +79,9 @@ class FloatLayer:
     threshold: np.ndarray | None
     v_reset: float
     reset: str
-    inputs: list[tuple[str, np.ndarray, bool]] = field(default_factory=list)
+    inputs: list[tuple[Projection, bool]] = field(default_factory=list)
+    alpha_syn: np.ndarray | None = None
+    shape: tuple[int, ...] | None = None
 
     @property
     def spiking(self) -> bool:
@@ -87,12 +90,15 @@ class FloatLayer:
 
 @dataclass
 class FloatNetwork:
-    """The discretised NIR graph: what the integer model is compared against."""
+    """The discretised NIR graph: what the integer model is compared against.
+    ``conventions``: what the importer read from the file and applied (dt, ...)."""
 
     input_size: int
     layers: list[FloatLayer]
     output: str
     dt: float
+    input_shape: tuple[int, ...] = ()
+    conventions: list[str] = field(default_factory=list)
 
     def layer(self, name: str) -> FloatLayer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -104,27 +110,27 @@ class FloatNetwork:
         (membranes after the reset; spikes only for spiking layers)."""
         x = x.to(torch.float64)
         steps, batch = x.shape[0], x.shape[1]
-        u = {la.name: torch.zeros(batch, la.size, dtype=torch.float64) for la in self.layers}
-        out = {la.name: torch.zeros(batch, la.size, dtype=torch.float64) for la in self.layers}
+        zeros = {la.name: torch.zeros(batch, la.size, dtype=torch.float64) for la in self.layers}
+        u, c, out = dict(zeros), dict(zeros), dict(zeros)
         spikes = {la.name: [] for la in self.layers if la.spiking}
         membranes = {la.name: [] for la in self.layers}
-        params = {la.name: (torch.from_numpy(la.beta), torch.from_numpy(la.bias),
-                            None if la.threshold is None else torch.from_numpy(la.threshold),
-                            [(s, torch.from_numpy(w), r) for s, w, r in la.inputs])
-                  for la in self.layers}
         for t in range(steps):
             prev = dict(out)
             now = {INPUT: x[t]}
             for la in self.layers:
-                beta, bias, thr, inputs = params[la.name]
-                current = torch.zeros(batch, la.size, dtype=torch.float64)
-                for source, weight, recurrent in inputs:
-                    current += (prev[source] if recurrent else now[source]) @ weight.T
-                v = beta * u[la.name] + current + bias
-                if thr is None:
-                    s = torch.zeros_like(v)
+                drive = torch.from_numpy(la.bias).expand(batch, -1).clone()
+                for proj, recurrent in la.inputs:
+                    src = prev[proj.source] if recurrent else now[proj.source]
+                    drive += proj.linear(src, proj.weight)
+                if la.alpha_syn is not None:
+                    c[la.name] = torch.from_numpy(la.alpha_syn) * c[la.name] + drive
+                    drive = c[la.name]
+                v = torch.from_numpy(la.beta) * u[la.name] + drive
+                if la.threshold is None:
                     u[la.name] = v
+                    now[la.name] = v
                 else:
+                    thr = torch.from_numpy(la.threshold)
                     s = (v > thr).to(torch.float64)
                     if la.reset == "zero":
                         u[la.name] = torch.where(s.bool(), torch.full_like(v, la.v_reset), v)
@@ -133,8 +139,8 @@ class FloatNetwork:
                     else:
                         u[la.name] = v
                     spikes[la.name].append(s)
+                    now[la.name] = s
                 membranes[la.name].append(u[la.name])
-                now[la.name] = s if thr is not None else u[la.name]
                 out[la.name] = now[la.name]
         return {"spikes": {k: torch.stack(v) for k, v in spikes.items()},
                 "membranes": {k: torch.stack(v) for k, v in membranes.items()}}
@@ -210,28 +216,50 @@ def _array(name: str, node, attr: str) -> np.ndarray:
 
 
 def _vector(name: str, node, attr: str, size: int | None) -> np.ndarray:
+    """A neuron parameter as a vector over the population (a feature-map-shaped
+    parameter is flattened row-major; a scalar is broadcast)."""
     arr = _array(name, node, attr)
     if arr.ndim == 0 and size is not None:
         return np.full(size, float(arr))
-    if arr.ndim != 1:
-        raise NirError(f"node {name!r}: parameter {attr!r} has shape {arr.shape}; "
-                       f"spikeforge maps 1-D neuron populations")
+    arr = arr.reshape(-1)
     if size is not None and arr.shape[0] != size:
         raise NirError(f"node {name!r}: parameter {attr!r} has {arr.shape[0]} entries, "
                        f"expected {size}")
     return arr
 
 
-def _neuron_size(name: str, node, kind: str) -> int | None:
-    attrs = {"LIF": "tau", "LI": "tau", "IF": "r", "I": "r", "CubaLIF": "tau_mem",
-             "CubaLI": "tau_mem"}[kind]
-    arr = _array(name, node, attrs)
-    return None if arr.ndim == 0 else int(arr.shape[0]) if arr.ndim == 1 else -1
+_SIZE_ATTR = {"LIF": "tau", "LI": "tau", "IF": "r", "I": "r", "CubaLIF": "tau_mem",
+              "CubaLI": "tau_mem"}
+
+
+def _neuron_shape(name: str, node, kind: str) -> tuple[int, ...] | None:
+    """The population's shape from its parameters (``None`` for scalar parameters)."""
+    arr = _array(name, node, _SIZE_ATTR[kind])
+    return None if arr.ndim == 0 else tuple(int(n) for n in arr.shape)
+
+
+def _current(name: str, node, kind: str, size: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """A CubaLIF / CubaLI node's current decay ``1 - dt/tau_syn`` and its input gain
+    ``dt w_in / tau_syn`` (forward Euler of ``tau_syn dI/dt = -I + w_in x``)."""
+    tau_syn = _vector(name, node, "tau_syn", size)
+    if np.any(tau_syn <= 0):
+        raise NirError(f"node {name!r}: tau_syn must be positive, not {float(tau_syn.min())!r}")
+    alpha_syn = 1.0 - dt / tau_syn
+    if np.any(alpha_syn < 0):
+        raise NirError(f"node {name!r}: tau_syn={float(tau_syn.min())!r} is shorter than "
+                       f"dt={dt!r} (1 - dt/tau_syn < 0: forward Euler is unstable)")
+    if np.any(_vector(name, node, "v_leak", size) != 0):
+        raise NirError(f"node {name!r}: {kind} with v_leak != 0: the leak would enter the "
+                       f"membrane beside the current, which the integer current-based LIF "
+                       f"does not have")
+    return alpha_syn, dt / tau_syn * _vector(name, node, "w_in", size)
 
 
 def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
-    """beta, gain, leak bias, threshold and v_reset of one neuron node (docs/nir.md)."""
+    """beta, gain, leak bias, threshold, v_reset (and alpha_syn) of one neuron node
+    (docs/nir.md)."""
     r = _vector(name, node, "r", size)
+    alpha_syn = None
     if kind in ("IF", "I"):
         beta = np.ones(size)
         gain = dt * r
@@ -250,13 +278,10 @@ def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
             gain = dt * r / tau
         leak = (dt / tau) * v_leak
         if kind.startswith("Cuba"):
-            tau_syn = _vector(name, node, "tau_syn", size)
-            if not np.allclose(tau_syn, dt, rtol=1e-6, atol=0.0):
-                raise NirError(
-                    f"node {name!r}: {kind} with tau_syn={float(tau_syn.max())!r} != dt={dt!r} "
-                    f"has a synaptic current state that the integer LIF does not have (it maps "
-                    f"only when tau_syn = dt, i.e. snnTorch alpha = 0)")
-            gain = gain * _vector(name, node, "w_in", size)
+            alpha_syn, syn_gain = _current(name, node, kind, size, dt)
+            gain = gain * syn_gain
+            if not np.any(alpha_syn):  # tau_syn = dt: the current is this step's input
+                alpha_syn = None
     if not np.all(np.isfinite(gain)):
         raise NirError(f"node {name!r}: the input gain dt*r/tau is not finite")
     threshold = v_reset = None
@@ -274,13 +299,14 @@ def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
         if reset not in ("zero", "subtract", "none"):
             raise NirError(f"node {name!r}: metadata {META_RESET}={reset!r} is not a reset mode")
     return {"beta": beta, "gain": gain, "leak": leak, "threshold": threshold,
-            "v_reset": 0.0 if v_reset is None else v_reset, "reset": reset}
+            "v_reset": 0.0 if v_reset is None else v_reset, "reset": reset,
+            "alpha_syn": alpha_syn}
 
 
-def _marked(nodes: dict, weights: dict, name: str) -> bool:
+def _marked(nodes: dict, name: str) -> bool:
     """A weight node that a spikeforge export marked recurrent."""
     meta = getattr(nodes[name][1], "metadata", None) or {}
-    if name not in weights or META_RECURRENT not in meta:
+    if nodes[name][0] not in WEIGHTS or META_RECURRENT not in meta:
         return False
     try:
         return bool(int(meta[META_RECURRENT]))
@@ -289,25 +315,14 @@ def _marked(nodes: dict, weights: dict, name: str) -> bool:
                        f"{meta[META_RECURRENT]!r} is not 0 or 1") from exc
 
 
-def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
-    """Discretise a NIR graph (see the module docstring) or raise :class:`NirError`."""
+def _check_dt(dt) -> None:
     if not isinstance(dt, (int, float)) or isinstance(dt, bool) or not dt > 0 \
             or not math.isfinite(dt):
         raise NirError(f"dt must be a positive number, not {dt!r}")
-    if _kind(graph) != "NIRGraph":
-        raise NirError(f"expected a NIR graph, not a {_kind(graph)}")
-    nodes, edges, _ = _flatten(graph)
-    for name, (kind, _node) in nodes.items():
-        if kind not in _NEURONS + _WEIGHTS + _PASS + ("Input", "Output", "pass"):
-            hint = " (convolutions are not mapped: flatten them into Linear layers first)" \
-                if "Conv" in kind or "Pool" in kind else ""
-            raise NirError(f"node {name!r}: {kind} is not supported{hint}; spikeforge maps "
-                           f"{_SUPPORTED}")
-    preds = {n: [] for n in nodes}
-    succs = {n: [] for n in nodes}
-    for a, b in edges:
-        preds[b].append(a)
-        succs[a].append(b)
+
+
+def _ends(nodes: dict, preds: dict) -> tuple[str, str]:
+    """The single Input and Output node."""
     inputs = [n for n, (k, _) in nodes.items() if k == "Input"]
     outputs = [n for n, (k, _) in nodes.items() if k == "Output"]
     if len(inputs) != 1:
@@ -315,107 +330,139 @@ def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
     if len(outputs) != 1:
         raise NirError(f"the graph needs exactly one Output node (the integer model has one "
                        f"output layer), not {len(outputs)} ({outputs})")
-    in_name, out_name = inputs[0], outputs[0]
-    if preds[in_name]:
-        raise NirError(f"node {in_name!r}: the Input node has incoming edges from "
-                       f"{preds[in_name]}")
-    in_type = getattr(nodes[in_name][1], "input_type", None) or {}
+    if preds[inputs[0]]:
+        raise NirError(f"node {inputs[0]!r}: the Input node has incoming edges from "
+                       f"{preds[inputs[0]]}")
+    return inputs[0], outputs[0]
+
+
+def _input_shape(name: str, node) -> tuple[int, ...]:
+    in_type = getattr(node, "input_type", None) or {}
     shape = np.asarray(next(iter(in_type.values()))) if in_type else None
     if shape is None or shape.size == 0 or np.any(shape < 1):
-        raise NirError(f"node {in_name!r}: the Input node has no valid input_type "
-                       f"({in_type!r})")
-    input_size = int(np.prod(shape))
+        raise NirError(f"node {name!r}: the Input node has no valid input_type ({in_type!r})")
+    return tuple(int(n) for n in shape.reshape(-1))
 
-    def origin(name: str, seen=()) -> str:
-        """Follow pass-through nodes back to a real source."""
-        if nodes[name][0] not in _PASS + ("pass",):
-            return name
+
+def _chain(nodes: dict, preds: dict, start: str) -> tuple[str, list[ChainStep]]:
+    """Walk back from ``start`` (a predecessor of a neuron node) through single-input
+    chain nodes to the source; returns the source and the chain in source order."""
+    steps, name, seen = [], start, set()
+    while nodes[name][0] in _CHAIN:
         if name in seen:
-            raise NirError(f"node {name!r}: a cycle of pass-through nodes")
+            raise NirError(f"node {name!r}: a cycle of weight, pool or pass-through nodes")
+        seen.add(name)
         if len(preds[name]) != 1:
             raise NirError(f"node {name!r}: a {nodes[name][0]} node needs exactly one input, "
-                           f"not {len(preds[name])}")
-        return origin(preds[name][0], (*seen, name))
-
-    size = {in_name: input_size}
-    # Weight nodes: one source each, checked shapes.
-    weights = {}
-    for name, (kind, node) in nodes.items():
-        if kind not in _WEIGHTS:
-            continue
-        if len(preds[name]) != 1:
-            raise NirError(f"node {name!r}: an {kind} node needs exactly one input, "
                            f"not {len(preds[name])} ({preds[name]})")
-        if not succs[name]:
-            raise NirError(f"node {name!r}: the {kind} node's output goes nowhere")
-        w = _array(name, node, "weight")
-        if w.ndim != 2:
-            raise NirError(f"node {name!r}: weight has shape {w.shape}, expected [out, in]")
-        b = _vector(name, node, "bias", w.shape[0]) if kind == "Affine" else np.zeros(w.shape[0])
-        src = origin(preds[name][0])
-        if nodes[src][0] not in _NEURONS + ("Input",):
-            raise NirError(f"node {name!r}: its input {src!r} is a {nodes[src][0]}; spikeforge "
-                           f"maps weights whose input is the Input or a neuron node")
-        weights[name] = (src, w, b)
-    # Neuron sizes (a 0-d parameter set broadcasts to the size of its weights).
-    for name, (kind, node) in nodes.items():
-        if kind in _NEURONS:
-            n = _neuron_size(name, node, kind)
-            if n == -1:
-                raise NirError(f"node {name!r}: parameters are not 1-D; spikeforge maps 1-D "
-                               f"neuron populations")
-            if n is None:
-                rows = {weights[p][1].shape[0] for p in preds[name] if p in weights}
-                if len(rows) != 1:
-                    raise NirError(f"node {name!r}: scalar parameters and no single weight size "
-                                   f"to take the population size from")
-                n = rows.pop()
-            size[name] = n
-    for name, (src, w, _b) in weights.items():
-        if w.shape[1] != size[src]:
-            raise NirError(f"node {name!r}: weight has {w.shape[1]} inputs but its source "
-                           f"{src!r} has {size[src]} outputs")
-    # Projections into every neuron node.
-    proj: dict[str, list[tuple[str, np.ndarray, np.ndarray, str]]] = {}
-    for name, (kind, _node) in nodes.items():
-        if kind not in _NEURONS:
-            continue
-        proj[name] = []
-        for p in preds[name]:
-            p0 = origin(p)
-            if p0 in weights:
-                src, w, b = weights[p0]
-                if w.shape[0] != size[name]:
-                    raise NirError(f"node {p0!r}: weight has {w.shape[0]} outputs but its "
-                                   f"target {name!r} has {size[name]} neurons")
-            elif nodes[p0][0] in _NEURONS + ("Input",):
-                src = p0
-                if size[src] != size[name]:
-                    raise NirError(f"node {name!r}: direct input from {src!r} has {size[src]} "
-                                   f"values, expected {size[name]}")
-                w, b = np.eye(size[name]), np.zeros(size[name])
+        steps.append(ChainStep(name, *nodes[name]))
+        name = preds[name][0]
+    if nodes[name][0] not in _NEURONS + ("Input",):
+        raise NirError(f"node {start!r}: its input {name!r} is a {nodes[name][0]}; spikeforge "
+                       f"maps chains from the Input or a neuron node")
+    return name, steps[::-1]
+
+
+def _detect_dt(nodes: dict) -> tuple[float, list[str]]:
+    """The step the file's neuron nodes were written for (module docstring)."""
+    kinds = {k for k, _ in nodes.values() if k in _NEURONS}
+    if kinds and kinds <= {"IF", "I"} and all(
+            np.all(np.asarray(node.r) == 1) for k, node in nodes.values() if k in kinds):
+        return 1.0, ["dt = 1: every neuron is IF / I with r = 1 (Sinabs' export: the "
+                     "membrane adds its input once per step)"]
+    return DEFAULT_DT, [f"dt = {DEFAULT_DT:g} (snnTorch's export: tau = dt / (1 - beta), "
+                        f"r = tau / dt)"]
+
+
+def _fold_gain(name: str, proj: Projection, gain: np.ndarray) -> Projection:
+    """The projection with the target's input gain folded into its weight; a shared
+    kernel needs one gain per output channel."""
+    if proj.conv is None:
+        weight = torch.from_numpy(gain)[:, None] * proj.weight
+        return Projection(proj.source, weight, in_shape=proj.in_shape, pool=proj.pool)
+    per_channel = gain.reshape(proj.out_shape[0], -1)
+    if not np.allclose(per_channel, per_channel[:, :1], rtol=1e-12, atol=0):
+        raise NirError(f"node {name!r}: the input gain differs within a channel, which a "
+                       f"shared kernel cannot absorb")
+    scale = torch.from_numpy(per_channel[:, 0]).reshape(-1, *([1] * (proj.weight.dim() - 1)))
+    return Projection(proj.source, proj.weight * scale, in_shape=proj.in_shape, pool=proj.pool,
+                      conv=proj.conv)
+
+
+class _Graph:
+    """A flattened NIR graph being turned into a :class:`FloatNetwork`."""
+
+    def __init__(self, graph):
+        self.nodes, edges, _ = _flatten(graph)
+        for name, (kind, _node) in self.nodes.items():
+            if kind not in _NEURONS + _CHAIN + ("Input", "Output"):
+                raise NirError(f"node {name!r}: {kind} is not supported; spikeforge maps "
+                               f"{_SUPPORTED}")
+        self.preds = {n: [] for n in self.nodes}
+        self.succs = {n: [] for n in self.nodes}
+        for a, b in edges:
+            self.preds[b].append(a)
+            self.succs[a].append(b)
+        self.input, self.output = _ends(self.nodes, self.preds)
+        self.shapes = {self.input: _input_shape(self.input, self.nodes[self.input][1])}
+        self.chains = {n: [_chain(self.nodes, self.preds, p) for p in self.preds[n]]
+                       for n, (k, _) in self.nodes.items() if k in _NEURONS}
+        for name, (kind, _node) in self.nodes.items():
+            if kind in WEIGHTS and not self.succs[name]:
+                raise NirError(f"node {name!r}: the {kind} node's output goes nowhere")
+
+    def shape(self, name: str, seen=()) -> tuple[int, ...]:
+        """A source's output shape: the Input's type, a neuron node's parameters, or
+        (scalar parameters) the output of the chain into it."""
+        if name in self.shapes:
+            return self.shapes[name]
+        kind, node = self.nodes[name]
+        shape = _neuron_shape(name, node, kind)
+        if shape is None:
+            feed = [(s, c) for s, c in self.chains[name] if s not in (*seen, name)]
+            if not feed or not any(c.kind in WEIGHTS for c in feed[0][1]):
+                if not feed:
+                    raise NirError(f"node {name!r}: scalar parameters and no input to take "
+                                   f"the population size from")
+                shape = self.shape(feed[0][0], (*seen, name))
             else:
-                raise NirError(f"node {name!r}: input {p0!r} is a {nodes[p0][0]} node")
-            if src != in_name and nodes[src][0] not in _SPIKING:
-                raise NirError(f"node {src!r}: the non-spiking {nodes[src][0]} node feeds "
+                shape = chain_projection(feed[0][0], self.shape(feed[0][0], (*seen, name)),
+                                         feed[0][1])[2]
+        self.shapes[name] = shape
+        return shape
+
+    def projections(self, name: str) -> list[tuple[Projection, np.ndarray, list[ChainStep]]]:
+        """The float projections into neuron node ``name`` (before the gain)."""
+        size = math.prod(self.shape(name))
+        out = []
+        for src, steps in self.chains[name]:
+            proj, bias, shape = chain_projection(src, self.shape(src), steps)
+            if math.prod(shape) != size:
+                where = steps[-1].name if steps else name
+                raise NirError(f"node {where!r}: its output has {math.prod(shape)} values but "
+                               f"its target {name!r} has {size} neurons")
+            if src != self.input and self.nodes[src][0] not in _SPIKING:
+                raise NirError(f"node {src!r}: the non-spiking {self.nodes[src][0]} node feeds "
                                f"{name!r}; the integer model's leaky integrators are outputs "
                                f"only")
-            proj[name].append((src, w, b, p0))
-        if not proj[name]:
-            raise NirError(f"node {name!r}: the {kind} node has no inputs")
-    out_preds = [origin(p) for p in preds[out_name]]
-    if len(out_preds) != 1:
-        raise NirError(f"node {out_name!r}: the Output node needs exactly one input, "
-                       f"not {len(out_preds)}")
-    if nodes[out_preds[0]][0] not in _NEURONS:
-        raise NirError(f"node {out_name!r}: the Output node's input {out_preds[0]!r} is a "
-                       f"{nodes[out_preds[0]][0]}; the integer model's output is a neuron layer")
-    # Order: depth-first from the input along the neuron graph; back edges are recurrent.
-    targets = {n: [] for n in [in_name, *proj]}
-    marked = set()  # edges a spikeforge export marked recurrent (weight node metadata)
-    for name, plist in proj.items():
-        for src, _w, _b, p0 in plist:
-            if _marked(nodes, weights, p0):
+            out.append((proj, bias, steps))
+        if not out:
+            raise NirError(f"node {name!r}: the {self.nodes[name][0]} node has no inputs")
+        return out
+
+
+def _chain_marked(g: _Graph, steps: list[ChainStep]) -> bool:
+    return any(_marked(g.nodes, s.name) for s in steps)
+
+
+def _order(g: _Graph) -> tuple[list[str], set]:
+    """Layer order: depth-first from the input along the neuron graph's unmarked
+    edges; returns it and the back edges (recurrent, like the marked ones)."""
+    targets = {n: [] for n in [g.input, *g.chains]}
+    marked = set()
+    for name, chains in g.chains.items():
+        for src, steps in chains:
+            if _chain_marked(g, steps):
                 marked.add((src, name))
             elif name not in targets[src]:
                 targets[src].append(name)
@@ -431,34 +478,64 @@ def from_graph(graph, *, dt: float = DEFAULT_DT) -> FloatNetwork:
         state[n] = "done"
         order.append(n)
 
-    reach, todo = {in_name}, [in_name]  # reachability counts marked edges too
+    reach, todo = {g.input}, [g.input]  # reachability counts marked edges too
     while todo:
         n = todo.pop()
         for m in [*targets[n], *(t for a, t in marked if a == n)]:
             if m not in reach:
                 reach.add(m)
                 todo.append(m)
-    unreached = [n for n in proj if n not in reach]
+    unreached = [n for n in g.chains if n not in reach]
     if unreached:
         raise NirError(f"node {unreached[0]!r} is not reachable from the Input node")
-    visit(in_name)
-    for n in proj:  # layers fed only through marked recurrent edges
+    visit(g.input)
+    for n in g.chains:  # layers fed only through marked recurrent edges
         if n not in state:
             visit(n)
-    order = [n for n in reversed(order) if n != in_name]
+    return [n for n in reversed(order) if n != g.input], back
+
+
+def from_graph(graph, *, dt: float | None = None) -> FloatNetwork:
+    """Discretise a NIR graph (see the module docstring) or raise :class:`NirError`.
+    ``dt``: the step; ``None`` detects it from the file (``conventions`` says how)."""
+    if dt is not None:
+        _check_dt(dt)
+    if _kind(graph) != "NIRGraph":
+        raise NirError(f"expected a NIR graph, not a {_kind(graph)}")
+    g = _Graph(graph)
+    conventions = [f"dt = {dt:g} (given)"] if dt is not None else []
+    if dt is None:
+        dt, conventions = _detect_dt(g.nodes)
+    out_preds = [_chain(g.nodes, g.preds, p)[0] if g.nodes[p][0] in _PASS + ("pass",) else p
+                 for p in g.preds[g.output]]
+    if len(out_preds) != 1:
+        raise NirError(f"node {g.output!r}: the Output node needs exactly one input, "
+                       f"not {len(out_preds)}")
+    if g.nodes[out_preds[0]][0] not in _NEURONS:
+        raise NirError(f"node {g.output!r}: the Output node's input {out_preds[0]!r} is a "
+                       f"{g.nodes[out_preds[0]][0]}; the integer model's output is a neuron "
+                       f"layer")
+    order, back = _order(g)
     layers = []
     for name in order:
-        kind, node = nodes[name]
-        d = _discretise(name, node, kind, size[name], dt)
+        kind, node = g.nodes[name]
+        shape = g.shape(name)
+        size = math.prod(shape)
+        d = _discretise(name, node, kind, size, dt)
         bias = d["leak"].copy()
         inputs = []
-        for src, w, b, p0 in proj[name]:
-            inputs.append((INPUT if src == in_name else src, d["gain"][:, None] * w,
-                           (src, name) in back or _marked(nodes, weights, p0)))
+        for proj, b, steps in g.projections(name):
+            recurrent = (proj.source, name) in back or _chain_marked(g, steps)
+            folded = _fold_gain(name, proj, d["gain"])
+            folded.source = INPUT if proj.source == g.input else proj.source
+            inputs.append((folded, recurrent))
             bias += d["gain"] * b
-        layers.append(FloatLayer(name=name, kind=kind, size=size[name], beta=d["beta"],
-                                 bias=bias, threshold=d["threshold"], v_reset=d["v_reset"],
-                                 reset=d["reset"], inputs=inputs))
+        layers.append(FloatLayer(name=name, kind=kind, size=size, beta=d["beta"], bias=bias,
+                                 threshold=d["threshold"], v_reset=d["v_reset"],
+                                 reset=d["reset"], inputs=inputs, alpha_syn=d["alpha_syn"],
+                                 shape=shape))
     if any(la.name == INPUT for la in layers):
         raise NirError(f"node {INPUT!r}: a neuron node may not be named {INPUT!r}")
-    return FloatNetwork(input_size=input_size, layers=layers, output=out_preds[0], dt=float(dt))
+    in_shape = g.shapes[g.input]
+    return FloatNetwork(input_size=math.prod(in_shape), layers=layers, output=out_preds[0],
+                        dt=float(dt), input_shape=in_shape, conventions=conventions)

@@ -24,8 +24,9 @@ that the weights then multiply, so ``W (P x) = (W P) x`` holds exactly and an
 event-driven machine can route each spike through the pool to its targets.
 
 Every sum is exact: the network's validation bounds each partial sum by
-``acc_bits`` (at most 48 bits), so float64 arithmetic (what PyTorch's
-convolutions run on) holds every partial sum exactly.
+``acc_bits`` (at most 48 bits), so float64 arithmetic holds every partial sum
+exactly (the convolutions gather their inputs with ``unfold`` and multiply
+matrices: no transform that would round).
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ import torch.nn.functional as F
 
 __all__ = ["Pool", "Conv", "Projection", "out_size"]
 
-_CONV = {1: F.conv1d, 2: F.conv2d}
-
-
 def out_size(n: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """The output length of a convolution or pooling along one dimension (PyTorch's rule)."""
     return (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _plane(values: tuple[int, ...], pad: int) -> tuple[int, int]:
+    """A 1-D geometry as the 2-D one of a ``(1, L)`` map (``unfold`` is 2-D)."""
+    return (pad, *values) if len(values) == 1 else tuple(values)
 
 
 def _tuple(value, dims: int, what: str) -> tuple[int, ...]:
@@ -150,8 +153,8 @@ class Projection:
         source of ``source_size`` values and a target of ``size`` neurons (the
         message names the source, not the layer)."""
         w = self.weight
-        if not isinstance(w, torch.Tensor) or w.dtype != torch.int64:
-            raise ValueError(f"weight from {self.source!r} must be an int64 tensor")
+        if not isinstance(w, torch.Tensor):
+            raise ValueError(f"weight from {self.source!r} must be a tensor")
         if not self.structured:
             if tuple(w.shape) != (size, source_size):
                 raise ValueError(f"weight from {self.source!r} has shape {tuple(w.shape)}, "
@@ -161,7 +164,7 @@ class Projection:
                                  f"{tuple(self.in_shape)} without a pool or a convolution")
             return
         try:
-            self._check_map(source_size)
+            self.check_map(source_size)
             self._check_weight(size)
         except ValueError as exc:
             raise ValueError(f"input from {self.source!r}: {exc}") from None
@@ -180,7 +183,9 @@ class Projection:
             raise ValueError(f"the convolution's output {self.out_shape} holds "
                              f"{math.prod(self.out_shape)} values, not the layer's {size}")
 
-    def _check_map(self, source_size: int) -> None:
+    def check_map(self, source_size: int) -> None:
+        """Raise ValueError for an ``in_shape`` or a pool that does not fit a source of
+        ``source_size`` values (the source side of :meth:`check`)."""
         shape = self.in_shape
         if shape is None:
             raise ValueError("a pool or a convolution needs the source's in_shape (C, *spatial)")
@@ -236,36 +241,56 @@ class Projection:
                              f"fit the map {tuple(spatial)} with padding {padding}")
 
     # ----------------------------------------------------------- arithmetic
-    def _map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (``[B, source size]``, float64) as the map the weight reads:
+        ``[B, *pooled_shape]`` (the sums of the pool's windows, or the map itself)."""
+        batch = x.shape[0]
+        channels, *spatial = self.in_shape
+        if self.pool is None:
+            return x.reshape(batch, *self.in_shape)
+        p = x.reshape(batch, channels, *([1] * (2 - len(spatial))), *spatial)
+        kernel, stride, padding = (_plane(v, d) for v, d
+                                   in zip(self.pool.resolved(len(spatial)), (1, 1, 0),
+                                          strict=True))
+        cols = F.unfold(p, kernel, padding=padding, stride=stride)
+        return cols.view(batch, channels, -1, cols.shape[-1]).sum(dim=2) \
+            .view(batch, *self.pooled_shape)
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The projection of ``x`` (``[B, source size]``, float64) with ``weight``
-        (float64) in place of the integer weight; ``[B, size]`` float64."""
+        (float64) in place of the projection's own; ``[B, size]`` float64 (also the
+        float model of an imported graph).  Pools and convolutions are sums of
+        products gathered by ``unfold`` and multiplied by a matrix product, with no
+        transform that would round an integer."""
         if not self.structured:
             return x @ weight.T
         batch = x.shape[0]
-        p = x.reshape(batch, *self.in_shape)
-        channels, *spatial = self.in_shape
-        conv = _CONV[len(spatial)]
-        if self.pool is not None:
-            kernel, stride, padding = self.pool.resolved(len(spatial))
-            ones = torch.ones(channels, 1, *kernel, dtype=x.dtype)
-            p = conv(p, ones, stride=stride, padding=padding, groups=channels)
+        spatial = self.in_shape[1:]
+        p = self.pooled(x)
+        p = p.reshape(batch, p.shape[1], *([1] * (2 - len(spatial))), *p.shape[2:])
         if self.conv is None:
             return p.reshape(batch, -1) @ weight.T
-        stride, padding, dilation = self.conv.resolved(len(spatial))
-        return conv(p, weight, stride=stride, padding=padding, dilation=dilation,
-                    groups=self.conv.groups).reshape(batch, -1)
+        stride, padding, dilation = (_plane(v, d) for v, d
+                                     in zip(self.conv.resolved(len(spatial)), (1, 0, 1),
+                                            strict=True))
+        kernel = _plane(tuple(weight.shape[2:]), 1)
+        groups = self.conv.groups
+        cols = F.unfold(p, kernel, dilation=dilation, padding=padding, stride=stride)
+        cols = cols.view(batch, groups, -1, cols.shape[-1])
+        w = weight.reshape(groups, weight.shape[0] // groups, -1)
+        return (w @ cols).reshape(batch, -1)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """The current ``[B, size]`` (int64) of the source's output ``x`` (``[B, source size]``,
         int64); exact for a validated network (module docstring)."""
-        return self._map(x.to(torch.float64), self.weight.to(torch.float64)).to(torch.int64)
+        return self.linear(x.to(torch.float64), self.weight.to(torch.float64)).to(torch.int64)
 
     def abs_row_sums(self) -> torch.Tensor:
         """Per target, ``sum_j |M[i, j]|`` over the equivalent dense matrix ``M`` bounded
         from above (exact without a pool): the worst case of ``|I_i|`` per unit of input."""
         size = math.prod(self.in_shape) if self.structured else self.weight.shape[1]
         ones = torch.ones(1, size, dtype=torch.float64)
-        return self._map(ones, self.weight.abs().to(torch.float64))[0].to(torch.int64)
+        return self.linear(ones, self.weight.abs().to(torch.float64))[0].to(torch.int64)
 
     def fanout(self) -> torch.Tensor:
         """Per source entry (int64, the source's size), the synaptic operations one
@@ -274,7 +299,7 @@ class Projection:
         if not self.structured:
             return torch.full((self.weight.shape[1],), self.weight.shape[0], dtype=torch.int64)
         x = torch.zeros(1, math.prod(self.in_shape), dtype=torch.float64, requires_grad=True)
-        self._map(x, torch.ones_like(self.weight, dtype=torch.float64)).sum().backward()
+        self.linear(x, torch.ones_like(self.weight, dtype=torch.float64)).sum().backward()
         return x.grad[0].round().to(torch.int64)
 
     def dense(self) -> torch.Tensor:

@@ -65,7 +65,7 @@ def test_li_layer_bins():
 
 
 def test_every_bin_has_a_description_and_the_table_marks_empty_bins():
-    cov = Coverage(ssm=True, limits={"n": 4, "m": 4})
+    cov = Coverage(ssm=True, limits={"n": 4, "m": 4}, features=True)
     assert list(cov.counts) == list(BINS)
     cov.observe(_neuron(bias=0, theta=5), torch.tensor([[[40]]], dtype=I64))
     table = cov.table()
@@ -79,6 +79,7 @@ def test_bins_that_cannot_apply_are_left_out():
     assert "edge.input.negative" not in names and "lif.leak.floor" not in names
     assert not any(name.startswith("ssm.") for name in Coverage().counts)
     assert "ssm.n=1" not in Coverage(ssm=True).counts  # no limits, no n / m bins
+    assert not any(name.startswith(("conv.", "cuba.")) for name in Coverage().counts)
 
 
 def _draw(seed: int, attempt: int):

@@ -15,6 +15,7 @@ import torch
 from featgen import random_feature_network
 from intnets import T
 from netgen import random_input
+from spikeforge.golden.coverage import BINS, Coverage
 from spikeforge.golden.integer import (
     Conv,
     Format,
@@ -129,12 +130,17 @@ def _features(net: Network) -> set[str]:
 
 
 @functools.cache
-def _check(seed: int) -> tuple[frozenset, int, int]:
+def _check(seed: int) -> tuple[frozenset, frozenset, int, int]:
+    """One randomized case: its structural features, its coverage bins (the
+    feature-map and current bins of ``golden.coverage``) and its saturation counts."""
     rng = random.Random(seed)
     net = random_feature_network(rng)
     x = random_input(rng, net, rng.randint(1, 8), rng.randint(1, 3))
     refs = assert_same(net, x, f"seed {seed}")
-    return (frozenset(_features(net)), sum(r["saturated"]["c"] for r in refs),
+    coverage = Coverage(features=True)
+    coverage.observe(net, x)
+    bins = frozenset(name for name, n in coverage.counts.items() if n)
+    return (frozenset(_features(net)), bins, sum(r["saturated"]["c"] for r in refs),
             sum(r["saturated"]["u"] for r in refs))
 
 
@@ -147,15 +153,18 @@ def test_random_feature_network_matches_reference(seed):
 
 
 def test_random_feature_networks_cover_the_rules():
-    features, c_sat, u_sat = set(), 0, 0
+    features, bins, c_sat, u_sat = set(), set(), 0, 0
     for seed in SEEDS:
-        found, c, u = _check(seed)
+        found, hit, c, u = _check(seed)
         features |= found
+        bins |= hit
         c_sat += c > 0
         u_sat += u > 0
     expected = {"cuba", "if", "recurrent", "pool+conv", "pool+dense", "conv1d", "conv2d",
                 "groups", "depthwise", "stride", "padding", "dilation"}
     assert expected <= features, f"not covered: {sorted(expected - features)}"
+    feature_bins = {b for b in BINS if b.split(".")[0] in ("conv", "pool", "cuba")}
+    assert feature_bins <= bins, f"bins not hit: {sorted(feature_bins - bins)}"
     assert c_sat >= 5 and u_sat >= 5, (c_sat, u_sat)
 
 

@@ -161,11 +161,11 @@ def test_input_gain_is_dt_r_over_tau_and_v_leak_is_a_bias():
     n = lif(2, tau=1e-3, r=3.0 * 1e-3 / DEFAULT_DT, v_leak=0.4)
     layer = import_nir(chain(n, 2, w, b)).float_net.layers[0]
     gain = DEFAULT_DT * 3.0 * 1e-3 / DEFAULT_DT / 1e-3
-    assert np.allclose(layer.inputs[0][1], gain * w, rtol=1e-12)
+    assert np.allclose(layer.inputs[0][0].weight.numpy(), gain * w, rtol=1e-12)
     assert np.allclose(layer.bias, gain * b + (DEFAULT_DT / 1e-3) * 0.4, rtol=1e-12)
     # snnTorch's r = tau/dt gives a gain of exactly the weights.
     layer = import_nir(chain(lif(2), 2, w)).float_net.layers[0]
-    assert np.allclose(layer.inputs[0][1], w, rtol=1e-12)
+    assert np.allclose(layer.inputs[0][0].weight.numpy(), w, rtol=1e-12)
 
 
 def test_strict_threshold_maps_to_floor_plus_one():
@@ -212,28 +212,47 @@ def test_if_li_and_integrator_nodes():
     assert not layer.spiking and layer.reset == "none"
     assert layer.alpha.tolist() == [128, 192]
     imp = import_nir(chain(nir.I(r=vec(5000.0)), 1, np.array([[2.0]])))
-    assert imp.float_net.layers[0].inputs[0][1].tolist() == [[2.0 * DEFAULT_DT * 5000.0]]
+    assert imp.float_net.layers[0].inputs[0][0].weight.tolist() == [[2.0 * DEFAULT_DT * 5000.0]]
     assert int(imp.net.layers[0].alpha[0]) == 256 and not imp.net.layers[0].spiking
     x = torch.ones(4, 1, 1, dtype=torch.int64)
     fid = fidelity(imp, x)
     assert fid["layers"]["n"]["membrane_rmse"] == 0.0  # exact: integer steps of 127
 
 
-def test_cubalif_maps_only_with_tau_syn_equal_dt():
-    def cuba(tau_syn):
-        return nir.CubaLIF(tau_syn=vec(tau_syn), tau_mem=vec(1e-3), r=vec(10.0),
-                           v_leak=vec(0.0), v_threshold=vec(1.0), v_reset=vec(0.0),
-                           w_in=vec(2.0))
+def _cuba(tau_syn, v_leak=0.0):
+    return nir.CubaLIF(tau_syn=vec(tau_syn), tau_mem=vec(1e-3), r=vec(10.0), v_leak=vec(v_leak),
+                       v_threshold=vec(1.0), v_reset=vec(0.0), w_in=vec(2.0))
 
-    imp = import_nir(chain(cuba(DEFAULT_DT), 1, np.array([[0.5]])))
-    assert imp.float_net.layers[0].inputs[0][1].tolist() == [[pytest.approx(1.0)]]
-    assert imp.net.layers[0].spiking
-    with pytest.raises(NirError) as err:
-        import_nir(chain(cuba(5e-4), 1, np.array([[0.5]])))
-    assert str(err.value) == (
-        "node 'n': CubaLIF with tau_syn=0.0005 != dt=0.0001 has a synaptic current state "
-        "that the integer LIF does not have (it maps only when tau_syn = dt, i.e. snnTorch "
-        "alpha = 0)")
+
+def test_cubalif_with_tau_syn_equal_dt_is_a_plain_lif():
+    # The current follows its input in one step: gain dt r/tau_mem * dt w_in/tau_syn = 1*2.
+    imp = import_nir(chain(_cuba(DEFAULT_DT), 1, np.array([[0.5]])))
+    assert imp.float_net.layers[0].inputs[0][0].weight.tolist() == [[pytest.approx(1.0)]]
+    assert imp.net.layers[0].spiking and not imp.net.layers[0].current_based
+
+
+def test_cubalif_has_a_decaying_current():
+    """tau_syn = 5 dt: alpha_syn = 1 - 1/5 = 0.8 (205/256); the input gain is
+    dt r / tau_mem * dt w_in / tau_syn = 1 * 0.4; the float and integer models agree."""
+    imp = import_nir(chain(_cuba(5e-4), 1, np.array([[0.5]])))
+    flt, layer = imp.float_net.layers[0], imp.net.layers[0]
+    assert flt.alpha_syn.tolist() == [pytest.approx(0.8)]
+    assert flt.inputs[0][0].weight.tolist() == [[pytest.approx(0.2)]]
+    assert layer.current_based and layer.alpha_syn.tolist() == [205]
+    x = torch.ones(12, 1, 1, dtype=torch.int64)
+    assert imp.net.run(x).spikes["n"][:, 0, 0].tolist() == \
+        imp.float_net.run(x)["spikes"]["n"][:, 0, 0].tolist()
+    assert 0 < int(imp.net.run(x).spikes["n"].sum()) < 12
+
+
+def test_cubalif_refusals_name_the_reason():
+    assert _error(chain(_cuba(5e-4, v_leak=0.1), 1, np.array([[0.5]]))) == (
+        "node 'n': CubaLIF with v_leak != 0: the leak would enter the membrane beside the "
+        "current, which the integer current-based LIF does not have")
+    # 1 - dt/tau_syn = 0.001 is 0.256 / 256: it rounds to 0 at frac_bits = 8.
+    assert _error(chain(_cuba(DEFAULT_DT / 0.999), 1, np.array([[0.5]]))) == (
+        "node 'n': the synaptic current's decay 1 - dt/tau_syn = 0.001 rounds to 0 at "
+        "frac_bits=8 (the current would not integrate); use more frac_bits or a smaller dt")
 
 
 def test_recurrent_edge_reads_the_previous_step_and_flatten_passes_through():
@@ -281,14 +300,9 @@ def test_unsupported_node_is_named():
     g = graph({"input": inp(2), "d": nir.Delay(delay=vec(1.0, 1.0)), "output": out(2)},
               [("input", "d"), ("d", "output")])
     assert _error(g) == (
-        "node 'd': Delay is not supported; spikeforge maps Input, Output, Affine, Linear, LIF, "
-        "IF, LI, I (Integrator), CubaLIF and CubaLI (with tau_syn = dt), Flatten, Identity, "
-        "nested graphs")
-    conv = nir.Conv1d(input_shape=4, weight=np.ones((1, 1, 2)), stride=1, padding=0,
-                      dilation=1, groups=1, bias=np.zeros(1))
-    g = graph({"input": inp(4), "c": conv, "output": out(3)}, [("input", "c"), ("c", "output")])
-    assert _error(g).startswith("node 'c': Conv1d is not supported (convolutions are not "
-                                "mapped: flatten them into Linear layers first)")
+        "node 'd': Delay is not supported; spikeforge maps Input, Output, Affine, Linear, "
+        "Conv1d, Conv2d, SumPool2d, AvgPool2d, LIF, IF, LI, I (Integrator), CubaLIF, CubaLI, "
+        "Flatten, Identity, nested graphs")
 
 
 def test_dangling_edge_is_named():
@@ -299,11 +313,11 @@ def test_dangling_edge_is_named():
 
 def test_shape_mismatches_are_named():
     g = chain(lif(2), 3, np.ones((2, 4)))
-    assert _error(g) == "node 'w': weight has 4 inputs but its source 'input' has 3 outputs"
+    assert _error(g) == "node 'w': weight has 4 inputs but its input has 3 values"
     g = chain(lif(3), 2, np.ones((2, 2)))
-    assert _error(g) == "node 'w': weight has 2 outputs but its target 'n' has 3 neurons"
+    assert _error(g) == "node 'w': its output has 2 values but its target 'n' has 3 neurons"
     g = chain(lif(2), 2, np.ones((2, 2)), bias=vec(1.0, 2.0, 3.0))
-    assert _error(g) == "node 'w': parameter 'bias' has 3 entries, expected 2"
+    assert _error(g) == "node 'w': bias has shape (3,), expected (2,)"
 
 
 def test_missing_and_bad_parameters_are_named():
@@ -343,7 +357,7 @@ def test_graph_structure_errors_are_named():
                                  "integer model's output is a neuron layer")
     no_in = chain(lif(2), 2, np.ones((2, 2)))
     no_in.edges.append(("w", "w"))
-    assert _error(no_in) == "node 'w': an Linear node needs exactly one input, not 2 " \
+    assert _error(no_in) == "node 'w': a Linear node needs exactly one input, not 2 " \
         "(['input', 'w'])"
 
 
@@ -377,8 +391,7 @@ def test_cli_import_errors_exit_3_naming_the_node(tmp_path, capsys):
     assert main(["import-nir", str(path), "--out", str(tmp_path / "m.safetensors")]) == 3
     out_text, err = capsys.readouterr()
     assert out_text == ""
-    assert err == ("spikeforge: error: node 'w': weight has 4 inputs but its source 'input' "
-                   "has 3 outputs\n")
+    assert err == "spikeforge: error: node 'w': weight has 4 inputs but its input has 3 values\n"
     assert not (tmp_path / "m.safetensors").exists()
 
 
@@ -491,7 +504,7 @@ def test_scalar_parameters_broadcast_and_identity_and_direct_edges():
     assert (a.name, a.size, b.name, b.size) == ("a", 2, "b", 2)
     assert a.alpha.tolist() == [230, 230]
     assert [p.source for p in b.inputs] == ["a"]
-    assert imp.float_net.layer("b").inputs[0][1].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert imp.float_net.layer("b").inputs[0][0].weight.tolist() == [[1.0, 0.0], [0.0, 1.0]]
 
 
 def test_export_names_never_clash_with_layer_names(tmp_path):
