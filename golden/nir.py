@@ -13,8 +13,8 @@ of ``|v_thr|`` and ``|v_reset|`` of a spiking layer, 0 for a non-spiking one)::
 
 Anything that does not map raises :class:`.nirgraph.NirError` naming the node
 and why.  :func:`fidelity` reports how closely the integer model follows the
-float one; :func:`to_graph` / :func:`export_nir` write an integer network as a
-NIR graph in integer units.
+float one; :func:`to_graph` / :func:`export_nir` (:mod:`.nirexport`) write an
+integer network as a NIR graph in integer units.
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .integer import INPUT, Format, LIFLayer, Network, NetworkError, Projection, signed_range
+from .integer import Format, LIFLayer, Network, NetworkError, Projection, signed_range
+from .nirexport import META_FORMAT, META_KIND, export_nir, to_graph
 from .nirgraph import (
-    DEFAULT_DT,
-    META_RECURRENT,
-    META_RESET,
     FloatLayer,
     FloatNetwork,
     NirError,
@@ -40,8 +38,6 @@ from .quantize import pick_scale
 
 __all__ = ["NirImport", "import_nir", "fidelity", "random_input", "to_graph", "export_nir"]
 
-_META_FORMAT = "spikeforge_format"
-_META_KIND = "spikeforge_input_kind"
 
 
 # ------------------------------------------------------------- quantizing
@@ -135,20 +131,20 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     meta = getattr(graph, "metadata", None) or {}
     if not isinstance(meta, dict):
         meta = {}
-    ours = _META_FORMAT in meta and fmt is None  # a spikeforge export, read as written
+    ours = META_FORMAT in meta and fmt is None  # a spikeforge export, read as written
     if fmt is None:
         if ours:
             try:
                 import json
 
-                fmt = Format(**json.loads(str(meta[_META_FORMAT])))
+                fmt = Format(**json.loads(str(meta[META_FORMAT])))
             except (ValueError, TypeError) as exc:
-                raise NirError(f"graph metadata {_META_FORMAT} is not a valid format: "
+                raise NirError(f"graph metadata {META_FORMAT} is not a valid format: "
                                f"{exc}") from exc
         else:
             fmt = Format()
     if input_kind is None:
-        input_kind = str(meta.get(_META_KIND, "spike"))
+        input_kind = str(meta.get(META_KIND, "spike"))
     if input_kind not in ("spike", "int"):
         raise NirError(f"input_kind must be 'spike' or 'int', not {input_kind!r}")
     if not isinstance(headroom, (int, float)) or not headroom > 0:
@@ -245,83 +241,3 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
     return report
 
 
-# ----------------------------------------------------------------- export
-def to_graph(net: Network, *, dt: float = DEFAULT_DT):
-    """The integer network as a NIR graph in integer units (scale 1), see docs/nir.md.
-
-    Returns ``(graph, notes)``; ``notes`` lists what other tools will read
-    differently (resets NIR cannot express).  SSM layers raise :class:`NirError`.
-    """
-    import json
-
-    import nir
-
-    fmt = net.fmt
-    taken = {layer.name for layer in net.layers}
-
-    def fresh(base: str) -> str:
-        """A node name no layer uses (layers keep their names)."""
-        while base in taken:
-            base += "_"
-        taken.add(base)
-        return base
-
-    in_node = fresh("input")
-    nodes = {in_node: nir.Input(input_type={"input": np.array([net.input_size])})}
-    edges, notes = [], []
-    names = {INPUT: in_node}
-    for layer in net.layers:
-        if layer.kind != "lif":
-            raise NirError(f"layer {layer.name!r}: {layer.kind} layers have no NIR node")
-        names[layer.name] = layer.name
-    for layer in net.layers:
-        alpha = layer.alpha.double().numpy() / fmt.one
-        bias = layer.bias.double().numpy()
-        for j, proj in enumerate(layer.inputs):
-            w = proj.weight.double().numpy()
-            key = fresh(f"{layer.name}_w{j}")
-            meta = {META_RECURRENT: 1} if proj.recurrent else {}
-            nodes[key] = nir.Affine(weight=w, bias=bias, metadata=meta) if j == 0 \
-                else nir.Linear(weight=w, metadata=meta)
-            edges += [(names[proj.source], key), (key, layer.name)]
-        size = layer.size
-        leaky = alpha < 1
-        # No leak (alpha = 2**F) in a leaky layer: a finite tau whose beta rounds back to 1.
-        beta = np.where(leaky, alpha, 1 - 2.0 ** -(fmt.frac_bits + 2))
-        meta = {}
-        if layer.spiking:
-            thr = layer.theta.double().numpy() - 0.5
-            v_reset = np.full(size, float(layer.v_reset if layer.reset == "zero" else 0))
-            if layer.reset != "zero":
-                meta[META_RESET] = layer.reset
-                notes.append(f"layer {layer.name!r}: reset {layer.reset!r} is written as NIR's "
-                             f"reset to v_reset=0 (other tools will reset to zero); spikeforge "
-                             f"restores it from the node metadata")
-            if leaky.any():
-                tau = dt / (1 - beta)
-                nodes[layer.name] = nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(size),
-                                            v_threshold=thr, v_reset=v_reset, metadata=meta)
-            else:
-                nodes[layer.name] = nir.IF(r=np.full(size, 1 / dt), v_threshold=thr,
-                                           v_reset=v_reset, metadata=meta)
-        elif leaky.any():
-            tau = dt / (1 - beta)
-            nodes[layer.name] = nir.LI(tau=tau, r=tau / dt, v_leak=np.zeros(size))
-        else:
-            nodes[layer.name] = nir.I(r=np.full(size, 1 / dt))
-    out_node = fresh("output")
-    nodes[out_node] = nir.Output(output_type={"output": np.array([net.layer(net.output).size])})
-    edges.append((net.output, out_node))
-    meta = {_META_FORMAT: json.dumps(fmt.to_dict(), sort_keys=True), _META_KIND: net.input_kind,
-            "spikeforge_dt": float(dt)}
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
-    return graph, notes
-
-
-def export_nir(net: Network, path, *, dt: float = DEFAULT_DT) -> list[str]:
-    """Write ``net`` as a NIR file (``nir.write``); returns :func:`to_graph`'s notes."""
-    import nir
-
-    graph, notes = to_graph(net, dt=dt)
-    nir.write(str(path), graph)
-    return notes

@@ -14,6 +14,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+from featgen import random_feature_network
 from netgen import random_input, random_network
 from nir.ir.graph import Identity
 from spikeforge.cli import main
@@ -543,3 +544,65 @@ def test_an_export_requantizes_for_another_format(tmp_path):
     for layer in imp.net.layers:
         assert max(int(p.weight.abs().max()) for p in layer.inputs) in (7, 8)
         assert imp.scales[layer.name] != 1.0
+
+
+# ------------------------------------------- feature maps and currents, round trip
+def _feature_cases(count: int):
+    """Random feature networks NIR can hold (no 1-D pool, biases a node can carry)."""
+    found, seed = [], 0
+    while len(found) < count:
+        net = random_feature_network(random.Random(7000 + seed))
+        seed += 1
+        try:
+            to_graph(net)
+        except NirError as exc:
+            assert "NIR has no 1-D pool node" in str(exc) or "one value per channel" in str(exc)
+            continue
+        found.append(net)
+    return found
+
+
+def _edge(p) -> tuple:
+    dims = 0 if p.in_shape is None else len(p.in_shape) - 1
+    return (p.source, p.recurrent, p.weight.tolist(), p.in_shape,
+            p.pool and p.pool.resolved(dims), p.conv and (*p.conv.resolved(dims), p.conv.groups))
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_feature_networks_export_then_import_exactly(index, tmp_path):
+    net = _feature_cases(12)[index]
+    path = tmp_path / "f.nir"
+    export_nir(net, path)
+    back = import_nir(path).net
+    assert back.fmt == net.fmt and back.output == net.output
+    for layer in net.layers:
+        got = back.layer(layer.name)
+        assert torch.equal(got.alpha, layer.alpha) and torch.equal(got.bias, layer.bias)
+        if layer.spiking:
+            assert torch.equal(got.theta, layer.theta)
+        # A current that does not integrate (alpha_syn 0) comes back as a plain LIF.
+        if layer.alpha_syn is not None and layer.alpha_syn.any():
+            assert torch.equal(got.alpha_syn, layer.alpha_syn)
+        else:
+            assert got.alpha_syn is None
+        assert sorted(map(_edge, got.inputs)) == sorted(map(_edge, layer.inputs))
+    x = random_input(random.Random(index), net, 6, 3)
+    a, b = _behaviour(net, x), _behaviour(back, x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_nir_papers_graphs_import():
+    """The shared CNN (Sinabs) and Braille RNN (snnTorch): conventions detected, the
+    CNN's kernels shared (not unrolled), Braille's currents kept."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "nir"
+    if not shared.is_dir():
+        pytest.skip("../shared/nir is not here")
+    cnn = import_nir(shared / "scnn_mnist.nir")
+    assert cnn.float_net.dt == 1.0 and "Sinabs" in cnn.meta["conventions"][0]
+    assert cnn.net.counts()["synapses"] == 800 + 2304 + 1152 + 32768 + 2560
+    assert [p.conv is not None for la in cnn.net.layers for p in la.inputs] == \
+        [True, True, True, False, False]
+    assert cnn.net.layers[3].inputs[0].pool.kernel == (2, 2)
+    braille = import_nir(shared / "braille.nir")
+    assert braille.float_net.dt == DEFAULT_DT
+    assert all(la.current_based for la in braille.net.layers)
