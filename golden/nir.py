@@ -32,6 +32,7 @@ from .nirgraph import (
     FloatNetwork,
     NirError,
     from_graph,
+    legacy_nodes,
     read_graph,
 )
 from .quantize import pick_scale
@@ -116,7 +117,8 @@ def _decay(name: str, what: str, value: np.ndarray, fmt: Format) -> np.ndarray:
 
 
 def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = None,
-               dt: float | None = None, headroom: float = 4.0) -> NirImport:
+               dt: float | None = None, headroom: float = 4.0,
+               reset: str | None = None) -> NirImport:
     """Import a NIR file (path) or graph into an integer network.
 
     ``fmt``: the integer formats (default ``Format()``, or the one a spikeforge
@@ -126,8 +128,13 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     was detected).  A graph written by
     :func:`export_nir` keeps its format, scale 1 and resets, so the round trip is
     exact; with an explicit ``fmt`` it is quantized afresh like any other graph.
+    ``reset``: ``"zero"`` or ``"subtract"`` for every spiking node the file does not
+    mark (default: zero to ``v_reset``, or subtraction where the file carries no
+    ``v_reset``, NIR <= 1.0.4).
     """
-    graph = read_graph(source) if isinstance(source, (str, Path)) else source
+    path = source if isinstance(source, (str, Path)) else None
+    graph = read_graph(path) if path is not None else source
+    legacy = legacy_nodes(path) if path is not None else frozenset()
     meta = getattr(graph, "metadata", None) or {}
     if not isinstance(meta, dict):
         meta = {}
@@ -151,7 +158,7 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
         raise NirError(f"headroom must be positive, not {headroom!r}")
     if dt is None and ours and "spikeforge_dt" in meta:
         dt = float(meta["spikeforge_dt"])
-    float_net = from_graph(graph, dt=dt)
+    float_net = from_graph(graph, dt=dt, legacy=legacy, reset=reset)
     layers, scales = [], {}
     for la in float_net.layers:
         layer, scales[la.name] = _quantize_layer(la, fmt, 1.0 if ours else None, headroom)

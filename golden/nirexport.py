@@ -16,13 +16,14 @@ reproduces the integer network exactly:
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
 
 from .integer import INPUT, Format, LIFLayer, Network
 from .nirchain import NirError
-from .nirgraph import DEFAULT_DT, META_RECURRENT, META_RESET
+from .nirgraph import DEFAULT_DT, META_RECURRENT, META_RESET, META_V_RESET, new_graph
 from .projection import Projection
 
 __all__ = ["to_graph", "export_nir", "META_FORMAT", "META_KIND"]
@@ -66,22 +67,33 @@ def _bias_carrier(layer: LIFLayer) -> int | None:
                    f"inputs are all convolutions, whose NIR bias is one value per channel")
 
 
+def _takes(cls, name: str) -> bool:
+    """Whether this nir's node class takes the keyword ``name`` (nir 1.0.4, which Sinabs
+    pins, has no ``v_reset`` and no metadata on ``Linear``)."""
+    return name in inspect.signature(cls).parameters
+
+
 def _weight_node(nir, proj: Projection, bias: np.ndarray | None, meta: dict):
     w = proj.weight.double().numpy()
     if proj.conv is None:
-        return nir.Affine(weight=w, bias=bias, metadata=meta) if bias is not None \
-            else nir.Linear(weight=w, metadata=meta)
+        if bias is None and (_takes(nir.Linear, "metadata") or not meta):
+            return nir.Linear(weight=w, metadata=meta) if meta else nir.Linear(weight=w)
+        return nir.Affine(weight=w, bias=np.zeros(w.shape[0]) if bias is None else bias,
+                          metadata=meta)
     dims = len(proj.in_shape) - 1
     stride, padding, dilation = proj.conv.resolved(dims)
     spatial = proj.pooled_shape[1:]
     cls = nir.Conv1d if dims == 1 else nir.Conv2d
     per_channel = np.zeros(w.shape[0]) if bias is None \
         else bias.reshape(w.shape[0], -1)[:, 0].copy()
+    if meta and not _takes(cls, "metadata"):
+        raise NirError(f"the recurrent convolution from {proj.source!r} needs node metadata, "
+                       f"which this nir's {cls.__name__} does not have")
     return cls(input_shape=spatial[0] if dims == 1 else tuple(spatial), weight=w,
                stride=stride if dims == 2 else stride[0],
                padding=padding if dims == 2 else padding[0],
                dilation=dilation if dims == 2 else dilation[0], groups=proj.conv.groups,
-               bias=per_channel, metadata=meta)
+               bias=per_channel, **({"metadata": meta} if meta else {}))
 
 
 def _projection_nodes(nir, layer: LIFLayer, j: int, proj: Projection, source: str,
@@ -123,16 +135,26 @@ def _neuron_node(nir, layer: LIFLayer, fmt: Format, dt: float, notes: list[str])
     spiking = {}
     if layer.spiking:
         spiking["v_threshold"] = shaped(layer.theta.double().numpy() - 0.5)
-        spiking["v_reset"] = shaped(np.full(layer.size, float(
-            layer.v_reset if layer.reset == "zero" else 0)))
-        if layer.reset != "zero":
+        if _takes(nir.LIF, "v_reset"):
+            spiking["v_reset"] = shaped(np.full(layer.size, float(
+                layer.v_reset if layer.reset == "zero" else 0)))
+        elif layer.reset != "subtract":  # this nir's neurons subtract the threshold
+            meta[META_RESET] = layer.reset
+            meta[META_V_RESET] = float(layer.v_reset)
+            notes.append(f"layer {layer.name!r}: reset {layer.reset!r} has no node in this nir "
+                         f"({nir.__version__}, whose neurons subtract the threshold); "
+                         f"spikeforge restores it from the node metadata")
+        if layer.reset != "zero" and "v_reset" in spiking:
             meta[META_RESET] = layer.reset
             notes.append(f"layer {layer.name!r}: reset {layer.reset!r} is written as NIR's "
                          f"reset to v_reset=0 (other tools will reset to zero); spikeforge "
                          f"restores it from the node metadata")
     if layer.current_based:
         tau_syn = shaped(_tau(layer.alpha_syn.double().numpy() / fmt.one, fmt, dt))
-        cls = nir.CubaLIF if layer.spiking else nir.CubaLI
+        cls = nir.CubaLIF if layer.spiking else getattr(nir, "CubaLI", None)
+        if cls is None:
+            raise NirError(f"layer {layer.name!r}: a non-spiking current-based layer is a "
+                           f"CubaLI node, which this nir ({nir.__version__}) does not have")
         return cls(tau_syn=tau_syn, tau_mem=tau, r=tau / dt, v_leak=zeros, w_in=tau_syn / dt,
                    **spiking, metadata=meta)
     leaky = bool((alpha < 1).any())
@@ -183,7 +205,7 @@ def to_graph(net: Network, *, dt: float = DEFAULT_DT):
     edges.append((net.output, out_node))
     meta = {META_FORMAT: json.dumps(net.fmt.to_dict(), sort_keys=True), META_KIND: net.input_kind,
             "spikeforge_dt": float(dt)}
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+    graph = new_graph(nodes, edges, meta)
     return graph, notes
 
 

@@ -29,6 +29,7 @@ does not map raises :class:`NirError` naming the node and why.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,8 @@ from .integer import INPUT
 from .nirchain import POOLS, WEIGHTS, ChainStep, NirError, chain_projection
 from .projection import Projection
 
-__all__ = ["NirError", "DEFAULT_DT", "META_RESET", "META_RECURRENT", "FloatLayer",
-           "FloatNetwork", "read_graph", "from_graph"]
+__all__ = ["NirError", "DEFAULT_DT", "META_RESET", "META_V_RESET", "META_RECURRENT", "FloatLayer",
+           "FloatNetwork", "read_graph", "new_graph", "legacy_nodes", "from_graph"]
 
 DEFAULT_DT = 1e-4
 """The discretisation step snnTorch's NIR export assumes (``tau = dt / (1 - beta)``)."""
@@ -54,6 +55,8 @@ _SUPPORTED = ("Input, Output, Affine, Linear, Conv1d, Conv2d, SumPool2d, AvgPool
               "LI, I (Integrator), CubaLIF, CubaLI, Flatten, Identity, nested graphs")
 META_RESET = "spikeforge_reset"
 """Neuron node metadata: a reset NIR cannot express (``subtract``, ``none``)."""
+META_V_RESET = "spikeforge_v_reset"
+"""Neuron node metadata: the zero reset's ``v_reset`` where the nir has no ``v_reset``."""
 META_RECURRENT = "spikeforge_recurrent"
 """Weight node metadata: 1 marks the edge recurrent even without a cycle."""
 
@@ -147,6 +150,20 @@ class FloatNetwork:
 
 
 # ---------------------------------------------------------------- reading
+def _no_type_check(fn) -> dict:
+    """``{"type_check": False}`` where ``fn`` takes it (nir >= 1.0.5; nir 1.0.4, which
+    Sinabs pins, neither takes it nor checks types)."""
+    return {"type_check": False} if "type_check" in inspect.signature(fn).parameters else {}
+
+
+def new_graph(nodes: dict, edges: list, metadata: dict):
+    """A ``nir.NIRGraph`` without nir's type inference (our checks name the node)."""
+    import nir
+
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata,
+                        **_no_type_check(nir.NIRGraph))
+
+
 def read_graph(path) -> object:
     """``nir.read`` with a clear error for a missing or unreadable file."""
     import nir
@@ -157,9 +174,39 @@ def read_graph(path) -> object:
     try:
         # Our own checks name the node; nir's type inference would also add Output
         # nodes for every node without successors.
-        return nir.read(str(path), type_check=False)
+        return nir.read(str(path), **_no_type_check(nir.read))
     except Exception as exc:  # h5py / nir raise many kinds for a malformed file
-        raise NirError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from exc
+        newer = isinstance(exc, TypeError) and "v_reset" in str(exc)
+        hint = (f"; the file was written by a newer nir (neurons with v_reset), which this nir "
+                f"({getattr(nir, '__version__', '?')}) cannot read: install nir >= 1.0.5"
+                if newer else "")
+        raise NirError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
+                       f"{exc}){hint}") from exc
+
+
+def legacy_nodes(path) -> frozenset:
+    """The spiking nodes (names as :func:`from_graph` sees them, ``outer.inner``) whose
+    entry in the file has no ``v_reset``: written under NIR <= 1.0.4, whose IF, LIF
+    and CubaLIF subtract the threshold on a spike (a newer nir fills in zeros)."""
+    import h5py
+
+    found = set()
+
+    def walk(group, prefix: str) -> None:
+        for key, item in group.get("nodes", {}).items():
+            kind = item["type"][()] if "type" in item else b""
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind == "NIRGraph":
+                walk(item, f"{prefix}{key}.")
+            elif kind in _SPIKING and "v_reset" not in item:
+                found.add(f"{prefix}{key}")
+
+    try:
+        with h5py.File(path, "r") as f:
+            walk(f["node"], "")
+    except (OSError, KeyError):  # read_graph has already named an unreadable file
+        return frozenset()
+    return frozenset(found)
 
 
 def _kind(node) -> str:
@@ -255,9 +302,11 @@ def _current(name: str, node, kind: str, size: int, dt: float) -> tuple[np.ndarr
     return alpha_syn, dt / tau_syn * _vector(name, node, "w_in", size)
 
 
-def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
+def _discretise(name: str, node, kind: str, size: int, dt: float, legacy: bool = False,
+                reset_as: str | None = None) -> dict:
     """beta, gain, leak bias, threshold, v_reset (and alpha_syn) of one neuron node
-    (docs/nir.md)."""
+    (docs/nir.md).  ``legacy``: the node carries no ``v_reset`` (NIR <= 1.0.4, whose
+    spiking neurons subtract the threshold); ``reset_as``: a reset forced by the caller."""
     r = _vector(name, node, "r", size)
     alpha_syn = None
     if kind in ("IF", "I"):
@@ -285,14 +334,23 @@ def _discretise(name: str, node, kind: str, size: int, dt: float) -> dict:
     if not np.all(np.isfinite(gain)):
         raise NirError(f"node {name!r}: the input gain dt*r/tau is not finite")
     threshold = v_reset = None
+    reset = "none"
     if kind in _SPIKING:
         threshold = _vector(name, node, "v_threshold", size)
-        resets = _vector(name, node, "v_reset", size)
+        legacy = legacy or getattr(node, "v_reset", None) is None
+        resets = np.zeros(size) if legacy else _vector(name, node, "v_reset", size)
+        marked = (getattr(node, "metadata", None) or {}).get(META_V_RESET)
+        if legacy and marked is not None:
+            try:
+                resets = np.full(size, float(marked))
+            except (TypeError, ValueError) as exc:
+                raise NirError(f"node {name!r}: metadata {META_V_RESET}={marked!r} is not a "
+                               f"number") from exc
         if np.any(resets != resets[0]):
             raise NirError(f"node {name!r}: v_reset differs between neurons; the integer model "
                            f"has one v_reset per layer")
         v_reset = float(resets[0])
-    reset = "zero" if kind in _SPIKING else "none"
+        reset = reset_as or ("subtract" if legacy else "zero")
     meta = getattr(node, "metadata", None) or {}
     if kind in _SPIKING and META_RESET in meta:
         reset = str(meta[META_RESET])
@@ -495,11 +553,17 @@ def _order(g: _Graph) -> tuple[list[str], set]:
     return [n for n in reversed(order) if n != g.input], back
 
 
-def from_graph(graph, *, dt: float | None = None) -> FloatNetwork:
+def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(),
+               reset: str | None = None) -> FloatNetwork:
     """Discretise a NIR graph (see the module docstring) or raise :class:`NirError`.
-    ``dt``: the step; ``None`` detects it from the file (``conventions`` says how)."""
+    ``dt``: the step; ``None`` detects it from the file (``conventions`` says how).
+    ``legacy``: the spiking nodes whose file entry has no ``v_reset``
+    (:func:`legacy_nodes`); ``reset``: ``"zero"`` or ``"subtract"`` for every
+    spiking node the file does not mark, instead of what the file implies."""
     if dt is not None:
         _check_dt(dt)
+    if reset not in (None, "zero", "subtract"):
+        raise NirError(f"reset must be 'zero' or 'subtract', not {reset!r}")
     if _kind(graph) != "NIRGraph":
         raise NirError(f"expected a NIR graph, not a {_kind(graph)}")
     g = _Graph(graph)
@@ -516,12 +580,20 @@ def from_graph(graph, *, dt: float | None = None) -> FloatNetwork:
                        f"{g.nodes[out_preds[0]][0]}; the integer model's output is a neuron "
                        f"layer")
     order, back = _order(g)
+    old = sorted(n for n in order if g.nodes[n][0] in _SPIKING
+                 and (n in legacy or getattr(g.nodes[n][1], "v_reset", None) is None))
+    if reset is not None:
+        conventions.append(f"reset {reset!r} (given)")
+    elif old:
+        conventions.append(f"reset by subtraction in {len(old)} spiking node(s) that carry no "
+                           f"v_reset (NIR <= 1.0.4's IF / LIF / CubaLIF: v -= v_threshold on a "
+                           f"spike; --reset zero for an exporter that meant a reset to 0)")
     layers = []
     for name in order:
         kind, node = g.nodes[name]
         shape = g.shape(name)
         size = math.prod(shape)
-        d = _discretise(name, node, kind, size, dt)
+        d = _discretise(name, node, kind, size, dt, name in old, reset)
         bias = d["leak"].copy()
         inputs = []
         for proj, b, steps in g.projections(name):

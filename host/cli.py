@@ -186,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model file to write (.safetensors)")
     p.add_argument("--w-bits", type=int, help="weight bits [8]")
     p.add_argument("--dt", type=_positive_float, default=None,
-                   help=f"discretisation step (forward Euler) [{DEFAULT_DT}, snnTorch's]")
+                   help=f"discretisation step (forward Euler) [detected: 1 for Sinabs' IF "
+                        f"graphs, else {DEFAULT_DT}, snnTorch's]")
+    p.add_argument("--reset", choices=("zero", "subtract"),
+                   help="reset of every spiking node the file does not mark [detected: to "
+                        "v_reset, or subtract where the file has no v_reset (NIR <= 1.0.4)]")
     p.add_argument("--input-kind", choices=("spike", "int"),
                    help="the network input: 0/1 spikes or signed integers [spike]")
     p.add_argument("--inputs", type=Path, metavar="NPZ",

@@ -316,7 +316,8 @@ def cmd_import_nir(args) -> int:
     if not parent.is_dir():
         raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
     fmt = Format(w_bits=args.w_bits) if args.w_bits is not None else None
-    imported = import_nir(args.file, fmt=fmt, input_kind=args.input_kind, dt=args.dt)
+    imported = import_nir(args.file, fmt=fmt, input_kind=args.input_kind, dt=args.dt,
+                          reset=args.reset)
     reference = None
     if args.inputs:
         try:
@@ -340,10 +341,13 @@ def cmd_import_nir(args) -> int:
         {"name": la.name, "size": la.size, "spiking": la.spiking, "reset": la.reset,
          "nir_node": imported.meta["nir_nodes"][la.name], "scale": imported.scales[la.name]}
         for la in imported.net.layers],
+        "conventions": imported.meta["conventions"],
         "inputs": str(args.inputs) if args.inputs else "random", "fidelity": fid}
 
     def lines(r):
         yield f"saved {r['model']} ({len(r['layers'])} layers)"
+        for note in r["conventions"]:
+            yield f"  convention: {note}"
         for la in r["layers"]:
             yield (f"  {la['name']}: {la['nir_node']} x{la['size']}, scale {la['scale']:.4g}, "
                    f"reset {la['reset']}")

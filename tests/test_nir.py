@@ -5,23 +5,24 @@ graph, the exact round trip of an export, and the CLI commands."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import math
 import random
 from pathlib import Path
 
+import h5py
 import nir
 import numpy as np
 import pytest
 import torch
 from featgen import random_feature_network
 from netgen import random_input, random_network
-from nir.ir.graph import Identity
 from spikeforge.cli import main
 from spikeforge.golden.integer import Format, LIFLayer, Network, Projection
 from spikeforge.golden.modelfile import load_model, save_model
 from spikeforge.golden.nir import export_nir, fidelity, import_nir, to_graph
-from spikeforge.golden.nirgraph import DEFAULT_DT, NirError, from_graph
+from spikeforge.golden.nirgraph import DEFAULT_DT, META_RESET, NirError, from_graph, new_graph
 
 DATA = Path(__file__).parent / "data"
 
@@ -35,7 +36,9 @@ def _load_maker():
 
 
 def _have_snntorch() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("snntorch", "nirtorch"))
+    """snnTorch and nirtorch, with a nir whose nodes snnTorch's exporter writes."""
+    return not LEGACY_NIR and \
+        all(importlib.util.find_spec(m) is not None for m in ("snntorch", "nirtorch"))
 
 
 def vec(*values) -> np.ndarray:
@@ -43,7 +46,7 @@ def vec(*values) -> np.ndarray:
 
 
 def graph(nodes: dict, edges: list, **meta):
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+    return new_graph(nodes, edges, meta)
 
 
 def inp(n: int):
@@ -54,11 +57,25 @@ def out(n: int):
     return nir.Output(output_type={"output": np.array([n])})
 
 
+LEGACY_NIR = "v_reset" not in inspect.signature(nir.LIF).parameters
+"""nir <= 1.0.4 (what Sinabs pins): no ``v_reset``; its neurons subtract the threshold."""
+
+
+def spiking(cls, v_reset, **params):
+    """A spiking node resetting to ``v_reset``: as NIR writes it, or with nir <= 1.0.4
+    (no ``v_reset``) a node marked for spikeforge's zero reset (to 0 only)."""
+    if not LEGACY_NIR:
+        return cls(**params, v_reset=np.asarray(v_reset, dtype=np.float64))
+    if np.any(np.asarray(v_reset) != 0):
+        pytest.skip("nir <= 1.0.4 has no v_reset")
+    return cls(**params, metadata={META_RESET: "zero"})
+
+
 def lif(n, tau=1e-3, thr=1.0, r=None, v_leak=0.0, v_reset=0.0):
     tau = np.full(n, tau)
-    return nir.LIF(tau=tau, r=tau / DEFAULT_DT if r is None else np.full(n, r),
-                   v_leak=np.full(n, v_leak), v_threshold=np.full(n, thr),
-                   v_reset=np.full(n, v_reset))
+    return spiking(nir.LIF, np.full(n, v_reset), tau=tau,
+                   r=tau / DEFAULT_DT if r is None else np.full(n, r),
+                   v_leak=np.full(n, v_leak), v_threshold=np.full(n, thr))
 
 
 def chain(neuron, n_in: int, weight: np.ndarray, bias=None):
@@ -73,6 +90,10 @@ def chain(neuron, n_in: int, weight: np.ndarray, bias=None):
 def test_snntorch_export_imports_runs_and_reports_agreement(origin, tmp_path, capsys):
     if origin == "checked-in":
         nir_file, npz = DATA / "snntorch_leaky.nir", DATA / "snntorch_leaky.npz"
+        if LEGACY_NIR:  # the file has v_reset (nir >= 1.0.5): the error says so
+            with pytest.raises(NirError, match=r"install nir >= 1\.0\.5$"):
+                import_nir(nir_file)
+            return
     else:
         if not _have_snntorch():
             pytest.skip("snntorch / nirtorch not installed: the checked-in file covers it")
@@ -182,7 +203,7 @@ def test_strict_threshold_maps_to_floor_plus_one():
 def test_membrane_equal_to_threshold_does_not_spike():
     """IF with gain 1 and threshold 1.0: one input spike brings v to exactly 1.0
     (no spike, strict), the second to 2.0 (spike), then v = v_reset = 0."""
-    n = nir.IF(r=vec(1 / DEFAULT_DT), v_threshold=vec(1.0), v_reset=vec(0.0))
+    n = spiking(nir.IF, vec(0.0), r=vec(1 / DEFAULT_DT), v_threshold=vec(1.0))
     imp = import_nir(chain(n, 1, np.array([[1.0]])))
     x = torch.tensor([1, 1, 0, 1, 1], dtype=torch.int64)[:, None, None]
     flt = imp.float_net.run(x)
@@ -221,8 +242,8 @@ def test_if_li_and_integrator_nodes():
 
 
 def _cuba(tau_syn, v_leak=0.0):
-    return nir.CubaLIF(tau_syn=vec(tau_syn), tau_mem=vec(1e-3), r=vec(10.0), v_leak=vec(v_leak),
-                       v_threshold=vec(1.0), v_reset=vec(0.0), w_in=vec(2.0))
+    return spiking(nir.CubaLIF, vec(0.0), tau_syn=vec(tau_syn), tau_mem=vec(1e-3), r=vec(10.0),
+                   v_leak=vec(v_leak), v_threshold=vec(1.0), w_in=vec(2.0))
 
 
 def test_cubalif_with_tau_syn_equal_dt_is_a_plain_lif():
@@ -260,7 +281,7 @@ def test_recurrent_edge_reads_the_previous_step_and_flatten_passes_through():
     nodes = {"input": nir.Input(input_type={"input": np.array([2, 2])}),
              "flat": nir.Flatten(input_type={"input": np.array([2, 2])}, start_dim=0),
              "w": nir.Linear(weight=np.eye(4)[:2]),
-             "n": nir.IF(r=vec(1e4, 1e4), v_threshold=vec(0.5, 0.5), v_reset=vec(0.0, 0.0)),
+             "n": spiking(nir.IF, vec(0.0, 0.0), r=vec(1e4, 1e4), v_threshold=vec(0.5, 0.5)),
              "rec": nir.Linear(weight=np.array([[0.0, 1.0], [1.0, 0.0]])),
              "output": out(2)}
     edges = [("input", "flat"), ("flat", "w"), ("w", "n"), ("n", "rec"), ("rec", "n"),
@@ -428,7 +449,8 @@ def test_export_then_import_is_exact(seed, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    changed = [la.name for la in net.layers if la.spiking and la.reset != "zero"]
+    plain = "subtract" if LEGACY_NIR else "zero"  # the reset this nir's nodes express
+    changed = [la.name for la in net.layers if la.spiking and la.reset != plain]
     assert [n.split("'")[1] for n in notes] == changed
 
 
@@ -452,12 +474,13 @@ def test_exported_graph_reads_as_plain_nir(tmp_path):
                  bias=torch.tensor([1, -1]), inputs=[Projection("input", w)], reset="zero",
                  v_reset=-2)])
     g, notes = to_graph(net)
-    assert notes == []
+    assert len(notes) == LEGACY_NIR  # nir <= 1.0.4 has no reset to v_reset
     node = g.nodes["h"]
     assert isinstance(node, nir.LIF)
     assert np.allclose(1 - DEFAULT_DT / node.tau, [230 / 256, 0.0])
     assert np.allclose(DEFAULT_DT * node.r / node.tau, 1.0)
-    assert node.v_threshold.tolist() == [4.5, 8.5] and node.v_reset.tolist() == [-2.0, -2.0]
+    assert node.v_threshold.tolist() == [4.5, 8.5]
+    assert LEGACY_NIR or node.v_reset.tolist() == [-2.0, -2.0]
     assert isinstance(g.nodes["h_w0"], nir.Affine) and g.nodes["h_w0"].bias.tolist() == [1, -1]
     # The float reading of the exported graph follows the integer model closely.
     imp = import_nir(g)
@@ -494,9 +517,12 @@ def test_from_graph_rejects_bad_dt():
 def test_scalar_parameters_broadcast_and_identity_and_direct_edges():
     """0-d parameters take the population size from the weights; Identity passes
     through; a neuron node may read another neuron node directly (identity weights)."""
-    scalar = nir.LIF(tau=np.array(1e-3), r=np.array(10.0), v_leak=np.array(0.0),
-                     v_threshold=np.array(1.0), v_reset=np.array(0.0))
-    nodes = {"input": inp(3), "id": Identity(input_type={"input": np.array([3])}),
+    scalar = spiking(nir.LIF, np.array(0.0), tau=np.array(1e-3), r=np.array(10.0),
+                     v_leak=np.array(0.0), v_threshold=np.array(1.0))
+    identity = pytest.importorskip("nir.ir.graph").__dict__.get("Identity")
+    if identity is None:
+        pytest.skip("this nir has no Identity node")
+    nodes = {"input": inp(3), "id": identity(input_type={"input": np.array([3])}),
              "w": nir.Linear(weight=np.ones((2, 3))), "a": scalar, "b": lif(2, thr=0.5),
              "output": out(2)}
     edges = [("input", "id"), ("id", "w"), ("w", "a"), ("a", "b"), ("b", "output")]
@@ -606,3 +632,26 @@ def test_the_nir_papers_graphs_import():
     braille = import_nir(shared / "braille.nir")
     assert braille.float_net.dt == DEFAULT_DT
     assert all(la.current_based for la in braille.net.layers)
+
+
+def test_a_file_without_v_reset_resets_by_subtraction(tmp_path):
+    """NIR <= 1.0.4 wrote no v_reset: its neurons subtract the threshold (Sinabs' IAF
+    too).  The import says so and --reset / reset= overrides it."""
+    params = {"tau": vec(1e-3), "r": vec(10.0), "v_leak": vec(0.0), "v_threshold": vec(1.0)}
+    node = nir.LIF(**params) if LEGACY_NIR else nir.LIF(**params, v_reset=vec(0.0))
+    path = tmp_path / "old.nir"
+    nir.write(str(path), chain(node, 1, np.array([[1.5]])))
+    with h5py.File(path, "r+") as f:
+        entry = f["node"]["nodes"]["n"]
+        if "v_reset" in entry:
+            del entry["v_reset"]
+    imp = import_nir(path)
+    assert imp.net.layers[0].reset == "subtract"
+    assert imp.meta["conventions"][1].startswith("reset by subtraction in 1 spiking node(s) "
+                                                 "that carry no v_reset")
+    # One input of 1.5 > 1.0: a spike, and 1.5 - 1.0 = 0.5 is left.
+    flt = imp.float_net.run(torch.ones(1, 1, 1))
+    assert flt["membranes"]["n"][0, 0, 0].item() == pytest.approx(0.5)
+    forced = import_nir(path, reset="zero")
+    assert forced.net.layers[0].reset == "zero" and forced.meta["conventions"][1] == \
+        "reset 'zero' (given)"
