@@ -26,7 +26,8 @@ The bins (``BINS``: name -> what hits it):
   stride, dilation and groups delivering events, an event on the border read
   through padding, a pool window summing two or more events, a pooled map read
   by a dense weight; a current-based layer's current saturated high and low, its
-  decay 0 on a nonzero current and flooring a negative product.
+  decay 0 on a nonzero current and flooring a negative product; a multi-spike
+  neuron emitting two or more spikes; a membrane at its floor ``v_min``.
 * SSM layers (with ``ssm=True``): the state and the output saturated high and low
   in each decay mode; ``k``, ``v``, ``q`` each from a constant, from spikes and
   from multi-bit values, the eight constant/source combinations of the three, a
@@ -112,6 +113,8 @@ _FEATURE_BINS = {
     "cuba.low": "current-based layer: the current saturated low",
     "cuba.decay=0": "alpha_syn == 0 on a nonzero current",
     "cuba.decay.floor": "alpha_syn * c negative and not a multiple of 2**F",
+    "multi.count>1": "a multi-spike neuron emitting two or more spikes in a step",
+    "v_min.raised": "a membrane raised to its floor v_min",
 }
 
 BINS = {**_LIF_BINS, **_SSM_BINS, **_LIMIT_BINS, **_FEATURE_BINS}
@@ -255,6 +258,10 @@ class Coverage:
             hit |= _feature_edge(proj, src)
         if layer.current_based:
             hit |= _current(fmt, layer, val)
+        if layer.multi_spike and _any(val["s"] >= 2):
+            hit.add("multi.count>1")
+        if layer.v_min is not None and _any(val["u"] == layer.v_min):
+            hit.add("v_min.raised")
         return hit
 
     @staticmethod

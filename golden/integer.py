@@ -31,6 +31,14 @@ the input and bias feed and the membrane integrates::
 
 then spikes and resets as above (the current is not reset).  An IF neuron is a
 LIF with ``alpha = 2**F`` (no leak).
+
+A layer with ``multi_spike`` emits spike counts (Sinabs' ``MultiSpike``), and a
+layer with ``v_min`` bounds its membrane from below after the reset (Sinabs'
+``min_v_mem``)::
+
+    s_i[t] = floor(v_i / theta_i) if v_i >= theta_i else 0     (multi_spike)
+    u_i[t] = v_i - theta_i * s_i                               (reset "subtract")
+    u_i[t] = max(u_i[t], v_min_i)                              (v_min)
 A layer with ``spiking=False`` is a leaky integrator (LI readout): reset
 ``none``, no spikes, its membrane is its output.
 
@@ -44,7 +52,8 @@ input, or a layer's output) or are constant integer vectors.  ``a`` is a fixed
 per-row Q0.F vector, or in ``selective`` mode row ``g[t]`` of a table, where the
 gate index ``g[t] = sum_b s_b[t] * 2**b`` is read from the spikes of a gate layer.
 
-What a layer hands to the layers after it: a spiking LIF layer its spikes (0/1),
+What a layer hands to the layers after it: a spiking LIF layer its spikes (0/1,
+or counts with ``multi_spike``),
 an SSM layer its ``y`` (signed ``y_bits``), the input its values (spikes 0/1 or
 signed ``in_bits`` integers).  A non-spiking LI layer is an output only.
 
@@ -159,7 +168,9 @@ class LIFLayer:
     length ``size``.  ``reset`` is one of ``subtract``, ``zero``, ``none``;
     ``v_reset`` is used by ``zero``.  ``spiking=False`` makes an LI readout.
     ``alpha_syn`` (Q0.F vector, optional): the decay of a synaptic current state,
-    which makes the layer current-based.  ``shape`` (optional): the neurons as a
+    which makes the layer current-based.  ``multi_spike``: a spike is the count
+    ``floor(v / theta)``; ``v_min`` (vector, optional): the membrane's lower bound
+    after the reset.  ``shape`` (optional): the neurons as a
     feature map ``(C, *spatial)`` (row-major; the product is ``size``), for
     readers and exporters; the arithmetic never depends on it.
     """
@@ -175,6 +186,8 @@ class LIFLayer:
     spiking: bool = True
     alpha_syn: torch.Tensor | None = None
     shape: tuple[int, ...] | None = None
+    multi_spike: bool = False
+    v_min: torch.Tensor | None = None
 
     kind = "lif"
 
@@ -285,6 +298,8 @@ class Network:
         layer = self.layer(name)
         if layer.kind == "ssm":
             return 1 << (self.fmt.y_bits - 1)
+        if layer.multi_spike:  # the most spikes a saturated membrane holds
+            return max(1, signed_range(self.fmt.u_bits)[1] // int(layer.theta.min()))
         return 1
 
     def required_acc_bits(self, layer: LIFLayer) -> int:
@@ -441,12 +456,16 @@ class Network:
         v_wide = floor_shift(layer.alpha * u_prev, fmt.frac_bits) + drive
         v = saturate(v_wide, fmt.u_bits)
         s = (v >= layer.theta).to(torch.int64) if layer.spiking else torch.zeros_like(v)
+        if layer.multi_spike:
+            s = s * torch.div(v, layer.theta, rounding_mode="floor")
         if layer.reset == "subtract":
             u = v - layer.theta * s
         elif layer.reset == "zero":
             u = torch.where(s.bool(), torch.full_like(v, layer.v_reset), v)
         else:
             u = v
+        if layer.v_min is not None:
+            u = torch.maximum(u, layer.v_min)
         state[f"{layer.name}.u"] = u
         values.update(u_prev=u_prev, v_wide=v_wide, v=v, s=s, u=u)
         return values

@@ -38,6 +38,8 @@ and, only in format_version 2 (written when the network uses them)::
 
     alpha_syn  (optional) tensor key: int64 vector of length size (current-based)
     shape      (optional) list of integers: the neurons as a feature map
+    multi_spike (optional) boolean: spike counts floor(v / theta)
+    v_min      (optional) tensor key: int64 vector, the membrane's lower bound
     inputs[j]  may add "in_shape" (list of integers), "pool" ({"kernel": list,
                "stride": list or null, "padding": list or null}) and "conv"
                ({"stride", "padding", "dilation": integer or list, "groups":
@@ -129,7 +131,7 @@ _TOP_FIELDS = ("format_version", *_NETWORK_FIELDS, "meta", "digest")
 _FORMAT_FIELDS = tuple(f.name for f in dataclasses.fields(Format))
 _LIF_FIELDS = ("kind", "name", "size", "reset", "v_reset", "spiking", "alpha", "theta", "bias",
                "inputs")
-_LIF_OPTIONAL = ("alpha_syn", "shape")
+_LIF_OPTIONAL = ("alpha_syn", "shape", "multi_spike", "v_min")
 _PROJ_FIELDS = ("source", "recurrent", "weight")
 _PROJ_OPTIONAL = ("in_shape", "pool", "conv")
 _SSM_FIELDS = ("kind", "name", "n", "m", "mode", "gate", "gate_recurrent", "y_shift", "decay",
@@ -283,9 +285,11 @@ def _check_layer(layer: Any, where: str, refs: list[tuple[str, str]], version: i
         _want(layer, "reset", where, "str")
         _want(layer, "v_reset", where, "int")
         _want(layer, "spiking", where, "bool")
-        for what in ("alpha", "theta", "bias", "alpha_syn"):
+        for what in ("alpha", "theta", "bias", "alpha_syn", "v_min"):
             if what in layer:
                 refs.append((f"{where}.{what}", _want(layer, what, where, "key")))
+        if "multi_spike" in layer:
+            _want(layer, "multi_spike", where, "bool")
         if "shape" in layer:
             _want(layer, "shape", where, "ints")
         for j, proj in enumerate(_want(layer, "inputs", where, "list")):
@@ -386,6 +390,10 @@ def encode_network(net: Network) -> tuple[dict, dict[str, torch.Tensor]]:
                 extra["alpha_syn"] = put(f"{p}.alpha_syn", layer.alpha_syn)
             if layer.shape is not None:
                 extra["shape"] = list(layer.shape)
+            if layer.multi_spike:
+                extra["multi_spike"] = need_bool(layer.multi_spike, owner, "multi_spike")
+            if layer.v_min is not None:
+                extra["v_min"] = put(f"{p}.v_min", layer.v_min)
             layers.append({
                 "kind": "lif",
                 "name": layer.name,
@@ -469,6 +477,8 @@ def decode_network(doc: dict, tensors: dict[str, torch.Tensor]) -> Network:
                 spiking=entry["spiking"],
                 alpha_syn=tensors[entry["alpha_syn"]] if "alpha_syn" in entry else None,
                 shape=tuple(entry["shape"]) if "shape" in entry else None,
+                multi_spike=entry.get("multi_spike", False),
+                v_min=tensors[entry["v_min"]] if "v_min" in entry else None,
             ))
         else:
             ops = {}

@@ -122,6 +122,15 @@ def _check_lif(net: Network, layer: LIFLayer, check_source, w_lo, w_hi, u_lo, u_
     _in_range(layer.name, "alpha", layer.alpha, 0, fmt.one)
     _in_range(layer.name, "theta", layer.theta, 1, u_hi)
     _in_range(layer.name, "bias", layer.bias, u_lo, u_hi)
+    if not isinstance(layer.multi_spike, bool):
+        raise NetworkError(f"layer {layer.name!r}: multi_spike must be True or False, "
+                           f"not {layer.multi_spike!r}")
+    if layer.multi_spike and not layer.spiking:
+        raise NetworkError(f"layer {layer.name!r}: a non-spiking LI layer cannot have "
+                           f"multi_spike")
+    if layer.v_min is not None:
+        _vector(layer.name, "v_min", layer.v_min, layer.size)
+        _in_range(layer.name, "v_min", layer.v_min, u_lo, u_hi)
     if layer.alpha_syn is not None:
         _vector(layer.name, "alpha_syn", layer.alpha_syn, layer.size)
         _in_range(layer.name, "alpha_syn", layer.alpha_syn, 0, fmt.one)
@@ -194,9 +203,10 @@ def _check_ssm(net: Network, layer: SSMLayer, check_source) -> None:
         if layer.gate is None:
             raise NetworkError(f"layer {layer.name!r}: selective mode needs a gate layer")
         check_source(layer.name, layer.gate, layer.gate_recurrent, "gate")
-        if layer.gate == INPUT or net.layer(layer.gate).kind != "lif":
+        if layer.gate == INPUT or net.layer(layer.gate).kind != "lif" \
+                or net.layer(layer.gate).multi_spike:
             raise NetworkError(f"layer {layer.name!r}: the gate {layer.gate!r} must be a "
-                               f"spiking LIF layer")
+                               f"spiking LIF layer (one spike per neuron)")
         gate_bits = net.layer(layer.gate).size
         if gate_bits > 8:
             raise NetworkError(f"layer {layer.name!r}: gate layer {layer.gate!r} has "

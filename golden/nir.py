@@ -62,6 +62,7 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                     for p, _ in la.inputs)
         v_max = max(float(np.abs(la.threshold).max()), abs(la.v_reset)) if la.spiking else 0.0
         scale = pick_scale(w_max, v_max, fmt, headroom)
+        scale = _integer_threshold(la, scale)
     inputs = []
     for proj, recurrent in la.inputs:
         w = torch.round(scale * proj.weight)
@@ -77,7 +78,9 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                        f"{np.abs(bias).max():.0f} at scale {scale:.6g}, outside u_bits="
                        f"{fmt.u_bits}")
     if la.spiking:
-        theta = np.floor(scale * la.threshold) + 1
+        # v > s thr <=> v >= floor(s thr) + 1 for an integer v; v >= s thr <=> v >= ceil(s thr)
+        theta = np.ceil(scale * la.threshold) if la.inclusive \
+            else np.floor(scale * la.threshold) + 1
         if theta.min() < 1 or theta.max() > u_hi:
             raise NirError(f"node {la.name!r}: v_threshold in [{la.threshold.min():.6g}, "
                            f"{la.threshold.max():.6g}] maps to theta in [{theta.min():.0f}, "
@@ -100,12 +103,28 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
     def t(a):
         return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(torch.int64)
 
+    # u >= s v_min <=> u >= ceil(s v_min) for an integer u.
+    v_min = None if la.v_min is None else np.clip(np.ceil(scale * la.v_min), u_lo, u_hi)
     layer = LIFLayer(name=la.name, size=la.size, alpha=t(alpha), theta=t(theta), bias=t(bias),
                      inputs=inputs, reset=la.reset if la.spiking else "none",
                      v_reset=int(v_reset), spiking=la.spiking,
                      alpha_syn=None if alpha_syn is None else t(alpha_syn),
-                     shape=la.shape if la.shape and len(la.shape) > 1 else None)
+                     shape=la.shape if la.shape and len(la.shape) > 1 else None,
+                     multi_spike=la.multi_spike, v_min=None if v_min is None else t(v_min))
     return layer, float(scale)
+
+
+def _integer_threshold(la: FloatLayer, scale: float) -> float:
+    """With Sinabs' rule (``v >= thr``, subtract ``thr`` per spike, ``floor(v / thr)``
+    spikes) and one threshold for the layer, the scale made a little smaller so that
+    ``scale * thr`` is an integer: the integer layer then subtracts and divides by
+    exactly the float threshold (else each spike would lose the rounding)."""
+    if not (la.spiking and la.inclusive):
+        return scale
+    thr = np.unique(la.threshold)
+    if thr.size != 1 or not thr[0] > 0 or scale * thr[0] < 1:
+        return scale
+    return float(np.floor(scale * thr[0]) / thr[0])
 
 
 def _decay(name: str, what: str, value: np.ndarray, fmt: Format) -> np.ndarray:
@@ -118,7 +137,7 @@ def _decay(name: str, what: str, value: np.ndarray, fmt: Format) -> np.ndarray:
 
 def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = None,
                dt: float | None = None, headroom: float = 4.0,
-               reset: str | None = None) -> NirImport:
+               reset: str | None = None, framework: str | None = None) -> NirImport:
     """Import a NIR file (path) or graph into an integer network.
 
     ``fmt``: the integer formats (default ``Format()``, or the one a spikeforge
@@ -130,7 +149,8 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     exact; with an explicit ``fmt`` it is quantized afresh like any other graph.
     ``reset``: ``"zero"`` or ``"subtract"`` for every spiking node the file does not
     mark (default: zero to ``v_reset``, or subtraction where the file carries no
-    ``v_reset``, NIR <= 1.0.4).
+    ``v_reset``, NIR <= 1.0.4).  ``framework``: the firing rule,
+    :data:`.nirgraph.FRAMEWORKS` (default: detected).
     """
     path = source if isinstance(source, (str, Path)) else None
     graph = read_graph(path) if path is not None else source
@@ -158,7 +178,7 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
         raise NirError(f"headroom must be positive, not {headroom!r}")
     if dt is None and ours and "spikeforge_dt" in meta:
         dt = float(meta["spikeforge_dt"])
-    float_net = from_graph(graph, dt=dt, legacy=legacy, reset=reset)
+    float_net = from_graph(graph, dt=dt, legacy=legacy, reset=reset, framework=framework)
     layers, scales = [], {}
     for la in float_net.layers:
         layer, scales[la.name] = _quantize_layer(la, fmt, 1.0 if ours else None, headroom)

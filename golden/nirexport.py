@@ -185,6 +185,9 @@ def to_graph(net: Network, *, dt: float = DEFAULT_DT):
     for layer in net.layers:
         if layer.kind != "lif":
             raise NirError(f"layer {layer.name!r}: {layer.kind} layers have no NIR node")
+        if layer.multi_spike or layer.v_min is not None:
+            raise NirError(f"layer {layer.name!r}: spike counts and a membrane floor (Sinabs' "
+                           f"IAF) have no NIR node")
     names = _Names(layer.name for layer in net.layers)
     in_node = names.fresh("input")
     nodes = {in_node: nir.Input(input_type={"input": np.array(_input_shape(net))})}

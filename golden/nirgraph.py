@@ -41,8 +41,9 @@ from .integer import INPUT
 from .nirchain import POOLS, WEIGHTS, ChainStep, NirError, chain_projection
 from .projection import Projection
 
-__all__ = ["NirError", "DEFAULT_DT", "META_RESET", "META_V_RESET", "META_RECURRENT", "FloatLayer",
-           "FloatNetwork", "read_graph", "new_graph", "legacy_nodes", "from_graph"]
+__all__ = ["NirError", "DEFAULT_DT", "FRAMEWORKS", "META_RESET", "META_V_RESET",
+           "META_RECURRENT", "FloatLayer", "FloatNetwork", "read_graph", "new_graph",
+           "legacy_nodes", "from_graph"]
 
 DEFAULT_DT = 1e-4
 """The discretisation step snnTorch's NIR export assumes (``tau = dt / (1 - beta)``)."""
@@ -72,6 +73,9 @@ class FloatLayer:
     ``alpha_syn``: the synaptic current's decay of a current-based node (``None``
     otherwise); its input and bias then feed the current, which the membrane
     integrates.  ``shape``: the neurons as the node's parameters lay them out.
+    ``multi_spike``, ``inclusive`` and ``v_min``: Sinabs' firing rule
+    (:data:`FRAMEWORKS`): ``floor(v / threshold)`` spikes, when ``v >= threshold``
+    rather than ``>``, and the membrane's floor after the reset.
     """
 
     name: str
@@ -85,6 +89,9 @@ class FloatLayer:
     inputs: list[tuple[Projection, bool]] = field(default_factory=list)
     alpha_syn: np.ndarray | None = None
     shape: tuple[int, ...] | None = None
+    multi_spike: bool = False
+    inclusive: bool = False
+    v_min: np.ndarray | None = None
 
     @property
     def spiking(self) -> bool:
@@ -134,13 +141,17 @@ class FloatNetwork:
                     now[la.name] = v
                 else:
                     thr = torch.from_numpy(la.threshold)
-                    s = (v > thr).to(torch.float64)
+                    s = ((v >= thr) if la.inclusive else (v > thr)).to(torch.float64)
+                    if la.multi_spike:
+                        s = s * torch.floor(v / thr)
                     if la.reset == "zero":
                         u[la.name] = torch.where(s.bool(), torch.full_like(v, la.v_reset), v)
                     elif la.reset == "subtract":
                         u[la.name] = v - thr * s
                     else:
                         u[la.name] = v
+                    if la.v_min is not None:
+                        u[la.name] = torch.maximum(u[la.name], torch.from_numpy(la.v_min))
                     spikes[la.name].append(s)
                     now[la.name] = s
                 membranes[la.name].append(u[la.name])
@@ -421,17 +432,6 @@ def _chain(nodes: dict, preds: dict, start: str) -> tuple[str, list[ChainStep]]:
     return name, steps[::-1]
 
 
-def _detect_dt(nodes: dict) -> tuple[float, list[str]]:
-    """The step the file's neuron nodes were written for (module docstring)."""
-    kinds = {k for k, _ in nodes.values() if k in _NEURONS}
-    if kinds and kinds <= {"IF", "I"} and all(
-            np.all(np.asarray(node.r) == 1) for k, node in nodes.values() if k in kinds):
-        return 1.0, ["dt = 1: every neuron is IF / I with r = 1 (Sinabs' export: the "
-                     "membrane adds its input once per step)"]
-    return DEFAULT_DT, [f"dt = {DEFAULT_DT:g} (snnTorch's export: tau = dt / (1 - beta), "
-                        f"r = tau / dt)"]
-
-
 def _fold_gain(name: str, proj: Projection, gain: np.ndarray) -> Projection:
     """The projection with the target's input gain folded into its weight; a shared
     kernel needs one gain per output channel."""
@@ -553,23 +553,84 @@ def _order(g: _Graph) -> tuple[list[str], set]:
     return [n for n in reversed(order) if n != g.input], back
 
 
+FRAMEWORKS = ("nir", "sinabs")
+"""How spiking nodes fire: ``nir`` (one spike when ``v > v_threshold``) or ``sinabs``
+(Sinabs' IAF as its NIR import builds it: ``floor(v / v_threshold)`` spikes when
+``v >= v_threshold``, reset by subtraction, membrane floor ``-v_threshold``)."""
+
+
+def _sinabs_graph(nodes: dict) -> bool:
+    """Every neuron node IF / I with r = 1: what Sinabs' exporter writes."""
+    kinds = {k for k, _ in nodes.values() if k in _NEURONS}
+    return bool(kinds) and kinds <= {"IF", "I"} and all(
+        np.all(np.asarray(node.r) == 1) for k, node in nodes.values() if k in kinds)
+
+
+def _conventions(g: _Graph, order: list[str], dt, legacy, reset, framework):
+    """The step, the nodes with NIR <= 1.0.4's reset, the firing rule and what to report."""
+    notes = [f"dt = {dt:g} (given)"] if dt is not None else []
+    sinabs = _sinabs_graph(g.nodes)
+    if dt is None:
+        dt = 1.0 if sinabs else DEFAULT_DT
+        notes.append("dt = 1: every neuron is IF / I with r = 1 (Sinabs' export: the membrane "
+                     "adds its input once per step)" if sinabs else
+                     f"dt = {DEFAULT_DT:g} (snnTorch's export: tau = dt / (1 - beta), "
+                     f"r = tau / dt)")
+    if framework is None:
+        framework = "sinabs" if sinabs else "nir"
+        if sinabs:
+            notes.append("Sinabs' IAF: floor(v / v_threshold) spikes when v >= v_threshold, "
+                         "reset by subtraction, membrane floor -v_threshold (--framework nir "
+                         "for NIR's one spike when v > v_threshold)")
+    else:
+        notes.append(f"framework {framework!r} (given)")
+    old = sorted(n for n in order if g.nodes[n][0] in _SPIKING
+                 and (n in legacy or getattr(g.nodes[n][1], "v_reset", None) is None))
+    if reset is not None:
+        notes.append(f"reset {reset!r} (given)")
+    elif old and framework == "nir":
+        notes.append(f"reset by subtraction in {len(old)} spiking node(s) that carry no "
+                     f"v_reset (NIR <= 1.0.4's IF / LIF / CubaLIF: v -= v_threshold on a "
+                     f"spike; --reset zero for an exporter that meant a reset to 0)")
+    return dt, old, framework, notes
+
+
+def _float_layer(g: _Graph, name: str, back: set, d: dict, sinabs: bool) -> FloatLayer:
+    kind = g.nodes[name][0]
+    shape = g.shape(name)
+    bias = d["leak"].copy()
+    inputs = []
+    for proj, b, steps in g.projections(name):
+        recurrent = (proj.source, name) in back or _chain_marked(g, steps)
+        folded = _fold_gain(name, proj, d["gain"])
+        folded.source = INPUT if proj.source == g.input else proj.source
+        inputs.append((folded, recurrent))
+        bias += d["gain"] * b
+    spiking = d["threshold"] is not None
+    return FloatLayer(name=name, kind=kind, size=math.prod(shape), beta=d["beta"], bias=bias,
+                      threshold=d["threshold"], v_reset=d["v_reset"], reset=d["reset"],
+                      inputs=inputs, alpha_syn=d["alpha_syn"], shape=shape,
+                      multi_spike=sinabs and spiking, inclusive=sinabs and spiking,
+                      v_min=-d["threshold"] if sinabs and spiking else None)
+
+
 def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(),
-               reset: str | None = None) -> FloatNetwork:
+               reset: str | None = None, framework: str | None = None) -> FloatNetwork:
     """Discretise a NIR graph (see the module docstring) or raise :class:`NirError`.
     ``dt``: the step; ``None`` detects it from the file (``conventions`` says how).
     ``legacy``: the spiking nodes whose file entry has no ``v_reset``
     (:func:`legacy_nodes`); ``reset``: ``"zero"`` or ``"subtract"`` for every
-    spiking node the file does not mark, instead of what the file implies."""
+    spiking node the file does not mark, instead of what the file implies;
+    ``framework``: the firing rule (:data:`FRAMEWORKS`; ``None`` detects it)."""
     if dt is not None:
         _check_dt(dt)
     if reset not in (None, "zero", "subtract"):
         raise NirError(f"reset must be 'zero' or 'subtract', not {reset!r}")
+    if framework not in (None, *FRAMEWORKS):
+        raise NirError(f"framework must be one of {FRAMEWORKS}, not {framework!r}")
     if _kind(graph) != "NIRGraph":
         raise NirError(f"expected a NIR graph, not a {_kind(graph)}")
     g = _Graph(graph)
-    conventions = [f"dt = {dt:g} (given)"] if dt is not None else []
-    if dt is None:
-        dt, conventions = _detect_dt(g.nodes)
     out_preds = [_chain(g.nodes, g.preds, p)[0] if g.nodes[p][0] in _PASS + ("pass",) else p
                  for p in g.preds[g.output]]
     if len(out_preds) != 1:
@@ -580,34 +641,16 @@ def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(
                        f"{g.nodes[out_preds[0]][0]}; the integer model's output is a neuron "
                        f"layer")
     order, back = _order(g)
-    old = sorted(n for n in order if g.nodes[n][0] in _SPIKING
-                 and (n in legacy or getattr(g.nodes[n][1], "v_reset", None) is None))
-    if reset is not None:
-        conventions.append(f"reset {reset!r} (given)")
-    elif old:
-        conventions.append(f"reset by subtraction in {len(old)} spiking node(s) that carry no "
-                           f"v_reset (NIR <= 1.0.4's IF / LIF / CubaLIF: v -= v_threshold on a "
-                           f"spike; --reset zero for an exporter that meant a reset to 0)")
+    dt, old, framework, notes = _conventions(g, order, dt, legacy, reset, framework)
+    sinabs = framework == "sinabs"
     layers = []
     for name in order:
         kind, node = g.nodes[name]
-        shape = g.shape(name)
-        size = math.prod(shape)
-        d = _discretise(name, node, kind, size, dt, name in old, reset)
-        bias = d["leak"].copy()
-        inputs = []
-        for proj, b, steps in g.projections(name):
-            recurrent = (proj.source, name) in back or _chain_marked(g, steps)
-            folded = _fold_gain(name, proj, d["gain"])
-            folded.source = INPUT if proj.source == g.input else proj.source
-            inputs.append((folded, recurrent))
-            bias += d["gain"] * b
-        layers.append(FloatLayer(name=name, kind=kind, size=size, beta=d["beta"], bias=bias,
-                                 threshold=d["threshold"], v_reset=d["v_reset"],
-                                 reset=d["reset"], inputs=inputs, alpha_syn=d["alpha_syn"],
-                                 shape=shape))
+        d = _discretise(name, node, kind, math.prod(g.shape(name)), dt, name in old,
+                        reset or ("subtract" if sinabs else None))
+        layers.append(_float_layer(g, name, back, d, sinabs))
     if any(la.name == INPUT for la in layers):
         raise NirError(f"node {INPUT!r}: a neuron node may not be named {INPUT!r}")
     in_shape = g.shapes[g.input]
     return FloatNetwork(input_size=math.prod(in_shape), layers=layers, output=out_preds[0],
-                        dt=float(dt), input_shape=in_shape, conventions=conventions)
+                        dt=float(dt), input_shape=in_shape, conventions=notes)

@@ -20,7 +20,8 @@ literally:
   network was validated for.  Then, per neuron: for a current-based layer the
   current ``c = sat_u((alpha_syn c >> F) + acc + bias)``; leak by ``>> F``,
   add the current and the bias (or ``c``), saturate to ``u_bits``, spike on
-  ``v >= theta``, reset.
+  ``v >= theta`` (``v // theta`` spikes with ``multi_spike``), reset, raise
+  ``u`` to ``v_min`` if it has one.
 * An SSM layer decays its state row by row (``(a_i * S[i][j]) >> F``), adds the
   outer product ``k v^T`` for the nonzero ``k_i`` only, saturates to
   ``s_bits``, then reads out ``y_j = sat_y((sum_i q_i * S[i][j]) >> y_shift)``
@@ -184,6 +185,7 @@ def run_reference(net: Network, x, *, event_order: random.Random | None = None,
                 "theta": layer.theta.tolist(),
                 "bias": layer.bias.tolist(),
                 "alpha_syn": None if layer.alpha_syn is None else layer.alpha_syn.tolist(),
+                "v_min": None if layer.v_min is None else layer.v_min.tolist(),
                 "edges": [(p.source, p.recurrent,
                            _fanout(p, net.source_size(p.source), layer.size))
                           for p in layer.inputs],
@@ -260,12 +262,16 @@ def run_reference(net: Network, x, *, event_order: random.Random | None = None,
                     v, clamped = _sat(leak + drive[i], fmt.u_bits)
                     saturated["u"] += clamped
                     s = 1 if layer.spiking and v >= p["theta"][i] else 0
+                    if s and layer.multi_spike:
+                        s = v // p["theta"][i]
                     if layer.reset == "subtract":
                         u = v - p["theta"][i] * s
                     elif layer.reset == "zero":
                         u = layer.v_reset if s else v
                     else:
                         u = v
+                    if p["v_min"] is not None:
+                        u = max(u, p["v_min"][i])
                     u_new.append(u)
                     s_new.append(s)
                 state[f"{layer.name}.u"] = u_new

@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", choices=("zero", "subtract"),
                    help="reset of every spiking node the file does not mark [detected: to "
                         "v_reset, or subtract where the file has no v_reset (NIR <= 1.0.4)]")
+    p.add_argument("--framework", choices=("nir", "sinabs"),
+                   help="how spiking nodes fire: NIR's one spike when v > v_threshold, or "
+                        "Sinabs' IAF (spike counts, v >= v_threshold, floor -v_threshold) "
+                        "[detected: sinabs for Sinabs' IF graphs]")
     p.add_argument("--input-kind", choices=("spike", "int"),
                    help="the network input: 0/1 spikes or signed integers [spike]")
     p.add_argument("--inputs", type=Path, metavar="NPZ",

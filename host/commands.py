@@ -317,7 +317,7 @@ def cmd_import_nir(args) -> int:
         raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
     fmt = Format(w_bits=args.w_bits) if args.w_bits is not None else None
     imported = import_nir(args.file, fmt=fmt, input_kind=args.input_kind, dt=args.dt,
-                          reset=args.reset)
+                          reset=args.reset, framework=args.framework)
     reference = None
     if args.inputs:
         try:

@@ -9,7 +9,8 @@ layer before it through a convolution (stride, padding, dilation, groups,
 depthwise), a sum pool then a convolution, a sum pool then a dense weight, or
 a dense weight; now and then a layer adds a dense skip edge or a recurrent one.
 Layers are spiking LIF, IF (``alpha = 2**F``) or current-based (``alpha_syn``),
-the last sometimes a non-spiking readout.  About a third of the networks are
+some with spike counts (``multi_spike``) or a membrane floor (``v_min``), the
+last sometimes a non-spiking readout.  About a third of the networks are
 "hot" (narrow widths, extreme values) so that the saturations are reached.
 """
 
@@ -116,7 +117,12 @@ def _neurons(rng, fmt, size: int, spiking: bool, extreme: float) -> dict:
     bias = [_value(rng, u_lo, u_hi, extreme=1.0) if rng.random() < extreme / 2
             else _value(rng, -small, small, zero=0.5) for _ in range(size)]
     reset = rng.choice(("subtract", "zero", "none")) if spiking else "none"
-    return {"alpha": torch.tensor(alpha, dtype=torch.int64),
+    multi = spiking and rng.random() < 0.25  # Sinabs' MultiSpike
+    v_min = None
+    if rng.random() < 0.25:  # Sinabs' min_v_mem (often -theta)
+        v_min = torch.tensor([max(u_lo, -t) if rng.random() < 0.7 else rng.randint(u_lo, 0)
+                              for t in theta], dtype=torch.int64)
+    return {"multi_spike": multi, "v_min": v_min,"alpha": torch.tensor(alpha, dtype=torch.int64),
             "theta": torch.tensor(theta, dtype=torch.int64),
             "bias": torch.tensor(bias, dtype=torch.int64), "alpha_syn": alpha_syn,
             "reset": reset, "v_reset": rng.randint(u_lo // 2, u_hi // 2) if reset == "zero" else 0,

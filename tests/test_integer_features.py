@@ -92,6 +92,18 @@ def test_current_based_neuron():
     assert run_both(neg, [[1], [1]])["state"]["c.c"] == [-5]
 
 
+def test_multi_spikes_and_the_membrane_floor():
+    """Sinabs' MultiSpike, MembraneSubtract and min_v_mem = -theta: theta 3 and v = 10
+    give floor(10/3) = 3 spikes and 10 - 9 = 1 left; then 1 - 10 = -9 is raised to -3."""
+    layer = LIFLayer("m", 1, T([256]), T([3]), T([0]), [Projection("input", T([[10, -5]]))],
+                     multi_spike=True, v_min=T([-3]))
+    net = Network(input_size=2, input_kind="int", layers=[layer], output="m")
+    ref = run_both(net, [[1, 0], [0, 2]])
+    assert ref["spikes"]["m"] == [[3], [0]] and ref["membranes"]["m"] == [[1], [-3]]
+    # A layer reading it sees counts: its worst case is u_max // theta spikes per step.
+    assert net.source_bound("m") == 32767 // 3
+
+
 def test_current_saturates():
     # u_bits = 4 (-8..7): the current 5, then 5 + 5 = 10 -> 7; the membrane reads it.
     fmt = Format(u_bits=4, frac_bits=0, w_bits=4)
@@ -163,7 +175,8 @@ def test_random_feature_networks_cover_the_rules():
     expected = {"cuba", "if", "recurrent", "pool+conv", "pool+dense", "conv1d", "conv2d",
                 "groups", "depthwise", "stride", "padding", "dilation"}
     assert expected <= features, f"not covered: {sorted(expected - features)}"
-    feature_bins = {b for b in BINS if b.split(".")[0] in ("conv", "pool", "cuba")}
+    feature_bins = {b for b in BINS if b.split(".")[0] in ("conv", "pool", "cuba", "multi",
+                                                               "v_min")}
     assert feature_bins <= bins, f"bins not hit: {sorted(feature_bins - bins)}"
     assert c_sat >= 5 and u_sat >= 5, (c_sat, u_sat)
 

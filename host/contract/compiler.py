@@ -76,10 +76,15 @@ def compile_network(net: Network, config: CoreConfig) -> Image:
             if getattr(fmt, name) != getattr(c, name):
                 raise FitError(f"the network's {name}={getattr(fmt, name)} differs from the "
                                f"core's {name}={getattr(c, name)}")
-    cuba = [layer for layer in net.layers if layer.kind == "lif" and layer.current_based]
-    if cuba:
-        raise FitError(f"layer {cuba[0].name!r} is current-based (a synaptic current state); "
-                       f"the core has no current state")
+    for layer in net.layers:
+        if layer.kind != "lif":
+            continue
+        if layer.current_based:
+            raise FitError(f"layer {layer.name!r} is current-based (a synaptic current "
+                           f"state); the core has no current state")
+        if layer.multi_spike or layer.v_min is not None:
+            raise FitError(f"layer {layer.name!r} has multi-spikes or a membrane floor "
+                           f"(v_min); the core's neurons have neither")
     if len(net.layers) > c.max_layers:
         raise FitError(f"{len(net.layers)} layers exceed max_layers={c.max_layers}")
     if net.input_size > c.max_inputs:
