@@ -205,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=16,
                    help="random inputs: samples [16]")
     p.add_argument("--seed", type=int, default=0, help="random inputs: seed [0]")
+    p.add_argument("--check-against", choices=("sinabs", "snntorch", "norse"),
+                   metavar="FRAMEWORK",
+                   help="also run the file in that framework's own NIR import (sinabs, "
+                        "snntorch or norse, installed beside spikeforge) on synthetic event "
+                        "streams and report the agreement; implies its conventions")
+    p.add_argument("--check-samples", type=_positive, default=200,
+                   help="--check-against: synthetic samples [200]")
+    p.add_argument("--check-steps", type=_positive,
+                   help="--check-against: steps per sample [300 for a 2x34x34 input, else 256]")
     common(p)
     p.set_defaults(func=cmd_import_nir)
 

@@ -316,8 +316,17 @@ def cmd_import_nir(args) -> int:
     if not parent.is_dir():
         raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
     fmt = Format(w_bits=args.w_bits) if args.w_bits is not None else None
-    imported = import_nir(args.file, fmt=fmt, input_kind=args.input_kind, dt=args.dt,
-                          reset=args.reset, framework=args.framework)
+    options = {"input_kind": args.input_kind, "dt": args.dt, "reset": args.reset,
+               "framework": args.framework}
+    if args.check_against:
+        from .golden.agreement import import_options
+
+        options = {**import_options(args.check_against),
+                   **{k: v for k, v in options.items() if v is not None}}
+    imported = import_nir(args.file, fmt=fmt, **options)
+    check = _check_against(args, imported, fmt, options) if args.check_against else None
+    if check is not None:
+        imported = check.pop("imported")
     reference = None
     if args.inputs:
         try:
@@ -342,6 +351,7 @@ def cmd_import_nir(args) -> int:
          "nir_node": imported.meta["nir_nodes"][la.name], "scale": imported.scales[la.name]}
         for la in imported.net.layers],
         "conventions": imported.meta["conventions"],
+        **({"agreement": check} if check is not None else {}),
         "inputs": str(args.inputs) if args.inputs else "random", "fidelity": fid}
 
     def lines(r):
@@ -362,9 +372,46 @@ def cmd_import_nir(args) -> int:
                    f"{'n/a' if rel is None else format(rel, '.4f')}")
         if "reference_agreement" in f:
             yield f"  against the reference output: {f['reference_agreement']}"
+        if "agreement" in r:
+            a = r["agreement"]
+            yield (f"against {a['framework']}'s own import on {a['samples']} synthetic samples "
+                   f"x {a['steps']} steps ({a['framework_spikes']:.0f} output spikes):")
+            for model in ("integer", "float"):
+                m = a[model]
+                yield (f"  {model}: class {m['class_agreement']:.4f}, output spikes per step "
+                       f"{m['step_agreement']:.4f}, per sample {m['count_agreement']:.4f}")
 
     _emit(result, args.json, lines)
     return EXIT_OK
+
+
+def _check_against(args, imported, fmt, options) -> dict:
+    """Run the file in ``args.check_against``'s own NIR import on synthetic inputs and
+    compare (golden/agreement.py); an input with event counts above 1 re-imports the
+    model with an int input (unless --input-kind says otherwise)."""
+    from tqdm import tqdm
+
+    from .golden.agreement import agreement, run_framework_chunked, synthetic_inputs
+    from .golden.nir import import_nir
+
+    shape = tuple(imported.float_net.input_shape)
+    steps = args.check_steps or (300 if shape == (2, 34, 34) else 256)
+    x = synthetic_inputs(shape, args.check_samples, steps, seed=args.seed)
+    if int(x.max()) > 1 and imported.net.input_kind == "spike" and args.input_kind is None:
+        imported = import_nir(args.file, fmt=fmt, **{**options, "input_kind": "int"})
+    try:
+        with tqdm(total=len(x), desc=f"{args.check_against} run", unit="sample",
+                  disable=not _progress(args), leave=False) as bar:
+            reference = run_framework_chunked(args.check_against, args.file, x,
+                                              dt=imported.float_net.dt,
+                                              progress=lambda done: bar.update(done - bar.n))
+    except ImportError as exc:
+        raise UsageError(f"--check-against {args.check_against}: it is not installed "
+                         f"({exc}); pip install {args.check_against}") from exc
+    except RuntimeError as exc:
+        raise UsageError(f"--check-against {args.check_against}: {exc}") from exc
+    return {"framework": args.check_against, "imported": imported,
+            **agreement(imported, reference, x)}
 
 
 def cmd_export_nir(args) -> int:
