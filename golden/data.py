@@ -61,6 +61,7 @@ from .events import (
 __all__ = [
     "DataError",
     "as_integer_tensor",
+    "check_range",
     "load_npz",
     "save_npz",
     "Data",
@@ -122,6 +123,16 @@ def _float_to_int(t: torch.Tensor, what: str, error) -> torch.Tensor:
         where = _first(big)
         raise error(f"{what}{_index(where)} = {float(wide[where])!r} does not fit int64")
     return wide.to(torch.int64)
+
+
+def check_range(x: torch.Tensor, lo: int, hi: int, what: str = "inputs", *,
+                kind: str = "", error: type[Exception] = ValueError) -> None:
+    """Refuse the first value of ``x`` (row-major) outside ``[lo, hi]`` as
+    ``error(f"{what}[2, 0, 5] = 7 is outside {kind}[0, 1]")``."""
+    bad = (x < lo) | (x > hi)
+    if bool(bad.any()):
+        where = _first(bad)
+        raise error(f"{what}{_index(where)} = {int(x[where])} is outside {kind}[{lo}, {hi}]")
 
 
 def _first(mask: torch.Tensor) -> tuple[int, ...]:

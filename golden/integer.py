@@ -341,6 +341,10 @@ class Network:
             state[f"{layer.name}.out"] = torch.zeros(batch, layer.out_size, dtype=torch.int64)
         return state
 
+    def input_range(self) -> tuple[int, int]:
+        """The inclusive range of an input value: 0/1 spikes, or signed ``in_bits``."""
+        return (0, 1) if self.input_kind == "spike" else signed_range(self.fmt.in_bits)
+
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         """Validate an input ``[T, B, input_size]`` and return it as int64 (a float or
         bool tensor is taken if every value is an integer)."""
@@ -352,7 +356,7 @@ class Network:
         from .data import as_integer_tensor  # (data builds on this module)
 
         x = as_integer_tensor(x, "input", error=NetworkError)
-        lo, hi = (0, 1) if self.input_kind == "spike" else signed_range(self.fmt.in_bits)
+        lo, hi = self.input_range()
         if x.numel() and (int(x.min()) < lo or int(x.max()) > hi):
             kind = "spike input must be 0/1" if self.input_kind == "spike" else \
                 f"int input must fit signed {self.fmt.in_bits} bits"

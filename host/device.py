@@ -50,7 +50,7 @@ from .contract.payloads import (
 )
 from .contract.protocol import MAX_PAYLOAD, Command
 from .errors import DeviceError, VerifyError
-from .golden.data import as_integer_tensor
+from .golden.data import as_integer_tensor, check_range
 from .transport import Transport, open_transport
 
 __all__ = ["Device", "open", "SampleResult", "RunResult", "config_hash", "ENGINE_BASE",
@@ -292,9 +292,6 @@ class Device:
         from .contract.harness import decode_membranes, decode_step, input_events, membrane_reads
 
         net, image = self._loaded()
-        if x.dim() != 2 or x.shape[1] != net.input_size:
-            raise ValueError(f"a sample must be [T, {net.input_size}], not "
-                             f"{list(x.shape)}")
         if reset:
             self.reset()
         steps = [input_events(row) for row in x.tolist()]
@@ -309,13 +306,26 @@ class Device:
                                                 net, image)
         return result
 
+    def _check_inputs(self, x: torch.Tensor, what: str, *, batch: bool) -> None:
+        """The loaded model's rules for its input (as the golden model's), before
+        anything is sent: the shape (time first) and each value's range."""
+        net, _ = self._loaded()
+        d = net.input_size
+        if x.dim() not in ((2, 3) if batch else (2,)) or x.shape[-1] != d:
+            expected = f"[T, {d}] or [T, B, {d}]" if batch else f"[T, {d}]"
+            raise ValueError(f"{what} must be {expected} (time first), not {list(x.shape)}")
+        lo, hi = net.input_range()
+        check_range(x, lo, hi, what, kind=f"the model's {net.input_kind} input range ")
+
     def stream(self, samples: Iterable, *, reset: bool = True,
                membranes: bool = False) -> Iterator[SampleResult]:
         """Run each sample (``[T, D]``), yielding its result as soon as it is back.
         Inputs as in :meth:`run`; a non-integer value of sample ``i`` is refused as
         ``samples[i][t, d] = 0.5 is not an integer``."""
         for i, x in enumerate(samples):
-            yield self._sample(as_integer_tensor(x, f"samples[{i}]"), reset, membranes)
+            x = as_integer_tensor(x, f"samples[{i}]")
+            self._check_inputs(x, f"samples[{i}]", batch=False)
+            yield self._sample(x, reset, membranes)
 
     def run(self, x, *, reset: bool = True, membranes: bool = False):
         """Run ``x``: ``[T, D]`` (one sample, a :class:`SampleResult`) or ``[T, B, D]``
@@ -324,13 +334,15 @@ class Device:
 
         ``x``: a tensor, numpy array or nested list of integers, or of floats or
         bools whose values are all integers (snnTorch's ``spikegen`` hands out float
-        0.0/1.0); a ValueError names the first value that is not an integer, as
-        ``inputs[3, 0, 17] = 0.5 is not an integer``."""
+        0.0/1.0); time first.  Before anything is sent, a ValueError names a wrong
+        shape (``inputs must be [T, D] or [T, B, 784] (time first), not [...]``), the
+        first value that is not an integer (``inputs[3, 0, 17] = 0.5 is not an
+        integer``) or outside the model's input range (``inputs[0, 1, 5] = 16 is
+        outside the model's spike input range [0, 1]``)."""
         x = as_integer_tensor(x, "inputs")
+        self._check_inputs(x, "inputs", batch=True)
         if x.dim() == 2:
             return self._sample(x, reset, membranes)
-        if x.dim() != 3:
-            raise ValueError(f"inputs must be [T, D] or [T, B, D], not {list(x.shape)}")
         results = list(self.stream((x[:, b] for b in range(x.shape[1])), membranes=membranes))
 
         def stack(name):

@@ -128,7 +128,7 @@ def test_device_run_names_the_first_non_integer_input():
 
 
 def test_device_stream_names_the_sample(monkeypatch):
-    dev = Device(FakeDevice())
+    dev, _ = _device_with(monkeypatch, tiny_net(input_size=4))
     ran = []
     monkeypatch.setattr(dev, "_sample", lambda x, reset, membranes: ran.append(x) or x)
     samples = [torch.ones(3, 4), torch.zeros(3, 4)]
@@ -359,3 +359,45 @@ def test_evaluate_in_batches_equals_one_run(readout):
         assert report["spikes"][name] == {"total": total, "per_sample": total / 7}
     assert trace.spikes["hidden"].sum() > 0  # the check is not vacuous
     assert "accuracy" not in evaluate(net, x, readout=readout)
+
+
+def _device_with(monkeypatch, net):
+    """A device that holds ``net`` as its loaded model (nothing is ever sent)."""
+    fake = FakeDevice()
+    dev = Device(fake)
+    monkeypatch.setattr(dev, "_loaded", lambda: (net, None))
+    return dev, fake
+
+
+def test_device_refuses_values_outside_the_models_input_range(monkeypatch):
+    dev, fake = _device_with(monkeypatch, tiny_net(input_size=4))
+    x = torch.zeros(3, 2, 4, dtype=torch.int64)
+    x[1, 1, 2] = 16  # raw pixels into a spike input
+    with pytest.raises(ValueError, match=exactly(
+            "inputs[1, 1, 2] = 16 is outside the model's spike input range [0, 1]")):
+        dev.run(x)
+    with pytest.raises(ValueError, match=exactly(
+            "samples[0][2, 3] = -1 is outside the model's spike input range [0, 1]")):
+        list(dev.stream([torch.tensor([[0, 0, 0, 0]] * 2 + [[0, 0, 0, -1]])]))
+    dev, fake = _device_with(monkeypatch, tiny_net(input_size=4, input_kind="int"))
+    x = torch.zeros(2, 4, dtype=torch.int64)
+    x[0, 1] = 200
+    with pytest.raises(ValueError, match=exactly(
+            "inputs[0, 1] = 200 is outside the model's int input range [-128, 127]")):
+        dev.run(x)
+    assert sum(fake.executed.values()) == 0  # refused before anything was sent
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ((3, 2, 5), "inputs must be [T, 4] or [T, B, 4] (time first), not [3, 2, 5]"),
+    ((3,), "inputs must be [T, 4] or [T, B, 4] (time first), not [3]"),
+    ((2, 3, 2, 4), "inputs must be [T, 4] or [T, B, 4] (time first), not [2, 3, 2, 4]"),
+])
+def test_device_refuses_a_shape_naming_the_one_it_takes(monkeypatch, shape, message):
+    dev, fake = _device_with(monkeypatch, tiny_net(input_size=4))
+    with pytest.raises(ValueError, match=exactly(message)):
+        dev.run(torch.zeros(shape, dtype=torch.int64))
+    with pytest.raises(ValueError, match=exactly(
+            "samples[0] must be [T, 4] (time first), not [3, 2, 4]")):
+        list(dev.stream([torch.zeros(3, 2, 4, dtype=torch.int64)]))
+    assert sum(fake.executed.values()) == 0

@@ -200,9 +200,9 @@ NETWORK_CASES = [
      "layer 's': feed-forward gate source 'g' does not come earlier in the layer order; "
      "mark the edge recurrent or reorder the layers"),
     ("gate_input", lambda: build([ssm(mode="selective", gate="input")]),
-     "layer 's': the gate 'input' must be a spiking LIF layer"),
+     "layer 's': the gate 'input' must be a spiking LIF layer (one spike per neuron)"),
     ("gate_ssm", lambda: build([ssm(), ssm("s2", mode="selective", gate="s")]),
-     "layer 's2': the gate 's' must be a spiking LIF layer"),
+     "layer 's2': the gate 's' must be a spiking LIF layer (one spike per neuron)"),
     ("gate_too_wide", lambda: build([lif("g", [proj("input", [[1, 0]] * 9)], alpha=[0] * 9),
                                      ssm(mode="selective", gate="g")]),
      "layer 's': gate layer 'g' has 9 neurons; at most 8 (a 256-entry table)"),
