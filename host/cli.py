@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sim://[CONFIG] (a simulated board), a serial port "
                             "(/dev/ttyUSB1), socket://HOST:PORT, xdma:///dev/xdma0"
                             + (f" [{default}]" if default else ""))
-        p.add_argument("--timeout", type=float, default=2.0,
+        p.add_argument("--timeout", type=_positive_float, default=2.0,
                        help="seconds to wait for a reply before retrying [2]")
         p.add_argument("--limit", type=_positive, help="only the first N samples")
 

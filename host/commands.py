@@ -17,6 +17,16 @@ class UsageError(Exception):
     """A bad option value found after argument parsing."""
 
 
+def _check_out(path: Path, flag: str) -> None:
+    """Refuse an output file path before any work: its directory must exist and the
+    path must not be a directory (else an OSError at save time, after the run)."""
+    where = f"{flag} {path}" if flag else str(path)
+    if path.is_dir():
+        raise UsageError(f"{where}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{where}: the directory {str(path.parent)!r} does not exist")
+
+
 def _emit(result: dict, as_json: bool, lines) -> None:
     if as_json:
         print(json.dumps(result))
@@ -34,11 +44,7 @@ def cmd_train(args) -> int:
     from .golden.modelfile import save_model
     from .golden.train import config_for, evaluate, train
 
-    # Check the output location before training, not after it (an OSError at save
-    # time would be a traceback and exit code 1, after the whole run).
-    parent = args.out.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
+    _check_out(args.out, "--out")  # before training, not after it
     cfg = config_for(args.task, timesteps=args.timesteps, surrogate=args.surrogate,
                      hidden=args.hidden, epochs=args.epochs, seed=args.seed,
                      w_bits=args.w_bits, encoding=args.encoding, readout=args.readout,
@@ -312,9 +318,7 @@ def cmd_import_nir(args) -> int:
     from .golden.nir import fidelity, import_nir, random_input
     from .golden.nirgraph import NirError
 
-    parent = args.out.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {args.out}: the directory {str(parent)!r} does not exist")
+    _check_out(args.out, "--out")
     fmt = Format(w_bits=args.w_bits) if args.w_bits is not None else None
     options = {"input_kind": args.input_kind, "dt": args.dt, "reset": args.reset,
                "framework": args.framework}
@@ -418,10 +422,8 @@ def cmd_export_nir(args) -> int:
     from .golden.modelfile import load_model
     from .golden.nir import export_nir
 
+    _check_out(args.file, "")
     net, _ = load_model(args.model)
-    parent = args.file.parent
-    if not parent.is_dir():
-        raise UsageError(f"{args.file}: the directory {str(parent)!r} does not exist")
     notes = export_nir(net, args.file, dt=args.dt)
     result = {"file": str(args.file), "layers": [la.name for la in net.layers], "notes": notes}
     _emit(result, args.json, lambda r: [f"wrote {r['file']}", *r["notes"]])

@@ -314,6 +314,8 @@ class Device:
         if x.dim() not in ((2, 3) if batch else (2,)) or x.shape[-1] != d:
             expected = f"[T, {d}] or [T, B, {d}]" if batch else f"[T, {d}]"
             raise ValueError(f"{what} must be {expected} (time first), not {list(x.shape)}")
+        if 0 in x.shape:
+            raise ValueError(f"{what} of shape {list(x.shape)} hold no step or no sample")
         lo, hi = net.input_range()
         check_range(x, lo, hi, what, kind=f"the model's {net.input_kind} input range ")
 

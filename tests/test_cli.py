@@ -123,6 +123,7 @@ def test_eval_file_without_task_metadata_exits_3(tmp_path, meta, capsys):
     (["bench", "--fast"], "unrecognized arguments: --fast"),
     (["build", "--board", "icebreaker", "--seed", "0"], "'0' must be at least 1"),
     (["build", "--board", "icebreaker", "--seed", "x"], "'x' is not an integer"),
+    (["run", "M", "--device", "sim://", "--timeout", "inf"], "'inf' must be a positive number"),
 ])
 def test_bad_options_are_argparse_usage_errors(argv, message, tmp_path, capsys):
     out_file = tmp_path / "m.safetensors"
@@ -152,6 +153,18 @@ def test_train_into_missing_directory_is_a_usage_error(tmp_path, capsys):
     assert main(["train", "digits", "--out", str(out_file), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and str(out_file) in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "digits", "--out", "DIR", "--epochs", "1"],
+    ["import-nir", "NIR", "--out", "DIR"],
+    ["export-nir", "MODEL", "DIR"],
+])
+def test_an_output_path_that_is_a_directory_is_refused_first(argv, tmp_path, capsys):
+    model = small_model_file(tmp_path / "m.safetensors")
+    names = {"DIR": str(tmp_path), "NIR": str(tmp_path / "absent.nir"), "MODEL": str(model)}
+    assert main([names.get(a, a) for a in argv]) == 2
+    assert capsys.readouterr().err.endswith(f"{tmp_path}: is a directory; give a file name\n")
 
 
 # ----------------------------------------------------------- train + eval

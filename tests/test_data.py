@@ -392,6 +392,8 @@ def test_device_refuses_values_outside_the_models_input_range(monkeypatch):
     ((3, 2, 5), "inputs must be [T, 4] or [T, B, 4] (time first), not [3, 2, 5]"),
     ((3,), "inputs must be [T, 4] or [T, B, 4] (time first), not [3]"),
     ((2, 3, 2, 4), "inputs must be [T, 4] or [T, B, 4] (time first), not [2, 3, 2, 4]"),
+    ((3, 0, 4), "inputs of shape [3, 0, 4] hold no step or no sample"),
+    ((0, 4), "inputs of shape [0, 4] hold no step or no sample"),
 ])
 def test_device_refuses_a_shape_naming_the_one_it_takes(monkeypatch, shape, message):
     dev, fake = _device_with(monkeypatch, tiny_net(input_size=4))
