@@ -192,6 +192,10 @@ def chain_projection(source: str, shape: tuple[int, ...], steps: list[ChainStep]
     size, output shape)``; a chain without a weight node is the identity."""
     if not any(s.kind in WEIGHTS or s.kind in POOLS for s in steps):
         n = math.prod(shape)
+        if n * n > MAX_FOLDED:
+            raise NirError(f"node {source!r}: a direct edge of {n} values would be an {n} x {n} "
+                           f"identity matrix, more than {MAX_FOLDED} entries; put a weight node "
+                           f"between")
         return Projection(source, torch.eye(n, dtype=torch.float64)), np.zeros(n), (n,)
     linear = [s for s in steps if s.kind in WEIGHTS + POOLS]
     kinds = ["pool" if s.kind in POOLS else "weight" for s in linear]

@@ -181,7 +181,9 @@ def read_graph(path) -> object:
 
     path = Path(path)
     if not path.is_file():
-        raise NirError(f"{path}: no such NIR file")
+        raise NirError(f"{path}: no such NIR file" if not path.exists() else
+                       f"{path}: not a regular file")
+    _check_sizes(path)
     try:
         # Our own checks name the node; nir's type inference would also add Output
         # nodes for every node without successors.
@@ -193,6 +195,44 @@ def read_graph(path) -> object:
                 if newer else "")
         raise NirError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
                        f"{exc}){hint}") from exc
+
+
+MAX_FILE_BYTES = 1 << 30
+"""The largest NIR file read (1 GiB)."""
+MAX_ENTRIES = 1 << 26
+"""The most values a NIR file may declare in all its arrays (64 M, 512 MB as float64)."""
+MAX_INPUTS = 1 << 20
+"""The largest input a graph may declare."""
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuse a file before nir reads it: over :data:`MAX_FILE_BYTES`, declaring
+    arrays of more than :data:`MAX_ENTRIES` values in all, or a dataset that declares
+    a shape with no data behind it (nir would allocate it)."""
+    import h5py
+
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise NirError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} a NIR file may have")
+    declared = []
+
+    def count(name, item) -> None:
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf":
+            declared.append((name, math.prod(item.shape), item.id.get_storage_size()))
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(count)
+    except (OSError, ValueError):
+        return  # not HDF5: read_graph names it
+    total = sum(n for _, n, _ in declared)
+    if total > MAX_ENTRIES:
+        raise NirError(f"{path}: declares {total} values, more than the {MAX_ENTRIES} a NIR "
+                       f"file may hold")
+    hollow = [(name, n) for name, n, stored in declared if n > 1 and stored == 0]
+    if hollow:
+        name, n = hollow[0]
+        raise NirError(f"{path}: dataset {name!r} declares {n} values but stores none")
 
 
 def legacy_nodes(path) -> frozenset:
@@ -407,9 +447,14 @@ def _ends(nodes: dict, preds: dict) -> tuple[str, str]:
 
 def _input_shape(name: str, node) -> tuple[int, ...]:
     in_type = getattr(node, "input_type", None) or {}
-    shape = np.asarray(next(iter(in_type.values()))) if in_type else None
-    if shape is None or shape.size == 0 or np.any(shape < 1):
-        raise NirError(f"node {name!r}: the Input node has no valid input_type ({in_type!r})")
+    shape = np.asarray(next(iter(in_type.values()))) if isinstance(in_type, dict) and in_type \
+        else None
+    if shape is None or shape.size == 0 or shape.dtype.kind not in "iu" or np.any(shape < 1):
+        raise NirError(f"node {name!r}: the Input node has no valid input_type ({in_type!r}): "
+                       f"expected positive integers")
+    if math.prod(int(n) for n in shape.reshape(-1)) > MAX_INPUTS:
+        raise NirError(f"node {name!r}: the input has {math.prod(shape.tolist())} values, more "
+                       f"than {MAX_INPUTS}")
     return tuple(int(n) for n in shape.reshape(-1))
 
 
@@ -526,15 +571,22 @@ def _order(g: _Graph) -> tuple[list[str], set]:
                 targets[src].append(name)
     state, order, back = {}, [], set()
 
-    def visit(n: str) -> None:
-        state[n] = "open"
-        for m in targets[n]:
-            if state.get(m) == "open":
+    def visit(root: str) -> None:
+        """Depth-first, iteratively (a graph may be thousands of layers deep)."""
+        state[root] = "open"
+        stack = [(root, iter(targets[root]))]
+        while stack:
+            n, successors = stack[-1]
+            m = next(successors, None)
+            if m is None:
+                state[n] = "done"
+                order.append(n)
+                stack.pop()
+            elif state.get(m) == "open":
                 back.add((n, m))
             elif m not in state:
-                visit(m)
-        state[n] = "done"
-        order.append(n)
+                state[m] = "open"
+                stack.append((m, iter(targets[m])))
 
     reach, todo = {g.input}, [g.input]  # reachability counts marked edges too
     while todo:

@@ -8,7 +8,9 @@ import importlib.util
 import inspect
 import json
 import math
+import os
 import random
+import re
 from pathlib import Path
 
 import h5py
@@ -680,3 +682,64 @@ def test_a_sinabs_graph_fires_like_sinabs():
     nir_rule = import_nir(chain(n, 2, np.array([[2.5, -3.0]])), framework="nir")
     assert not nir_rule.net.layers[0].multi_spike
     assert nir_rule.float_net.run(x)["spikes"]["n"][:, 0, 0].tolist() == [1, 0, 0]
+
+
+# ------------------------------------------------------------ hostile files
+def test_a_deep_chain_imports_without_recursion():
+    nodes, edges, prev = {"input": inp(1)}, [], "input"
+    for i in range(1500):
+        nodes[f"w{i}"] = nir.Linear(weight=np.ones((1, 1)))
+        nodes[f"n{i}"] = lif(1)
+        edges += [(prev, f"w{i}"), (f"w{i}", f"n{i}")]
+        prev = f"n{i}"
+    nodes["output"] = out(1)
+    edges.append((prev, "output"))
+    assert len(import_nir(graph(nodes, edges)).net.layers) == 1500
+
+
+def _hdf5_with(path, dataset: str, shape) -> None:
+    nir.write(str(path), chain(lif(2), 2, np.ones((2, 2))))
+    with h5py.File(path, "r+") as f:
+        del f[dataset]
+        f.create_dataset(dataset, shape=shape, dtype="f8")  # declared, never written
+
+
+def test_a_file_declaring_huge_arrays_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.nir"
+    _hdf5_with(path, "node/nodes/w/weight", (30000, 30000))
+    error = _error_of(path)  # (the other arrays: a few values, as this nir writes them)
+    assert re.fullmatch(re.escape(f"{path}: declares ") + r"9000000\d\d" + re.escape(
+        " values, more than the 67108864 a NIR file may hold"), error), error
+
+
+def test_a_dataset_without_data_is_refused(tmp_path):
+    path = tmp_path / "hollow.nir"
+    _hdf5_with(path, "node/nodes/w/weight", (2, 2))
+    assert _error_of(path) == f"{path}: dataset 'node/nodes/w/weight' declares 4 values but " \
+        "stores none"
+
+
+def test_a_fifo_is_not_read(tmp_path):
+    path = tmp_path / "pipe.nir"
+    os.mkfifo(path)
+    assert _error_of(path) == f"{path}: not a regular file"
+
+
+def test_a_huge_direct_edge_is_refused():
+    n = 5000
+    g = graph({"input": inp(n), "n": lif(n), "output": out(n)},
+              [("input", "n"), ("n", "output")])
+    assert _error(g) == ("node 'input': a direct edge of 5000 values would be an 5000 x 5000 "
+                         "identity matrix, more than 16777216 entries; put a weight node between")
+
+
+def test_an_input_shape_that_is_not_integers_is_named():
+    g = chain(lif(2), 2, np.ones((2, 2)))
+    g.nodes["input"].input_type = {"input": np.array(["a", "b"])}
+    assert _error(g).startswith("node 'input': the Input node has no valid input_type (")
+
+
+def _error_of(path) -> str:
+    with pytest.raises(NirError) as err:
+        import_nir(path)
+    return str(err.value)
