@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from typing import Any
 
@@ -54,6 +55,26 @@ from .modeldoc import (
 )
 
 __all__ = ["ModelFileError", "save_model", "load_model"]
+
+
+MAX_FILE_BYTES = 1 << 30
+"""The largest model file read (1 GiB)."""
+
+
+MAX_DEPTH = 64
+"""The deepest nesting of lists and objects the metadata may have."""
+
+
+def _depth(obj) -> int:
+    """How deep lists and objects nest in ``obj`` (iteratively)."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                  else item))
+    return deepest
 
 
 class ModelFileError(ValueError):
@@ -152,12 +173,17 @@ def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
         raise ModelFileError(f"{name}: {message}") from cause
 
     try:
+        info = os.stat(name)  # (follows a symlink: /dev/zero is no model file)
+        if stat.S_ISDIR(info.st_mode):
+            fail("is a directory, not a model file")
+        if not stat.S_ISREG(info.st_mode):
+            fail("not a regular file (a device, a pipe, ...)")
+        if info.st_size > MAX_FILE_BYTES:
+            fail(f"{info.st_size} bytes, more than the {MAX_FILE_BYTES} a model file may have")
         with open(name, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError as exc:
         fail("no such model file", exc)
-    except IsADirectoryError as exc:
-        fail("is a directory, not a model file", exc)
     except OSError as exc:
         fail(f"cannot read the model file ({exc.strerror or exc})", exc)
 
@@ -172,6 +198,8 @@ def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
         header = json.loads(data[8:8 + size], object_pairs_hook=_no_duplicates)
     except (DocumentError, ValueError) as exc:
         fail(f"not a valid safetensors file: header: {exc}", exc)
+    except RecursionError:
+        fail("not a valid safetensors file: header: JSON nested too deeply")
     entries = header.get("__metadata__")
     if not isinstance(entries, dict) or METADATA_KEY not in entries:
         fail(f"no {METADATA_KEY!r} entry in the safetensors metadata "
@@ -185,6 +213,10 @@ def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
                          parse_constant=_no_constants)
     except (DocumentError, ValueError) as exc:
         fail(f"the {METADATA_KEY!r} metadata is not valid JSON: {exc}", exc)
+    except RecursionError:
+        fail(f"the {METADATA_KEY!r} metadata is nested too deeply")
+    if _depth(doc) > MAX_DEPTH:
+        fail(f"the {METADATA_KEY!r} metadata is nested more than {MAX_DEPTH} deep")
 
     try:
         refs = check_document(doc)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import tasks
 from .integer import Format, Network
-from .quantize import enter_integer_mode, predict, to_integer
+from .quantize import READOUTS, enter_integer_mode, predict, to_integer
 from .twin import SURROGATES, TwinLIF, TwinNetwork, TwinSSM
 
 __all__ = ["DigitsConfig", "RecallConfig", "train", "evaluate", "TASKS", "task_data", "config_for"]
@@ -139,6 +139,32 @@ def build_twin(cfg) -> TwinNetwork:
 
 def readout_rule(cfg) -> str:
     return "sum" if isinstance(cfg, DigitsConfig) and cfg.readout == "spikes" else "last"
+
+
+_META_INTS = {
+    "digits": {"timesteps": (1, 1024), "encoding_seed": (-2**63, 2**63 - 1)},
+    "recall": {"length": (1, 1024), "n_pairs": (1, 256), "n_keys": (1, 256),
+               "n_values": (1, 256), "train_size": (1, 100_000), "test_size": (1, 100_000),
+               "seed": (-2**62, 2**62)},
+}
+
+
+def check_task_meta(meta: dict) -> None:
+    """Raise ValueError naming the first field of a task model's metadata that
+    :func:`task_data` and the readout cannot use (its type or range): a model file
+    may carry any JSON there."""
+    task = meta.get("task")
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not one of {TASKS}")
+    for name, (lo, hi) in _META_INTS[task].items():
+        value = meta.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ValueError(f"metadata {name}={value!r} is not an integer in {lo}..{hi}")
+    if task == "digits" and meta.get("encoding") not in tasks.ENCODINGS:
+        raise ValueError(f"metadata encoding={meta.get('encoding')!r} is not one of "
+                         f"{tasks.ENCODINGS}")
+    if meta.get("readout") not in READOUTS:
+        raise ValueError(f"metadata readout={meta.get('readout')!r} is not one of {READOUTS}")
 
 
 def task_data(meta: dict, split: str, *, size: int | None = None):

@@ -204,13 +204,17 @@ def _task_model(path: Path):
     metadata that does not describe a task (saved by other code): that is a bad
     model file here (exit 3), not a crash."""
     from .golden.modelfile import ModelFileError, load_model
-    from .golden.train import TASKS
+    from .golden.train import TASKS, check_task_meta
 
     net, meta = load_model(path)
     if meta.get("task") not in TASKS:
         raise ModelFileError(f"{path}: the metadata names no known task "
                              f"(task={meta.get('task')!r}; expected one of {TASKS}); "
                              f"give it data with --data FILE")
+    try:
+        check_task_meta(meta)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     return net, meta
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from modelkit import rewrite
 from netgen import small_model_file
 from sklearn.datasets import load_digits
 from spikeforge import __version__
@@ -251,3 +252,17 @@ def test_installed_console_script_version():
     done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"spikeforge {__version__}"
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("timesteps", 10_000_000, "metadata timesteps=10000000 is not an integer in 1..1024"),
+    ("timesteps", -1, "metadata timesteps=-1 is not an integer in 1..1024"),
+    ("timesteps", "8", "metadata timesteps='8' is not an integer in 1..1024"),
+    ("encoding", "pcm", "metadata encoding='pcm' is not one of ('rate', 'direct')"),
+    ("readout", None, "metadata readout=None is not one of ('last', 'sum', 'max')"),
+])
+def test_task_metadata_out_of_range_exits_3(tmp_path, capsys, field, value, problem):
+    path = small_model_file(tmp_path / "m.safetensors")
+    rewrite(path, edit_doc=lambda doc: doc["meta"].update({field: value}), redigest=True)
+    assert main(["eval", str(path)]) == 3
+    assert capsys.readouterr().err == f"spikeforge: error: {path}: {problem}\n"

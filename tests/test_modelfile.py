@@ -129,6 +129,38 @@ def test_directory(tmp_path):
         load_model(tmp_path)
 
 
+def test_not_a_regular_file_is_never_read(tmp_path):
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)  # reading would hang until a writer comes
+    with pytest.raises(ModelFileError, match=exact(fifo, "not a regular file (a device, a "
+                                                         "pipe, ...)")):
+        load_model(fifo)
+    zero = tmp_path / "zero.safetensors"
+    zero.symlink_to("/dev/zero")  # reading would never end
+    with pytest.raises(ModelFileError, match=exact(zero, "not a regular file (a device, a "
+                                                         "pipe, ...)")):
+        load_model(zero)
+
+
+def test_a_file_over_the_size_limit_is_not_read(saved, monkeypatch):
+    monkeypatch.setattr(modelfile, "MAX_FILE_BYTES", 100)
+    size = saved.stat().st_size
+    with pytest.raises(ModelFileError, match=exact(
+            saved, f"{size} bytes, more than the 100 a model file may have")):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("depth, problem", [
+    (100_000, "the 'spikeforge' metadata is nested too deeply"),
+    (200, "the 'spikeforge' metadata is nested more than 64 deep"),
+])
+def test_deeply_nested_metadata_is_refused(saved, depth, problem):
+    nested = '"meta":{"x":' + "[" * depth + "]" * depth + ","
+    edit_text(saved, lambda text: text.replace('"meta":{', nested, 1))
+    with pytest.raises(ModelFileError, match=exact(saved, problem)):
+        load_model(saved)
+
+
 def test_model_file_error_is_a_value_error():
     assert issubclass(ModelFileError, ValueError)
 
