@@ -743,3 +743,44 @@ def _error_of(path) -> str:
     with pytest.raises(NirError) as err:
         import_nir(path)
     return str(err.value)
+
+
+# ------------------------------------------------- bad convolution and pool nodes
+def _if(shape):
+    return spiking(nir.IF, np.zeros(shape), r=np.ones(shape), v_threshold=np.ones(shape))
+
+
+def _conv(weight, groups=1):
+    return nir.Conv2d(input_shape=(4, 4), weight=weight, stride=1, padding=0, dilation=1,
+                      groups=groups, bias=np.zeros(weight.shape[0]))
+
+
+def _feature_graph(in_shape, middle: dict, out_shape):
+    names = ["input", *middle, "n", "output"]
+    nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)}), **middle,
+             "n": _if(out_shape),
+             "output": nir.Output(output_type={"output": np.array([math.prod(out_shape)])})}
+    return graph(nodes, list(zip(names, names[1:], strict=False)))
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("rank", "node 'c': the kernel has shape (3, 2, 3), expected [C_out, C_in/groups, k, k]"),
+    ("groups", "node 'c': input from 'input': groups=2 does not divide the 3 input channels "
+               "and the 2 output channels"),
+    ("tile", "node 'p': pool kernel (2, 2), stride (2, 2), padding (0, 0) does not tile the "
+             "map (5, 5) ((1, 1) left over per dimension)"),
+    ("size", "node 'c': its output has 12 values but its target 'n' has 27 neurons"),
+])
+def test_bad_convolutions_and_pools_are_named(case, message):
+    g = {
+        "rank": lambda: _feature_graph([2, 4, 4], {"c": _conv(np.ones((3, 2, 3)))}, (3, 2, 2)),
+        "groups": lambda: _feature_graph([3, 4, 4], {"c": _conv(np.ones((2, 1, 3, 3)), 2)},
+                                         (2, 2, 2)),
+        "tile": lambda: _feature_graph([1, 5, 5], {
+            "p": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                               padding=np.array([0, 0])),
+            "f": nir.Flatten(input_type={"input": np.array([1, 2, 2])}, start_dim=0),
+            "w": nir.Linear(weight=np.ones((2, 4)))}, (2,)),
+        "size": lambda: _feature_graph([2, 4, 4], {"c": _conv(np.ones((3, 2, 3, 3)))}, (3, 3, 3)),
+    }[case]()
+    assert _error(g) == message
