@@ -2,9 +2,11 @@
 
 :mod:`.nirgraph` reads a NIR graph and discretises it into a float network;
 here each of its layers becomes one integer LIF layer and each input one
-projection.  Every layer gets one scale ``s``
-(the quantizer's rule, :func:`.quantize.pick_scale`, with ``v_max`` the largest
-of ``|v_thr|`` and ``|v_reset|`` of a spiking layer, 0 for a non-spiking one)::
+projection.  Every neuron gets a scale ``s`` (the quantizer's rule,
+:func:`.quantize.pick_scale`, over its group: itself, its output channel under a
+convolution, or the whole layer if it does not spike or resets to a nonzero
+``v_reset``; ``v_max`` the largest of ``|v_thr|`` and ``|v_reset|`` of a spiking
+layer, 0 for a non-spiking one)::
 
     s        = min( (2**(w_bits-1) - 1) / max|g W|,  (2**(u_bits-1) - 1) / (headroom v_max) )
     W_int    = round(s g W)           bias_int = round(s (g b + (1 - beta) v_leak))
@@ -45,7 +47,8 @@ __all__ = ["NirImport", "import_nir", "fidelity", "random_input", "to_graph", "e
 @dataclass
 class NirImport:
     """An imported NIR graph: the integer network, the float model it follows and
-    each layer's scale (integer membrane = scale x float membrane)."""
+    each layer's scale (integer membrane = scale x float membrane): a float, or per
+    neuron an array where a spiking layer's neurons (or channels) have their own."""
 
     net: Network
     float_net: FloatNetwork
@@ -53,29 +56,72 @@ class NirImport:
     meta: dict
 
 
+def _groups(la: FloatLayer) -> np.ndarray:
+    """Per neuron, the group that shares a scale: a spiking layer's output channel when
+    a convolution (a shared kernel) feeds it, else the neuron itself; one group for a
+    non-spiking layer (its membranes are compared with each other) or a zero reset
+    to a nonzero v_reset (the integer layer has one v_reset)."""
+    if not la.spiking or (la.reset == "zero" and la.v_reset != 0):
+        return np.zeros(la.size, dtype=np.int64)
+    convs = [p for p, _ in la.inputs if p.conv is not None]
+    if convs:
+        channels = convs[0].out_shape[0]
+        return np.repeat(np.arange(channels), la.size // channels)
+    return np.arange(la.size)
+
+
+def _row_max(proj: Projection, size: int) -> np.ndarray:
+    """Per target neuron, the largest |weight| that reaches it."""
+    w = proj.weight.abs()
+    if proj.conv is None:
+        return w.amax(dim=1).numpy() if w.numel() else np.zeros(size)
+    per_channel = w.reshape(w.shape[0], -1).amax(dim=1).numpy()
+    return np.repeat(per_channel, size // w.shape[0])
+
+
+def _scales(la: FloatLayer, fmt: Format, headroom: float) -> np.ndarray:
+    """Per neuron, the scale of its membrane (:func:`.quantize.pick_scale` per group of
+    :func:`_groups`, each made exact on the threshold where Sinabs' rule needs it)."""
+    groups = _groups(la)
+    w_max = np.max([_row_max(p, la.size) for p, _ in la.inputs], axis=0)
+    v_max = np.maximum(np.abs(la.threshold), abs(la.v_reset)) if la.spiking \
+        else np.zeros(la.size)
+    scales = np.empty(la.size)
+    for g in np.unique(groups):
+        members = groups == g
+        s = pick_scale(float(w_max[members].max()), float(v_max[members].max()), fmt, headroom)
+        scales[members] = _integer_threshold(la, s, members)
+    return scales
+
+
+def _scaled_weight(proj: Projection, scales: np.ndarray) -> torch.Tensor:
+    """The projection's weight times each target's scale (a kernel: its channel's)."""
+    s = torch.from_numpy(scales)
+    if proj.conv is None:
+        return proj.weight * s[:, None]
+    per_channel = s.reshape(proj.weight.shape[0], -1)[:, 0]
+    return proj.weight * per_channel.reshape(-1, *([1] * (proj.weight.dim() - 1)))
+
+
 def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
-                    headroom: float) -> tuple[LIFLayer, float]:
+                    headroom: float) -> tuple[LIFLayer, float | np.ndarray]:
     w_lo, w_hi = signed_range(fmt.w_bits)
     u_lo, u_hi = signed_range(fmt.u_bits)
-    if scale is None:
-        w_max = max(float(p.weight.abs().max()) if p.weight.numel() else 0.0
-                    for p, _ in la.inputs)
-        v_max = max(float(np.abs(la.threshold).max()), abs(la.v_reset)) if la.spiking else 0.0
-        scale = pick_scale(w_max, v_max, fmt, headroom)
-        scale = _integer_threshold(la, scale)
+    scales = np.full(la.size, scale) if scale is not None else _scales(la, fmt, headroom)
     inputs = []
     for proj, recurrent in la.inputs:
-        w = torch.round(scale * proj.weight)
+        w = torch.round(_scaled_weight(proj, scales))
         if w.numel() and (w.min() < w_lo or w.max() > w_hi):
             raise NirError(f"node {la.name!r}: weights from {proj.source!r} reach "
-                           f"[{float(w.min()):.0f}, {float(w.max()):.0f}] at scale {scale:.6g}, "
-                           f"outside w_bits={fmt.w_bits}")
+                           f"[{float(w.min()):.0f}, {float(w.max()):.0f}] at scale "
+                           f"{scales.max():.6g}, outside w_bits={fmt.w_bits}")
         inputs.append(Projection(proj.source, w.to(torch.int64), recurrent,
                                  in_shape=proj.in_shape, pool=proj.pool, conv=proj.conv))
+    scale = scales  # (per neuron below)
     bias = np.round(scale * la.bias)
     if bias.size and (bias.min() < u_lo or bias.max() > u_hi):
         raise NirError(f"node {la.name!r}: the bias (with the v_leak term) reaches "
-                       f"{np.abs(bias).max():.0f} at scale {scale:.6g}, outside u_bits="
+                       f"{np.abs(bias).max():.0f} at scale {scale.max():.6g}, outside u_bits="
                        f"{fmt.u_bits}")
     if la.spiking:
         # v > s thr <=> v >= floor(s thr) + 1 for an integer v; v >= s thr <=> v >= ceil(s thr)
@@ -86,7 +132,7 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                            f"{la.threshold.max():.6g}] maps to theta in [{theta.min():.0f}, "
                            f"{theta.max():.0f}], outside 1..{u_hi} (integer thresholds are "
                            f"positive)")
-        v_reset = round(scale * la.v_reset)
+        v_reset = round(float(scale[0]) * la.v_reset)  # (one scale if v_reset != 0)
         if not u_lo <= v_reset <= u_hi:
             raise NirError(f"node {la.name!r}: v_reset {la.v_reset!r} maps to {v_reset}, outside "
                            f"u_bits={fmt.u_bits}")
@@ -111,17 +157,17 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                      alpha_syn=None if alpha_syn is None else t(alpha_syn),
                      shape=la.shape if la.shape and len(la.shape) > 1 else None,
                      multi_spike=la.multi_spike, v_min=None if v_min is None else t(v_min))
-    return layer, float(scale)
+    return layer, float(scales[0]) if np.all(scales == scales[0]) else scales
 
 
-def _integer_threshold(la: FloatLayer, scale: float) -> float:
+def _integer_threshold(la: FloatLayer, scale: float, members: np.ndarray) -> float:
     """With Sinabs' rule (``v >= thr``, subtract ``thr`` per spike, ``floor(v / thr)``
-    spikes) and one threshold for the layer, the scale made a little smaller so that
-    ``scale * thr`` is an integer: the integer layer then subtracts and divides by
-    exactly the float threshold (else each spike would lose the rounding)."""
+    spikes) and one threshold for the ``members``, the scale made a little smaller so
+    that ``scale * thr`` is an integer: the integer layer then subtracts and divides
+    by exactly the float threshold (else each spike would lose the rounding)."""
     if not (la.spiking and la.inclusive):
         return scale
-    thr = np.unique(la.threshold)
+    thr = np.unique(la.threshold[members])
     if thr.size != 1 or not thr[0] > 0 or scale * thr[0] < 1:
         return scale
     return float(np.floor(scale * thr[0]) / thr[0])
@@ -189,7 +235,9 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     except NetworkError as exc:
         raise NirError(f"the imported network breaks the integer model's limits: {exc}") from exc
     info = {"source": "nir", "dt": float_net.dt, "headroom": headroom,
-            "conventions": list(float_net.conventions), "scales": scales,
+            "conventions": list(float_net.conventions),
+            "scales": {k: v if isinstance(v, float) else [float(v.min()), float(v.max())]
+                       for k, v in scales.items()},
             "input_shape": list(float_net.input_shape),
             "nir_nodes": {la.name: la.kind for la in float_net.layers}}
     return NirImport(net=net, float_net=float_net, scales=scales, meta=info)
@@ -205,6 +253,11 @@ def random_input(net: Network, steps: int, batch: int, *, seed: int = 0,
         return (torch.rand(steps, batch, net.input_size, generator=gen) < rate).to(torch.int64)
     lo, hi = signed_range(net.fmt.in_bits)
     return torch.randint(lo, hi + 1, (steps, batch, net.input_size), generator=gen)
+
+
+def _scale(imported: NirImport, name: str) -> torch.Tensor:
+    """A layer's scale as a tensor (a float, or one per neuron)."""
+    return torch.as_tensor(imported.scales[name], dtype=torch.float64)
 
 
 def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
@@ -229,7 +282,7 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
             got, want = trace.spikes[layer.name], ref["spikes"][layer.name]
             entry.update(spike_agreement=float((got == want.to(torch.int64)).double().mean()),
                          spikes_integer=int(got.sum()), spikes_float=int(want.sum()))
-        u_int = trace.membranes[layer.name].double() / imported.scales[layer.name]
+        u_int = trace.membranes[layer.name].double() / _scale(imported, layer.name)
         u_ref = ref["membranes"][layer.name]
         rms = float(u_ref.pow(2).mean().sqrt())
         err = float((u_int - u_ref).pow(2).mean().sqrt())
@@ -257,7 +310,7 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
             }
         else:
             r = reference.double()
-            scale = imported.scales[net.output]
+            scale = _scale(imported, net.output)
             rms = float(r.pow(2).mean().sqrt()) or 1.0
             report["reference_agreement"] = {
                 "integer_relative_error": float(

@@ -356,7 +356,8 @@ def cmd_import_nir(args) -> int:
     save_model(args.out, imported.net, meta)
     result = {"model": str(args.out), "layers": [
         {"name": la.name, "size": la.size, "spiking": la.spiking, "reset": la.reset,
-         "nir_node": imported.meta["nir_nodes"][la.name], "scale": imported.scales[la.name]}
+         "nir_node": imported.meta["nir_nodes"][la.name],
+         "scale": imported.meta["scales"][la.name]}
         for la in imported.net.layers],
         "conventions": imported.meta["conventions"],
         **({"agreement": check} if check is not None else {}),
@@ -367,7 +368,10 @@ def cmd_import_nir(args) -> int:
         for note in r["conventions"]:
             yield f"  convention: {note}"
         for la in r["layers"]:
-            yield (f"  {la['name']}: {la['nir_node']} x{la['size']}, scale {la['scale']:.4g}, "
+            scale = la["scale"]
+            scale = f"{scale:.4g}" if isinstance(scale, float) \
+                else f"{scale[0]:.4g}..{scale[1]:.4g} (per neuron or channel)"
+            yield (f"  {la['name']}: {la['nir_node']} x{la['size']}, scale {scale}, "
                    f"reset {la['reset']}")
         f = r["fidelity"]
         yield (f"integer model vs NIR dynamics on {f['samples']} {r['inputs']} inputs "
