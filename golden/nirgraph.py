@@ -29,16 +29,21 @@ does not map raises :class:`NirError` naming the node and why.
 
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .integer import INPUT
 from .nirchain import POOLS, WEIGHTS, ChainStep, NirError, chain_projection
+from .nirfile import (
+    MAX_INPUTS,
+    SPIKING_KINDS,
+    legacy_nodes,
+    new_graph,
+    read_graph,
+)
+from .nirfloat import FloatLayer, FloatNetwork
 from .projection import Projection
 
 __all__ = ["NirError", "DEFAULT_DT", "FRAMEWORKS", "META_RESET", "META_V_RESET",
@@ -51,7 +56,7 @@ DEFAULT_DT = 1e-4
 _NEURONS = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI")
 _PASS = ("Flatten", "Identity")
 _CHAIN = WEIGHTS + POOLS + _PASS + ("pass",)
-_SPIKING = ("LIF", "IF", "CubaLIF")
+_SPIKING = SPIKING_KINDS
 _SUPPORTED = ("Input, Output, Affine, Linear, Conv1d, Conv2d, SumPool2d, AvgPool2d, LIF, IF, "
               "LI, I (Integrator), CubaLIF, CubaLI, Flatten, Identity, nested graphs")
 META_RESET = "spikeforge_reset"
@@ -60,204 +65,6 @@ META_V_RESET = "spikeforge_v_reset"
 """Neuron node metadata: the zero reset's ``v_reset`` where the nir has no ``v_reset``."""
 META_RECURRENT = "spikeforge_recurrent"
 """Weight node metadata: 1 marks the edge recurrent even without a cycle."""
-
-
-# --------------------------------------------------------------- float model
-@dataclass
-class FloatLayer:
-    """One NIR neuron node after discretisation (float64, per neuron).
-
-    ``inputs``: ``(projection, recurrent)``, the projection's weight float64 with the
-    input gain already folded in; ``bias`` likewise includes the gain and the
-    ``v_leak`` term.  ``threshold`` is ``None`` for a non-spiking node.
-    ``alpha_syn``: the synaptic current's decay of a current-based node (``None``
-    otherwise); its input and bias then feed the current, which the membrane
-    integrates.  ``shape``: the neurons as the node's parameters lay them out.
-    ``multi_spike``, ``inclusive`` and ``v_min``: Sinabs' firing rule
-    (:data:`FRAMEWORKS`): ``floor(v / threshold)`` spikes, when ``v >= threshold``
-    rather than ``>``, and the membrane's floor after the reset.
-    """
-
-    name: str
-    kind: str
-    size: int
-    beta: np.ndarray
-    bias: np.ndarray
-    threshold: np.ndarray | None
-    v_reset: float
-    reset: str
-    inputs: list[tuple[Projection, bool]] = field(default_factory=list)
-    alpha_syn: np.ndarray | None = None
-    shape: tuple[int, ...] | None = None
-    multi_spike: bool = False
-    inclusive: bool = False
-    v_min: np.ndarray | None = None
-
-    @property
-    def spiking(self) -> bool:
-        return self.threshold is not None
-
-
-@dataclass
-class FloatNetwork:
-    """The discretised NIR graph: what the integer model is compared against.
-    ``conventions``: what the importer read from the file and applied (dt, ...)."""
-
-    input_size: int
-    layers: list[FloatLayer]
-    output: str
-    dt: float
-    input_shape: tuple[int, ...] = ()
-    conventions: list[str] = field(default_factory=list)
-
-    def layer(self, name: str) -> FloatLayer:
-        return next(layer for layer in self.layers if layer.name == name)
-
-    def run(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        """Run ``x`` (``[T, B, input_size]``, any numeric dtype) in float64.
-
-        Returns ``{"spikes": {layer: [T,B,size]}, "membranes": {layer: [T,B,size]}}``
-        (membranes after the reset; spikes only for spiking layers)."""
-        x = x.to(torch.float64)
-        steps, batch = x.shape[0], x.shape[1]
-        zeros = {la.name: torch.zeros(batch, la.size, dtype=torch.float64) for la in self.layers}
-        u, c, out = dict(zeros), dict(zeros), dict(zeros)
-        spikes = {la.name: [] for la in self.layers if la.spiking}
-        membranes = {la.name: [] for la in self.layers}
-        for t in range(steps):
-            prev = dict(out)
-            now = {INPUT: x[t]}
-            for la in self.layers:
-                drive = torch.from_numpy(la.bias).expand(batch, -1).clone()
-                for proj, recurrent in la.inputs:
-                    src = prev[proj.source] if recurrent else now[proj.source]
-                    drive += proj.linear(src, proj.weight)
-                if la.alpha_syn is not None:
-                    c[la.name] = torch.from_numpy(la.alpha_syn) * c[la.name] + drive
-                    drive = c[la.name]
-                v = torch.from_numpy(la.beta) * u[la.name] + drive
-                if la.threshold is None:
-                    u[la.name] = v
-                    now[la.name] = v
-                else:
-                    thr = torch.from_numpy(la.threshold)
-                    s = ((v >= thr) if la.inclusive else (v > thr)).to(torch.float64)
-                    if la.multi_spike:
-                        s = s * torch.floor(v / thr)
-                    if la.reset == "zero":
-                        u[la.name] = torch.where(s.bool(), torch.full_like(v, la.v_reset), v)
-                    elif la.reset == "subtract":
-                        u[la.name] = v - thr * s
-                    else:
-                        u[la.name] = v
-                    if la.v_min is not None:
-                        u[la.name] = torch.maximum(u[la.name], torch.from_numpy(la.v_min))
-                    spikes[la.name].append(s)
-                    now[la.name] = s
-                membranes[la.name].append(u[la.name])
-                out[la.name] = now[la.name]
-        return {"spikes": {k: torch.stack(v) for k, v in spikes.items()},
-                "membranes": {k: torch.stack(v) for k, v in membranes.items()}}
-
-
-# ---------------------------------------------------------------- reading
-def _no_type_check(fn) -> dict:
-    """``{"type_check": False}`` where ``fn`` takes it (nir >= 1.0.5; nir 1.0.4, which
-    Sinabs pins, neither takes it nor checks types)."""
-    return {"type_check": False} if "type_check" in inspect.signature(fn).parameters else {}
-
-
-def new_graph(nodes: dict, edges: list, metadata: dict):
-    """A ``nir.NIRGraph`` without nir's type inference (our checks name the node)."""
-    import nir
-
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata,
-                        **_no_type_check(nir.NIRGraph))
-
-
-def read_graph(path) -> object:
-    """``nir.read`` with a clear error for a missing or unreadable file."""
-    import nir
-
-    path = Path(path)
-    if not path.is_file():
-        raise NirError(f"{path}: no such NIR file" if not path.exists() else
-                       f"{path}: not a regular file")
-    _check_sizes(path)
-    try:
-        # Our own checks name the node; nir's type inference would also add Output
-        # nodes for every node without successors.
-        return nir.read(str(path), **_no_type_check(nir.read))
-    except Exception as exc:  # h5py / nir raise many kinds for a malformed file
-        newer = isinstance(exc, TypeError) and "v_reset" in str(exc)
-        hint = (f"; the file was written by a newer nir (neurons with v_reset), which this nir "
-                f"({getattr(nir, '__version__', '?')}) cannot read: install nir >= 1.0.5"
-                if newer else "")
-        raise NirError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
-                       f"{exc}){hint}") from exc
-
-
-MAX_FILE_BYTES = 1 << 30
-"""The largest NIR file read (1 GiB)."""
-MAX_ENTRIES = 1 << 26
-"""The most values a NIR file may declare in all its arrays (64 M, 512 MB as float64)."""
-MAX_INPUTS = 1 << 20
-"""The largest input a graph may declare."""
-
-
-def _check_sizes(path: Path) -> None:
-    """Refuse a file before nir reads it: over :data:`MAX_FILE_BYTES`, declaring
-    arrays of more than :data:`MAX_ENTRIES` values in all, or a dataset that declares
-    a shape with no data behind it (nir would allocate it)."""
-    import h5py
-
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise NirError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} a NIR file may have")
-    declared = []
-
-    def count(name, item) -> None:
-        if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf":
-            declared.append((name, math.prod(item.shape), item.id.get_storage_size()))
-
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(count)
-    except (OSError, ValueError):
-        return  # not HDF5: read_graph names it
-    total = sum(n for _, n, _ in declared)
-    if total > MAX_ENTRIES:
-        raise NirError(f"{path}: declares {total} values, more than the {MAX_ENTRIES} a NIR "
-                       f"file may hold")
-    hollow = [(name, n) for name, n, stored in declared if n > 1 and stored == 0]
-    if hollow:
-        name, n = hollow[0]
-        raise NirError(f"{path}: dataset {name!r} declares {n} values but stores none")
-
-
-def legacy_nodes(path) -> frozenset:
-    """The spiking nodes (names as :func:`from_graph` sees them, ``outer.inner``) whose
-    entry in the file has no ``v_reset``: written under NIR <= 1.0.4, whose IF, LIF
-    and CubaLIF subtract the threshold on a spike (a newer nir fills in zeros)."""
-    import h5py
-
-    found = set()
-
-    def walk(group, prefix: str) -> None:
-        for key, item in group.get("nodes", {}).items():
-            kind = item["type"][()] if "type" in item else b""
-            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-            if kind == "NIRGraph":
-                walk(item, f"{prefix}{key}.")
-            elif kind in _SPIKING and "v_reset" not in item:
-                found.add(f"{prefix}{key}")
-
-    try:
-        with h5py.File(path, "r") as f:
-            walk(f["node"], "")
-    except (OSError, KeyError):  # read_graph has already named an unreadable file
-        return frozenset()
-    return frozenset(found)
 
 
 def _kind(node) -> str:
