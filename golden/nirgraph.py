@@ -330,14 +330,13 @@ class _Graph:
         shape = _neuron_shape(name, node, kind)
         if shape is None:
             feed = [(s, c) for s, c in self.chains[name] if s not in (*seen, name)]
-            if not feed or not any(c.kind in WEIGHTS for c in feed[0][1]):
-                if not feed:
-                    raise NirError(f"node {name!r}: scalar parameters and no input to take "
-                                   f"the population size from")
-                shape = self.shape(feed[0][0], (*seen, name))
-            else:
-                shape = chain_projection(feed[0][0], self.shape(feed[0][0], (*seen, name)),
-                                         feed[0][1])[2]
+            if not feed:
+                raise NirError(f"node {name!r}: scalar parameters and no input to take "
+                               f"the population size from")
+            source, steps = feed[0]
+            shape = self.shape(source, (*seen, name))
+            if any(step.kind in WEIGHTS + POOLS for step in steps):
+                shape = chain_projection(source, shape, steps)[2]
         self.shapes[name] = shape
         return shape
 

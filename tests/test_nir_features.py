@@ -234,3 +234,18 @@ def test_bad_convolutions_and_pools_are_named(case, message):
     }[case]()
     assert _error(g) == message
 
+
+
+def test_scalar_parameters_take_their_size_from_a_pool():
+    """A neuron node with scalar parameters after a pool alone: its size is the pooled
+    map's (4 windows of a 4 x 4 map), and each window sums its 4 spikes."""
+    n = spiking(nir.IF, np.array(0.0), r=np.array(1.0), v_threshold=np.array(10.0))
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+             "p": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                padding=np.array([0, 0])),
+             "n": n, "output": out(4)}
+    imp = import_nir(graph(nodes, [("input", "p"), ("p", "n"), ("n", "output")]))
+    layer = imp.net.layers[0]
+    assert layer.size == 4
+    flt = imp.float_net.run(torch.ones(1, 1, 16))
+    assert flt["membranes"]["n"][0, 0].tolist() == [4.0] * 4
