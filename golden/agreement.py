@@ -195,10 +195,10 @@ def _measures(got: torch.Tensor, want: torch.Tensor) -> dict:
 
 def _outputs(imported, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The integer and the float model's output spikes ``[B, T, N]`` on ``x``."""
+    from .data import model_inputs
+
     net = imported.net
-    steps_first = x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 1)
-    if net.input_kind == "spike":
-        steps_first = steps_first.clamp(max=1)
+    steps_first = model_inputs(net, x, clip=True)  # counts above 1 into a spike input: 1
     integer = net.run(steps_first, record=False).outputs[net.output].transpose(0, 1)
     flt = imported.float_net.run(steps_first)["spikes"][net.output].transpose(0, 1)
     return integer.to(torch.float64), flt.to(torch.float64)

@@ -349,7 +349,7 @@ def model_inputs(net, inputs: torch.Tensor, *, clip: bool = False,
     (module docstring).  Raises :class:`~spikeforge.golden.integer.NetworkError`
     naming ``source`` when the values per step are not ``input_size`` or (without
     ``clip``) a value lies outside the model's input range."""
-    from .integer import NetworkError, signed_range
+    from .integer import NetworkError
 
     x = as_integer_tensor(inputs, "inputs", error=NetworkError)
     shape = list(x.shape)
@@ -361,7 +361,7 @@ def model_inputs(net, inputs: torch.Tensor, *, clip: bool = False,
                            f"step ({shape[2:]} flattened), but the model takes "
                            f"{net.input_size} (input_size)")
     spike = net.input_kind == "spike"
-    lo, hi = (0, 1) if spike else signed_range(net.fmt.in_bits)
+    lo, hi = net.input_range()
     if clip:
         x = x.clamp(lo, hi)
     elif x.numel() and (int(x.min()) < lo or int(x.max()) > hi):

@@ -117,22 +117,21 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
                            f"{scales.max():.6g}, outside w_bits={fmt.w_bits}")
         inputs.append(Projection(proj.source, w.to(torch.int64), recurrent,
                                  in_shape=proj.in_shape, pool=proj.pool, conv=proj.conv))
-    scale = scales  # (per neuron below)
-    bias = np.round(scale * la.bias)
+    bias = np.round(scales * la.bias)
     if bias.size and (bias.min() < u_lo or bias.max() > u_hi):
         raise NirError(f"node {la.name!r}: the bias (with the v_leak term) reaches "
-                       f"{np.abs(bias).max():.0f} at scale {scale.max():.6g}, outside u_bits="
+                       f"{np.abs(bias).max():.0f} at scale {scales.max():.6g}, outside u_bits="
                        f"{fmt.u_bits}")
     if la.spiking:
         # v > s thr <=> v >= floor(s thr) + 1 for an integer v; v >= s thr <=> v >= ceil(s thr)
-        theta = np.ceil(scale * la.threshold) if la.inclusive \
-            else np.floor(scale * la.threshold) + 1
+        theta = np.ceil(scales * la.threshold) if la.inclusive \
+            else np.floor(scales * la.threshold) + 1
         if theta.min() < 1 or theta.max() > u_hi:
             raise NirError(f"node {la.name!r}: v_threshold in [{la.threshold.min():.6g}, "
                            f"{la.threshold.max():.6g}] maps to theta in [{theta.min():.0f}, "
                            f"{theta.max():.0f}], outside 1..{u_hi} (integer thresholds are "
                            f"positive)")
-        v_reset = round(float(scale[0]) * la.v_reset)  # (one scale if v_reset != 0)
+        v_reset = round(float(scales[0]) * la.v_reset)  # (one scale if v_reset != 0)
         if not u_lo <= v_reset <= u_hi:
             raise NirError(f"node {la.name!r}: v_reset {la.v_reset!r} maps to {v_reset}, outside "
                            f"u_bits={fmt.u_bits}")
@@ -150,7 +149,7 @@ def _quantize_layer(la: FloatLayer, fmt: Format, scale: float | None,
         return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(torch.int64)
 
     # u >= s v_min <=> u >= ceil(s v_min) for an integer u.
-    v_min = None if la.v_min is None else np.clip(np.ceil(scale * la.v_min), u_lo, u_hi)
+    v_min = None if la.v_min is None else np.clip(np.ceil(scales * la.v_min), u_lo, u_hi)
     layer = LIFLayer(name=la.name, size=la.size, alpha=t(alpha), theta=t(theta), bias=t(bias),
                      inputs=inputs, reset=la.reset if la.spiking else "none",
                      v_reset=int(v_reset), spiking=la.spiking,
@@ -251,7 +250,7 @@ def random_input(net: Network, steps: int, batch: int, *, seed: int = 0,
     gen = torch.Generator().manual_seed(seed)
     if net.input_kind == "spike":
         return (torch.rand(steps, batch, net.input_size, generator=gen) < rate).to(torch.int64)
-    lo, hi = signed_range(net.fmt.in_bits)
+    lo, hi = net.input_range()
     return torch.randint(lo, hi + 1, (steps, batch, net.input_size), generator=gen)
 
 

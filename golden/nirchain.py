@@ -201,11 +201,12 @@ def chain_projection(source: str, shape: tuple[int, ...], steps: list[ChainStep]
     kinds = ["pool" if s.kind in POOLS else "weight" for s in linear]
     if kinds in (["weight"], ["pool", "weight"]):
         return _single(source, shape, linear)
-    matrix, bias, now = np.eye(math.prod(shape)), np.zeros(math.prod(shape)), shape
+    matrix, bias, now = None, None, shape
     for step in linear:
         m, b, now = _as_matrix(step, source, now)
-        if m.shape[0] * matrix.shape[1] > MAX_FOLDED:
+        cols = m.shape[1] if matrix is None else matrix.shape[1]
+        if m.shape[0] * cols > MAX_FOLDED:
             raise NirError(f"node {step.name!r}: folding the chain into one dense matrix needs "
-                           f"{m.shape[0]} x {matrix.shape[1]} entries, more than {MAX_FOLDED}")
-        matrix, bias = m @ matrix, m @ bias + b
+                           f"{m.shape[0]} x {cols} entries, more than {MAX_FOLDED}")
+        matrix, bias = (m, b) if matrix is None else (m @ matrix, m @ bias + b)
     return Projection(source, torch.from_numpy(matrix)), bias, now

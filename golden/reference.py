@@ -58,7 +58,7 @@ def _check_input(net: Network, x) -> list[list[int]]:
     if hasattr(x, "tolist"):
         x = x.tolist()
     steps = [list(row) for row in x]
-    lo, hi = (0, 1) if net.input_kind == "spike" else signed_range(net.fmt.in_bits)
+    lo, hi = net.input_range()
     for t, row in enumerate(steps):
         if len(row) != net.input_size:
             raise NetworkError(f"input step {t} has {len(row)} values, expected "

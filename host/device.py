@@ -345,7 +345,7 @@ class Device:
         self._check_inputs(x, "inputs", batch=True)
         if x.dim() == 2:
             return self._sample(x, reset, membranes)
-        results = list(self.stream((x[:, b] for b in range(x.shape[1])), membranes=membranes))
+        results = [self._sample(x[:, b], True, membranes) for b in range(x.shape[1])]
 
         def stack(name):
             return torch.stack([getattr(r, name) for r in results], dim=1)
