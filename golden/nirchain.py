@@ -172,8 +172,8 @@ def _as_matrix(step: ChainStep, source: str, shape: tuple[int, ...]):
     eye = torch.eye(n, dtype=torch.float64)
     if step.kind in POOLS:
         pool, factor, pooled = _pool(step, source, shape)
-        proj = Projection(source, torch.eye(math.prod(pooled)), in_shape=shape, pool=pool)
-        matrix = proj.linear(eye, proj.weight.double()).T.numpy() * factor
+        sums = Projection(source, torch.zeros(1, 1), in_shape=shape, pool=pool).pooled(eye)
+        matrix = sums.reshape(n, -1).T.numpy() * factor
         return matrix, np.zeros(matrix.shape[0]), pooled
     if step.kind.startswith("Conv"):
         proj, bias = _conv(step, source, None, 1.0, shape, shape)

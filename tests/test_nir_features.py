@@ -249,3 +249,26 @@ def test_scalar_parameters_take_their_size_from_a_pool():
     assert layer.size == 4
     flt = imp.float_net.run(torch.ones(1, 1, 16))
     assert flt["membranes"]["n"][0, 0].tolist() == [4.0] * 4
+
+
+def test_a_pool_after_a_convolution_is_folded_exactly():
+    """Conv2d -> SumPool2d -> IF is no pool-then-weight chain: it is folded into one
+    dense matrix, which must compute what PyTorch's convolution then sum pool do."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 1, 3, 3))
+    shape = (2, 3, 3)
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+             "c": nir.Conv2d(input_shape=(6, 6), weight=w, stride=1, padding=1, dilation=1,
+                             groups=1, bias=np.zeros(2)),
+             "p": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                padding=np.array([0, 0])),
+             "n": spiking(nir.IF, np.zeros(shape), r=np.ones(shape),
+                          v_threshold=np.full(shape, 100.0)),
+             "output": out(18)}
+    imp = import_nir(graph(nodes, [("input", "c"), ("c", "p"), ("p", "n"), ("n", "output")]),
+                     framework="nir")
+    assert imp.float_net.layers[0].inputs[0][0].conv is None  # the folded dense matrix
+    x = torch.from_numpy(rng.integers(0, 2, (1, 1, 36))).double()
+    conv = torch.nn.functional.conv2d(x.reshape(1, 1, 6, 6), torch.from_numpy(w), padding=1)
+    want = torch.nn.functional.avg_pool2d(conv, 2, divisor_override=1).reshape(-1)
+    assert torch.allclose(imp.float_net.run(x)["membranes"]["n"][0, 0], want, rtol=1e-12)
