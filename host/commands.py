@@ -224,6 +224,10 @@ def _device_lines(r):
     yield (f"{r.get('data') or r['task']} on {r['device']}: {accuracy} over {r['samples']} "
            f"samples, decisions agree on {r['agreement']:.4f}, bit-exact: {r['bit_exact']}, "
            f"{r['steps_per_second']:.0f} steps/s")
+    link = r.get("link_stats")
+    if link and link["retries"]:
+        yield (f"link: {link['retries']} re-sends for {link['requests']} requests, "
+               f"{link['damaged_replies']} damaged replies")
 
 
 def cmd_run(args) -> int:
@@ -246,6 +250,7 @@ def cmd_run(args) -> int:
                                     data=(x, y), readout=readout)
         report["device"] = dev.url
         report["model"] = str(args.model)
+        report["link_stats"] = dev.link_stats()
     if args.data is not None:
         report["data"] = str(args.data)
     if args.plot:

@@ -22,12 +22,19 @@ it ``docs/device.md``.
   can exceed the protocol's payload limit; RUN and RESET are stop-and-wait, so a
   retried RUN is answered from the device's reply cache and never applied twice.
 * :meth:`Device.stream` yields each sample's result as soon as it is back.
+* Requests are sized for the link: on a clean one a WRITE holds up to 127
+  words, a READ 128 and a RUN as many steps as its reply can hold; on a noisy
+  one each request and its reply together hold at most :meth:`Device.frame_budget`
+  bytes, so that most get through at the first attempt.
+  :meth:`Device.link_stats` reports the budget and the client's retry counts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +49,8 @@ from .contract.payloads import (
     RUN_COUNT_FORMAT,
     RUN_EVENT_FORMAT,
     RUN_RECORD_FORMAT,
+    WORD_FORMAT,
+    WRITE_HEADER_FORMAT,
     pack_read,
     pack_run,
     pack_write,
@@ -54,10 +63,16 @@ from .golden.data import as_integer_tensor, check_range
 from .transport import Transport, open_transport
 
 __all__ = ["Device", "open", "SampleResult", "RunResult", "config_hash", "ENGINE_BASE",
-           "ENGINE_REGISTERS"]
+           "ENGINE_REGISTERS", "SURVIVAL"]
 
 ENGINE_REGISTERS = tuple(name.lower() for name in REGISTERS)
 """The command engine's registers, in address order from ``ENGINE_BASE``."""
+
+SURVIVAL = 0.75
+"""The share of requests (with their replies) sized to get through at the first
+attempt on a noisy link (:meth:`Device.frame_budget`)."""
+_FRAME = 8       # bytes of a frame besides its payload: header, CRC, COBS code, delimiter
+_ADDRESSED = 2 * _FRAME + struct.calcsize(WRITE_HEADER_FORMAT)  # WRITE/READ + reply, no words
 
 
 @dataclass
@@ -84,11 +99,11 @@ class RunResult:
     membranes: list[dict[str, list[int]]] | None = None
 
 
-def _runs(addresses_words: list[tuple[int, int]], most: int) -> list[tuple[int, list[int]]]:
+def _runs(addresses_words: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
     """Sorted ``(address, word)`` pairs cut into runs of consecutive addresses."""
     out: list[tuple[int, list[int]]] = []
     for addr, word in addresses_words:
-        if out and out[-1][0] + len(out[-1][1]) == addr and len(out[-1][1]) < most:
+        if out and out[-1][0] + len(out[-1][1]) == addr:
             out[-1][1].append(word)
         else:
             out.append((addr, [word]))
@@ -126,6 +141,31 @@ class Device:
 
     def close(self) -> None:
         self.transport.close()
+
+    def frame_budget(self) -> float:
+        """The bytes a request and its reply may hold together: ``ln(1 / SURVIVAL)
+        / lambda`` with ``lambda`` the client's estimate of the link's error rate
+        per byte (:meth:`~.client.Client.error_rate`), so that a share
+        ``SURVIVAL`` gets through at the first attempt; ``inf`` while no frame
+        from the device has been damaged lately (the protocol's limits alone).
+        Read as each request is cut, so sizes follow the link."""
+        rate = self.client.error_rate()
+        return math.log(1 / SURVIVAL) / rate if rate else math.inf
+
+    def _words(self, most: int) -> int:
+        """Words per WRITE or READ: ``most``, or fewer within the frame budget."""
+        fit = (self.frame_budget() - _ADDRESSED) // struct.calcsize(WORD_FORMAT)
+        return int(max(1, min(most, fit)))
+
+    def link_stats(self) -> dict:
+        """The link so far: the client's ``requests``, ``retries`` (re-sends) and
+        ``stray_replies``; ``damaged_replies`` (frames from the device the host's
+        decoder dropped); ``error_rate`` (per byte, recent) and ``frame_budget``
+        (bytes, None when unlimited) as the next request would be sized."""
+        budget = self.frame_budget()
+        return {**self.client.stats, "damaged_replies": sum(self.client.dropped.values()),
+                "error_rate": self.client.error_rate(),
+                "frame_budget": None if math.isinf(budget) else round(budget)}
 
     def info(self) -> dict:
         """The device's INFO (cached): build configuration, version, link."""
@@ -167,22 +207,36 @@ class Device:
                     leave=False)
 
     # ------------------------------------------------------------ memory
+    def _pieces(self, runs, most: int, sent: deque) -> Iterator[tuple[int, list[int]]]:
+        """``runs`` cut into pieces of :meth:`_words` words, sized as the window
+        takes them; each piece is also appended to ``sent``."""
+        for addr, words in runs:
+            pos = 0
+            while pos < len(words):
+                piece = (addr + pos, words[pos:pos + self._words(most)])
+                sent.append(piece)
+                yield piece
+                pos += len(piece[1])
+
     def write(self, writes: list[tuple[int, int]], *, desc: str = "write") -> None:
         """Write ``(address, word)`` pairs (each address once; pipelined)."""
-        runs = _runs(sorted(writes), MAX_WRITE_WORDS)
+        sent: deque = deque()
+        pieces = self._pieces(_runs(sorted(writes)), MAX_WRITE_WORDS, sent)
         with self._progress(len(writes), desc) as bar:
-            requests = ((Command.WRITE, pack_write(addr, words)) for addr, words in runs)
-            for (_, words), _reply in zip(runs, self.client.pipeline(requests), strict=True):
-                bar.update(len(words))
+            requests = ((Command.WRITE, pack_write(addr, words)) for addr, words in pieces)
+            for _reply in self.client.pipeline(requests):
+                bar.update(len(sent.popleft()[1]))
 
     def read(self, addresses: list[int], *, desc: str = "read") -> list[int]:
         """The words at ``addresses`` (any order; pipelined)."""
         order = sorted(set(addresses))
-        runs = _runs([(a, 0) for a in order], MAX_READ_WORDS)
+        sent: deque = deque()
+        pieces = self._pieces(_runs([(a, 0) for a in order]), MAX_READ_WORDS, sent)
         got: dict[int, int] = {}
         with self._progress(len(order), desc) as bar:
-            requests = ((Command.READ, pack_read(addr, len(words))) for addr, words in runs)
-            for (addr, words), reply in zip(runs, self.client.pipeline(requests), strict=True):
+            requests = ((Command.READ, pack_read(addr, len(words))) for addr, words in pieces)
+            for reply in self.client.pipeline(requests):
+                addr, words = sent.popleft()
                 for i, word in enumerate(unpack_read_reply(reply, len(words))):
                     got[addr + i] = word
                 bar.update(len(words))
@@ -258,19 +312,29 @@ class Device:
         return out
 
     # ------------------------------------------------------------------ run
-    def _steps_per_run(self) -> int:
+    def _reply_per_step(self) -> int:
+        """Bytes of a RUN reply per step (the output layer's value records and the
+        end record, after the step's count)."""
         net, _ = self._loaded()
-        records = net.layer(net.output).out_size + 1  # value records and the end record
-        record = struct.calcsize(RUN_RECORD_FORMAT)
-        return max(1, MAX_PAYLOAD // (struct.calcsize(RUN_COUNT_FORMAT) + record * records))
+        records = net.layer(net.output).out_size + 1
+        return struct.calcsize(RUN_COUNT_FORMAT) + struct.calcsize(RUN_RECORD_FORMAT) * records
+
+    def _steps_per_run(self) -> int:
+        """The most steps whose RUN reply fits the payload limit."""
+        return max(1, MAX_PAYLOAD // self._reply_per_step())
 
     def _chunks(self, steps: list[list[tuple[int, int]]]) -> Iterator[list]:
-        most = self._steps_per_run()
+        """``steps`` cut into RUNs of at least one step and at most
+        :meth:`_steps_per_run`, whose request fits the payload limit and which with
+        its reply fits the frame budget (read as each RUN is cut)."""
+        most, per_step = self._steps_per_run(), self._reply_per_step()
         head, per_event = struct.calcsize(RUN_COUNT_FORMAT), struct.calcsize(RUN_EVENT_FORMAT)
         chunk, size = [], head
         for events in steps:
             need = head + per_event * len(events)
-            if chunk and (len(chunk) == most or size + need > MAX_PAYLOAD):
+            both = size + need + head + per_step * (len(chunk) + 1) + 2 * _FRAME
+            if chunk and (len(chunk) == most or size + need > MAX_PAYLOAD
+                          or both > self.frame_budget()):
                 yield chunk
                 chunk, size = [], head
             chunk.append(events)

@@ -22,16 +22,19 @@ anything else                      :class:`SerialTransport`: pyserial's
                                    ``loop://``)
 =================================  ==============================================
 
-:class:`FaultyTransport` wraps any transport and drops or corrupts bytes at a
-set rate (and can lose whole replies), for testing the protocol's recovery.
+:class:`FaultyTransport` wraps any transport and drops or corrupts bytes, or
+flips bits, at a set rate (and can lose whole replies), for testing the
+protocol's recovery.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import random
+import socket
 import threading
 from urllib.parse import parse_qs, urlparse
 
@@ -79,6 +82,10 @@ class SerialTransport(Transport):
         except (serial.SerialException, ValueError, OSError) as exc:
             raise LinkError(f"cannot open {url!r}: {exc}") from None
         self._error = serial.SerialException
+        sock = getattr(self._port, "_socket", None)  # socket:// and rfc2217://
+        if sock is not None:  # send each frame at once, not after the last one's ACK
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def write(self, data: bytes) -> None:
         try:
@@ -255,37 +262,57 @@ class SimTransport(Transport):
 class FaultyTransport(Transport):
     """Wraps ``inner`` and damages the byte stream in both directions: each byte
     is dropped with probability ``drop_rate`` or has one random bit flipped with
-    probability ``flip_rate`` (seeded, so a test is repeatable).
-    :meth:`lose_replies` makes the next ``n`` replies vanish whole (everything
-    read up to and including their delimiters)."""
+    probability ``flip_rate`` (per *byte*); then each bit is flipped on its own
+    with probability ``bit_error_rate`` (a line's BER: a byte is hit with
+    probability ``1 - (1 - ber) ** 8``, about ``8 * ber``).  Seeded, so a test is
+    repeatable.  ``dropped`` counts the bytes dropped, ``flipped`` the bits
+    flipped.  :meth:`lose_replies` makes the next ``n`` replies vanish whole
+    (everything read up to and including their delimiters)."""
 
     def __init__(self, inner: Transport, *, drop_rate: float = 0.0, flip_rate: float = 0.0,
-                 seed: int = 0):
-        for name, rate in (("drop_rate", drop_rate), ("flip_rate", flip_rate)):
+                 bit_error_rate: float = 0.0, seed: int = 0):
+        for name, rate in (("drop_rate", drop_rate), ("flip_rate", flip_rate),
+                           ("bit_error_rate", bit_error_rate)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), not {rate!r}")
         self.inner, self.url = inner, inner.url
         self.drop_rate, self.flip_rate = drop_rate, flip_rate
+        self.bit_error_rate = bit_error_rate
         self._rng = random.Random(seed)
         self._lose = 0
+        self._clean_bits = self._gap()  # bits before the next bit error
         self.dropped = self.flipped = self.replies_lost = 0
 
     def lose_replies(self, n: int = 1) -> None:
         self._lose += n
 
+    def _gap(self) -> int:
+        """Bits up to the next bit error: geometric, as independent flips give."""
+        if not self.bit_error_rate:
+            return -1
+        return int(math.log(1.0 - self._rng.random()) / math.log1p(-self.bit_error_rate))
+
     def _damage(self, data: bytes) -> bytes:
-        if not (self.drop_rate or self.flip_rate):
+        if not (self.drop_rate or self.flip_rate or self.bit_error_rate):
             return data
-        out = bytearray()
-        for byte in data:
-            r = self._rng.random()
-            if r < self.drop_rate:
-                self.dropped += 1
-                continue
-            if r < self.drop_rate + self.flip_rate:
-                byte ^= 1 << self._rng.randrange(8)
+        out = bytearray() if self.drop_rate or self.flip_rate else bytearray(data)
+        if self.drop_rate or self.flip_rate:
+            for byte in data:
+                r = self._rng.random()
+                if r < self.drop_rate:
+                    self.dropped += 1
+                    continue
+                if r < self.drop_rate + self.flip_rate:
+                    byte ^= 1 << self._rng.randrange(8)
+                    self.flipped += 1
+                out.append(byte)
+        if self.bit_error_rate:
+            bit, bits = self._clean_bits, 8 * len(out)
+            while bit < bits:
+                out[bit >> 3] ^= 1 << (bit & 7)
                 self.flipped += 1
-            out.append(byte)
+                bit += 1 + self._gap()
+            self._clean_bits = bit - bits
         return bytes(out)
 
     def write(self, data: bytes) -> None:

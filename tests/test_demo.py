@@ -38,6 +38,8 @@ def test_run_a_model_file_through_the_device(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["bit_exact"] is True and report["samples"] == 5
     assert report["device"] == "sim://demo" and report["model"] == str(path)
+    link = report["link_stats"]  # the client's counts
+    assert link["requests"] > 0 and {"retries", "stray_replies", "frame_budget"} <= set(link)
 
 
 def test_a_model_that_does_not_fit_the_device_is_refused(capsys):
