@@ -29,9 +29,24 @@ class DeviceReplyError(DeviceError):
     """The device answered with an ERROR reply; ``.code`` is its ``ErrorCode``."""
 
     def __init__(self, command: int, code: int, message: str):
+        meaning = f" ({MEANINGS[code]})" if code in MEANINGS else ""
         super().__init__(f"the device refused {command_name(command)}: "
-                         f"{_code_name(code)}: {message}")
+                         f"{_code_name(code)}{meaning}" + (f": {message}" if message else ""))
         self.command, self.code, self.message = command, code, message
+
+
+MEANINGS = {
+    ErrorCode.UNKNOWN_COMMAND: "the device does not know this command",
+    ErrorCode.ADDRESS_OUT_OF_RANGE: "an address outside the device's memory map, or a "
+                                    "read-only one",
+    ErrorCode.BAD_PAYLOAD: "a malformed request, or a value the device's configuration "
+                           "cannot take",
+    ErrorCode.BUSY: "another client is using the device",
+    ErrorCode.TOO_LARGE: "the reply would exceed the frame's payload limit",
+    ErrorCode.WATCHDOG: "a step ran past the device's watchdog bound; the core is back at "
+                        "its power-on state: load the model again",
+}
+"""What each ERROR reply code means (the device's error replies carry no text)."""
 
 
 def command_name(cmd: int) -> str:

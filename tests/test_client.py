@@ -36,7 +36,8 @@ def test_error_reply_raises_with_code_and_message():
     with pytest.raises(DeviceReplyError) as info:
         client.request(Command.READ, pack_read(10, 8))
     assert info.value.code == ErrorCode.ADDRESS_OUT_OF_RANGE
-    assert str(info.value) == "the device refused READ: ADDRESS_OUT_OF_RANGE: out of range"
+    assert str(info.value) == ("the device refused READ: ADDRESS_OUT_OF_RANGE (an address outside "
+                                "the device's memory map, or a read-only one): out of range")
     with pytest.raises(DeviceReplyError, match="refused command 0x33: UNKNOWN_COMMAND"):
         client.request(0x33)
 

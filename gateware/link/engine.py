@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from ...contract.config import RECORD_FIELDS, CoreConfig
 from ...contract.info import MAX_INFO
 from ...contract.protocol import Command, ErrorCode
-from ...contract.timing import TimingProfile
+from ...contract.timing import TimingProfile, watchdog_clocks
 from ..checks import CheckedComponent
 from ..layouts import input_layout, struct_layout
 from .datapath import HEADER, Datapath
@@ -77,20 +77,25 @@ class CommandEngine(CheckedComponent):
     """
 
     @staticmethod
-    def check_arguments(*, config, info, timing):
+    def check_arguments(*, config, info, timing, watchdog):
         if not isinstance(timing, TimingProfile):
             raise TypeError(f"timing must be a TimingProfile, not {timing!r}")
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if not isinstance(info, bytes) or not 1 <= len(info) <= MAX_INFO:
             raise ValueError(f"info must be 1..{MAX_INFO} bytes, not {info!r}")
+        if watchdog is not None and (not isinstance(watchdog, int) or isinstance(watchdog, bool)
+                                     or not 1 <= watchdog < 1 << 32):
+            raise ValueError(f"watchdog must be None or an integer in 1..2**32-1, "
+                             f"not {watchdog!r}")
         if config.host_data_bits > 64:
             raise ValueError(f"host words of {config.host_data_bits} bits do not fit the u64 "
                              f"of the wire protocol")
 
     def __init__(self, *, config: CoreConfig, info: bytes,
-                 timing: TimingProfile = TimingProfile.COMPACT):
+                 timing: TimingProfile = TimingProfile.COMPACT, watchdog: int | None = None):
         self.fast = timing.pipelined
+        self.watchdog = watchdog_clocks(config, timing) if watchdog is None else watchdog
         self.config = c = config
         self.info = info
         self.record_layout = record = struct_layout(RECORD_FIELDS(c))
@@ -120,6 +125,7 @@ class CommandEngine(CheckedComponent):
             "host_rdata": In(c.host_data_bits),
             "host_rvalid": In(1),
             "clear": Out(1),
+            "core_reset": Out(1),
             "core_busy": In(1),
             "core_input": Out(stream.Signature(input_layout(c))),
             "core_output": In(stream.Signature(record)),

@@ -86,6 +86,7 @@ class ErrorCode(IntEnum):
     BAD_PAYLOAD = 5
     BUSY = 6
     TOO_LARGE = 7
+    WATCHDOG = 8
 
 
 class ProtocolError(Exception):
