@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from .contract.protocol import Command, ErrorCode
 
-__all__ = ["DeviceError", "LinkError", "LinkClosed", "DeviceReplyError", "VerifyError"]
+__all__ = ["DeviceError", "LinkError", "LinkClosed", "DeviceBusy", "DeviceReplyError",
+           "VerifyError"]
 
 
 class DeviceError(Exception):
@@ -19,6 +20,10 @@ class LinkError(DeviceError):
 
 class LinkClosed(LinkError):
     """The other end of the link went away (end of file, connection reset)."""
+
+
+class DeviceBusy(LinkError):
+    """The device serves another client (it answered BUSY and closed the link)."""
 
 
 class VerifyError(DeviceError):

@@ -95,6 +95,11 @@ class Datapath:
                            engine.drop_bad_length, engine.drop_too_large, self.errors,
                            self.replays, self.steps_done])
 
+        # Sessions (``contract.protocol``): the current one (0: none), the form of the
+        # reply being made (its request's: 0 for the open form) and of the cached one.
+        self.session = Signal(16)
+        self.reply_session = Signal(16)
+        self.cache_session = Signal(16)
         self.cache_valid = Signal()
         self.cache_seq = Signal(8)
         self.cache_crc = Signal(16)

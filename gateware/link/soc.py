@@ -122,11 +122,13 @@ class SoC(CheckedComponent):
             # decoder -> engine
             eng.frame_valid.eq(dec.frame_valid), dec.frame_ack.eq(eng.frame_ack),
             eng.cmd.eq(dec.cmd), eng.seq.eq(dec.seq), eng.length.eq(dec.length),
-            eng.crc.eq(dec.crc), eng.frames_ok.eq(dec.frames_ok),
+            eng.crc.eq(dec.crc), eng.open_form.eq(dec.open_form), dec.session.eq(eng.session),
+            eng.frames_ok.eq(dec.frames_ok),
             eng.drop_bad_crc.eq(dec.drop_bad_crc), eng.drop_bad_length.eq(dec.drop_bad_length),
             eng.drop_too_large.eq(dec.drop_too_large),
             # engine -> encoder
             enc.start.eq(eng.send), enc.length.eq(eng.send_length),
+            enc.session.eq(eng.send_session),
             eng.send_busy.eq(enc.busy),
             # engine <-> core
             core.host_addr.eq(eng.host_addr), core.host_wdata.eq(eng.host_wdata),

@@ -26,6 +26,9 @@ import threading
 from pathlib import Path
 
 from ..contract.config import CoreConfig
+from ..contract.framing import Frame
+from ..contract.payloads import pack_error
+from ..contract.protocol import ERROR_REPLY, ErrorCode
 from .rtl import LINT_WAIVERS, config_named
 from .verilator import make_overrides, verilator_env, verilator_root
 from .vsim import VsimError, cache_dir
@@ -137,8 +140,10 @@ class SimBoard:
         if self.process is not None:
             return self
         binary = build_simboard(self.config, uart=self.uart, build_root=self.build_root)
+        busy = Frame(ERROR_REPLY, 0, pack_error(ErrorCode.BUSY)).encode()
         args = [str(binary), "--port", str(self.requested_port), "--cpb",
-                str(self.clocks_per_bit), *(["--stats"] if self.stats else [])]
+                str(self.clocks_per_bit), "--busy", busy.hex(),
+                *(["--stats"] if self.stats else [])]
         # stderr is inherited: the harness' messages show, and never fill a pipe.
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True)
