@@ -327,6 +327,12 @@ def _error_families():
             ((UsageError, ValueError), EXIT_USAGE, ""))
 
 
+def one_line(text: str) -> str:
+    """An error message as one printable line: line breaks and other control
+    characters (a message may quote a file's contents) become escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -336,7 +342,7 @@ def main(argv=None) -> int:
     except tuple(t for types, _, _ in families for t in types) as exc:
         for types, code, prefix in families:
             if isinstance(exc, types):
-                print(f"spikeforge: error: {prefix}{exc}", file=sys.stderr)
+                print(f"spikeforge: error: {prefix}{one_line(exc)}", file=sys.stderr)
                 return code
         raise
     except KeyboardInterrupt:
