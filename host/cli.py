@@ -171,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_run)
 
+    from .stream import cmd_stream
+
+    p = sub.add_parser("stream", help="feed tokens (stdin, one per line: an id, a comma-"
+                       "separated input row, or 'reset') through a device one at a time, "
+                       "keeping its state; outputs and clocks per token, checked against "
+                       "the golden model")
+    p.add_argument("model", type=Path)
+    device_options(p, default="sim://demo")
+    common(p)
+    p.set_defaults(func=cmd_stream)
+
     p = sub.add_parser("demo", help="the digits and recall models on the simulated board "
                                     "(or --device): accuracy, bit-exactness, throughput")
     device_options(p, default="sim://demo")
