@@ -16,14 +16,16 @@
 // uart_tx in the middle of each bit, so the whole PHY is simulated.
 //
 // With --stats, after each connection closes it prints
-// "SESSION <clocks> <bytes in> <bytes out>": the clocks from the first byte received
-// from the client to the last byte sent back.
+// "SESSION <clocks> <bytes in> <bytes out> <simulated> <ns>": the clocks from the first
+// byte received from the client to the last byte sent back, then the clocks simulated
+// and the nanoseconds spent simulating them (the simulation's own speed).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -202,6 +204,7 @@ int main(int argc, char** argv) {
     Board board(cpb);
     int cfd = -1;
     uint64_t first_in = 0, last_out = 0, bytes_in = 0, bytes_out = 0;
+    uint64_t sim_clocks = 0, sim_ns = 0;  // clocks simulated and the time they took
     bool started = false;
     uint8_t buf[65536];
     // The client has gone: its unread bytes and what the SoC has not taken go too,
@@ -211,9 +214,11 @@ int main(int argc, char** argv) {
         cfd = -1;
         board.in.assign(1, 0);
         if (stats) {
-            printf("SESSION %llu %llu %llu\n",
+            printf("SESSION %llu %llu %llu %llu %llu\n",
                    (unsigned long long)(started ? last_out - first_in : 0),
-                   (unsigned long long)bytes_in, (unsigned long long)bytes_out);
+                   (unsigned long long)bytes_in, (unsigned long long)bytes_out,
+                   (unsigned long long)sim_clocks, (unsigned long long)sim_ns);
+            sim_clocks = sim_ns = 0;
             fflush(stdout);
         }
     };
@@ -263,7 +268,13 @@ int main(int argc, char** argv) {
             }
         }
         // Run the clock in slices, sending the output after each.
+        timespec s0, s1;
+        clock_gettime(CLOCK_MONOTONIC, &s0);
+        uint64_t c0 = board.clocks;
         for (int i = 0; i < 4096 && board.busy(); i++) board.tick();
+        clock_gettime(CLOCK_MONOTONIC, &s1);
+        sim_clocks += board.clocks - c0;
+        sim_ns += (s1.tv_sec - s0.tv_sec) * 1000000000LL + (s1.tv_nsec - s0.tv_nsec);
         if (!board.out.empty()) {
             if (cfd >= 0) {
                 size_t off = 0;
