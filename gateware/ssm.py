@@ -281,7 +281,7 @@ class SSMUnit(wiring.Component):
             with m.State("ROUTE"):
                 m.d.comb += [self.active.eq(1), self.inc_neuron.eq(1), self.row_load.eq(1)]
                 with m.If(self.can_load):
-                    with m.If(k + 1 == self.chunks):
+                    with m.If(k + 1 >= self.chunks):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():

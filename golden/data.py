@@ -400,7 +400,7 @@ def evaluate(net, x: torch.Tensor, labels: torch.Tensor | None = None, *, readou
     many samples were decided for it), with ``labels`` ``accuracy``; ``spikes`` per
     spiking layer (``total`` and ``per_sample``), ``synops_per_sample`` and the
     energy estimate (:mod:`.energy`) from the golden counts."""
-    from .energy import counts_from_trace, estimate
+    from .energy import add_counts, counts_from_trace, estimate
     from .quantize import predict
 
     steps, samples = int(x.shape[0]), int(x.shape[1])
@@ -411,7 +411,7 @@ def evaluate(net, x: torch.Tensor, labels: torch.Tensor | None = None, *, readou
         xb = x[:, start:start + batch]
         trace = net.run(xb)
         preds.append(predict(trace.outputs[net.output], readout))
-        counts = _add_counts(counts, counts_from_trace(net, xb, trace))
+        counts = add_counts(counts, counts_from_trace(net, xb, trace))
         synops += int(trace.synops.sum())
     pred = torch.cat(preds)
     classes = net.layer(net.output).out_size
@@ -425,15 +425,3 @@ def evaluate(net, x: torch.Tensor, labels: torch.Tensor | None = None, *, readou
     if labels is not None:
         report["accuracy"] = float((pred == labels).double().mean())
     return report
-
-
-def _add_counts(total: dict | None, counts: dict) -> dict:
-    if total is None:
-        return counts
-    total["samples"] += counts["samples"]
-    for name, c in counts["layers"].items():
-        for key, value in c.items():
-            total["layers"][name][key] += value
-    if "ssm_ops" in counts:
-        total["ssm_ops"] += counts["ssm_ops"]
-    return total

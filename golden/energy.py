@@ -40,8 +40,8 @@ import torch
 
 from .integer import INPUT, Network, Trace
 
-__all__ = ["TABLE", "SOURCE", "counts_from_trace", "counts_from_counters", "estimate",
-           "estimate_run"]
+__all__ = ["TABLE", "SOURCE", "counts_from_trace", "counts_from_run", "add_counts",
+           "counts_from_counters", "estimate", "estimate_run"]
 
 SOURCE = {
     "citation": "M. Horowitz, \"Computing's energy problem (and what we can do about it)\", "
@@ -99,6 +99,33 @@ def counts_from_trace(net: Network, x: torch.Tensor, trace: Trace) -> dict:
     if ssm:
         out["ssm_ops"] = int(trace.ssm_ops.sum())
     return out
+
+
+def add_counts(total: dict | None, counts: dict) -> dict:
+    """``total`` (updated in place) plus the counts of more samples of the same network
+    (``None``: start from ``counts``)."""
+    if total is None:
+        return counts
+    total["samples"] += counts["samples"]
+    for name, c in counts["layers"].items():
+        for key, value in c.items():
+            total["layers"][name][key] += value
+    if "ssm_ops" in counts:
+        total["ssm_ops"] += counts["ssm_ops"]
+    return total
+
+
+def counts_from_run(net: Network, x: torch.Tensor, *, values: int = 1 << 22) -> dict:
+    """:func:`counts_from_trace` of a golden run of ``x``, run a few samples at a time:
+    as many as record about ``values`` (step, sample, neuron) values (the traces of a
+    whole split need not fit in memory)."""
+    neurons = net.input_size + sum(layer.out_size for layer in net.layers)
+    batch = max(1, values // max(1, int(x.shape[0]) * neurons))
+    total = None
+    for start in range(0, max(1, int(x.shape[1])), batch):
+        xb = x[:, start:start + batch]
+        total = add_counts(total, counts_from_trace(net, xb, net.run(xb)))
+    return total
 
 
 def counts_from_counters(net: Network, counters: dict, x: torch.Tensor,

@@ -150,8 +150,10 @@ def canonical_json(obj: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    return t.detach().cpu().contiguous().numpy().astype("<i8", copy=False).tobytes()
+def _tensor_bytes(t: torch.Tensor):
+    """The tensor's values as little-endian int64 bytes, row-major (a buffer: no copy of
+    a contiguous int64 tensor on a little-endian machine)."""
+    return t.detach().cpu().contiguous().numpy().astype("<i8", copy=False).reshape(-1)
 
 
 def _hash_tensors(h, tensors: dict[str, torch.Tensor]) -> None:

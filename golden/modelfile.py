@@ -38,7 +38,6 @@ import tempfile
 from typing import Any
 
 import safetensors.torch
-import torch
 
 from .integer import Network, NetworkError
 from .modeldoc import (
@@ -57,8 +56,13 @@ from .modeldoc import (
 __all__ = ["ModelFileError", "save_model", "load_model"]
 
 
-MAX_FILE_BYTES = 1 << 30
-"""The largest model file read (1 GiB)."""
+MAX_FILE_BYTES = 1 << 28
+"""The largest model file read (256 MiB: 32 M int64 values, 256 times what the largest
+board holds; loading one takes about three times its size in memory)."""
+
+MAX_HEADER_BYTES = 1 << 23
+"""The largest safetensors header read (8 MiB; safetensors itself allows 100 MB, whose
+JSON can take gigabytes once parsed into Python objects)."""
 
 
 MAX_DEPTH = 64
@@ -162,10 +166,100 @@ def _no_constants(word: str) -> Any:
     raise DocumentError(f"{word} is not allowed")
 
 
+_NOT_SAFETENSORS = "not a valid safetensors file (truncated or corrupt?): "
+_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
+           "U32": "uint32", "I32": "int32", "U64": "uint64", "I64": "int64", "F16": "float16",
+           "BF16": "bfloat16", "F32": "float32", "F64": "float64", "F8_E4M3": "float8_e4m3fn",
+           "F8_E5M2": "float8_e5m2"}
+"""safetensors' dtype names as torch's (for the messages)."""
+
+
+def _read_header(f, size: int, fail) -> dict:
+    """The safetensors header of the open file ``f`` (``size`` bytes), parsed with
+    duplicate keys refused (safetensors silently keeps the last one)."""
+    length = f.read(8)
+    if len(length) < 8:
+        fail(f"{_NOT_SAFETENSORS}{size} bytes, too short for the 8-byte header length")
+    n = int.from_bytes(length, "little")
+    if n > MAX_HEADER_BYTES:
+        fail(f"{_NOT_SAFETENSORS}a header of {n} bytes, more than the {MAX_HEADER_BYTES} a "
+             f"model file's header may have")
+    if n > size - 8:
+        fail(f"{_NOT_SAFETENSORS}a header of {n} bytes runs past the end of the file "
+             f"({size} bytes)")
+    raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except DocumentError as exc:
+        fail(f"not a valid safetensors file: header: {exc}", exc)
+    except ValueError as exc:  # (UnicodeDecodeError too)
+        fail(f"{_NOT_SAFETENSORS}header: {exc}", exc)
+    except RecursionError:
+        fail(f"{_NOT_SAFETENSORS}header: JSON nested too deeply")
+    if not isinstance(header, dict):
+        fail(f"{_NOT_SAFETENSORS}the header is not a JSON object")
+    return header
+
+
+def _read_document(header: dict, fail) -> tuple[dict, list[tuple[str, str]]]:
+    """The checked JSON document of the header's metadata and its tensor references."""
+    entries = header.get("__metadata__")
+    if not isinstance(entries, dict) or METADATA_KEY not in entries:
+        fail(f"no {METADATA_KEY!r} entry in the safetensors metadata "
+             f"(not a spikeforge model file)")
+    extra = sorted(k for k in entries if k != METADATA_KEY)
+    if extra:
+        fail(f"unexpected safetensors metadata entries {extra}; only {METADATA_KEY!r} "
+             f"is allowed")
+    text = entries[METADATA_KEY]
+    if not isinstance(text, str):
+        fail(f"{_NOT_SAFETENSORS}the {METADATA_KEY!r} metadata entry is not a string")
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (DocumentError, ValueError) as exc:
+        fail(f"the {METADATA_KEY!r} metadata is not valid JSON: {exc}", exc)
+    except RecursionError:
+        fail(f"the {METADATA_KEY!r} metadata is nested too deeply")
+    if _depth(doc) > MAX_DEPTH:
+        fail(f"the {METADATA_KEY!r} metadata is nested more than {MAX_DEPTH} deep")
+    try:
+        refs = check_document(doc)
+        check_json_value(doc["meta"], "meta")  # no number out of float range (1e999)
+    except DocumentError as exc:
+        fail(str(exc), exc)
+    return doc, refs
+
+
+def _check_references(header: dict, refs: list[tuple[str, str]], fail) -> None:
+    """Every tensor the document names is in the header once, every tensor in the
+    header is named, and each one is int64."""
+    stored = [k for k in header if k != "__metadata__"]
+    first: dict[str, str] = {}
+    for where, key in refs:
+        if key in first:
+            fail(f"tensor {key!r} is referenced twice ({first[key]} and {where})")
+        first[key] = where
+        if key not in header or key == "__metadata__":
+            fail(f"tensor {key!r} ({where}) is not in the file")
+    extra = sorted(k for k in stored if k not in first)
+    if extra:
+        s = "s" if len(extra) > 1 else ""
+        fail(f"tensor{s} {', '.join(repr(k) for k in extra)} in the file "
+             f"{'are' if s else 'is'} not referenced by the metadata")
+    for key in sorted(stored):
+        dtype = header[key].get("dtype") if isinstance(header[key], dict) else None
+        if isinstance(dtype, str) and dtype != "I64":  # (a malformed entry: safetensors names it)
+            fail(f"tensor {key!r} has dtype {_DTYPES.get(dtype, dtype)}; model tensors must "
+                 f"be int64")
+
+
 def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
     """Read, check and return ``(network, meta)`` from the model file ``path``.
 
     Any problem raises :class:`ModelFileError` naming the file and the problem.
+    Only a regular file of at most :data:`MAX_FILE_BYTES` is opened; its header (at
+    most :data:`MAX_HEADER_BYTES`), the JSON document and the tensor names and dtypes
+    are checked before the tensor data are read.
     """
     name = os.fspath(path)
 
@@ -181,64 +275,20 @@ def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
         if info.st_size > MAX_FILE_BYTES:
             fail(f"{info.st_size} bytes, more than the {MAX_FILE_BYTES} a model file may have")
         with open(name, "rb") as f:
+            header = _read_header(f, info.st_size, fail)
+            doc, refs = _read_document(header, fail)
+            _check_references(header, refs, fail)
+            f.seek(0)
             data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError as exc:
         fail("no such model file", exc)
     except OSError as exc:
         fail(f"cannot read the model file ({exc.strerror or exc})", exc)
-
     try:
         tensors = safetensors.torch.load(data)
     except Exception as exc:  # SafetensorError, or a dtype torch cannot build
-        fail(f"not a valid safetensors file (truncated or corrupt?): {exc}", exc)
-    # safetensors accepted the framing; read the header ourselves for the metadata
-    # and to reject duplicate keys, which safetensors silently tolerates.
-    size = int.from_bytes(data[:8], "little")
-    try:
-        header = json.loads(data[8:8 + size], object_pairs_hook=_no_duplicates)
-    except (DocumentError, ValueError) as exc:
-        fail(f"not a valid safetensors file: header: {exc}", exc)
-    except RecursionError:
-        fail("not a valid safetensors file: header: JSON nested too deeply")
-    entries = header.get("__metadata__")
-    if not isinstance(entries, dict) or METADATA_KEY not in entries:
-        fail(f"no {METADATA_KEY!r} entry in the safetensors metadata "
-             f"(not a spikeforge model file)")
-    extra = sorted(k for k in entries if k != METADATA_KEY)
-    if extra:
-        fail(f"unexpected safetensors metadata entries {extra}; only {METADATA_KEY!r} "
-             f"is allowed")
-    try:
-        doc = json.loads(entries[METADATA_KEY], object_pairs_hook=_no_duplicates,
-                         parse_constant=_no_constants)
-    except (DocumentError, ValueError) as exc:
-        fail(f"the {METADATA_KEY!r} metadata is not valid JSON: {exc}", exc)
-    except RecursionError:
-        fail(f"the {METADATA_KEY!r} metadata is nested too deeply")
-    if _depth(doc) > MAX_DEPTH:
-        fail(f"the {METADATA_KEY!r} metadata is nested more than {MAX_DEPTH} deep")
-
-    try:
-        refs = check_document(doc)
-    except DocumentError as exc:
-        fail(str(exc), exc)
-    first: dict[str, str] = {}
-    for where, key in refs:
-        if key in first:
-            fail(f"tensor {key!r} is referenced twice ({first[key]} and {where})")
-        first[key] = where
-        if key not in tensors:
-            fail(f"tensor {key!r} ({where}) is not in the file")
-    extra = sorted(k for k in tensors if k not in first)
-    if extra:
-        s = "s" if len(extra) > 1 else ""
-        fail(f"tensor{s} {', '.join(repr(k) for k in extra)} in the file "
-             f"{'are' if s else 'is'} not referenced by the metadata")
-    for key in sorted(tensors):
-        dtype = tensors[key].dtype
-        if dtype != torch.int64:
-            fail(f"tensor {key!r} has dtype {str(dtype).removeprefix('torch.')}; model "
-                 f"tensors must be int64")
+        fail(f"{_NOT_SAFETENSORS}{exc}", exc)
+    del data  # the tensors hold their own copies
     computed = content_digest(doc, tensors)
     if computed != doc["digest"]:
         fail(f"digest mismatch (stored {doc['digest']}, computed {computed}): the file is "

@@ -21,6 +21,7 @@ integer network as a NIR graph in integer units.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +260,11 @@ def _scale(imported: NirImport, name: str) -> torch.Tensor:
     return torch.as_tensor(imported.scales[name], dtype=torch.float64)
 
 
+FIDELITY_VALUES = 1 << 21
+"""The most (step, sample, neuron) values one chunk of the fidelity run records (the
+run goes a few samples at a time: the traces of a large network need not fit)."""
+
+
 def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
     """How closely the integer model follows the discretised NIR dynamics on ``x``.
 
@@ -269,54 +275,80 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
     ``[T, B, output size]``): the output spikes (or LI membranes) another
     simulator (e.g. snnTorch) produced on ``x``; the report then adds
     ``reference_agreement`` of the integer model and of the float model with it.
+    Both models run :data:`FIDELITY_VALUES` values' worth of samples at a time.
     """
     net = imported.net
     x = net.check_input(x)
-    trace = net.run(x)
-    ref = imported.float_net.run(x)
+    steps, samples = int(x.shape[0]), int(x.shape[1])
+    if not steps or not samples:
+        raise ValueError(f"the inputs have shape {list(x.shape)}: no steps or no samples "
+                         f"to compare on")
+    out = net.layer(net.output)
+    if reference is not None:
+        reference = torch.as_tensor(reference)
+        want_shape = (steps, samples, out.size)
+        if tuple(reference.shape) != want_shape:
+            raise NirError(f"the reference output has shape {tuple(reference.shape)}, expected "
+                           f"{want_shape}")
+    sums = {layer.name: dict.fromkeys(("equal", "integer", "float", "ref_sq", "err_sq"), 0)
+            for layer in net.layers}
+    against = dict.fromkeys(("integer", "float", "ref_sq"), 0)
+    neurons = sum(layer.size for layer in net.layers)
+    chunk = max(1, FIDELITY_VALUES // max(1, steps * neurons))
+    for start in range(0, samples, chunk):
+        xb = x[:, start:start + chunk]
+        trace = net.run(xb)
+        ref = imported.float_net.run(xb)
+        for layer in net.layers:
+            s = sums[layer.name]
+            if layer.spiking:
+                got, want = trace.spikes[layer.name], ref["spikes"][layer.name]
+                s["equal"] += int((got == want.to(torch.int64)).sum())
+                s["integer"] += int(got.sum())
+                s["float"] += int(want.sum())
+            u_int = trace.membranes[layer.name].double() / _scale(imported, layer.name)
+            u_ref = ref["membranes"][layer.name]
+            s["ref_sq"] += float(u_ref.pow(2).sum())
+            s["err_sq"] += float((u_int - u_ref).pow(2).sum())
+        if reference is not None:
+            rb = reference[:, start:start + chunk]
+            if out.spiking:
+                r = (rb != 0).to(torch.int64)
+                against["integer"] += int((trace.spikes[net.output] == r).sum())
+                against["float"] += int((ref["spikes"][net.output].to(torch.int64) == r).sum())
+            else:
+                r = rb.double()
+                scale = _scale(imported, net.output)
+                against["ref_sq"] += float(r.pow(2).sum())
+                against["integer"] += float(
+                    (trace.membranes[net.output].double() / scale - r).pow(2).sum())
+                against["float"] += float((ref["membranes"][net.output] - r).pow(2).sum())
+        del trace, ref
     layers = {}
     for layer in net.layers:
+        s, count = sums[layer.name], steps * samples * layer.size
         entry = {}
         if layer.spiking:
-            got, want = trace.spikes[layer.name], ref["spikes"][layer.name]
-            entry.update(spike_agreement=float((got == want.to(torch.int64)).double().mean()),
-                         spikes_integer=int(got.sum()), spikes_float=int(want.sum()))
-        u_int = trace.membranes[layer.name].double() / _scale(imported, layer.name)
-        u_ref = ref["membranes"][layer.name]
-        rms = float(u_ref.pow(2).mean().sqrt())
-        err = float((u_int - u_ref).pow(2).mean().sqrt())
+            entry.update(spike_agreement=s["equal"] / count, spikes_integer=s["integer"],
+                         spikes_float=s["float"])
+        rms, err = math.sqrt(s["ref_sq"] / count), math.sqrt(s["err_sq"] / count)
         entry.update(membrane_rmse=err, membrane_rms=rms,
                      membrane_relative_error=err / rms if rms > 0 else None)
         layers[layer.name] = entry
-    out = net.layer(net.output)
-    report = {"steps": int(x.shape[0]), "samples": int(x.shape[1]), "layers": layers,
-              "output": net.output}
+    report = {"steps": steps, "samples": samples, "layers": layers, "output": net.output}
     if out.spiking:
         report["spike_agreement"] = layers[net.output]["spike_agreement"]
         report["all_layers_spike_agreement"] = float(np.mean(
             [v["spike_agreement"] for v in layers.values() if "spike_agreement" in v]))
     if reference is not None:
-        reference = torch.as_tensor(reference)
-        want_shape = (x.shape[0], x.shape[1], out.size)
-        if tuple(reference.shape) != want_shape:
-            raise NirError(f"the reference output has shape {tuple(reference.shape)}, expected "
-                           f"{want_shape}")
+        count = steps * samples * out.size
         if out.spiking:
-            r = (reference != 0).to(torch.int64)
-            report["reference_agreement"] = {
-                "integer": float((trace.spikes[net.output] == r).double().mean()),
-                "float": float((ref["spikes"][net.output].to(torch.int64) == r).double().mean()),
-            }
+            report["reference_agreement"] = {"integer": against["integer"] / count,
+                                             "float": against["float"] / count}
         else:
-            r = reference.double()
-            scale = _scale(imported, net.output)
-            rms = float(r.pow(2).mean().sqrt()) or 1.0
+            rms = math.sqrt(against["ref_sq"] / count) or 1.0
             report["reference_agreement"] = {
-                "integer_relative_error": float(
-                    (trace.membranes[net.output].double() / scale - r).pow(2).mean().sqrt()) / rms,
-                "float_relative_error": float(
-                    (ref["membranes"][net.output] - r).pow(2).mean().sqrt()) / rms,
+                "integer_relative_error": math.sqrt(against["integer"] / count) / rms,
+                "float_relative_error": math.sqrt(against["float"] / count) / rms,
             }
     return report
-
-

@@ -28,12 +28,17 @@ import torch
 
 from .projection import Conv, Pool, Projection
 
-__all__ = ["NirError", "ChainStep", "chain_projection", "MAX_FOLDED", "WEIGHTS", "POOLS"]
+__all__ = ["NirError", "ChainStep", "chain_projection", "MAX_FOLDED", "MAX_NEURONS", "WEIGHTS",
+           "POOLS"]
 
 WEIGHTS = ("Affine", "Linear", "Conv1d", "Conv2d")
 POOLS = ("SumPool2d", "AvgPool2d")
-MAX_FOLDED = 1 << 24
-"""The largest dense matrix (entries) a chain of weight nodes is folded into."""
+MAX_FOLDED = 1 << 23
+"""The largest dense matrix (entries) a chain of weight nodes is folded into (also the
+identity of a direct edge); each one is checked before it is built."""
+MAX_NEURONS = 1 << 16
+"""The most neurons an imported network may have in all its layers (a convolution's
+output or a scalar-parameter population may otherwise come from a file of a few KB)."""
 
 
 class NirError(ValueError):
@@ -62,7 +67,10 @@ def _array(name: str, node, attr: str) -> np.ndarray:
     value = getattr(node, attr, None)
     if value is None:
         raise NirError(f"node {name!r}: parameter {attr!r} is missing")
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise NirError(f"node {name!r}: parameter {attr!r} is not numeric") from exc
     if not np.all(np.isfinite(arr)):
         raise NirError(f"node {name!r}: parameter {attr!r} has non-finite values")
     return arr
@@ -128,6 +136,10 @@ def _conv(step: ChainStep, source: str, pool: Pool | None, factor: float,
         proj.check(math.prod(shape), size)
     except ValueError as exc:
         raise NirError(f"node {name!r}: {exc}") from None
+    if size > MAX_NEURONS:
+        raise NirError(f"node {name!r}: the convolution's output {proj.out_shape} has {size} "
+                       f"values, more than the {MAX_NEURONS} neurons an imported network may "
+                       f"have")
     bias = getattr(node, "bias", None)
     bias = np.zeros(weight.shape[0]) if bias is None else _array(name, node, "bias")
     if bias.shape != (weight.shape[0],):
@@ -166,22 +178,36 @@ def _single(source: str, shape: tuple[int, ...], steps: list[ChainStep]):
                        in_shape=shape if pool else None, pool=pool), bias, (weight.shape[0],))
 
 
+def _matrix_of(step: ChainStep, what: str, linear, n: int, out: int) -> np.ndarray:
+    """The ``[out, n]`` matrix of the linear map ``linear`` (``[B, n] -> [B, out]``,
+    float64), checked against :data:`MAX_FOLDED` first and built from the identity a
+    block of rows at a time (never the whole ``n x n`` identity at once)."""
+    if out * n > MAX_FOLDED:
+        raise NirError(f"node {step.name!r}: folding the chain would write this {what} as a "
+                       f"{out} x {n} matrix, more than {MAX_FOLDED} entries")
+    matrix = np.empty((out, n))
+    rows = max(1, MAX_FOLDED // max(1, n))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        block = torch.zeros(stop - start, n, dtype=torch.float64)
+        block[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        matrix[:, start:stop] = linear(block).reshape(stop - start, out).T.numpy()
+    return matrix
+
+
 def _as_matrix(step: ChainStep, source: str, shape: tuple[int, ...]):
     """One chain node as ``(matrix, bias, output shape)`` (float64 numpy)."""
     n = math.prod(shape)
-    eye = torch.eye(n, dtype=torch.float64)
     if step.kind in POOLS:
         pool, factor, pooled = _pool(step, source, shape)
-        sums = Projection(source, torch.zeros(1, 1), in_shape=shape, pool=pool).pooled(eye)
-        matrix = sums.reshape(n, -1).T.numpy() * factor
+        probe = Projection(source, torch.zeros(1, 1), in_shape=shape, pool=pool)
+        matrix = _matrix_of(step, "pool", probe.pooled, n, math.prod(pooled)) * factor
         return matrix, np.zeros(matrix.shape[0]), pooled
     if step.kind.startswith("Conv"):
         proj, bias = _conv(step, source, None, 1.0, shape, shape)
-        if math.prod(proj.out_shape) * n > MAX_FOLDED:
-            raise NirError(f"node {step.name!r}: folding the chain would write this convolution "
-                           f"as a {math.prod(proj.out_shape)} x {n} matrix, more than "
-                           f"{MAX_FOLDED} entries")
-        return proj.linear(eye, proj.weight).T.numpy(), bias, proj.out_shape
+        matrix = _matrix_of(step, "convolution", lambda x: proj.linear(x, proj.weight), n,
+                            math.prod(proj.out_shape))
+        return matrix, bias, proj.out_shape
     weight, bias = _dense(step, n)
     return weight, bias, (weight.shape[0],)
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .integer import INPUT
-from .nirchain import POOLS, WEIGHTS, ChainStep, NirError, chain_projection
+from .nirchain import MAX_NEURONS, POOLS, WEIGHTS, ChainStep, NirError, chain_projection
 from .nirfile import (
     MAX_INPUTS,
     SPIKING_KINDS,
@@ -47,7 +47,7 @@ from .nirfloat import FloatLayer, FloatNetwork
 from .projection import Projection
 
 __all__ = ["NirError", "DEFAULT_DT", "FRAMEWORKS", "META_RESET", "META_V_RESET",
-           "META_RECURRENT", "FloatLayer", "FloatNetwork", "read_graph", "new_graph",
+           "META_RECURRENT", "MAX_WEIGHTS", "FloatLayer", "FloatNetwork", "read_graph", "new_graph",
            "legacy_nodes", "from_graph"]
 
 DEFAULT_DT = 1e-4
@@ -65,6 +65,9 @@ META_V_RESET = "spikeforge_v_reset"
 """Neuron node metadata: the zero reset's ``v_reset`` where the nir has no ``v_reset``."""
 META_RECURRENT = "spikeforge_recurrent"
 """Weight node metadata: 1 marks the edge recurrent even without a cycle."""
+MAX_WEIGHTS = 1 << 23
+"""The most weights the imported projections may hold in all (the identities of direct
+edges and the matrices of folded chains included: they come from no data in the file)."""
 
 
 def _kind(node) -> str:
@@ -314,6 +317,7 @@ class _Graph:
             self.preds[b].append(a)
             self.succs[a].append(b)
         self.input, self.output = _ends(self.nodes, self.preds)
+        self.weights = 0  # built so far (MAX_WEIGHTS)
         self.shapes = {self.input: _input_shape(self.input, self.nodes[self.input][1])}
         self.chains = {n: [_chain(self.nodes, self.preds, p) for p in self.preds[n]]
                        for n, (k, _) in self.nodes.items() if k in _NEURONS}
@@ -321,31 +325,43 @@ class _Graph:
             if kind in WEIGHTS and not self.succs[name]:
                 raise NirError(f"node {name!r}: the {kind} node's output goes nowhere")
 
-    def shape(self, name: str, seen=()) -> tuple[int, ...]:
+    def shape(self, name: str) -> tuple[int, ...]:
         """A source's output shape: the Input's type, a neuron node's parameters, or
-        (scalar parameters) the output of the chain into it."""
-        if name in self.shapes:
-            return self.shapes[name]
-        kind, node = self.nodes[name]
-        shape = _neuron_shape(name, node, kind)
-        if shape is None:
-            feed = [(s, c) for s, c in self.chains[name] if s not in (*seen, name)]
+        (scalar parameters) the output of the chain into it, found by walking back
+        along first inputs (iteratively: such chains may be thousands of nodes long)."""
+        path, seen, node_name = [], set(), name
+        while node_name not in self.shapes:
+            kind, node = self.nodes[node_name]
+            own = _neuron_shape(node_name, node, kind)
+            if own is not None:
+                self.shapes[node_name] = own
+                break
+            seen.add(node_name)
+            feed = [(s, c) for s, c in self.chains[node_name] if s not in seen]
             if not feed:
-                raise NirError(f"node {name!r}: scalar parameters and no input to take "
+                raise NirError(f"node {node_name!r}: scalar parameters and no input to take "
                                f"the population size from")
-            source, steps = feed[0]
-            shape = self.shape(source, (*seen, name))
+            path.append((node_name, *feed[0]))
+            node_name = feed[0][0]
+        for node_name, source, steps in reversed(path):
+            shape = self.shapes[source]
             if any(step.kind in WEIGHTS + POOLS for step in steps):
                 shape = chain_projection(source, shape, steps)[2]
-        self.shapes[name] = shape
-        return shape
+            self.shapes[node_name] = shape
+        return self.shapes[name]
 
     def projections(self, name: str) -> list[tuple[Projection, np.ndarray, list[ChainStep]]]:
-        """The float projections into neuron node ``name`` (before the gain)."""
+        """The float projections into neuron node ``name`` (before the gain); all the
+        projections built hold at most :data:`MAX_WEIGHTS` weights."""
         size = math.prod(self.shape(name))
         out = []
         for src, steps in self.chains[name]:
             proj, bias, shape = chain_projection(src, self.shape(src), steps)
+            self.weights += proj.weight.numel()
+            if self.weights > MAX_WEIGHTS:
+                where = steps[-1].name if steps else src
+                raise NirError(f"node {where!r}: the imported projections would hold "
+                               f"{self.weights} weights, more than {MAX_WEIGHTS}")
             if math.prod(shape) != size:
                 where = steps[-1].name if steps else name
                 raise NirError(f"node {where!r}: its output has {math.prod(shape)} values but "
@@ -501,9 +517,13 @@ def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(
     order, back = _order(g)
     dt, old, framework, notes = _conventions(g, order, dt, legacy, reset, framework)
     sinabs = framework == "sinabs"
-    layers = []
+    layers, neurons = [], 0
     for name in order:
         kind, node = g.nodes[name]
+        neurons += math.prod(g.shape(name))
+        if neurons > MAX_NEURONS:
+            raise NirError(f"node {name!r}: the network would have {neurons} neurons up to "
+                           f"this node, more than {MAX_NEURONS}")
         d = _discretise(name, node, kind, math.prod(g.shape(name)), dt, name in old,
                         reset or ("subtract" if sinabs else None))
         layers.append(_float_layer(g, name, back, d, sinabs))

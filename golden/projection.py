@@ -37,7 +37,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Pool", "Conv", "Projection", "out_size"]
+__all__ = ["Pool", "Conv", "Projection", "out_size", "MAX_GATHER"]
+
+MAX_GATHER = 1 << 24
+"""The most values a pool or a convolution may gather per sample (``unfold``'s
+columns: channels x window x output positions; 128 MB as float64).  A kernel and a
+map that each fit in a small file can otherwise ask for terabytes."""
 
 def out_size(n: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """The output length of a convolution or pooling along one dimension (PyTorch's rule)."""
@@ -56,6 +61,16 @@ def _tuple(value, dims: int, what: str) -> tuple[int, ...]:
                                       for v in values):
         raise ValueError(f"{what} must be {dims} integer(s), not {value!r}")
     return values
+
+
+def _gather(what: str, channels: int, window: tuple[int, ...], positions) -> None:
+    """Refuse a pool or convolution that would gather more than :data:`MAX_GATHER`
+    values per sample."""
+    values = channels * math.prod(window) * math.prod(positions)
+    if values > MAX_GATHER:
+        raise ValueError(f"the {what} gathers {values} values per sample ({channels} "
+                         f"channel(s) x window {tuple(window)} x {math.prod(positions)} "
+                         f"output positions), more than {MAX_GATHER}")
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,7 @@ class Projection:
                 raise ValueError(f"pool kernel {kernel}, stride {stride}, padding {padding} "
                                  f"does not tile the map {tuple(shape[1:])} ({left} left over "
                                  f"per dimension)")
+            _gather("pool", shape[0], kernel, self.pooled_shape[1:])
 
     def _check_conv(self, pooled: tuple[int, ...]) -> None:
         w = self.weight
@@ -239,6 +255,7 @@ class Projection:
         if min(self.out_shape[1:]) < 1:
             raise ValueError(f"the kernel {tuple(w.shape[2:])} (dilation {dilation}) does not "
                              f"fit the map {tuple(spatial)} with padding {padding}")
+        _gather("convolution", channels, tuple(w.shape[2:]), self.out_shape[1:])
 
     # ----------------------------------------------------------- arithmetic
     def pooled(self, x: torch.Tensor) -> torch.Tensor:

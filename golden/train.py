@@ -149,10 +149,18 @@ _META_INTS = {
 }
 
 
-def check_task_meta(meta: dict) -> None:
+MAX_SPLIT_VALUES = 1 << 24
+"""The most input values (samples x steps x inputs) a task model's metadata may ask a
+split to have (128 MB as int64: a recall model of length 128 evaluated on its 2048
+training sequences is 8.7 M; the digits at T = 1024 would be 23.5 M)."""
+
+
+def check_task_meta(meta: dict, split: str | None = None, net: Network | None = None) -> None:
     """Raise ValueError naming the first field of a task model's metadata that
-    :func:`task_data` and the readout cannot use (its type or range): a model file
-    may carry any JSON there."""
+    :func:`task_data` and the readout cannot use (its type, range, or a split larger
+    than :data:`MAX_SPLIT_VALUES` values: ``split``, or either one), or, given the
+    network ``net``, an input that is not the task's: a model file may carry any JSON
+    there."""
     task = meta.get("task")
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not one of {TASKS}")
@@ -165,6 +173,30 @@ def check_task_meta(meta: dict) -> None:
                          f"{tasks.ENCODINGS}")
     if meta.get("readout") not in READOUTS:
         raise ValueError(f"metadata readout={meta.get('readout')!r} is not one of {READOUTS}")
+    if task == "recall":
+        if meta["n_pairs"] > meta["n_keys"]:
+            raise ValueError(f"metadata n_pairs={meta['n_pairs']} is more than "
+                             f"n_keys={meta['n_keys']} (the keys of a sequence are distinct)")
+        if meta["length"] < meta["n_pairs"] + 1:
+            raise ValueError(f"metadata length={meta['length']} cannot hold "
+                             f"n_pairs={meta['n_pairs']} writes and a query")
+        width, kind = meta["n_keys"] + meta["n_values"] + 1, "spike"
+    else:
+        width, kind = 64, "spike" if meta["encoding"] == "rate" else "int"
+    for name in (split,) if split else ("test", "train"):
+        if task == "digits":
+            count, steps = len(tasks.digits(name).y), meta["timesteps"]
+            given = f"timesteps={steps}"
+        else:
+            count, steps = meta[f"{name}_size"], meta["length"]
+            given = f"{name}_size={count}, length={steps}"
+        if count * steps * width > MAX_SPLIT_VALUES:
+            raise ValueError(f"metadata {given}: the {name} split would be {count} samples x "
+                             f"{steps} steps x {width} inputs = {count * steps * width} values, "
+                             f"more than {MAX_SPLIT_VALUES}")
+    if net is not None and (net.input_size, net.input_kind) != (width, kind):
+        raise ValueError(f"the network takes {net.input_size} {net.input_kind} inputs, but "
+                         f"its metadata's {task} task gives {width} {kind} inputs")
 
 
 def task_data(meta: dict, split: str, *, size: int | None = None):

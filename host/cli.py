@@ -171,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_run)
 
+    from .stream import cmd_stream
+
+    p = sub.add_parser("stream", help="feed tokens (stdin, one per line: an id, a comma-"
+                       "separated input row, or 'reset') through a device one at a time, "
+                       "keeping its state; outputs and clocks per token, checked against "
+                       "the golden model")
+    p.add_argument("model", type=Path)
+    device_options(p, default="sim://demo")
+    common(p)
+    p.set_defaults(func=cmd_stream)
+
     p = sub.add_parser("demo", help="the digits and recall models on the simulated board "
                                     "(or --device): accuracy, bit-exactness, throughput")
     device_options(p, default="sim://demo")
@@ -327,6 +338,12 @@ def _error_families():
             ((UsageError, ValueError), EXIT_USAGE, ""))
 
 
+def one_line(text: str) -> str:
+    """An error message as one printable line: line breaks and other control
+    characters (a message may quote a file's contents) become escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -336,7 +353,7 @@ def main(argv=None) -> int:
     except tuple(t for types, _, _ in families for t in types) as exc:
         for types, code, prefix in families:
             if isinstance(exc, types):
-                print(f"spikeforge: error: {prefix}{exc}", file=sys.stderr)
+                print(f"spikeforge: error: {prefix}{one_line(exc)}", file=sys.stderr)
                 return code
         raise
     except KeyboardInterrupt:

@@ -9,8 +9,14 @@ a load: each address once), because the device caches only the last reply.
 
 Before a retry the client sends a lone delimiter, so that half a frame left on
 the line cannot swallow the retried frame.  Replies that do not match an
-outstanding request (a late duplicate, a stale sequence number) are ignored
-and counted in ``stats``.
+outstanding request (a late duplicate, a stale sequence number, another
+session's) are ignored and counted in ``stats``.
+
+Sessions (``contract.protocol``): the first request opens one (:meth:`open`, an
+OPEN with a random nonce, in the open form); every later frame goes in its form,
+so the device executes no request of a client whose session has ended, and no
+reply to another session's request passes this client's check.  A device in use
+by another client answers BUSY (:class:`.errors.DeviceBusy`).
 
 When a request is re-sent (the device answers requests one at a time, in
 arrival order):
@@ -41,15 +47,16 @@ the device layer sizes its requests from it.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .contract.framing import DELIMITER, Frame, FrameDecoder
-from .contract.payloads import unpack_error
-from .contract.protocol import ERROR_REPLY, ProtocolError, next_seq, reply_cmd
-from .errors import DeviceReplyError, LinkError, command_name
+from .contract.payloads import pack_open, unpack_error, unpack_open_reply
+from .contract.protocol import ERROR_REPLY, Command, ErrorCode, ProtocolError, next_seq, reply_cmd
+from .errors import DeviceBusy, DeviceReplyError, LinkError, command_name
 from .transport import Transport
 
 __all__ = ["Client", "MIN_TIMEOUT", "EXPLAINED"]
@@ -65,8 +72,8 @@ _MOST_SENDS = 64        # times (retries + 1): the sends of one request
 
 @dataclass(eq=False)
 class _Request:
-    """A request in flight: its frame, its reply once it came, and its sends (how
-    many, and the numbers of its first and last among the client's sends)."""
+    """A request in flight: its frame (and payload), its reply once it came, and its
+    sends (how many, and the numbers of its first and last among the client's sends)."""
 
     seq: int
     cmd: int
@@ -75,6 +82,7 @@ class _Request:
     last: int
     sends: int = 1
     reply: Frame | None = None
+    payload: bytes = b""
 
 
 class Client:
@@ -100,12 +108,47 @@ class Client:
         self._seq = seq & 0xFF
         self._decoder = FrameDecoder()
         self._frames: deque[Frame] = deque()
+        self.session = 0        # 0: none opened yet
+        self._opening = False
         self.stats = {"requests": 0, "retries": 0, "stray_replies": 0}
         self._sends = 0                                  # frames sent so far
         self._rtt: dict[int, tuple[float, float]] = {}  # cmd -> (srtt, rttvar), seconds
         self._loss: dict[int, float] = {}               # cmd -> share of sends lost lately
         self._noise = [0.0, 0.0, 0.0]   # recent frames from the device: bytes, frames, damaged
         self._counted = (0, 0)          # the decoder's good and dropped frames counted so far
+
+    def open(self) -> int:
+        """Open a new session (the device's number for it); later requests use it.
+        A lone delimiter goes first, so half a frame left on the line by an earlier
+        client cannot swallow the OPEN."""
+        nonce = int.from_bytes(os.urandom(4), "little")
+        self.transport.write(DELIMITER)  # ends whatever half frame the line may hold
+        self._opening = True
+        try:
+            _, session = unpack_open_reply(self.request(Command.OPEN, pack_open(nonce)))
+        except ProtocolError as exc:
+            raise LinkError(f"{self.transport.url}: malformed OPEN reply ({exc})") from None
+        finally:
+            self._opening = False
+        self.session = self._decoder.session = session
+        return session
+
+    def _matches(self, request: _Request, frame: Frame) -> bool:
+        """Whether ``frame`` is the reply to ``request`` (its seq and command, in the
+        request's form; an OPEN's reply in the open form, with its nonce)."""
+        if request.reply is not None or frame.seq != request.seq or \
+                frame.cmd not in (reply_cmd(request.cmd), ERROR_REPLY):
+            return False
+        if request.cmd == Command.OPEN:
+            return frame.session == 0 and (frame.cmd == ERROR_REPLY
+                                           or frame.payload[:4] == request.payload[:4])
+        return frame.session == self.session
+
+    def _check_busy(self, frame: Frame) -> None:
+        """A BUSY error in the open form: the device serves another client."""
+        if frame.cmd == ERROR_REPLY and frame.session == 0 and \
+                frame.payload[:1] == bytes([ErrorCode.BUSY]):
+            raise DeviceBusy(f"{self.transport.url}: the device is in use by another client")
 
     @property
     def dropped(self) -> dict:
@@ -204,6 +247,8 @@ class Client:
         payloads in request order.  An ERROR reply raises
         :class:`DeviceReplyError` (the requests after it may have been executed)."""
         timeout = self.timeout if timeout is None else timeout
+        if self.session == 0 and not self._opening:
+            self.open()
         pending = iter(requests)
         flight: deque[_Request] = deque()
         exhausted = False
@@ -216,8 +261,10 @@ class Client:
                     exhausted = True
                     break
                 seq = self._next_seq()
-                request = _Request(seq, int(cmd), Frame(int(cmd), seq, bytes(payload)).encode(),
-                                   first=self._sends + 1, last=self._sends + 1)
+                session = 0 if cmd == Command.OPEN else self.session
+                wire = Frame(int(cmd), seq, bytes(payload), session).encode()
+                request = _Request(seq, int(cmd), wire, first=self._sends + 1,
+                                   last=self._sends + 1, payload=bytes(payload))
                 flight.append(request)
                 self.stats["requests"] += 1
                 self._send(request, request.wire)
@@ -270,8 +317,8 @@ class Client:
                 if sum(r.reply is None for r in flight) == 1:
                     return True
                 continue
-            answered = next((r for r in flight if r.reply is None and r.seq == frame.seq
-                             and frame.cmd in (reply_cmd(r.cmd), ERROR_REPLY)), None)
+            self._check_busy(frame)
+            answered = next((r for r in flight if self._matches(r, frame)), None)
             if answered is None:
                 self.stats["stray_replies"] += 1
             else:

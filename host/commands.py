@@ -69,7 +69,7 @@ def cmd_eval(args) -> int:
     if args.data is not None:
         return _eval_data(args)
     _task_options(args)
-    net, meta = _task_model(args.model)
+    net, meta = _task_model(args.model, args.split)
     try:
         report = evaluate(net, meta, split=args.split)
     except KeyError as exc:
@@ -199,8 +199,9 @@ def _data_report(args, net, x, report) -> None:
     report["report"] = str(path)
 
 
-def _task_model(path: Path):
-    """A model file whose metadata names a known task.  A valid model file may carry
+def _task_model(path: Path, split: str):
+    """A model file whose metadata names a known task, whose ``split`` it can build
+    and whose network takes that task's input.  A valid model file may carry
     metadata that does not describe a task (saved by other code): that is a bad
     model file here (exit 3), not a crash."""
     from .golden.modelfile import ModelFileError, load_model
@@ -212,7 +213,7 @@ def _task_model(path: Path):
                              f"(task={meta.get('task')!r}; expected one of {TASKS}); "
                              f"give it data with --data FILE")
     try:
-        check_task_meta(meta)
+        check_task_meta(meta, split, net)
     except ValueError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     return net, meta
@@ -239,7 +240,7 @@ def cmd_run(args) -> int:
 
     if args.data is None:
         _task_options(args)
-        net, meta = _task_model(args.model)
+        net, meta = _task_model(args.model, args.split)
         (x, y), readout = task_data(meta, args.split), meta["readout"]
     else:
         net, meta, readout = _any_model(args.model)
@@ -293,12 +294,11 @@ def cmd_demo(args) -> int:
 def _eval_energy_and_plots(args, net, meta, report) -> None:
     """``eval``: the energy estimate from the golden counts (and the RTL counters with
     ``--rtl``); with ``--plot DIR`` the figures and ``DIR/report.md``."""
-    from .golden.energy import counts_from_counters, counts_from_trace, estimate
+    from .golden.energy import counts_from_counters, counts_from_run, estimate
     from .golden.train import task_data
 
     x, _ = task_data(meta, args.split)
-    trace = net.run(x)
-    report["energy"] = estimate(net, counts_from_trace(net, x, trace))
+    report["energy"] = estimate(net, counts_from_run(net, x))
     if "rtl" in report and "counters" in report["rtl"]:
         ran = x[:, :report["rtl"]["samples"]]
         report["rtl"]["energy"] = estimate(net, counts_from_counters(
@@ -306,7 +306,7 @@ def _eval_energy_and_plots(args, net, meta, report) -> None:
     if args.plot:
         from .golden import report as rep
 
-        figures = rep.sample_figures(net, trace, args.plot, sample=0)
+        figures = rep.sample_figures(net, net.run(x[:, :1]), args.plot, sample=0)
         figures.append(rep.energy_figure(report["energy"], args.plot))
         summary = {k: v for k, v in report.items() if k not in ("energy", "rtl")}
         summary["model"] = str(args.model)
@@ -348,6 +348,10 @@ def cmd_import_nir(args) -> int:
                     raise NirError(f"--inputs {args.inputs}: no 'input' array (shape [T, B, "
                                    f"{imported.net.input_size}])")
                 x = torch.from_numpy(np.asarray(data["input"])).to(torch.int64)
+                if x.dim() != 3 or not x.shape[0] or not x.shape[1]:
+                    raise UsageError(f"--inputs {args.inputs}: 'input' has shape "
+                                     f"{list(x.shape)}, not [T, B, {imported.net.input_size}] "
+                                     f"with T, B >= 1")
                 if "reference" in data:
                     reference = torch.from_numpy(np.asarray(data["reference"]))
         except (OSError, ValueError) as exc:

@@ -78,7 +78,10 @@ class SerialTransport(Transport):
 
         self.url = url
         try:
-            self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0)
+            # exclusive: a second program cannot open the same serial port (its
+            # replies would cross this one's); URL handlers ignore it.
+            self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
+                                               exclusive=True)
         except (serial.SerialException, ValueError, OSError) as exc:
             raise LinkError(f"cannot open {url!r}: {exc}") from None
         self._error = serial.SerialException

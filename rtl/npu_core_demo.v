@@ -608,8 +608,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
-    .\port$2388$0 (\$51 ),
-    .\port$2390$0 (\$52 ),
+    .\port$2390$0 (\$51 ),
+    .\port$2392$0 (\$52 ),
     .rdata(host_rdata),
     .re(host_re),
     .rst(rst),
@@ -633,7 +633,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$2672$2 (records__payload[10:2]),
+    .\port$2674$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -649,11 +649,11 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$2333$0 (\$50 ),
-    .\port$2374$25 (layer[43:25]),
-    .\port$2388$0 (\$51 ),
-    .\port$2390$0 (\$52 ),
-    .\port$2541$0 (\$53 ),
+    .\port$2335$0 (\$50 ),
+    .\port$2376$25 (layer[43:25]),
+    .\port$2390$0 (\$51 ),
+    .\port$2392$0 (\$52 ),
+    .\port$2543$0 (\$53 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
@@ -710,9 +710,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .li(layer_index),
     .neuron_write(\$50 ),
     .out_ready(w_rdy),
-    .\port$2711$0 (inc_syn),
-    .\port$2724$0 (inc_events),
-    .\port$2725$0 (inc_neuron),
+    .\port$2713$0 (inc_syn),
+    .\port$2726$0 (inc_events),
+    .\port$2727$0 (inc_neuron),
     .rd_bank(rd_bank),
     .rd_from_input(rd_from_input),
     .rd_n(rd_n),
@@ -764,9 +764,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .n(rd_n),
     .param_rdata(ssm_param_rdata),
     .pm_wr__en(host_param_we),
-    .\port$2309$134 (views[191:134]),
-    .\port$2374$0 (layer[12:0]),
-    .\port$2518$0 (ev),
+    .\port$2311$134 (views[191:134]),
+    .\port$2376$0 (layer[12:0]),
+    .\port$2520$0 (ev),
     .row_base(row_base),
     .row_load(row_load),
     .row_send(row_send),
@@ -784,8 +784,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$2388$0 (\$51 ),
-    .\port$2390$0 (\$52 ),
+    .\port$2390$0 (\$51 ),
+    .\port$2392$0 (\$52 ),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
@@ -1246,7 +1246,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$2388$0 , \port$2390$0 , addr);
+module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$2390$0 , \port$2392$0 , addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1316,10 +1316,10 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
   wire [46:0] \lane_rdata[3][5] ;
   wire [46:0] \lane_rdata[3][6] ;
   wire [46:0] \lane_rdata[3][7] ;
-  input \port$2388$0 ;
-  wire \port$2388$0 ;
   input \port$2390$0 ;
   wire \port$2390$0 ;
+  input \port$2392$0 ;
+  wire \port$2392$0 ;
   reg [2:0] rd_lane = 3'h0;
   reg [46:0] rd_reg = 47'h000000000000;
   reg [3:0] rd_region = 4'h0;
@@ -1362,13 +1362,13 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
   wire [46:0] wdata;
   input we;
   wire we;
-  assign \$1  = ~ \port$2388$0 ;
+  assign \$1  = ~ \port$2390$0 ;
   assign \$2  = \$1  & we;
-  assign \$3  = ~ \port$2388$0 ;
+  assign \$3  = ~ \port$2390$0 ;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ \port$2390$0 ;
+  assign \$5  = ~ \port$2392$0 ;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ \port$2390$0 ;
+  assign \$7  = ~ \port$2392$0 ;
   assign \$8  = \$7  & re;
   assign \$9  = ~ busy;
   assign \$10  = \$9  & we;
@@ -1518,7 +1518,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
       \$20  = 47'h000000000000;
     end
   end
-  assign busy_groups = { \port$2390$0 , \port$2388$0  };
+  assign busy_groups = { \port$2392$0 , \port$2390$0  };
   assign counters_re = re;
   assign \views[0]  = views[66:0];
   assign \views[0].word  = views[10:0];
@@ -1598,7 +1598,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2672$2 
+module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2674$2 
 , clear);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1756,8 +1756,8 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$2672$2 ;
-  wire [8:0] \port$2672$2 ;
+  input [8:0] \port$2674$2 ;
+  wire [8:0] \port$2674$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -4134,7 +4134,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$2672$2 [1:0] + 1'h1;
+  assign spike_src = \port$2674$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4785,9 +4785,9 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$2672$2 [1:0];
+  assign wr_layer = \port$2674$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$2672$2 [8:2] };
+  assign wr_index = { 1'h0, \port$2674$2 [8:2] };
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
   assign \events_nrw.value  = events_nrw[14:7];
@@ -4825,7 +4825,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = wr_value;
-  assign ev_wr__data[6:0] = \port$2672$2 [8:2];
+  assign ev_wr__data[6:0] = \port$2674$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4849,7 +4849,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \port$2374$25 , \port$2388$0 , \port$2390$0 , \port$2541$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \port$2376$25 , \port$2390$0 , \port$2392$0 , \port$2543$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5180,16 +5180,16 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \
   wire [46:0] \params_rdata[5] ;
   wire [46:0] \params_rdata[6] ;
   wire [46:0] \params_rdata[7] ;
-  input \port$2333$0 ;
-  wire \port$2333$0 ;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
-  input \port$2388$0 ;
-  wire \port$2388$0 ;
+  input \port$2335$0 ;
+  wire \port$2335$0 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   input \port$2390$0 ;
   wire \port$2390$0 ;
-  input \port$2541$0 ;
-  wire \port$2541$0 ;
+  input \port$2392$0 ;
+  wire \port$2392$0 ;
+  input \port$2543$0 ;
+  wire \port$2543$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -6056,134 +6056,134 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \
       params7[views[71:67]] <= views[118:78];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$2541$0  | pre3;
-  assign \$2  = \port$2541$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$2543$0  | pre3;
+  assign \$2  = \port$2543$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$2541$0  | pre3;
-  assign \$5  = \port$2541$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$2543$0  | pre3;
+  assign \$5  = \port$2543$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$2541$0  | pre3;
-  assign \$8  = \port$2541$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$2543$0  | pre3;
+  assign \$8  = \port$2543$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$2541$0  | pre3;
-  assign \$11  = \port$2541$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$2543$0  | pre3;
+  assign \$11  = \port$2543$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$2541$0  | pre3;
-  assign \$14  = \port$2541$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$2543$0  | pre3;
+  assign \$14  = \port$2543$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$2541$0  | pre3;
-  assign \$17  = \port$2541$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$2543$0  | pre3;
+  assign \$17  = \port$2543$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$2541$0  | pre3;
-  assign \$20  = \port$2541$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$2543$0  | pre3;
+  assign \$20  = \port$2543$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$2541$0  | pre3;
-  assign \$23  = \port$2541$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$2543$0  | pre3;
+  assign \$23  = \port$2543$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[63:60] == 2'h2;
   assign \$29  = views[58] & \$28 ;
   assign \$30  = ! views[66:64];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$2388$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
+  assign \$31  = \port$2390$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
   assign \$32  = views[63:60] == 2'h3;
   assign \$33  = views[58] & \$32 ;
   assign \$34  = ! views[66:64];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$2388$0  ? \port$2333$0  : \$35 ;
-  assign \$36  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$2390$0  ? \port$2335$0  : \$35 ;
+  assign \$36  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[63:60] == 2'h2;
   assign \$40  = views[58] & \$39 ;
   assign \$41  = views[66:64] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$2388$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
+  assign \$42  = \port$2390$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
   assign \$43  = views[63:60] == 2'h3;
   assign \$44  = views[58] & \$43 ;
   assign \$45  = views[66:64] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$2388$0  ? \port$2333$0  : \$46 ;
-  assign \$47  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$2390$0  ? \port$2335$0  : \$46 ;
+  assign \$47  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[63:60] == 2'h2;
   assign \$51  = views[58] & \$50 ;
   assign \$52  = views[66:64] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$2388$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
+  assign \$53  = \port$2390$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
   assign \$54  = views[63:60] == 2'h3;
   assign \$55  = views[58] & \$54 ;
   assign \$56  = views[66:64] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$2388$0  ? \port$2333$0  : \$57 ;
-  assign \$58  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$2388$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$2390$0  ? \port$2335$0  : \$57 ;
+  assign \$58  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[63:60] == 2'h2;
   assign \$62  = views[58] & \$61 ;
   assign \$63  = views[66:64] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$2388$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
+  assign \$64  = \port$2390$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
   assign \$65  = views[63:60] == 2'h3;
   assign \$66  = views[58] & \$65 ;
   assign \$67  = views[66:64] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$2388$0  ? \port$2333$0  : \$68 ;
-  assign \$69  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$70  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$71  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$144  = \port$2390$0  ? \port$2335$0  : \$68 ;
+  assign \$69  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$70  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$71  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$72  = views[130:127] == 2'h2;
   assign \$73  = views[125] & \$72 ;
   assign \$74  = views[133:131] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$2390$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
+  assign \$75  = \port$2392$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
   assign \$76  = views[130:127] == 2'h3;
   assign \$77  = views[125] & \$76 ;
   assign \$78  = views[133:131] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$2390$0  ? \port$2333$0  : \$79 ;
-  assign \$80  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$81  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$82  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$152  = \port$2392$0  ? \port$2335$0  : \$79 ;
+  assign \$80  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$81  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$82  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$83  = views[130:127] == 2'h2;
   assign \$84  = views[125] & \$83 ;
   assign \$85  = views[133:131] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$2390$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
+  assign \$86  = \port$2392$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
   assign \$87  = views[130:127] == 2'h3;
   assign \$88  = views[125] & \$87 ;
   assign \$89  = views[133:131] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$2390$0  ? \port$2333$0  : \$90 ;
-  assign \$91  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$92  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$93  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$160  = \port$2392$0  ? \port$2335$0  : \$90 ;
+  assign \$91  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$92  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$93  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$94  = views[130:127] == 2'h2;
   assign \$95  = views[125] & \$94 ;
   assign \$96  = views[133:131] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$2390$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
+  assign \$97  = \port$2392$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
   assign \$98  = views[130:127] == 2'h3;
   assign \$99  = views[125] & \$98 ;
   assign \$100  = views[133:131] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$2390$0  ? \port$2333$0  : \$101 ;
-  assign \$102  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$103  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$104  = \port$2390$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$168  = \port$2392$0  ? \port$2335$0  : \$101 ;
+  assign \$102  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$103  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$104  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$105  = views[130:127] == 2'h2;
   assign \$106  = views[125] & \$105 ;
   assign \$107  = views[133:131] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$2390$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
+  assign \$108  = \port$2392$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
   assign \$109  = views[130:127] == 2'h3;
   assign \$110  = views[125] & \$109 ;
   assign \$111  = views[133:131] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$2390$0  ? \port$2333$0  : \$112 ;
+  assign \u_wr__en$176  = \port$2392$0  ? \port$2335$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -6357,56 +6357,56 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \
     .u(u_q7)
   );
   \npu_core_demo.neurons.neuron0  neuron0 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neurons.neuron1  neuron1 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$93 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$94 )
   );
   \npu_core_demo.neurons.neuron2  neuron2 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$95 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$96 )
   );
   \npu_core_demo.neurons.neuron3  neuron3 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$97 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$98 )
   );
   \npu_core_demo.neurons.neuron4  neuron4 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$99 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$100 )
   );
   \npu_core_demo.neurons.neuron5  neuron5 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$101 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$102 )
   );
   \npu_core_demo.neurons.neuron6  neuron6 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$103 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$104 )
   );
   \npu_core_demo.neurons.neuron7  neuron7 (
-    .\port$2374$25 (\port$2374$25 ),
+    .\port$2376$25 (\port$2376$25 ),
     .spike(\spike$105 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -6620,15 +6620,15 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$2541$0 , \port$2541$0  };
+  assign prod_valid = { \port$2543$0 , \port$2543$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$2390$0 , \port$2388$0  };
+  assign busy_groups = { \port$2392$0 , \port$2390$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
   assign p_wr__data = views[51:11];
   assign u_wr__data = \$31 [15:0];
-  assign membrane_write = { \port$2333$0 , \port$2333$0  };
+  assign membrane_write = { \port$2335$0 , \port$2335$0  };
   assign \port__addr$121  = \$36 [4:0];
   assign \p_wr__addr$122  = views[4:0];
   assign \port__addr$123  = \$37 [4:0];
@@ -6697,47 +6697,47 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2333$0 , \
   assign \bias$200  = bias_q7;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$2374$25 [18:3];
-  assign \v_reset$204  = \port$2374$25 [18:3];
-  assign reset = \port$2374$25 [2:1];
-  assign \reset$206  = \port$2374$25 [2:1];
-  assign spiking = \port$2374$25 [0];
-  assign \spiking$208  = \port$2374$25 [0];
+  assign v_reset = \port$2376$25 [18:3];
+  assign \v_reset$204  = \port$2376$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign \reset$206  = \port$2376$25 [2:1];
+  assign spiking = \port$2376$25 [0];
+  assign \spiking$208  = \port$2376$25 [0];
   assign \total$210  = acc1;
   assign \theta$211  = params1_nrw[24:9];
-  assign \v_reset$212  = \port$2374$25 [18:3];
-  assign \reset$213  = \port$2374$25 [2:1];
-  assign \spiking$214  = \port$2374$25 [0];
+  assign \v_reset$212  = \port$2376$25 [18:3];
+  assign \reset$213  = \port$2376$25 [2:1];
+  assign \spiking$214  = \port$2376$25 [0];
   assign \total$215  = acc2;
   assign \theta$216  = params2_nrw[24:9];
-  assign \v_reset$217  = \port$2374$25 [18:3];
-  assign \reset$218  = \port$2374$25 [2:1];
-  assign \spiking$219  = \port$2374$25 [0];
+  assign \v_reset$217  = \port$2376$25 [18:3];
+  assign \reset$218  = \port$2376$25 [2:1];
+  assign \spiking$219  = \port$2376$25 [0];
   assign \total$220  = acc3;
   assign \theta$221  = params3_nrw[24:9];
-  assign \v_reset$222  = \port$2374$25 [18:3];
-  assign \reset$223  = \port$2374$25 [2:1];
-  assign \spiking$224  = \port$2374$25 [0];
+  assign \v_reset$222  = \port$2376$25 [18:3];
+  assign \reset$223  = \port$2376$25 [2:1];
+  assign \spiking$224  = \port$2376$25 [0];
   assign \total$225  = acc4;
   assign \theta$226  = params4_nrw[24:9];
-  assign \v_reset$227  = \port$2374$25 [18:3];
-  assign \reset$228  = \port$2374$25 [2:1];
-  assign \spiking$229  = \port$2374$25 [0];
+  assign \v_reset$227  = \port$2376$25 [18:3];
+  assign \reset$228  = \port$2376$25 [2:1];
+  assign \spiking$229  = \port$2376$25 [0];
   assign \total$230  = acc5;
   assign \theta$231  = params5_nrw[24:9];
-  assign \v_reset$232  = \port$2374$25 [18:3];
-  assign \reset$233  = \port$2374$25 [2:1];
-  assign \spiking$234  = \port$2374$25 [0];
+  assign \v_reset$232  = \port$2376$25 [18:3];
+  assign \reset$233  = \port$2376$25 [2:1];
+  assign \spiking$234  = \port$2376$25 [0];
   assign \total$235  = acc6;
   assign \theta$236  = params6_nrw[24:9];
-  assign \v_reset$237  = \port$2374$25 [18:3];
-  assign \reset$238  = \port$2374$25 [2:1];
-  assign \spiking$239  = \port$2374$25 [0];
+  assign \v_reset$237  = \port$2376$25 [18:3];
+  assign \reset$238  = \port$2376$25 [2:1];
+  assign \spiking$239  = \port$2376$25 [0];
   assign \total$240  = acc7;
   assign \theta$241  = params7_nrw[24:9];
-  assign \v_reset$242  = \port$2374$25 [18:3];
-  assign \reset$243  = \port$2374$25 [2:1];
-  assign \spiking$244  = \port$2374$25 [0];
+  assign \v_reset$242  = \port$2376$25 [18:3];
+  assign \reset$243  = \port$2376$25 [2:1];
+  assign \spiking$244  = \port$2376$25 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -7035,7 +7035,7 @@ module \npu_core_demo.neurons.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron0 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron0 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7059,8 +7059,8 @@ module \npu_core_demo.neurons.neuron0 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7089,26 +7089,26 @@ module \npu_core_demo.neurons.neuron0 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron1 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron1 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7132,8 +7132,8 @@ module \npu_core_demo.neurons.neuron1 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7162,26 +7162,26 @@ module \npu_core_demo.neurons.neuron1 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron2 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron2 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7205,8 +7205,8 @@ module \npu_core_demo.neurons.neuron2 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7235,26 +7235,26 @@ module \npu_core_demo.neurons.neuron2 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron3 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron3 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7278,8 +7278,8 @@ module \npu_core_demo.neurons.neuron3 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7308,26 +7308,26 @@ module \npu_core_demo.neurons.neuron3 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron4 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron4 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7351,8 +7351,8 @@ module \npu_core_demo.neurons.neuron4 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7381,26 +7381,26 @@ module \npu_core_demo.neurons.neuron4 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron5 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron5 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7424,8 +7424,8 @@ module \npu_core_demo.neurons.neuron5 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7454,26 +7454,26 @@ module \npu_core_demo.neurons.neuron5 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron6 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron6 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7497,8 +7497,8 @@ module \npu_core_demo.neurons.neuron6 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7527,26 +7527,26 @@ module \npu_core_demo.neurons.neuron6 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron7 (u_new, \port$2374$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron7 (u_new, \port$2376$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7570,8 +7570,8 @@ module \npu_core_demo.neurons.neuron7 (u_new, \port$2374$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2374$25 ;
-  wire [18:0] \port$2374$25 ;
+  input [18:0] \port$2376$25 ;
+  wire [18:0] \port$2376$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7600,20 +7600,20 @@ module \npu_core_demo.neurons.neuron7 (u_new, \port$2374$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2374$25 [0] & \$11 ;
+  assign spike = \port$2376$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2374$25 [2:1];
-  assign \$17  = \port$2374$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2374$25 [18:3] : v;
+  assign \$16  = ! \port$2376$25 [2:1];
+  assign \$17  = \port$2376$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$2374$25 [0];
+  assign spiking = \port$2376$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2374$25 [2:1];
-  assign v_reset = \port$2374$25 [18:3];
+  assign reset = \port$2376$25 [2:1];
+  assign v_reset = \port$2376$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -8267,8 +8267,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, ssm_start, row_start, issue, router_load, neuron_write
-, write_end, end_step, layer, valid, li, busy_rep0, busy_rep1, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2711$0 , ssm_ev_load
-, ssm_ev_src, ssm_ev_list_bank, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2724$0 , \port$2725$0 , ssm_done, re);
+, write_end, end_step, layer, valid, li, busy_rep0, busy_rep1, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2713$0 , ssm_ev_load
+, ssm_ev_src, ssm_ev_list_bank, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2726$0 , \port$2727$0 , ssm_done, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   reg [45:0] \$1 ;
   wire \$10 ;
@@ -8321,49 +8321,51 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire [8:0] \$142 ;
   wire [2:0] \$143 ;
   wire \$144 ;
-  wire [2:0] \$145 ;
+  wire \$145 ;
   wire \$146 ;
-  reg [45:0] \$147 ;
-  reg [45:0] \$148 ;
+  wire [2:0] \$147 ;
+  wire \$148 ;
   reg [45:0] \$149 ;
   reg \$15 ;
   reg [45:0] \$150 ;
-  reg [22:0] \$151 ;
-  reg [22:0] \$152 ;
+  reg [45:0] \$151 ;
+  reg [45:0] \$152 ;
   reg [22:0] \$153 ;
   reg [22:0] \$154 ;
   reg [22:0] \$155 ;
   reg [22:0] \$156 ;
   reg [22:0] \$157 ;
   reg [22:0] \$158 ;
-  reg [2:0] \$159 ;
+  reg [22:0] \$159 ;
   wire \$16 ;
-  reg [46:0] \$160 ;
-  reg [46:0] \$161 ;
+  reg [22:0] \$160 ;
+  reg [2:0] \$161 ;
   reg [46:0] \$162 ;
   reg [46:0] \$163 ;
-  reg [45:0] \$164 ;
-  reg [3:0] \$165 ;
-  reg [3:0] \$166 ;
-  reg [22:0] \$167 ;
-  reg [7:0] \$168 ;
-  reg \$169 ;
+  reg [46:0] \$164 ;
+  reg [46:0] \$165 ;
+  reg [45:0] \$166 ;
+  reg [3:0] \$167 ;
+  reg [3:0] \$168 ;
+  reg [22:0] \$169 ;
   wire \$17 ;
-  reg [1:0] \$170 ;
+  reg [7:0] \$170 ;
   reg \$171 ;
-  reg \$172 ;
-  reg [3:0] \$173 ;
-  reg [4:0] \$174 ;
-  reg [2:0] \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg [7:0] \$178 ;
-  reg [7:0] \$179 ;
+  reg [1:0] \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg [3:0] \$175 ;
+  reg [4:0] \$176 ;
+  reg [2:0] \$177 ;
+  reg \$178 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [10:0] \$180 ;
-  reg [12:0] \$181 ;
-  reg \$182 ;
-  reg [1:0] \$183 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [10:0] \$182 ;
+  reg [12:0] \$183 ;
+  reg \$184 ;
+  reg [1:0] \$185 ;
   wire \$19 ;
   reg [22:0] \$2 ;
   wire \$20 ;
@@ -8376,14 +8378,14 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [3:0] \$296 ;
+  wire [3:0] \$298 ;
   reg [46:0] \$3 ;
   wire \$30 ;
-  wire [7:0] \$300 ;
+  wire [7:0] \$302 ;
   wire \$31 ;
-  wire [3:0] \$319 ;
   wire \$32 ;
-  wire [7:0] \$323 ;
+  wire [3:0] \$321 ;
+  wire [7:0] \$325 ;
   wire [4:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -8634,12 +8636,12 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   reg [2:0] num_layers = 3'h0;
   input out_ready;
   wire out_ready;
-  input \port$2711$0 ;
-  wire \port$2711$0 ;
-  input \port$2724$0 ;
-  wire \port$2724$0 ;
-  input \port$2725$0 ;
-  wire \port$2725$0 ;
+  input \port$2713$0 ;
+  wire \port$2713$0 ;
+  input \port$2726$0 ;
+  wire \port$2726$0 ;
+  input \port$2727$0 ;
+  wire \port$2727$0 ;
   wire [4:0] raddr;
   output rd_bank;
   reg rd_bank = 1'h0;
@@ -8884,7 +8886,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$95  = \$94  + 3'h7;
   assign \$96  = \$95  < layer[7:0];
   assign \$97  = k + 1'h1;
-  assign \$98  = \$97  == layer[12:8];
+  assign \$98  = \$97  >= layer[12:8];
   assign \$99  = ~ clear;
   assign \$100  = in_full & \$99 ;
   assign \$103  = ! num_layers;
@@ -8894,11 +8896,11 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$108  = cur ^ \edge [3];
   assign \$109  = \$107  ? in_rbank : \$108 ;
   assign \$110  = ! \edge [2:0];
-  assign \$296  = in_rbank * 3'h7;
-  assign \$111  = in_counts >> \$296 ;
+  assign \$298  = in_rbank * 3'h7;
+  assign \$111  = in_counts >> \$298 ;
   assign \$112  = cur ^ \edge [3];
-  assign \$300  = { \$112 , \edge [2:0] } * 4'h8;
-  assign \$113  = counts >> \$300 ;
+  assign \$302  = { \$112 , \edge [2:0] } * 4'h8;
+  assign \$113  = counts >> \$302 ;
   assign \$114  = \$110  ? { 1'h0, \$111  } : \$113 ;
   assign \$116  = k[0] ? \$115  : 9'h000;
   assign \$118  = k[1] ? \$117  : 9'h000;
@@ -8910,11 +8912,11 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$127  = k[4] ? \$126  : 15'h0000;
   assign \$128  = \$125  + \$127 ;
   assign \$129  = ! \edge [2:0];
-  assign \$319  = in_rbank * 3'h7;
-  assign \$130  = in_counts >> \$319 ;
+  assign \$321  = in_rbank * 3'h7;
+  assign \$130  = in_counts >> \$321 ;
   assign \$131  = cur ^ \edge [3];
-  assign \$323  = { \$131 , \edge [2:0] } * 4'h8;
-  assign \$132  = counts >> \$323 ;
+  assign \$325  = { \$131 , \edge [2:0] } * 4'h8;
+  assign \$132  = counts >> \$325 ;
   assign \$133  = \$129  ? { 1'h0, \$130  } : \$132 ;
   assign \$134  = | \$133 ;
   assign \$135  = rd_n + 1'h1;
@@ -8926,82 +8928,84 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$141  = ssm_ev_from_input ? in_rbank : ssm_ev_list_bank;
   assign \$142  = rd_n + 1'h1;
   assign \$143  = li + 1'h1;
-  assign \$144  = \$143  == num_layers;
-  assign \$145  = li + 1'h1;
+  assign \$144  = \$143  >= num_layers;
+  assign \$145  = li == 2'h3;
+  assign \$146  = \$144  | \$145 ;
+  assign \$147  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$147 ;
+    layer0 <= \$149 ;
   always @(posedge clk)
-    layer1 <= \$148 ;
+    layer1 <= \$150 ;
   always @(posedge clk)
-    layer2 <= \$149 ;
+    layer2 <= \$151 ;
   always @(posedge clk)
-    layer3 <= \$150 ;
+    layer3 <= \$152 ;
   always @(posedge clk)
-    edge0 <= \$151 ;
+    edge0 <= \$153 ;
   always @(posedge clk)
-    edge1 <= \$152 ;
+    edge1 <= \$154 ;
   always @(posedge clk)
-    edge2 <= \$153 ;
+    edge2 <= \$155 ;
   always @(posedge clk)
-    edge3 <= \$154 ;
+    edge3 <= \$156 ;
   always @(posedge clk)
-    edge4 <= \$155 ;
+    edge4 <= \$157 ;
   always @(posedge clk)
-    edge5 <= \$156 ;
+    edge5 <= \$158 ;
   always @(posedge clk)
-    edge6 <= \$157 ;
+    edge6 <= \$159 ;
   always @(posedge clk)
-    edge7 <= \$158 ;
+    edge7 <= \$160 ;
   always @(posedge clk)
-    num_layers <= \$159 ;
+    num_layers <= \$161 ;
   always @(posedge clk)
-    ssm0 <= \$160 ;
+    ssm0 <= \$162 ;
   always @(posedge clk)
-    ssm1 <= \$161 ;
+    ssm1 <= \$163 ;
   always @(posedge clk)
-    ssm2 <= \$162 ;
+    ssm2 <= \$164 ;
   always @(posedge clk)
-    ssm3 <= \$163 ;
+    ssm3 <= \$165 ;
   always @(posedge clk)
-    layer <= \$164 ;
+    layer <= \$166 ;
   always @(posedge clk)
-    e_end <= \$165 ;
+    e_end <= \$167 ;
   always @(posedge clk)
-    e <= \$166 ;
+    e <= \$168 ;
   always @(posedge clk)
-    \edge  <= \$167 ;
+    \edge  <= \$169 ;
   always @(posedge clk)
-    valid <= \$168 ;
+    valid <= \$170 ;
   always @(posedge clk)
-    last_row <= \$169 ;
+    last_row <= \$171 ;
   always @(posedge clk)
-    li <= \$170 ;
+    li <= \$172 ;
   always @(posedge clk)
-    busy_rep0 <= \$171 ;
+    busy_rep0 <= \$173 ;
   always @(posedge clk)
-    busy_rep1 <= \$172 ;
+    busy_rep1 <= \$174 ;
   always @(posedge clk)
-    fsm_state <= \$173 ;
+    fsm_state <= \$175 ;
   always @(posedge clk)
-    k <= \$174 ;
+    k <= \$176 ;
   always @(posedge clk)
-    rd_src <= \$175 ;
+    rd_src <= \$177 ;
   always @(posedge clk)
-    rd_from_input <= \$176 ;
+    rd_from_input <= \$178 ;
   always @(posedge clk)
-    rd_bank <= \$177 ;
+    rd_bank <= \$179 ;
   always @(posedge clk)
-    rd_n <= \$178 ;
+    rd_n <= \$180 ;
   always @(posedge clk)
-    cnt <= \$179 ;
+    cnt <= \$181 ;
   always @(posedge clk)
-    row_wbase <= \$180 ;
+    row_wbase <= \$182 ;
   always @(posedge clk)
-    row_offset <= \$181 ;
+    row_offset <= \$183 ;
   always @(posedge clk)
-    events_left <= \$182 ;
+    events_left <= \$184 ;
   always @(posedge clk)
-    drain_n <= \$183 ;
+    drain_n <= \$185 ;
   \npu_core_demo.sequencer.counters  counters (
     .clear(\clear$35 ),
     .clk(clk),
@@ -9289,7 +9293,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
         end
       4'h3:
         begin
-          if (\port$2711$0 ) begin
+          if (\port$2713$0 ) begin
             if (\$46 ) begin
               inc[0] = 1'h1;
             end
@@ -9303,7 +9307,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               inc[12] = 1'h1;
             end
           end
-          if (\port$2725$0 ) begin
+          if (\port$2727$0 ) begin
             if (\$50 ) begin
               inc[1] = 1'h1;
             end
@@ -9317,7 +9321,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               inc[13] = 1'h1;
             end
           end
-          if (\port$2724$0 ) begin
+          if (\port$2726$0 ) begin
             if (\$54 ) begin
               inc[2] = 1'h1;
             end
@@ -9609,50 +9613,12 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = layer0;
+    \$149  = layer0;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
             casez (tables[1:0])
               2'h0:
-                  \$147  = tables[56:11];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$147  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = layer1;
-    casez (tables[63:60])
-      4'h0:
-          if (tables[58]) begin
-            casez (tables[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$148  = tables[56:11];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$148  = 46'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = layer2;
-    casez (tables[63:60])
-      4'h0:
-          if (tables[58]) begin
-            casez (tables[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
                   \$149  = tables[56:11];
             endcase
           end
@@ -9663,7 +9629,45 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = layer3;
+    \$150  = layer1;
+    casez (tables[63:60])
+      4'h0:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$150  = tables[56:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$150  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$151  = layer2;
+    casez (tables[63:60])
+      4'h0:
+          if (tables[58]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$151  = tables[56:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$151  = 46'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$152  = layer3;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9676,17 +9680,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h2:
                   /* empty */;
               2'h3:
-                  \$150  = tables[56:11];
+                  \$152  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$150  = 46'h000000000000;
+      \$152  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = edge0;
+    \$153  = edge0;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9694,17 +9698,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (tables[58]) begin
             casez (tables[2:0])
               3'h0:
-                  \$151  = tables[33:11];
+                  \$153  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$151  = 23'h000000;
+      \$153  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = edge1;
+    \$154  = edge1;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9714,17 +9718,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h0:
                   /* empty */;
               3'h1:
-                  \$152  = tables[33:11];
+                  \$154  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$152  = 23'h000000;
+      \$154  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = edge2;
+    \$155  = edge2;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9736,17 +9740,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h1:
                   /* empty */;
               3'h2:
-                  \$153  = tables[33:11];
+                  \$155  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$153  = 23'h000000;
+      \$155  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = edge3;
+    \$156  = edge3;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9760,17 +9764,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h2:
                   /* empty */;
               3'h3:
-                  \$154  = tables[33:11];
+                  \$156  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$154  = 23'h000000;
+      \$156  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = edge4;
+    \$157  = edge4;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9786,17 +9790,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h3:
                   /* empty */;
               3'h4:
-                  \$155  = tables[33:11];
+                  \$157  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$155  = 23'h000000;
+      \$157  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = edge5;
+    \$158  = edge5;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9814,17 +9818,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h4:
                   /* empty */;
               3'h5:
-                  \$156  = tables[33:11];
+                  \$158  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$156  = 23'h000000;
+      \$158  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = edge6;
+    \$159  = edge6;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9844,17 +9848,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h5:
                   /* empty */;
               3'h6:
-                  \$157  = tables[33:11];
+                  \$159  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$157  = 23'h000000;
+      \$159  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = edge7;
+    \$160  = edge7;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9877,17 +9881,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h6:
                   /* empty */;
               3'h7:
-                  \$158  = tables[33:11];
+                  \$160  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$158  = 23'h000000;
+      \$160  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = num_layers;
+    \$161  = num_layers;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9895,16 +9899,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h6:
           if (tables[58]) begin
-            \$159  = tables[13:11];
+            \$161  = tables[13:11];
           end
     endcase
     if (rst) begin
-      \$159  = 3'h0;
+      \$161  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = ssm0;
+    \$162  = ssm0;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9916,17 +9920,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (tables[58]) begin
             casez (tables[1:0])
               2'h0:
-                  \$160  = tables[57:11];
+                  \$162  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$160  = 47'h000000000000;
+      \$162  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = ssm1;
+    \$163  = ssm1;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9940,17 +9944,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h0:
                   /* empty */;
               2'h1:
-                  \$161  = tables[57:11];
+                  \$163  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$161  = 47'h000000000000;
+      \$163  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = ssm2;
+    \$164  = ssm2;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9966,17 +9970,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h1:
                   /* empty */;
               2'h2:
-                  \$162  = tables[57:11];
+                  \$164  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$162  = 47'h000000000000;
+      \$164  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = ssm3;
+    \$165  = ssm3;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9995,141 +9999,106 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h2:
                   /* empty */;
               2'h3:
-                  \$163  = tables[57:11];
+                  \$165  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$163  = 47'h000000000000;
+      \$165  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = \$70 ;
+    \$166  = \$70 ;
     if (rst) begin
-      \$164  = 46'h000000000000;
+      \$166  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = \$71 [3:0];
+    \$167  = \$71 [3:0];
     if (rst) begin
-      \$165  = 4'h0;
+      \$167  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = e;
+    \$168  = e;
     if (e_set) begin
-      \$166  = e_new;
+      \$168  = e_new;
     end
     if (rst) begin
-      \$166  = 4'h0;
+      \$168  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = \edge ;
+    \$169  = \edge ;
     if (e_set) begin
-      \$167  = \$72 ;
+      \$169  = \$72 ;
     end
     if (rst) begin
-      \$167  = 23'h000000;
+      \$169  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75  };
+    \$170  = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75  };
     if (rst) begin
-      \$168  = 8'h00;
+      \$170  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$169  = \$98 ;
-    if (rst) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$170  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$102 ) begin
-            \$170  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$144 ) begin
-            end else begin
-              \$170  = \$145 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$170  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$171  = busy_rep0;
-    casez (fsm_state)
-      4'h0:
-          if (\$102 ) begin
-            \$171  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (\$146 ) begin
-            \$171  = 1'h0;
-          end
-    endcase
+    \$171  = \$98 ;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$172  = busy_rep1;
+    \$172  = li;
     casez (fsm_state)
       4'h0:
           if (\$102 ) begin
-            \$172  = 1'h1;
+            \$172  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$146 ) begin
+            end else begin
+              \$172  = \$147 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$172  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$173  = busy_rep0;
+    casez (fsm_state)
+      4'h0:
+          if (\$102 ) begin
+            \$173  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -10150,95 +10119,130 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'ha:
           /* empty */;
       4'h1:
-          if (\$146 ) begin
-            \$172  = 1'h0;
+          if (\$148 ) begin
+            \$173  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$172  = 1'h0;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$173  = fsm_state;
+    \$174  = busy_rep1;
+    casez (fsm_state)
+      4'h0:
+          if (\$102 ) begin
+            \$174  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$148 ) begin
+            \$174  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$175  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (\$103 ) begin
-              \$173  = 4'h1;
+              \$175  = 4'h1;
             end else begin
-              \$173  = 4'h2;
+              \$175  = 4'h2;
             end
           end
       4'h2:
           (* full_case = 32'd1 *)
           if (\$104 ) begin
-            \$173  = 4'h3;
+            \$175  = 4'h3;
           end else begin
-            \$173  = 4'h4;
+            \$175  = 4'h4;
           end
       4'h4:
-          \$173  = 4'h5;
+          \$175  = 4'h5;
       4'h5:
           (* full_case = 32'd1 *)
           if (\$105 ) begin
-            \$173  = 4'h6;
+            \$175  = 4'h6;
           end else begin
-            \$173  = 4'h7;
+            \$175  = 4'h7;
           end
       4'h7:
           (* full_case = 32'd1 *)
           if (events_left) begin
           end else begin
-            \$173  = 4'h5;
+            \$175  = 4'h5;
           end
       4'h6:
           if (\$138 ) begin
           end else if (drained) begin
-            \$173  = 4'h8;
+            \$175  = 4'h8;
           end
       4'h8:
-          \$173  = 4'h9;
+          \$175  = 4'h9;
       4'h9:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$173  = 4'ha;
+              \$175  = 4'ha;
             end else begin
-              \$173  = 4'h4;
+              \$175  = 4'h4;
             end
           end
       4'h3:
           if (ssm_done) begin
-            \$173  = 4'ha;
+            \$175  = 4'ha;
           end
       4'ha:
           if (router_free) begin
             (* full_case = 32'd1 *)
-            if (\$144 ) begin
-              \$173  = 4'h1;
+            if (\$146 ) begin
+              \$175  = 4'h1;
             end else begin
-              \$173  = 4'h2;
+              \$175  = 4'h2;
             end
           end
       4'h1:
-          if (\$146 ) begin
-            \$173  = 4'h0;
+          if (\$148 ) begin
+            \$175  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$173  = 4'h0;
+      \$175  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$174  = k;
+    \$176  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$174  = 5'h00;
+          \$176  = 5'h00;
       4'h4:
           /* empty */;
       4'h5:
@@ -10254,17 +10258,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$174  = \$140 [4:0];
+              \$176  = \$140 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$174  = 5'h00;
+      \$176  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$175  = rd_src;
+    \$177  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10276,7 +10280,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$175  = \edge [2:0];
+            \$177  = \edge [2:0];
           end
       4'h7:
           /* empty */;
@@ -10288,16 +10292,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$175  = ssm_ev_src;
+            \$177  = ssm_ev_src;
           end
     endcase
     if (rst) begin
-      \$175  = 3'h0;
+      \$177  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$176  = rd_from_input;
+    \$178  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10309,7 +10313,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$176  = \$106 ;
+            \$178  = \$106 ;
           end
       4'h7:
           /* empty */;
@@ -10321,16 +10325,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$176  = ssm_ev_from_input;
+            \$178  = ssm_ev_from_input;
           end
     endcase
     if (rst) begin
-      \$176  = 1'h0;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$177  = rd_bank;
+    \$179  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10342,7 +10346,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$177  = \$109 ;
+            \$179  = \$109 ;
           end
       4'h7:
           /* empty */;
@@ -10354,16 +10358,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$177  = \$141 ;
+            \$179  = \$141 ;
           end
     endcase
     if (rst) begin
-      \$177  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$178  = rd_n;
+    \$180  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10375,11 +10379,11 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$178  = 8'h00;
+            \$180  = 8'h00;
           end
       4'h7:
           if (events_left) begin
-            \$178  = \$135 [7:0];
+            \$180  = \$135 [7:0];
           end
       4'h6:
           /* empty */;
@@ -10390,20 +10394,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
       4'h3:
         begin
           if (ssm_ev_load) begin
-            \$178  = 8'h00;
+            \$180  = 8'h00;
           end
           if (ssm_ev_step) begin
-            \$178  = \$142 [7:0];
+            \$180  = \$142 [7:0];
           end
         end
     endcase
     if (rst) begin
-      \$178  = 8'h00;
+      \$180  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$179  = cnt;
+    \$181  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10415,7 +10419,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$179  = \$114 ;
+            \$181  = \$114 ;
           end
       4'h7:
           /* empty */;
@@ -10427,16 +10431,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h3:
           if (ssm_ev_load) begin
-            \$179  = ssm_ev_cnt;
+            \$181  = ssm_ev_cnt;
           end
     endcase
     if (rst) begin
-      \$179  = 8'h00;
+      \$181  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$180  = row_wbase;
+    \$182  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10448,16 +10452,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$180  = \edge [14:4];
+            \$182  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$180  = 11'h000;
+      \$182  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$181  = row_offset;
+    \$183  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10469,16 +10473,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$181  = \$128 [12:0];
+            \$183  = \$128 [12:0];
           end
     endcase
     if (rst) begin
-      \$181  = 13'h0000;
+      \$183  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$182  = events_left;
+    \$184  = events_left;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10490,20 +10494,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           (* full_case = 32'd1 *)
           if (\$105 ) begin
           end else begin
-            \$182  = \$134 ;
+            \$184  = \$134 ;
           end
       4'h7:
           if (events_left) begin
-            \$182  = \$137 ;
+            \$184  = \$137 ;
           end
     endcase
     if (rst) begin
-      \$182  = 1'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$183  = drain_n;
+    \$185  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -10517,13 +10521,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h6:
           if (\$138 ) begin
-            \$183  = \$139 [1:0];
+            \$185  = \$139 [1:0];
           end else if (drained) begin
-            \$183  = 2'h0;
+            \$185  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$183  = 2'h0;
+      \$185  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -10533,7 +10537,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign busy_groups = { busy_rep1, busy_rep0 };
   assign membrane_write = { neuron_write, neuron_write };
   assign host_req = 1'h0;
-  assign ssm_inc = { \port$2724$0 , \port$2725$0 , \port$2711$0  };
+  assign ssm_inc = { \port$2726$0 , \port$2727$0 , \port$2713$0  };
   assign rowbase = \$4 [11:0];
   assign \tables.word  = tables[10:0];
   assign \tables.wdata  = tables[57:11];
@@ -10740,7 +10744,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$120  = { 1'h0, \edge [22:15], 2'h0 };
   assign \$122  = { \edge [22:15], 3'h0 };
   assign \$126  = { 3'h0, \edge [22:15], 4'h0 };
-  assign \$146  = out_ready;
+  assign \$148  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11705,7 +11709,7 @@ module \npu_core_demo.sequencer.counters (clk, rst, total, raddr, inc, clear, re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2309$134 , busy, start, \port$2374$0 , emit_values, n, cnt, cur, \port$2518$0 , state_rdata
+module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2311$134 , busy, start, \port$2376$0 , emit_values, n, cnt, cur, \port$2520$0 , state_rdata
 , ssm_ynz, row_values, active, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [7:0] \$1 ;
@@ -12293,12 +12297,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   wire [8:0] pm_wr__data;
   input pm_wr__en;
   wire pm_wr__en;
-  input [57:0] \port$2309$134 ;
-  wire [57:0] \port$2309$134 ;
-  input [12:0] \port$2374$0 ;
-  wire [12:0] \port$2374$0 ;
-  input [14:0] \port$2518$0 ;
-  wire [14:0] \port$2518$0 ;
+  input [57:0] \port$2311$134 ;
+  wire [57:0] \port$2311$134 ;
+  input [12:0] \port$2376$0 ;
+  wire [12:0] \port$2376$0 ;
+  input [14:0] \port$2520$0 ;
+  wire [14:0] \port$2520$0 ;
   reg present;
   output [7:0] row_base;
   wire [7:0] row_base;
@@ -12996,7 +13000,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   end
   always @(posedge clk) begin
     if (pm_wr__en)
-      params[\port$2309$134 [8:0]] <= \port$2309$134 [19:11];
+      params[\port$2311$134 [8:0]] <= \port$2311$134 [19:11];
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
@@ -13709,10 +13713,10 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
     pass_row <= \$472 ;
   always @(posedge clk)
     arow <= \$473 ;
-  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2518$0 [6:0] };
-  assign g_value = g1_const ? param_rdata[7:0] : \port$2518$0 [14:7];
+  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2520$0 [6:0] };
+  assign g_value = g1_const ? param_rdata[7:0] : \port$2520$0 [14:7];
   assign \$2  = gbase + n;
-  assign \$3  = busy ? \$2  : { 1'h0, \port$2309$134 [10:0] };
+  assign \$3  = busy ? \$2  : { 1'h0, \port$2311$134 [10:0] };
   assign \$4  = pass_row <= 1'h0;
   assign \$5  = entry[4:0] > 1'h0;
   assign \$6  = \$4  & \$5 ;
@@ -13858,12 +13862,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$146  = \$144  | \$145 ;
   assign \$147  = \$141  & \$146 ;
   assign found = | rows_left;
-  assign \$148  = next_row * \port$2374$0 [12:8];
+  assign \$148  = next_row * \port$2376$0 [12:8];
   assign \$149  = entry[10:5] + \$148 ;
   assign \$150  = \$149  + chunk;
   assign \$151  = chunk * 4'h8;
   assign \$152  = \$151  + 1'h0;
-  assign \$153  = \$152  < \port$2374$0 [7:0];
+  assign \$153  = \$152  < \port$2376$0 [7:0];
   assign \$154  = chunk * 4'h8;
   assign \$155  = \$154  + 1'h0;
   assign \$156  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$78 );
@@ -13886,7 +13890,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$173  = | \$172 [7:0];
   assign \$174  = chunk * 4'h8;
   assign \$175  = \$174  + 1'h1;
-  assign \$176  = \$175  < \port$2374$0 [7:0];
+  assign \$176  = \$175  < \port$2376$0 [7:0];
   assign \$177  = chunk * 4'h8;
   assign \$178  = \$177  + 1'h1;
   assign \$179  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$97 );
@@ -13909,7 +13913,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$196  = | \$195 [7:0];
   assign \$197  = chunk * 4'h8;
   assign \$198  = \$197  + 2'h2;
-  assign \$199  = \$198  < \port$2374$0 [7:0];
+  assign \$199  = \$198  < \port$2376$0 [7:0];
   assign \$200  = chunk * 4'h8;
   assign \$201  = \$200  + 2'h2;
   assign \$202  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$108 );
@@ -13932,7 +13936,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$219  = | \$218 [7:0];
   assign \$220  = chunk * 4'h8;
   assign \$221  = \$220  + 2'h3;
-  assign \$222  = \$221  < \port$2374$0 [7:0];
+  assign \$222  = \$221  < \port$2376$0 [7:0];
   assign \$223  = chunk * 4'h8;
   assign \$224  = \$223  + 2'h3;
   assign \$225  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$119 );
@@ -13955,7 +13959,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$242  = | \$241 [7:0];
   assign \$243  = chunk * 4'h8;
   assign \$244  = \$243  + 3'h4;
-  assign \$245  = \$244  < \port$2374$0 [7:0];
+  assign \$245  = \$244  < \port$2376$0 [7:0];
   assign \$246  = chunk * 4'h8;
   assign \$247  = \$246  + 3'h4;
   assign \$248  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$130 );
@@ -13978,7 +13982,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$265  = | \$264 [7:0];
   assign \$266  = chunk * 4'h8;
   assign \$267  = \$266  + 3'h5;
-  assign \$268  = \$267  < \port$2374$0 [7:0];
+  assign \$268  = \$267  < \port$2376$0 [7:0];
   assign \$269  = chunk * 4'h8;
   assign \$270  = \$269  + 3'h5;
   assign \$271  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$141 );
@@ -14001,7 +14005,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$288  = | \$287 [7:0];
   assign \$289  = chunk * 4'h8;
   assign \$290  = \$289  + 3'h6;
-  assign \$291  = \$290  < \port$2374$0 [7:0];
+  assign \$291  = \$290  < \port$2376$0 [7:0];
   assign \$292  = chunk * 4'h8;
   assign \$293  = \$292  + 3'h6;
   assign \$294  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$152 );
@@ -14024,7 +14028,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$311  = | \$310 [7:0];
   assign \$312  = chunk * 4'h8;
   assign \$313  = \$312  + 3'h7;
-  assign \$314  = \$313  < \port$2374$0 [7:0];
+  assign \$314  = \$313  < \port$2376$0 [7:0];
   assign \$315  = chunk * 4'h8;
   assign \$316  = \$315  + 3'h7;
   assign \$317  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$163 );
@@ -14051,7 +14055,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$337  = gop == 3'h4;
   assign \$338  = entry[19:11] + 1'h0;
   assign \$339  = entry[19:11] + entry[4:0];
-  assign \$340  = entry[4:0] + \port$2374$0 [7:0];
+  assign \$340  = entry[4:0] + \port$2376$0 [7:0];
   assign \$341  = entry[19:11] + \$340 ;
   assign \$342  = cur ^ op_rec;
   assign \$343  = ! op_src;
@@ -14061,7 +14065,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$347  = ~ g_const;
   assign \$348  = arow + next_row;
   assign \$349  = chunk + 1'h1;
-  assign \$350  = \$349  == \port$2374$0 [12:8];
+  assign \$350  = \$349  >= \port$2376$0 [12:8];
   assign \$351  = ! fsm_state;
   assign \$352  = fsm_state == 1'h1;
   assign \$353  = fsm_state == 2'h2;
@@ -14099,12 +14103,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$393  = gop + 1'h1;
   assign \$394  = 2'h2 * entry[4:0];
   assign \$395  = entry[19:11] + \$394 ;
-  assign \$396  = \$395  + \port$2374$0 [7:0];
+  assign \$396  = \$395  + \port$2376$0 [7:0];
   assign \$397  = ssm_gate * entry[4:0];
   assign \$398  = \$396  + \$397 ;
   assign \$399  = next_row + 1'h1;
   assign \$400  = chunk + 1'h1;
-  assign \$401  = \$400  == \port$2374$0 [12:8];
+  assign \$401  = \$400  >= \port$2376$0 [12:8];
   assign \$402  = chunk + 1'h1;
   always @(posedge clk)
     g1_valid <= \$403 ;
@@ -16945,7 +16949,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
               3'h0:
                   op_length = { 3'h0, entry[4:0] };
               3'h1:
-                  op_length = \port$2374$0 [7:0];
+                  op_length = \port$2376$0 [7:0];
               3'h2:
                   op_length = { 3'h0, entry[4:0] };
             endcase
@@ -17850,18 +17854,18 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
       \$424  = 8'h00;
     end
   end
-  assign pm_wr__addr = \port$2309$134 [8:0];
-  assign host_word = \port$2309$134 [10:0];
-  assign pm_wr__data = \port$2309$134 [19:11];
-  assign host_wdata = \port$2309$134 [57:11];
+  assign pm_wr__addr = \port$2311$134 [8:0];
+  assign host_word = \port$2311$134 [10:0];
+  assign pm_wr__data = \port$2311$134 [19:11];
+  assign host_wdata = \port$2311$134 [57:11];
   assign host_param_we = pm_wr__en;
   assign \$signature__data  = param_rdata;
   assign g_index = \$1 [6:0];
-  assign ev_index = \port$2518$0 [6:0];
-  assign ev_value = \port$2518$0 [14:7];
+  assign ev_index = \port$2520$0 [6:0];
+  assign ev_value = \port$2520$0 [14:7];
   assign saddr = \$150 [7:0];
-  assign chunks = \port$2374$0 [12:8];
-  assign m_len = \port$2374$0 [7:0];
+  assign chunks = \port$2376$0 [12:8];
+  assign m_len = \port$2376$0 [7:0];
   assign ssm_wide0 = { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
   assign ssm_new0 = \$164 [15:0];
   assign \$signature__addr$81  = \$165 [5:0];
@@ -18020,7 +18024,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2388$0 , \port$2390$0 , ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2390$0 , \port$2392$0 , ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -18123,10 +18127,10 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2388$0
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$2388$0 ;
-  wire \port$2388$0 ;
   input \port$2390$0 ;
   wire \port$2390$0 ;
+  input \port$2392$0 ;
+  wire \port$2392$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -34722,42 +34726,42 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2388$0
   assign \$4  = views[58] & \$3 ;
   assign \$5  = ! views[66:64];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[63:60] == 3'h4;
   assign \$8  = views[58] & \$7 ;
   assign \$9  = views[66:64] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[63:60] == 3'h4;
   assign \$12  = views[58] & \$11 ;
   assign \$13  = views[66:64] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[63:60] == 3'h4;
   assign \$16  = views[58] & \$15 ;
   assign \$17  = views[66:64] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$2388$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[130:127] == 3'h4;
   assign \$20  = views[125] & \$19 ;
   assign \$21  = views[133:131] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$22  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$23  = views[130:127] == 3'h4;
   assign \$24  = views[125] & \$23 ;
   assign \$25  = views[133:131] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$26  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$27  = views[130:127] == 3'h4;
   assign \$28  = views[125] & \$27 ;
   assign \$29  = views[133:131] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$30  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$31  = views[130:127] == 3'h4;
   assign \$32  = views[125] & \$31 ;
   assign \$33  = views[133:131] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$2390$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$34  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -34876,7 +34880,7 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2388$0
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$2390$0 , \port$2388$0  };
+  assign busy_groups = { \port$2392$0 , \port$2390$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

@@ -381,8 +381,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
-    .\port$1528$0 (\$5 ),
-    .\port$1530$0 (\$6 ),
+    .\port$1530$0 (\$5 ),
+    .\port$1532$0 (\$6 ),
     .rdata(host_rdata),
     .re(host_re),
     .rst(rst),
@@ -405,7 +405,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$1812$2 (records__payload[10:2]),
+    .\port$1814$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -420,11 +420,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$1481$0 (\$4 ),
-    .\port$1514$25 (layer[43:25]),
-    .\port$1528$0 (\$5 ),
-    .\port$1530$0 (\$6 ),
-    .\port$1681$0 (\$7 ),
+    .\port$1483$0 (\$4 ),
+    .\port$1516$25 (layer[43:25]),
+    .\port$1530$0 (\$5 ),
+    .\port$1532$0 (\$6 ),
+    .\port$1683$0 (\$7 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
@@ -504,8 +504,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$1528$0 (\$5 ),
-    .\port$1530$0 (\$6 ),
+    .\port$1530$0 (\$5 ),
+    .\port$1532$0 (\$6 ),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
@@ -835,7 +835,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$1528$0 , \port$1530$0 , addr);
+module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$1530$0 , \port$1532$0 , addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -895,10 +895,10 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
   wire [44:0] \lane_rdata[2][5] ;
   wire [44:0] \lane_rdata[2][6] ;
   wire [44:0] \lane_rdata[2][7] ;
-  input \port$1528$0 ;
-  wire \port$1528$0 ;
   input \port$1530$0 ;
   wire \port$1530$0 ;
+  input \port$1532$0 ;
+  wire \port$1532$0 ;
   reg [2:0] rd_lane = 3'h0;
   reg [44:0] rd_reg = 45'h000000000000;
   reg [2:0] rd_region = 3'h0;
@@ -939,13 +939,13 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
   wire [44:0] wdata;
   input we;
   wire we;
-  assign \$1  = ~ \port$1528$0 ;
+  assign \$1  = ~ \port$1530$0 ;
   assign \$2  = \$1  & we;
-  assign \$3  = ~ \port$1528$0 ;
+  assign \$3  = ~ \port$1530$0 ;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ \port$1530$0 ;
+  assign \$5  = ~ \port$1532$0 ;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ \port$1530$0 ;
+  assign \$7  = ~ \port$1532$0 ;
   assign \$8  = \$7  & re;
   assign \$9  = ~ busy;
   assign \$10  = \$9  & we;
@@ -1069,7 +1069,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
       \$19  = 45'h000000000000;
     end
   end
-  assign busy_groups = { \port$1530$0 , \port$1528$0  };
+  assign busy_groups = { \port$1532$0 , \port$1530$0  };
   assign counters_re = re;
   assign \views[0]  = views[63:0];
   assign \views[0].word  = views[10:0];
@@ -1140,7 +1140,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1812$2 , clear
+module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1814$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1298,8 +1298,8 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$1812$2 ;
-  wire [8:0] \port$1812$2 ;
+  input [8:0] \port$1814$2 ;
+  wire [8:0] \port$1814$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -3675,7 +3675,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$1812$2 [1:0] + 1'h1;
+  assign spike_src = \port$1814$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4326,9 +4326,9 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$1812$2 [1:0];
+  assign wr_layer = \port$1814$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$1812$2 [8:2] };
+  assign wr_index = { 1'h0, \port$1814$2 [8:2] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
@@ -4367,7 +4367,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = 8'h01;
-  assign ev_wr__data[6:0] = \port$1812$2 [8:2];
+  assign ev_wr__data[6:0] = \port$1814$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4391,7 +4391,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 , \port$1514$25 , \port$1528$0 , \port$1530$0 , \port$1681$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 , \port$1516$25 , \port$1530$0 , \port$1532$0 , \port$1683$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4722,16 +4722,16 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 ,
   wire [44:0] \params_rdata[5] ;
   wire [44:0] \params_rdata[6] ;
   wire [44:0] \params_rdata[7] ;
-  input \port$1481$0 ;
-  wire \port$1481$0 ;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
-  input \port$1528$0 ;
-  wire \port$1528$0 ;
+  input \port$1483$0 ;
+  wire \port$1483$0 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   input \port$1530$0 ;
   wire \port$1530$0 ;
-  input \port$1681$0 ;
-  wire \port$1681$0 ;
+  input \port$1532$0 ;
+  wire \port$1532$0 ;
+  input \port$1683$0 ;
+  wire \port$1683$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -5598,134 +5598,134 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 ,
       params7[views[68:64]] <= views[115:75];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$1681$0  | pre3;
-  assign \$2  = \port$1681$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$1683$0  | pre3;
+  assign \$2  = \port$1683$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$1681$0  | pre3;
-  assign \$5  = \port$1681$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$1683$0  | pre3;
+  assign \$5  = \port$1683$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$1681$0  | pre3;
-  assign \$8  = \port$1681$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$1683$0  | pre3;
+  assign \$8  = \port$1683$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$1681$0  | pre3;
-  assign \$11  = \port$1681$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$1683$0  | pre3;
+  assign \$11  = \port$1683$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$1681$0  | pre3;
-  assign \$14  = \port$1681$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$1683$0  | pre3;
+  assign \$14  = \port$1683$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$1681$0  | pre3;
-  assign \$17  = \port$1681$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$1683$0  | pre3;
+  assign \$17  = \port$1683$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$1681$0  | pre3;
-  assign \$20  = \port$1681$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$1683$0  | pre3;
+  assign \$20  = \port$1683$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$1681$0  | pre3;
-  assign \$23  = \port$1681$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$1683$0  | pre3;
+  assign \$23  = \port$1683$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[60:58] == 2'h2;
   assign \$29  = views[56] & \$28 ;
   assign \$30  = ! views[63:61];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$1528$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
+  assign \$31  = \port$1530$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
   assign \$32  = views[60:58] == 2'h3;
   assign \$33  = views[56] & \$32 ;
   assign \$34  = ! views[63:61];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$1528$0  ? \port$1481$0  : \$35 ;
-  assign \$36  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$1530$0  ? \port$1483$0  : \$35 ;
+  assign \$36  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[60:58] == 2'h2;
   assign \$40  = views[56] & \$39 ;
   assign \$41  = views[63:61] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$1528$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
+  assign \$42  = \port$1530$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
   assign \$43  = views[60:58] == 2'h3;
   assign \$44  = views[56] & \$43 ;
   assign \$45  = views[63:61] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$1528$0  ? \port$1481$0  : \$46 ;
-  assign \$47  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$1530$0  ? \port$1483$0  : \$46 ;
+  assign \$47  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[60:58] == 2'h2;
   assign \$51  = views[56] & \$50 ;
   assign \$52  = views[63:61] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$1528$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
+  assign \$53  = \port$1530$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
   assign \$54  = views[60:58] == 2'h3;
   assign \$55  = views[56] & \$54 ;
   assign \$56  = views[63:61] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$1528$0  ? \port$1481$0  : \$57 ;
-  assign \$58  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$1528$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$1530$0  ? \port$1483$0  : \$57 ;
+  assign \$58  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[60:58] == 2'h2;
   assign \$62  = views[56] & \$61 ;
   assign \$63  = views[63:61] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$1528$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
+  assign \$64  = \port$1530$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
   assign \$65  = views[60:58] == 2'h3;
   assign \$66  = views[56] & \$65 ;
   assign \$67  = views[63:61] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$1528$0  ? \port$1481$0  : \$68 ;
-  assign \$69  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$70  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$71  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$144  = \port$1530$0  ? \port$1483$0  : \$68 ;
+  assign \$69  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$70  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$71  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$72  = views[124:122] == 2'h2;
   assign \$73  = views[120] & \$72 ;
   assign \$74  = views[127:125] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$1530$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
+  assign \$75  = \port$1532$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
   assign \$76  = views[124:122] == 2'h3;
   assign \$77  = views[120] & \$76 ;
   assign \$78  = views[127:125] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$1530$0  ? \port$1481$0  : \$79 ;
-  assign \$80  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$81  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$82  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$152  = \port$1532$0  ? \port$1483$0  : \$79 ;
+  assign \$80  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$81  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$82  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$83  = views[124:122] == 2'h2;
   assign \$84  = views[120] & \$83 ;
   assign \$85  = views[127:125] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$1530$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
+  assign \$86  = \port$1532$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
   assign \$87  = views[124:122] == 2'h3;
   assign \$88  = views[120] & \$87 ;
   assign \$89  = views[127:125] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$1530$0  ? \port$1481$0  : \$90 ;
-  assign \$91  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$92  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$93  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$160  = \port$1532$0  ? \port$1483$0  : \$90 ;
+  assign \$91  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$92  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$93  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$94  = views[124:122] == 2'h2;
   assign \$95  = views[120] & \$94 ;
   assign \$96  = views[127:125] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$1530$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
+  assign \$97  = \port$1532$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
   assign \$98  = views[124:122] == 2'h3;
   assign \$99  = views[120] & \$98 ;
   assign \$100  = views[127:125] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$1530$0  ? \port$1481$0  : \$101 ;
-  assign \$102  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$103  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$104  = \port$1530$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$168  = \port$1532$0  ? \port$1483$0  : \$101 ;
+  assign \$102  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$103  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$104  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$105  = views[124:122] == 2'h2;
   assign \$106  = views[120] & \$105 ;
   assign \$107  = views[127:125] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$1530$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
+  assign \$108  = \port$1532$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
   assign \$109  = views[124:122] == 2'h3;
   assign \$110  = views[120] & \$109 ;
   assign \$111  = views[127:125] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$1530$0  ? \port$1481$0  : \$112 ;
+  assign \u_wr__en$176  = \port$1532$0  ? \port$1483$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -5899,56 +5899,56 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 ,
     .u(u_q7)
   );
   \npu_core_digits.neurons.neuron0  neuron0 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neurons.neuron1  neuron1 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$93 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$94 )
   );
   \npu_core_digits.neurons.neuron2  neuron2 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$95 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$96 )
   );
   \npu_core_digits.neurons.neuron3  neuron3 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$97 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$98 )
   );
   \npu_core_digits.neurons.neuron4  neuron4 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$99 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$100 )
   );
   \npu_core_digits.neurons.neuron5  neuron5 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$101 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$102 )
   );
   \npu_core_digits.neurons.neuron6  neuron6 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$103 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$104 )
   );
   \npu_core_digits.neurons.neuron7  neuron7 (
-    .\port$1514$25 (\port$1514$25 ),
+    .\port$1516$25 (\port$1516$25 ),
     .spike(\spike$105 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -6162,15 +6162,15 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 ,
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$1681$0 , \port$1681$0  };
+  assign prod_valid = { \port$1683$0 , \port$1683$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$1530$0 , \port$1528$0  };
+  assign busy_groups = { \port$1532$0 , \port$1530$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
   assign p_wr__data = views[51:11];
   assign u_wr__data = \$31 [15:0];
-  assign membrane_write = { \port$1481$0 , \port$1481$0  };
+  assign membrane_write = { \port$1483$0 , \port$1483$0  };
   assign \port__addr$121  = \$36 [4:0];
   assign \p_wr__addr$122  = views[4:0];
   assign \port__addr$123  = \$37 [4:0];
@@ -6239,47 +6239,47 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1481$0 ,
   assign \bias$200  = bias_q7;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$1514$25 [18:3];
-  assign \v_reset$204  = \port$1514$25 [18:3];
-  assign reset = \port$1514$25 [2:1];
-  assign \reset$206  = \port$1514$25 [2:1];
-  assign spiking = \port$1514$25 [0];
-  assign \spiking$208  = \port$1514$25 [0];
+  assign v_reset = \port$1516$25 [18:3];
+  assign \v_reset$204  = \port$1516$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign \reset$206  = \port$1516$25 [2:1];
+  assign spiking = \port$1516$25 [0];
+  assign \spiking$208  = \port$1516$25 [0];
   assign \total$210  = acc1;
   assign \theta$211  = params1_nrw[24:9];
-  assign \v_reset$212  = \port$1514$25 [18:3];
-  assign \reset$213  = \port$1514$25 [2:1];
-  assign \spiking$214  = \port$1514$25 [0];
+  assign \v_reset$212  = \port$1516$25 [18:3];
+  assign \reset$213  = \port$1516$25 [2:1];
+  assign \spiking$214  = \port$1516$25 [0];
   assign \total$215  = acc2;
   assign \theta$216  = params2_nrw[24:9];
-  assign \v_reset$217  = \port$1514$25 [18:3];
-  assign \reset$218  = \port$1514$25 [2:1];
-  assign \spiking$219  = \port$1514$25 [0];
+  assign \v_reset$217  = \port$1516$25 [18:3];
+  assign \reset$218  = \port$1516$25 [2:1];
+  assign \spiking$219  = \port$1516$25 [0];
   assign \total$220  = acc3;
   assign \theta$221  = params3_nrw[24:9];
-  assign \v_reset$222  = \port$1514$25 [18:3];
-  assign \reset$223  = \port$1514$25 [2:1];
-  assign \spiking$224  = \port$1514$25 [0];
+  assign \v_reset$222  = \port$1516$25 [18:3];
+  assign \reset$223  = \port$1516$25 [2:1];
+  assign \spiking$224  = \port$1516$25 [0];
   assign \total$225  = acc4;
   assign \theta$226  = params4_nrw[24:9];
-  assign \v_reset$227  = \port$1514$25 [18:3];
-  assign \reset$228  = \port$1514$25 [2:1];
-  assign \spiking$229  = \port$1514$25 [0];
+  assign \v_reset$227  = \port$1516$25 [18:3];
+  assign \reset$228  = \port$1516$25 [2:1];
+  assign \spiking$229  = \port$1516$25 [0];
   assign \total$230  = acc5;
   assign \theta$231  = params5_nrw[24:9];
-  assign \v_reset$232  = \port$1514$25 [18:3];
-  assign \reset$233  = \port$1514$25 [2:1];
-  assign \spiking$234  = \port$1514$25 [0];
+  assign \v_reset$232  = \port$1516$25 [18:3];
+  assign \reset$233  = \port$1516$25 [2:1];
+  assign \spiking$234  = \port$1516$25 [0];
   assign \total$235  = acc6;
   assign \theta$236  = params6_nrw[24:9];
-  assign \v_reset$237  = \port$1514$25 [18:3];
-  assign \reset$238  = \port$1514$25 [2:1];
-  assign \spiking$239  = \port$1514$25 [0];
+  assign \v_reset$237  = \port$1516$25 [18:3];
+  assign \reset$238  = \port$1516$25 [2:1];
+  assign \spiking$239  = \port$1516$25 [0];
   assign \total$240  = acc7;
   assign \theta$241  = params7_nrw[24:9];
-  assign \v_reset$242  = \port$1514$25 [18:3];
-  assign \reset$243  = \port$1514$25 [2:1];
-  assign \spiking$244  = \port$1514$25 [0];
+  assign \v_reset$242  = \port$1516$25 [18:3];
+  assign \reset$243  = \port$1516$25 [2:1];
+  assign \spiking$244  = \port$1516$25 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -6577,7 +6577,7 @@ module \npu_core_digits.neurons.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron0 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron0 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6601,8 +6601,8 @@ module \npu_core_digits.neurons.neuron0 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6631,26 +6631,26 @@ module \npu_core_digits.neurons.neuron0 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron1 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron1 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6674,8 +6674,8 @@ module \npu_core_digits.neurons.neuron1 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6704,26 +6704,26 @@ module \npu_core_digits.neurons.neuron1 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron2 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron2 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6747,8 +6747,8 @@ module \npu_core_digits.neurons.neuron2 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6777,26 +6777,26 @@ module \npu_core_digits.neurons.neuron2 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron3 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron3 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6820,8 +6820,8 @@ module \npu_core_digits.neurons.neuron3 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6850,26 +6850,26 @@ module \npu_core_digits.neurons.neuron3 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron4 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron4 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6893,8 +6893,8 @@ module \npu_core_digits.neurons.neuron4 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6923,26 +6923,26 @@ module \npu_core_digits.neurons.neuron4 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron5 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron5 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6966,8 +6966,8 @@ module \npu_core_digits.neurons.neuron5 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6996,26 +6996,26 @@ module \npu_core_digits.neurons.neuron5 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron6 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron6 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7039,8 +7039,8 @@ module \npu_core_digits.neurons.neuron6 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7069,26 +7069,26 @@ module \npu_core_digits.neurons.neuron6 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron7 (u_new, \port$1514$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron7 (u_new, \port$1516$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7112,8 +7112,8 @@ module \npu_core_digits.neurons.neuron7 (u_new, \port$1514$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1514$25 ;
-  wire [18:0] \port$1514$25 ;
+  input [18:0] \port$1516$25 ;
+  wire [18:0] \port$1516$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7142,20 +7142,20 @@ module \npu_core_digits.neurons.neuron7 (u_new, \port$1514$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1514$25 [0] & \$11 ;
+  assign spike = \port$1516$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1514$25 [2:1];
-  assign \$17  = \port$1514$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1514$25 [18:3] : v;
+  assign \$16  = ! \port$1516$25 [2:1];
+  assign \$17  = \port$1516$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$1514$25 [0];
+  assign spiking = \port$1516$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1514$25 [2:1];
-  assign v_reset = \port$1514$25 [18:3];
+  assign reset = \port$1516$25 [2:1];
+  assign v_reset = \port$1516$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -7842,15 +7842,15 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire [5:0] \$124 ;
   wire [2:0] \$125 ;
   wire \$126 ;
-  wire [2:0] \$127 ;
+  wire \$127 ;
   wire \$128 ;
-  reg [44:0] \$129 ;
+  wire [2:0] \$129 ;
   wire \$13 ;
-  reg [44:0] \$130 ;
+  wire \$130 ;
   reg [44:0] \$131 ;
   reg [44:0] \$132 ;
-  reg [22:0] \$133 ;
-  reg [22:0] \$134 ;
+  reg [44:0] \$133 ;
+  reg [44:0] \$134 ;
   reg [22:0] \$135 ;
   reg [22:0] \$136 ;
   reg [22:0] \$137 ;
@@ -7858,29 +7858,31 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   reg [22:0] \$139 ;
   wire \$14 ;
   reg [22:0] \$140 ;
-  reg [2:0] \$141 ;
-  reg [44:0] \$142 ;
-  reg [3:0] \$143 ;
-  reg [3:0] \$144 ;
-  reg [22:0] \$145 ;
-  reg [7:0] \$146 ;
-  reg \$147 ;
-  reg [1:0] \$148 ;
+  reg [22:0] \$141 ;
+  reg [22:0] \$142 ;
+  reg [2:0] \$143 ;
+  reg [44:0] \$144 ;
+  reg [3:0] \$145 ;
+  reg [3:0] \$146 ;
+  reg [22:0] \$147 ;
+  reg [7:0] \$148 ;
   reg \$149 ;
   wire \$15 ;
-  reg \$150 ;
-  reg [3:0] \$151 ;
-  reg [4:0] \$152 ;
-  reg [2:0] \$153 ;
-  reg \$154 ;
-  reg \$155 ;
-  reg [7:0] \$156 ;
-  reg [7:0] \$157 ;
-  reg [10:0] \$158 ;
-  reg [12:0] \$159 ;
+  reg [1:0] \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg [3:0] \$153 ;
+  reg [4:0] \$154 ;
+  reg [2:0] \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
   wire \$16 ;
-  reg \$160 ;
-  reg [1:0] \$161 ;
+  reg [10:0] \$160 ;
+  reg [12:0] \$161 ;
+  reg \$162 ;
+  reg [1:0] \$163 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
@@ -7891,13 +7893,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [3:0] \$257 ;
+  wire [3:0] \$259 ;
   wire \$26 ;
-  wire [7:0] \$261 ;
+  wire [7:0] \$263 ;
   wire \$27 ;
   wire \$28 ;
-  wire [3:0] \$280 ;
-  wire [7:0] \$284 ;
+  wire [3:0] \$282 ;
+  wire [7:0] \$286 ;
   wire \$29 ;
   wire [13:0] \$3 ;
   wire \$30 ;
@@ -8268,7 +8270,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$80  = \$79  + 3'h7;
   assign \$81  = \$80  < layer[7:0];
   assign \$82  = k + 1'h1;
-  assign \$83  = \$82  == layer[12:8];
+  assign \$83  = \$82  >= layer[12:8];
   assign \$84  = ~ clear;
   assign \$85  = in_full & \$84 ;
   assign \$88  = ! num_layers;
@@ -8278,11 +8280,11 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$92  = cur ^ \edge [3];
   assign \$93  = \$91  ? in_rbank : \$92 ;
   assign \$94  = ! \edge [2:0];
-  assign \$257  = in_rbank * 3'h7;
-  assign \$95  = in_counts >> \$257 ;
+  assign \$259  = in_rbank * 3'h7;
+  assign \$95  = in_counts >> \$259 ;
   assign \$96  = cur ^ \edge [3];
-  assign \$261  = { \$96 , \edge [2:0] } * 4'h8;
-  assign \$97  = counts >> \$261 ;
+  assign \$263  = { \$96 , \edge [2:0] } * 4'h8;
+  assign \$97  = counts >> \$263 ;
   assign \$98  = \$94  ? { 1'h0, \$95  } : \$97 ;
   assign \$100  = k[0] ? \$99  : 9'h000;
   assign \$102  = k[1] ? \$101  : 9'h000;
@@ -8294,11 +8296,11 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$111  = k[4] ? \$110  : 15'h0000;
   assign \$112  = \$109  + \$111 ;
   assign \$113  = ! \edge [2:0];
-  assign \$280  = in_rbank * 3'h7;
-  assign \$114  = in_counts >> \$280 ;
+  assign \$282  = in_rbank * 3'h7;
+  assign \$114  = in_counts >> \$282 ;
   assign \$115  = cur ^ \edge [3];
-  assign \$284  = { \$115 , \edge [2:0] } * 4'h8;
-  assign \$116  = counts >> \$284 ;
+  assign \$286  = { \$115 , \edge [2:0] } * 4'h8;
+  assign \$116  = counts >> \$286 ;
   assign \$117  = \$113  ? { 1'h0, \$114  } : \$116 ;
   assign \$118  = | \$117 ;
   assign \$119  = rd_n + 1'h1;
@@ -8308,74 +8310,76 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$123  = drain_n + 1'h1;
   assign \$124  = k + 1'h1;
   assign \$125  = li + 1'h1;
-  assign \$126  = \$125  == num_layers;
-  assign \$127  = li + 1'h1;
+  assign \$126  = \$125  >= num_layers;
+  assign \$127  = li == 2'h3;
+  assign \$128  = \$126  | \$127 ;
+  assign \$129  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$129 ;
+    layer0 <= \$131 ;
   always @(posedge clk)
-    layer1 <= \$130 ;
+    layer1 <= \$132 ;
   always @(posedge clk)
-    layer2 <= \$131 ;
+    layer2 <= \$133 ;
   always @(posedge clk)
-    layer3 <= \$132 ;
+    layer3 <= \$134 ;
   always @(posedge clk)
-    edge0 <= \$133 ;
+    edge0 <= \$135 ;
   always @(posedge clk)
-    edge1 <= \$134 ;
+    edge1 <= \$136 ;
   always @(posedge clk)
-    edge2 <= \$135 ;
+    edge2 <= \$137 ;
   always @(posedge clk)
-    edge3 <= \$136 ;
+    edge3 <= \$138 ;
   always @(posedge clk)
-    edge4 <= \$137 ;
+    edge4 <= \$139 ;
   always @(posedge clk)
-    edge5 <= \$138 ;
+    edge5 <= \$140 ;
   always @(posedge clk)
-    edge6 <= \$139 ;
+    edge6 <= \$141 ;
   always @(posedge clk)
-    edge7 <= \$140 ;
+    edge7 <= \$142 ;
   always @(posedge clk)
-    num_layers <= \$141 ;
+    num_layers <= \$143 ;
   always @(posedge clk)
-    layer <= \$142 ;
+    layer <= \$144 ;
   always @(posedge clk)
-    e_end <= \$143 ;
+    e_end <= \$145 ;
   always @(posedge clk)
-    e <= \$144 ;
+    e <= \$146 ;
   always @(posedge clk)
-    \edge  <= \$145 ;
+    \edge  <= \$147 ;
   always @(posedge clk)
-    valid <= \$146 ;
+    valid <= \$148 ;
   always @(posedge clk)
-    last_row <= \$147 ;
+    last_row <= \$149 ;
   always @(posedge clk)
-    li <= \$148 ;
+    li <= \$150 ;
   always @(posedge clk)
-    busy_rep0 <= \$149 ;
+    busy_rep0 <= \$151 ;
   always @(posedge clk)
-    busy_rep1 <= \$150 ;
+    busy_rep1 <= \$152 ;
   always @(posedge clk)
-    fsm_state <= \$151 ;
+    fsm_state <= \$153 ;
   always @(posedge clk)
-    k <= \$152 ;
+    k <= \$154 ;
   always @(posedge clk)
-    rd_src <= \$153 ;
+    rd_src <= \$155 ;
   always @(posedge clk)
-    rd_from_input <= \$154 ;
+    rd_from_input <= \$156 ;
   always @(posedge clk)
-    rd_bank <= \$155 ;
+    rd_bank <= \$157 ;
   always @(posedge clk)
-    rd_n <= \$156 ;
+    rd_n <= \$158 ;
   always @(posedge clk)
-    cnt <= \$157 ;
+    cnt <= \$159 ;
   always @(posedge clk)
-    row_wbase <= \$158 ;
+    row_wbase <= \$160 ;
   always @(posedge clk)
-    row_offset <= \$159 ;
+    row_offset <= \$161 ;
   always @(posedge clk)
-    events_left <= \$160 ;
+    events_left <= \$162 ;
   always @(posedge clk)
-    drain_n <= \$161 ;
+    drain_n <= \$163 ;
   \npu_core_digits.sequencer.counters  counters (
     .clear(\clear$31 ),
     .clk(clk),
@@ -8860,50 +8864,12 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$129  = layer0;
+    \$131  = layer0;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
             casez (tables[1:0])
               2'h0:
-                  \$129  = tables[55:11];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$129  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$130  = layer1;
-    casez (tables[60:58])
-      3'h0:
-          if (tables[56]) begin
-            casez (tables[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$130  = tables[55:11];
-            endcase
-          end
-    endcase
-    if (rst) begin
-      \$130  = 45'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$131  = layer2;
-    casez (tables[60:58])
-      3'h0:
-          if (tables[56]) begin
-            casez (tables[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  /* empty */;
-              2'h2:
                   \$131  = tables[55:11];
             endcase
           end
@@ -8914,7 +8880,45 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = layer3;
+    \$132  = layer1;
+    casez (tables[60:58])
+      3'h0:
+          if (tables[56]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$132  = tables[55:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$132  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$133  = layer2;
+    casez (tables[60:58])
+      3'h0:
+          if (tables[56]) begin
+            casez (tables[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  /* empty */;
+              2'h2:
+                  \$133  = tables[55:11];
+            endcase
+          end
+    endcase
+    if (rst) begin
+      \$133  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$134  = layer3;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8927,17 +8931,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$132  = tables[55:11];
+                  \$134  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$132  = 45'h000000000000;
+      \$134  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = edge0;
+    \$135  = edge0;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8945,17 +8949,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           if (tables[56]) begin
             casez (tables[2:0])
               3'h0:
-                  \$133  = tables[33:11];
+                  \$135  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$133  = 23'h000000;
+      \$135  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = edge1;
+    \$136  = edge1;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8965,17 +8969,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h0:
                   /* empty */;
               3'h1:
-                  \$134  = tables[33:11];
+                  \$136  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$134  = 23'h000000;
+      \$136  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = edge2;
+    \$137  = edge2;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8987,17 +8991,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h1:
                   /* empty */;
               3'h2:
-                  \$135  = tables[33:11];
+                  \$137  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$135  = 23'h000000;
+      \$137  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = edge3;
+    \$138  = edge3;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9011,17 +9015,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h2:
                   /* empty */;
               3'h3:
-                  \$136  = tables[33:11];
+                  \$138  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$136  = 23'h000000;
+      \$138  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = edge4;
+    \$139  = edge4;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9037,17 +9041,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h3:
                   /* empty */;
               3'h4:
-                  \$137  = tables[33:11];
+                  \$139  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$137  = 23'h000000;
+      \$139  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = edge5;
+    \$140  = edge5;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9065,17 +9069,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h4:
                   /* empty */;
               3'h5:
-                  \$138  = tables[33:11];
+                  \$140  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$138  = 23'h000000;
+      \$140  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = edge6;
+    \$141  = edge6;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9095,17 +9099,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h5:
                   /* empty */;
               3'h6:
-                  \$139  = tables[33:11];
+                  \$141  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$139  = 23'h000000;
+      \$141  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = edge7;
+    \$142  = edge7;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9128,17 +9132,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h6:
                   /* empty */;
               3'h7:
-                  \$140  = tables[33:11];
+                  \$142  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$140  = 23'h000000;
+      \$142  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = num_layers;
+    \$143  = num_layers;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9146,136 +9150,103 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       3'h6:
           if (tables[56]) begin
-            \$141  = tables[13:11];
+            \$143  = tables[13:11];
           end
     endcase
     if (rst) begin
-      \$141  = 3'h0;
+      \$143  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = \$55 ;
+    \$144  = \$55 ;
     if (rst) begin
-      \$142  = 45'h000000000000;
+      \$144  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = \$56 [3:0];
+    \$145  = \$56 [3:0];
     if (rst) begin
-      \$143  = 4'h0;
+      \$145  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = e;
+    \$146  = e;
     if (e_set) begin
-      \$144  = e_new;
+      \$146  = e_new;
     end
     if (rst) begin
-      \$144  = 4'h0;
+      \$146  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = \edge ;
+    \$147  = \edge ;
     if (e_set) begin
-      \$145  = \$57 ;
+      \$147  = \$57 ;
     end
     if (rst) begin
-      \$145  = 23'h000000;
+      \$147  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = { \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60  };
+    \$148  = { \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60  };
     if (rst) begin
-      \$146  = 8'h00;
+      \$148  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = \$83 ;
-    if (rst) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$87 ) begin
-            \$148  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$126 ) begin
-            end else begin
-              \$148  = \$127 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$148  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = busy_rep0;
-    casez (fsm_state)
-      4'h0:
-          if (\$87 ) begin
-            \$149  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (\$128 ) begin
-            \$149  = 1'h0;
-          end
-    endcase
+    \$149  = \$83 ;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = busy_rep1;
+    \$150  = li;
     casez (fsm_state)
       4'h0:
           if (\$87 ) begin
-            \$150  = 1'h1;
+            \$150  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$128 ) begin
+            end else begin
+              \$150  = \$129 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$150  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$151  = busy_rep0;
+    casez (fsm_state)
+      4'h0:
+          if (\$87 ) begin
+            \$151  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -9294,86 +9265,119 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
       4'h9:
           /* empty */;
       4'h1:
-          if (\$128 ) begin
-            \$150  = 1'h0;
+          if (\$130 ) begin
+            \$151  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$150  = 1'h0;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = fsm_state;
+    \$152  = busy_rep1;
+    casez (fsm_state)
+      4'h0:
+          if (\$87 ) begin
+            \$152  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$130 ) begin
+            \$152  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$153  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$87 ) begin
             (* full_case = 32'd1 *)
             if (\$88 ) begin
-              \$151  = 4'h1;
+              \$153  = 4'h1;
             end else begin
-              \$151  = 4'h2;
+              \$153  = 4'h2;
             end
           end
       4'h2:
-          \$151  = 4'h3;
+          \$153  = 4'h3;
       4'h3:
-          \$151  = 4'h4;
+          \$153  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$89 ) begin
-            \$151  = 4'h5;
+            \$153  = 4'h5;
           end else begin
-            \$151  = 4'h6;
+            \$153  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (events_left) begin
           end else begin
-            \$151  = 4'h4;
+            \$153  = 4'h4;
           end
       4'h5:
           if (\$122 ) begin
           end else if (drained) begin
-            \$151  = 4'h7;
+            \$153  = 4'h7;
           end
       4'h7:
-          \$151  = 4'h8;
+          \$153  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$151  = 4'h9;
+              \$153  = 4'h9;
             end else begin
-              \$151  = 4'h3;
+              \$153  = 4'h3;
             end
           end
       4'h9:
           if (router_free) begin
             (* full_case = 32'd1 *)
-            if (\$126 ) begin
-              \$151  = 4'h1;
+            if (\$128 ) begin
+              \$153  = 4'h1;
             end else begin
-              \$151  = 4'h2;
+              \$153  = 4'h2;
             end
           end
       4'h1:
-          if (\$128 ) begin
-            \$151  = 4'h0;
+          if (\$130 ) begin
+            \$153  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$151  = 4'h0;
+      \$153  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = k;
+    \$154  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$152  = 5'h00;
+          \$154  = 5'h00;
       4'h3:
           /* empty */;
       4'h4:
@@ -9389,17 +9393,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$152  = \$124 [4:0];
+              \$154  = \$124 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$152  = 5'h00;
+      \$154  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = rd_src;
+    \$155  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9411,16 +9415,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$153  = \edge [2:0];
+            \$155  = \edge [2:0];
           end
     endcase
     if (rst) begin
-      \$153  = 3'h0;
+      \$155  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = rd_from_input;
+    \$156  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9432,16 +9436,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$154  = \$90 ;
+            \$156  = \$90 ;
           end
     endcase
     if (rst) begin
-      \$154  = 1'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = rd_bank;
+    \$157  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9453,16 +9457,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$155  = \$93 ;
+            \$157  = \$93 ;
           end
     endcase
     if (rst) begin
-      \$155  = 1'h0;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = rd_n;
+    \$158  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9474,20 +9478,20 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$156  = 8'h00;
+            \$158  = 8'h00;
           end
       4'h6:
           if (events_left) begin
-            \$156  = \$119 [7:0];
+            \$158  = \$119 [7:0];
           end
     endcase
     if (rst) begin
-      \$156  = 8'h00;
+      \$158  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = cnt;
+    \$159  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9499,16 +9503,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$157  = \$98 ;
+            \$159  = \$98 ;
           end
     endcase
     if (rst) begin
-      \$157  = 8'h00;
+      \$159  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = row_wbase;
+    \$160  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9520,16 +9524,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$158  = \edge [14:4];
+            \$160  = \edge [14:4];
           end
     endcase
     if (rst) begin
-      \$158  = 11'h000;
+      \$160  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = row_offset;
+    \$161  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9541,16 +9545,16 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$159  = \$112 [12:0];
+            \$161  = \$112 [12:0];
           end
     endcase
     if (rst) begin
-      \$159  = 13'h0000;
+      \$161  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = events_left;
+    \$162  = events_left;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9562,20 +9566,20 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           (* full_case = 32'd1 *)
           if (\$89 ) begin
           end else begin
-            \$160  = \$118 ;
+            \$162  = \$118 ;
           end
       4'h6:
           if (events_left) begin
-            \$160  = \$121 ;
+            \$162  = \$121 ;
           end
     endcase
     if (rst) begin
-      \$160  = 1'h0;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = drain_n;
+    \$163  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -9589,13 +9593,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h5:
           if (\$122 ) begin
-            \$161  = \$123 [1:0];
+            \$163  = \$123 [1:0];
           end else if (drained) begin
-            \$161  = 2'h0;
+            \$163  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$161  = 2'h0;
+      \$163  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -9720,7 +9724,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$104  = { 1'h0, \edge [22:15], 2'h0 };
   assign \$106  = { \edge [22:15], 3'h0 };
   assign \$110  = { 3'h0, \edge [22:15], 4'h0 };
-  assign \$128  = out_ready;
+  assign \$130  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10685,7 +10689,7 @@ module \npu_core_digits.sequencer.counters (clk, rst, total, raddr, inc, clear, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1528$0 , \port$1530$0 , ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1530$0 , \port$1532$0 , ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -10788,10 +10792,10 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1528
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$1528$0 ;
-  wire \port$1528$0 ;
   input \port$1530$0 ;
   wire \port$1530$0 ;
+  input \port$1532$0 ;
+  wire \port$1532$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -27387,42 +27391,42 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1528
   assign \$4  = views[56] & \$3 ;
   assign \$5  = ! views[63:61];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[60:58] == 3'h4;
   assign \$8  = views[56] & \$7 ;
   assign \$9  = views[63:61] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[60:58] == 3'h4;
   assign \$12  = views[56] & \$11 ;
   assign \$13  = views[63:61] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[60:58] == 3'h4;
   assign \$16  = views[56] & \$15 ;
   assign \$17  = views[63:61] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$1528$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[124:122] == 3'h4;
   assign \$20  = views[120] & \$19 ;
   assign \$21  = views[127:125] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$22  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$23  = views[124:122] == 3'h4;
   assign \$24  = views[120] & \$23 ;
   assign \$25  = views[127:125] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$26  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$27  = views[124:122] == 3'h4;
   assign \$28  = views[120] & \$27 ;
   assign \$29  = views[127:125] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$30  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$31  = views[124:122] == 3'h4;
   assign \$32  = views[120] & \$31 ;
   assign \$33  = views[127:125] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$1530$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$34  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -27541,7 +27545,7 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1528
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$1530$0 , \port$1528$0  };
+  assign busy_groups = { \port$1532$0 , \port$1530$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

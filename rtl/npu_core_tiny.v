@@ -303,7 +303,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$974$2 (records__payload[6:2]),
+    .\port$976$2 (records__payload[6:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -320,7 +320,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$790$18 (layer[36:18]),
+    .\port$792$18 (layer[36:18]),
     .prod(prod),
     .prod_valid(prod_valid),
     .row_addr(row_addr),
@@ -805,7 +805,7 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$974$2 , clear
+module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$976$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -921,8 +921,8 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   reg [11:0] input_events_nrw = 12'h000;
   wire [3:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [4:0] \port$974$2 ;
-  wire [4:0] \port$974$2 ;
+  input [4:0] \port$976$2 ;
+  wire [4:0] \port$976$2 ;
   wire [6:0] port__addr;
   wire [4:0] \port__addr$37 ;
   wire [11:0] port__data;
@@ -1184,7 +1184,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \$27  = clear & \$26 ;
   assign \$28  = rd_from_input_q ? input_events_nrw[3:0] : events_nrw[3:0];
   assign \$29  = rd_from_input_q ? input_events_nrw[11:4] : events_nrw[11:4];
-  assign spike_src = \port$974$2 [0] + 1'h1;
+  assign spike_src = \port$976$2 [0] + 1'h1;
   assign \$31  = ~ in_full;
   assign \$32  = ~ clear;
   assign input__ready = \$31  & \$32 ;
@@ -1573,9 +1573,9 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   end
   assign port__addr = { rd_bank, rd_src, rd_n[3:0] };
   assign \port__addr$37  = { rd_bank, rd_n[3:0] };
-  assign wr_layer = \port$974$2 [0];
+  assign wr_layer = \port$976$2 [0];
   assign ev_wr__addr = { cur, spike_src, \$30  };
-  assign wr_index = { 1'h0, \port$974$2 [4:1] };
+  assign wr_index = { 1'h0, \port$976$2 [4:1] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[3:0];
@@ -1606,7 +1606,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \in_wr__data.index  = in_wr__data[3:0];
   assign \in_wr__data.value  = in_wr__data[11:4];
   assign ev_wr__data[11:4] = 8'h01;
-  assign ev_wr__data[3:0] = \port$974$2 [4:1];
+  assign ev_wr__data[3:0] = \port$976$2 [4:1];
   assign rd_data[11:4] = \$29 ;
   assign rd_data[3:0] = \$28 ;
   assign in_counts[9:5] = in_count1;
@@ -1622,7 +1622,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, \port$790$18 , busy_groups, prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, \port$792$18 , busy_groups, prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1721,8 +1721,8 @@ module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, 
   wire [81:0] params_rdata;
   wire [40:0] \params_rdata[0] ;
   wire [40:0] \params_rdata[1] ;
-  input [18:0] \port$790$18 ;
-  wire [18:0] \port$790$18 ;
+  input [18:0] \port$792$18 ;
+  wire [18:0] \port$792$18 ;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$40 ;
   wire [3:0] \port__addr$49 ;
@@ -1978,14 +1978,14 @@ module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, 
     .u(u_q1)
   );
   \npu_core_tiny.neurons.neuron0  neuron0 (
-    .\port$790$18 (\port$790$18 ),
+    .\port$792$18 (\port$792$18 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neurons.neuron1  neuron1 (
-    .\port$790$18 (\port$790$18 ),
+    .\port$792$18 (\port$792$18 ),
     .spike(\spike$33 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
@@ -2093,17 +2093,17 @@ module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, 
   assign \bias$62  = bias_q1;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$790$18 [18:3];
-  assign \v_reset$66  = \port$790$18 [18:3];
-  assign reset = \port$790$18 [2:1];
-  assign \reset$68  = \port$790$18 [2:1];
-  assign spiking = \port$790$18 [0];
-  assign \spiking$70  = \port$790$18 [0];
+  assign v_reset = \port$792$18 [18:3];
+  assign \v_reset$66  = \port$792$18 [18:3];
+  assign reset = \port$792$18 [2:1];
+  assign \reset$68  = \port$792$18 [2:1];
+  assign spiking = \port$792$18 [0];
+  assign \spiking$70  = \port$792$18 [0];
   assign \total$72  = acc1;
   assign \theta$73  = params1_nrw[24:9];
-  assign \v_reset$74  = \port$790$18 [18:3];
-  assign \reset$75  = \port$790$18 [2:1];
-  assign \spiking$76  = \port$790$18 [0];
+  assign \v_reset$74  = \port$792$18 [18:3];
+  assign \reset$75  = \port$792$18 [2:1];
+  assign \spiking$76  = \port$792$18 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -2186,7 +2186,7 @@ module \npu_core_tiny.neurons.leak1 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons.neuron0 (u_new, \port$790$18 , theta, total, spike);
+module \npu_core_tiny.neurons.neuron0 (u_new, \port$792$18 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2210,8 +2210,8 @@ module \npu_core_tiny.neurons.neuron0 (u_new, \port$790$18 , theta, total, spike
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$790$18 ;
-  wire [18:0] \port$790$18 ;
+  input [18:0] \port$792$18 ;
+  wire [18:0] \port$792$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -2240,26 +2240,26 @@ module \npu_core_tiny.neurons.neuron0 (u_new, \port$790$18 , theta, total, spike
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$790$18 [0] & \$11 ;
+  assign spike = \port$792$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$790$18 [2:1];
-  assign \$17  = \port$790$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$790$18 [18:3] : v;
+  assign \$16  = ! \port$792$18 [2:1];
+  assign \$17  = \port$792$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$792$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$790$18 [0];
+  assign spiking = \port$792$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$790$18 [2:1];
-  assign v_reset = \port$790$18 [18:3];
+  assign reset = \port$792$18 [2:1];
+  assign v_reset = \port$792$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons.neuron1 (u_new, \port$790$18 , theta, total, spike);
+module \npu_core_tiny.neurons.neuron1 (u_new, \port$792$18 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2283,8 +2283,8 @@ module \npu_core_tiny.neurons.neuron1 (u_new, \port$790$18 , theta, total, spike
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$790$18 ;
-  wire [18:0] \port$790$18 ;
+  input [18:0] \port$792$18 ;
+  wire [18:0] \port$792$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -2313,20 +2313,20 @@ module \npu_core_tiny.neurons.neuron1 (u_new, \port$790$18 , theta, total, spike
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$790$18 [0] & \$11 ;
+  assign spike = \port$792$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$790$18 [2:1];
-  assign \$17  = \port$790$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$790$18 [18:3] : v;
+  assign \$16  = ! \port$792$18 [2:1];
+  assign \$17  = \port$792$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$792$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$790$18 [0];
+  assign spiking = \port$792$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$790$18 [2:1];
-  assign v_reset = \port$790$18 [18:3];
+  assign reset = \port$792$18 [2:1];
+  assign v_reset = \port$792$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -2826,39 +2826,41 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [37:0] \$1 ;
   wire \$10 ;
-  reg [2:0] \$100 ;
-  reg [2:0] \$101 ;
-  reg [15:0] \$102 ;
-  reg [1:0] \$103 ;
-  reg \$104 ;
-  reg \$105 ;
+  reg [1:0] \$100 ;
+  reg [37:0] \$101 ;
+  reg [2:0] \$102 ;
+  reg [2:0] \$103 ;
+  reg [15:0] \$104 ;
+  reg [1:0] \$105 ;
   reg \$106 ;
-  reg [3:0] \$107 ;
-  reg [3:0] \$108 ;
-  reg [1:0] \$109 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg [3:0] \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  reg [4:0] \$112 ;
-  reg [4:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [8:0] \$115 ;
-  reg \$116 ;
-  reg [1:0] \$117 ;
+  reg [3:0] \$110 ;
+  reg [1:0] \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg [4:0] \$114 ;
+  reg [4:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [8:0] \$117 ;
+  reg \$118 ;
+  reg [1:0] \$119 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [3:0] \$179 ;
   wire \$18 ;
-  wire [5:0] \$183 ;
+  wire [3:0] \$181 ;
+  wire [5:0] \$185 ;
   wire \$19 ;
-  wire [3:0] \$199 ;
   reg [15:0] \$2 ;
   wire \$20 ;
-  wire [5:0] \$203 ;
+  wire [3:0] \$201 ;
+  wire [5:0] \$205 ;
   wire [3:0] \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -2935,16 +2937,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire [1:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [1:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  reg [37:0] \$92 ;
-  reg [37:0] \$93 ;
-  reg [15:0] \$94 ;
-  reg [15:0] \$95 ;
+  wire [1:0] \$92 ;
+  wire \$93 ;
+  reg [37:0] \$94 ;
+  reg [37:0] \$95 ;
   reg [15:0] \$96 ;
   reg [15:0] \$97 ;
-  reg [1:0] \$98 ;
-  reg [37:0] \$99 ;
+  reg [15:0] \$98 ;
+  reg [15:0] \$99 ;
   output busy;
   reg busy;
   output busy_groups;
@@ -3146,7 +3148,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$46  = \$45  + 1'h1;
   assign \$47  = \$46  < layer[4:0];
   assign \$48  = k + 1'h1;
-  assign \$49  = \$48  == layer[8:5];
+  assign \$49  = \$48  >= layer[8:5];
   assign \$50  = ~ clear;
   assign \$51  = in_full & \$50 ;
   assign \$54  = ! num_layers;
@@ -3156,11 +3158,11 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$58  = cur ^ \edge [2];
   assign \$59  = \$57  ? in_rbank : \$58 ;
   assign \$60  = ! \edge [1:0];
-  assign \$179  = in_rbank * 3'h5;
-  assign \$61  = in_counts >> \$179 ;
+  assign \$181  = in_rbank * 3'h5;
+  assign \$61  = in_counts >> \$181 ;
   assign \$62  = cur ^ \edge [2];
-  assign \$183  = { \$62 , \edge [1:0] } * 3'h5;
-  assign \$63  = counts >> \$183 ;
+  assign \$185  = { \$62 , \edge [1:0] } * 3'h5;
+  assign \$63  = counts >> \$185 ;
   assign \$64  = \$60  ? \$61  : \$63 ;
   assign \$66  = k[0] ? \$65  : 6'h00;
   assign \$68  = k[1] ? \$67  : 6'h00;
@@ -3170,11 +3172,11 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$74  = \$71  + \$73 ;
   assign \$75  = \$69  + \$74 ;
   assign \$76  = ! \edge [1:0];
-  assign \$199  = in_rbank * 3'h5;
-  assign \$77  = in_counts >> \$199 ;
+  assign \$201  = in_rbank * 3'h5;
+  assign \$77  = in_counts >> \$201 ;
   assign \$78  = cur ^ \edge [2];
-  assign \$203  = { \$78 , \edge [1:0] } * 3'h5;
-  assign \$79  = counts >> \$203 ;
+  assign \$205  = { \$78 , \edge [1:0] } * 3'h5;
+  assign \$79  = counts >> \$205 ;
   assign \$80  = \$76  ? \$77  : \$79 ;
   assign \$81  = | \$80 ;
   assign \$82  = rd_n + 1'h1;
@@ -3184,60 +3186,61 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$86  = drain_n + 1'h1;
   assign \$87  = k + 1'h1;
   assign \$88  = li + 1'h1;
-  assign \$89  = \$88  == num_layers;
-  assign \$90  = li + 1'h1;
+  assign \$89  = \$88  >= num_layers;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$92 ;
+    layer0 <= \$94 ;
   always @(posedge clk)
-    layer1 <= \$93 ;
+    layer1 <= \$95 ;
   always @(posedge clk)
-    edge0 <= \$94 ;
+    edge0 <= \$96 ;
   always @(posedge clk)
-    edge1 <= \$95 ;
+    edge1 <= \$97 ;
   always @(posedge clk)
-    edge2 <= \$96 ;
+    edge2 <= \$98 ;
   always @(posedge clk)
-    edge3 <= \$97 ;
+    edge3 <= \$99 ;
   always @(posedge clk)
-    num_layers <= \$98 ;
+    num_layers <= \$100 ;
   always @(posedge clk)
-    layer <= \$99 ;
+    layer <= \$101 ;
   always @(posedge clk)
-    e_end <= \$100 ;
+    e_end <= \$102 ;
   always @(posedge clk)
-    e <= \$101 ;
+    e <= \$103 ;
   always @(posedge clk)
-    \edge  <= \$102 ;
+    \edge  <= \$104 ;
   always @(posedge clk)
-    valid <= \$103 ;
+    valid <= \$105 ;
   always @(posedge clk)
-    last_row <= \$104 ;
+    last_row <= \$106 ;
   always @(posedge clk)
-    li <= \$105 ;
+    li <= \$107 ;
   always @(posedge clk)
-    busy_groups <= \$106 ;
+    busy_groups <= \$108 ;
   always @(posedge clk)
-    fsm_state <= \$107 ;
+    fsm_state <= \$109 ;
   always @(posedge clk)
-    k <= \$108 ;
+    k <= \$110 ;
   always @(posedge clk)
-    rd_src <= \$109 ;
+    rd_src <= \$111 ;
   always @(posedge clk)
-    rd_from_input <= \$110 ;
+    rd_from_input <= \$112 ;
   always @(posedge clk)
-    rd_bank <= \$111 ;
+    rd_bank <= \$113 ;
   always @(posedge clk)
-    rd_n <= \$112 ;
+    rd_n <= \$114 ;
   always @(posedge clk)
-    cnt <= \$113 ;
+    cnt <= \$115 ;
   always @(posedge clk)
-    row_wbase <= \$114 ;
+    row_wbase <= \$116 ;
   always @(posedge clk)
-    row_offset <= \$115 ;
+    row_offset <= \$117 ;
   always @(posedge clk)
-    events_left <= \$116 ;
+    events_left <= \$118 ;
   always @(posedge clk)
-    drain_n <= \$117 ;
+    drain_n <= \$119 ;
   \npu_core_tiny.sequencer.counters  counters (
     .clear(\clear$25 ),
     .clk(clk),
@@ -3650,23 +3653,23 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = layer0;
+    \$94  = layer0;
     casez (tables[53:51])
       3'h0:
           if (tables[49]) begin
             casez (tables[0])
               1'h0:
-                  \$92  = tables[45:8];
+                  \$94  = tables[45:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$92  = 38'h0000000000;
+      \$94  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = layer1;
+    \$95  = layer1;
     casez (tables[53:51])
       3'h0:
           if (tables[49]) begin
@@ -3675,17 +3678,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               1'h0:
                   /* empty */;
               1'h1:
-                  \$93  = tables[45:8];
+                  \$95  = tables[45:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$93  = 38'h0000000000;
+      \$95  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = edge0;
+    \$96  = edge0;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3693,17 +3696,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           if (tables[49]) begin
             casez (tables[1:0])
               2'h0:
-                  \$94  = tables[23:8];
+                  \$96  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$94  = 16'h0000;
+      \$96  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = edge1;
+    \$97  = edge1;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3713,17 +3716,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h0:
                   /* empty */;
               2'h1:
-                  \$95  = tables[23:8];
+                  \$97  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$95  = 16'h0000;
+      \$97  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = edge2;
+    \$98  = edge2;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3735,17 +3738,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h1:
                   /* empty */;
               2'h2:
-                  \$96  = tables[23:8];
+                  \$98  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$96  = 16'h0000;
+      \$98  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = edge3;
+    \$99  = edge3;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3760,17 +3763,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h2:
                   /* empty */;
               2'h3:
-                  \$97  = tables[23:8];
+                  \$99  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$97  = 16'h0000;
+      \$99  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = num_layers;
+    \$100  = num_layers;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3778,201 +3781,201 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       3'h6:
           if (tables[49]) begin
-            \$98  = tables[9:8];
+            \$100  = tables[9:8];
           end
     endcase
     if (rst) begin
-      \$98  = 2'h0;
+      \$100  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = \$39 ;
+    \$101  = \$39 ;
     if (rst) begin
-      \$99  = 38'h0000000000;
+      \$101  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = \$40 [2:0];
+    \$102  = \$40 [2:0];
     if (rst) begin
-      \$100  = 3'h0;
+      \$102  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = e;
+    \$103  = e;
     if (e_set) begin
-      \$101  = e_new;
+      \$103  = e_new;
     end
     if (rst) begin
-      \$101  = 3'h0;
+      \$103  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = \edge ;
+    \$104  = \edge ;
     if (e_set) begin
-      \$102  = \$41 ;
+      \$104  = \$41 ;
     end
     if (rst) begin
-      \$102  = 16'h0000;
+      \$104  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = { \$47 , \$44  };
+    \$105  = { \$47 , \$44  };
     if (rst) begin
-      \$103  = 2'h0;
+      \$105  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = \$49 ;
-    if (rst) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$53 ) begin
-            \$105  = 1'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$89 ) begin
-            end else begin
-              \$105  = \$90 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = busy_groups;
-    casez (fsm_state)
-      4'h0:
-          if (\$53 ) begin
-            \$106  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (\$91 ) begin
-            \$106  = 1'h0;
-          end
-    endcase
+    \$106  = \$49 ;
     if (rst) begin
       \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = fsm_state;
+    \$107  = li;
+    casez (fsm_state)
+      4'h0:
+          if (\$53 ) begin
+            \$107  = 1'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$91 ) begin
+            end else begin
+              \$107  = \$92 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = busy_groups;
+    casez (fsm_state)
+      4'h0:
+          if (\$53 ) begin
+            \$108  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'h1:
+          if (\$93 ) begin
+            \$108  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$108  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = fsm_state;
     casez (fsm_state)
       4'h0:
           if (\$53 ) begin
             (* full_case = 32'd1 *)
             if (\$54 ) begin
-              \$107  = 4'h1;
+              \$109  = 4'h1;
             end else begin
-              \$107  = 4'h2;
+              \$109  = 4'h2;
             end
           end
       4'h2:
-          \$107  = 4'h3;
+          \$109  = 4'h3;
       4'h3:
-          \$107  = 4'h4;
+          \$109  = 4'h4;
       4'h4:
           (* full_case = 32'd1 *)
           if (\$55 ) begin
-            \$107  = 4'h5;
+            \$109  = 4'h5;
           end else begin
-            \$107  = 4'h6;
+            \$109  = 4'h6;
           end
       4'h6:
           (* full_case = 32'd1 *)
           if (events_left) begin
           end else begin
-            \$107  = 4'h4;
+            \$109  = 4'h4;
           end
       4'h5:
           if (\$85 ) begin
           end else if (drained) begin
-            \$107  = 4'h7;
+            \$109  = 4'h7;
           end
       4'h7:
-          \$107  = 4'h8;
+          \$109  = 4'h8;
       4'h8:
           if (can_load) begin
             (* full_case = 32'd1 *)
             if (last_row) begin
-              \$107  = 4'h9;
+              \$109  = 4'h9;
             end else begin
-              \$107  = 4'h3;
+              \$109  = 4'h3;
             end
           end
       4'h9:
           if (router_free) begin
             (* full_case = 32'd1 *)
-            if (\$89 ) begin
-              \$107  = 4'h1;
+            if (\$91 ) begin
+              \$109  = 4'h1;
             end else begin
-              \$107  = 4'h2;
+              \$109  = 4'h2;
             end
           end
       4'h1:
-          if (\$91 ) begin
-            \$107  = 4'h0;
+          if (\$93 ) begin
+            \$109  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$107  = 4'h0;
+      \$109  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = k;
+    \$110  = k;
     casez (fsm_state)
       4'h0:
           /* empty */;
       4'h2:
-          \$108  = 4'h0;
+          \$110  = 4'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -3988,17 +3991,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
             (* full_case = 32'd1 *)
             if (last_row) begin
             end else begin
-              \$108  = \$87 [3:0];
+              \$110  = \$87 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$108  = 4'h0;
+      \$110  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$109  = rd_src;
+    \$111  = rd_src;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4010,16 +4013,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$109  = \edge [1:0];
+            \$111  = \edge [1:0];
           end
     endcase
     if (rst) begin
-      \$109  = 2'h0;
+      \$111  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$110  = rd_from_input;
+    \$112  = rd_from_input;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4031,16 +4034,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$110  = \$56 ;
+            \$112  = \$56 ;
           end
     endcase
     if (rst) begin
-      \$110  = 1'h0;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$111  = rd_bank;
+    \$113  = rd_bank;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4052,16 +4055,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$111  = \$59 ;
+            \$113  = \$59 ;
           end
     endcase
     if (rst) begin
-      \$111  = 1'h0;
+      \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$112  = rd_n;
+    \$114  = rd_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4073,20 +4076,20 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$112  = 5'h00;
+            \$114  = 5'h00;
           end
       4'h6:
           if (events_left) begin
-            \$112  = \$82 [4:0];
+            \$114  = \$82 [4:0];
           end
     endcase
     if (rst) begin
-      \$112  = 5'h00;
+      \$114  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = cnt;
+    \$115  = cnt;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4098,16 +4101,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$113  = \$64 ;
+            \$115  = \$64 ;
           end
     endcase
     if (rst) begin
-      \$113  = 5'h00;
+      \$115  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = row_wbase;
+    \$116  = row_wbase;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4119,16 +4122,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$114  = \edge [10:3];
+            \$116  = \edge [10:3];
           end
     endcase
     if (rst) begin
-      \$114  = 8'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = row_offset;
+    \$117  = row_offset;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4140,16 +4143,16 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$115  = \$75 [8:0];
+            \$117  = \$75 [8:0];
           end
     endcase
     if (rst) begin
-      \$115  = 9'h000;
+      \$117  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = events_left;
+    \$118  = events_left;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4161,20 +4164,20 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           (* full_case = 32'd1 *)
           if (\$55 ) begin
           end else begin
-            \$116  = \$81 ;
+            \$118  = \$81 ;
           end
       4'h6:
           if (events_left) begin
-            \$116  = \$84 ;
+            \$118  = \$84 ;
           end
     endcase
     if (rst) begin
-      \$116  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$117  = drain_n;
+    \$119  = drain_n;
     casez (fsm_state)
       4'h0:
           /* empty */;
@@ -4188,13 +4191,13 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h5:
           if (\$85 ) begin
-            \$117  = \$86 [1:0];
+            \$119  = \$86 [1:0];
           end else if (drained) begin
-            \$117  = 2'h0;
+            \$119  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$117  = 2'h0;
+      \$119  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -4284,7 +4287,8 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$67  = { \edge [15:11], 1'h0 };
   assign \$70  = { 1'h0, \edge [15:11], 2'h0 };
   assign \$72  = { \edge [15:11], 3'h0 };
-  assign \$91  = out_ready;
+  assign \$90  = li;
+  assign \$93  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)

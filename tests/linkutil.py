@@ -122,6 +122,17 @@ class RawClient:
         self.pending: list[Frame] = []
         self.sent = FrameDecoder()  # what the device's decoder must make of our bytes
 
+    def open(self, seq: int = 0, nonce: int = 0x5E55) -> int:
+        """OPEN a session; the client's decoders take its form from then on (the
+        frames it sends must be built with ``session=`` it)."""
+        from spikeforge.contract.payloads import pack_open, unpack_open_reply
+
+        reply = self.request(Frame(Command.OPEN, seq, pack_open(nonce)))
+        got, session = unpack_open_reply(reply.payload)
+        assert got == nonce and reply.cmd == reply_cmd(Command.OPEN) and reply.session == 0
+        self.dec.session = self.sent.session = session
+        return session
+
     def send_raw(self, data: bytes) -> None:
         self.sent.feed(data)
         self.sock.sendall(data)

@@ -7,15 +7,18 @@ import threading
 import pytest
 from fakedevice import FakeDevice, run_record
 from spikeforge.client import Client
+from spikeforge.contract.framing import Frame
 from spikeforge.contract.payloads import (
+    pack_error,
     pack_read,
+    pack_read_reply,
     pack_run,
     pack_write,
     unpack_read_reply,
     unpack_run_reply,
 )
 from spikeforge.contract.protocol import Command, ErrorCode
-from spikeforge.errors import DeviceReplyError, LinkClosed, LinkError
+from spikeforge.errors import DeviceBusy, DeviceReplyError, LinkClosed, LinkError
 from spikeforge.transport import FaultyTransport, XdmaTransport, open_transport
 
 
@@ -36,7 +39,8 @@ def test_error_reply_raises_with_code_and_message():
     with pytest.raises(DeviceReplyError) as info:
         client.request(Command.READ, pack_read(10, 8))
     assert info.value.code == ErrorCode.ADDRESS_OUT_OF_RANGE
-    assert str(info.value) == "the device refused READ: ADDRESS_OUT_OF_RANGE: out of range"
+    assert str(info.value) == ("the device refused READ: ADDRESS_OUT_OF_RANGE (an address outside "
+                                "the device's memory map, or a read-only one): out of range")
     with pytest.raises(DeviceReplyError, match="refused command 0x33: UNKNOWN_COMMAND"):
         client.request(0x33)
 
@@ -58,9 +62,10 @@ def test_lost_reply_is_replayed_not_executed_twice():
 def test_silent_device_gives_a_link_error_after_the_retries():
     dev = FakeDevice(mute=True)
     client = Client(dev, timeout=0.01, retries=3)
-    with pytest.raises(LinkError, match=r"fake://: no reply to INFO \(seq 0\) after 4 attempts"):
+    with pytest.raises(LinkError, match=r"fake://: no reply to OPEN \(seq 0\) after 4 attempts"):
         client.request(Command.INFO)
-    assert dev.executed[Command.INFO] == 1 and dev.replays == 3
+    assert dev.executed[Command.OPEN] == 1 and dev.executed[Command.INFO] == 0
+    assert dev.replays == 3  # the retried OPEN: answered from the cache, not run again
 
 
 def test_closed_link_raises_at_once():
@@ -126,3 +131,34 @@ def test_xdma_transport_moves_bytes_through_named_pipes(tmp_path):
     link.close()
     thread.join(2)
     assert not thread.is_alive()
+
+
+def test_session_opened_first_and_other_sessions_ignored():
+    """The first request opens a session; a reply in another session's form (a
+    late reply to an earlier client's request with the same seq) is ignored; a
+    new OPEN ends the session, and the device drops the old session's frames."""
+    dev = FakeDevice(words=16)
+    client = Client(dev, timeout=0.05, retries=2)
+    client.request(Command.WRITE, pack_write(3, [7]))
+    assert client.session == 1 and dev.executed[Command.OPEN] == 1
+    # A stale reply for the next seq, in the open form and in session 9's form.
+    seq = client._seq
+    dev.outbox += Frame(0x83, seq, pack_read_reply([99])).encode()
+    dev.outbox += Frame(0x83, seq, pack_read_reply([98]), session=9).encode()
+    assert unpack_read_reply(client.request(Command.READ, pack_read(3, 1))) == [7]
+    assert client.stats["stray_replies"] == 1 and client.dropped[ErrorCode.BAD_CRC] == 1
+    old = client.session
+    assert client.open() == old + 1
+    dev.write(Frame(Command.WRITE, 77, pack_write(3, [5]), session=old).encode())
+    dev.write(Frame(Command.WRITE, 78, pack_write(3, [6])).encode())  # open form
+    assert dev.decoder.dropped[ErrorCode.BAD_CRC] == 1 and dev.stale == 1
+    assert unpack_read_reply(client.request(Command.READ, pack_read(3, 1))) == [7]
+
+
+def test_busy_device_raises_at_once():
+    """An open-form ERROR BUSY (what the simulated board sends a second client)."""
+    dev = FakeDevice(mute=True)
+    dev.outbox += Frame(0xFF, 0, pack_error(ErrorCode.BUSY)).encode()
+    client = Client(dev, timeout=5.0, retries=0)
+    with pytest.raises(DeviceBusy, match=r"^fake://: the device is in use by another client$"):
+        client.request(Command.INFO)

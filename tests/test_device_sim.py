@@ -231,8 +231,10 @@ def test_bad_frames_are_dropped_and_counted_and_the_device_keeps_answering(board
     with open_board(board) as dev:
         dev.info()
         before = dev.registers()
-    good = Frame(Command.INFO, 42).encode()
-    body = bytearray(Frame(Command.READ, 43, pack_read(0, 1)).to_body())
+    raw = RawClient(board.port)
+    session = raw.open()  # (a Device has opened sessions on this board)
+    good = Frame(Command.INFO, 42, session=session).encode()
+    body = bytearray(Frame(Command.READ, 43, pack_read(0, 1), session=session).to_body())
     body[-1] ^= 0x5A  # bad CRC
     rng = random.Random(3)
     garbage = bytes(rng.randrange(1, 256) for _ in range(300))
@@ -241,7 +243,6 @@ def test_bad_frames_are_dropped_and_counted_and_the_device_keeps_answering(board
             + good[:5] + DELIMITER                     # truncated
             + b"\x01" * (MAX_ENCODED_FRAME + 40) + DELIMITER  # oversized
             + good)
-    raw = RawClient(board.port)
     raw.send_raw(wire)
     (reply,) = raw.replies(1)
     raw.close()  # asserts nothing else came back

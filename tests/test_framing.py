@@ -192,7 +192,7 @@ def test_frame_layout():
     assert Frame.decode(frame.encode()[:-1]) == frame
     # Reply and error command codes.
     assert reply_cmd(Command.RUN) == 0x85 and ERROR_REPLY == 0xFF
-    assert [reply_cmd(c) for c in Command] == [0x81, 0x82, 0x83, 0x84, 0x85]
+    assert [reply_cmd(c) for c in Command] == [0x81, 0x82, 0x83, 0x84, 0x85, 0x86]
     with raises(ValueError, "request cmd 127 is out of range 0..126"):
         reply_cmd(0x7F)
 
@@ -455,3 +455,26 @@ def test_decoder_garbage_without_delimiter_costs_the_next_frame():
 def test_decoder_passes_unknown_commands():
     # An unknown cmd is not a framing error: the command engine answers it.
     assert FrameDecoder().feed(Frame(0x6A, 5, b"x").encode()) == [Frame(0x6A, 5, b"x")]
+
+
+def test_session_forms():
+    """A frame of session s carries its CRC XOR s: it decodes in that session's form
+    only (the frame says which form it matched); the open form is session 0."""
+    frame = Frame(Command.READ, 9, b"\x01\x02", session=0x1234)
+    body = frame.to_body()
+    assert body[:-2] == Frame(Command.READ, 9, b"\x01\x02").to_body()[:-2]
+    assert int.from_bytes(body[-2:], "little") == crc16(body[:-2]) ^ 0x1234
+    assert Frame.from_body(body, (0x1234, 0)) == frame
+    assert Frame.from_body(Frame(Command.READ, 9, b"\x01\x02").to_body(), (0x1234, 0)).session == 0
+    for other in ((0,), (0x1235,), (0x1235, 0)):
+        with pytest.raises(ProtocolError, match=r"^CRC 0x[0-9a-f]{4} does not match the "
+                                                r"computed ") as info:
+            Frame.from_body(body, other)
+        assert info.value.code == ErrorCode.BAD_CRC
+    decoder = FrameDecoder(session=0x1234)
+    assert decoder.feed(frame.encode() + Frame(Command.INFO, 1).encode()
+                        + Frame(Command.INFO, 2, session=7).encode()) == [
+        frame, Frame(Command.INFO, 1)]
+    assert decoder.dropped[ErrorCode.BAD_CRC] == 1
+    with pytest.raises(ValueError, match=r"^session"):
+        Frame(Command.INFO, 1, session=1 << 16)

@@ -340,3 +340,56 @@ def test_read_costs_12_plus_latency_clocks_per_core_word(timing):
         assert unpack_read_reply(_ok(decode_replies(out)[0], request), count) == [0] * count
         delay[count] = clocks["first_out"] - clocks["last_in"]
     assert delay[5] - delay[1] == 4 * (12 + latency + 8), delay
+
+
+@pytest.mark.parametrize("timing", [COMPACT, PIPELINED], ids=lambda t: t.value)
+def test_engine_sessions(timing):
+    """OPEN numbers the sessions and answers in the open form with the nonce; from
+    then on only the session's form is taken (an OPEN in the open form too), the
+    rest is dropped as BAD_CRC and not executed; each reply is in its request's
+    form; a retried OPEN is answered from the cache (the same session)."""
+    from spikeforge.contract.payloads import pack_open, unpack_open_reply
+
+    _, net = _net(4)
+    config = _config(net, 2)
+    w_addr = config.address(Region.WEIGHTS, 0, 1)  # (values below 4: w_bits >= 2)
+    flags = _reg("FLAGS")
+    open1 = Frame(Command.OPEN, 1, pack_open(0xDEADBEEF))
+    open2 = Frame(Command.OPEN, 6, pack_open(7))
+    reqs = [
+        Frame(Command.WRITE, 0, pack_write(w_addr, [1])),                 # no session yet
+        open1, open1,                                                       # the retry: cached
+        Frame(Command.WRITE, 2, pack_write(w_addr, [2])),                 # open form: dropped
+        Frame(Command.WRITE, 3, pack_write(w_addr, [3]), session=1),
+        Frame(Command.READ, 4, pack_read(w_addr, 1), session=1),
+        Frame(Command.WRITE, 5, pack_write(flags, [1]), session=2),        # not yet: dropped
+        open2,
+        Frame(Command.WRITE, 7, pack_write(w_addr, [2]), session=1),      # ended: dropped
+        Frame(Command.READ, 8, pack_read(w_addr, 1), session=2),
+        Frame(Command.OPEN, 9, pack_open(8), session=2),                   # in its session
+        Frame(Command.READ, 10, pack_read(ENGINE_BASE, len(REGISTERS)), session=3),
+    ]
+    out, _ = run_byte_stream(SoC(config=config, timing=timing),
+                             b"".join(f.encode() for f in reqs), replies=len(reqs) - 3)
+    from spikeforge.contract.framing import FrameDecoder
+
+    decoder = FrameDecoder()
+    replies = []
+    for chunk in out.split(b"\0")[:-1]:
+        for session in (0, 1, 2, 3):
+            decoder.session = session
+            got = decoder.feed(chunk + b"\0")
+            if got:
+                replies += got
+                break
+    assert [(r.cmd, r.seq, r.session) for r in replies] == [
+        (0x82, 0, 0), (0x86, 1, 0), (0x86, 1, 0), (0x82, 3, 1), (0x83, 4, 1), (0x86, 6, 0),
+        (0x83, 8, 2), (0x86, 9, 2), (0x83, 10, 3)]
+    assert unpack_open_reply(replies[1].payload) == (0xDEADBEEF, 1)
+    assert replies[2].payload == replies[1].payload
+    assert unpack_open_reply(replies[5].payload) == (7, 2)
+    assert unpack_read_reply(replies[4].payload) == [3]
+    assert unpack_read_reply(replies[6].payload) == [3]
+    assert unpack_open_reply(replies[7].payload) == (8, 3)
+    values = dict(zip(REGISTERS, unpack_read_reply(replies[8].payload), strict=True))
+    assert values["FLAGS"] == 0 and values["DROP_BAD_CRC"] == 3 and values["REPLAYS"] == 1

@@ -88,6 +88,7 @@ def test_a_reply_after_a_lost_one_resends_it_at_once():
     dev = FakeDevice()
     link = FaultyTransport(dev)
     client = Client(link, timeout=30.0, retries=0, window=4)
+    client.open()
     link.lose_replies(1)
     writes = [(Command.WRITE, pack_write(8 * i, [i] * 8)) for i in range(4)]
     assert list(client.pipeline(writes)) == [b""] * 4
@@ -99,6 +100,7 @@ def test_a_damaged_reply_resends_at_once_and_the_run_is_not_repeated():
     dev = FakeDevice()
     link = DamageOnce(dev)
     client = Client(link, timeout=30.0, retries=0)
+    client.open()
     link.armed = True
     reply = client.request(Command.RUN, pack_run([[(1, 1), (2, 1)]]))
     assert run_record(unpack_run_reply(reply, 1)[0][0]) == (2, 0)
@@ -114,12 +116,14 @@ def test_a_late_reply_to_an_answered_request_is_a_stray():
         url = "slow://"
 
         def __init__(self):
-            self.inner, self.held = FakeDevice(), []
+            self.inner, self.held, self.armed = FakeDevice(), [], False
 
         def write(self, data):
             self.inner.write(data)
 
         def read(self, timeout):
+            if not self.armed:
+                return self.inner.read(timeout)
             got = self.inner.read(0)
             if got:
                 self.held.append(got)
@@ -134,6 +138,8 @@ def test_a_late_reply_to_an_answered_request_is_a_stray():
 
     link = Slow()
     client = Client(link, timeout=0.01)
+    client.open()
+    link.armed = True
     reply = client.request(Command.RUN, pack_run([[(0, 1)]]))
     assert run_record(unpack_run_reply(reply, 1)[0][0]) == (1, 0)
     assert client.stats["retries"] == 1
@@ -146,7 +152,7 @@ def test_a_late_reply_to_an_answered_request_is_a_stray():
 def test_a_silent_device_fails_after_the_retries_with_the_waits_doubling():
     dev = FakeDevice(mute=True)
     client = Client(dev, timeout=0.05, retries=2)
-    with pytest.raises(LinkError, match=r"no reply to READ \(seq 0\) after 3 attempts "
+    with pytest.raises(LinkError, match=r"no reply to OPEN \(seq 0\) after 3 attempts "
                                         r"\(3 timeouts, 0.15 s of waiting\)"):
         client.request(Command.READ, pack_read(0, 1))
     # Once a reply has been timed, the first wait is short and doubles.

@@ -240,14 +240,15 @@ class StepSequencer(wiring.Component):
         self._last_row = last_row = Signal(name="last_row")
         if self.timing.pipelined:  # (one subtraction, then a compare per lane)
             left = Signal(signed(max(len(layer.size), len(k * P)) + 1), name="row_left")
-            m.d.sync += [left.eq(layer.size - k * P), last_row.eq(k + 1 == layer.rows)]
+            m.d.sync += [left.eq(layer.size - k * P), last_row.eq(k + 1 >= layer.rows)]
             m.d.sync += self.valid.eq(Cat(left > p for p in range(P)))
         else:
             m.d.sync += [self.valid.eq(Cat(k * P + p < layer.size for p in range(P))),
-                         last_row.eq(k + 1 == layer.rows)]
+                         last_row.eq(k + 1 >= layer.rows)]
 
     def _fsm(self, m, tables, edges, ev, bump, step_done):
         c = self.config
+        L = c.max_layers
         pipe = self.timing.pipelined
         li, k, busy = self.li, self.k, self.busy
         # ``busy`` as flip-flops for the lanes' memory ports, equal to it in every clock
@@ -288,7 +289,7 @@ class StepSequencer(wiring.Component):
                 m.d.comb += busy.eq(1)
                 # Later layers read this layer's events: wait until all are written.
                 with m.If(self.router_free):
-                    with m.If(li + 1 == tables.num_layers):
+                    with m.If((li + 1 >= tables.num_layers) | (li == L - 1)):
                         m.next = "STEP_END"
                     with m.Else():
                         m.d.sync += li.eq(li + 1)

@@ -67,6 +67,21 @@ class Datapath:
         self._field_checks(engine)
         self._reset_counters()
         self._host_port(engine)
+        self._watchdog(engine)
+
+    def _watchdog(self, engine):
+        """RUN's step watchdog (:mod:`.run`): ``wd_restart`` loads the counter with
+        ``2**n - watchdog``, ``wd_count`` counts a clock, ``wd_expired`` (its top bit)
+        says the bound is reached."""
+        m = self.m
+        n = engine.watchdog.bit_length()
+        wd = Signal(n + 1, name="watchdog")
+        self.wd_restart, self.wd_count = Signal(name="wd_restart"), Signal(name="wd_count")
+        self.wd_expired = wd[n]
+        with m.If(self.wd_restart):
+            m.d.sync += wd.eq((1 << n) - engine.watchdog)
+        with m.Elif(self.wd_count & ~wd[n]):
+            m.d.sync += wd.eq(wd + 1)
 
     # ------------------------------------------------------------- registers
     def _registers(self, engine):
@@ -80,6 +95,11 @@ class Datapath:
                            engine.drop_bad_length, engine.drop_too_large, self.errors,
                            self.replays, self.steps_done])
 
+        # Sessions (``contract.protocol``): the current one (0: none), the form of the
+        # reply being made (its request's: 0 for the open form) and of the cached one.
+        self.session = Signal(16)
+        self.reply_session = Signal(16)
+        self.cache_session = Signal(16)
         self.cache_valid = Signal()
         self.cache_seq = Signal(8)
         self.cache_crc = Signal(16)

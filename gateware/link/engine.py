@@ -33,14 +33,14 @@ for a WRITE's last byte check: WRITE ``18 * count + 16``, READ ``13 * count + 15
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module
+from amaranth import Array, Cat, Module, Mux
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from ...contract.config import RECORD_FIELDS, CoreConfig
 from ...contract.info import MAX_INFO
 from ...contract.protocol import Command, ErrorCode
-from ...contract.timing import TimingProfile
+from ...contract.timing import TimingProfile, watchdog_clocks
 from ..checks import CheckedComponent
 from ..layouts import input_layout, struct_layout
 from .datapath import HEADER, Datapath
@@ -77,20 +77,25 @@ class CommandEngine(CheckedComponent):
     """
 
     @staticmethod
-    def check_arguments(*, config, info, timing):
+    def check_arguments(*, config, info, timing, watchdog):
         if not isinstance(timing, TimingProfile):
             raise TypeError(f"timing must be a TimingProfile, not {timing!r}")
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if not isinstance(info, bytes) or not 1 <= len(info) <= MAX_INFO:
             raise ValueError(f"info must be 1..{MAX_INFO} bytes, not {info!r}")
+        if watchdog is not None and (not isinstance(watchdog, int) or isinstance(watchdog, bool)
+                                     or not 1 <= watchdog < 1 << 32):
+            raise ValueError(f"watchdog must be None or an integer in 1..2**32-1, "
+                             f"not {watchdog!r}")
         if config.host_data_bits > 64:
             raise ValueError(f"host words of {config.host_data_bits} bits do not fit the u64 "
                              f"of the wire protocol")
 
     def __init__(self, *, config: CoreConfig, info: bytes,
-                 timing: TimingProfile = TimingProfile.COMPACT):
+                 timing: TimingProfile = TimingProfile.COMPACT, watchdog: int | None = None):
         self.fast = timing.pipelined
+        self.watchdog = watchdog_clocks(config, timing) if watchdog is None else watchdog
         self.config = c = config
         self.info = info
         self.record_layout = record = struct_layout(RECORD_FIELDS(c))
@@ -101,6 +106,8 @@ class CommandEngine(CheckedComponent):
             "seq": In(8),
             "length": In(16),
             "crc": In(16),
+            "open_form": In(1),
+            "session": Out(16),
             "frames_ok": In(COUNTER_BITS),
             "drop_bad_crc": In(COUNTER_BITS),
             "drop_bad_length": In(COUNTER_BITS),
@@ -112,6 +119,7 @@ class CommandEngine(CheckedComponent):
             "tx_we": Out(1),
             "send": Out(1),
             "send_length": Out(BODY_ADDR_BITS),
+            "send_session": Out(16),
             "send_busy": In(1),
             "host_addr": Out(c.host_addr_bits),
             "host_wdata": Out(c.host_data_bits),
@@ -120,6 +128,7 @@ class CommandEngine(CheckedComponent):
             "host_rdata": In(c.host_data_bits),
             "host_rvalid": In(1),
             "clear": Out(1),
+            "core_reset": Out(1),
             "core_busy": In(1),
             "core_input": Out(stream.Signature(input_layout(c))),
             "core_output": In(stream.Signature(record)),
@@ -129,6 +138,7 @@ class CommandEngine(CheckedComponent):
     def elaborate(self, platform):
         m = Module()
         d = Datapath(self, m)
+        m.d.comb += self.session.eq(d.session)
         self._fsm(m, d)
         return m
 
@@ -152,7 +162,8 @@ class CommandEngine(CheckedComponent):
             with m.State("REPLAY"):
                 with m.If(~self.send_busy):
                     m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
-                                 self.send_length.eq(d.cache_len)]
+                                 self.send_length.eq(d.cache_len),
+                                 self.send_session.eq(d.cache_session)]
                     m.d.sync += replays.eq(replays + 1)
                     m.next = "IDLE"
 
@@ -162,6 +173,7 @@ class CommandEngine(CheckedComponent):
                 m.d.comb += [d.rp_load.eq(1), d.rp_const.eq(HEADER)]
                 with m.If(~self.send_busy):
                     m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), k.eq(0),
+                                 d.reply_session.eq(Mux(self.open_form, 0, d.session)),
                                  wp.eq(HEADER), d.i.eq(0), d.reached.eq(0), d.overflow.eq(0),
                                  d.bleft.eq(length),
                                  d.bleft_lt.eq(Cat(length == 0, _lt_const(length, 2),
@@ -188,6 +200,11 @@ class CommandEngine(CheckedComponent):
                                 m.next = "RS_CLEAR"
                             with m.Else():
                                 d.error(ErrorCode.BAD_PAYLOAD)
+                        with m.Case(Command.OPEN):
+                            with m.If(length == 4):
+                                m.next = "OP_NONCE"
+                            with m.Else():
+                                d.error(ErrorCode.BAD_PAYLOAD)
                         with m.Case(Command.RUN):
                             with m.If(~_lt_const(length, 2)):
                                 m.next = "RV_COUNT"
@@ -208,12 +225,15 @@ class CommandEngine(CheckedComponent):
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == 3):
                     m.d.sync += [k.eq(0), cache_valid.eq(1), cache_seq.eq(self.seq),
-                                 cache_crc.eq(self.crc), d.cache_len.eq(wp)]
+                                 cache_crc.eq(self.crc), d.cache_len.eq(wp),
+                                 d.cache_session.eq(d.reply_session)]
                     m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
-                                 self.send_length.eq(wp)]
+                                 self.send_length.eq(wp),
+                                 self.send_session.eq(d.reply_session)]
                     m.next = "IDLE"
 
             self._info_states(m, d)
+            self._open_states(m, d)
             self._write_states(m, d)
             self._read_states(m, d)
             self._reset_states(m, d)
@@ -228,6 +248,23 @@ class CommandEngine(CheckedComponent):
             m.d.sync += d.wp.eq(d.wp + 1)
             m.d.comb += d.rp_step.eq(1)
             with m.If(d.rp == HEADER + len(self.info) - 1):
+                m.next = "FINISH"
+
+    # ----------------------------------------------------------------- OPEN
+    def _open_states(self, m, d):
+        """OPEN: the next session (1 .. 65535, then 1 again), and the reply: the
+        request's nonce and the session, six bytes from ``sh``."""
+        sh, k, session = d.sh, d.k, d.session
+        d.gather("OP_NONCE", 4, "OP_SET")
+        with m.State("OP_SET"):
+            new = Mux(session == 0xFFFF, 1, session + 1)
+            m.d.sync += [session.eq(new), sh.eq(Cat(sh[32:], new)), k.eq(0)]
+            m.next = "OP_PUT"
+        with m.State("OP_PUT"):
+            d.write_reply(d.wp, sh[:8])
+            m.d.sync += [sh.eq(sh[8:]), d.wp.eq(d.wp + 1), k.eq(k + 1)]
+            with m.If(k == 5):
+                m.d.sync += k.eq(0)  # (FINISH counts the header's bytes with it)
                 m.next = "FINISH"
 
     # ---------------------------------------------------------------- WRITE

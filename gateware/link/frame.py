@@ -35,6 +35,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...contract.framing import MAX_BODY, MAX_ENCODED_FRAME, MIN_BODY
+from ...contract.protocol import Command
 
 __all__ = ["crc16_update", "FrameDecoder", "FrameEncoder", "BODY_ADDR_BITS"]
 
@@ -112,6 +113,8 @@ class FrameDecoder(wiring.Component):
             "seq": Out(8),
             "length": Out(16),
             "crc": Out(16),
+            "session": In(16),
+            "open_form": Out(1),
             "frames_ok": Out(COUNTER_BITS),
             "drop_bad_crc": Out(COUNTER_BITS),
             "drop_bad_length": Out(COUNTER_BITS),
@@ -179,7 +182,9 @@ class FrameDecoder(wiring.Component):
         # register, so the CRC check is a compare only) is ``crc`` updated with
         # ``older``, once two bytes are in.
         len_eq = Signal()
-        crc_eq = Signal()
+        crc_eq = Signal()       # the open form's CRC (session 0) matches
+        crc_eq_s = Signal()     # the current session's form matches
+        is_open = Signal()      # the frame is an OPEN
         upd = Signal(16)
         with m.If(emit):
             m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte),
@@ -188,12 +193,13 @@ class FrameDecoder(wiring.Component):
                          over.eq(~_lt_const(body_len, MAX_BODY)),
                          len_eq.eq(len_field == body_len - (MIN_BODY - 1)),
                          crc_eq.eq(upd == Cat(newer, emit_byte)),
+                         crc_eq_s.eq((upd ^ self.session) == Cat(newer, emit_byte)),
                          upd.eq(crc16_update(Mux(lt2, 0xFFFF, upd), newer))]
             with m.If(~lt2):
                 m.d.sync += crc.eq(upd)
             with m.Switch(body_len):
                 with m.Case(0):
-                    m.d.sync += self.cmd.eq(emit_byte)
+                    m.d.sync += [self.cmd.eq(emit_byte), is_open.eq(emit_byte == Command.OPEN)]
                 with m.Case(1):
                     m.d.sync += self.seq.eq(emit_byte)
                 with m.Case(2):
@@ -221,12 +227,12 @@ class FrameDecoder(wiring.Component):
                     m.d.sync += self.drop_too_large.eq(self.drop_too_large + 1)
                 with m.Elif(~len_eq):
                     m.d.sync += self.drop_bad_length.eq(self.drop_bad_length + 1)
-                with m.Elif(~crc_eq):
+                with m.Elif(~crc_eq_s & ~(crc_eq & is_open)):
                     m.d.sync += self.drop_bad_crc.eq(self.drop_bad_crc + 1)
                 with m.Else():
                     m.d.sync += [self.frames_ok.eq(self.frames_ok + 1),
                                  self.frame_valid.eq(1), self.length.eq(len_field),
-                                 self.crc.eq(crc)]
+                                 self.crc.eq(crc), self.open_form.eq(~crc_eq_s)]
             with m.Elif(discarding):
                 pass
             with m.Elif(enc_max):
@@ -265,6 +271,7 @@ class FrameEncoder(wiring.Component):
         super().__init__({
             "start": In(1),
             "length": In(BODY_ADDR_BITS),
+            "session": In(16),
             "busy": Out(1),
             "mem_addr": Out(BODY_ADDR_BITS),
             "mem_data": In(8),
@@ -282,6 +289,7 @@ class FrameEncoder(wiring.Component):
         code = Signal(8)                    # the run's COBS code: 1 + its non-zero bytes
         full = Signal()                     # the run is 254 bytes (code 0xFF): no zero after it
         crc = Signal(16)
+        session = Signal(16)                # the reply's form: its CRC is XOR this
         m.d.comb += [ptr_next.eq(ptr), self.mem_addr.eq(ptr_next)]
         m.d.sync += ptr.eq(ptr_next)
         inc = ptr + 1
@@ -318,7 +326,7 @@ class FrameEncoder(wiring.Component):
                 # engine's state) does not reach the read address.
                 m.d.comb += ptr_next.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [n.eq(self.length), crc.eq(0xFFFF)]
+                    m.d.sync += [n.eq(self.length), crc.eq(0xFFFF), session.eq(self.session)]
                     m.next = "CRC"
             with m.State("CRC"):
                 # One pass over the body; then ``n1`` and ``total`` from the pointer.
@@ -330,7 +338,8 @@ class FrameEncoder(wiring.Component):
                     m.d.sync += crc.eq(crc16_update(crc, self.mem_data))
             with m.State("CRC_END"):
                 m.d.comb += [self.busy.eq(1), ptr_next.eq(0)]
-                m.d.sync += [total.eq(inc), run_start.eq(0), code.eq(1)]
+                m.d.sync += [total.eq(inc), run_start.eq(0), code.eq(1),
+                             crc.eq(crc ^ session)]
                 m.next = "SCAN"
             with m.State("SCAN"):
                 # The pointer runs one byte ahead of the test (CODE reloads it from

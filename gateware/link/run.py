@@ -16,6 +16,14 @@ after the step's u16 record count, which is written once the step ends.  A reply
 that would exceed MAX_PAYLOAD keeps no more records (``overflow``) and, every
 step still executed, ends as TOO_LARGE once the core is idle (RX_DRAIN).
 
+Watchdog: the clocks the engine waits for the core in a step (pushing its events,
+taking its records, and the final wait for the core to go idle) are counted
+(``wd``, from ``2**n - watchdog`` up, so its top bit ``n`` says the bound is
+reached; the clocks the engine spends writing a record do not count).  At the
+bound RX_ABORT resets the core (``core_reset``, a clock: every flip-flop of the
+core back to its power-on value, the tables cleared; memories keep their words)
+and the reply is WATCHDOG.
+
 Costs: 1 clock per payload byte to validate (one more per check of a gathered
 field in the ``fast`` form: 1, and 1 per step and per event), then per step 4,
 per event 6, the core's step, and 9 per record kept.
@@ -99,11 +107,16 @@ def run_validation_states(m, d: Datapath):
 
 def run_execution_states(m, d: Datapath, engine):
     """The states RX_*: the steps executed on the ``engine``'s core, their records
-    into the reply, then FINISH (or ERROR, TOO_LARGE)."""
+    into the reply, then FINISH (or ERROR, TOO_LARGE or WATCHDOG)."""
     sh, k, wp, n_ev, no_ev = d.sh, d.k, d.wp, d.n_ev, d.no_ev
     nout, npos, overflow = d.nout, d.npos, d.overflow
     core_input, rec_kind = engine.core_input, d.rec_kind
+    wd_restart, wd_count, expired = d.wd_restart, d.wd_count, d.wd_expired
+    with m.State("RX_ABORT"):
+        m.d.comb += engine.core_reset.eq(1)
+        d.error(ErrorCode.WATCHDOG)
     with m.State("RX_STEP"):
+        m.d.comb += wd_restart.eq(1)
         with m.If(d.reached):
             m.next = "RX_DRAIN"
         with m.Else():
@@ -113,7 +126,10 @@ def run_execution_states(m, d: Datapath, engine):
         m.d.sync += [n_ev.eq(sh[48:56]), no_ev.eq(sh[48:56] == 0)]
         m.next = "RX_EVENT"
     with m.State("RX_EVENT"):
-        with m.If(no_ev):
+        m.d.comb += wd_count.eq(1)
+        with m.If(expired):
+            m.next = "RX_ABORT"
+        with m.Elif(no_ev):
             m.d.comb += [core_input.valid.eq(1),
                          core_input.payload.end.eq(1)]
             with m.If(core_input.ready):
@@ -127,15 +143,20 @@ def run_execution_states(m, d: Datapath, engine):
             m.next = "RX_EV"
     d.gather("RX_EV", 4, "RX_PUSH")
     with m.State("RX_PUSH"):
-        m.d.comb += [core_input.valid.eq(1),
+        m.d.comb += [wd_count.eq(1), core_input.valid.eq(1),
                      core_input.payload.index.eq(d.ev_index),
                      core_input.payload.value.eq(d.ev_value)]
         with m.If(core_input.ready):
             m.d.sync += [n_ev.eq(n_ev - 1), no_ev.eq(n_ev == 1)]
             m.next = "RX_EVENT"
+        with m.Elif(expired):
+            m.next = "RX_ABORT"
     with m.State("RX_OUT"):
-        m.d.comb += engine.core_output.ready.eq(1)
-        with m.If(engine.core_output.valid):
+        m.d.comb += [wd_count.eq(1), engine.core_output.ready.eq(1)]
+        with m.If(expired):
+            m.d.comb += engine.core_output.ready.eq(0)
+            m.next = "RX_ABORT"
+        with m.Elif(engine.core_output.valid):
             keep = (rec_kind != 0) | d.flags[0]
             with m.If(keep):
                 m.d.sync += [sh.eq(d.rec), k.eq(0), d.last_rec.eq(rec_kind == 2)]
@@ -164,7 +185,10 @@ def run_execution_states(m, d: Datapath, engine):
             _step_done(m, d)
             m.next = "RX_STEP"
     with m.State("RX_DRAIN"):
-        with m.If(~d.core_busy):
+        m.d.comb += wd_count.eq(1)
+        with m.If(expired):
+            m.next = "RX_ABORT"
+        with m.Elif(~d.core_busy):
             with m.If(overflow):
                 d.error(ErrorCode.TOO_LARGE)
             with m.Else():

@@ -21,6 +21,7 @@ Data path::
 from __future__ import annotations
 
 from amaranth import Module, Signal
+from amaranth.hdl import ResetInserter
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,7 +29,7 @@ from ...contract.config import CoreConfig
 from ...contract.framing import MAX_BODY
 from ...contract.info import device_info
 from ...contract.protocol import MAX_PAYLOAD
-from ...contract.timing import TimingProfile
+from ...contract.timing import COMPACT, TimingProfile
 from ..checks import CheckedComponent, check_core_arguments, check_integers
 from ..core import NPUCore
 from ..memports import NO_RW_CHECK, nrw_read_port
@@ -49,12 +50,16 @@ class SoC(CheckedComponent):
     (:class:`.engine.CommandEngine`) and, with the UART, a register stage between
     the receive FIFO and the decoder (the decoder's byte flags would take the
     FIFO's clock-to-out and a compare in one clock; a byte reaches it a clock
-    later).
+    later).  ``watchdog``: the engine's bound on a RUN step in clocks (``None``:
+    ``contract.timing.watchdog_clocks(config, timing)``; :class:`.engine.CommandEngine`).
     """
 
     @staticmethod
-    def check_arguments(*, config, link, clk_freq, baud, rx_fifo_depth, weight_memory, timing):
+    def check_arguments(*, config, link, clk_freq, baud, rx_fifo_depth, weight_memory, timing,
+                        watchdog):
         check_core_arguments(config=config, weight_memory=weight_memory, timing=timing)
+        CommandEngine.check_arguments(config=config, info=b"-", timing=timing or COMPACT,
+                                      watchdog=watchdog)
         if link not in ("stream", "uart"):
             raise ValueError(f"link must be 'stream' or 'uart', not {link!r}")
         check_integers(rx_fifo_depth=(rx_fifo_depth, 2))
@@ -68,8 +73,9 @@ class SoC(CheckedComponent):
 
     def __init__(self, *, config: CoreConfig, link: str = "stream", clk_freq: int | None = None,
                  baud: int | None = None, rx_fifo_depth: int = 2048, weight_memory=None,
-                 timing: TimingProfile | None = None):
+                 timing: TimingProfile | None = None, watchdog: int | None = None):
         self.weight_memory = weight_memory
+        self.watchdog = watchdog
         self.timing = timing or TimingProfile.COMPACT
         self.divisor = uart_divisor(clk_freq=clk_freq, baud=baud) if link == "uart" else None
         self.config = config
@@ -87,12 +93,14 @@ class SoC(CheckedComponent):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.core = core = NPUCore(config=c, weight_memory=self.weight_memory,
-                                           timing=self.timing)
+        core = NPUCore(config=c, weight_memory=self.weight_memory, timing=self.timing)
         m.submodules.decoder = dec = FrameDecoder()
         m.submodules.encoder = enc = FrameEncoder()
         fast = self.timing.pipelined
-        m.submodules.engine = eng = CommandEngine(config=c, info=self.info, timing=self.timing)
+        m.submodules.engine = eng = CommandEngine(config=c, info=self.info, timing=self.timing,
+                                                  watchdog=self.watchdog)
+        # The engine's watchdog resets the core (every flip-flop; memories keep their words).
+        m.submodules.core = ResetInserter({"sync": eng.core_reset})(core)
         # A buffer is never read and written at once where the read matters: the
         # decoder fills the receive buffer only while the engine has no frame, and the
         # engine writes a reply only while the encoder is not sending.  So neither needs
@@ -114,11 +122,13 @@ class SoC(CheckedComponent):
             # decoder -> engine
             eng.frame_valid.eq(dec.frame_valid), dec.frame_ack.eq(eng.frame_ack),
             eng.cmd.eq(dec.cmd), eng.seq.eq(dec.seq), eng.length.eq(dec.length),
-            eng.crc.eq(dec.crc), eng.frames_ok.eq(dec.frames_ok),
+            eng.crc.eq(dec.crc), eng.open_form.eq(dec.open_form), dec.session.eq(eng.session),
+            eng.frames_ok.eq(dec.frames_ok),
             eng.drop_bad_crc.eq(dec.drop_bad_crc), eng.drop_bad_length.eq(dec.drop_bad_length),
             eng.drop_too_large.eq(dec.drop_too_large),
             # engine -> encoder
             enc.start.eq(eng.send), enc.length.eq(eng.send_length),
+            enc.session.eq(eng.send_session),
             eng.send_busy.eq(enc.busy),
             # engine <-> core
             core.host_addr.eq(eng.host_addr), core.host_wdata.eq(eng.host_wdata),

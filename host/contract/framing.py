@@ -50,7 +50,10 @@ Frame body (before COBS)
 
 CRC-16/CCITT-FALSE: polynomial 0x1021, initial value 0xFFFF, input and output
 not reflected, final XOR 0x0000; the CRC of the ASCII bytes ``123456789`` is
-0x29B1.  It covers cmd, seq, length and payload (not itself).
+0x29B1.  It covers cmd, seq, length and payload (not itself).  A frame of
+session ``s`` (:mod:`.protocol`, Sessions) carries ``crc ^ s``; session 0, the
+*open form*, is the plain CRC.  Two sessions' forms of one body differ in every
+case, so a frame checked against the wrong session fails as BAD_CRC.
 
 Sizes: ``MAX_PAYLOAD`` = 1024 bytes, so a body is 6 .. ``MAX_BODY`` = 1030
 bytes and an encoded frame (without its delimiter) at most
@@ -85,7 +88,7 @@ import binascii
 import struct
 from dataclasses import dataclass
 
-from .protocol import MAX_PAYLOAD, U8_MAX, ErrorCode, ProtocolError, checked_int
+from .protocol import MAX_PAYLOAD, U8_MAX, U16_MAX, ErrorCode, ProtocolError, checked_int
 
 __all__ = [
     "BODY_HEADER_FORMAT", "COBS_MAX_RUN", "CRC_FORMAT", "DELIMITER", "MAX_BODY",
@@ -161,7 +164,8 @@ def cobs_decode(data) -> bytes:
 # ---------------------------------------------------------------------- frames
 @dataclass(frozen=True)
 class Frame:
-    """One frame: ``cmd`` and ``seq`` (u8 each) and a payload of at most MAX_PAYLOAD bytes.
+    """One frame: ``cmd`` and ``seq`` (u8 each) and a payload of at most MAX_PAYLOAD bytes,
+    in the form of ``session`` (u16, 0: the open form; its CRC is XOR the session).
 
     ``cmd`` is any u8: a ``Command``, a reply (``cmd | 0x80``), ``ERROR_REPLY``, or an
     unknown command (which the device answers with UNKNOWN_COMMAND).
@@ -170,10 +174,12 @@ class Frame:
     cmd: int
     seq: int
     payload: bytes = b""
+    session: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "cmd", checked_int("cmd", self.cmd, 0, U8_MAX))
         object.__setattr__(self, "seq", checked_int("seq", self.seq, 0, U8_MAX))
+        object.__setattr__(self, "session", checked_int("session", self.session, 0, U16_MAX))
         if not isinstance(self.payload, (bytes, bytearray, memoryview)):
             raise ValueError(f"payload {self.payload!r} is not bytes")
         payload = bytes(self.payload)
@@ -185,15 +191,17 @@ class Frame:
     def to_body(self) -> bytes:
         """The frame body before COBS: cmd, seq, length, payload, crc."""
         head = _HEADER.pack(self.cmd, self.seq, len(self.payload)) + self.payload
-        return head + _CRC.pack(crc16(head))
+        return head + _CRC.pack(crc16(head) ^ self.session)
 
     def encode(self) -> bytes:
         """The frame as sent on the wire: COBS(body) followed by the 0x00 delimiter."""
         return cobs_encode(self.to_body()) + DELIMITER
 
     @classmethod
-    def from_body(cls, body) -> Frame:
-        """Parse a body (before COBS); ProtocolError with the ErrorCode of the first failure."""
+    def from_body(cls, body, sessions=(0,)) -> Frame:
+        """Parse a body (before COBS) in the form of one of ``sessions`` (the first that
+        checks is the frame's ``session``); ProtocolError with the ErrorCode of the
+        first failure."""
         body = bytes(body)
         size = len(body)
         if size < MIN_BODY:
@@ -211,20 +219,22 @@ class Frame:
                                 f"{size - MIN_BODY}-byte payload received")
         (got,) = _CRC.unpack_from(body, size - _CRC.size)
         want = crc16(body[:size - _CRC.size])
-        if got != want:
-            raise ProtocolError(ErrorCode.BAD_CRC,
-                                f"CRC {got:#06x} does not match the computed {want:#06x}")
-        return cls(cmd, seq, body[_HEADER.size:size - _CRC.size])
+        for session in sessions:
+            if got == want ^ session:
+                return cls(cmd, seq, body[_HEADER.size:size - _CRC.size], session)
+        forms = " or ".join(f"{want ^ s:#06x}" for s in sessions)
+        raise ProtocolError(ErrorCode.BAD_CRC, f"CRC {got:#06x} does not match the computed "
+                                               f"{forms}")
 
     @classmethod
-    def decode(cls, data) -> Frame:
+    def decode(cls, data, sessions=(0,)) -> Frame:
         """Parse one wire frame without its delimiter (COBS-encoded bytes)."""
         data = bytes(data)
         if len(data) > MAX_ENCODED_FRAME:
             raise ProtocolError(ErrorCode.TOO_LARGE,
                                 f"encoded frame of {len(data)} bytes is over the "
                                 f"{MAX_ENCODED_FRAME}-byte maximum")
-        return cls.from_body(cobs_decode(data))
+        return cls.from_body(cobs_decode(data), sessions)
 
 
 class FrameDecoder:
@@ -233,9 +243,12 @@ class FrameDecoder:
     ``dropped`` counts the bad frames per ``ErrorCode`` (BAD_CRC, BAD_LENGTH and
     TOO_LARGE, all present from the start); ``received`` counts the valid ones.
     Memory stays bounded: at most MAX_ENCODED_FRAME bytes are buffered.
+    ``session``: frames are taken in that session's form and in the open form
+    (each frame's ``session`` says which); settable.
     """
 
-    def __init__(self):
+    def __init__(self, session: int = 0):
+        self.session = checked_int("session", session, 0, U16_MAX)
         self.dropped: dict[ErrorCode, int] = {
             ErrorCode.BAD_CRC: 0, ErrorCode.BAD_LENGTH: 0, ErrorCode.TOO_LARGE: 0}
         self.received = 0
@@ -278,7 +291,8 @@ class FrameDecoder:
         if not self._buffer:
             return                 # an empty frame (extra delimiter): ignored
         try:
-            frames.append(Frame.decode(self._buffer))
+            frames.append(Frame.decode(self._buffer, (self.session, 0) if self.session
+                                       else (0,)))
             self.received += 1
         except ProtocolError as exc:
             self.dropped[exc.code] = self.dropped.get(exc.code, 0) + 1

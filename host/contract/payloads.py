@@ -15,6 +15,8 @@ Layouts (``struct`` formats are the ``*_FORMAT`` constants below)::
                       output records (their meaning is the device's, see INFO);
                       the reply has no step count, it holds exactly the
                       request's number of steps
+    OPEN    offset 0: nonce u32      chosen by the client, echoed in the reply
+            reply:    nonce u32, session u16 (1 .. 65535)
     ERROR   offset 0: code u8 (an ErrorCode), then the message, UTF-8
 
 Addresses count 64-bit words (address + 1 is the next word); the memory map
@@ -51,7 +53,9 @@ from .protocol import (
 __all__ = [
     "ERROR_HEADER_FORMAT", "MAX_READ_WORDS", "MAX_WRITE_WORDS", "READ_FORMAT",
     "RUN_COUNT_FORMAT", "RUN_EVENT_FORMAT", "RUN_RECORD_FORMAT", "WORD_FORMAT",
-    "WRITE_HEADER_FORMAT", "pack_error", "pack_read", "pack_read_reply", "pack_run",
+    "WRITE_HEADER_FORMAT", "OPEN_FORMAT", "OPEN_REPLY_FORMAT", "pack_open", "unpack_open",
+    "pack_open_reply", "unpack_open_reply", "pack_error", "pack_read", "pack_read_reply",
+    "pack_run",
     "pack_run_reply", "pack_write", "unpack_error", "unpack_read", "unpack_read_reply",
     "unpack_run", "unpack_run_reply", "unpack_write",
 ]
@@ -63,12 +67,16 @@ RUN_COUNT_FORMAT = "<H"            # RUN steps; per step n_events; per reply ste
 RUN_EVENT_FORMAT = "<Hh"           # input index, value
 RUN_RECORD_FORMAT = "<Q"           # one raw output record
 ERROR_HEADER_FORMAT = "<B"         # code (then the UTF-8 message)
+OPEN_FORMAT = "<I"                 # nonce
+OPEN_REPLY_FORMAT = "<IH"          # nonce, session
 
 _WRITE_HEADER = struct.Struct(WRITE_HEADER_FORMAT)
 _READ = struct.Struct(READ_FORMAT)
 _COUNT = struct.Struct(RUN_COUNT_FORMAT)
 _EVENT = struct.Struct(RUN_EVENT_FORMAT)
 _ERROR_HEADER = struct.Struct(ERROR_HEADER_FORMAT)
+_OPEN = struct.Struct(OPEN_FORMAT)
+_OPEN_REPLY = struct.Struct(OPEN_REPLY_FORMAT)
 _WORD_SIZE = struct.calcsize(WORD_FORMAT)                                      # 8
 
 MAX_WRITE_WORDS = (MAX_PAYLOAD - _WRITE_HEADER.size) // _WORD_SIZE            # 127
@@ -259,6 +267,35 @@ def unpack_run_reply(payload, steps: int | None = None) -> list[list[int]]:
     if steps is not None and len(outputs) != steps:
         raise _bad(f"RUN reply has {len(outputs)} steps, the request had {steps}")
     return outputs
+
+
+def pack_open(nonce: int) -> bytes:
+    return _OPEN.pack(checked_int("nonce", nonce, 0, U32_MAX))
+
+
+def unpack_open(payload) -> int:
+    """The nonce of an OPEN request."""
+    payload = _check_size("OPEN", payload)
+    if len(payload) != _OPEN.size:
+        raise _bad(f"OPEN payload of {len(payload)} bytes, not {_OPEN.size} (nonce u32)")
+    return _OPEN.unpack(payload)[0]
+
+
+def pack_open_reply(nonce: int, session: int) -> bytes:
+    return _OPEN_REPLY.pack(checked_int("nonce", nonce, 0, U32_MAX),
+                            checked_int("session", session, 1, U16_MAX))
+
+
+def unpack_open_reply(payload) -> tuple[int, int]:
+    """``(nonce, session)`` of an OPEN reply."""
+    payload = _check_size("OPEN reply", payload)
+    if len(payload) != _OPEN_REPLY.size:
+        raise _bad(f"OPEN reply of {len(payload)} bytes, not {_OPEN_REPLY.size} "
+                   f"(nonce u32, session u16)")
+    nonce, session = _OPEN_REPLY.unpack(payload)
+    if session == 0:
+        raise _bad("OPEN reply with session 0")
+    return nonce, session
 
 
 def pack_error(code: ErrorCode, message: str = "") -> bytes:

@@ -22,12 +22,22 @@ Commands and replies
                    n_events u16,                  n_out x record u64
                    n_events x (index u16,
                                value i16)
+    0x06   OPEN    nonce u32                      nonce u32, session u16
     0xFF   ERROR   (reply only)                   code u8, message (UTF-8, may be empty)
 
 A reply has the request's cmd with bit 7 set (``cmd | 0x80``) and the
 request's seq; a request cmd has bit 7 clear.  Request cmd 0x7F is reserved
 (its reply would be the error reply 0xFF).  Any request can be answered with
 an ERROR reply instead of its normal reply.
+
+Sessions: OPEN starts a new session.  The device numbers its sessions
+1, 2, ... 65535, 1, ... (0 is "none", its state at power-on) and answers OPEN
+with the request's nonce and the new session.  A frame of session ``s`` carries
+its CRC XOR ``s`` (:mod:`.framing`); the device takes a frame only in its
+current session's form, or an OPEN in the open form (``s = 0``), and drops the
+rest as BAD_CRC, so the requests of a client whose session has ended are never
+executed and its replies never pass another client's check.  The OPEN reply is
+in the open form (the client does not know its session before it).
 
 Sequence numbers are u8 and wrap (``next_seq``: 255 -> 0).  The device answers
 a request that repeats the previous request's seq from its cached reply
@@ -44,10 +54,15 @@ Error codes (``ErrorCode``)::
     5  BAD_PAYLOAD           error reply: the payload does not parse (wrong size,
                              counts that disagree, a RUN input index out of range)
     6  BUSY                  error reply: the device cannot take the request now
+                             (the simulated board's answer to a second client,
+                             in the open form, with seq 0, before it closes the
+                             connection)
     7  TOO_LARGE             frame dropped: over MAX_ENCODED_FRAME / MAX_BODY
                              (a drop counter); or error reply: the reply would
                              exceed MAX_PAYLOAD (a READ of too many words, a RUN
                              with too many outputs)
+    8  WATCHDOG              error reply: a RUN step ran past the device's
+                             watchdog; the core was reset to its power-on state
 
 Python API: ``Command``, ``ErrorCode``, ``ProtocolError`` (``.code`` is its
 ``ErrorCode``), ``next_seq``, ``reply_cmd``, ``MAX_PAYLOAD`` and the integer
@@ -74,6 +89,7 @@ class Command(IntEnum):
     READ = 0x03
     RESET = 0x04
     RUN = 0x05
+    OPEN = 0x06
 
 
 class ErrorCode(IntEnum):
@@ -86,6 +102,7 @@ class ErrorCode(IntEnum):
     BAD_PAYLOAD = 5
     BUSY = 6
     TOO_LARGE = 7
+    WATCHDOG = 8
 
 
 class ProtocolError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TimingProfile", "COMPACT", "PIPELINED"]
+__all__ = ["TimingProfile", "COMPACT", "PIPELINED", "watchdog_clocks"]
 
 
 class TimingProfile(enum.Enum):
@@ -55,3 +55,24 @@ class TimingProfile(enum.Enum):
 
 COMPACT = TimingProfile.COMPACT
 PIPELINED = TimingProfile.PIPELINED
+
+
+def watchdog_clocks(config, timing: TimingProfile) -> int:
+    """The command engine's bound on one step (``docs/device.md``, Watchdog): twice
+    the most clocks a step of any network that fits ``config`` can keep the engine
+    waiting for the core (pushing the step's events, then taking its records).
+
+    A LIF layer has at most ``R = ceil(max_neurons / lanes)`` rows; a row walks at
+    most ``max_edges`` edges of at most ``n = max(max_neurons, max_inputs)`` events
+    (``n + 2`` clocks each), its ``row_overhead``, FIRE and NEURON, and waits at
+    most ``lanes + 4`` clocks for the spike router; an SSM layer (when the core
+    has the unit) gathers at most ``3 n + 8`` operand items and passes at most
+    ``ssm_max_n + 4`` rows per chunk of ``lanes`` columns, ``R`` chunks; a layer
+    adds 4 clocks, a step 16, its input events at most 256.
+    """
+    c = config
+    rows = -(-c.max_neurons // c.lanes)
+    n = max(c.max_neurons, c.max_inputs)
+    lif = rows * (c.max_edges * (n + 2) + timing.row_overhead + 2 + c.lanes + 4)
+    ssm = (3 * n + 8) + rows * (c.ssm_max_n + 4 + c.lanes + 4) if c.has_ssm else 0
+    return 2 * (c.max_layers * (max(lif, ssm) + 4) + 16 + 256)

@@ -120,4 +120,5 @@ def stream_board_speed(config="tiny", *, runs: int = 20, build_root=None) -> dic
             seconds = time.perf_counter() - t0
         clocks, _, _ = board.session()
     return {"runs": runs, "steps_per_run": steps, "clocks": clocks, "seconds": seconds,
-            "sim_clocks_per_second": clocks / seconds}
+            "sim_clocks_per_second": clocks / seconds,
+            "simulation_clocks_per_second": board.sim_speed}

@@ -1,11 +1,14 @@
 // The simulated board: a Verilator build of the SoC top (gateware/link/soc.py)
 // serving its byte stream on a TCP port (see docs/device.md).
 //
-//   simboard [--port N] [--cpb N] [--stats]
+//   simboard [--port N] [--cpb N] [--busy HEX] [--stats]
 //
 // Prints "LISTENING <port>" once bound (port 0: a free one), serves one client at
 // a time and keeps the SoC's state across connections; exits on SIGTERM/SIGINT or
-// when stdin closes.  The clock runs while there is input to feed or the SoC is
+// when stdin closes.  A second client, while one is connected, is sent the bytes
+// of --busy (the host's BUSY error frame) and closed at once.  When a client goes,
+// the bytes it sent that the SoC has not taken yet go with it (at most 64 KiB are
+// read ahead), so a new client never waits behind an old one's backlog.  The clock runs while there is input to feed or the SoC is
 // busy (its `idle` output low), otherwise the harness sleeps in poll().
 //
 // Built with -DSIMBOARD_UART the SoC's ports are uart_rx / uart_tx: a C++ UART
@@ -13,20 +16,23 @@
 // uart_tx in the middle of each bit, so the whole PHY is simulated.
 //
 // With --stats, after each connection closes it prints
-// "SESSION <clocks> <bytes in> <bytes out>": the clocks from the first byte received
-// from the client to the last byte sent back.
+// "SESSION <clocks> <bytes in> <bytes out> <simulated> <ns>": the clocks from the first
+// byte received from the client to the last byte sent back, then the clocks simulated
+// and the nanoseconds spent simulating them (the simulation's own speed).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <string>
@@ -38,6 +44,13 @@
 // Verilator escapes the double underscore of Amaranth's stream port names (rx__valid).
 
 static volatile sig_atomic_t stop_requested = 0;
+static const size_t READ_AHEAD = 65536;  // client bytes read ahead of the SoC
+
+// Whether the client at `fd` has closed its end (without waiting).
+static bool client_gone(int fd) {
+    pollfd p = {fd, POLLRDHUP, 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 static void on_signal(int) { stop_requested = 1; }
 
 struct Board {
@@ -148,9 +161,15 @@ int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
     int port = 0, cpb = 16;
     bool stats = false;
+    std::vector<uint8_t> busy_frame;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--port" && i + 1 < argc) port = atoi(argv[++i]);
+        else if (a == "--busy" && i + 1 < argc) {
+            std::string hex = argv[++i];
+            for (size_t j = 0; j + 1 < hex.size(); j += 2)
+                busy_frame.push_back((uint8_t)strtol(hex.substr(j, 2).c_str(), nullptr, 16));
+        }
         else if (a == "--cpb" && i + 1 < argc) cpb = atoi(argv[++i]);
         else if (a == "--stats") stats = true;
         else {
@@ -185,51 +204,77 @@ int main(int argc, char** argv) {
     Board board(cpb);
     int cfd = -1;
     uint64_t first_in = 0, last_out = 0, bytes_in = 0, bytes_out = 0;
+    uint64_t sim_clocks = 0, sim_ns = 0;  // clocks simulated and the time they took
     bool started = false;
     uint8_t buf[65536];
+    // The client has gone: its unread bytes and what the SoC has not taken go too,
+    // and a delimiter ends the frame they may have cut (an empty frame is ignored).
+    auto end_client = [&]() {
+        close(cfd);
+        cfd = -1;
+        board.in.assign(1, 0);
+        if (stats) {
+            printf("SESSION %llu %llu %llu %llu %llu\n",
+                   (unsigned long long)(started ? last_out - first_in : 0),
+                   (unsigned long long)bytes_in, (unsigned long long)bytes_out,
+                   (unsigned long long)sim_clocks, (unsigned long long)sim_ns);
+            sim_clocks = sim_ns = 0;
+            fflush(stdout);
+        }
+    };
     while (!stop_requested) {
         bool busy = board.busy();
+        bool room = board.in.size() < READ_AHEAD;
         pollfd fds[3];
         int n = 0;
         fds[n++] = {0, POLLIN, 0};
-        fds[n++] = {cfd >= 0 ? cfd : lfd, POLLIN, 0};
+        fds[n++] = {lfd, POLLIN, 0};
+        if (cfd >= 0) fds[n++] = {cfd, (short)((room ? POLLIN : 0) | POLLRDHUP), 0};
         int rc = poll(fds, n, busy ? 0 : 200);
         if (rc < 0 && errno != EINTR) break;
         if (rc > 0 && fds[0].revents) {
             ssize_t got = read(0, buf, sizeof buf);
             if (got <= 0) break;  // stdin closed: the parent is gone
         }
+        if (rc > 0 && cfd >= 0 && fds[2].revents) {
+            ssize_t got = 0;
+            bool gone = fds[2].revents & (POLLRDHUP | POLLHUP | POLLERR);
+            if (!gone && room) {
+                got = recv(cfd, buf, std::min(sizeof buf, READ_AHEAD - board.in.size()), 0);
+                gone = got <= 0;
+            }
+            if (gone) {
+                end_client();
+            } else if (got > 0) {
+                if (!started) {
+                    started = true;
+                    first_in = board.clocks;
+                }
+                bytes_in += got;
+                board.in.insert(board.in.end(), buf, buf + got);
+            }
+        }
         if (rc > 0 && fds[1].revents) {
-            if (cfd < 0) {
-                cfd = accept(lfd, nullptr, nullptr);
-                if (cfd >= 0) {
-                    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    started = false;
-                    bytes_in = bytes_out = 0;
-                }
-            } else {
-                ssize_t got = recv(cfd, buf, sizeof buf, 0);
-                if (got <= 0) {
-                    close(cfd);
-                    cfd = -1;
-                    if (stats) {
-                        printf("SESSION %llu %llu %llu\n",
-                               (unsigned long long)(started ? last_out - first_in : 0),
-                               (unsigned long long)bytes_in, (unsigned long long)bytes_out);
-                        fflush(stdout);
-                    }
-                } else {
-                    if (!started) {
-                        started = true;
-                        first_in = board.clocks;
-                    }
-                    bytes_in += got;
-                    board.in.insert(board.in.end(), buf, buf + got);
-                }
+            int nfd = accept(lfd, nullptr, nullptr);
+            if (nfd >= 0 && cfd >= 0 && !client_gone(cfd)) {  // a second client: BUSY, closed
+                if (!busy_frame.empty()) send(nfd, busy_frame.data(), busy_frame.size(), 0);
+                close(nfd);
+            } else if (nfd >= 0) {
+                if (cfd >= 0) end_client();
+                cfd = nfd;
+                setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                started = false;
+                bytes_in = bytes_out = 0;
             }
         }
         // Run the clock in slices, sending the output after each.
+        timespec s0, s1;
+        clock_gettime(CLOCK_MONOTONIC, &s0);
+        uint64_t c0 = board.clocks;
         for (int i = 0; i < 4096 && board.busy(); i++) board.tick();
+        clock_gettime(CLOCK_MONOTONIC, &s1);
+        sim_clocks += board.clocks - c0;
+        sim_ns += (s1.tv_sec - s0.tv_sec) * 1000000000LL + (s1.tv_nsec - s0.tv_nsec);
         if (!board.out.empty()) {
             if (cfd >= 0) {
                 size_t off = 0;

@@ -1,0 +1,7 @@
+"""``python -m spikeforge``: the ``spikeforge`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
