@@ -241,14 +241,42 @@ STAGES = [("{name}.rpt", "synthesis (Yosys)"), ("{name}.tim", "place and route (
           ("{name}.bit", "bitstream packed")]
 
 
-def _watch(root: Path, name: str, progress, stop: threading.Event, started: float):
+HEARTBEAT = 20.0
+"""Seconds between progress lines while a tool runs (its log's latest line)."""
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a log being written (its last 4 KiB), shortened."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    line = next((x.strip() for x in reversed(lines) if x.strip()), "")
+    return line if len(line) <= 100 else line[:97] + "..."
+
+
+def _watch(root: Path, name: str, progress, stop: threading.Event, started: float,
+           *, poll: float = 2.0, heartbeat: float = HEARTBEAT):
+    """Report each stage's end as its file appears, and every ``heartbeat`` seconds
+    the stage in progress with its log's latest line (nextpnr's placer and router
+    iterations: a place-and-route takes minutes)."""
     seen = set()
-    while not stop.wait(2.0):
+    beat = time.monotonic()
+    while not stop.wait(poll):
         for pattern, what in STAGES:
             path = root / pattern.format(name=name)
             if path not in seen and path.exists():
                 seen.add(path)
                 progress(f"  {time.monotonic() - started:6.1f} s  {what}: {path.name}")
+        if time.monotonic() - beat >= heartbeat:
+            beat = time.monotonic()
+            # Yosys logs to {name}.rpt, nextpnr to {name}.tim, each from its start.
+            tim, rpt = root / f"{name}.tim", root / f"{name}.rpt"
+            stage, log = ("place and route", tim) if tim.exists() else ("synthesis", rpt)
+            progress(f"  {time.monotonic() - started:6.1f} s  {stage} running: "
+                     f"{_last_line(log) or '(no output yet)'}")
 
 
 def build(board: Board, *, top: str = "soc", config: CoreConfig | None = None,

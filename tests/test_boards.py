@@ -324,3 +324,29 @@ def test_every_board_top_elaborates(tmp_path):
             assert any(f.endswith((".il", ".v")) for f in plan.files), name
         if b.target_mhz is not None:
             assert top.clk_freq == b.target_mhz * 1e6, name
+
+
+def test_build_progress_reports_stages_and_the_running_tool(tmp_path):
+    """The build's watcher: a line when each stage's file appears, and while a tool
+    runs a heartbeat with its log's latest line (nextpnr's iterations)."""
+    import threading
+    import time
+
+    from spikeforge.boards.build import _watch
+
+    lines = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(tmp_path, "top", lines.append, stop,
+                                                    time.monotonic()),
+                               kwargs={"poll": 0.01, "heartbeat": 0.05}, daemon=True)
+    watcher.start()
+    (tmp_path / "top.rpt").write_text("yosys starting\n")
+    time.sleep(0.2)
+    (tmp_path / "top.tim").write_text("Info: placing\nInfo:   at iteration #5: wirelen = 1234\n\n")
+    time.sleep(0.2)
+    stop.set()
+    watcher.join()
+    text = "\n".join(lines)
+    assert "synthesis (Yosys): top.rpt" in text and "place and route (nextpnr): top.tim" in text
+    assert "synthesis running: yosys starting" in text
+    assert "place and route running: Info:   at iteration #5: wirelen = 1234" in text

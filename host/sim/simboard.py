@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -90,6 +91,10 @@ def build_simboard(config, *, uart: bool = False, build_root: Path | None = None
     if binary.exists():
         return binary
     build_dir.mkdir(parents=True, exist_ok=True)
+    if sys.stderr.isatty():  # (about a minute on 2 cores; silent in pipes and tests)
+        print(f"spikeforge: building the simulated board ({config.lanes} lanes"
+              f"{', UART' if uart else ''}) once, about a minute; cached in {build_dir}",
+              file=sys.stderr, flush=True)
     (build_dir / "soc.v").write_text(text)
     args = ["verilator", "--cc", "--exe", "-O2", "--top-module", "soc", "--prefix", "Vsoc",
             "-Mdir", "obj", "-o", "simboard", *(f"-Wno-{rule}" for rule in LINT_WAIVERS),
