@@ -54,6 +54,7 @@ __all__ = [
     "SHD_CHANNELS",
     "read_nmnist",
     "read_nmnist_folder",
+    "write_nmnist",
     "read_events_npy",
     "read_shd",
     "bin_events",
@@ -104,6 +105,24 @@ def read_nmnist(path: str | os.PathLike) -> np.ndarray:
     t = t + np.cumsum(overflow) * _NMNIST_OVERFLOW_STEP
     keep = ~overflow
     return _event_array({"x": x[keep], "y": y[keep], "t": t[keep], "p": p[keep]})
+
+
+def write_nmnist(path: str | os.PathLike, events) -> None:
+    """Write ``events`` (fields ``x``, ``y``, ``t``, ``p``) as one N-MNIST binary file
+    (module docstring), in their order: :func:`read_nmnist` reads them back.  An
+    event that the format cannot hold is refused naming its index: ``x`` or ``y``
+    outside ``0..239`` (``y == 240`` marks an overflow), ``p`` not 0/1, ``t``
+    outside ``0..2**23 - 1`` microseconds (no overflow records are written)."""
+    events = check_events(events)
+    if "y" not in events.dtype.names or "p" not in events.dtype.names:
+        raise DataError(f"N-MNIST events need fields x, y, t, p; found {events.dtype.names}")
+    for field, limit in (("x", _NMNIST_OVERFLOW_Y), ("y", _NMNIST_OVERFLOW_Y), ("p", 2),
+                         ("t", 1 << 23)):
+        _check_range(events[field], field, limit)
+    t = events["t"]
+    raw = np.stack([events["x"], events["y"], events["p"] << 7 | t >> 16, t >> 8 & 0xFF,
+                    t & 0xFF], axis=1).astype(np.uint8)
+    Path(path).write_bytes(raw.tobytes())
 
 
 def read_nmnist_folder(path: str | os.PathLike, *, progress: bool = False

@@ -50,9 +50,12 @@ def test_counts_from_a_golden_run():
     x = t([[[1, 0, 1]], [[0, 1, 0]], [[1, 1, 1]]])  # T=3, B=1
     trace = net.run(x)
     counts = counts_from_trace(net, x, trace)
-    assert counts == {"source": "golden", "samples": 1, "timesteps": 3, "layers": {
-        "h": {"events": 6, "input_events": 0, "spikes": int(trace.spikes["h"].sum()),
-              "synops": 6 * 2, "input_synops": 0}}}
+    s = trace.spikes["h"][:, 0]
+    assert counts == {"source": "golden", "samples": 1, "timesteps": 3, "input_nonzero": 6,
+                      "input_active": 3, "layers": {
+                          "h": {"events": 6, "input_events": 0, "spikes": int(s.sum()),
+                                "synops": 6 * 2, "input_synops": 0, "window_synops": 3 * 2,
+                                "active": int((s != 0).any(dim=0).sum())}}}
     # A recurrent edge delivers step t-1: the last step's spikes are never events.
     net = tiny(recurrent=True)
     trace = net.run(x)
@@ -88,7 +91,95 @@ def test_estimate_by_hand():
     assert e["source"]["process"] == "45 nm CMOS, 0.9 V"
     assert "Horowitz" in e["source"]["citation"] and "ISSCC 2014" in e["source"]["citation"]
     assert e["counts_source"] == "test"
+    # The baselines: T = 5 steps -> ceil(log2(6)) = 3-bit activations; an 8 x 3-bit
+    # multiply costs the 8-bit entry.  Without window counts the zero-skipping
+    # ANN assumes spikes / T nonzero activations and synops / T nonzero MACs.
+    low = {"macs": 6 * 0.3, "weights": 6 * 8 * bit, "activations": 2 * (0.05 + 2 * 3 * bit)}
+    skip = {"macs": 14 / 5 / 2 * 0.3, "weights": 14 / 5 / 2 * 8 * bit,
+            "activations": 2 * 0.05 + 2 * (2 + 3 / 5 / 2 * 3) * bit}
+    b = e["baselines"]
+    assert b["ann_int8"]["energy_pj"] == pytest.approx(ann)
+    assert b["ann_lowbit"]["energy_pj"] == pytest.approx(low)
+    assert b["ann_lowbit"]["activation_bits"] == b["ann_zero_skip"]["activation_bits"] == 3
+    assert b["ann_zero_skip"]["energy_pj"] == pytest.approx(skip)
+    assert b["ann_zero_skip"]["macs"] == pytest.approx(1.4)
+    assert b["ann_zero_skip"]["zeros_from"].startswith("assumed")
+    assert b["ann_zero_skip"]["zero_fraction"] == {"input": None, "h": pytest.approx(0.85)}
+    for key, parts in (("ann_int8", ann), ("ann_lowbit", low), ("ann_zero_skip", skip)):
+        assert b[key]["ratio"] == pytest.approx(sum(snn.values()) / sum(parts.values()))
+    # A spike input without input_nonzero: no firing rate, no break-even rate.
+    assert e["firing_rate"] is None and e["firing_rates"] == {"input": None, "h": 0.15}
+    assert e["break_even_firing_rate"] == dict.fromkeys(b)
+    assert "Yan" in e["source"]["baselines"] and "2409.08290" in e["source"]["baselines"]
     json.dumps(e)  # JSON-able
+
+
+def test_zero_skipping_counts_the_zeros_of_the_window():
+    """One pass over the window skips the input channels silent at every step and the
+    neurons that never spike (the spike count is the quantized ANN's activation)."""
+    net = tiny()
+    x = t([[[0, 0, 1]], [[0, 0, 0]], [[0, 0, 1]]])  # channel 2 only: h0 += 3, h1 += 4
+    trace = net.run(x)
+    assert trace.spikes["h"][:, 0].tolist() == [[1, 1], [0, 0], [1, 1]]
+    counts = counts_from_trace(net, x, trace)
+    assert (counts["input_nonzero"], counts["input_active"]) == (2, 1)
+    assert counts["layers"]["h"]["window_synops"] == 2 and counts["layers"]["h"]["active"] == 2
+    e = estimate(net, counts)
+    bit = 10.0 / 64
+    skip = e["baselines"]["ann_zero_skip"]
+    assert skip["zeros_from"].startswith("measured")
+    assert skip["macs"] == 2 and skip["macs_skipped"] == pytest.approx(2 / 3)
+    assert skip["zero_fraction"] == {"input": pytest.approx(2 / 3), "h": 0.0}
+    a = 2  # ceil(log2(3 + 1))
+    assert skip["energy_pj"] == pytest.approx({
+        "macs": 2 * 0.3, "weights": 2 * 8 * bit,
+        "activations": 2 * 0.05 + 2 * (2 + 2 * a) * bit})
+    # Firing rate: 2 input spikes and 4 of h over (3 + 2) neurons x 3 steps.
+    assert e["firing_rate"] == pytest.approx(6 / 15)
+    assert e["firing_rates"] == {"input": pytest.approx(2 / 9), "h": pytest.approx(4 / 6)}
+    # Here the neuron updates alone cost more than any baseline: no rate breaks even.
+    assert e["snn"]["fixed_pj"] == pytest.approx(e["snn"]["energy_pj"]["neurons"])
+    assert all(b["total_pj"] < e["snn"]["fixed_pj"] for b in e["baselines"].values())
+    assert e["break_even_firing_rate"] == dict.fromkeys(e["baselines"], 0.0)
+
+
+@pytest.mark.parametrize("kind", ["spike", "int"])
+def test_the_break_even_model_is_the_estimate_itself(kind):
+    """Doubling every spike train (events, spikes, input spikes) doubles the firing
+    rate and adds exactly ``spike_driven_pj`` to the SNN's estimate: the line the
+    break-even rates are read from."""
+    net = tiny(kind)
+    ie = 4 if kind == "int" else 0
+    one = {"samples": 1, "timesteps": 5, "input_nonzero": 4,
+           "layers": {"h": {"events": 7, "input_events": ie, "spikes": 3}}}
+    two = {"samples": 1, "timesteps": 5, "input_nonzero": 8 if kind == "spike" else 4,
+           "layers": {"h": {"events": 7 + (7 - ie), "input_events": ie, "spikes": 6}}}
+    e1, e2 = estimate(net, one), estimate(net, two)
+    assert e2["snn"]["total_pj"] == pytest.approx(e1["snn"]["fixed_pj"]
+                                                  + 2 * e1["snn"]["spike_driven_pj"])
+    assert e2["firing_rate"] == pytest.approx(2 * e1["firing_rate"])
+    assert e1["firing_rate"] == pytest.approx((4 + 3) / (5 * 5) if kind == "spike" else 3 / 10)
+
+
+def test_break_even_rates_of_a_model(model_file):
+    """At each baseline's break-even rate the SNN's line meets the baseline (or, at 0,
+    its fixed cost alone exceeds it)."""
+    net, meta = load_model(model_file)
+    x, _ = task_data(meta, "test")
+    e = estimate(net, counts_from_trace(net, x, net.run(x)))
+    snn, r0 = e["snn"], e["firing_rate"]
+    assert 0 < r0 < 1 and snn["spike_driven_pj"] > 0
+    assert snn["fixed_pj"] + snn["spike_driven_pj"] == pytest.approx(snn["total_pj"])
+    for key, b in e["baselines"].items():
+        r = e["break_even_firing_rate"][key]
+        assert r == b["break_even_firing_rate"] and r >= 0
+        if r > 0:
+            assert snn["fixed_pj"] + snn["spike_driven_pj"] * r / r0 == \
+                pytest.approx(b["total_pj"])
+        else:
+            assert snn["fixed_pj"] >= b["total_pj"]
+    assert e["baselines"]["ann_int8"]["total_pj"] == e["ann"]["total_pj"]
+    assert e["baselines"]["ann_zero_skip"]["total_pj"] < e["baselines"]["ann_lowbit"]["total_pj"]
 
 
 def test_int_input_events_are_macs_and_recurrence_needs_t_dense_passes():
@@ -97,7 +188,12 @@ def test_int_input_events_are_macs_and_recurrence_needs_t_dense_passes():
     e = estimate(tiny("int"), counts)
     assert e["snn"]["energy_pj"]["synaptic"] == pytest.approx(2 * 2 * 0.1 + 3 * 2 * 0.3)
     assert e["ann"]["passes"] == 1
-    assert estimate(tiny(recurrent=True), counts)["ann"]["passes"] == 4
+    recurrent = estimate(tiny(recurrent=True), counts)
+    assert recurrent["ann"]["passes"] == 4
+    # One pass per step: the zero-skipping ANN skips each step's zeros, the SNN's events.
+    skip = recurrent["baselines"]["ann_zero_skip"]
+    assert skip["macs"] == 5 * 2 and skip["zeros_from"].startswith("measured: each step")
+    assert skip["zero_fraction"] == {"input": None, "h": 1.0}
     assert estimate(tiny(), counts, ann_passes=3)["ann"]["macs"] == 18
 
 
@@ -107,7 +203,11 @@ def test_counter_counts_split_int_input_events():
     counts = counts_from_counters(net, {"h": {"events": 3, "spikes": 1, "syn_cycles": 9,
                                               "neuron_cycles": 4}}, x)
     assert counts == {"source": "rtl-counters", "samples": 1, "timesteps": 2,
+                      "input_nonzero": 3, "input_active": 2,
                       "layers": {"h": {"events": 3, "input_events": 3, "spikes": 1}}}
+    golden = counts_from_trace(net, x, net.run(x))
+    merged = counts_from_counters(net, {"h": {"events": 3, "spikes": 1}}, x, golden=golden)
+    assert merged["layers"]["h"]["window_synops"] == golden["layers"]["h"]["window_synops"]
     with pytest.raises(ValueError) as err:
         counts_from_counters(net, {}, x)
     assert str(err.value) == "the counters have no entry for layer 'h'"
@@ -136,6 +236,10 @@ def test_eval_json_has_energy_and_plot_writes_a_report(model_file, tmp_path, cap
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (plots / "report.md").read_text()
     assert "## Energy (estimate)" in text and "Horowitz" in text and "45 nm" in text
+    assert "| per sample | SNN (event-driven) | ann_int8 | ann_lowbit | ann_zero_skip |" in text
+    rates = report["energy"]["break_even_firing_rate"]
+    assert "| break-even firing rate | " + f"{report['energy']['firing_rate']:.6g} (measured) | " \
+        + " | ".join(f"{r:.6g}" for r in rates.values()) + " |" in text
     assert f"| accuracy | {report['accuracy']:.6g} |" in text
     assert "![Spike raster](raster.png)" in text
 
@@ -202,6 +306,13 @@ def test_estimate_run_and_the_experiment_summary(model_file):
     from_counters = estimate_run(net, x, counters=counters)
     assert from_counters["counts_source"] == "rtl-counters"
     assert from_counters["snn"] == golden["snn"] and from_counters["ratio"] == golden["ratio"]
+    # The counters carry no per-neuron window activity: assumed, unless the golden
+    # trace of the same run supplies it.
+    skip = from_counters["baselines"]["ann_zero_skip"]
+    assert skip["zeros_from"].startswith("assumed")
+    with_trace = estimate_run(net, x, counters=counters, trace=trace)
+    assert with_trace["baselines"] == golden["baselines"]
+    assert with_trace["break_even_firing_rate"] == golden["break_even_firing_rate"]
     summary = experiments._energy(net, meta)
     assert summary["snn_pj_per_sample"] == golden["snn"]["total_pj"]
     assert summary["ratio"] == golden["ratio"] and summary["process"] == "45 nm CMOS, 0.9 V"
