@@ -22,6 +22,7 @@ integer network as a NIR graph in integer units.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from .nirgraph import (
     legacy_nodes,
     read_graph,
 )
+from .nirreset import ConversionWarning
 from .quantize import pick_scale
 
 __all__ = ["NirImport", "import_nir", "fidelity", "random_input", "to_graph", "export_nir"]
@@ -193,10 +195,12 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     was detected).  A graph written by
     :func:`export_nir` keeps its format, scale 1 and resets, so the round trip is
     exact; with an explicit ``fmt`` it is quantized afresh like any other graph.
-    ``reset``: ``"zero"`` or ``"subtract"`` for every spiking node the file does not
-    mark (default: zero to ``v_reset``, or subtraction where the file carries no
-    ``v_reset``, NIR <= 1.0.4).  ``framework``: the firing rule,
-    :data:`.nirgraph.FRAMEWORKS` (default: detected).
+    ``reset``: ``"zero"``, ``"subtract"`` or ``"subtract-next"`` (snnTorch's,
+    :mod:`.nirreset`) for every spiking node the file does not mark (default: zero to
+    ``v_reset``, or subtraction where the file carries no ``v_reset``, NIR <= 1.0.4).
+    ``framework``: the firing rule, :data:`.nirgraph.FRAMEWORKS` (default: detected).
+    What the import had to assume is warned (:class:`.nirreset.ConversionWarning`) and
+    kept in ``meta["warnings"]``.
     """
     path = source if isinstance(source, (str, Path)) else None
     graph = read_graph(path) if path is not None else source
@@ -225,6 +229,8 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
     if dt is None and ours and "spikeforge_dt" in meta:
         dt = float(meta["spikeforge_dt"])
     float_net = from_graph(graph, dt=dt, legacy=legacy, reset=reset, framework=framework)
+    for message in float_net.warnings:
+        warnings.warn(message, ConversionWarning, stacklevel=2)
     layers, scales = [], {}
     for la in float_net.layers:
         layer, scales[la.name] = _quantize_layer(la, fmt, 1.0 if ours else None, headroom)
@@ -239,7 +245,8 @@ def import_nir(source, *, fmt: Format | None = None, input_kind: str | None = No
             "scales": {k: v if isinstance(v, float) else [float(v.min()), float(v.max())]
                        for k, v in scales.items()},
             "input_shape": list(float_net.input_shape),
-            "nir_nodes": {la.name: la.kind for la in float_net.layers}}
+            "nir_nodes": {la.name: la.kind for la in float_net.layers},
+            **({"warnings": list(float_net.warnings)} if float_net.warnings else {})}
     return NirImport(net=net, float_net=float_net, scales=scales, meta=info)
 
 

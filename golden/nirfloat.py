@@ -52,7 +52,8 @@ class FloatLayer:
 @dataclass
 class FloatNetwork:
     """The discretised NIR graph: what the integer model is compared against.
-    ``conventions``: what the importer read from the file and applied (dt, ...)."""
+    ``conventions``: what the importer read from the file and applied (dt, ...);
+    ``warnings``: what it had to assume or could not carry over exactly."""
 
     input_size: int
     layers: list[FloatLayer]
@@ -60,6 +61,7 @@ class FloatNetwork:
     dt: float
     input_shape: tuple[int, ...] = ()
     conventions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def layer(self, name: str) -> FloatLayer:
         return next(layer for layer in self.layers if layer.name == name)

@@ -14,7 +14,9 @@ importer pins one (``docs/nir.md`` states it in full):
   when ``tau_syn = dt`` (the synaptic current then follows its input in one
   step, ``g = w_in dt r / tau_mem``); otherwise they need a current state the
   integer LIF does not have and are refused;
-* a spike when ``v > v_threshold`` (strict), then ``v = v_reset``;
+* a spike when ``v > v_threshold`` (strict), then ``v = v_reset``; node metadata
+  ``spikeforge_reset`` or the caller's ``reset`` may say otherwise, e.g.
+  ``subtract-next``, snnTorch's subtraction (:mod:`.nirreset`);
 * an edge that closes a cycle (found by a depth-first walk from the input, in
   edge order) is recurrent: it delivers the previous step's spikes; every
   other edge delivers the same step's, as in snnTorch's ``Sequential``.  A
@@ -44,6 +46,7 @@ from .nirfile import (
     read_graph,
 )
 from .nirfloat import FloatLayer, FloatNetwork
+from .nirreset import RESETS, SUBTRACT_NEXT, next_step_correction, snntorch_zero_warning
 from .projection import Projection
 
 __all__ = ["NirError", "DEFAULT_DT", "FRAMEWORKS", "META_RESET", "META_V_RESET",
@@ -215,7 +218,7 @@ def _discretise(name: str, node, kind: str, size: int, dt: float, legacy: bool =
     meta = getattr(node, "metadata", None) or {}
     if kind in _SPIKING and META_RESET in meta:
         reset = str(meta[META_RESET])
-        if reset not in ("zero", "subtract", "none"):
+        if reset not in ("zero", "subtract", "none", SUBTRACT_NEXT):
             raise NirError(f"node {name!r}: metadata {META_RESET}={reset!r} is not a reset mode")
     return {"beta": beta, "gain": gain, "leak": leak, "threshold": threshold,
             "v_reset": 0.0 if v_reset is None else v_reset, "reset": reset,
@@ -307,6 +310,8 @@ class _Graph:
 
     def __init__(self, graph):
         self.nodes, edges, _ = _flatten(graph)
+        metadata = getattr(graph, "metadata", None)
+        self.metadata = metadata if isinstance(metadata, dict) else {}
         for name, (kind, _node) in self.nodes.items():
             if kind not in _NEURONS + _CHAIN + ("Input", "Output"):
                 raise NirError(f"node {name!r}: {kind} is not supported; spikeforge maps "
@@ -466,10 +471,39 @@ def _conventions(g: _Graph, order: list[str], dt, legacy, reset, framework):
         notes.append(f"reset by subtraction in {len(old)} spiking node(s) that carry no "
                      f"v_reset (NIR <= 1.0.4's IF / LIF / CubaLIF: v -= v_threshold on a "
                      f"spike; --reset zero for an exporter that meant a reset to 0)")
-    return dt, old, framework, notes
+    unmarked = [n for n in order if g.nodes[n][0] in _SPIKING and n not in old
+                and META_RESET not in (getattr(g.nodes[n][1], "metadata", None) or {})]
+    ours = "spikeforge_format" in (g.metadata or {})  # export-nir's file (nirexport)
+    warning = None if reset is not None or framework != "nir" or ours \
+        else snntorch_zero_warning(g.nodes, unmarked, dt)
+    return dt, old, framework, notes, [warning] if warning else []
 
 
-def _float_layer(g: _Graph, name: str, back: set, d: dict, sinabs: bool) -> FloatLayer:
+def _subtract_next(g: _Graph, name: str, d: dict, warnings: list) -> list:
+    """Reset ``subtract-next`` (:mod:`.nirreset`): the integer ``subtract`` and the
+    recurrent correction edge, if any, as ``[(projection, True)]``."""
+    d["reset"] = "subtract"
+    if d["alpha_syn"] is not None:
+        warnings.append(f"node {name!r}: snnTorch's reset by subtraction at the next step "
+                        f"cannot be exact in a current-based layer (a correction edge would "
+                        f"feed its current): it subtracts in the spiking step, before the "
+                        f"decay, so its membrane after a spike is (1 - beta) v_threshold "
+                        f"higher than snnTorch's")
+        return []
+    edge = next_step_correction(name, d["beta"], d["threshold"])
+    if edge is None:
+        return []
+    g.weights += edge.weight.numel()
+    if g.weights > MAX_WEIGHTS:
+        raise NirError(f"node {name!r}: reset subtract-next needs a {edge.weight.shape[0]} x "
+                       f"{edge.weight.shape[0]} recurrent correction, bringing the projections "
+                       f"to {g.weights} weights, more than {MAX_WEIGHTS} (reset 'subtract' "
+                       f"needs none)")
+    return [(edge, True)]
+
+
+def _float_layer(g: _Graph, name: str, back: set, d: dict, sinabs: bool,
+                 warnings: list) -> FloatLayer:
     kind = g.nodes[name][0]
     shape = g.shape(name)
     bias = d["leak"].copy()
@@ -481,6 +515,8 @@ def _float_layer(g: _Graph, name: str, back: set, d: dict, sinabs: bool) -> Floa
         inputs.append((folded, recurrent))
         bias += d["gain"] * b
     spiking = d["threshold"] is not None
+    if spiking and d["reset"] == SUBTRACT_NEXT:
+        inputs += _subtract_next(g, name, d, warnings)
     return FloatLayer(name=name, kind=kind, size=math.prod(shape), beta=d["beta"], bias=bias,
                       threshold=d["threshold"], v_reset=d["v_reset"], reset=d["reset"],
                       inputs=inputs, alpha_syn=d["alpha_syn"], shape=shape,
@@ -493,13 +529,14 @@ def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(
     """Discretise a NIR graph (see the module docstring) or raise :class:`NirError`.
     ``dt``: the step; ``None`` detects it from the file (``conventions`` says how).
     ``legacy``: the spiking nodes whose file entry has no ``v_reset``
-    (:func:`legacy_nodes`); ``reset``: ``"zero"`` or ``"subtract"`` for every
+    (:func:`legacy_nodes`); ``reset``: one of :data:`.nirreset.RESETS` for every
     spiking node the file does not mark, instead of what the file implies;
-    ``framework``: the firing rule (:data:`FRAMEWORKS`; ``None`` detects it)."""
+    ``framework``: the firing rule (:data:`FRAMEWORKS`; ``None`` detects it).
+    ``warnings`` of the result: what the import had to assume (:mod:`.nirreset`)."""
     if dt is not None:
         _check_dt(dt)
-    if reset not in (None, "zero", "subtract"):
-        raise NirError(f"reset must be 'zero' or 'subtract', not {reset!r}")
+    if reset not in (None, *RESETS):
+        raise NirError(f"reset must be one of {', '.join(map(repr, RESETS))}, not {reset!r}")
     if framework not in (None, *FRAMEWORKS):
         raise NirError(f"framework must be one of {FRAMEWORKS}, not {framework!r}")
     if _kind(graph) != "NIRGraph":
@@ -515,9 +552,9 @@ def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(
                        f"{g.nodes[out_preds[0]][0]}; the integer model's output is a neuron "
                        f"layer")
     order, back = _order(g)
-    dt, old, framework, notes = _conventions(g, order, dt, legacy, reset, framework)
+    dt, old, framework, notes, warnings = _conventions(g, order, dt, legacy, reset, framework)
     sinabs = framework == "sinabs"
-    layers, neurons = [], 0
+    layers, neurons, nexts = [], 0, []
     for name in order:
         kind, node = g.nodes[name]
         neurons += math.prod(g.shape(name))
@@ -526,9 +563,14 @@ def from_graph(graph, *, dt: float | None = None, legacy: frozenset = frozenset(
                            f"this node, more than {MAX_NEURONS}")
         d = _discretise(name, node, kind, math.prod(g.shape(name)), dt, name in old,
                         reset or ("subtract" if sinabs else None))
-        layers.append(_float_layer(g, name, back, d, sinabs))
+        nexts += [name] if d["reset"] == SUBTRACT_NEXT else []
+        layers.append(_float_layer(g, name, back, d, sinabs, warnings))
+    if nexts:
+        notes.append(f"reset subtract-next in {', '.join(map(repr, nexts))} (snnTorch's: "
+                     f"v_threshold subtracted at the step after a spike, after the decay; "
+                     f"the integer subtract plus a recurrent edge -(1 - beta) v_threshold)")
     if any(la.name == INPUT for la in layers):
         raise NirError(f"node {INPUT!r}: a neuron node may not be named {INPUT!r}")
     in_shape = g.shapes[g.input]
     return FloatNetwork(input_size=math.prod(in_shape), layers=layers, output=out_preds[0],
-                        dt=float(dt), input_shape=in_shape, conventions=notes)
+                        dt=float(dt), input_shape=in_shape, conventions=notes, warnings=warnings)

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     device_options(p)
     common(p)
     p.set_defaults(func=cmd_run)
+    from .datacmd import add_parser as add_data_parser
+
+    add_data_parser(sub, common, _positive)
 
     from .stream import cmd_stream
 
@@ -199,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=_positive_float, default=None,
                    help=f"discretisation step (forward Euler) [detected: 1 for Sinabs' IF "
                         f"graphs, else {DEFAULT_DT}, snnTorch's]")
-    p.add_argument("--reset", choices=("zero", "subtract"),
-                   help="reset of every spiking node the file does not mark [detected: to "
-                        "v_reset, or subtract where the file has no v_reset (NIR <= 1.0.4)]")
+    p.add_argument("--reset", choices=("zero", "subtract", "subtract-next"),
+                   help="reset of every spiking node the file does not mark (subtract-next: "
+                        "snnTorch's subtraction) [detected: to v_reset, or subtract where the "
+                        "file has no v_reset (NIR <= 1.0.4)]")
     p.add_argument("--framework", choices=("nir", "sinabs"),
                    help="how spiking nodes fire: NIR's one spike when v > v_threshold, or "
                         "Sinabs' IAF (spike counts, v >= v_threshold, floor -v_threshold) "
@@ -285,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("boards", help="supported boards and their NPU capacity")
     common(p)
     p.set_defaults(func=cmd_boards)
+    from .fit import add_parser as add_fit_parser
+
+    add_fit_parser(sub, common)
 
     p = sub.add_parser("build", help="fit check, then a bitstream for a board (Yosys, nextpnr)")
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
@@ -345,6 +352,11 @@ def one_line(text: str) -> str:
 
 
 def main(argv=None) -> int:
+    import warnings
+
+    from .golden.nirreset import show_warning
+
+    warnings.showwarning = show_warning  # ConversionWarnings: one line on stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     families = _error_families()

@@ -103,10 +103,9 @@ def cmd_eval(args) -> int:
 
 
 def _energy_line(e: dict) -> str:
-    return (f"energy ESTIMATE ({e['source']['process']}, Horowitz ISSCC 2014): SNN "
-            f"{e['snn']['total_pj'] / 1000:.4g} nJ/sample, dense ANN "
-            f"{e['ann']['total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio']:.3g}), float32 "
-            f"ANN {e['ann']['fp32_total_pj'] / 1000:.4g} nJ (SNN/ANN {e['ratio_fp32']:.3g})")
+    from .golden.energy import summary_line
+
+    return summary_line(e)
 
 
 # ------------------------------------------------------------ --data (any model)
@@ -302,7 +301,7 @@ def _eval_energy_and_plots(args, net, meta, report) -> None:
     if "rtl" in report and "counters" in report["rtl"]:
         ran = x[:, :report["rtl"]["samples"]]
         report["rtl"]["energy"] = estimate(net, counts_from_counters(
-            net, report["rtl"]["counters"], ran))
+            net, report["rtl"]["counters"], ran, golden=counts_from_run(net, ran)))
     if args.plot:
         from .golden import report as rep
 
@@ -565,21 +564,15 @@ def cmd_boards(args) -> int:
 
 
 def cmd_build(args) -> int:
-    import tempfile
+    from .boards.build import build, program
+    from .fit import preflight
 
-    from .boards.build import build, parse_config, program
-    from .boards.defs import board_named
-
-    board = board_named(args.board)
-    config = parse_config(args.config, board)
-    out = args.out or Path(tempfile.mkdtemp(prefix=f"spikeforge-{board.name}-"))
+    board, config, out = preflight(args)  # the fit check and the tools, then the folder
     quiet = args.quiet and not args.progress
     report = build(board, top=args.top, config=config, model=args.model, out=out,
                    seed=args.seed, progress=(lambda msg: None) if quiet else
                    (lambda msg: print(msg, file=sys.stderr, flush=True)))
-    if args.program:
-        if report["bitstream"] is None:
-            raise UsageError(f"--program: {board.name} builds vendor project files only")
+    if args.program:  # (preflight refused --program on a board without a bitstream)
         program(Path(report["bitstream"]), board)
         report["programmed"] = True
     report.pop("bels", None)
