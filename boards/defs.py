@@ -86,7 +86,7 @@ ECP5_85_CONFIG = CoreConfig(lanes=32, fmt=Format(acc_bits=25), max_layers=4, max
 
 BOARDS = {b.name: b for b in [
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48), weights in SPRAM",
-          "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K", "clk12", 36.0,
+          "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K", "clk12", 30.0,
           ICEBREAKER_CONFIG, _UP5K, spram_weights=True, seed=3),
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", "ulx3s:ULX3S_85F_Platform", "ecp5",
           "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,

@@ -34,6 +34,10 @@ class DeviceReplyError(DeviceError):
     """The device answered with an ERROR reply; ``.code`` is its ``ErrorCode``."""
 
     def __init__(self, command: int, code: int, message: str):
+        if code == ErrorCode.BAD_TABLE:
+            from .contract.config import describe_fault
+
+            message = describe_fault(message) or message
         meaning = f" ({MEANINGS[code]})" if code in MEANINGS else ""
         super().__init__(f"the device refused {command_name(command)}: "
                          f"{_code_name(code)}{meaning}" + (f": {message}" if message else ""))
@@ -50,6 +54,8 @@ MEANINGS = {
     ErrorCode.TOO_LARGE: "the reply would exceed the frame's payload limit",
     ErrorCode.WATCHDOG: "a step ran past the device's watchdog bound; the core is back at "
                         "its power-on state: load the model again",
+    ErrorCode.BAD_TABLE: "a step reached a bad table entry; the core is back at its "
+                         "power-on state: load the model again",
 }
 """What each ERROR reply code means (the device's error replies carry no text)."""
 

@@ -2,7 +2,7 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
+module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, fault, fault_info, input__ready, output__payload, output__valid, host_addr);
   wire [15:0] \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -63,48 +63,48 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] base;
   output busy;
   wire busy;
-  wire \busy$156 ;
-  wire \busy$24 ;
-  wire \busy$25 ;
-  wire \busy$54 ;
+  wire \busy$160 ;
+  wire \busy$26 ;
+  wire \busy$27 ;
+  wire \busy$58 ;
   wire [1:0] busy_groups;
-  wire [1:0] \busy_groups$27 ;
-  wire [1:0] \busy_groups$44 ;
-  wire [1:0] \busy_groups$47 ;
+  wire [1:0] \busy_groups$29 ;
+  wire [1:0] \busy_groups$48 ;
+  wire [1:0] \busy_groups$51 ;
   wire can_load;
-  wire \can_load$128 ;
-  wire \can_load$166 ;
+  wire \can_load$132 ;
+  wire \can_load$170 ;
   wire [4:0] chunks;
   input clear;
   wire clear;
-  wire \clear$38 ;
-  wire \clear$53 ;
+  wire \clear$42 ;
+  wire \clear$57 ;
   input clk;
   wire clk;
   wire [7:0] cnt;
-  wire [7:0] \cnt$159 ;
+  wire [7:0] \cnt$163 ;
   wire [31:0] counters_rdata;
-  wire [31:0] \counters_rdata$31 ;
+  wire [31:0] \counters_rdata$35 ;
   wire counters_re;
-  wire \counters_re$35 ;
+  wire \counters_re$39 ;
   wire [127:0] counts;
-  wire [127:0] \counts$66 ;
-  wire [7:0] \counts$66[0] ;
-  wire [7:0] \counts$66[10] ;
-  wire [7:0] \counts$66[11] ;
-  wire [7:0] \counts$66[12] ;
-  wire [7:0] \counts$66[13] ;
-  wire [7:0] \counts$66[14] ;
-  wire [7:0] \counts$66[15] ;
-  wire [7:0] \counts$66[1] ;
-  wire [7:0] \counts$66[2] ;
-  wire [7:0] \counts$66[3] ;
-  wire [7:0] \counts$66[4] ;
-  wire [7:0] \counts$66[5] ;
-  wire [7:0] \counts$66[6] ;
-  wire [7:0] \counts$66[7] ;
-  wire [7:0] \counts$66[8] ;
-  wire [7:0] \counts$66[9] ;
+  wire [127:0] \counts$70 ;
+  wire [7:0] \counts$70[0] ;
+  wire [7:0] \counts$70[10] ;
+  wire [7:0] \counts$70[11] ;
+  wire [7:0] \counts$70[12] ;
+  wire [7:0] \counts$70[13] ;
+  wire [7:0] \counts$70[14] ;
+  wire [7:0] \counts$70[15] ;
+  wire [7:0] \counts$70[1] ;
+  wire [7:0] \counts$70[2] ;
+  wire [7:0] \counts$70[3] ;
+  wire [7:0] \counts$70[4] ;
+  wire [7:0] \counts$70[5] ;
+  wire [7:0] \counts$70[6] ;
+  wire [7:0] \counts$70[7] ;
+  wire [7:0] \counts$70[8] ;
+  wire [7:0] \counts$70[9] ;
   wire [7:0] \counts[0] ;
   wire [7:0] \counts[10] ;
   wire [7:0] \counts[11] ;
@@ -122,13 +122,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [7:0] \counts[8] ;
   wire [7:0] \counts[9] ;
   wire cur;
-  wire \cur$154 ;
-  wire \cur$64 ;
+  wire \cur$158 ;
+  wire \cur$68 ;
   wire done;
   wire drained;
-  wire \drained$95 ;
+  wire \drained$99 ;
   wire emit_values;
-  wire \emit_values$152 ;
+  wire \emit_values$156 ;
   wire [27:0] end_record;
   wire [6:0] \end_record.index ;
   wire [1:0] \end_record.kind ;
@@ -136,7 +136,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
   wire end_step;
-  wire \end_step$58 ;
+  wire \end_step$62 ;
   wire [46:0] entry;
   wire \entry.g_rec ;
   wire [2:0] \entry.g_src ;
@@ -169,6 +169,12 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \event ;
   wire [7:0] event_index;
   wire [1:0] event_layer;
+  output fault;
+  wire fault;
+  wire \fault$30 ;
+  output [13:0] fault_info;
+  wire [13:0] fault_info;
+  wire [13:0] \fault_info$31 ;
   wire free;
   input [17:0] host_addr;
   wire [17:0] host_addr;
@@ -178,48 +184,48 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   input host_re;
   wire host_re;
   wire host_req;
-  wire \host_req$37 ;
+  wire \host_req$41 ;
   output host_rvalid;
   wire host_rvalid;
   input [46:0] host_wdata;
   wire [46:0] host_wdata;
-  wire [46:0] \host_wdata$181 ;
+  wire [46:0] \host_wdata$185 ;
   input host_we;
   wire host_we;
   wire [10:0] host_word;
-  wire [10:0] \host_word$180 ;
-  wire [10:0] \host_word$48 ;
+  wire [10:0] \host_word$184 ;
+  wire [10:0] \host_word$52 ;
   wire [13:0] in_counts;
-  wire [13:0] \in_counts$68 ;
-  wire [6:0] \in_counts$68[0] ;
-  wire [6:0] \in_counts$68[1] ;
+  wire [13:0] \in_counts$72 ;
+  wire [6:0] \in_counts$72[0] ;
+  wire [6:0] \in_counts$72[1] ;
   wire [6:0] \in_counts[0] ;
   wire [6:0] \in_counts[1] ;
   wire in_full;
-  wire \in_full$60 ;
+  wire \in_full$64 ;
   wire in_rbank;
-  wire \in_rbank$155 ;
-  wire \in_rbank$62 ;
+  wire \in_rbank$159 ;
+  wire \in_rbank$66 ;
   wire inc_events;
   wire inc_neuron;
   wire inc_syn;
   input [15:0] input__payload;
   wire [15:0] input__payload;
-  wire [15:0] \input__payload$50 ;
-  wire \input__payload$50.end ;
-  wire [6:0] \input__payload$50.index ;
-  wire [7:0] \input__payload$50.value ;
+  wire [15:0] \input__payload$54 ;
+  wire \input__payload$54.end ;
+  wire [6:0] \input__payload$54.index ;
+  wire [7:0] \input__payload$54.value ;
   wire \input__payload.end ;
   wire [6:0] \input__payload.index ;
   wire [7:0] \input__payload.value ;
   output input__ready;
   wire input__ready;
-  wire \input__ready$51 ;
+  wire \input__ready$55 ;
   input input__valid;
   wire input__valid;
-  wire \input__valid$52 ;
+  wire \input__valid$56 ;
   wire issue;
-  wire \issue$89 ;
+  wire \issue$93 ;
   wire [4:0] k;
   wire [1503:0] lane_rdata;
   wire [375:0] \lane_rdata[0] ;
@@ -259,7 +265,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [46:0] \lane_rdata[3][6] ;
   wire [46:0] \lane_rdata[3][7] ;
   wire [45:0] layer;
-  wire [1:0] \layer$112 ;
+  wire [1:0] \layer$116 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -271,13 +277,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \layer.ssm ;
   wire [15:0] \layer.v_reset ;
   wire [1:0] layer_index;
-  wire [1:0] \layer_index$153 ;
+  wire [1:0] \layer_index$157 ;
   wire [1:0] li;
   wire [7:0] list_count;
   wire load;
   wire [7:0] m_len;
   wire [1:0] membrane_write;
-  wire [1:0] \membrane_write$108 ;
+  wire [1:0] \membrane_write$112 ;
   wire [375:0] membranes_rdata;
   wire [46:0] \membranes_rdata[0] ;
   wire [46:0] \membranes_rdata[1] ;
@@ -320,15 +326,15 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [46:0] \params_rdata[6] ;
   wire [46:0] \params_rdata[7] ;
   wire [127:0] prod;
-  wire [127:0] \prod$101 ;
-  wire [15:0] \prod$101[0] ;
-  wire [15:0] \prod$101[1] ;
-  wire [15:0] \prod$101[2] ;
-  wire [15:0] \prod$101[3] ;
-  wire [15:0] \prod$101[4] ;
-  wire [15:0] \prod$101[5] ;
-  wire [15:0] \prod$101[6] ;
-  wire [15:0] \prod$101[7] ;
+  wire [127:0] \prod$105 ;
+  wire [15:0] \prod$105[0] ;
+  wire [15:0] \prod$105[1] ;
+  wire [15:0] \prod$105[2] ;
+  wire [15:0] \prod$105[3] ;
+  wire [15:0] \prod$105[4] ;
+  wire [15:0] \prod$105[5] ;
+  wire [15:0] \prod$105[6] ;
+  wire [15:0] \prod$105[7] ;
   wire [15:0] \prod[0] ;
   wire [15:0] \prod[1] ;
   wire [15:0] \prod[2] ;
@@ -338,21 +344,21 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \prod[6] ;
   wire [15:0] \prod[7] ;
   wire [1:0] prod_valid;
-  wire [1:0] \prod_valid$103 ;
+  wire [1:0] \prod_valid$107 ;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
   wire rd_bank;
-  wire \rd_bank$72 ;
+  wire \rd_bank$76 ;
   wire [14:0] rd_data;
   wire [6:0] \rd_data.index ;
   wire [7:0] \rd_data.value ;
   wire rd_from_input;
-  wire \rd_from_input$76 ;
+  wire \rd_from_input$80 ;
   wire [7:0] rd_n;
-  wire [7:0] \rd_n$74 ;
+  wire [7:0] \rd_n$78 ;
   wire [2:0] rd_src;
-  wire [2:0] \rd_src$70 ;
+  wire [2:0] \rd_src$74 ;
   wire [46:0] rdata;
   wire re;
   wire [27:0] records__payload;
@@ -367,13 +373,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire router_free;
   wire router_load;
   wire [5:0] row_addr;
-  wire [5:0] \row_addr$97 ;
+  wire [5:0] \row_addr$101 ;
   wire [7:0] row_base;
   wire row_load;
   wire [7:0] row_send;
   wire [7:0] row_spikes;
   wire row_start;
-  wire \row_start$99 ;
+  wire \row_start$103 ;
   wire [127:0] row_values;
   wire [15:0] \row_values[0] ;
   wire [15:0] \row_values[1] ;
@@ -384,7 +390,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \row_values[6] ;
   wire [15:0] \row_values[7] ;
   wire [11:0] rowbase;
-  wire [11:0] \rowbase$91 ;
+  wire [11:0] \rowbase$95 ;
   input rst;
   wire rst;
   wire rvalid;
@@ -392,7 +398,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire spike_event;
   wire [1:0] spike_layer;
   wire [7:0] spikes;
-  wire [7:0] \spikes$119 ;
+  wire [7:0] \spikes$123 ;
   wire spiking;
   wire ssm_done;
   wire [46:0] ssm_entry;
@@ -424,7 +430,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire ssm_start;
   wire start;
   wire start_step;
-  wire \start_step$56 ;
+  wire \start_step$60 ;
   wire [127:0] state_rdata;
   wire [15:0] \state_rdata[0] ;
   wire [15:0] \state_rdata[1] ;
@@ -454,7 +460,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [10:0] \state_word[6] ;
   wire [10:0] \state_word[7] ;
   wire [46:0] table_rdata;
-  wire [46:0] \table_rdata$29 ;
+  wire [46:0] \table_rdata$33 ;
   wire [66:0] tables;
   wire [2:0] \tables.lane ;
   wire \tables.re ;
@@ -474,36 +480,36 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
   wire [200:0] views;
-  wire [133:0] \views$46 ;
-  wire [66:0] \views$46[0] ;
-  wire [2:0] \views$46[0].lane ;
-  wire \views$46[0].re ;
-  wire [3:0] \views$46[0].region ;
-  wire [46:0] \views$46[0].wdata ;
-  wire \views$46[0].we ;
-  wire [10:0] \views$46[0].word ;
-  wire [66:0] \views$46[1] ;
-  wire [2:0] \views$46[1].lane ;
-  wire \views$46[1].re ;
-  wire [3:0] \views$46[1].region ;
-  wire [46:0] \views$46[1].wdata ;
-  wire \views$46[1].we ;
-  wire [10:0] \views$46[1].word ;
-  wire [133:0] \views$49 ;
-  wire [66:0] \views$49[0] ;
-  wire [2:0] \views$49[0].lane ;
-  wire \views$49[0].re ;
-  wire [3:0] \views$49[0].region ;
-  wire [46:0] \views$49[0].wdata ;
-  wire \views$49[0].we ;
-  wire [10:0] \views$49[0].word ;
-  wire [66:0] \views$49[1] ;
-  wire [2:0] \views$49[1].lane ;
-  wire \views$49[1].re ;
-  wire [3:0] \views$49[1].region ;
-  wire [46:0] \views$49[1].wdata ;
-  wire \views$49[1].we ;
-  wire [10:0] \views$49[1].word ;
+  wire [133:0] \views$50 ;
+  wire [66:0] \views$50[0] ;
+  wire [2:0] \views$50[0].lane ;
+  wire \views$50[0].re ;
+  wire [3:0] \views$50[0].region ;
+  wire [46:0] \views$50[0].wdata ;
+  wire \views$50[0].we ;
+  wire [10:0] \views$50[0].word ;
+  wire [66:0] \views$50[1] ;
+  wire [2:0] \views$50[1].lane ;
+  wire \views$50[1].re ;
+  wire [3:0] \views$50[1].region ;
+  wire [46:0] \views$50[1].wdata ;
+  wire \views$50[1].we ;
+  wire [10:0] \views$50[1].word ;
+  wire [133:0] \views$53 ;
+  wire [66:0] \views$53[0] ;
+  wire [2:0] \views$53[0].lane ;
+  wire \views$53[0].re ;
+  wire [3:0] \views$53[0].region ;
+  wire [46:0] \views$53[0].wdata ;
+  wire \views$53[0].we ;
+  wire [10:0] \views$53[0].word ;
+  wire [66:0] \views$53[1] ;
+  wire [2:0] \views$53[1].lane ;
+  wire \views$53[1].re ;
+  wire [3:0] \views$53[1].region ;
+  wire [46:0] \views$53[1].wdata ;
+  wire \views$53[1].we ;
+  wire [10:0] \views$53[1].word ;
   wire [66:0] \views[0] ;
   wire [2:0] \views[0].lane ;
   wire \views[0].re ;
@@ -563,7 +569,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \$2  = spikes & valid;
   assign \$3  = layer[44] ? valid : \$2 ;
   assign send = active ? row_send : \$3 ;
-  assign \spikes$119  = active ? row_spikes : spikes;
+  assign \spikes$123  = active ? row_spikes : spikes;
   assign \$4  = k * 4'h8;
   assign \$5  = active ? { 1'h0, row_base } : \$4 ;
   assign \$6  = active ? row_values[15:0] : new_u[15:0];
@@ -608,8 +614,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
-    .\port$2390$0 (\$51 ),
-    .\port$2392$0 (\$52 ),
+    .\port$2412$0 (\$51 ),
+    .\port$2414$0 (\$52 ),
     .rdata(host_rdata),
     .re(host_re),
     .rst(rst),
@@ -633,7 +639,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$2674$2 (records__payload[10:2]),
+    .\port$2698$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -649,17 +655,17 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$2335$0 (\$50 ),
-    .\port$2376$25 (layer[43:25]),
-    .\port$2390$0 (\$51 ),
-    .\port$2392$0 (\$52 ),
-    .\port$2543$0 (\$53 ),
+    .\port$2352$0 (\$50 ),
+    .\port$2394$25 (layer[43:25]),
+    .\port$2412$0 (\$51 ),
+    .\port$2414$0 (\$52 ),
+    .\port$2567$0 (\$53 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
     .rst(rst),
     .spikes(spikes),
-    .views(\views$49 )
+    .views(\views$53 )
   );
   \npu_core_demo.out_fifo  out_fifo (
     .clk(clk),
@@ -685,7 +691,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .records__ready(w_rdy),
     .rst(rst),
     .send(send),
-    .\spikes$33 (\spikes$119 ),
+    .\spikes$33 (\spikes$123 ),
     .values(values)
   );
   \npu_core_demo.sequencer  sequencer (
@@ -701,6 +707,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .cur(cur),
     .drained(drained),
     .end_step(end_step),
+    .fault(fault),
+    .fault_info(fault_info),
     .in_counts(in_counts),
     .in_full(in_full),
     .in_rbank(in_rbank),
@@ -710,9 +718,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .li(layer_index),
     .neuron_write(\$50 ),
     .out_ready(w_rdy),
-    .\port$2713$0 (inc_syn),
-    .\port$2726$0 (inc_events),
-    .\port$2727$0 (inc_neuron),
+    .\port$2737$0 (inc_syn),
+    .\port$2750$0 (inc_events),
+    .\port$2751$0 (inc_neuron),
     .rd_bank(rd_bank),
     .rd_from_input(rd_from_input),
     .rd_n(rd_n),
@@ -764,9 +772,9 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .n(rd_n),
     .param_rdata(ssm_param_rdata),
     .pm_wr__en(host_param_we),
-    .\port$2311$134 (views[191:134]),
-    .\port$2376$0 (layer[12:0]),
-    .\port$2520$0 (ev),
+    .\port$2328$134 (views[191:134]),
+    .\port$2394$0 (layer[12:0]),
+    .\port$2544$0 (ev),
     .row_base(row_base),
     .row_load(row_load),
     .row_send(row_send),
@@ -784,13 +792,13 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$2390$0 (\$51 ),
-    .\port$2392$0 (\$52 ),
+    .\port$2412$0 (\$51 ),
+    .\port$2414$0 (\$52 ),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
     .s4_valid(\$53 ),
-    .views(\views$46 ),
+    .views(\views$50 ),
     .weights_rdata(weights_rdata)
   );
   assign param_rdata = ssm_param_rdata;
@@ -800,38 +808,40 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign re = host_re;
   assign rdata = host_rdata;
   assign rvalid = host_rvalid;
-  assign \busy$24  = busy;
-  assign \busy$25  = busy;
+  assign \busy$26  = busy;
+  assign \busy$27  = busy;
   assign busy_groups = { \$52 , \$51  };
-  assign \busy_groups$27  = { \$52 , \$51  };
-  assign \table_rdata$29  = table_rdata;
-  assign \counters_rdata$31  = counters_rdata;
+  assign \busy_groups$29  = { \$52 , \$51  };
+  assign \fault$30  = fault;
+  assign \fault_info$31  = fault_info;
+  assign \table_rdata$33  = table_rdata;
+  assign \counters_rdata$35  = counters_rdata;
   assign tables = views[200:134];
   assign counters_re = host_re;
-  assign \counters_re$35  = host_re;
+  assign \counters_re$39  = host_re;
   assign host_req = 1'h0;
-  assign \host_req$37  = 1'h0;
-  assign \clear$38  = clear;
-  assign \busy_groups$44  = { \$52 , \$51  };
+  assign \host_req$41  = 1'h0;
+  assign \clear$42  = clear;
+  assign \busy_groups$48  = { \$52 , \$51  };
   assign host_word = host_addr[10:0];
-  assign \busy_groups$47  = { \$52 , \$51  };
-  assign \host_word$48  = host_addr[10:0];
-  assign \input__payload$50  = input__payload;
-  assign \input__ready$51  = input__ready;
-  assign \input__valid$52  = input__valid;
-  assign \clear$53  = clear;
-  assign \busy$54  = busy;
-  assign \start_step$56  = start_step;
-  assign \end_step$58  = end_step;
-  assign \in_full$60  = in_full;
-  assign \in_rbank$62  = in_rbank;
-  assign \cur$64  = cur;
-  assign \counts$66  = counts;
-  assign \in_counts$68  = in_counts;
-  assign \rd_src$70  = rd_src;
-  assign \rd_bank$72  = rd_bank;
-  assign \rd_n$74  = rd_n;
-  assign \rd_from_input$76  = rd_from_input;
+  assign \busy_groups$51  = { \$52 , \$51  };
+  assign \host_word$52  = host_addr[10:0];
+  assign \input__payload$54  = input__payload;
+  assign \input__ready$55  = input__ready;
+  assign \input__valid$56  = input__valid;
+  assign \clear$57  = clear;
+  assign \busy$58  = busy;
+  assign \start_step$60  = start_step;
+  assign \end_step$62  = end_step;
+  assign \in_full$64  = in_full;
+  assign \in_rbank$66  = in_rbank;
+  assign \cur$68  = cur;
+  assign \counts$70  = counts;
+  assign \in_counts$72  = in_counts;
+  assign \rd_src$74  = rd_src;
+  assign \rd_bank$76  = rd_bank;
+  assign \rd_n$78  = rd_n;
+  assign \rd_from_input$80  = rd_from_input;
   assign \event  = wr_event;
   assign wr_index = { 1'h0, records__payload[10:4] };
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -839,24 +849,24 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign event_layer = records__payload[3:2];
   assign li = layer_index;
   assign wr_value = \$1 [7:0];
-  assign \issue$89  = issue;
-  assign \rowbase$91  = rowbase;
+  assign \issue$93  = issue;
+  assign \rowbase$95  = rowbase;
   assign rd_data = ev;
-  assign \drained$95  = drained;
-  assign \row_addr$97  = row_addr;
-  assign \row_start$99  = row_start;
-  assign \prod$101  = prod;
+  assign \drained$99  = drained;
+  assign \row_addr$101  = row_addr;
+  assign \row_start$103  = row_start;
+  assign \prod$105  = prod;
   assign prod_valid = { \$53 , \$53  };
-  assign \prod_valid$103  = { \$53 , \$53  };
+  assign \prod_valid$107  = { \$53 , \$53  };
   assign reset = layer[27:26];
   assign v_reset = layer[43:28];
   assign spiking = layer[25];
   assign membrane_write = { \$50 , \$50  };
-  assign \membrane_write$108  = { \$50 , \$50  };
-  assign \layer$112  = layer_index;
+  assign \membrane_write$112  = { \$50 , \$50  };
+  assign \layer$116  = layer_index;
   assign emit_values = layer[44];
   assign base = \$5 [7:0];
-  assign \can_load$128  = can_load;
+  assign \can_load$132  = can_load;
   assign free = router_free;
   assign spike_event = wr_event;
   assign spike_layer = records__payload[3:2];
@@ -870,16 +880,16 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign ssm_entry = entry;
   assign m_len = layer[7:0];
   assign chunks = layer[12:8];
-  assign \emit_values$152  = layer[44];
-  assign \layer_index$153  = layer_index;
-  assign \cur$154  = cur;
-  assign \in_rbank$155  = in_rbank;
-  assign \busy$156  = busy;
+  assign \emit_values$156  = layer[44];
+  assign \layer_index$157  = layer_index;
+  assign \cur$158  = cur;
+  assign \in_rbank$159  = in_rbank;
+  assign \busy$160  = busy;
   assign n = rd_n;
-  assign \cnt$159  = cnt;
+  assign \cnt$163  = cnt;
   assign ev_index = ev[6:0];
   assign ev_value = ev[14:7];
-  assign \can_load$166  = can_load;
+  assign \can_load$170  = can_load;
   assign ssm_inc = { inc_events, inc_neuron, inc_syn };
   assign ev_load = ssm_ev_load;
   assign ssm_ev_src = ev_src;
@@ -887,8 +897,8 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign ssm_ev_from_input = ev_from_input;
   assign ev_cnt = ssm_ev_cnt;
   assign ev_step = ssm_ev_step;
-  assign \host_word$180  = views[144:134];
-  assign \host_wdata$181  = views[191:145];
+  assign \host_word$184  = views[144:134];
+  assign \host_wdata$185  = views[191:145];
   assign \input__payload.index  = input__payload[6:0];
   assign \input__payload.value  = input__payload[14:7];
   assign \input__payload.end  = input__payload[15];
@@ -992,37 +1002,37 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \state_rdata[5]  = state_rdata[95:80];
   assign \state_rdata[6]  = state_rdata[111:96];
   assign \state_rdata[7]  = state_rdata[127:112];
-  assign \views$46[0]  = \views$46 [66:0];
-  assign \views$46[0].word  = \views$46 [10:0];
-  assign \views$46[0].wdata  = \views$46 [57:11];
-  assign \views$46[0].we  = \views$46 [58];
-  assign \views$46[0].re  = \views$46 [59];
-  assign \views$46[0].region  = \views$46 [63:60];
-  assign \views$46[0].lane  = \views$46 [66:64];
-  assign \views$46[1]  = \views$46 [133:67];
-  assign \views$46[1].word  = \views$46 [77:67];
-  assign \views$46[1].wdata  = \views$46 [124:78];
-  assign \views$46[1].we  = \views$46 [125];
-  assign \views$46[1].re  = \views$46 [126];
-  assign \views$46[1].region  = \views$46 [130:127];
-  assign \views$46[1].lane  = \views$46 [133:131];
-  assign \views$49[0]  = \views$49 [66:0];
-  assign \views$49[0].word  = \views$49 [10:0];
-  assign \views$49[0].wdata  = \views$49 [57:11];
-  assign \views$49[0].we  = \views$49 [58];
-  assign \views$49[0].re  = \views$49 [59];
-  assign \views$49[0].region  = \views$49 [63:60];
-  assign \views$49[0].lane  = \views$49 [66:64];
-  assign \views$49[1]  = \views$49 [133:67];
-  assign \views$49[1].word  = \views$49 [77:67];
-  assign \views$49[1].wdata  = \views$49 [124:78];
-  assign \views$49[1].we  = \views$49 [125];
-  assign \views$49[1].re  = \views$49 [126];
-  assign \views$49[1].region  = \views$49 [130:127];
-  assign \views$49[1].lane  = \views$49 [133:131];
-  assign \input__payload$50.index  = input__payload[6:0];
-  assign \input__payload$50.value  = input__payload[14:7];
-  assign \input__payload$50.end  = input__payload[15];
+  assign \views$50[0]  = \views$50 [66:0];
+  assign \views$50[0].word  = \views$50 [10:0];
+  assign \views$50[0].wdata  = \views$50 [57:11];
+  assign \views$50[0].we  = \views$50 [58];
+  assign \views$50[0].re  = \views$50 [59];
+  assign \views$50[0].region  = \views$50 [63:60];
+  assign \views$50[0].lane  = \views$50 [66:64];
+  assign \views$50[1]  = \views$50 [133:67];
+  assign \views$50[1].word  = \views$50 [77:67];
+  assign \views$50[1].wdata  = \views$50 [124:78];
+  assign \views$50[1].we  = \views$50 [125];
+  assign \views$50[1].re  = \views$50 [126];
+  assign \views$50[1].region  = \views$50 [130:127];
+  assign \views$50[1].lane  = \views$50 [133:131];
+  assign \views$53[0]  = \views$53 [66:0];
+  assign \views$53[0].word  = \views$53 [10:0];
+  assign \views$53[0].wdata  = \views$53 [57:11];
+  assign \views$53[0].we  = \views$53 [58];
+  assign \views$53[0].re  = \views$53 [59];
+  assign \views$53[0].region  = \views$53 [63:60];
+  assign \views$53[0].lane  = \views$53 [66:64];
+  assign \views$53[1]  = \views$53 [133:67];
+  assign \views$53[1].word  = \views$53 [77:67];
+  assign \views$53[1].wdata  = \views$53 [124:78];
+  assign \views$53[1].we  = \views$53 [125];
+  assign \views$53[1].re  = \views$53 [126];
+  assign \views$53[1].region  = \views$53 [130:127];
+  assign \views$53[1].lane  = \views$53 [133:131];
+  assign \input__payload$54.index  = input__payload[6:0];
+  assign \input__payload$54.value  = input__payload[14:7];
+  assign \input__payload$54.end  = input__payload[15];
   assign \counts[0]  = counts[7:0];
   assign \counts[1]  = counts[15:8];
   assign \counts[2]  = counts[23:16];
@@ -1039,26 +1049,26 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \counts[13]  = counts[111:104];
   assign \counts[14]  = counts[119:112];
   assign \counts[15]  = counts[127:120];
-  assign \counts$66[0]  = counts[7:0];
-  assign \counts$66[1]  = counts[15:8];
-  assign \counts$66[2]  = counts[23:16];
-  assign \counts$66[3]  = counts[31:24];
-  assign \counts$66[4]  = counts[39:32];
-  assign \counts$66[5]  = counts[47:40];
-  assign \counts$66[6]  = counts[55:48];
-  assign \counts$66[7]  = counts[63:56];
-  assign \counts$66[8]  = counts[71:64];
-  assign \counts$66[9]  = counts[79:72];
-  assign \counts$66[10]  = counts[87:80];
-  assign \counts$66[11]  = counts[95:88];
-  assign \counts$66[12]  = counts[103:96];
-  assign \counts$66[13]  = counts[111:104];
-  assign \counts$66[14]  = counts[119:112];
-  assign \counts$66[15]  = counts[127:120];
+  assign \counts$70[0]  = counts[7:0];
+  assign \counts$70[1]  = counts[15:8];
+  assign \counts$70[2]  = counts[23:16];
+  assign \counts$70[3]  = counts[31:24];
+  assign \counts$70[4]  = counts[39:32];
+  assign \counts$70[5]  = counts[47:40];
+  assign \counts$70[6]  = counts[55:48];
+  assign \counts$70[7]  = counts[63:56];
+  assign \counts$70[8]  = counts[71:64];
+  assign \counts$70[9]  = counts[79:72];
+  assign \counts$70[10]  = counts[87:80];
+  assign \counts$70[11]  = counts[95:88];
+  assign \counts$70[12]  = counts[103:96];
+  assign \counts$70[13]  = counts[111:104];
+  assign \counts$70[14]  = counts[119:112];
+  assign \counts$70[15]  = counts[127:120];
   assign \in_counts[0]  = in_counts[6:0];
   assign \in_counts[1]  = in_counts[13:7];
-  assign \in_counts$68[0]  = in_counts[6:0];
-  assign \in_counts$68[1]  = in_counts[13:7];
+  assign \in_counts$72[0]  = in_counts[6:0];
+  assign \in_counts$72[1]  = in_counts[13:7];
   assign \layer.size  = layer[7:0];
   assign \layer.rows  = layer[12:8];
   assign \layer.sbase  = layer[17:13];
@@ -1086,14 +1096,14 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \prod[5]  = prod[95:80];
   assign \prod[6]  = prod[111:96];
   assign \prod[7]  = prod[127:112];
-  assign \prod$101[0]  = prod[15:0];
-  assign \prod$101[1]  = prod[31:16];
-  assign \prod$101[2]  = prod[47:32];
-  assign \prod$101[3]  = prod[63:48];
-  assign \prod$101[4]  = prod[79:64];
-  assign \prod$101[5]  = prod[95:80];
-  assign \prod$101[6]  = prod[111:96];
-  assign \prod$101[7]  = prod[127:112];
+  assign \prod$105[0]  = prod[15:0];
+  assign \prod$105[1]  = prod[31:16];
+  assign \prod$105[2]  = prod[47:32];
+  assign \prod$105[3]  = prod[63:48];
+  assign \prod$105[4]  = prod[79:64];
+  assign \prod$105[5]  = prod[95:80];
+  assign \prod$105[6]  = prod[111:96];
+  assign \prod$105[7]  = prod[127:112];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
   assign \values[2]  = values[47:32];
@@ -1207,10 +1217,10 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
   assign values[47:32] = \$8 ;
   assign values[31:16] = \$7 ;
   assign values[15:0] = \$6 ;
-  assign \views$49 [133:67] = views[133:67];
-  assign \views$49 [66:0] = views[66:0];
-  assign \views$46 [133:67] = views[133:67];
-  assign \views$46 [66:0] = views[66:0];
+  assign \views$53 [133:67] = views[133:67];
+  assign \views$53 [66:0] = views[66:0];
+  assign \views$50 [133:67] = views[133:67];
+  assign \views$50 [66:0] = views[66:0];
   assign lane_rdata[1503:1457] = { 31'h00000000, state_rdata[127:112] };
   assign lane_rdata[1456:1410] = { 31'h00000000, state_rdata[111:96] };
   assign lane_rdata[1409:1363] = { 31'h00000000, state_rdata[95:80] };
@@ -1246,7 +1256,7 @@ module npu_core_demo(host_wdata, host_we, host_re, clear, input__payload, input_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$2390$0 , \port$2392$0 , addr);
+module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$2412$0 , \port$2414$0 , addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1316,10 +1326,10 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
   wire [46:0] \lane_rdata[3][5] ;
   wire [46:0] \lane_rdata[3][6] ;
   wire [46:0] \lane_rdata[3][7] ;
-  input \port$2390$0 ;
-  wire \port$2390$0 ;
-  input \port$2392$0 ;
-  wire \port$2392$0 ;
+  input \port$2412$0 ;
+  wire \port$2412$0 ;
+  input \port$2414$0 ;
+  wire \port$2414$0 ;
   reg [2:0] rd_lane = 3'h0;
   reg [46:0] rd_reg = 47'h000000000000;
   reg [3:0] rd_region = 4'h0;
@@ -1362,13 +1372,13 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
   wire [46:0] wdata;
   input we;
   wire we;
-  assign \$1  = ~ \port$2390$0 ;
+  assign \$1  = ~ \port$2412$0 ;
   assign \$2  = \$1  & we;
-  assign \$3  = ~ \port$2390$0 ;
+  assign \$3  = ~ \port$2412$0 ;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ \port$2392$0 ;
+  assign \$5  = ~ \port$2414$0 ;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ \port$2392$0 ;
+  assign \$7  = ~ \port$2414$0 ;
   assign \$8  = \$7  & re;
   assign \$9  = ~ busy;
   assign \$10  = \$9  & we;
@@ -1518,7 +1528,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
       \$20  = 47'h000000000000;
     end
   end
-  assign busy_groups = { \port$2392$0 , \port$2390$0  };
+  assign busy_groups = { \port$2414$0 , \port$2412$0  };
   assign counters_re = re;
   assign \views[0]  = views[66:0];
   assign \views[0].word  = views[10:0];
@@ -1598,7 +1608,7 @@ module \npu_core_demo.host (wdata, we, re, clk, rst, counters_rdata, ssm_param_r
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2674$2 
+module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$2698$2 
 , clear);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1756,8 +1766,8 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$2674$2 ;
-  wire [8:0] \port$2674$2 ;
+  input [8:0] \port$2698$2 ;
+  wire [8:0] \port$2698$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -4134,7 +4144,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$2674$2 [1:0] + 1'h1;
+  assign spike_src = \port$2698$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4785,9 +4795,9 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$2674$2 [1:0];
+  assign wr_layer = \port$2698$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$2674$2 [8:2] };
+  assign wr_index = { 1'h0, \port$2698$2 [8:2] };
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
   assign \events_nrw.value  = events_nrw[14:7];
@@ -4825,7 +4835,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = wr_value;
-  assign ev_wr__data[6:0] = \port$2674$2 [8:2];
+  assign ev_wr__data[6:0] = \port$2698$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4849,7 +4859,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \port$2376$25 , \port$2390$0 , \port$2392$0 , \port$2543$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2352$0 , \port$2394$25 , \port$2412$0 , \port$2414$0 , \port$2567$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5180,16 +5190,16 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \
   wire [46:0] \params_rdata[5] ;
   wire [46:0] \params_rdata[6] ;
   wire [46:0] \params_rdata[7] ;
-  input \port$2335$0 ;
-  wire \port$2335$0 ;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
-  input \port$2390$0 ;
-  wire \port$2390$0 ;
-  input \port$2392$0 ;
-  wire \port$2392$0 ;
-  input \port$2543$0 ;
-  wire \port$2543$0 ;
+  input \port$2352$0 ;
+  wire \port$2352$0 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
+  input \port$2412$0 ;
+  wire \port$2412$0 ;
+  input \port$2414$0 ;
+  wire \port$2414$0 ;
+  input \port$2567$0 ;
+  wire \port$2567$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -6056,134 +6066,134 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \
       params7[views[71:67]] <= views[118:78];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$2543$0  | pre3;
-  assign \$2  = \port$2543$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$2567$0  | pre3;
+  assign \$2  = \port$2567$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$2543$0  | pre3;
-  assign \$5  = \port$2543$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$2567$0  | pre3;
+  assign \$5  = \port$2567$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$2543$0  | pre3;
-  assign \$8  = \port$2543$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$2567$0  | pre3;
+  assign \$8  = \port$2567$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$2543$0  | pre3;
-  assign \$11  = \port$2543$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$2567$0  | pre3;
+  assign \$11  = \port$2567$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$2543$0  | pre3;
-  assign \$14  = \port$2543$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$2567$0  | pre3;
+  assign \$14  = \port$2567$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$2543$0  | pre3;
-  assign \$17  = \port$2543$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$2567$0  | pre3;
+  assign \$17  = \port$2567$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$2543$0  | pre3;
-  assign \$20  = \port$2543$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$2567$0  | pre3;
+  assign \$20  = \port$2567$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$2543$0  | pre3;
-  assign \$23  = \port$2543$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$2567$0  | pre3;
+  assign \$23  = \port$2567$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[63:60] == 2'h2;
   assign \$29  = views[58] & \$28 ;
   assign \$30  = ! views[66:64];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$2390$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
+  assign \$31  = \port$2412$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[57:11] };
   assign \$32  = views[63:60] == 2'h3;
   assign \$33  = views[58] & \$32 ;
   assign \$34  = ! views[66:64];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$2390$0  ? \port$2335$0  : \$35 ;
-  assign \$36  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$2412$0  ? \port$2352$0  : \$35 ;
+  assign \$36  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[63:60] == 2'h2;
   assign \$40  = views[58] & \$39 ;
   assign \$41  = views[66:64] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$2390$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
+  assign \$42  = \port$2412$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[57:11] };
   assign \$43  = views[63:60] == 2'h3;
   assign \$44  = views[58] & \$43 ;
   assign \$45  = views[66:64] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$2390$0  ? \port$2335$0  : \$46 ;
-  assign \$47  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$2412$0  ? \port$2352$0  : \$46 ;
+  assign \$47  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[63:60] == 2'h2;
   assign \$51  = views[58] & \$50 ;
   assign \$52  = views[66:64] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$2390$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
+  assign \$53  = \port$2412$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[57:11] };
   assign \$54  = views[63:60] == 2'h3;
   assign \$55  = views[58] & \$54 ;
   assign \$56  = views[66:64] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$2390$0  ? \port$2335$0  : \$57 ;
-  assign \$58  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$2390$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$2412$0  ? \port$2352$0  : \$57 ;
+  assign \$58  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$2412$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[63:60] == 2'h2;
   assign \$62  = views[58] & \$61 ;
   assign \$63  = views[66:64] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$2390$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
+  assign \$64  = \port$2412$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[57:11] };
   assign \$65  = views[63:60] == 2'h3;
   assign \$66  = views[58] & \$65 ;
   assign \$67  = views[66:64] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$2390$0  ? \port$2335$0  : \$68 ;
-  assign \$69  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$70  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$71  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$144  = \port$2412$0  ? \port$2352$0  : \$68 ;
+  assign \$69  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$70  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$71  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$72  = views[130:127] == 2'h2;
   assign \$73  = views[125] & \$72 ;
   assign \$74  = views[133:131] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$2392$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
+  assign \$75  = \port$2414$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[124:78] };
   assign \$76  = views[130:127] == 2'h3;
   assign \$77  = views[125] & \$76 ;
   assign \$78  = views[133:131] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$2392$0  ? \port$2335$0  : \$79 ;
-  assign \$80  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$81  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$82  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$152  = \port$2414$0  ? \port$2352$0  : \$79 ;
+  assign \$80  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$81  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$82  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$83  = views[130:127] == 2'h2;
   assign \$84  = views[125] & \$83 ;
   assign \$85  = views[133:131] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$2392$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
+  assign \$86  = \port$2414$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[124:78] };
   assign \$87  = views[130:127] == 2'h3;
   assign \$88  = views[125] & \$87 ;
   assign \$89  = views[133:131] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$2392$0  ? \port$2335$0  : \$90 ;
-  assign \$91  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$92  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$93  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$160  = \port$2414$0  ? \port$2352$0  : \$90 ;
+  assign \$91  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$92  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$93  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$94  = views[130:127] == 2'h2;
   assign \$95  = views[125] & \$94 ;
   assign \$96  = views[133:131] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$2392$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
+  assign \$97  = \port$2414$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[124:78] };
   assign \$98  = views[130:127] == 2'h3;
   assign \$99  = views[125] & \$98 ;
   assign \$100  = views[133:131] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$2392$0  ? \port$2335$0  : \$101 ;
-  assign \$102  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$103  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
-  assign \$104  = \port$2392$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \u_wr__en$168  = \port$2414$0  ? \port$2352$0  : \$101 ;
+  assign \$102  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$103  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
+  assign \$104  = \port$2414$0  ? { 5'h00, row_addr } : views[77:67];
   assign \$105  = views[130:127] == 2'h2;
   assign \$106  = views[125] & \$105 ;
   assign \$107  = views[133:131] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$2392$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
+  assign \$108  = \port$2414$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[124:78] };
   assign \$109  = views[130:127] == 2'h3;
   assign \$110  = views[125] & \$109 ;
   assign \$111  = views[133:131] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$2392$0  ? \port$2335$0  : \$112 ;
+  assign \u_wr__en$176  = \port$2414$0  ? \port$2352$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -6357,56 +6367,56 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \
     .u(u_q7)
   );
   \npu_core_demo.neurons.neuron0  neuron0 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_demo.neurons.neuron1  neuron1 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$93 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$94 )
   );
   \npu_core_demo.neurons.neuron2  neuron2 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$95 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$96 )
   );
   \npu_core_demo.neurons.neuron3  neuron3 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$97 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$98 )
   );
   \npu_core_demo.neurons.neuron4  neuron4 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$99 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$100 )
   );
   \npu_core_demo.neurons.neuron5  neuron5 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$101 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$102 )
   );
   \npu_core_demo.neurons.neuron6  neuron6 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$103 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$104 )
   );
   \npu_core_demo.neurons.neuron7  neuron7 (
-    .\port$2376$25 (\port$2376$25 ),
+    .\port$2394$25 (\port$2394$25 ),
     .spike(\spike$105 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -6620,15 +6630,15 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$2543$0 , \port$2543$0  };
+  assign prod_valid = { \port$2567$0 , \port$2567$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$2392$0 , \port$2390$0  };
+  assign busy_groups = { \port$2414$0 , \port$2412$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
   assign p_wr__data = views[51:11];
   assign u_wr__data = \$31 [15:0];
-  assign membrane_write = { \port$2335$0 , \port$2335$0  };
+  assign membrane_write = { \port$2352$0 , \port$2352$0  };
   assign \port__addr$121  = \$36 [4:0];
   assign \p_wr__addr$122  = views[4:0];
   assign \port__addr$123  = \$37 [4:0];
@@ -6697,47 +6707,47 @@ module \npu_core_demo.neurons (rst, row_addr, views, row_start, \port$2335$0 , \
   assign \bias$200  = bias_q7;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$2376$25 [18:3];
-  assign \v_reset$204  = \port$2376$25 [18:3];
-  assign reset = \port$2376$25 [2:1];
-  assign \reset$206  = \port$2376$25 [2:1];
-  assign spiking = \port$2376$25 [0];
-  assign \spiking$208  = \port$2376$25 [0];
+  assign v_reset = \port$2394$25 [18:3];
+  assign \v_reset$204  = \port$2394$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign \reset$206  = \port$2394$25 [2:1];
+  assign spiking = \port$2394$25 [0];
+  assign \spiking$208  = \port$2394$25 [0];
   assign \total$210  = acc1;
   assign \theta$211  = params1_nrw[24:9];
-  assign \v_reset$212  = \port$2376$25 [18:3];
-  assign \reset$213  = \port$2376$25 [2:1];
-  assign \spiking$214  = \port$2376$25 [0];
+  assign \v_reset$212  = \port$2394$25 [18:3];
+  assign \reset$213  = \port$2394$25 [2:1];
+  assign \spiking$214  = \port$2394$25 [0];
   assign \total$215  = acc2;
   assign \theta$216  = params2_nrw[24:9];
-  assign \v_reset$217  = \port$2376$25 [18:3];
-  assign \reset$218  = \port$2376$25 [2:1];
-  assign \spiking$219  = \port$2376$25 [0];
+  assign \v_reset$217  = \port$2394$25 [18:3];
+  assign \reset$218  = \port$2394$25 [2:1];
+  assign \spiking$219  = \port$2394$25 [0];
   assign \total$220  = acc3;
   assign \theta$221  = params3_nrw[24:9];
-  assign \v_reset$222  = \port$2376$25 [18:3];
-  assign \reset$223  = \port$2376$25 [2:1];
-  assign \spiking$224  = \port$2376$25 [0];
+  assign \v_reset$222  = \port$2394$25 [18:3];
+  assign \reset$223  = \port$2394$25 [2:1];
+  assign \spiking$224  = \port$2394$25 [0];
   assign \total$225  = acc4;
   assign \theta$226  = params4_nrw[24:9];
-  assign \v_reset$227  = \port$2376$25 [18:3];
-  assign \reset$228  = \port$2376$25 [2:1];
-  assign \spiking$229  = \port$2376$25 [0];
+  assign \v_reset$227  = \port$2394$25 [18:3];
+  assign \reset$228  = \port$2394$25 [2:1];
+  assign \spiking$229  = \port$2394$25 [0];
   assign \total$230  = acc5;
   assign \theta$231  = params5_nrw[24:9];
-  assign \v_reset$232  = \port$2376$25 [18:3];
-  assign \reset$233  = \port$2376$25 [2:1];
-  assign \spiking$234  = \port$2376$25 [0];
+  assign \v_reset$232  = \port$2394$25 [18:3];
+  assign \reset$233  = \port$2394$25 [2:1];
+  assign \spiking$234  = \port$2394$25 [0];
   assign \total$235  = acc6;
   assign \theta$236  = params6_nrw[24:9];
-  assign \v_reset$237  = \port$2376$25 [18:3];
-  assign \reset$238  = \port$2376$25 [2:1];
-  assign \spiking$239  = \port$2376$25 [0];
+  assign \v_reset$237  = \port$2394$25 [18:3];
+  assign \reset$238  = \port$2394$25 [2:1];
+  assign \spiking$239  = \port$2394$25 [0];
   assign \total$240  = acc7;
   assign \theta$241  = params7_nrw[24:9];
-  assign \v_reset$242  = \port$2376$25 [18:3];
-  assign \reset$243  = \port$2376$25 [2:1];
-  assign \spiking$244  = \port$2376$25 [0];
+  assign \v_reset$242  = \port$2394$25 [18:3];
+  assign \reset$243  = \port$2394$25 [2:1];
+  assign \spiking$244  = \port$2394$25 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -7035,7 +7045,7 @@ module \npu_core_demo.neurons.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron0 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron0 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7059,8 +7069,8 @@ module \npu_core_demo.neurons.neuron0 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7089,26 +7099,26 @@ module \npu_core_demo.neurons.neuron0 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron1 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron1 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7132,8 +7142,8 @@ module \npu_core_demo.neurons.neuron1 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7162,26 +7172,26 @@ module \npu_core_demo.neurons.neuron1 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron2 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron2 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7205,8 +7215,8 @@ module \npu_core_demo.neurons.neuron2 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7235,26 +7245,26 @@ module \npu_core_demo.neurons.neuron2 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron3 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron3 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7278,8 +7288,8 @@ module \npu_core_demo.neurons.neuron3 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7308,26 +7318,26 @@ module \npu_core_demo.neurons.neuron3 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron4 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron4 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7351,8 +7361,8 @@ module \npu_core_demo.neurons.neuron4 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7381,26 +7391,26 @@ module \npu_core_demo.neurons.neuron4 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron5 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron5 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7424,8 +7434,8 @@ module \npu_core_demo.neurons.neuron5 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7454,26 +7464,26 @@ module \npu_core_demo.neurons.neuron5 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron6 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron6 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7497,8 +7507,8 @@ module \npu_core_demo.neurons.neuron6 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7527,26 +7537,26 @@ module \npu_core_demo.neurons.neuron6 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.neurons.neuron7 (u_new, \port$2376$25 , theta, total, spike);
+module \npu_core_demo.neurons.neuron7 (u_new, \port$2394$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7570,8 +7580,8 @@ module \npu_core_demo.neurons.neuron7 (u_new, \port$2376$25 , theta, total, spik
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$2376$25 ;
-  wire [18:0] \port$2376$25 ;
+  input [18:0] \port$2394$25 ;
+  wire [18:0] \port$2394$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7600,20 +7610,20 @@ module \npu_core_demo.neurons.neuron7 (u_new, \port$2376$25 , theta, total, spik
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$2376$25 [0] & \$11 ;
+  assign spike = \port$2394$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$2376$25 [2:1];
-  assign \$17  = \port$2376$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$2376$25 [18:3] : v;
+  assign \$16  = ! \port$2394$25 [2:1];
+  assign \$17  = \port$2394$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$2394$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$2376$25 [0];
+  assign spiking = \port$2394$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$2376$25 [2:1];
-  assign v_reset = \port$2376$25 [18:3];
+  assign reset = \port$2394$25 [2:1];
+  assign v_reset = \port$2394$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -8267,16 +8277,16 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, ssm_start, row_start, issue, router_load, neuron_write
-, write_end, end_step, layer, valid, li, busy_rep0, busy_rep1, k, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer, \port$2713$0 , ssm_ev_load
-, ssm_ev_src, ssm_ev_list_bank, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2726$0 , \port$2727$0 , ssm_done, re);
+, write_end, end_step, fault, layer, valid, li, busy_rep0, busy_rep1, k, fault_info, rd_src, rd_from_input, rd_bank, rd_n, cnt, in_full, in_rbank, cur, counts, in_counts, spike_layer
+, \port$2737$0 , ssm_ev_load, ssm_ev_src, ssm_ev_list_bank, ssm_ev_from_input, ssm_ev_cnt, ssm_ev_step, \port$2750$0 , \port$2751$0 , ssm_done, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   reg [45:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  reg \$104 ;
+  wire [8:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
@@ -8284,89 +8294,103 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [6:0] \$111 ;
+  wire \$111 ;
   wire \$112 ;
-  wire [7:0] \$113 ;
-  wire [7:0] \$114 ;
-  wire [8:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [8:0] \$117 ;
-  wire [8:0] \$118 ;
-  wire [9:0] \$119 ;
+  reg \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [10:0] \$120 ;
-  wire [10:0] \$121 ;
-  wire [10:0] \$122 ;
-  wire [10:0] \$123 ;
-  wire [11:0] \$124 ;
-  wire [12:0] \$125 ;
-  wire [14:0] \$126 ;
-  wire [14:0] \$127 ;
-  wire [15:0] \$128 ;
-  wire \$129 ;
+  wire \$120 ;
+  wire [6:0] \$121 ;
+  wire \$122 ;
+  wire [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [8:0] \$125 ;
+  wire [8:0] \$126 ;
+  wire [8:0] \$127 ;
+  wire [8:0] \$128 ;
+  wire [9:0] \$129 ;
   wire \$13 ;
-  wire [6:0] \$130 ;
-  wire \$131 ;
-  wire [7:0] \$132 ;
-  wire [7:0] \$133 ;
-  wire \$134 ;
-  wire [8:0] \$135 ;
-  wire [8:0] \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire [2:0] \$139 ;
+  wire [10:0] \$130 ;
+  wire [10:0] \$131 ;
+  wire [10:0] \$132 ;
+  wire [10:0] \$133 ;
+  wire [11:0] \$134 ;
+  wire [12:0] \$135 ;
+  wire [14:0] \$136 ;
+  wire [14:0] \$137 ;
+  wire [15:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [5:0] \$140 ;
+  wire [6:0] \$140 ;
   wire \$141 ;
-  wire [8:0] \$142 ;
-  wire [2:0] \$143 ;
+  wire [7:0] \$142 ;
+  wire [7:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [2:0] \$147 ;
+  wire [8:0] \$146 ;
+  wire [8:0] \$147 ;
   wire \$148 ;
-  reg [45:0] \$149 ;
+  wire \$149 ;
   reg \$15 ;
-  reg [45:0] \$150 ;
-  reg [45:0] \$151 ;
-  reg [45:0] \$152 ;
-  reg [22:0] \$153 ;
-  reg [22:0] \$154 ;
-  reg [22:0] \$155 ;
-  reg [22:0] \$156 ;
-  reg [22:0] \$157 ;
-  reg [22:0] \$158 ;
-  reg [22:0] \$159 ;
+  wire [2:0] \$150 ;
+  wire [5:0] \$151 ;
+  wire \$152 ;
+  wire [8:0] \$153 ;
+  wire [2:0] \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [2:0] \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  reg [22:0] \$160 ;
-  reg [2:0] \$161 ;
-  reg [46:0] \$162 ;
-  reg [46:0] \$163 ;
-  reg [46:0] \$164 ;
-  reg [46:0] \$165 ;
-  reg [45:0] \$166 ;
-  reg [3:0] \$167 ;
-  reg [3:0] \$168 ;
+  reg [45:0] \$160 ;
+  reg [45:0] \$161 ;
+  reg [45:0] \$162 ;
+  reg [45:0] \$163 ;
+  reg [22:0] \$164 ;
+  reg [22:0] \$165 ;
+  reg [22:0] \$166 ;
+  reg [22:0] \$167 ;
+  reg [22:0] \$168 ;
   reg [22:0] \$169 ;
   wire \$17 ;
-  reg [7:0] \$170 ;
-  reg \$171 ;
-  reg [1:0] \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg [3:0] \$175 ;
-  reg [4:0] \$176 ;
-  reg [2:0] \$177 ;
-  reg \$178 ;
-  reg \$179 ;
+  reg [22:0] \$170 ;
+  reg [22:0] \$171 ;
+  reg [2:0] \$172 ;
+  reg [46:0] \$173 ;
+  reg [46:0] \$174 ;
+  reg [46:0] \$175 ;
+  reg [46:0] \$176 ;
+  reg [45:0] \$177 ;
+  reg [3:0] \$178 ;
+  reg [3:0] \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
+  reg [22:0] \$180 ;
   reg [7:0] \$181 ;
-  reg [10:0] \$182 ;
-  reg [12:0] \$183 ;
-  reg \$184 ;
+  reg \$182 ;
+  reg [4:0] \$183 ;
+  reg [2:0] \$184 ;
   reg [1:0] \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg [3:0] \$188 ;
+  reg [4:0] \$189 ;
   wire \$19 ;
+  reg [13:0] \$190 ;
+  reg [2:0] \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [10:0] \$196 ;
+  reg [12:0] \$197 ;
+  reg \$198 ;
+  reg [1:0] \$199 ;
   reg [22:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
@@ -8378,16 +8402,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [3:0] \$298 ;
   reg [46:0] \$3 ;
   wire \$30 ;
-  wire [7:0] \$302 ;
   wire \$31 ;
   wire \$32 ;
-  wire [3:0] \$321 ;
-  wire [7:0] \$325 ;
-  wire [4:0] \$33 ;
-  wire \$34 ;
+  wire [3:0] \$322 ;
+  wire [7:0] \$326 ;
+  wire \$33 ;
+  wire [4:0] \$34 ;
+  wire [3:0] \$345 ;
+  wire [7:0] \$349 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
@@ -8427,38 +8451,38 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  reg [45:0] \$70 ;
-  wire [4:0] \$71 ;
-  reg [22:0] \$72 ;
-  wire [8:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire \$75 ;
-  wire [8:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire \$78 ;
-  wire [8:0] \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  reg [45:0] \$72 ;
+  wire [4:0] \$73 ;
+  reg [22:0] \$74 ;
+  wire [8:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire \$77 ;
+  wire [8:0] \$78 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire \$81 ;
-  wire [8:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire \$84 ;
-  wire [8:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire \$87 ;
-  wire [8:0] \$88 ;
-  wire [9:0] \$89 ;
+  wire \$80 ;
+  wire [8:0] \$81 ;
+  wire [9:0] \$82 ;
+  wire \$83 ;
+  wire [8:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire \$86 ;
+  wire [8:0] \$87 ;
+  wire [9:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [8:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire \$93 ;
-  wire [8:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire \$96 ;
-  wire [5:0] \$97 ;
+  wire [8:0] \$90 ;
+  wire [9:0] \$91 ;
+  wire \$92 ;
+  wire [8:0] \$93 ;
+  wire [9:0] \$94 ;
+  wire \$95 ;
+  wire [8:0] \$96 ;
+  wire [9:0] \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [5:0] \$99 ;
   output busy;
   reg busy;
   wire [1:0] busy_groups;
@@ -8553,9 +8577,14 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \edge7.recurrent ;
   wire [2:0] \edge7.src ;
   wire [10:0] \edge7.wbase ;
+  reg [2:0] edge_bad = 3'h0;
   output end_step;
   reg end_step;
   reg events_left = 1'h0;
+  output fault;
+  reg fault;
+  output [13:0] fault_info;
+  reg [13:0] fault_info = 14'h0000;
   reg [3:0] fsm_state = 4'h0;
   wire host_req;
   input [13:0] in_counts;
@@ -8628,6 +8657,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   wire \layer3.spiking ;
   wire \layer3.ssm ;
   wire [15:0] \layer3.v_reset ;
+  reg [4:0] layer_bad = 5'h00;
   output [1:0] li;
   reg [1:0] li = 2'h0;
   wire [1:0] membrane_write;
@@ -8636,12 +8666,12 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   reg [2:0] num_layers = 3'h0;
   input out_ready;
   wire out_ready;
-  input \port$2713$0 ;
-  wire \port$2713$0 ;
-  input \port$2726$0 ;
-  wire \port$2726$0 ;
-  input \port$2727$0 ;
-  wire \port$2727$0 ;
+  input \port$2737$0 ;
+  wire \port$2737$0 ;
+  input \port$2750$0 ;
+  wire \port$2750$0 ;
+  input \port$2751$0 ;
+  wire \port$2751$0 ;
   wire [4:0] raddr;
   output rd_bank;
   reg rd_bank = 1'h0;
@@ -8819,193 +8849,210 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \$25  = li == 1'h1;
   assign \$26  = li == 2'h2;
   assign \$27  = li == 2'h3;
-  assign \$28  = ! k;
-  assign \$29  = ! li;
-  assign \$30  = li == 1'h1;
-  assign \$31  = li == 2'h2;
-  assign \$32  = li == 2'h3;
-  assign \$33  = e + 1'h1;
-  assign \$34  = ! li;
-  assign \$35  = li == 1'h1;
-  assign \$36  = li == 2'h2;
-  assign \$37  = li == 2'h3;
-  assign \$38  = ! li;
-  assign \$39  = li == 1'h1;
-  assign \$40  = li == 2'h2;
-  assign \$41  = li == 2'h3;
-  assign \$42  = ! li;
-  assign \$43  = li == 1'h1;
-  assign \$44  = li == 2'h2;
-  assign \$45  = li == 2'h3;
-  assign \$46  = ! li;
-  assign \$47  = li == 1'h1;
-  assign \$48  = li == 2'h2;
-  assign \$49  = li == 2'h3;
-  assign \$50  = ! li;
-  assign \$51  = li == 1'h1;
-  assign \$52  = li == 2'h2;
-  assign \$53  = li == 2'h3;
-  assign \$54  = ! li;
-  assign \$55  = li == 1'h1;
-  assign \$56  = li == 2'h2;
-  assign \$57  = li == 2'h3;
-  assign \$59  = ! fsm_state;
-  assign \$60  = fsm_state == 1'h1;
-  assign \$61  = fsm_state == 2'h2;
-  assign \$62  = fsm_state == 2'h3;
-  assign \$63  = fsm_state == 3'h4;
-  assign \$64  = fsm_state == 3'h5;
-  assign \$65  = fsm_state == 3'h6;
-  assign \$66  = fsm_state == 3'h7;
-  assign \$67  = fsm_state == 4'h8;
-  assign \$68  = fsm_state == 4'h9;
-  assign \$69  = fsm_state == 4'ha;
-  assign \$71  = layer[20:18] + layer[24:21];
-  assign \$73  = k * 4'h8;
-  assign \$74  = \$73  + 1'h0;
-  assign \$75  = \$74  < layer[7:0];
-  assign \$76  = k * 4'h8;
-  assign \$77  = \$76  + 1'h1;
-  assign \$78  = \$77  < layer[7:0];
-  assign \$79  = k * 4'h8;
-  assign \$80  = \$79  + 2'h2;
-  assign \$81  = \$80  < layer[7:0];
-  assign \$82  = k * 4'h8;
-  assign \$83  = \$82  + 2'h3;
-  assign \$84  = \$83  < layer[7:0];
-  assign \$85  = k * 4'h8;
-  assign \$86  = \$85  + 3'h4;
-  assign \$87  = \$86  < layer[7:0];
-  assign \$88  = k * 4'h8;
-  assign \$89  = \$88  + 3'h5;
-  assign \$90  = \$89  < layer[7:0];
-  assign \$91  = k * 4'h8;
-  assign \$92  = \$91  + 3'h6;
-  assign \$93  = \$92  < layer[7:0];
-  assign \$94  = k * 4'h8;
-  assign \$95  = \$94  + 3'h7;
-  assign \$96  = \$95  < layer[7:0];
-  assign \$97  = k + 1'h1;
-  assign \$98  = \$97  >= layer[12:8];
-  assign \$99  = ~ clear;
-  assign \$100  = in_full & \$99 ;
-  assign \$103  = ! num_layers;
-  assign \$105  = e == e_end;
-  assign \$106  = ! \edge [2:0];
-  assign \$107  = ! \edge [2:0];
-  assign \$108  = cur ^ \edge [3];
-  assign \$109  = \$107  ? in_rbank : \$108 ;
-  assign \$110  = ! \edge [2:0];
-  assign \$298  = in_rbank * 3'h7;
-  assign \$111  = in_counts >> \$298 ;
-  assign \$112  = cur ^ \edge [3];
-  assign \$302  = { \$112 , \edge [2:0] } * 4'h8;
-  assign \$113  = counts >> \$302 ;
-  assign \$114  = \$110  ? { 1'h0, \$111  } : \$113 ;
-  assign \$116  = k[0] ? \$115  : 9'h000;
-  assign \$118  = k[1] ? \$117  : 9'h000;
-  assign \$119  = \$116  + \$118 ;
-  assign \$121  = k[2] ? \$120  : 11'h000;
-  assign \$123  = k[3] ? \$122  : 11'h000;
-  assign \$124  = \$121  + \$123 ;
-  assign \$125  = \$119  + \$124 ;
-  assign \$127  = k[4] ? \$126  : 15'h0000;
-  assign \$128  = \$125  + \$127 ;
-  assign \$129  = ! \edge [2:0];
-  assign \$321  = in_rbank * 3'h7;
-  assign \$130  = in_counts >> \$321 ;
-  assign \$131  = cur ^ \edge [3];
-  assign \$325  = { \$131 , \edge [2:0] } * 4'h8;
-  assign \$132  = counts >> \$325 ;
-  assign \$133  = \$129  ? { 1'h0, \$130  } : \$132 ;
-  assign \$134  = | \$133 ;
-  assign \$135  = rd_n + 1'h1;
-  assign \$136  = rd_n + 1'h1;
-  assign \$137  = \$136  < cnt;
-  assign \$138  = drain_n != 2'h2;
-  assign \$139  = drain_n + 1'h1;
-  assign \$140  = k + 1'h1;
-  assign \$141  = ssm_ev_from_input ? in_rbank : ssm_ev_list_bank;
-  assign \$142  = rd_n + 1'h1;
-  assign \$143  = li + 1'h1;
-  assign \$144  = \$143  >= num_layers;
-  assign \$145  = li == 2'h3;
-  assign \$146  = \$144  | \$145 ;
-  assign \$147  = li + 1'h1;
+  assign \$28  = | edge_bad;
+  assign \$29  = ! k;
+  assign \$30  = ! li;
+  assign \$31  = li == 1'h1;
+  assign \$32  = li == 2'h2;
+  assign \$33  = li == 2'h3;
+  assign \$34  = e + 1'h1;
+  assign \$35  = ! li;
+  assign \$36  = li == 1'h1;
+  assign \$37  = li == 2'h2;
+  assign \$38  = li == 2'h3;
+  assign \$39  = ! li;
+  assign \$40  = li == 1'h1;
+  assign \$41  = li == 2'h2;
+  assign \$42  = li == 2'h3;
+  assign \$43  = ! li;
+  assign \$44  = li == 1'h1;
+  assign \$45  = li == 2'h2;
+  assign \$46  = li == 2'h3;
+  assign \$47  = ! li;
+  assign \$48  = li == 1'h1;
+  assign \$49  = li == 2'h2;
+  assign \$50  = li == 2'h3;
+  assign \$51  = ! li;
+  assign \$52  = li == 1'h1;
+  assign \$53  = li == 2'h2;
+  assign \$54  = li == 2'h3;
+  assign \$55  = ! li;
+  assign \$56  = li == 1'h1;
+  assign \$57  = li == 2'h2;
+  assign \$58  = li == 2'h3;
+  assign \$60  = ! fsm_state;
+  assign \$61  = fsm_state == 1'h1;
+  assign \$62  = fsm_state == 2'h2;
+  assign \$63  = fsm_state == 2'h3;
+  assign \$64  = fsm_state == 3'h4;
+  assign \$65  = fsm_state == 3'h5;
+  assign \$66  = fsm_state == 3'h6;
+  assign \$67  = fsm_state == 3'h7;
+  assign \$68  = fsm_state == 4'h8;
+  assign \$69  = fsm_state == 4'h9;
+  assign \$70  = fsm_state == 4'ha;
+  assign \$71  = fsm_state == 4'hb;
+  assign \$73  = layer[20:18] + layer[24:21];
+  assign \$75  = k * 4'h8;
+  assign \$76  = \$75  + 1'h0;
+  assign \$77  = \$76  < layer[7:0];
+  assign \$78  = k * 4'h8;
+  assign \$79  = \$78  + 1'h1;
+  assign \$80  = \$79  < layer[7:0];
+  assign \$81  = k * 4'h8;
+  assign \$82  = \$81  + 2'h2;
+  assign \$83  = \$82  < layer[7:0];
+  assign \$84  = k * 4'h8;
+  assign \$85  = \$84  + 2'h3;
+  assign \$86  = \$85  < layer[7:0];
+  assign \$87  = k * 4'h8;
+  assign \$88  = \$87  + 3'h4;
+  assign \$89  = \$88  < layer[7:0];
+  assign \$90  = k * 4'h8;
+  assign \$91  = \$90  + 3'h5;
+  assign \$92  = \$91  < layer[7:0];
+  assign \$93  = k * 4'h8;
+  assign \$94  = \$93  + 3'h6;
+  assign \$95  = \$94  < layer[7:0];
+  assign \$96  = k * 4'h8;
+  assign \$97  = \$96  + 3'h7;
+  assign \$98  = \$97  < layer[7:0];
+  assign \$99  = k + 1'h1;
+  assign \$100  = \$99  >= layer[12:8];
+  assign \$101  = ! layer[12:8];
+  assign \$102  = layer[12:8] > 5'h10;
+  assign \$103  = layer[12:8] * 4'h8;
+  assign \$104  = layer[7:0] > \$103 ;
+  assign \$105  = layer[24:21] > 4'h8;
+  assign \$106  = \edge [2:0] > 3'h4;
+  assign \$107  = \edge [22:15] > 8'h80;
+  assign \$108  = ~ clear;
+  assign \$109  = in_full & \$108 ;
+  assign \$112  = ! num_layers;
+  assign \$114  = | layer_bad;
+  assign \$115  = e == e_end;
+  assign \$116  = ! \edge [2:0];
+  assign \$117  = ! \edge [2:0];
+  assign \$118  = cur ^ \edge [3];
+  assign \$119  = \$117  ? in_rbank : \$118 ;
+  assign \$120  = ! \edge [2:0];
+  assign \$322  = in_rbank * 3'h7;
+  assign \$121  = in_counts >> \$322 ;
+  assign \$122  = cur ^ \edge [3];
+  assign \$326  = { \$122 , \edge [2:0] } * 4'h8;
+  assign \$123  = counts >> \$326 ;
+  assign \$124  = \$120  ? { 1'h0, \$121  } : \$123 ;
+  assign \$126  = k[0] ? \$125  : 9'h000;
+  assign \$128  = k[1] ? \$127  : 9'h000;
+  assign \$129  = \$126  + \$128 ;
+  assign \$131  = k[2] ? \$130  : 11'h000;
+  assign \$133  = k[3] ? \$132  : 11'h000;
+  assign \$134  = \$131  + \$133 ;
+  assign \$135  = \$129  + \$134 ;
+  assign \$137  = k[4] ? \$136  : 15'h0000;
+  assign \$138  = \$135  + \$137 ;
+  assign \$139  = ! \edge [2:0];
+  assign \$345  = in_rbank * 3'h7;
+  assign \$140  = in_counts >> \$345 ;
+  assign \$141  = cur ^ \edge [3];
+  assign \$349  = { \$141 , \edge [2:0] } * 4'h8;
+  assign \$142  = counts >> \$349 ;
+  assign \$143  = \$139  ? { 1'h0, \$140  } : \$142 ;
+  assign \$144  = | \$143 ;
+  assign \$145  = | edge_bad;
+  assign \$146  = rd_n + 1'h1;
+  assign \$147  = rd_n + 1'h1;
+  assign \$148  = \$147  < cnt;
+  assign \$149  = drain_n != 2'h2;
+  assign \$150  = drain_n + 1'h1;
+  assign \$151  = k + 1'h1;
+  assign \$152  = ssm_ev_from_input ? in_rbank : ssm_ev_list_bank;
+  assign \$153  = rd_n + 1'h1;
+  assign \$154  = li + 1'h1;
+  assign \$155  = \$154  >= num_layers;
+  assign \$156  = li == 2'h3;
+  assign \$157  = \$155  | \$156 ;
+  assign \$158  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$149 ;
+    layer0 <= \$160 ;
   always @(posedge clk)
-    layer1 <= \$150 ;
+    layer1 <= \$161 ;
   always @(posedge clk)
-    layer2 <= \$151 ;
+    layer2 <= \$162 ;
   always @(posedge clk)
-    layer3 <= \$152 ;
+    layer3 <= \$163 ;
   always @(posedge clk)
-    edge0 <= \$153 ;
+    edge0 <= \$164 ;
   always @(posedge clk)
-    edge1 <= \$154 ;
+    edge1 <= \$165 ;
   always @(posedge clk)
-    edge2 <= \$155 ;
+    edge2 <= \$166 ;
   always @(posedge clk)
-    edge3 <= \$156 ;
+    edge3 <= \$167 ;
   always @(posedge clk)
-    edge4 <= \$157 ;
+    edge4 <= \$168 ;
   always @(posedge clk)
-    edge5 <= \$158 ;
+    edge5 <= \$169 ;
   always @(posedge clk)
-    edge6 <= \$159 ;
+    edge6 <= \$170 ;
   always @(posedge clk)
-    edge7 <= \$160 ;
+    edge7 <= \$171 ;
   always @(posedge clk)
-    num_layers <= \$161 ;
+    num_layers <= \$172 ;
   always @(posedge clk)
-    ssm0 <= \$162 ;
+    ssm0 <= \$173 ;
   always @(posedge clk)
-    ssm1 <= \$163 ;
+    ssm1 <= \$174 ;
   always @(posedge clk)
-    ssm2 <= \$164 ;
+    ssm2 <= \$175 ;
   always @(posedge clk)
-    ssm3 <= \$165 ;
+    ssm3 <= \$176 ;
   always @(posedge clk)
-    layer <= \$166 ;
+    layer <= \$177 ;
   always @(posedge clk)
-    e_end <= \$167 ;
+    e_end <= \$178 ;
   always @(posedge clk)
-    e <= \$168 ;
+    e <= \$179 ;
   always @(posedge clk)
-    \edge  <= \$169 ;
+    \edge  <= \$180 ;
   always @(posedge clk)
-    valid <= \$170 ;
+    valid <= \$181 ;
   always @(posedge clk)
-    last_row <= \$171 ;
+    last_row <= \$182 ;
   always @(posedge clk)
-    li <= \$172 ;
+    layer_bad <= \$183 ;
   always @(posedge clk)
-    busy_rep0 <= \$173 ;
+    edge_bad <= \$184 ;
   always @(posedge clk)
-    busy_rep1 <= \$174 ;
+    li <= \$185 ;
   always @(posedge clk)
-    fsm_state <= \$175 ;
+    busy_rep0 <= \$186 ;
   always @(posedge clk)
-    k <= \$176 ;
+    busy_rep1 <= \$187 ;
   always @(posedge clk)
-    rd_src <= \$177 ;
+    fsm_state <= \$188 ;
   always @(posedge clk)
-    rd_from_input <= \$178 ;
+    k <= \$189 ;
   always @(posedge clk)
-    rd_bank <= \$179 ;
+    fault_info <= \$190 ;
   always @(posedge clk)
-    rd_n <= \$180 ;
+    rd_src <= \$191 ;
   always @(posedge clk)
-    cnt <= \$181 ;
+    rd_from_input <= \$192 ;
   always @(posedge clk)
-    row_wbase <= \$182 ;
+    rd_bank <= \$193 ;
   always @(posedge clk)
-    row_offset <= \$183 ;
+    rd_n <= \$194 ;
   always @(posedge clk)
-    events_left <= \$184 ;
+    cnt <= \$195 ;
   always @(posedge clk)
-    drain_n <= \$185 ;
+    row_wbase <= \$196 ;
+  always @(posedge clk)
+    row_offset <= \$197 ;
+  always @(posedge clk)
+    events_left <= \$198 ;
+  always @(posedge clk)
+    drain_n <= \$199 ;
   \npu_core_demo.sequencer.counters  counters (
     .clear(\clear$35 ),
     .clk(clk),
@@ -9098,13 +9145,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$70  = layer0;
+          \$72  = layer0;
       2'h1:
-          \$70  = layer1;
+          \$72  = layer1;
       2'h2:
-          \$70  = layer2;
+          \$72  = layer2;
       2'h3:
-          \$70  = layer3;
+          \$72  = layer3;
     endcase
   end
   always @* begin
@@ -9112,21 +9159,21 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
     (* full_case = 32'd1 *)
     casez (e_new[2:0])
       3'h0:
-          \$72  = edge0;
+          \$74  = edge0;
       3'h1:
-          \$72  = edge1;
+          \$74  = edge1;
       3'h2:
-          \$72  = edge2;
+          \$74  = edge2;
       3'h3:
-          \$72  = edge3;
+          \$74  = edge3;
       3'h4:
-          \$72  = edge4;
+          \$74  = edge4;
       3'h5:
-          \$72  = edge5;
+          \$74  = edge5;
       3'h6:
-          \$72  = edge6;
+          \$74  = edge6;
       3'h7:
-          \$72  = edge7;
+          \$74  = edge7;
     endcase
   end
   always @* begin
@@ -9134,13 +9181,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$104  = layer0[45];
+          \$113  = layer0[45];
       2'h1:
-          \$104  = layer1[45];
+          \$113  = layer1[45];
       2'h2:
-          \$104  = layer2[45];
+          \$113  = layer2[45];
       2'h3:
-          \$104  = layer3[45];
+          \$113  = layer3[45];
     endcase
   end
   always @* begin
@@ -9215,7 +9262,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
             inc[12] = 1'h1;
           end
         end
-      4'h7:
+      4'h8:
         begin
           if (\$24 ) begin
             inc[0] = 1'h1;
@@ -9229,109 +9276,110 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (\$27 ) begin
             inc[12] = 1'h1;
           end
-          if (events_left) begin
-            if (\$28 ) begin
-              if (\$29 ) begin
+          if (\$28 ) begin
+          end else if (events_left) begin
+            if (\$29 ) begin
+              if (\$30 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$30 ) begin
+              if (\$31 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$31 ) begin
+              if (\$32 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$32 ) begin
+              if (\$33 ) begin
                 inc[14] = 1'h1;
               end
             end
           end
         end
-      4'h6:
+      4'h7:
         begin
-          if (\$34 ) begin
+          if (\$35 ) begin
             inc[0] = 1'h1;
           end
-          if (\$35 ) begin
+          if (\$36 ) begin
             inc[4] = 1'h1;
           end
-          if (\$36 ) begin
+          if (\$37 ) begin
             inc[8] = 1'h1;
           end
-          if (\$37 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h8:
-        begin
           if (\$38 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$39 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$40 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$41 ) begin
-            inc[13] = 1'h1;
+            inc[12] = 1'h1;
           end
         end
       4'h9:
         begin
-          if (\$42 ) begin
+          if (\$39 ) begin
             inc[1] = 1'h1;
           end
-          if (\$43 ) begin
+          if (\$40 ) begin
             inc[5] = 1'h1;
           end
-          if (\$44 ) begin
+          if (\$41 ) begin
             inc[9] = 1'h1;
           end
+          if (\$42 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'ha:
+        begin
+          if (\$43 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$44 ) begin
+            inc[5] = 1'h1;
+          end
           if (\$45 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$46 ) begin
             inc[13] = 1'h1;
           end
         end
       4'h3:
         begin
-          if (\port$2713$0 ) begin
-            if (\$46 ) begin
+          if (\port$2737$0 ) begin
+            if (\$47 ) begin
               inc[0] = 1'h1;
             end
-            if (\$47 ) begin
+            if (\$48 ) begin
               inc[4] = 1'h1;
             end
-            if (\$48 ) begin
+            if (\$49 ) begin
               inc[8] = 1'h1;
             end
-            if (\$49 ) begin
+            if (\$50 ) begin
               inc[12] = 1'h1;
             end
           end
-          if (\port$2727$0 ) begin
-            if (\$50 ) begin
+          if (\port$2751$0 ) begin
+            if (\$51 ) begin
               inc[1] = 1'h1;
             end
-            if (\$51 ) begin
+            if (\$52 ) begin
               inc[5] = 1'h1;
             end
-            if (\$52 ) begin
+            if (\$53 ) begin
               inc[9] = 1'h1;
             end
-            if (\$53 ) begin
+            if (\$54 ) begin
               inc[13] = 1'h1;
             end
           end
-          if (\port$2726$0 ) begin
-            if (\$54 ) begin
+          if (\port$2750$0 ) begin
+            if (\$55 ) begin
               inc[2] = 1'h1;
             end
-            if (\$55 ) begin
+            if (\$56 ) begin
               inc[6] = 1'h1;
             end
-            if (\$56 ) begin
+            if (\$57 ) begin
               inc[10] = 1'h1;
             end
-            if (\$57 ) begin
+            if (\$58 ) begin
               inc[14] = 1'h1;
             end
           end
@@ -9367,19 +9415,21 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           busy = 1'h1;
       4'h5:
           busy = 1'h1;
-      4'h7:
-          busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
       4'h8:
+          busy = 1'h1;
+      4'h7:
           busy = 1'h1;
       4'h9:
           busy = 1'h1;
-      4'h3:
-          busy = 1'h1;
       4'ha:
           busy = 1'h1;
+      4'h3:
+          busy = 1'h1;
+      4'hb:
+          busy = 1'h1;
       4'h1:
+          busy = 1'h1;
+      4'h6:
           busy = 1'h1;
     endcase
   end
@@ -9419,9 +9469,10 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           e_set = 1'h1;
       4'h5:
           /* empty */;
-      4'h7:
+      4'h8:
           (* full_case = 32'd1 *)
-          if (events_left) begin
+          if (\$28 ) begin
+          end else if (events_left) begin
           end else begin
             e_set = 1'h1;
           end
@@ -9439,11 +9490,12 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           e_new = { 1'h0, layer[20:18] };
       4'h5:
           /* empty */;
-      4'h7:
+      4'h8:
           (* full_case = 32'd1 *)
-          if (events_left) begin
+          if (\$28 ) begin
+          end else if (events_left) begin
           end else begin
-            e_new = \$33 [3:0];
+            e_new = \$34 [3:0];
           end
     endcase
   end
@@ -9471,8 +9523,9 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           /* empty */;
-      4'h7:
-          if (events_left) begin
+      4'h8:
+          if (\$28 ) begin
+          end else if (events_left) begin
             issue = 1'h1;
           end
     endcase
@@ -9489,13 +9542,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
       4'h8:
           /* empty */;
+      4'h7:
+          /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           router_load = 1'h1;
     endcase
   end
@@ -9511,13 +9564,13 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
       4'h8:
           /* empty */;
+      4'h7:
+          /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           if (can_load) begin
             neuron_write = 1'h1;
           end
@@ -9535,17 +9588,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
       4'h8:
+          /* empty */;
+      4'h7:
           /* empty */;
       4'h9:
           /* empty */;
+      4'ha:
+          /* empty */;
       4'h3:
           /* empty */;
-      4'ha:
+      4'hb:
           /* empty */;
       4'h1:
           write_end = 1'h1;
@@ -9563,20 +9616,20 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
       4'h8:
+          /* empty */;
+      4'h7:
           /* empty */;
       4'h9:
           /* empty */;
-      4'h3:
-          /* empty */;
       4'ha:
           /* empty */;
+      4'h3:
+          /* empty */;
+      4'hb:
+          /* empty */;
       4'h1:
-          if (\$58 ) begin
+          if (\$59 ) begin
             end_step = 1'h1;
           end
     endcase
@@ -9593,43 +9646,73 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h5:
           /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
       4'h8:
+          /* empty */;
+      4'h7:
           /* empty */;
       4'h9:
           /* empty */;
-      4'h3:
-          /* empty */;
       4'ha:
           /* empty */;
+      4'h3:
+          /* empty */;
+      4'hb:
+          /* empty */;
       4'h1:
-          if (\$58 ) begin
+          if (\$59 ) begin
             step_done = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = layer0;
+    fault = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h6:
+          fault = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$160  = layer0;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
             casez (tables[1:0])
               2'h0:
-                  \$149  = tables[56:11];
+                  \$160  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$149  = 46'h000000000000;
+      \$160  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = layer1;
+    \$161  = layer1;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9637,17 +9720,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h0:
                   /* empty */;
               2'h1:
-                  \$150  = tables[56:11];
+                  \$161  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$150  = 46'h000000000000;
+      \$161  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = layer2;
+    \$162  = layer2;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9657,17 +9740,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h1:
                   /* empty */;
               2'h2:
-                  \$151  = tables[56:11];
+                  \$162  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$151  = 46'h000000000000;
+      \$162  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = layer3;
+    \$163  = layer3;
     casez (tables[63:60])
       4'h0:
           if (tables[58]) begin
@@ -9680,17 +9763,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h2:
                   /* empty */;
               2'h3:
-                  \$152  = tables[56:11];
+                  \$163  = tables[56:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$152  = 46'h000000000000;
+      \$163  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = edge0;
+    \$164  = edge0;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9698,17 +9781,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (tables[58]) begin
             casez (tables[2:0])
               3'h0:
-                  \$153  = tables[33:11];
+                  \$164  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$153  = 23'h000000;
+      \$164  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = edge1;
+    \$165  = edge1;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9718,17 +9801,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h0:
                   /* empty */;
               3'h1:
-                  \$154  = tables[33:11];
+                  \$165  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$154  = 23'h000000;
+      \$165  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = edge2;
+    \$166  = edge2;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9740,17 +9823,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h1:
                   /* empty */;
               3'h2:
-                  \$155  = tables[33:11];
+                  \$166  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$155  = 23'h000000;
+      \$166  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = edge3;
+    \$167  = edge3;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9764,17 +9847,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h2:
                   /* empty */;
               3'h3:
-                  \$156  = tables[33:11];
+                  \$167  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$156  = 23'h000000;
+      \$167  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = edge4;
+    \$168  = edge4;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9790,17 +9873,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h3:
                   /* empty */;
               3'h4:
-                  \$157  = tables[33:11];
+                  \$168  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$157  = 23'h000000;
+      \$168  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = edge5;
+    \$169  = edge5;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9818,17 +9901,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h4:
                   /* empty */;
               3'h5:
-                  \$158  = tables[33:11];
+                  \$169  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$158  = 23'h000000;
+      \$169  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = edge6;
+    \$170  = edge6;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9848,17 +9931,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h5:
                   /* empty */;
               3'h6:
-                  \$159  = tables[33:11];
+                  \$170  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$159  = 23'h000000;
+      \$170  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = edge7;
+    \$171  = edge7;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9881,17 +9964,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               3'h6:
                   /* empty */;
               3'h7:
-                  \$160  = tables[33:11];
+                  \$171  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$160  = 23'h000000;
+      \$171  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = num_layers;
+    \$172  = num_layers;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9899,16 +9982,16 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           /* empty */;
       4'h6:
           if (tables[58]) begin
-            \$161  = tables[13:11];
+            \$172  = tables[13:11];
           end
     endcase
     if (rst) begin
-      \$161  = 3'h0;
+      \$172  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = ssm0;
+    \$173  = ssm0;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9920,17 +10003,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
           if (tables[58]) begin
             casez (tables[1:0])
               2'h0:
-                  \$162  = tables[57:11];
+                  \$173  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$162  = 47'h000000000000;
+      \$173  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = ssm1;
+    \$174  = ssm1;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9944,17 +10027,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h0:
                   /* empty */;
               2'h1:
-                  \$163  = tables[57:11];
+                  \$174  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$163  = 47'h000000000000;
+      \$174  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = ssm2;
+    \$175  = ssm2;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9970,17 +10053,17 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h1:
                   /* empty */;
               2'h2:
-                  \$164  = tables[57:11];
+                  \$175  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$164  = 47'h000000000000;
+      \$175  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = ssm3;
+    \$176  = ssm3;
     casez (tables[63:60])
       4'h0:
           /* empty */;
@@ -9999,535 +10082,586 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
               2'h2:
                   /* empty */;
               2'h3:
-                  \$165  = tables[57:11];
+                  \$176  = tables[57:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$165  = 47'h000000000000;
+      \$176  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = \$70 ;
+    \$177  = \$72 ;
     if (rst) begin
-      \$166  = 46'h000000000000;
+      \$177  = 46'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = \$71 [3:0];
+    \$178  = \$73 [3:0];
     if (rst) begin
-      \$167  = 4'h0;
+      \$178  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = e;
+    \$179  = e;
     if (e_set) begin
-      \$168  = e_new;
+      \$179  = e_new;
     end
     if (rst) begin
-      \$168  = 4'h0;
+      \$179  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$169  = \edge ;
+    \$180  = \edge ;
     if (e_set) begin
-      \$169  = \$72 ;
+      \$180  = \$74 ;
     end
     if (rst) begin
-      \$169  = 23'h000000;
+      \$180  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$170  = { \$96 , \$93 , \$90 , \$87 , \$84 , \$81 , \$78 , \$75  };
-    if (rst) begin
-      \$170  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$171  = \$98 ;
-    if (rst) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$172  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$102 ) begin
-            \$172  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$146 ) begin
-            end else begin
-              \$172  = \$147 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$172  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$173  = busy_rep0;
-    casez (fsm_state)
-      4'h0:
-          if (\$102 ) begin
-            \$173  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (\$148 ) begin
-            \$173  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$174  = busy_rep1;
-    casez (fsm_state)
-      4'h0:
-          if (\$102 ) begin
-            \$174  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'h1:
-          if (\$148 ) begin
-            \$174  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$175  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (\$103 ) begin
-              \$175  = 4'h1;
-            end else begin
-              \$175  = 4'h2;
-            end
-          end
-      4'h2:
-          (* full_case = 32'd1 *)
-          if (\$104 ) begin
-            \$175  = 4'h3;
-          end else begin
-            \$175  = 4'h4;
-          end
-      4'h4:
-          \$175  = 4'h5;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-            \$175  = 4'h6;
-          end else begin
-            \$175  = 4'h7;
-          end
-      4'h7:
-          (* full_case = 32'd1 *)
-          if (events_left) begin
-          end else begin
-            \$175  = 4'h5;
-          end
-      4'h6:
-          if (\$138 ) begin
-          end else if (drained) begin
-            \$175  = 4'h8;
-          end
-      4'h8:
-          \$175  = 4'h9;
-      4'h9:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$175  = 4'ha;
-            end else begin
-              \$175  = 4'h4;
-            end
-          end
-      4'h3:
-          if (ssm_done) begin
-            \$175  = 4'ha;
-          end
-      4'ha:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$146 ) begin
-              \$175  = 4'h1;
-            end else begin
-              \$175  = 4'h2;
-            end
-          end
-      4'h1:
-          if (\$148 ) begin
-            \$175  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$175  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$176  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$176  = 5'h00;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$176  = \$140 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$176  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$177  = rd_src;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$177  = \edge [2:0];
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ssm_ev_load) begin
-            \$177  = ssm_ev_src;
-          end
-    endcase
-    if (rst) begin
-      \$177  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$178  = rd_from_input;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$178  = \$106 ;
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ssm_ev_load) begin
-            \$178  = ssm_ev_from_input;
-          end
-    endcase
-    if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$179  = rd_bank;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$179  = \$109 ;
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ssm_ev_load) begin
-            \$179  = \$141 ;
-          end
-    endcase
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$180  = rd_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$180  = 8'h00;
-          end
-      4'h7:
-          if (events_left) begin
-            \$180  = \$135 [7:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-        begin
-          if (ssm_ev_load) begin
-            \$180  = 8'h00;
-          end
-          if (ssm_ev_step) begin
-            \$180  = \$142 [7:0];
-          end
-        end
-    endcase
-    if (rst) begin
-      \$180  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$181  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$181  = \$114 ;
-          end
-      4'h7:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h3:
-          if (ssm_ev_load) begin
-            \$181  = ssm_ev_cnt;
-          end
-    endcase
+    \$181  = { \$98 , \$95 , \$92 , \$89 , \$86 , \$83 , \$80 , \$77  };
     if (rst) begin
       \$181  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$182  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$182  = \edge [14:4];
-          end
-    endcase
+    \$182  = \$100 ;
     if (rst) begin
-      \$182  = 11'h000;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$183  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$183  = \$128 [12:0];
-          end
-    endcase
+    \$183  = { \$105 , 1'h0, \$104 , \$102 , \$101  };
     if (rst) begin
-      \$183  = 13'h0000;
+      \$183  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$184  = events_left;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          (* full_case = 32'd1 *)
-          if (\$105 ) begin
-          end else begin
-            \$184  = \$134 ;
-          end
-      4'h7:
-          if (events_left) begin
-            \$184  = \$137 ;
-          end
-    endcase
+    \$184  = { 1'h0, \$107 , \$106  };
     if (rst) begin
-      \$184  = 1'h0;
+      \$184  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$185  = drain_n;
+    \$185  = li;
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h6:
-          if (\$138 ) begin
-            \$185  = \$139 [1:0];
-          end else if (drained) begin
+          if (\$111 ) begin
             \$185  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'hb:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$157 ) begin
+            end else begin
+              \$185  = \$158 [1:0];
+            end
           end
     endcase
     if (rst) begin
       \$185  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$186  = busy_rep0;
+    casez (fsm_state)
+      4'h0:
+          if (\$111 ) begin
+            \$186  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'h1:
+          if (\$159 ) begin
+            \$186  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$187  = busy_rep1;
+    casez (fsm_state)
+      4'h0:
+          if (\$111 ) begin
+            \$187  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'h1:
+          if (\$159 ) begin
+            \$187  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$188  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$111 ) begin
+            (* full_case = 32'd1 *)
+            if (\$112 ) begin
+              \$188  = 4'h1;
+            end else begin
+              \$188  = 4'h2;
+            end
+          end
+      4'h2:
+          (* full_case = 32'd1 *)
+          if (\$113 ) begin
+            \$188  = 4'h3;
+          end else begin
+            \$188  = 4'h4;
+          end
+      4'h4:
+          \$188  = 4'h5;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+            \$188  = 4'h6;
+          end else if (\$115 ) begin
+            \$188  = 4'h7;
+          end else begin
+            \$188  = 4'h8;
+          end
+      4'h8:
+          (* full_case = 32'd1 *)
+          if (\$145 ) begin
+            \$188  = 4'h6;
+          end else if (events_left) begin
+          end else begin
+            \$188  = 4'h5;
+          end
+      4'h7:
+          if (\$149 ) begin
+          end else if (drained) begin
+            \$188  = 4'h9;
+          end
+      4'h9:
+          \$188  = 4'ha;
+      4'ha:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$188  = 4'hb;
+            end else begin
+              \$188  = 4'h4;
+            end
+          end
+      4'h3:
+          if (ssm_done) begin
+            \$188  = 4'hb;
+          end
+      4'hb:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$157 ) begin
+              \$188  = 4'h1;
+            end else begin
+              \$188  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$159 ) begin
+            \$188  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$188  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$189  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$189  = 5'h00;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$189  = \$151 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$189  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$190  = fault_info;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (\$114 ) begin
+            \$190  = { layer_bad, 6'h00, li, 1'h0 };
+          end
+      4'h8:
+          if (\$145 ) begin
+            \$190  = { 2'h0, edge_bad, 4'h0, e, 1'h1 };
+          end
+    endcase
+    if (rst) begin
+      \$190  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$191  = rd_src;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$191  = \edge [2:0];
+          end
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$191  = ssm_ev_src;
+          end
+    endcase
+    if (rst) begin
+      \$191  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$192  = rd_from_input;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$192  = \$116 ;
+          end
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$192  = ssm_ev_from_input;
+          end
+    endcase
+    if (rst) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$193  = rd_bank;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$193  = \$119 ;
+          end
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$193  = \$152 ;
+          end
+    endcase
+    if (rst) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$194  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$194  = 8'h00;
+          end
+      4'h8:
+          if (\$145 ) begin
+          end else if (events_left) begin
+            \$194  = \$146 [7:0];
+          end
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+        begin
+          if (ssm_ev_load) begin
+            \$194  = 8'h00;
+          end
+          if (ssm_ev_step) begin
+            \$194  = \$153 [7:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$194  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$195  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$195  = \$124 ;
+          end
+      4'h8:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h3:
+          if (ssm_ev_load) begin
+            \$195  = ssm_ev_cnt;
+          end
+    endcase
+    if (rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$196  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$196  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$196  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$197  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$197  = \$138 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$197  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$198  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          (* full_case = 32'd1 *)
+          if (\$114 ) begin
+          end else if (\$115 ) begin
+          end else begin
+            \$198  = \$144 ;
+          end
+      4'h8:
+          if (\$145 ) begin
+          end else if (events_left) begin
+            \$198  = \$148 ;
+          end
+    endcase
+    if (rst) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$199  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h7:
+          if (\$149 ) begin
+            \$199  = \$150 [1:0];
+          end else if (drained) begin
+            \$199  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$199  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -10537,7 +10671,7 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign busy_groups = { busy_rep1, busy_rep0 };
   assign membrane_write = { neuron_write, neuron_write };
   assign host_req = 1'h0;
-  assign ssm_inc = { \port$2726$0 , \port$2727$0 , \port$2713$0  };
+  assign ssm_inc = { \port$2750$0 , \port$2751$0 , \port$2737$0  };
   assign rowbase = \$4 [11:0];
   assign \tables.word  = tables[10:0];
   assign \tables.wdata  = tables[57:11];
@@ -10736,15 +10870,15 @@ module \npu_core_demo.sequencer (clear, clk, rst, row_addr, rowbase, ssm_entry, 
   assign \in_counts[1]  = in_counts[13:7];
   assign \$13  = 1'h1;
   assign \$14  = \$12 ;
-  assign \$58  = out_ready;
-  assign \$101  = 1'h1;
-  assign \$102  = \$100 ;
-  assign \$115  = { 1'h0, \edge [22:15] };
-  assign \$117  = { \edge [22:15], 1'h0 };
-  assign \$120  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$122  = { \edge [22:15], 3'h0 };
-  assign \$126  = { 3'h0, \edge [22:15], 4'h0 };
-  assign \$148  = out_ready;
+  assign \$59  = out_ready;
+  assign \$110  = 1'h1;
+  assign \$111  = \$109 ;
+  assign \$125  = { 1'h0, \edge [22:15] };
+  assign \$127  = { \edge [22:15], 1'h0 };
+  assign \$130  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$132  = { \edge [22:15], 3'h0 };
+  assign \$136  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$159  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11709,7 +11843,7 @@ module \npu_core_demo.sequencer.counters (clk, rst, total, raddr, inc, clear, re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2311$134 , busy, start, \port$2376$0 , emit_values, n, cnt, cur, \port$2520$0 , state_rdata
+module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send, row_base, param_rdata, state_word, state_wdata, state_we, \port$2328$134 , busy, start, \port$2394$0 , emit_values, n, cnt, cur, \port$2544$0 , state_rdata
 , ssm_ynz, row_values, active, inc_syn, ev_load, ev_src, ev_list_bank, ev_from_input, ev_cnt, ev_step, inc_events, inc_neuron, row_load, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [7:0] \$1 ;
@@ -12297,12 +12431,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   wire [8:0] pm_wr__data;
   input pm_wr__en;
   wire pm_wr__en;
-  input [57:0] \port$2311$134 ;
-  wire [57:0] \port$2311$134 ;
-  input [12:0] \port$2376$0 ;
-  wire [12:0] \port$2376$0 ;
-  input [14:0] \port$2520$0 ;
-  wire [14:0] \port$2520$0 ;
+  input [57:0] \port$2328$134 ;
+  wire [57:0] \port$2328$134 ;
+  input [12:0] \port$2394$0 ;
+  wire [12:0] \port$2394$0 ;
+  input [14:0] \port$2544$0 ;
+  wire [14:0] \port$2544$0 ;
   reg present;
   output [7:0] row_base;
   wire [7:0] row_base;
@@ -13000,7 +13134,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   end
   always @(posedge clk) begin
     if (pm_wr__en)
-      params[\port$2311$134 [8:0]] <= \port$2311$134 [19:11];
+      params[\port$2328$134 [8:0]] <= \port$2328$134 [19:11];
   end
   reg [8:0] _0_;
   always @(posedge clk) begin
@@ -13713,10 +13847,10 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
     pass_row <= \$472 ;
   always @(posedge clk)
     arow <= \$473 ;
-  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2520$0 [6:0] };
-  assign g_value = g1_const ? param_rdata[7:0] : \port$2520$0 [14:7];
+  assign \$1  = g1_const ? g1_n : { 1'h0, \port$2544$0 [6:0] };
+  assign g_value = g1_const ? param_rdata[7:0] : \port$2544$0 [14:7];
   assign \$2  = gbase + n;
-  assign \$3  = busy ? \$2  : { 1'h0, \port$2311$134 [10:0] };
+  assign \$3  = busy ? \$2  : { 1'h0, \port$2328$134 [10:0] };
   assign \$4  = pass_row <= 1'h0;
   assign \$5  = entry[4:0] > 1'h0;
   assign \$6  = \$4  & \$5 ;
@@ -13862,12 +13996,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$146  = \$144  | \$145 ;
   assign \$147  = \$141  & \$146 ;
   assign found = | rows_left;
-  assign \$148  = next_row * \port$2376$0 [12:8];
+  assign \$148  = next_row * \port$2394$0 [12:8];
   assign \$149  = entry[10:5] + \$148 ;
   assign \$150  = \$149  + chunk;
   assign \$151  = chunk * 4'h8;
   assign \$152  = \$151  + 1'h0;
-  assign \$153  = \$152  < \port$2376$0 [7:0];
+  assign \$153  = \$152  < \port$2394$0 [7:0];
   assign \$154  = chunk * 4'h8;
   assign \$155  = \$154  + 1'h0;
   assign \$156  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$78 );
@@ -13890,7 +14024,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$173  = | \$172 [7:0];
   assign \$174  = chunk * 4'h8;
   assign \$175  = \$174  + 1'h1;
-  assign \$176  = \$175  < \port$2376$0 [7:0];
+  assign \$176  = \$175  < \port$2394$0 [7:0];
   assign \$177  = chunk * 4'h8;
   assign \$178  = \$177  + 1'h1;
   assign \$179  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$97 );
@@ -13913,7 +14047,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$196  = | \$195 [7:0];
   assign \$197  = chunk * 4'h8;
   assign \$198  = \$197  + 2'h2;
-  assign \$199  = \$198  < \port$2376$0 [7:0];
+  assign \$199  = \$198  < \port$2394$0 [7:0];
   assign \$200  = chunk * 4'h8;
   assign \$201  = \$200  + 2'h2;
   assign \$202  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$108 );
@@ -13936,7 +14070,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$219  = | \$218 [7:0];
   assign \$220  = chunk * 4'h8;
   assign \$221  = \$220  + 2'h3;
-  assign \$222  = \$221  < \port$2376$0 [7:0];
+  assign \$222  = \$221  < \port$2394$0 [7:0];
   assign \$223  = chunk * 4'h8;
   assign \$224  = \$223  + 2'h3;
   assign \$225  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$119 );
@@ -13959,7 +14093,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$242  = | \$241 [7:0];
   assign \$243  = chunk * 4'h8;
   assign \$244  = \$243  + 3'h4;
-  assign \$245  = \$244  < \port$2376$0 [7:0];
+  assign \$245  = \$244  < \port$2394$0 [7:0];
   assign \$246  = chunk * 4'h8;
   assign \$247  = \$246  + 3'h4;
   assign \$248  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$130 );
@@ -13982,7 +14116,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$265  = | \$264 [7:0];
   assign \$266  = chunk * 4'h8;
   assign \$267  = \$266  + 3'h5;
-  assign \$268  = \$267  < \port$2376$0 [7:0];
+  assign \$268  = \$267  < \port$2394$0 [7:0];
   assign \$269  = chunk * 4'h8;
   assign \$270  = \$269  + 3'h5;
   assign \$271  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$141 );
@@ -14005,7 +14139,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$288  = | \$287 [7:0];
   assign \$289  = chunk * 4'h8;
   assign \$290  = \$289  + 3'h6;
-  assign \$291  = \$290  < \port$2376$0 [7:0];
+  assign \$291  = \$290  < \port$2394$0 [7:0];
   assign \$292  = chunk * 4'h8;
   assign \$293  = \$292  + 3'h6;
   assign \$294  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$152 );
@@ -14028,7 +14162,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$311  = | \$310 [7:0];
   assign \$312  = chunk * 4'h8;
   assign \$313  = \$312  + 3'h7;
-  assign \$314  = \$313  < \port$2376$0 [7:0];
+  assign \$314  = \$313  < \port$2394$0 [7:0];
   assign \$315  = chunk * 4'h8;
   assign \$316  = \$315  + 3'h7;
   assign \$317  = $signed({ 1'h0, param_rdata }) * $signed(\$signature__data$163 );
@@ -14055,7 +14189,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$337  = gop == 3'h4;
   assign \$338  = entry[19:11] + 1'h0;
   assign \$339  = entry[19:11] + entry[4:0];
-  assign \$340  = entry[4:0] + \port$2376$0 [7:0];
+  assign \$340  = entry[4:0] + \port$2394$0 [7:0];
   assign \$341  = entry[19:11] + \$340 ;
   assign \$342  = cur ^ op_rec;
   assign \$343  = ! op_src;
@@ -14065,7 +14199,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$347  = ~ g_const;
   assign \$348  = arow + next_row;
   assign \$349  = chunk + 1'h1;
-  assign \$350  = \$349  >= \port$2376$0 [12:8];
+  assign \$350  = \$349  >= \port$2394$0 [12:8];
   assign \$351  = ! fsm_state;
   assign \$352  = fsm_state == 1'h1;
   assign \$353  = fsm_state == 2'h2;
@@ -14103,12 +14237,12 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
   assign \$393  = gop + 1'h1;
   assign \$394  = 2'h2 * entry[4:0];
   assign \$395  = entry[19:11] + \$394 ;
-  assign \$396  = \$395  + \port$2376$0 [7:0];
+  assign \$396  = \$395  + \port$2394$0 [7:0];
   assign \$397  = ssm_gate * entry[4:0];
   assign \$398  = \$396  + \$397 ;
   assign \$399  = next_row + 1'h1;
   assign \$400  = chunk + 1'h1;
-  assign \$401  = \$400  >= \port$2376$0 [12:8];
+  assign \$401  = \$400  >= \port$2394$0 [12:8];
   assign \$402  = chunk + 1'h1;
   always @(posedge clk)
     g1_valid <= \$403 ;
@@ -16949,7 +17083,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
               3'h0:
                   op_length = { 3'h0, entry[4:0] };
               3'h1:
-                  op_length = \port$2376$0 [7:0];
+                  op_length = \port$2394$0 [7:0];
               3'h2:
                   op_length = { 3'h0, entry[4:0] };
             endcase
@@ -17854,18 +17988,18 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
       \$424  = 8'h00;
     end
   end
-  assign pm_wr__addr = \port$2311$134 [8:0];
-  assign host_word = \port$2311$134 [10:0];
-  assign pm_wr__data = \port$2311$134 [19:11];
-  assign host_wdata = \port$2311$134 [57:11];
+  assign pm_wr__addr = \port$2328$134 [8:0];
+  assign host_word = \port$2328$134 [10:0];
+  assign pm_wr__data = \port$2328$134 [19:11];
+  assign host_wdata = \port$2328$134 [57:11];
   assign host_param_we = pm_wr__en;
   assign \$signature__data  = param_rdata;
   assign g_index = \$1 [6:0];
-  assign ev_index = \port$2520$0 [6:0];
-  assign ev_value = \port$2520$0 [14:7];
+  assign ev_index = \port$2544$0 [6:0];
+  assign ev_value = \port$2544$0 [14:7];
   assign saddr = \$150 [7:0];
-  assign chunks = \port$2376$0 [12:8];
-  assign m_len = \port$2376$0 [7:0];
+  assign chunks = \port$2394$0 [12:8];
+  assign m_len = \port$2394$0 [7:0];
   assign ssm_wide0 = { \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160 [25], \$160  };
   assign ssm_new0 = \$164 [15:0];
   assign \$signature__addr$81  = \$165 [5:0];
@@ -18024,7 +18158,7 @@ module \npu_core_demo.ssm (rst, list_count, pm_wr__en, entry, can_load, row_send
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2390$0 , \port$2392$0 , ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2412$0 , \port$2414$0 , ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -18127,10 +18261,10 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2390$0
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$2390$0 ;
-  wire \port$2390$0 ;
-  input \port$2392$0 ;
-  wire \port$2392$0 ;
+  input \port$2412$0 ;
+  wire \port$2412$0 ;
+  input \port$2414$0 ;
+  wire \port$2414$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -34726,42 +34860,42 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2390$0
   assign \$4  = views[58] & \$3 ;
   assign \$5  = ! views[66:64];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$2412$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[63:60] == 3'h4;
   assign \$8  = views[58] & \$7 ;
   assign \$9  = views[66:64] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$2412$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[63:60] == 3'h4;
   assign \$12  = views[58] & \$11 ;
   assign \$13  = views[66:64] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$2412$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[63:60] == 3'h4;
   assign \$16  = views[58] & \$15 ;
   assign \$17  = views[66:64] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$2390$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$2412$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[130:127] == 3'h4;
   assign \$20  = views[125] & \$19 ;
   assign \$21  = views[133:131] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$22  = \port$2414$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$23  = views[130:127] == 3'h4;
   assign \$24  = views[125] & \$23 ;
   assign \$25  = views[133:131] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$26  = \port$2414$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$27  = views[130:127] == 3'h4;
   assign \$28  = views[125] & \$27 ;
   assign \$29  = views[133:131] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$30  = \port$2414$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$31  = views[130:127] == 3'h4;
   assign \$32  = views[125] & \$31 ;
   assign \$33  = views[133:131] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$2392$0  ? w_addr_q1 : { 1'h0, views[77:67] };
+  assign \$34  = \port$2414$0  ? w_addr_q1 : { 1'h0, views[77:67] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -34880,7 +35014,7 @@ module \npu_core_demo.synapse (rst, rowbase, drained, views, issue, \port$2390$0
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$2392$0 , \port$2390$0  };
+  assign busy_groups = { \port$2414$0 , \port$2412$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

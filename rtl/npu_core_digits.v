@@ -2,7 +2,7 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
+module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, fault, fault_info, input__ready, output__payload, output__valid, host_addr);
   wire [7:0] \$1 ;
   wire [8:0] \$2 ;
   wire \$3 ;
@@ -14,43 +14,43 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] base;
   output busy;
   wire busy;
-  wire \busy$22 ;
-  wire \busy$23 ;
-  wire \busy$51 ;
+  wire \busy$24 ;
+  wire \busy$25 ;
+  wire \busy$55 ;
   wire [1:0] busy_groups;
-  wire [1:0] \busy_groups$25 ;
-  wire [1:0] \busy_groups$41 ;
-  wire [1:0] \busy_groups$44 ;
+  wire [1:0] \busy_groups$27 ;
+  wire [1:0] \busy_groups$45 ;
+  wire [1:0] \busy_groups$48 ;
   wire can_load;
-  wire \can_load$118 ;
+  wire \can_load$122 ;
   input clear;
   wire clear;
-  wire \clear$36 ;
-  wire \clear$50 ;
+  wire \clear$40 ;
+  wire \clear$54 ;
   input clk;
   wire clk;
   wire [31:0] counters_rdata;
-  wire [31:0] \counters_rdata$29 ;
+  wire [31:0] \counters_rdata$33 ;
   wire counters_re;
-  wire \counters_re$33 ;
+  wire \counters_re$37 ;
   wire [127:0] counts;
-  wire [127:0] \counts$63 ;
-  wire [7:0] \counts$63[0] ;
-  wire [7:0] \counts$63[10] ;
-  wire [7:0] \counts$63[11] ;
-  wire [7:0] \counts$63[12] ;
-  wire [7:0] \counts$63[13] ;
-  wire [7:0] \counts$63[14] ;
-  wire [7:0] \counts$63[15] ;
-  wire [7:0] \counts$63[1] ;
-  wire [7:0] \counts$63[2] ;
-  wire [7:0] \counts$63[3] ;
-  wire [7:0] \counts$63[4] ;
-  wire [7:0] \counts$63[5] ;
-  wire [7:0] \counts$63[6] ;
-  wire [7:0] \counts$63[7] ;
-  wire [7:0] \counts$63[8] ;
-  wire [7:0] \counts$63[9] ;
+  wire [127:0] \counts$67 ;
+  wire [7:0] \counts$67[0] ;
+  wire [7:0] \counts$67[10] ;
+  wire [7:0] \counts$67[11] ;
+  wire [7:0] \counts$67[12] ;
+  wire [7:0] \counts$67[13] ;
+  wire [7:0] \counts$67[14] ;
+  wire [7:0] \counts$67[15] ;
+  wire [7:0] \counts$67[1] ;
+  wire [7:0] \counts$67[2] ;
+  wire [7:0] \counts$67[3] ;
+  wire [7:0] \counts$67[4] ;
+  wire [7:0] \counts$67[5] ;
+  wire [7:0] \counts$67[6] ;
+  wire [7:0] \counts$67[7] ;
+  wire [7:0] \counts$67[8] ;
+  wire [7:0] \counts$67[9] ;
   wire [7:0] \counts[0] ;
   wire [7:0] \counts[10] ;
   wire [7:0] \counts[11] ;
@@ -68,9 +68,9 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [7:0] \counts[8] ;
   wire [7:0] \counts[9] ;
   wire cur;
-  wire \cur$61 ;
+  wire \cur$65 ;
   wire drained;
-  wire \drained$90 ;
+  wire \drained$94 ;
   wire emit_values;
   wire [27:0] end_record;
   wire [6:0] \end_record.index ;
@@ -79,13 +79,19 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
   wire end_step;
-  wire \end_step$55 ;
+  wire \end_step$59 ;
   wire [14:0] ev;
   wire [6:0] \ev.index ;
   wire [7:0] \ev.value ;
   wire \event ;
   wire [7:0] event_index;
   wire [1:0] event_layer;
+  output fault;
+  wire fault;
+  wire \fault$28 ;
+  output [13:0] fault_info;
+  wire [13:0] fault_info;
+  wire [13:0] \fault_info$29 ;
   wire free;
   input [16:0] host_addr;
   wire [16:0] host_addr;
@@ -94,7 +100,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   input host_re;
   wire host_re;
   wire host_req;
-  wire \host_req$35 ;
+  wire \host_req$39 ;
   output host_rvalid;
   wire host_rvalid;
   input [44:0] host_wdata;
@@ -102,34 +108,34 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   input host_we;
   wire host_we;
   wire [10:0] host_word;
-  wire [10:0] \host_word$45 ;
+  wire [10:0] \host_word$49 ;
   wire [13:0] in_counts;
-  wire [13:0] \in_counts$65 ;
-  wire [6:0] \in_counts$65[0] ;
-  wire [6:0] \in_counts$65[1] ;
+  wire [13:0] \in_counts$69 ;
+  wire [6:0] \in_counts$69[0] ;
+  wire [6:0] \in_counts$69[1] ;
   wire [6:0] \in_counts[0] ;
   wire [6:0] \in_counts[1] ;
   wire in_full;
-  wire \in_full$57 ;
+  wire \in_full$61 ;
   wire in_rbank;
-  wire \in_rbank$59 ;
+  wire \in_rbank$63 ;
   input [15:0] input__payload;
   wire [15:0] input__payload;
-  wire [15:0] \input__payload$47 ;
-  wire \input__payload$47.end ;
-  wire [6:0] \input__payload$47.index ;
-  wire [7:0] \input__payload$47.value ;
+  wire [15:0] \input__payload$51 ;
+  wire \input__payload$51.end ;
+  wire [6:0] \input__payload$51.index ;
+  wire [7:0] \input__payload$51.value ;
   wire \input__payload.end ;
   wire [6:0] \input__payload.index ;
   wire [7:0] \input__payload.value ;
   output input__ready;
   wire input__ready;
-  wire \input__ready$48 ;
+  wire \input__ready$52 ;
   input input__valid;
   wire input__valid;
-  wire \input__valid$49 ;
+  wire \input__valid$53 ;
   wire issue;
-  wire \issue$84 ;
+  wire \issue$88 ;
   wire [4:0] k;
   wire [1079:0] lane_rdata;
   wire [359:0] \lane_rdata[0] ;
@@ -160,7 +166,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [44:0] \lane_rdata[2][6] ;
   wire [44:0] \lane_rdata[2][7] ;
   wire [44:0] layer;
-  wire [1:0] \layer$107 ;
+  wire [1:0] \layer$111 ;
   wire [2:0] \layer.ebase ;
   wire [3:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -174,7 +180,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [1:0] li;
   wire load;
   wire [1:0] membrane_write;
-  wire [1:0] \membrane_write$104 ;
+  wire [1:0] \membrane_write$108 ;
   wire [359:0] membranes_rdata;
   wire [44:0] \membranes_rdata[0] ;
   wire [44:0] \membranes_rdata[1] ;
@@ -215,15 +221,15 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [44:0] \params_rdata[6] ;
   wire [44:0] \params_rdata[7] ;
   wire [127:0] prod;
-  wire [127:0] \prod$96 ;
-  wire [15:0] \prod$96[0] ;
-  wire [15:0] \prod$96[1] ;
-  wire [15:0] \prod$96[2] ;
-  wire [15:0] \prod$96[3] ;
-  wire [15:0] \prod$96[4] ;
-  wire [15:0] \prod$96[5] ;
-  wire [15:0] \prod$96[6] ;
-  wire [15:0] \prod$96[7] ;
+  wire [127:0] \prod$100 ;
+  wire [15:0] \prod$100[0] ;
+  wire [15:0] \prod$100[1] ;
+  wire [15:0] \prod$100[2] ;
+  wire [15:0] \prod$100[3] ;
+  wire [15:0] \prod$100[4] ;
+  wire [15:0] \prod$100[5] ;
+  wire [15:0] \prod$100[6] ;
+  wire [15:0] \prod$100[7] ;
   wire [15:0] \prod[0] ;
   wire [15:0] \prod[1] ;
   wire [15:0] \prod[2] ;
@@ -233,21 +239,21 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \prod[6] ;
   wire [15:0] \prod[7] ;
   wire [1:0] prod_valid;
-  wire [1:0] \prod_valid$98 ;
+  wire [1:0] \prod_valid$102 ;
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
   wire rd_bank;
-  wire \rd_bank$69 ;
+  wire \rd_bank$73 ;
   wire [14:0] rd_data;
   wire [6:0] \rd_data.index ;
   wire [7:0] \rd_data.value ;
   wire rd_from_input;
-  wire \rd_from_input$73 ;
+  wire \rd_from_input$77 ;
   wire [7:0] rd_n;
-  wire [7:0] \rd_n$71 ;
+  wire [7:0] \rd_n$75 ;
   wire [2:0] rd_src;
-  wire [2:0] \rd_src$67 ;
+  wire [2:0] \rd_src$71 ;
   wire [44:0] rdata;
   wire re;
   wire [27:0] records__payload;
@@ -262,11 +268,11 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire router_free;
   wire router_load;
   wire [5:0] row_addr;
-  wire [5:0] \row_addr$92 ;
+  wire [5:0] \row_addr$96 ;
   wire row_start;
-  wire \row_start$94 ;
+  wire \row_start$98 ;
   wire [11:0] rowbase;
-  wire [11:0] \rowbase$86 ;
+  wire [11:0] \rowbase$90 ;
   input rst;
   wire rst;
   wire rvalid;
@@ -274,12 +280,12 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire spike_event;
   wire [1:0] spike_layer;
   wire [7:0] spikes;
-  wire [7:0] \spikes$112 ;
+  wire [7:0] \spikes$116 ;
   wire spiking;
   wire start_step;
-  wire \start_step$53 ;
+  wire \start_step$57 ;
   wire [44:0] table_rdata;
-  wire [44:0] \table_rdata$27 ;
+  wire [44:0] \table_rdata$31 ;
   wire [63:0] tables;
   wire [2:0] \tables.lane ;
   wire \tables.re ;
@@ -299,36 +305,36 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   wire [15:0] \values[6] ;
   wire [15:0] \values[7] ;
   wire [191:0] views;
-  wire [127:0] \views$43 ;
-  wire [63:0] \views$43[0] ;
-  wire [2:0] \views$43[0].lane ;
-  wire \views$43[0].re ;
-  wire [2:0] \views$43[0].region ;
-  wire [44:0] \views$43[0].wdata ;
-  wire \views$43[0].we ;
-  wire [10:0] \views$43[0].word ;
-  wire [63:0] \views$43[1] ;
-  wire [2:0] \views$43[1].lane ;
-  wire \views$43[1].re ;
-  wire [2:0] \views$43[1].region ;
-  wire [44:0] \views$43[1].wdata ;
-  wire \views$43[1].we ;
-  wire [10:0] \views$43[1].word ;
-  wire [127:0] \views$46 ;
-  wire [63:0] \views$46[0] ;
-  wire [2:0] \views$46[0].lane ;
-  wire \views$46[0].re ;
-  wire [2:0] \views$46[0].region ;
-  wire [44:0] \views$46[0].wdata ;
-  wire \views$46[0].we ;
-  wire [10:0] \views$46[0].word ;
-  wire [63:0] \views$46[1] ;
-  wire [2:0] \views$46[1].lane ;
-  wire \views$46[1].re ;
-  wire [2:0] \views$46[1].region ;
-  wire [44:0] \views$46[1].wdata ;
-  wire \views$46[1].we ;
-  wire [10:0] \views$46[1].word ;
+  wire [127:0] \views$47 ;
+  wire [63:0] \views$47[0] ;
+  wire [2:0] \views$47[0].lane ;
+  wire \views$47[0].re ;
+  wire [2:0] \views$47[0].region ;
+  wire [44:0] \views$47[0].wdata ;
+  wire \views$47[0].we ;
+  wire [10:0] \views$47[0].word ;
+  wire [63:0] \views$47[1] ;
+  wire [2:0] \views$47[1].lane ;
+  wire \views$47[1].re ;
+  wire [2:0] \views$47[1].region ;
+  wire [44:0] \views$47[1].wdata ;
+  wire \views$47[1].we ;
+  wire [10:0] \views$47[1].word ;
+  wire [127:0] \views$50 ;
+  wire [63:0] \views$50[0] ;
+  wire [2:0] \views$50[0].lane ;
+  wire \views$50[0].re ;
+  wire [2:0] \views$50[0].region ;
+  wire [44:0] \views$50[0].wdata ;
+  wire \views$50[0].we ;
+  wire [10:0] \views$50[0].word ;
+  wire [63:0] \views$50[1] ;
+  wire [2:0] \views$50[1].lane ;
+  wire \views$50[1].re ;
+  wire [2:0] \views$50[1].region ;
+  wire [44:0] \views$50[1].wdata ;
+  wire \views$50[1].we ;
+  wire [10:0] \views$50[1].word ;
   wire [63:0] \views[0] ;
   wire [2:0] \views[0].lane ;
   wire \views[0].re ;
@@ -381,8 +387,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .clk(clk),
     .counters_rdata(counters_rdata),
     .lane_rdata(lane_rdata),
-    .\port$1530$0 (\$5 ),
-    .\port$1532$0 (\$6 ),
+    .\port$1552$0 (\$5 ),
+    .\port$1554$0 (\$6 ),
     .rdata(host_rdata),
     .re(host_re),
     .rst(rst),
@@ -405,7 +411,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$1814$2 (records__payload[10:2]),
+    .\port$1838$2 (records__payload[10:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -420,17 +426,17 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$1483$0 (\$4 ),
-    .\port$1516$25 (layer[43:25]),
-    .\port$1530$0 (\$5 ),
-    .\port$1532$0 (\$6 ),
-    .\port$1683$0 (\$7 ),
+    .\port$1500$0 (\$4 ),
+    .\port$1534$25 (layer[43:25]),
+    .\port$1552$0 (\$5 ),
+    .\port$1554$0 (\$6 ),
+    .\port$1707$0 (\$7 ),
     .prod(prod),
     .row_addr(row_addr),
     .row_start(row_start),
     .rst(rst),
     .spikes(spikes),
-    .views(\views$46 )
+    .views(\views$50 )
   );
   \npu_core_digits.out_fifo  out_fifo (
     .clk(clk),
@@ -471,6 +477,8 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .cur(cur),
     .drained(drained),
     .end_step(end_step),
+    .fault(fault),
+    .fault_info(fault_info),
     .in_counts(in_counts),
     .in_full(in_full),
     .in_rbank(in_rbank),
@@ -504,13 +512,13 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
     .drained(drained),
     .ev(ev),
     .issue(issue),
-    .\port$1530$0 (\$5 ),
-    .\port$1532$0 (\$6 ),
+    .\port$1552$0 (\$5 ),
+    .\port$1554$0 (\$6 ),
     .prod(prod),
     .rowbase(rowbase),
     .rst(rst),
     .s4_valid(\$7 ),
-    .views(\views$43 ),
+    .views(\views$47 ),
     .weights_rdata(weights_rdata)
   );
   assign addr = host_addr;
@@ -519,38 +527,40 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign re = host_re;
   assign rdata = host_rdata;
   assign rvalid = host_rvalid;
-  assign \busy$22  = busy;
-  assign \busy$23  = busy;
+  assign \busy$24  = busy;
+  assign \busy$25  = busy;
   assign busy_groups = { \$6 , \$5  };
-  assign \busy_groups$25  = { \$6 , \$5  };
-  assign \table_rdata$27  = table_rdata;
-  assign \counters_rdata$29  = counters_rdata;
+  assign \busy_groups$27  = { \$6 , \$5  };
+  assign \fault$28  = fault;
+  assign \fault_info$29  = fault_info;
+  assign \table_rdata$31  = table_rdata;
+  assign \counters_rdata$33  = counters_rdata;
   assign tables = views[191:128];
   assign counters_re = host_re;
-  assign \counters_re$33  = host_re;
+  assign \counters_re$37  = host_re;
   assign host_req = 1'h0;
-  assign \host_req$35  = 1'h0;
-  assign \clear$36  = clear;
-  assign \busy_groups$41  = { \$6 , \$5  };
+  assign \host_req$39  = 1'h0;
+  assign \clear$40  = clear;
+  assign \busy_groups$45  = { \$6 , \$5  };
   assign host_word = host_addr[10:0];
-  assign \busy_groups$44  = { \$6 , \$5  };
-  assign \host_word$45  = host_addr[10:0];
-  assign \input__payload$47  = input__payload;
-  assign \input__ready$48  = input__ready;
-  assign \input__valid$49  = input__valid;
-  assign \clear$50  = clear;
-  assign \busy$51  = busy;
-  assign \start_step$53  = start_step;
-  assign \end_step$55  = end_step;
-  assign \in_full$57  = in_full;
-  assign \in_rbank$59  = in_rbank;
-  assign \cur$61  = cur;
-  assign \counts$63  = counts;
-  assign \in_counts$65  = in_counts;
-  assign \rd_src$67  = rd_src;
-  assign \rd_bank$69  = rd_bank;
-  assign \rd_n$71  = rd_n;
-  assign \rd_from_input$73  = rd_from_input;
+  assign \busy_groups$48  = { \$6 , \$5  };
+  assign \host_word$49  = host_addr[10:0];
+  assign \input__payload$51  = input__payload;
+  assign \input__ready$52  = input__ready;
+  assign \input__valid$53  = input__valid;
+  assign \clear$54  = clear;
+  assign \busy$55  = busy;
+  assign \start_step$57  = start_step;
+  assign \end_step$59  = end_step;
+  assign \in_full$61  = in_full;
+  assign \in_rbank$63  = in_rbank;
+  assign \cur$65  = cur;
+  assign \counts$67  = counts;
+  assign \in_counts$69  = in_counts;
+  assign \rd_src$71  = rd_src;
+  assign \rd_bank$73  = rd_bank;
+  assign \rd_n$75  = rd_n;
+  assign \rd_from_input$77  = rd_from_input;
   assign \event  = wr_event;
   assign wr_index = { 1'h0, records__payload[10:4] };
   assign event_index = { 1'h0, records__payload[10:4] };
@@ -558,26 +568,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign event_layer = records__payload[3:2];
   assign li = layer_index;
   assign wr_value = 8'h01;
-  assign \issue$84  = issue;
-  assign \rowbase$86  = rowbase;
+  assign \issue$88  = issue;
+  assign \rowbase$90  = rowbase;
   assign rd_data = ev;
-  assign \drained$90  = drained;
-  assign \row_addr$92  = row_addr;
-  assign \row_start$94  = row_start;
-  assign \prod$96  = prod;
+  assign \drained$94  = drained;
+  assign \row_addr$96  = row_addr;
+  assign \row_start$98  = row_start;
+  assign \prod$100  = prod;
   assign prod_valid = { \$7 , \$7  };
-  assign \prod_valid$98  = { \$7 , \$7  };
+  assign \prod_valid$102  = { \$7 , \$7  };
   assign reset = layer[27:26];
   assign v_reset = layer[43:28];
   assign spiking = layer[25];
   assign membrane_write = { \$4 , \$4  };
-  assign \membrane_write$104  = { \$4 , \$4  };
+  assign \membrane_write$108  = { \$4 , \$4  };
   assign router_load = load;
-  assign \layer$107  = layer_index;
+  assign \layer$111  = layer_index;
   assign emit_values = layer[44];
-  assign \spikes$112  = spikes;
+  assign \spikes$116  = spikes;
   assign base = \$2 [7:0];
-  assign \can_load$118  = can_load;
+  assign \can_load$122  = can_load;
   assign free = router_free;
   assign spike_event = wr_event;
   assign spike_layer = records__payload[3:2];
@@ -672,37 +682,37 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \membranes_rdata[5]  = membranes_rdata[269:225];
   assign \membranes_rdata[6]  = membranes_rdata[314:270];
   assign \membranes_rdata[7]  = membranes_rdata[359:315];
-  assign \views$43[0]  = \views$43 [63:0];
-  assign \views$43[0].word  = \views$43 [10:0];
-  assign \views$43[0].wdata  = \views$43 [55:11];
-  assign \views$43[0].we  = \views$43 [56];
-  assign \views$43[0].re  = \views$43 [57];
-  assign \views$43[0].region  = \views$43 [60:58];
-  assign \views$43[0].lane  = \views$43 [63:61];
-  assign \views$43[1]  = \views$43 [127:64];
-  assign \views$43[1].word  = \views$43 [74:64];
-  assign \views$43[1].wdata  = \views$43 [119:75];
-  assign \views$43[1].we  = \views$43 [120];
-  assign \views$43[1].re  = \views$43 [121];
-  assign \views$43[1].region  = \views$43 [124:122];
-  assign \views$43[1].lane  = \views$43 [127:125];
-  assign \views$46[0]  = \views$46 [63:0];
-  assign \views$46[0].word  = \views$46 [10:0];
-  assign \views$46[0].wdata  = \views$46 [55:11];
-  assign \views$46[0].we  = \views$46 [56];
-  assign \views$46[0].re  = \views$46 [57];
-  assign \views$46[0].region  = \views$46 [60:58];
-  assign \views$46[0].lane  = \views$46 [63:61];
-  assign \views$46[1]  = \views$46 [127:64];
-  assign \views$46[1].word  = \views$46 [74:64];
-  assign \views$46[1].wdata  = \views$46 [119:75];
-  assign \views$46[1].we  = \views$46 [120];
-  assign \views$46[1].re  = \views$46 [121];
-  assign \views$46[1].region  = \views$46 [124:122];
-  assign \views$46[1].lane  = \views$46 [127:125];
-  assign \input__payload$47.index  = input__payload[6:0];
-  assign \input__payload$47.value  = input__payload[14:7];
-  assign \input__payload$47.end  = input__payload[15];
+  assign \views$47[0]  = \views$47 [63:0];
+  assign \views$47[0].word  = \views$47 [10:0];
+  assign \views$47[0].wdata  = \views$47 [55:11];
+  assign \views$47[0].we  = \views$47 [56];
+  assign \views$47[0].re  = \views$47 [57];
+  assign \views$47[0].region  = \views$47 [60:58];
+  assign \views$47[0].lane  = \views$47 [63:61];
+  assign \views$47[1]  = \views$47 [127:64];
+  assign \views$47[1].word  = \views$47 [74:64];
+  assign \views$47[1].wdata  = \views$47 [119:75];
+  assign \views$47[1].we  = \views$47 [120];
+  assign \views$47[1].re  = \views$47 [121];
+  assign \views$47[1].region  = \views$47 [124:122];
+  assign \views$47[1].lane  = \views$47 [127:125];
+  assign \views$50[0]  = \views$50 [63:0];
+  assign \views$50[0].word  = \views$50 [10:0];
+  assign \views$50[0].wdata  = \views$50 [55:11];
+  assign \views$50[0].we  = \views$50 [56];
+  assign \views$50[0].re  = \views$50 [57];
+  assign \views$50[0].region  = \views$50 [60:58];
+  assign \views$50[0].lane  = \views$50 [63:61];
+  assign \views$50[1]  = \views$50 [127:64];
+  assign \views$50[1].word  = \views$50 [74:64];
+  assign \views$50[1].wdata  = \views$50 [119:75];
+  assign \views$50[1].we  = \views$50 [120];
+  assign \views$50[1].re  = \views$50 [121];
+  assign \views$50[1].region  = \views$50 [124:122];
+  assign \views$50[1].lane  = \views$50 [127:125];
+  assign \input__payload$51.index  = input__payload[6:0];
+  assign \input__payload$51.value  = input__payload[14:7];
+  assign \input__payload$51.end  = input__payload[15];
   assign \counts[0]  = counts[7:0];
   assign \counts[1]  = counts[15:8];
   assign \counts[2]  = counts[23:16];
@@ -719,26 +729,26 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \counts[13]  = counts[111:104];
   assign \counts[14]  = counts[119:112];
   assign \counts[15]  = counts[127:120];
-  assign \counts$63[0]  = counts[7:0];
-  assign \counts$63[1]  = counts[15:8];
-  assign \counts$63[2]  = counts[23:16];
-  assign \counts$63[3]  = counts[31:24];
-  assign \counts$63[4]  = counts[39:32];
-  assign \counts$63[5]  = counts[47:40];
-  assign \counts$63[6]  = counts[55:48];
-  assign \counts$63[7]  = counts[63:56];
-  assign \counts$63[8]  = counts[71:64];
-  assign \counts$63[9]  = counts[79:72];
-  assign \counts$63[10]  = counts[87:80];
-  assign \counts$63[11]  = counts[95:88];
-  assign \counts$63[12]  = counts[103:96];
-  assign \counts$63[13]  = counts[111:104];
-  assign \counts$63[14]  = counts[119:112];
-  assign \counts$63[15]  = counts[127:120];
+  assign \counts$67[0]  = counts[7:0];
+  assign \counts$67[1]  = counts[15:8];
+  assign \counts$67[2]  = counts[23:16];
+  assign \counts$67[3]  = counts[31:24];
+  assign \counts$67[4]  = counts[39:32];
+  assign \counts$67[5]  = counts[47:40];
+  assign \counts$67[6]  = counts[55:48];
+  assign \counts$67[7]  = counts[63:56];
+  assign \counts$67[8]  = counts[71:64];
+  assign \counts$67[9]  = counts[79:72];
+  assign \counts$67[10]  = counts[87:80];
+  assign \counts$67[11]  = counts[95:88];
+  assign \counts$67[12]  = counts[103:96];
+  assign \counts$67[13]  = counts[111:104];
+  assign \counts$67[14]  = counts[119:112];
+  assign \counts$67[15]  = counts[127:120];
   assign \in_counts[0]  = in_counts[6:0];
   assign \in_counts[1]  = in_counts[13:7];
-  assign \in_counts$65[0]  = in_counts[6:0];
-  assign \in_counts$65[1]  = in_counts[13:7];
+  assign \in_counts$69[0]  = in_counts[6:0];
+  assign \in_counts$69[1]  = in_counts[13:7];
   assign \ev.index  = ev[6:0];
   assign \ev.value  = ev[14:7];
   assign \rd_data.index  = ev[6:0];
@@ -751,14 +761,14 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign \prod[5]  = prod[95:80];
   assign \prod[6]  = prod[111:96];
   assign \prod[7]  = prod[127:112];
-  assign \prod$96[0]  = prod[15:0];
-  assign \prod$96[1]  = prod[31:16];
-  assign \prod$96[2]  = prod[47:32];
-  assign \prod$96[3]  = prod[63:48];
-  assign \prod$96[4]  = prod[79:64];
-  assign \prod$96[5]  = prod[95:80];
-  assign \prod$96[6]  = prod[111:96];
-  assign \prod$96[7]  = prod[127:112];
+  assign \prod$100[0]  = prod[15:0];
+  assign \prod$100[1]  = prod[31:16];
+  assign \prod$100[2]  = prod[47:32];
+  assign \prod$100[3]  = prod[63:48];
+  assign \prod$100[4]  = prod[79:64];
+  assign \prod$100[5]  = prod[95:80];
+  assign \prod$100[6]  = prod[111:96];
+  assign \prod$100[7]  = prod[127:112];
   assign \layer.size  = layer[7:0];
   assign \layer.rows  = layer[12:8];
   assign \layer.sbase  = layer[17:13];
@@ -804,10 +814,10 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
   assign values[47:32] = new_u[47:32];
   assign values[31:16] = new_u[31:16];
   assign values[15:0] = new_u[15:0];
-  assign \views$46 [127:64] = views[127:64];
-  assign \views$46 [63:0] = views[63:0];
-  assign \views$43 [127:64] = views[127:64];
-  assign \views$43 [63:0] = views[63:0];
+  assign \views$50 [127:64] = views[127:64];
+  assign \views$50 [63:0] = views[63:0];
+  assign \views$47 [127:64] = views[127:64];
+  assign \views$47 [63:0] = views[63:0];
   assign lane_rdata[1079:1035] = membranes_rdata[359:315];
   assign lane_rdata[1034:990] = membranes_rdata[314:270];
   assign lane_rdata[989:945] = membranes_rdata[269:225];
@@ -835,7 +845,7 @@ module npu_core_digits(host_wdata, host_we, host_re, clear, input__payload, inpu
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$1530$0 , \port$1532$0 , addr);
+module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata, views, rdata, rvalid, table_rdata, busy, \port$1552$0 , \port$1554$0 , addr);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -895,10 +905,10 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
   wire [44:0] \lane_rdata[2][5] ;
   wire [44:0] \lane_rdata[2][6] ;
   wire [44:0] \lane_rdata[2][7] ;
-  input \port$1530$0 ;
-  wire \port$1530$0 ;
-  input \port$1532$0 ;
-  wire \port$1532$0 ;
+  input \port$1552$0 ;
+  wire \port$1552$0 ;
+  input \port$1554$0 ;
+  wire \port$1554$0 ;
   reg [2:0] rd_lane = 3'h0;
   reg [44:0] rd_reg = 45'h000000000000;
   reg [2:0] rd_region = 3'h0;
@@ -939,13 +949,13 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
   wire [44:0] wdata;
   input we;
   wire we;
-  assign \$1  = ~ \port$1530$0 ;
+  assign \$1  = ~ \port$1552$0 ;
   assign \$2  = \$1  & we;
-  assign \$3  = ~ \port$1530$0 ;
+  assign \$3  = ~ \port$1552$0 ;
   assign \$4  = \$3  & re;
-  assign \$5  = ~ \port$1532$0 ;
+  assign \$5  = ~ \port$1554$0 ;
   assign \$6  = \$5  & we;
-  assign \$7  = ~ \port$1532$0 ;
+  assign \$7  = ~ \port$1554$0 ;
   assign \$8  = \$7  & re;
   assign \$9  = ~ busy;
   assign \$10  = \$9  & we;
@@ -1069,7 +1079,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
       \$19  = 45'h000000000000;
     end
   end
-  assign busy_groups = { \port$1532$0 , \port$1530$0  };
+  assign busy_groups = { \port$1554$0 , \port$1552$0  };
   assign counters_re = re;
   assign \views[0]  = views[63:0];
   assign \views[0].word  = views[10:0];
@@ -1140,7 +1150,7 @@ module \npu_core_digits.host (wdata, we, re, clk, rst, counters_rdata, lane_rdat
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1814$2 , clear
+module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1838$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
@@ -1298,8 +1308,8 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   reg [14:0] input_events_nrw = 15'h0000;
   wire [6:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [8:0] \port$1814$2 ;
-  wire [8:0] \port$1814$2 ;
+  input [8:0] \port$1838$2 ;
+  wire [8:0] \port$1838$2 ;
   wire [10:0] port__addr;
   wire [7:0] \port__addr$45 ;
   wire [14:0] port__data;
@@ -3675,7 +3685,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \$45  = clear & \$44 ;
   assign \$46  = rd_from_input_q ? input_events_nrw[6:0] : events_nrw[6:0];
   assign \$47  = rd_from_input_q ? input_events_nrw[14:7] : events_nrw[14:7];
-  assign spike_src = \port$1814$2 [1:0] + 1'h1;
+  assign spike_src = \port$1838$2 [1:0] + 1'h1;
   assign \$49  = ~ in_full;
   assign \$50  = ~ clear;
   assign input__ready = \$49  & \$50 ;
@@ -4326,9 +4336,9 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   end
   assign port__addr = { rd_bank, rd_src, rd_n[6:0] };
   assign \port__addr$45  = { rd_bank, rd_n[6:0] };
-  assign wr_layer = \port$1814$2 [1:0];
+  assign wr_layer = \port$1838$2 [1:0];
   assign ev_wr__addr = { cur, spike_src, \$48  };
-  assign wr_index = { 1'h0, \port$1814$2 [8:2] };
+  assign wr_index = { 1'h0, \port$1838$2 [8:2] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[6:0];
@@ -4367,7 +4377,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
   assign \in_wr__data.index  = in_wr__data[6:0];
   assign \in_wr__data.value  = in_wr__data[14:7];
   assign ev_wr__data[14:7] = 8'h01;
-  assign ev_wr__data[6:0] = \port$1814$2 [8:2];
+  assign ev_wr__data[6:0] = \port$1838$2 [8:2];
   assign rd_data[14:7] = \$47 ;
   assign rd_data[6:0] = \$46 ;
   assign in_counts[13:7] = in_count1;
@@ -4391,7 +4401,7 @@ module \npu_core_digits.lists (input__payload, input__valid, clk, rst, input__re
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 , \port$1516$25 , \port$1530$0 , \port$1532$0 , \port$1683$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1500$0 , \port$1534$25 , \port$1552$0 , \port$1554$0 , \port$1707$0 , prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4722,16 +4732,16 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 ,
   wire [44:0] \params_rdata[5] ;
   wire [44:0] \params_rdata[6] ;
   wire [44:0] \params_rdata[7] ;
-  input \port$1483$0 ;
-  wire \port$1483$0 ;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
-  input \port$1530$0 ;
-  wire \port$1530$0 ;
-  input \port$1532$0 ;
-  wire \port$1532$0 ;
-  input \port$1683$0 ;
-  wire \port$1683$0 ;
+  input \port$1500$0 ;
+  wire \port$1500$0 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
+  input \port$1552$0 ;
+  wire \port$1552$0 ;
+  input \port$1554$0 ;
+  wire \port$1554$0 ;
+  input \port$1707$0 ;
+  wire \port$1707$0 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$112 ;
   wire [4:0] \port__addr$121 ;
@@ -5598,134 +5608,134 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 ,
       params7[views[68:64]] <= views[115:75];
   end
   assign \port__data$31  = params7[\$102 [4:0]];
-  assign \$1  = \port$1683$0  | pre3;
-  assign \$2  = \port$1683$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
+  assign \$1  = \port$1707$0  | pre3;
+  assign \$2  = \port$1707$0  ? { prod[15], prod[15], prod[15:0] } : leak_q0;
   assign \$3  = $signed(acc0) + $signed(\$2 );
-  assign \$4  = \port$1683$0  | pre3;
-  assign \$5  = \port$1683$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
+  assign \$4  = \port$1707$0  | pre3;
+  assign \$5  = \port$1707$0  ? { prod[31], prod[31], prod[31:16] } : leak_q1;
   assign \$6  = $signed(acc1) + $signed(\$5 );
-  assign \$7  = \port$1683$0  | pre3;
-  assign \$8  = \port$1683$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
+  assign \$7  = \port$1707$0  | pre3;
+  assign \$8  = \port$1707$0  ? { prod[47], prod[47], prod[47:32] } : leak_q2;
   assign \$9  = $signed(acc2) + $signed(\$8 );
-  assign \$10  = \port$1683$0  | pre3;
-  assign \$11  = \port$1683$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
+  assign \$10  = \port$1707$0  | pre3;
+  assign \$11  = \port$1707$0  ? { prod[63], prod[63], prod[63:48] } : leak_q3;
   assign \$12  = $signed(acc3) + $signed(\$11 );
-  assign \$13  = \port$1683$0  | pre3;
-  assign \$14  = \port$1683$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
+  assign \$13  = \port$1707$0  | pre3;
+  assign \$14  = \port$1707$0  ? { prod[79], prod[79], prod[79:64] } : leak_q4;
   assign \$15  = $signed(acc4) + $signed(\$14 );
-  assign \$16  = \port$1683$0  | pre3;
-  assign \$17  = \port$1683$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
+  assign \$16  = \port$1707$0  | pre3;
+  assign \$17  = \port$1707$0  ? { prod[95], prod[95], prod[95:80] } : leak_q5;
   assign \$18  = $signed(acc5) + $signed(\$17 );
-  assign \$19  = \port$1683$0  | pre3;
-  assign \$20  = \port$1683$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
+  assign \$19  = \port$1707$0  | pre3;
+  assign \$20  = \port$1707$0  ? { prod[111], prod[111], prod[111:96] } : leak_q6;
   assign \$21  = $signed(acc6) + $signed(\$20 );
-  assign \$22  = \port$1683$0  | pre3;
-  assign \$23  = \port$1683$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
+  assign \$22  = \port$1707$0  | pre3;
+  assign \$23  = \port$1707$0  ? { prod[127], prod[127], prod[127:112] } : leak_q7;
   assign \$24  = $signed(acc7) + $signed(\$23 );
-  assign \$25  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$26  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$27  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$25  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$26  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$27  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$28  = views[60:58] == 2'h2;
   assign \$29  = views[56] & \$28 ;
   assign \$30  = ! views[63:61];
   assign p_wr__en = \$29  & \$30 ;
-  assign \$31  = \port$1530$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
+  assign \$31  = \port$1552$0  ? { new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15], new_u[15:0] } : { 1'h0, views[55:11] };
   assign \$32  = views[60:58] == 2'h3;
   assign \$33  = views[56] & \$32 ;
   assign \$34  = ! views[63:61];
   assign \$35  = \$33  & \$34 ;
-  assign u_wr__en = \port$1530$0  ? \port$1483$0  : \$35 ;
-  assign \$36  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$37  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$38  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign u_wr__en = \port$1552$0  ? \port$1500$0  : \$35 ;
+  assign \$36  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$37  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$38  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$39  = views[60:58] == 2'h2;
   assign \$40  = views[56] & \$39 ;
   assign \$41  = views[63:61] == 1'h1;
   assign \p_wr__en$126  = \$40  & \$41 ;
-  assign \$42  = \port$1530$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
+  assign \$42  = \port$1552$0  ? { new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31], new_u[31:16] } : { 1'h0, views[55:11] };
   assign \$43  = views[60:58] == 2'h3;
   assign \$44  = views[56] & \$43 ;
   assign \$45  = views[63:61] == 1'h1;
   assign \$46  = \$44  & \$45 ;
-  assign \u_wr__en$128  = \port$1530$0  ? \port$1483$0  : \$46 ;
-  assign \$47  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$48  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$49  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$128  = \port$1552$0  ? \port$1500$0  : \$46 ;
+  assign \$47  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$48  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$49  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$50  = views[60:58] == 2'h2;
   assign \$51  = views[56] & \$50 ;
   assign \$52  = views[63:61] == 2'h2;
   assign \p_wr__en$134  = \$51  & \$52 ;
-  assign \$53  = \port$1530$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
+  assign \$53  = \port$1552$0  ? { new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47], new_u[47:32] } : { 1'h0, views[55:11] };
   assign \$54  = views[60:58] == 2'h3;
   assign \$55  = views[56] & \$54 ;
   assign \$56  = views[63:61] == 2'h2;
   assign \$57  = \$55  & \$56 ;
-  assign \u_wr__en$136  = \port$1530$0  ? \port$1483$0  : \$57 ;
-  assign \$58  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$59  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
-  assign \$60  = \port$1530$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \u_wr__en$136  = \port$1552$0  ? \port$1500$0  : \$57 ;
+  assign \$58  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$59  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
+  assign \$60  = \port$1552$0  ? { 5'h00, row_addr } : views[10:0];
   assign \$61  = views[60:58] == 2'h2;
   assign \$62  = views[56] & \$61 ;
   assign \$63  = views[63:61] == 2'h3;
   assign \p_wr__en$142  = \$62  & \$63 ;
-  assign \$64  = \port$1530$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
+  assign \$64  = \port$1552$0  ? { new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63], new_u[63:48] } : { 1'h0, views[55:11] };
   assign \$65  = views[60:58] == 2'h3;
   assign \$66  = views[56] & \$65 ;
   assign \$67  = views[63:61] == 2'h3;
   assign \$68  = \$66  & \$67 ;
-  assign \u_wr__en$144  = \port$1530$0  ? \port$1483$0  : \$68 ;
-  assign \$69  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$70  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$71  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$144  = \port$1552$0  ? \port$1500$0  : \$68 ;
+  assign \$69  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$70  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$71  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$72  = views[124:122] == 2'h2;
   assign \$73  = views[120] & \$72 ;
   assign \$74  = views[127:125] == 3'h4;
   assign \p_wr__en$150  = \$73  & \$74 ;
-  assign \$75  = \port$1532$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
+  assign \$75  = \port$1554$0  ? { new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79], new_u[79:64] } : { 1'h0, views[119:75] };
   assign \$76  = views[124:122] == 2'h3;
   assign \$77  = views[120] & \$76 ;
   assign \$78  = views[127:125] == 3'h4;
   assign \$79  = \$77  & \$78 ;
-  assign \u_wr__en$152  = \port$1532$0  ? \port$1483$0  : \$79 ;
-  assign \$80  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$81  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$82  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$152  = \port$1554$0  ? \port$1500$0  : \$79 ;
+  assign \$80  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$81  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$82  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$83  = views[124:122] == 2'h2;
   assign \$84  = views[120] & \$83 ;
   assign \$85  = views[127:125] == 3'h5;
   assign \p_wr__en$158  = \$84  & \$85 ;
-  assign \$86  = \port$1532$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
+  assign \$86  = \port$1554$0  ? { new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95], new_u[95:80] } : { 1'h0, views[119:75] };
   assign \$87  = views[124:122] == 2'h3;
   assign \$88  = views[120] & \$87 ;
   assign \$89  = views[127:125] == 3'h5;
   assign \$90  = \$88  & \$89 ;
-  assign \u_wr__en$160  = \port$1532$0  ? \port$1483$0  : \$90 ;
-  assign \$91  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$92  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$93  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$160  = \port$1554$0  ? \port$1500$0  : \$90 ;
+  assign \$91  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$92  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$93  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$94  = views[124:122] == 2'h2;
   assign \$95  = views[120] & \$94 ;
   assign \$96  = views[127:125] == 3'h6;
   assign \p_wr__en$166  = \$95  & \$96 ;
-  assign \$97  = \port$1532$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
+  assign \$97  = \port$1554$0  ? { new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111], new_u[111:96] } : { 1'h0, views[119:75] };
   assign \$98  = views[124:122] == 2'h3;
   assign \$99  = views[120] & \$98 ;
   assign \$100  = views[127:125] == 3'h6;
   assign \$101  = \$99  & \$100 ;
-  assign \u_wr__en$168  = \port$1532$0  ? \port$1483$0  : \$101 ;
-  assign \$102  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$103  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
-  assign \$104  = \port$1532$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \u_wr__en$168  = \port$1554$0  ? \port$1500$0  : \$101 ;
+  assign \$102  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$103  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
+  assign \$104  = \port$1554$0  ? { 5'h00, row_addr } : views[74:64];
   assign \$105  = views[124:122] == 2'h2;
   assign \$106  = views[120] & \$105 ;
   assign \$107  = views[127:125] == 3'h7;
   assign \p_wr__en$174  = \$106  & \$107 ;
-  assign \$108  = \port$1532$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
+  assign \$108  = \port$1554$0  ? { new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127], new_u[127:112] } : { 1'h0, views[119:75] };
   assign \$109  = views[124:122] == 2'h3;
   assign \$110  = views[120] & \$109 ;
   assign \$111  = views[127:125] == 3'h7;
   assign \$112  = \$110  & \$111 ;
-  assign \u_wr__en$176  = \port$1532$0  ? \port$1483$0  : \$112 ;
+  assign \u_wr__en$176  = \port$1554$0  ? \port$1500$0  : \$112 ;
   always @(posedge clk)
     params0_nrw <= port__data;
   always @(posedge clk)
@@ -5899,56 +5909,56 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 ,
     .u(u_q7)
   );
   \npu_core_digits.neurons.neuron0  neuron0 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_digits.neurons.neuron1  neuron1 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$93 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
     .u_new(\u_new$94 )
   );
   \npu_core_digits.neurons.neuron2  neuron2 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$95 ),
     .theta(params2_nrw[24:9]),
     .total(acc2),
     .u_new(\u_new$96 )
   );
   \npu_core_digits.neurons.neuron3  neuron3 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$97 ),
     .theta(params3_nrw[24:9]),
     .total(acc3),
     .u_new(\u_new$98 )
   );
   \npu_core_digits.neurons.neuron4  neuron4 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$99 ),
     .theta(params4_nrw[24:9]),
     .total(acc4),
     .u_new(\u_new$100 )
   );
   \npu_core_digits.neurons.neuron5  neuron5 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$101 ),
     .theta(params5_nrw[24:9]),
     .total(acc5),
     .u_new(\u_new$102 )
   );
   \npu_core_digits.neurons.neuron6  neuron6 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$103 ),
     .theta(params6_nrw[24:9]),
     .total(acc6),
     .u_new(\u_new$104 )
   );
   \npu_core_digits.neurons.neuron7  neuron7 (
-    .\port$1516$25 (\port$1516$25 ),
+    .\port$1534$25 (\port$1534$25 ),
     .spike(\spike$105 ),
     .theta(params7_nrw[24:9]),
     .total(acc7),
@@ -6162,15 +6172,15 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 ,
       \$134  = 128'h00000000000000000000000000000000;
     end
   end
-  assign prod_valid = { \port$1683$0 , \port$1683$0  };
+  assign prod_valid = { \port$1707$0 , \port$1707$0  };
   assign port__addr = \$25 [4:0];
-  assign busy_groups = { \port$1532$0 , \port$1530$0  };
+  assign busy_groups = { \port$1554$0 , \port$1552$0  };
   assign p_wr__addr = views[4:0];
   assign \port__addr$112  = \$26 [4:0];
   assign u_wr__addr = \$27 [4:0];
   assign p_wr__data = views[51:11];
   assign u_wr__data = \$31 [15:0];
-  assign membrane_write = { \port$1483$0 , \port$1483$0  };
+  assign membrane_write = { \port$1500$0 , \port$1500$0  };
   assign \port__addr$121  = \$36 [4:0];
   assign \p_wr__addr$122  = views[4:0];
   assign \port__addr$123  = \$37 [4:0];
@@ -6239,47 +6249,47 @@ module \npu_core_digits.neurons (rst, row_addr, views, row_start, \port$1483$0 ,
   assign \bias$200  = bias_q7;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$1516$25 [18:3];
-  assign \v_reset$204  = \port$1516$25 [18:3];
-  assign reset = \port$1516$25 [2:1];
-  assign \reset$206  = \port$1516$25 [2:1];
-  assign spiking = \port$1516$25 [0];
-  assign \spiking$208  = \port$1516$25 [0];
+  assign v_reset = \port$1534$25 [18:3];
+  assign \v_reset$204  = \port$1534$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign \reset$206  = \port$1534$25 [2:1];
+  assign spiking = \port$1534$25 [0];
+  assign \spiking$208  = \port$1534$25 [0];
   assign \total$210  = acc1;
   assign \theta$211  = params1_nrw[24:9];
-  assign \v_reset$212  = \port$1516$25 [18:3];
-  assign \reset$213  = \port$1516$25 [2:1];
-  assign \spiking$214  = \port$1516$25 [0];
+  assign \v_reset$212  = \port$1534$25 [18:3];
+  assign \reset$213  = \port$1534$25 [2:1];
+  assign \spiking$214  = \port$1534$25 [0];
   assign \total$215  = acc2;
   assign \theta$216  = params2_nrw[24:9];
-  assign \v_reset$217  = \port$1516$25 [18:3];
-  assign \reset$218  = \port$1516$25 [2:1];
-  assign \spiking$219  = \port$1516$25 [0];
+  assign \v_reset$217  = \port$1534$25 [18:3];
+  assign \reset$218  = \port$1534$25 [2:1];
+  assign \spiking$219  = \port$1534$25 [0];
   assign \total$220  = acc3;
   assign \theta$221  = params3_nrw[24:9];
-  assign \v_reset$222  = \port$1516$25 [18:3];
-  assign \reset$223  = \port$1516$25 [2:1];
-  assign \spiking$224  = \port$1516$25 [0];
+  assign \v_reset$222  = \port$1534$25 [18:3];
+  assign \reset$223  = \port$1534$25 [2:1];
+  assign \spiking$224  = \port$1534$25 [0];
   assign \total$225  = acc4;
   assign \theta$226  = params4_nrw[24:9];
-  assign \v_reset$227  = \port$1516$25 [18:3];
-  assign \reset$228  = \port$1516$25 [2:1];
-  assign \spiking$229  = \port$1516$25 [0];
+  assign \v_reset$227  = \port$1534$25 [18:3];
+  assign \reset$228  = \port$1534$25 [2:1];
+  assign \spiking$229  = \port$1534$25 [0];
   assign \total$230  = acc5;
   assign \theta$231  = params5_nrw[24:9];
-  assign \v_reset$232  = \port$1516$25 [18:3];
-  assign \reset$233  = \port$1516$25 [2:1];
-  assign \spiking$234  = \port$1516$25 [0];
+  assign \v_reset$232  = \port$1534$25 [18:3];
+  assign \reset$233  = \port$1534$25 [2:1];
+  assign \spiking$234  = \port$1534$25 [0];
   assign \total$235  = acc6;
   assign \theta$236  = params6_nrw[24:9];
-  assign \v_reset$237  = \port$1516$25 [18:3];
-  assign \reset$238  = \port$1516$25 [2:1];
-  assign \spiking$239  = \port$1516$25 [0];
+  assign \v_reset$237  = \port$1534$25 [18:3];
+  assign \reset$238  = \port$1534$25 [2:1];
+  assign \spiking$239  = \port$1534$25 [0];
   assign \total$240  = acc7;
   assign \theta$241  = params7_nrw[24:9];
-  assign \v_reset$242  = \port$1516$25 [18:3];
-  assign \reset$243  = \port$1516$25 [2:1];
-  assign \spiking$244  = \port$1516$25 [0];
+  assign \v_reset$242  = \port$1534$25 [18:3];
+  assign \reset$243  = \port$1534$25 [2:1];
+  assign \spiking$244  = \port$1534$25 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -6577,7 +6587,7 @@ module \npu_core_digits.neurons.leak7 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron0 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron0 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6601,8 +6611,8 @@ module \npu_core_digits.neurons.neuron0 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6631,26 +6641,26 @@ module \npu_core_digits.neurons.neuron0 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$16  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron1 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron1 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6674,8 +6684,8 @@ module \npu_core_digits.neurons.neuron1 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6704,26 +6714,26 @@ module \npu_core_digits.neurons.neuron1 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$14  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron2 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron2 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6747,8 +6757,8 @@ module \npu_core_digits.neurons.neuron2 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6777,26 +6787,26 @@ module \npu_core_digits.neurons.neuron2 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$12  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron3 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron3 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6820,8 +6830,8 @@ module \npu_core_digits.neurons.neuron3 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6850,26 +6860,26 @@ module \npu_core_digits.neurons.neuron3 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$10  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$10 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron4 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron4 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6893,8 +6903,8 @@ module \npu_core_digits.neurons.neuron4 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6923,26 +6933,26 @@ module \npu_core_digits.neurons.neuron4 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$8  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron5 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron5 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6966,8 +6976,8 @@ module \npu_core_digits.neurons.neuron5 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -6996,26 +7006,26 @@ module \npu_core_digits.neurons.neuron5 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$6  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$6 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron6 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron6 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7039,8 +7049,8 @@ module \npu_core_digits.neurons.neuron6 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7069,26 +7079,26 @@ module \npu_core_digits.neurons.neuron6 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.neurons.neuron7 (u_new, \port$1516$25 , theta, total, spike);
+module \npu_core_digits.neurons.neuron7 (u_new, \port$1534$25 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -7112,8 +7122,8 @@ module \npu_core_digits.neurons.neuron7 (u_new, \port$1516$25 , theta, total, sp
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$1516$25 ;
-  wire [18:0] \port$1516$25 ;
+  input [18:0] \port$1534$25 ;
+  wire [18:0] \port$1534$25 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -7142,20 +7152,20 @@ module \npu_core_digits.neurons.neuron7 (u_new, \port$1516$25 , theta, total, sp
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$1516$25 [0] & \$11 ;
+  assign spike = \port$1534$25 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$1516$25 [2:1];
-  assign \$17  = \port$1516$25 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$1516$25 [18:3] : v;
+  assign \$16  = ! \port$1534$25 [2:1];
+  assign \$17  = \port$1534$25 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$1534$25 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$1516$25 [0];
+  assign spiking = \port$1534$25 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$1516$25 [2:1];
-  assign v_reset = \port$1516$25 [18:3];
+  assign reset = \port$1534$25 [2:1];
+  assign v_reset = \port$1534$25 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -7809,81 +7819,95 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, row_start, issue, router_load, neuron_write, write_end, end_step
-, layer, valid, li, busy_rep0, busy_rep1, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
+, fault, layer, valid, li, busy_rep0, busy_rep1, k, fault_info, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   reg [44:0] \$1 ;
   wire \$10 ;
-  wire [8:0] \$100 ;
-  wire [8:0] \$101 ;
-  wire [8:0] \$102 ;
-  wire [9:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [10:0] \$105 ;
-  wire [10:0] \$106 ;
-  wire [10:0] \$107 ;
-  wire [11:0] \$108 ;
-  wire [12:0] \$109 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire [6:0] \$105 ;
+  wire \$106 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
-  wire [14:0] \$110 ;
-  wire [14:0] \$111 ;
-  wire [15:0] \$112 ;
-  wire \$113 ;
-  wire [6:0] \$114 ;
-  wire \$115 ;
-  wire [7:0] \$116 ;
-  wire [7:0] \$117 ;
-  wire \$118 ;
-  wire [8:0] \$119 ;
+  wire [8:0] \$110 ;
+  wire [8:0] \$111 ;
+  wire [8:0] \$112 ;
+  wire [9:0] \$113 ;
+  wire [10:0] \$114 ;
+  wire [10:0] \$115 ;
+  wire [10:0] \$116 ;
+  wire [10:0] \$117 ;
+  wire [11:0] \$118 ;
+  wire [12:0] \$119 ;
   wire \$12 ;
-  wire [8:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire [2:0] \$123 ;
-  wire [5:0] \$124 ;
-  wire [2:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
+  wire [14:0] \$120 ;
+  wire [14:0] \$121 ;
+  wire [15:0] \$122 ;
+  wire \$123 ;
+  wire [6:0] \$124 ;
+  wire \$125 ;
+  wire [7:0] \$126 ;
+  wire [7:0] \$127 ;
   wire \$128 ;
-  wire [2:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  reg [44:0] \$131 ;
-  reg [44:0] \$132 ;
-  reg [44:0] \$133 ;
-  reg [44:0] \$134 ;
-  reg [22:0] \$135 ;
-  reg [22:0] \$136 ;
-  reg [22:0] \$137 ;
-  reg [22:0] \$138 ;
-  reg [22:0] \$139 ;
+  wire [8:0] \$130 ;
+  wire [8:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [2:0] \$134 ;
+  wire [5:0] \$135 ;
+  wire [2:0] \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  reg [22:0] \$140 ;
-  reg [22:0] \$141 ;
-  reg [22:0] \$142 ;
-  reg [2:0] \$143 ;
+  wire [2:0] \$140 ;
+  wire \$141 ;
+  reg [44:0] \$142 ;
+  reg [44:0] \$143 ;
   reg [44:0] \$144 ;
-  reg [3:0] \$145 ;
-  reg [3:0] \$146 ;
+  reg [44:0] \$145 ;
+  reg [22:0] \$146 ;
   reg [22:0] \$147 ;
-  reg [7:0] \$148 ;
-  reg \$149 ;
+  reg [22:0] \$148 ;
+  reg [22:0] \$149 ;
   wire \$15 ;
-  reg [1:0] \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg [3:0] \$153 ;
-  reg [4:0] \$154 ;
-  reg [2:0] \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg [7:0] \$158 ;
+  reg [22:0] \$150 ;
+  reg [22:0] \$151 ;
+  reg [22:0] \$152 ;
+  reg [22:0] \$153 ;
+  reg [2:0] \$154 ;
+  reg [44:0] \$155 ;
+  reg [3:0] \$156 ;
+  reg [3:0] \$157 ;
+  reg [22:0] \$158 ;
   reg [7:0] \$159 ;
   wire \$16 ;
-  reg [10:0] \$160 ;
-  reg [12:0] \$161 ;
-  reg \$162 ;
+  reg \$160 ;
+  reg [4:0] \$161 ;
+  reg [2:0] \$162 ;
   reg [1:0] \$163 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg [3:0] \$166 ;
+  reg [4:0] \$167 ;
+  reg [13:0] \$168 ;
+  reg [2:0] \$169 ;
   wire \$17 ;
+  reg \$170 ;
+  reg \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [10:0] \$174 ;
+  reg [12:0] \$175 ;
+  reg \$176 ;
+  reg [1:0] \$177 ;
   wire \$18 ;
   wire \$19 ;
   reg [22:0] \$2 ;
@@ -7893,18 +7917,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [3:0] \$259 ;
   wire \$26 ;
-  wire [7:0] \$263 ;
   wire \$27 ;
   wire \$28 ;
-  wire [3:0] \$282 ;
-  wire [7:0] \$286 ;
+  wire [3:0] \$283 ;
+  wire [7:0] \$287 ;
   wire \$29 ;
   wire [13:0] \$3 ;
   wire \$30 ;
-  wire [4:0] \$31 ;
-  wire \$32 ;
+  wire [3:0] \$306 ;
+  wire \$31 ;
+  wire [7:0] \$310 ;
+  wire [4:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -7929,43 +7953,43 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  reg [44:0] \$55 ;
-  wire [4:0] \$56 ;
-  reg [22:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire \$55 ;
+  wire \$56 ;
+  reg [44:0] \$57 ;
+  wire [4:0] \$58 ;
+  reg [22:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [8:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire \$63 ;
-  wire [8:0] \$64 ;
-  wire [9:0] \$65 ;
-  wire \$66 ;
-  wire [8:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire \$69 ;
+  wire [8:0] \$60 ;
+  wire [9:0] \$61 ;
+  wire \$62 ;
+  wire [8:0] \$63 ;
+  wire [9:0] \$64 ;
+  wire \$65 ;
+  wire [8:0] \$66 ;
+  wire [9:0] \$67 ;
+  wire \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire [8:0] \$70 ;
-  wire [9:0] \$71 ;
-  wire \$72 ;
-  wire [8:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire \$75 ;
-  wire [8:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire \$78 ;
-  wire [8:0] \$79 ;
+  wire [9:0] \$70 ;
+  wire \$71 ;
+  wire [8:0] \$72 ;
+  wire [9:0] \$73 ;
+  wire \$74 ;
+  wire [8:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire \$77 ;
+  wire [8:0] \$78 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire \$81 ;
-  wire [5:0] \$82 ;
+  wire \$80 ;
+  wire [8:0] \$81 ;
+  wire [9:0] \$82 ;
   wire \$83 ;
-  wire \$84 ;
+  wire [5:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire \$88 ;
+  wire [8:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
@@ -7973,11 +7997,11 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [6:0] \$95 ;
+  wire \$95 ;
   wire \$96 ;
-  wire [7:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   output busy;
   reg busy;
   wire [1:0] busy_groups;
@@ -8069,9 +8093,14 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire \edge7.recurrent ;
   wire [2:0] \edge7.src ;
   wire [10:0] \edge7.wbase ;
+  reg [2:0] edge_bad = 3'h0;
   output end_step;
   reg end_step;
   reg events_left = 1'h0;
+  output fault;
+  reg fault;
+  output [13:0] fault_info;
+  reg [13:0] fault_info = 14'h0000;
   reg [3:0] fsm_state = 4'h0;
   wire host_req;
   input [13:0] in_counts;
@@ -8139,6 +8168,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   wire [7:0] \layer3.size ;
   wire \layer3.spiking ;
   wire [15:0] \layer3.v_reset ;
+  reg [4:0] layer_bad = 5'h00;
   output [1:0] li;
   reg [1:0] li = 2'h0;
   wire [1:0] membrane_write;
@@ -8216,170 +8246,187 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \$23  = li == 1'h1;
   assign \$24  = li == 2'h2;
   assign \$25  = li == 2'h3;
-  assign \$26  = ! k;
-  assign \$27  = ! li;
-  assign \$28  = li == 1'h1;
-  assign \$29  = li == 2'h2;
-  assign \$30  = li == 2'h3;
-  assign \$31  = e + 1'h1;
-  assign \$32  = ! li;
-  assign \$33  = li == 1'h1;
-  assign \$34  = li == 2'h2;
-  assign \$35  = li == 2'h3;
-  assign \$36  = ! li;
-  assign \$37  = li == 1'h1;
-  assign \$38  = li == 2'h2;
-  assign \$39  = li == 2'h3;
-  assign \$40  = ! li;
-  assign \$41  = li == 1'h1;
-  assign \$42  = li == 2'h2;
-  assign \$43  = li == 2'h3;
-  assign \$45  = ! fsm_state;
-  assign \$46  = fsm_state == 1'h1;
-  assign \$47  = fsm_state == 2'h2;
-  assign \$48  = fsm_state == 2'h3;
-  assign \$49  = fsm_state == 3'h4;
-  assign \$50  = fsm_state == 3'h5;
-  assign \$51  = fsm_state == 3'h6;
-  assign \$52  = fsm_state == 3'h7;
-  assign \$53  = fsm_state == 4'h8;
-  assign \$54  = fsm_state == 4'h9;
-  assign \$56  = layer[20:18] + layer[24:21];
-  assign \$58  = k * 4'h8;
-  assign \$59  = \$58  + 1'h0;
-  assign \$60  = \$59  < layer[7:0];
-  assign \$61  = k * 4'h8;
-  assign \$62  = \$61  + 1'h1;
-  assign \$63  = \$62  < layer[7:0];
-  assign \$64  = k * 4'h8;
-  assign \$65  = \$64  + 2'h2;
-  assign \$66  = \$65  < layer[7:0];
-  assign \$67  = k * 4'h8;
-  assign \$68  = \$67  + 2'h3;
-  assign \$69  = \$68  < layer[7:0];
-  assign \$70  = k * 4'h8;
-  assign \$71  = \$70  + 3'h4;
-  assign \$72  = \$71  < layer[7:0];
-  assign \$73  = k * 4'h8;
-  assign \$74  = \$73  + 3'h5;
-  assign \$75  = \$74  < layer[7:0];
-  assign \$76  = k * 4'h8;
-  assign \$77  = \$76  + 3'h6;
-  assign \$78  = \$77  < layer[7:0];
-  assign \$79  = k * 4'h8;
-  assign \$80  = \$79  + 3'h7;
-  assign \$81  = \$80  < layer[7:0];
-  assign \$82  = k + 1'h1;
-  assign \$83  = \$82  >= layer[12:8];
-  assign \$84  = ~ clear;
-  assign \$85  = in_full & \$84 ;
-  assign \$88  = ! num_layers;
-  assign \$89  = e == e_end;
-  assign \$90  = ! \edge [2:0];
-  assign \$91  = ! \edge [2:0];
-  assign \$92  = cur ^ \edge [3];
-  assign \$93  = \$91  ? in_rbank : \$92 ;
-  assign \$94  = ! \edge [2:0];
-  assign \$259  = in_rbank * 3'h7;
-  assign \$95  = in_counts >> \$259 ;
-  assign \$96  = cur ^ \edge [3];
-  assign \$263  = { \$96 , \edge [2:0] } * 4'h8;
-  assign \$97  = counts >> \$263 ;
-  assign \$98  = \$94  ? { 1'h0, \$95  } : \$97 ;
-  assign \$100  = k[0] ? \$99  : 9'h000;
-  assign \$102  = k[1] ? \$101  : 9'h000;
-  assign \$103  = \$100  + \$102 ;
-  assign \$105  = k[2] ? \$104  : 11'h000;
-  assign \$107  = k[3] ? \$106  : 11'h000;
-  assign \$108  = \$105  + \$107 ;
-  assign \$109  = \$103  + \$108 ;
-  assign \$111  = k[4] ? \$110  : 15'h0000;
-  assign \$112  = \$109  + \$111 ;
-  assign \$113  = ! \edge [2:0];
-  assign \$282  = in_rbank * 3'h7;
-  assign \$114  = in_counts >> \$282 ;
-  assign \$115  = cur ^ \edge [3];
-  assign \$286  = { \$115 , \edge [2:0] } * 4'h8;
-  assign \$116  = counts >> \$286 ;
-  assign \$117  = \$113  ? { 1'h0, \$114  } : \$116 ;
-  assign \$118  = | \$117 ;
-  assign \$119  = rd_n + 1'h1;
-  assign \$120  = rd_n + 1'h1;
-  assign \$121  = \$120  < cnt;
-  assign \$122  = drain_n != 2'h2;
-  assign \$123  = drain_n + 1'h1;
-  assign \$124  = k + 1'h1;
-  assign \$125  = li + 1'h1;
-  assign \$126  = \$125  >= num_layers;
-  assign \$127  = li == 2'h3;
-  assign \$128  = \$126  | \$127 ;
-  assign \$129  = li + 1'h1;
+  assign \$26  = | edge_bad;
+  assign \$27  = ! k;
+  assign \$28  = ! li;
+  assign \$29  = li == 1'h1;
+  assign \$30  = li == 2'h2;
+  assign \$31  = li == 2'h3;
+  assign \$32  = e + 1'h1;
+  assign \$33  = ! li;
+  assign \$34  = li == 1'h1;
+  assign \$35  = li == 2'h2;
+  assign \$36  = li == 2'h3;
+  assign \$37  = ! li;
+  assign \$38  = li == 1'h1;
+  assign \$39  = li == 2'h2;
+  assign \$40  = li == 2'h3;
+  assign \$41  = ! li;
+  assign \$42  = li == 1'h1;
+  assign \$43  = li == 2'h2;
+  assign \$44  = li == 2'h3;
+  assign \$46  = ! fsm_state;
+  assign \$47  = fsm_state == 1'h1;
+  assign \$48  = fsm_state == 2'h2;
+  assign \$49  = fsm_state == 2'h3;
+  assign \$50  = fsm_state == 3'h4;
+  assign \$51  = fsm_state == 3'h5;
+  assign \$52  = fsm_state == 3'h6;
+  assign \$53  = fsm_state == 3'h7;
+  assign \$54  = fsm_state == 4'h8;
+  assign \$55  = fsm_state == 4'h9;
+  assign \$56  = fsm_state == 4'ha;
+  assign \$58  = layer[20:18] + layer[24:21];
+  assign \$60  = k * 4'h8;
+  assign \$61  = \$60  + 1'h0;
+  assign \$62  = \$61  < layer[7:0];
+  assign \$63  = k * 4'h8;
+  assign \$64  = \$63  + 1'h1;
+  assign \$65  = \$64  < layer[7:0];
+  assign \$66  = k * 4'h8;
+  assign \$67  = \$66  + 2'h2;
+  assign \$68  = \$67  < layer[7:0];
+  assign \$69  = k * 4'h8;
+  assign \$70  = \$69  + 2'h3;
+  assign \$71  = \$70  < layer[7:0];
+  assign \$72  = k * 4'h8;
+  assign \$73  = \$72  + 3'h4;
+  assign \$74  = \$73  < layer[7:0];
+  assign \$75  = k * 4'h8;
+  assign \$76  = \$75  + 3'h5;
+  assign \$77  = \$76  < layer[7:0];
+  assign \$78  = k * 4'h8;
+  assign \$79  = \$78  + 3'h6;
+  assign \$80  = \$79  < layer[7:0];
+  assign \$81  = k * 4'h8;
+  assign \$82  = \$81  + 3'h7;
+  assign \$83  = \$82  < layer[7:0];
+  assign \$84  = k + 1'h1;
+  assign \$85  = \$84  >= layer[12:8];
+  assign \$86  = ! layer[12:8];
+  assign \$87  = layer[12:8] > 5'h10;
+  assign \$88  = layer[12:8] * 4'h8;
+  assign \$89  = layer[7:0] > \$88 ;
+  assign \$90  = layer[24:21] > 4'h8;
+  assign \$91  = \edge [2:0] > 3'h4;
+  assign \$92  = \edge [22:15] > 8'h80;
+  assign \$93  = ~ clear;
+  assign \$94  = in_full & \$93 ;
+  assign \$97  = ! num_layers;
+  assign \$98  = | layer_bad;
+  assign \$99  = e == e_end;
+  assign \$100  = ! \edge [2:0];
+  assign \$101  = ! \edge [2:0];
+  assign \$102  = cur ^ \edge [3];
+  assign \$103  = \$101  ? in_rbank : \$102 ;
+  assign \$104  = ! \edge [2:0];
+  assign \$283  = in_rbank * 3'h7;
+  assign \$105  = in_counts >> \$283 ;
+  assign \$106  = cur ^ \edge [3];
+  assign \$287  = { \$106 , \edge [2:0] } * 4'h8;
+  assign \$107  = counts >> \$287 ;
+  assign \$108  = \$104  ? { 1'h0, \$105  } : \$107 ;
+  assign \$110  = k[0] ? \$109  : 9'h000;
+  assign \$112  = k[1] ? \$111  : 9'h000;
+  assign \$113  = \$110  + \$112 ;
+  assign \$115  = k[2] ? \$114  : 11'h000;
+  assign \$117  = k[3] ? \$116  : 11'h000;
+  assign \$118  = \$115  + \$117 ;
+  assign \$119  = \$113  + \$118 ;
+  assign \$121  = k[4] ? \$120  : 15'h0000;
+  assign \$122  = \$119  + \$121 ;
+  assign \$123  = ! \edge [2:0];
+  assign \$306  = in_rbank * 3'h7;
+  assign \$124  = in_counts >> \$306 ;
+  assign \$125  = cur ^ \edge [3];
+  assign \$310  = { \$125 , \edge [2:0] } * 4'h8;
+  assign \$126  = counts >> \$310 ;
+  assign \$127  = \$123  ? { 1'h0, \$124  } : \$126 ;
+  assign \$128  = | \$127 ;
+  assign \$129  = | edge_bad;
+  assign \$130  = rd_n + 1'h1;
+  assign \$131  = rd_n + 1'h1;
+  assign \$132  = \$131  < cnt;
+  assign \$133  = drain_n != 2'h2;
+  assign \$134  = drain_n + 1'h1;
+  assign \$135  = k + 1'h1;
+  assign \$136  = li + 1'h1;
+  assign \$137  = \$136  >= num_layers;
+  assign \$138  = li == 2'h3;
+  assign \$139  = \$137  | \$138 ;
+  assign \$140  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$131 ;
+    layer0 <= \$142 ;
   always @(posedge clk)
-    layer1 <= \$132 ;
+    layer1 <= \$143 ;
   always @(posedge clk)
-    layer2 <= \$133 ;
+    layer2 <= \$144 ;
   always @(posedge clk)
-    layer3 <= \$134 ;
+    layer3 <= \$145 ;
   always @(posedge clk)
-    edge0 <= \$135 ;
+    edge0 <= \$146 ;
   always @(posedge clk)
-    edge1 <= \$136 ;
+    edge1 <= \$147 ;
   always @(posedge clk)
-    edge2 <= \$137 ;
+    edge2 <= \$148 ;
   always @(posedge clk)
-    edge3 <= \$138 ;
+    edge3 <= \$149 ;
   always @(posedge clk)
-    edge4 <= \$139 ;
+    edge4 <= \$150 ;
   always @(posedge clk)
-    edge5 <= \$140 ;
+    edge5 <= \$151 ;
   always @(posedge clk)
-    edge6 <= \$141 ;
+    edge6 <= \$152 ;
   always @(posedge clk)
-    edge7 <= \$142 ;
+    edge7 <= \$153 ;
   always @(posedge clk)
-    num_layers <= \$143 ;
+    num_layers <= \$154 ;
   always @(posedge clk)
-    layer <= \$144 ;
+    layer <= \$155 ;
   always @(posedge clk)
-    e_end <= \$145 ;
+    e_end <= \$156 ;
   always @(posedge clk)
-    e <= \$146 ;
+    e <= \$157 ;
   always @(posedge clk)
-    \edge  <= \$147 ;
+    \edge  <= \$158 ;
   always @(posedge clk)
-    valid <= \$148 ;
+    valid <= \$159 ;
   always @(posedge clk)
-    last_row <= \$149 ;
+    last_row <= \$160 ;
   always @(posedge clk)
-    li <= \$150 ;
+    layer_bad <= \$161 ;
   always @(posedge clk)
-    busy_rep0 <= \$151 ;
+    edge_bad <= \$162 ;
   always @(posedge clk)
-    busy_rep1 <= \$152 ;
+    li <= \$163 ;
   always @(posedge clk)
-    fsm_state <= \$153 ;
+    busy_rep0 <= \$164 ;
   always @(posedge clk)
-    k <= \$154 ;
+    busy_rep1 <= \$165 ;
   always @(posedge clk)
-    rd_src <= \$155 ;
+    fsm_state <= \$166 ;
   always @(posedge clk)
-    rd_from_input <= \$156 ;
+    k <= \$167 ;
   always @(posedge clk)
-    rd_bank <= \$157 ;
+    fault_info <= \$168 ;
   always @(posedge clk)
-    rd_n <= \$158 ;
+    rd_src <= \$169 ;
   always @(posedge clk)
-    cnt <= \$159 ;
+    rd_from_input <= \$170 ;
   always @(posedge clk)
-    row_wbase <= \$160 ;
+    rd_bank <= \$171 ;
   always @(posedge clk)
-    row_offset <= \$161 ;
+    rd_n <= \$172 ;
   always @(posedge clk)
-    events_left <= \$162 ;
+    cnt <= \$173 ;
   always @(posedge clk)
-    drain_n <= \$163 ;
+    row_wbase <= \$174 ;
+  always @(posedge clk)
+    row_offset <= \$175 ;
+  always @(posedge clk)
+    events_left <= \$176 ;
+  always @(posedge clk)
+    drain_n <= \$177 ;
   \npu_core_digits.sequencer.counters  counters (
     .clear(\clear$31 ),
     .clk(clk),
@@ -8430,13 +8477,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
     (* full_case = 32'd1 *)
     casez (li)
       2'h0:
-          \$55  = layer0;
+          \$57  = layer0;
       2'h1:
-          \$55  = layer1;
+          \$57  = layer1;
       2'h2:
-          \$55  = layer2;
+          \$57  = layer2;
       2'h3:
-          \$55  = layer3;
+          \$57  = layer3;
     endcase
   end
   always @* begin
@@ -8444,21 +8491,21 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
     (* full_case = 32'd1 *)
     casez (e_new[2:0])
       3'h0:
-          \$57  = edge0;
+          \$59  = edge0;
       3'h1:
-          \$57  = edge1;
+          \$59  = edge1;
       3'h2:
-          \$57  = edge2;
+          \$59  = edge2;
       3'h3:
-          \$57  = edge3;
+          \$59  = edge3;
       3'h4:
-          \$57  = edge4;
+          \$59  = edge4;
       3'h5:
-          \$57  = edge5;
+          \$59  = edge5;
       3'h6:
-          \$57  = edge6;
+          \$59  = edge6;
       3'h7:
-          \$57  = edge7;
+          \$59  = edge7;
     endcase
   end
   always @* begin
@@ -8531,7 +8578,7 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
             inc[12] = 1'h1;
           end
         end
-      4'h6:
+      4'h7:
         begin
           if (\$22 ) begin
             inc[0] = 1'h1;
@@ -8545,65 +8592,66 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           if (\$25 ) begin
             inc[12] = 1'h1;
           end
-          if (events_left) begin
-            if (\$26 ) begin
-              if (\$27 ) begin
+          if (\$26 ) begin
+          end else if (events_left) begin
+            if (\$27 ) begin
+              if (\$28 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$28 ) begin
+              if (\$29 ) begin
                 inc[6] = 1'h1;
               end
-              if (\$29 ) begin
+              if (\$30 ) begin
                 inc[10] = 1'h1;
               end
-              if (\$30 ) begin
+              if (\$31 ) begin
                 inc[14] = 1'h1;
               end
             end
           end
         end
-      4'h5:
+      4'h6:
         begin
-          if (\$32 ) begin
+          if (\$33 ) begin
             inc[0] = 1'h1;
           end
-          if (\$33 ) begin
+          if (\$34 ) begin
             inc[4] = 1'h1;
           end
-          if (\$34 ) begin
+          if (\$35 ) begin
             inc[8] = 1'h1;
           end
-          if (\$35 ) begin
-            inc[12] = 1'h1;
-          end
-        end
-      4'h7:
-        begin
           if (\$36 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$37 ) begin
-            inc[5] = 1'h1;
-          end
-          if (\$38 ) begin
-            inc[9] = 1'h1;
-          end
-          if (\$39 ) begin
-            inc[13] = 1'h1;
+            inc[12] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$40 ) begin
+          if (\$37 ) begin
             inc[1] = 1'h1;
           end
-          if (\$41 ) begin
+          if (\$38 ) begin
             inc[5] = 1'h1;
           end
-          if (\$42 ) begin
+          if (\$39 ) begin
             inc[9] = 1'h1;
           end
+          if (\$40 ) begin
+            inc[13] = 1'h1;
+          end
+        end
+      4'h9:
+        begin
+          if (\$41 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$42 ) begin
+            inc[5] = 1'h1;
+          end
           if (\$43 ) begin
+            inc[9] = 1'h1;
+          end
+          if (\$44 ) begin
             inc[13] = 1'h1;
           end
         end
@@ -8638,17 +8686,19 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           busy = 1'h1;
       4'h4:
           busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
       4'h7:
+          busy = 1'h1;
+      4'h6:
           busy = 1'h1;
       4'h8:
           busy = 1'h1;
       4'h9:
           busy = 1'h1;
+      4'ha:
+          busy = 1'h1;
       4'h1:
+          busy = 1'h1;
+      4'h5:
           busy = 1'h1;
     endcase
   end
@@ -8676,9 +8726,10 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           e_set = 1'h1;
       4'h4:
           /* empty */;
-      4'h6:
+      4'h7:
           (* full_case = 32'd1 *)
-          if (events_left) begin
+          if (\$26 ) begin
+          end else if (events_left) begin
           end else begin
             e_set = 1'h1;
           end
@@ -8696,11 +8747,12 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           e_new = { 1'h0, layer[20:18] };
       4'h4:
           /* empty */;
-      4'h6:
+      4'h7:
           (* full_case = 32'd1 *)
-          if (events_left) begin
+          if (\$26 ) begin
+          end else if (events_left) begin
           end else begin
-            e_new = \$31 [3:0];
+            e_new = \$32 [3:0];
           end
     endcase
   end
@@ -8728,8 +8780,9 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          if (events_left) begin
+      4'h7:
+          if (\$26 ) begin
+          end else if (events_left) begin
             issue = 1'h1;
           end
     endcase
@@ -8746,13 +8799,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
           /* empty */;
+      4'h6:
+          /* empty */;
       4'h8:
+          /* empty */;
+      4'h9:
           router_load = 1'h1;
     endcase
   end
@@ -8768,13 +8821,13 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
           /* empty */;
+      4'h6:
+          /* empty */;
       4'h8:
+          /* empty */;
+      4'h9:
           if (can_load) begin
             neuron_write = 1'h1;
           end
@@ -8792,15 +8845,15 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
+          /* empty */;
+      4'h6:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           /* empty */;
       4'h1:
           write_end = 1'h1;
@@ -8818,18 +8871,18 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
+          /* empty */;
+      4'h6:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
           /* empty */;
+      4'ha:
+          /* empty */;
       4'h1:
-          if (\$44 ) begin
+          if (\$45 ) begin
             end_step = 1'h1;
           end
     endcase
@@ -8846,41 +8899,69 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
+          /* empty */;
+      4'h6:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
           /* empty */;
+      4'ha:
+          /* empty */;
       4'h1:
-          if (\$44 ) begin
+          if (\$45 ) begin
             step_done = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$131  = layer0;
+    fault = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h5:
+          fault = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$142  = layer0;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
             casez (tables[1:0])
               2'h0:
-                  \$131  = tables[55:11];
+                  \$142  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$131  = 45'h000000000000;
+      \$142  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = layer1;
+    \$143  = layer1;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8888,17 +8969,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$132  = tables[55:11];
+                  \$143  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$132  = 45'h000000000000;
+      \$143  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = layer2;
+    \$144  = layer2;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8908,17 +8989,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h1:
                   /* empty */;
               2'h2:
-                  \$133  = tables[55:11];
+                  \$144  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$133  = 45'h000000000000;
+      \$144  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = layer3;
+    \$145  = layer3;
     casez (tables[60:58])
       3'h0:
           if (tables[56]) begin
@@ -8931,17 +9012,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               2'h2:
                   /* empty */;
               2'h3:
-                  \$134  = tables[55:11];
+                  \$145  = tables[55:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$134  = 45'h000000000000;
+      \$145  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = edge0;
+    \$146  = edge0;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8949,17 +9030,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           if (tables[56]) begin
             casez (tables[2:0])
               3'h0:
-                  \$135  = tables[33:11];
+                  \$146  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$135  = 23'h000000;
+      \$146  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = edge1;
+    \$147  = edge1;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8969,17 +9050,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h0:
                   /* empty */;
               3'h1:
-                  \$136  = tables[33:11];
+                  \$147  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$136  = 23'h000000;
+      \$147  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = edge2;
+    \$148  = edge2;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -8991,17 +9072,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h1:
                   /* empty */;
               3'h2:
-                  \$137  = tables[33:11];
+                  \$148  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$137  = 23'h000000;
+      \$148  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = edge3;
+    \$149  = edge3;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9015,17 +9096,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h2:
                   /* empty */;
               3'h3:
-                  \$138  = tables[33:11];
+                  \$149  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$138  = 23'h000000;
+      \$149  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = edge4;
+    \$150  = edge4;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9041,17 +9122,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h3:
                   /* empty */;
               3'h4:
-                  \$139  = tables[33:11];
+                  \$150  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$139  = 23'h000000;
+      \$150  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = edge5;
+    \$151  = edge5;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9069,17 +9150,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h4:
                   /* empty */;
               3'h5:
-                  \$140  = tables[33:11];
+                  \$151  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$140  = 23'h000000;
+      \$151  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = edge6;
+    \$152  = edge6;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9099,17 +9180,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h5:
                   /* empty */;
               3'h6:
-                  \$141  = tables[33:11];
+                  \$152  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$141  = 23'h000000;
+      \$152  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = edge7;
+    \$153  = edge7;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9132,17 +9213,17 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
               3'h6:
                   /* empty */;
               3'h7:
-                  \$142  = tables[33:11];
+                  \$153  = tables[33:11];
             endcase
           end
     endcase
     if (rst) begin
-      \$142  = 23'h000000;
+      \$153  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = num_layers;
+    \$154  = num_layers;
     casez (tables[60:58])
       3'h0:
           /* empty */;
@@ -9150,456 +9231,507 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
           /* empty */;
       3'h6:
           if (tables[56]) begin
-            \$143  = tables[13:11];
+            \$154  = tables[13:11];
           end
     endcase
     if (rst) begin
-      \$143  = 3'h0;
+      \$154  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = \$55 ;
+    \$155  = \$57 ;
     if (rst) begin
-      \$144  = 45'h000000000000;
+      \$155  = 45'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = \$56 [3:0];
+    \$156  = \$58 [3:0];
     if (rst) begin
-      \$145  = 4'h0;
+      \$156  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = e;
+    \$157  = e;
     if (e_set) begin
-      \$146  = e_new;
+      \$157  = e_new;
     end
     if (rst) begin
-      \$146  = 4'h0;
+      \$157  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = \edge ;
+    \$158  = \edge ;
     if (e_set) begin
-      \$147  = \$57 ;
+      \$158  = \$59 ;
     end
     if (rst) begin
-      \$147  = 23'h000000;
+      \$158  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = { \$81 , \$78 , \$75 , \$72 , \$69 , \$66 , \$63 , \$60  };
-    if (rst) begin
-      \$148  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = \$83 ;
-    if (rst) begin
-      \$149  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$87 ) begin
-            \$150  = 2'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$128 ) begin
-            end else begin
-              \$150  = \$129 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$150  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = busy_rep0;
-    casez (fsm_state)
-      4'h0:
-          if (\$87 ) begin
-            \$151  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (\$130 ) begin
-            \$151  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$151  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = busy_rep1;
-    casez (fsm_state)
-      4'h0:
-          if (\$87 ) begin
-            \$152  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (\$130 ) begin
-            \$152  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$87 ) begin
-            (* full_case = 32'd1 *)
-            if (\$88 ) begin
-              \$153  = 4'h1;
-            end else begin
-              \$153  = 4'h2;
-            end
-          end
-      4'h2:
-          \$153  = 4'h3;
-      4'h3:
-          \$153  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-            \$153  = 4'h5;
-          end else begin
-            \$153  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (events_left) begin
-          end else begin
-            \$153  = 4'h4;
-          end
-      4'h5:
-          if (\$122 ) begin
-          end else if (drained) begin
-            \$153  = 4'h7;
-          end
-      4'h7:
-          \$153  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$153  = 4'h9;
-            end else begin
-              \$153  = 4'h3;
-            end
-          end
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$128 ) begin
-              \$153  = 4'h1;
-            end else begin
-              \$153  = 4'h2;
-            end
-          end
-      4'h1:
-          if (\$130 ) begin
-            \$153  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$153  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$154  = 5'h00;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$154  = \$124 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$154  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = rd_src;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$155  = \edge [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$155  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = rd_from_input;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$156  = \$90 ;
-          end
-    endcase
-    if (rst) begin
-      \$156  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = rd_bank;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$157  = \$93 ;
-          end
-    endcase
-    if (rst) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = rd_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$158  = 8'h00;
-          end
-      4'h6:
-          if (events_left) begin
-            \$158  = \$119 [7:0];
-          end
-    endcase
-    if (rst) begin
-      \$158  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$159  = \$98 ;
-          end
-    endcase
+    \$159  = { \$83 , \$80 , \$77 , \$74 , \$71 , \$68 , \$65 , \$62  };
     if (rst) begin
       \$159  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$160  = \edge [14:4];
-          end
-    endcase
+    \$160  = \$85 ;
     if (rst) begin
-      \$160  = 11'h000;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$161  = \$112 [12:0];
-          end
-    endcase
+    \$161  = { \$90 , 1'h0, \$89 , \$87 , \$86  };
     if (rst) begin
-      \$161  = 13'h0000;
+      \$161  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = events_left;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$89 ) begin
-          end else begin
-            \$162  = \$118 ;
-          end
-      4'h6:
-          if (events_left) begin
-            \$162  = \$121 ;
-          end
-    endcase
+    \$162  = { 1'h0, \$92 , \$91  };
     if (rst) begin
-      \$162  = 1'h0;
+      \$162  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = drain_n;
+    \$163  = li;
     casez (fsm_state)
       4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          if (\$122 ) begin
-            \$163  = \$123 [1:0];
-          end else if (drained) begin
+          if (\$96 ) begin
             \$163  = 2'h0;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$139 ) begin
+            end else begin
+              \$163  = \$140 [1:0];
+            end
           end
     endcase
     if (rst) begin
       \$163  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$164  = busy_rep0;
+    casez (fsm_state)
+      4'h0:
+          if (\$96 ) begin
+            \$164  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$141 ) begin
+            \$164  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$164  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$165  = busy_rep1;
+    casez (fsm_state)
+      4'h0:
+          if (\$96 ) begin
+            \$165  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$141 ) begin
+            \$165  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$165  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$166  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$96 ) begin
+            (* full_case = 32'd1 *)
+            if (\$97 ) begin
+              \$166  = 4'h1;
+            end else begin
+              \$166  = 4'h2;
+            end
+          end
+      4'h2:
+          \$166  = 4'h3;
+      4'h3:
+          \$166  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+            \$166  = 4'h5;
+          end else if (\$99 ) begin
+            \$166  = 4'h6;
+          end else begin
+            \$166  = 4'h7;
+          end
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+            \$166  = 4'h5;
+          end else if (events_left) begin
+          end else begin
+            \$166  = 4'h4;
+          end
+      4'h6:
+          if (\$133 ) begin
+          end else if (drained) begin
+            \$166  = 4'h8;
+          end
+      4'h8:
+          \$166  = 4'h9;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$166  = 4'ha;
+            end else begin
+              \$166  = 4'h3;
+            end
+          end
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$139 ) begin
+              \$166  = 4'h1;
+            end else begin
+              \$166  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$141 ) begin
+            \$166  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$166  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$167  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$167  = 5'h00;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$167  = \$135 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$167  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$168  = fault_info;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$98 ) begin
+            \$168  = { layer_bad, 6'h00, li, 1'h0 };
+          end
+      4'h7:
+          if (\$129 ) begin
+            \$168  = { 2'h0, edge_bad, 4'h0, e, 1'h1 };
+          end
+    endcase
+    if (rst) begin
+      \$168  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$169  = rd_src;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$169  = \edge [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$169  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$170  = rd_from_input;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$170  = \$100 ;
+          end
+    endcase
+    if (rst) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$171  = rd_bank;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$171  = \$103 ;
+          end
+    endcase
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$172  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$172  = 8'h00;
+          end
+      4'h7:
+          if (\$129 ) begin
+          end else if (events_left) begin
+            \$172  = \$130 [7:0];
+          end
+    endcase
+    if (rst) begin
+      \$172  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$173  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$173  = \$108 ;
+          end
+    endcase
+    if (rst) begin
+      \$173  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$174  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$174  = \edge [14:4];
+          end
+    endcase
+    if (rst) begin
+      \$174  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$175  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$175  = \$122 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$175  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$176  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$98 ) begin
+          end else if (\$99 ) begin
+          end else begin
+            \$176  = \$128 ;
+          end
+      4'h7:
+          if (\$129 ) begin
+          end else if (events_left) begin
+            \$176  = \$132 ;
+          end
+    endcase
+    if (rst) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$177  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          if (\$133 ) begin
+            \$177  = \$134 [1:0];
+          end else if (drained) begin
+            \$177  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$177  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -9716,15 +9848,15 @@ module \npu_core_digits.sequencer (clear, clk, rst, row_addr, rowbase, counters_
   assign \in_counts[1]  = in_counts[13:7];
   assign \$12  = 1'h1;
   assign \$13  = \$11 ;
-  assign \$44  = out_ready;
-  assign \$86  = 1'h1;
-  assign \$87  = \$85 ;
-  assign \$99  = { 1'h0, \edge [22:15] };
-  assign \$101  = { \edge [22:15], 1'h0 };
-  assign \$104  = { 1'h0, \edge [22:15], 2'h0 };
-  assign \$106  = { \edge [22:15], 3'h0 };
-  assign \$110  = { 3'h0, \edge [22:15], 4'h0 };
-  assign \$130  = out_ready;
+  assign \$45  = out_ready;
+  assign \$95  = 1'h1;
+  assign \$96  = \$94 ;
+  assign \$109  = { 1'h0, \edge [22:15] };
+  assign \$111  = { \edge [22:15], 1'h0 };
+  assign \$114  = { 1'h0, \edge [22:15], 2'h0 };
+  assign \$116  = { \edge [22:15], 3'h0 };
+  assign \$120  = { 3'h0, \edge [22:15], 4'h0 };
+  assign \$141  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10689,7 +10821,7 @@ module \npu_core_digits.sequencer.counters (clk, rst, total, raddr, inc, clear, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1530$0 , \port$1532$0 , ev, s4_valid, weights_rdata, prod, clk);
+module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1552$0 , \port$1554$0 , ev, s4_valid, weights_rdata, prod, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [12:0] \$1 ;
   wire [11:0] \$10 ;
@@ -10792,10 +10924,10 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1530
   wire [15:0] \p$76 ;
   wire [15:0] \p$83 ;
   wire [15:0] \p$90 ;
-  input \port$1530$0 ;
-  wire \port$1530$0 ;
-  input \port$1532$0 ;
-  wire \port$1532$0 ;
+  input \port$1552$0 ;
+  wire \port$1552$0 ;
+  input \port$1554$0 ;
+  wire \port$1554$0 ;
   wire [10:0] port__addr;
   wire [10:0] \port__addr$45 ;
   wire [10:0] \port__addr$52 ;
@@ -27391,42 +27523,42 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1530
   assign \$4  = views[56] & \$3 ;
   assign \$5  = ! views[63:61];
   assign wr__en = \$4  & \$5 ;
-  assign \$6  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$6  = \port$1552$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$7  = views[60:58] == 3'h4;
   assign \$8  = views[56] & \$7 ;
   assign \$9  = views[63:61] == 1'h1;
   assign \wr__en$44  = \$8  & \$9 ;
-  assign \$10  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$10  = \port$1552$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$11  = views[60:58] == 3'h4;
   assign \$12  = views[56] & \$11 ;
   assign \$13  = views[63:61] == 2'h2;
   assign \wr__en$51  = \$12  & \$13 ;
-  assign \$14  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$14  = \port$1552$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$15  = views[60:58] == 3'h4;
   assign \$16  = views[56] & \$15 ;
   assign \$17  = views[63:61] == 2'h3;
   assign \wr__en$58  = \$16  & \$17 ;
-  assign \$18  = \port$1530$0  ? w_addr_q0 : { 1'h0, views[10:0] };
+  assign \$18  = \port$1552$0  ? w_addr_q0 : { 1'h0, views[10:0] };
   assign \$19  = views[124:122] == 3'h4;
   assign \$20  = views[120] & \$19 ;
   assign \$21  = views[127:125] == 3'h4;
   assign \wr__en$65  = \$20  & \$21 ;
-  assign \$22  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$22  = \port$1554$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$23  = views[124:122] == 3'h4;
   assign \$24  = views[120] & \$23 ;
   assign \$25  = views[127:125] == 3'h5;
   assign \wr__en$72  = \$24  & \$25 ;
-  assign \$26  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$26  = \port$1554$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$27  = views[124:122] == 3'h4;
   assign \$28  = views[120] & \$27 ;
   assign \$29  = views[127:125] == 3'h6;
   assign \wr__en$79  = \$28  & \$29 ;
-  assign \$30  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$30  = \port$1554$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$31  = views[124:122] == 3'h4;
   assign \$32  = views[120] & \$31 ;
   assign \$33  = views[127:125] == 3'h7;
   assign \wr__en$86  = \$32  & \$33 ;
-  assign \$34  = \port$1532$0  ? w_addr_q1 : { 1'h0, views[74:64] };
+  assign \$34  = \port$1554$0  ? w_addr_q1 : { 1'h0, views[74:64] };
   assign \$35  = ~ \$signal ;
   assign \$36  = ~ \$signal$9 ;
   assign \$37  = \$35  & \$36 ;
@@ -27545,7 +27677,7 @@ module \npu_core_digits.synapse (rst, rowbase, drained, views, issue, \port$1530
   assign wr__addr = views[10:0];
   assign wr__data = views[18:11];
   assign port__addr = \$6 [10:0];
-  assign busy_groups = { \port$1532$0 , \port$1530$0  };
+  assign busy_groups = { \port$1554$0 , \port$1552$0  };
   assign a = weights0_nrw;
   assign b = s2_x;
   assign \wr__addr$42  = views[10:0];

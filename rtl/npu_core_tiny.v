@@ -2,7 +2,7 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, input__ready, output__payload, output__valid, host_addr);
+module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input__valid, output__ready, clk, rst, host_rdata, host_rvalid, busy, fault, fault_info, input__ready, output__payload, output__valid, host_addr);
   wire [1:0] \$1 ;
   wire [5:0] \$2 ;
   wire \$3 ;
@@ -10,35 +10,35 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [4:0] base;
   output busy;
   wire busy;
-  wire \busy$22 ;
-  wire \busy$23 ;
-  wire \busy$51 ;
+  wire \busy$24 ;
+  wire \busy$25 ;
+  wire \busy$55 ;
   wire busy_groups;
-  wire \busy_groups$25 ;
-  wire \busy_groups$41 ;
-  wire \busy_groups$44 ;
+  wire \busy_groups$27 ;
+  wire \busy_groups$45 ;
+  wire \busy_groups$48 ;
   wire can_load;
-  wire \can_load$118 ;
+  wire \can_load$122 ;
   input clear;
   wire clear;
-  wire \clear$36 ;
-  wire \clear$50 ;
+  wire \clear$40 ;
+  wire \clear$54 ;
   input clk;
   wire clk;
   wire [31:0] counters_rdata;
-  wire [31:0] \counters_rdata$29 ;
+  wire [31:0] \counters_rdata$33 ;
   wire counters_re;
-  wire \counters_re$33 ;
+  wire \counters_re$37 ;
   wire [39:0] counts;
-  wire [39:0] \counts$63 ;
-  wire [4:0] \counts$63[0] ;
-  wire [4:0] \counts$63[1] ;
-  wire [4:0] \counts$63[2] ;
-  wire [4:0] \counts$63[3] ;
-  wire [4:0] \counts$63[4] ;
-  wire [4:0] \counts$63[5] ;
-  wire [4:0] \counts$63[6] ;
-  wire [4:0] \counts$63[7] ;
+  wire [39:0] \counts$67 ;
+  wire [4:0] \counts$67[0] ;
+  wire [4:0] \counts$67[1] ;
+  wire [4:0] \counts$67[2] ;
+  wire [4:0] \counts$67[3] ;
+  wire [4:0] \counts$67[4] ;
+  wire [4:0] \counts$67[5] ;
+  wire [4:0] \counts$67[6] ;
+  wire [4:0] \counts$67[7] ;
   wire [4:0] \counts[0] ;
   wire [4:0] \counts[1] ;
   wire [4:0] \counts[2] ;
@@ -48,9 +48,9 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [4:0] \counts[6] ;
   wire [4:0] \counts[7] ;
   wire cur;
-  wire \cur$61 ;
+  wire \cur$65 ;
   wire drained;
-  wire \drained$90 ;
+  wire \drained$94 ;
   wire emit_values;
   wire [23:0] end_record;
   wire [3:0] \end_record.index ;
@@ -59,13 +59,19 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire \end_record.spike ;
   wire [15:0] \end_record.value ;
   wire end_step;
-  wire \end_step$55 ;
+  wire \end_step$59 ;
   wire [11:0] ev;
   wire [3:0] \ev.index ;
   wire [7:0] \ev.value ;
   wire \event ;
   wire [4:0] event_index;
   wire event_layer;
+  output fault;
+  wire fault;
+  wire \fault$28 ;
+  output [13:0] fault_info;
+  wire [13:0] fault_info;
+  wire [13:0] \fault_info$29 ;
   wire free;
   input [11:0] host_addr;
   wire [11:0] host_addr;
@@ -74,7 +80,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   input host_re;
   wire host_re;
   wire host_req;
-  wire \host_req$35 ;
+  wire \host_req$39 ;
   output host_rvalid;
   wire host_rvalid;
   input [40:0] host_wdata;
@@ -82,34 +88,34 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   input host_we;
   wire host_we;
   wire [7:0] host_word;
-  wire [7:0] \host_word$45 ;
+  wire [7:0] \host_word$49 ;
   wire [9:0] in_counts;
-  wire [9:0] \in_counts$65 ;
-  wire [4:0] \in_counts$65[0] ;
-  wire [4:0] \in_counts$65[1] ;
+  wire [9:0] \in_counts$69 ;
+  wire [4:0] \in_counts$69[0] ;
+  wire [4:0] \in_counts$69[1] ;
   wire [4:0] \in_counts[0] ;
   wire [4:0] \in_counts[1] ;
   wire in_full;
-  wire \in_full$57 ;
+  wire \in_full$61 ;
   wire in_rbank;
-  wire \in_rbank$59 ;
+  wire \in_rbank$63 ;
   input [12:0] input__payload;
   wire [12:0] input__payload;
-  wire [12:0] \input__payload$47 ;
-  wire \input__payload$47.end ;
-  wire [3:0] \input__payload$47.index ;
-  wire [7:0] \input__payload$47.value ;
+  wire [12:0] \input__payload$51 ;
+  wire \input__payload$51.end ;
+  wire [3:0] \input__payload$51.index ;
+  wire [7:0] \input__payload$51.value ;
   wire \input__payload.end ;
   wire [3:0] \input__payload.index ;
   wire [7:0] \input__payload.value ;
   output input__ready;
   wire input__ready;
-  wire \input__ready$48 ;
+  wire \input__ready$52 ;
   input input__valid;
   wire input__valid;
-  wire \input__valid$49 ;
+  wire \input__valid$53 ;
   wire issue;
-  wire \issue$84 ;
+  wire \issue$88 ;
   wire [3:0] k;
   wire [245:0] lane_rdata;
   wire [81:0] \lane_rdata[0] ;
@@ -122,7 +128,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [40:0] \lane_rdata[2][0] ;
   wire [40:0] \lane_rdata[2][1] ;
   wire [37:0] layer;
-  wire \layer$107 ;
+  wire \layer$111 ;
   wire [1:0] \layer.ebase ;
   wire [2:0] \layer.ecount ;
   wire \layer.emit_values ;
@@ -136,7 +142,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire li;
   wire load;
   wire membrane_write;
-  wire \membrane_write$104 ;
+  wire \membrane_write$108 ;
   wire [81:0] membranes_rdata;
   wire [40:0] \membranes_rdata[0] ;
   wire [40:0] \membranes_rdata[1] ;
@@ -159,27 +165,27 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [40:0] \params_rdata[0] ;
   wire [40:0] \params_rdata[1] ;
   wire [31:0] prod;
-  wire [31:0] \prod$96 ;
-  wire [15:0] \prod$96[0] ;
-  wire [15:0] \prod$96[1] ;
+  wire [31:0] \prod$100 ;
+  wire [15:0] \prod$100[0] ;
+  wire [15:0] \prod$100[1] ;
   wire [15:0] \prod[0] ;
   wire [15:0] \prod[1] ;
   wire prod_valid;
-  wire \prod_valid$98 ;
+  wire \prod_valid$102 ;
   wire [23:0] r_data;
   wire r_en;
   wire r_rdy;
   wire rd_bank;
-  wire \rd_bank$69 ;
+  wire \rd_bank$73 ;
   wire [11:0] rd_data;
   wire [3:0] \rd_data.index ;
   wire [7:0] \rd_data.value ;
   wire rd_from_input;
-  wire \rd_from_input$73 ;
+  wire \rd_from_input$77 ;
   wire [4:0] rd_n;
-  wire [4:0] \rd_n$71 ;
+  wire [4:0] \rd_n$75 ;
   wire [1:0] rd_src;
-  wire [1:0] \rd_src$67 ;
+  wire [1:0] \rd_src$71 ;
   wire [40:0] rdata;
   wire re;
   wire [23:0] records__payload;
@@ -194,11 +200,11 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire router_free;
   wire router_load;
   wire [4:0] row_addr;
-  wire [4:0] \row_addr$92 ;
+  wire [4:0] \row_addr$96 ;
   wire row_start;
-  wire \row_start$94 ;
+  wire \row_start$98 ;
   wire [8:0] rowbase;
-  wire [8:0] \rowbase$86 ;
+  wire [8:0] \rowbase$90 ;
   input rst;
   wire rst;
   wire rvalid;
@@ -206,12 +212,12 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire spike_event;
   wire spike_layer;
   wire [1:0] spikes;
-  wire [1:0] \spikes$112 ;
+  wire [1:0] \spikes$116 ;
   wire spiking;
   wire start_step;
-  wire \start_step$53 ;
+  wire \start_step$57 ;
   wire [40:0] table_rdata;
-  wire [40:0] \table_rdata$27 ;
+  wire [40:0] \table_rdata$31 ;
   wire [54:0] tables;
   wire \tables.lane ;
   wire \tables.re ;
@@ -225,22 +231,22 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   wire [15:0] \values[0] ;
   wire [15:0] \values[1] ;
   wire [109:0] views;
-  wire [54:0] \views$43 ;
-  wire [54:0] \views$43[0] ;
-  wire \views$43[0].lane ;
-  wire \views$43[0].re ;
-  wire [2:0] \views$43[0].region ;
-  wire [40:0] \views$43[0].wdata ;
-  wire \views$43[0].we ;
-  wire [7:0] \views$43[0].word ;
-  wire [54:0] \views$46 ;
-  wire [54:0] \views$46[0] ;
-  wire \views$46[0].lane ;
-  wire \views$46[0].re ;
-  wire [2:0] \views$46[0].region ;
-  wire [40:0] \views$46[0].wdata ;
-  wire \views$46[0].we ;
-  wire [7:0] \views$46[0].word ;
+  wire [54:0] \views$47 ;
+  wire [54:0] \views$47[0] ;
+  wire \views$47[0].lane ;
+  wire \views$47[0].re ;
+  wire [2:0] \views$47[0].region ;
+  wire [40:0] \views$47[0].wdata ;
+  wire \views$47[0].we ;
+  wire [7:0] \views$47[0].word ;
+  wire [54:0] \views$50 ;
+  wire [54:0] \views$50[0] ;
+  wire \views$50[0].lane ;
+  wire \views$50[0].re ;
+  wire [2:0] \views$50[0].region ;
+  wire [40:0] \views$50[0].wdata ;
+  wire \views$50[0].we ;
+  wire [7:0] \views$50[0].word ;
   wire [54:0] \views[0] ;
   wire \views[0].lane ;
   wire \views[0].re ;
@@ -303,7 +309,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .input__payload(input__payload),
     .input__ready(input__ready),
     .input__valid(input__valid),
-    .\port$976$2 (records__payload[6:2]),
+    .\port$1000$2 (records__payload[6:2]),
     .rd_bank(rd_bank),
     .rd_data(ev),
     .rd_from_input(rd_from_input),
@@ -320,7 +326,7 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .membranes_rdata(membranes_rdata),
     .new_u(new_u),
     .params_rdata(params_rdata),
-    .\port$792$18 (layer[36:18]),
+    .\port$810$18 (layer[36:18]),
     .prod(prod),
     .prod_valid(prod_valid),
     .row_addr(row_addr),
@@ -367,6 +373,8 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
     .cur(cur),
     .drained(drained),
     .end_step(end_step),
+    .fault(fault),
+    .fault_info(fault_info),
     .in_counts(in_counts),
     .in_full(in_full),
     .in_rbank(in_rbank),
@@ -414,39 +422,41 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign re = host_re;
   assign rdata = host_rdata;
   assign rvalid = host_rvalid;
-  assign \busy$22  = busy;
-  assign \busy$23  = busy;
-  assign \busy_groups$25  = busy_groups;
-  assign \table_rdata$27  = table_rdata;
-  assign \counters_rdata$29  = counters_rdata;
+  assign \busy$24  = busy;
+  assign \busy$25  = busy;
+  assign \busy_groups$27  = busy_groups;
+  assign \fault$28  = fault;
+  assign \fault_info$29  = fault_info;
+  assign \table_rdata$31  = table_rdata;
+  assign \counters_rdata$33  = counters_rdata;
   assign tables = views[109:55];
   assign counters_re = host_re;
-  assign \counters_re$33  = host_re;
+  assign \counters_re$37  = host_re;
   assign host_req = 1'h0;
-  assign \host_req$35  = 1'h0;
-  assign \clear$36  = clear;
-  assign \busy_groups$41  = busy_groups;
+  assign \host_req$39  = 1'h0;
+  assign \clear$40  = clear;
+  assign \busy_groups$45  = busy_groups;
   assign host_word = host_addr[7:0];
-  assign \views$43  = views[54:0];
-  assign \busy_groups$44  = busy_groups;
-  assign \host_word$45  = host_addr[7:0];
-  assign \views$46  = views[54:0];
-  assign \input__payload$47  = input__payload;
-  assign \input__ready$48  = input__ready;
-  assign \input__valid$49  = input__valid;
-  assign \clear$50  = clear;
-  assign \busy$51  = busy;
-  assign \start_step$53  = start_step;
-  assign \end_step$55  = end_step;
-  assign \in_full$57  = in_full;
-  assign \in_rbank$59  = in_rbank;
-  assign \cur$61  = cur;
-  assign \counts$63  = counts;
-  assign \in_counts$65  = in_counts;
-  assign \rd_src$67  = rd_src;
-  assign \rd_bank$69  = rd_bank;
-  assign \rd_n$71  = rd_n;
-  assign \rd_from_input$73  = rd_from_input;
+  assign \views$47  = views[54:0];
+  assign \busy_groups$48  = busy_groups;
+  assign \host_word$49  = host_addr[7:0];
+  assign \views$50  = views[54:0];
+  assign \input__payload$51  = input__payload;
+  assign \input__ready$52  = input__ready;
+  assign \input__valid$53  = input__valid;
+  assign \clear$54  = clear;
+  assign \busy$55  = busy;
+  assign \start_step$57  = start_step;
+  assign \end_step$59  = end_step;
+  assign \in_full$61  = in_full;
+  assign \in_rbank$63  = in_rbank;
+  assign \cur$65  = cur;
+  assign \counts$67  = counts;
+  assign \in_counts$69  = in_counts;
+  assign \rd_src$71  = rd_src;
+  assign \rd_bank$73  = rd_bank;
+  assign \rd_n$75  = rd_n;
+  assign \rd_from_input$77  = rd_from_input;
   assign \event  = wr_event;
   assign wr_index = { 1'h0, records__payload[6:3] };
   assign event_index = { 1'h0, records__payload[6:3] };
@@ -454,24 +464,24 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign event_layer = records__payload[2];
   assign li = layer_index;
   assign wr_value = 8'h01;
-  assign \issue$84  = issue;
-  assign \rowbase$86  = rowbase;
+  assign \issue$88  = issue;
+  assign \rowbase$90  = rowbase;
   assign rd_data = ev;
-  assign \drained$90  = drained;
-  assign \row_addr$92  = row_addr;
-  assign \row_start$94  = row_start;
-  assign \prod$96  = prod;
-  assign \prod_valid$98  = prod_valid;
+  assign \drained$94  = drained;
+  assign \row_addr$96  = row_addr;
+  assign \row_start$98  = row_start;
+  assign \prod$100  = prod;
+  assign \prod_valid$102  = prod_valid;
   assign reset = layer[20:19];
   assign v_reset = layer[36:21];
   assign spiking = layer[18];
-  assign \membrane_write$104  = membrane_write;
+  assign \membrane_write$108  = membrane_write;
   assign router_load = load;
-  assign \layer$107  = layer_index;
+  assign \layer$111  = layer_index;
   assign emit_values = layer[37];
-  assign \spikes$112  = spikes;
+  assign \spikes$116  = spikes;
   assign base = \$2 [4:0];
-  assign \can_load$118  = can_load;
+  assign \can_load$122  = can_load;
   assign free = router_free;
   assign spike_event = wr_event;
   assign spike_layer = records__payload[2];
@@ -523,23 +533,23 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \params_rdata[1]  = params_rdata[81:41];
   assign \membranes_rdata[0]  = membranes_rdata[40:0];
   assign \membranes_rdata[1]  = membranes_rdata[81:41];
-  assign \views$43[0]  = views[54:0];
-  assign \views$43[0].word  = views[7:0];
-  assign \views$43[0].wdata  = views[48:8];
-  assign \views$43[0].we  = views[49];
-  assign \views$43[0].re  = views[50];
-  assign \views$43[0].region  = views[53:51];
-  assign \views$43[0].lane  = views[54];
-  assign \views$46[0]  = views[54:0];
-  assign \views$46[0].word  = views[7:0];
-  assign \views$46[0].wdata  = views[48:8];
-  assign \views$46[0].we  = views[49];
-  assign \views$46[0].re  = views[50];
-  assign \views$46[0].region  = views[53:51];
-  assign \views$46[0].lane  = views[54];
-  assign \input__payload$47.index  = input__payload[3:0];
-  assign \input__payload$47.value  = input__payload[11:4];
-  assign \input__payload$47.end  = input__payload[12];
+  assign \views$47[0]  = views[54:0];
+  assign \views$47[0].word  = views[7:0];
+  assign \views$47[0].wdata  = views[48:8];
+  assign \views$47[0].we  = views[49];
+  assign \views$47[0].re  = views[50];
+  assign \views$47[0].region  = views[53:51];
+  assign \views$47[0].lane  = views[54];
+  assign \views$50[0]  = views[54:0];
+  assign \views$50[0].word  = views[7:0];
+  assign \views$50[0].wdata  = views[48:8];
+  assign \views$50[0].we  = views[49];
+  assign \views$50[0].re  = views[50];
+  assign \views$50[0].region  = views[53:51];
+  assign \views$50[0].lane  = views[54];
+  assign \input__payload$51.index  = input__payload[3:0];
+  assign \input__payload$51.value  = input__payload[11:4];
+  assign \input__payload$51.end  = input__payload[12];
   assign \counts[0]  = counts[4:0];
   assign \counts[1]  = counts[9:5];
   assign \counts[2]  = counts[14:10];
@@ -548,26 +558,26 @@ module npu_core_tiny(host_wdata, host_we, host_re, clear, input__payload, input_
   assign \counts[5]  = counts[29:25];
   assign \counts[6]  = counts[34:30];
   assign \counts[7]  = counts[39:35];
-  assign \counts$63[0]  = counts[4:0];
-  assign \counts$63[1]  = counts[9:5];
-  assign \counts$63[2]  = counts[14:10];
-  assign \counts$63[3]  = counts[19:15];
-  assign \counts$63[4]  = counts[24:20];
-  assign \counts$63[5]  = counts[29:25];
-  assign \counts$63[6]  = counts[34:30];
-  assign \counts$63[7]  = counts[39:35];
+  assign \counts$67[0]  = counts[4:0];
+  assign \counts$67[1]  = counts[9:5];
+  assign \counts$67[2]  = counts[14:10];
+  assign \counts$67[3]  = counts[19:15];
+  assign \counts$67[4]  = counts[24:20];
+  assign \counts$67[5]  = counts[29:25];
+  assign \counts$67[6]  = counts[34:30];
+  assign \counts$67[7]  = counts[39:35];
   assign \in_counts[0]  = in_counts[4:0];
   assign \in_counts[1]  = in_counts[9:5];
-  assign \in_counts$65[0]  = in_counts[4:0];
-  assign \in_counts$65[1]  = in_counts[9:5];
+  assign \in_counts$69[0]  = in_counts[4:0];
+  assign \in_counts$69[1]  = in_counts[9:5];
   assign \ev.index  = ev[3:0];
   assign \ev.value  = ev[11:4];
   assign \rd_data.index  = ev[3:0];
   assign \rd_data.value  = ev[11:4];
   assign \prod[0]  = prod[15:0];
   assign \prod[1]  = prod[31:16];
-  assign \prod$96[0]  = prod[15:0];
-  assign \prod$96[1]  = prod[31:16];
+  assign \prod$100[0]  = prod[15:0];
+  assign \prod$100[1]  = prod[31:16];
   assign \layer.size  = layer[4:0];
   assign \layer.rows  = layer[8:5];
   assign \layer.sbase  = layer[12:9];
@@ -805,7 +815,7 @@ module \npu_core_tiny.host (wdata, we, re, clk, rst, counters_rdata, lane_rdata,
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$976$2 , clear
+module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__ready, wr_event, start_step, busy, end_step, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, rd_data, \port$1000$2 , clear
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -921,8 +931,8 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   reg [11:0] input_events_nrw = 12'h000;
   wire [3:0] \input_events_nrw.index ;
   wire [7:0] \input_events_nrw.value ;
-  input [4:0] \port$976$2 ;
-  wire [4:0] \port$976$2 ;
+  input [4:0] \port$1000$2 ;
+  wire [4:0] \port$1000$2 ;
   wire [6:0] port__addr;
   wire [4:0] \port__addr$37 ;
   wire [11:0] port__data;
@@ -1184,7 +1194,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \$27  = clear & \$26 ;
   assign \$28  = rd_from_input_q ? input_events_nrw[3:0] : events_nrw[3:0];
   assign \$29  = rd_from_input_q ? input_events_nrw[11:4] : events_nrw[11:4];
-  assign spike_src = \port$976$2 [0] + 1'h1;
+  assign spike_src = \port$1000$2 [0] + 1'h1;
   assign \$31  = ~ in_full;
   assign \$32  = ~ clear;
   assign input__ready = \$31  & \$32 ;
@@ -1573,9 +1583,9 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   end
   assign port__addr = { rd_bank, rd_src, rd_n[3:0] };
   assign \port__addr$37  = { rd_bank, rd_n[3:0] };
-  assign wr_layer = \port$976$2 [0];
+  assign wr_layer = \port$1000$2 [0];
   assign ev_wr__addr = { cur, spike_src, \$30  };
-  assign wr_index = { 1'h0, \port$976$2 [4:1] };
+  assign wr_index = { 1'h0, \port$1000$2 [4:1] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
   assign \events_nrw.index  = events_nrw[3:0];
@@ -1606,7 +1616,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \in_wr__data.index  = in_wr__data[3:0];
   assign \in_wr__data.value  = in_wr__data[11:4];
   assign ev_wr__data[11:4] = 8'h01;
-  assign ev_wr__data[3:0] = \port$976$2 [4:1];
+  assign ev_wr__data[3:0] = \port$1000$2 [4:1];
   assign rd_data[11:4] = \$29 ;
   assign rd_data[3:0] = \$28 ;
   assign in_counts[9:5] = in_count1;
@@ -1622,7 +1632,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, \port$792$18 , busy_groups, prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
+module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, \port$810$18 , busy_groups, prod_valid, prod, spikes, new_u, params_rdata, membranes_rdata, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1721,8 +1731,8 @@ module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, 
   wire [81:0] params_rdata;
   wire [40:0] \params_rdata[0] ;
   wire [40:0] \params_rdata[1] ;
-  input [18:0] \port$792$18 ;
-  wire [18:0] \port$792$18 ;
+  input [18:0] \port$810$18 ;
+  wire [18:0] \port$810$18 ;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$40 ;
   wire [3:0] \port__addr$49 ;
@@ -1978,14 +1988,14 @@ module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, 
     .u(u_q1)
   );
   \npu_core_tiny.neurons.neuron0  neuron0 (
-    .\port$792$18 (\port$792$18 ),
+    .\port$810$18 (\port$810$18 ),
     .spike(spike),
     .theta(params0_nrw[24:9]),
     .total(acc0),
     .u_new(u_new)
   );
   \npu_core_tiny.neurons.neuron1  neuron1 (
-    .\port$792$18 (\port$792$18 ),
+    .\port$810$18 (\port$810$18 ),
     .spike(\spike$33 ),
     .theta(params1_nrw[24:9]),
     .total(acc1),
@@ -2093,17 +2103,17 @@ module \npu_core_tiny.neurons (rst, row_addr, views, row_start, membrane_write, 
   assign \bias$62  = bias_q1;
   assign total = acc0;
   assign theta = params0_nrw[24:9];
-  assign v_reset = \port$792$18 [18:3];
-  assign \v_reset$66  = \port$792$18 [18:3];
-  assign reset = \port$792$18 [2:1];
-  assign \reset$68  = \port$792$18 [2:1];
-  assign spiking = \port$792$18 [0];
-  assign \spiking$70  = \port$792$18 [0];
+  assign v_reset = \port$810$18 [18:3];
+  assign \v_reset$66  = \port$810$18 [18:3];
+  assign reset = \port$810$18 [2:1];
+  assign \reset$68  = \port$810$18 [2:1];
+  assign spiking = \port$810$18 [0];
+  assign \spiking$70  = \port$810$18 [0];
   assign \total$72  = acc1;
   assign \theta$73  = params1_nrw[24:9];
-  assign \v_reset$74  = \port$792$18 [18:3];
-  assign \reset$75  = \port$792$18 [2:1];
-  assign \spiking$76  = \port$792$18 [0];
+  assign \v_reset$74  = \port$810$18 [18:3];
+  assign \reset$75  = \port$810$18 [2:1];
+  assign \spiking$76  = \port$810$18 [0];
   assign \params0_nrw.alpha  = params0_nrw[8:0];
   assign \params0_nrw.theta  = params0_nrw[24:9];
   assign \params0_nrw.bias  = params0_nrw[40:25];
@@ -2186,7 +2196,7 @@ module \npu_core_tiny.neurons.leak1 (bias, u, alpha, leak);
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons.neuron0 (u_new, \port$792$18 , theta, total, spike);
+module \npu_core_tiny.neurons.neuron0 (u_new, \port$810$18 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2210,8 +2220,8 @@ module \npu_core_tiny.neurons.neuron0 (u_new, \port$792$18 , theta, total, spike
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$792$18 ;
-  wire [18:0] \port$792$18 ;
+  input [18:0] \port$810$18 ;
+  wire [18:0] \port$810$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -2240,26 +2250,26 @@ module \npu_core_tiny.neurons.neuron0 (u_new, \port$792$18 , theta, total, spike
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$792$18 [0] & \$11 ;
+  assign spike = \port$810$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$792$18 [2:1];
-  assign \$17  = \port$792$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$792$18 [18:3] : v;
+  assign \$16  = ! \port$810$18 [2:1];
+  assign \$17  = \port$810$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$810$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$4  = ~ \$12 [15];
-  assign spiking = \port$792$18 [0];
+  assign spiking = \port$810$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$792$18 [2:1];
-  assign v_reset = \port$792$18 [18:3];
+  assign reset = \port$810$18 [2:1];
+  assign v_reset = \port$810$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npu_core_tiny.neurons.neuron1 (u_new, \port$792$18 , theta, total, spike);
+module \npu_core_tiny.neurons.neuron1 (u_new, \port$810$18 , theta, total, spike);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2283,8 +2293,8 @@ module \npu_core_tiny.neurons.neuron1 (u_new, \port$792$18 , theta, total, spike
   wire [15:0] after_spike;
   wire [16:0] diff;
   wire lo;
-  input [18:0] \port$792$18 ;
-  wire [18:0] \port$792$18 ;
+  input [18:0] \port$810$18 ;
+  wire [18:0] \port$810$18 ;
   wire [1:0] reset;
   output spike;
   wire spike;
@@ -2313,20 +2323,20 @@ module \npu_core_tiny.neurons.neuron1 (u_new, \port$792$18 , theta, total, spike
   assign \$9  = ~ diff[16];
   assign \$10  = \$8  & \$9 ;
   assign \$11  = \$7  | \$10 ;
-  assign spike = \port$792$18 [0] & \$11 ;
+  assign spike = \port$810$18 [0] & \$11 ;
   assign \$12  = ~ theta;
   assign \$14  = lo ? 16'h0000 : diff[15:0];
   assign \$15  = \$signal  ? \$13  : { \$14 [15], \$14  };
-  assign \$16  = ! \port$792$18 [2:1];
-  assign \$17  = \port$792$18 [2:1] == 1'h1;
-  assign \$18  = \$17  ? \port$792$18 [18:3] : v;
+  assign \$16  = ! \port$810$18 [2:1];
+  assign \$17  = \port$810$18 [2:1] == 1'h1;
+  assign \$18  = \$17  ? \port$810$18 [18:3] : v;
   assign after_spike = \$16  ? \$15 [15:0] : \$18 ;
   assign u_new = spike ? after_spike : v;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ \$12 [15];
-  assign spiking = \port$792$18 [0];
+  assign spiking = \port$810$18 [0];
   assign subtracted = \$15 [15:0];
-  assign reset = \port$792$18 [2:1];
-  assign v_reset = \port$792$18 [18:3];
+  assign reset = \port$810$18 [2:1];
+  assign v_reset = \port$810$18 [18:3];
   assign { \$13 [16], \$13 [14:0] } = \$12 ;
   assign \$13 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
@@ -2822,47 +2832,61 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rdata, drained, router_free, can_load, spike_event, out_ready, tables, table_rdata, start_step, busy, row_start, issue, router_load, membrane_write, write_end, end_step
-, layer, valid, li, busy_groups, k, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
+, fault, layer, valid, li, busy_groups, k, fault_info, rd_src, rd_from_input, rd_bank, rd_n, in_full, in_rbank, cur, counts, in_counts, spike_layer, re);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [37:0] \$1 ;
   wire \$10 ;
-  reg [1:0] \$100 ;
-  reg [37:0] \$101 ;
-  reg [2:0] \$102 ;
-  reg [2:0] \$103 ;
-  reg [15:0] \$104 ;
-  reg [1:0] \$105 ;
-  reg \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg [3:0] \$109 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [1:0] \$103 ;
+  wire \$104 ;
+  reg [37:0] \$105 ;
+  reg [37:0] \$106 ;
+  reg [15:0] \$107 ;
+  reg [15:0] \$108 ;
+  reg [15:0] \$109 ;
   wire \$11 ;
-  reg [3:0] \$110 ;
+  reg [15:0] \$110 ;
   reg [1:0] \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg [4:0] \$114 ;
-  reg [4:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [8:0] \$117 ;
-  reg \$118 ;
-  reg [1:0] \$119 ;
+  reg [37:0] \$112 ;
+  reg [2:0] \$113 ;
+  reg [2:0] \$114 ;
+  reg [15:0] \$115 ;
+  reg [1:0] \$116 ;
+  reg \$117 ;
+  reg [4:0] \$118 ;
+  reg [2:0] \$119 ;
   wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg [3:0] \$122 ;
+  reg [3:0] \$123 ;
+  reg [13:0] \$124 ;
+  reg [1:0] \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg [4:0] \$128 ;
+  reg [4:0] \$129 ;
   wire \$13 ;
+  reg [7:0] \$130 ;
+  reg [8:0] \$131 ;
+  reg \$132 ;
+  reg [1:0] \$133 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [3:0] \$181 ;
-  wire [5:0] \$185 ;
   wire \$19 ;
   reg [15:0] \$2 ;
   wire \$20 ;
-  wire [3:0] \$201 ;
-  wire [5:0] \$205 ;
-  wire [3:0] \$21 ;
-  wire \$22 ;
+  wire [3:0] \$205 ;
+  wire [5:0] \$209 ;
+  wire \$21 ;
+  wire [3:0] \$22 ;
+  wire [3:0] \$225 ;
+  wire [5:0] \$229 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -2880,24 +2904,24 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
-  reg [37:0] \$39 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
-  reg [15:0] \$41 ;
-  wire [5:0] \$42 ;
-  wire [6:0] \$43 ;
-  wire \$44 ;
-  wire [5:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
+  wire \$40 ;
+  reg [37:0] \$41 ;
+  wire [3:0] \$42 ;
+  reg [15:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
+  wire [5:0] \$47 ;
+  wire [6:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [4:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
-  wire \$54 ;
+  wire [5:0] \$54 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
@@ -2905,48 +2929,48 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [4:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire [4:0] \$63 ;
-  wire [4:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [5:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire [6:0] \$69 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [7:0] \$71 ;
-  wire [7:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire \$76 ;
-  wire [4:0] \$77 ;
-  wire \$78 ;
-  wire [4:0] \$79 ;
+  wire \$70 ;
+  wire [4:0] \$71 ;
+  wire \$72 ;
+  wire [4:0] \$73 ;
+  wire [4:0] \$74 ;
+  wire [5:0] \$75 ;
+  wire [5:0] \$76 ;
+  wire [5:0] \$77 ;
+  wire [5:0] \$78 ;
+  wire [6:0] \$79 ;
   wire \$8 ;
-  wire [4:0] \$80 ;
-  wire \$81 ;
-  wire [5:0] \$82 ;
-  wire [5:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [2:0] \$86 ;
+  wire [7:0] \$80 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$82 ;
+  wire [7:0] \$83 ;
+  wire [8:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire \$86 ;
   wire [4:0] \$87 ;
-  wire [1:0] \$88 ;
-  wire \$89 ;
+  wire \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [4:0] \$90 ;
   wire \$91 ;
-  wire [1:0] \$92 ;
-  wire \$93 ;
-  reg [37:0] \$94 ;
-  reg [37:0] \$95 ;
-  reg [15:0] \$96 ;
-  reg [15:0] \$97 ;
-  reg [15:0] \$98 ;
-  reg [15:0] \$99 ;
+  wire \$92 ;
+  wire [5:0] \$93 ;
+  wire [5:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [2:0] \$97 ;
+  wire [4:0] \$98 ;
+  wire [1:0] \$99 ;
   output busy;
   reg busy;
   output busy_groups;
@@ -3009,9 +3033,14 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire \edge3.recurrent ;
   wire [1:0] \edge3.src ;
   wire [7:0] \edge3.wbase ;
+  reg [2:0] edge_bad = 3'h0;
   output end_step;
   reg end_step;
   reg events_left = 1'h0;
+  output fault;
+  reg fault;
+  output [13:0] fault_info;
+  reg [13:0] fault_info = 14'h0000;
   reg [3:0] fsm_state = 4'h0;
   wire host_req;
   input [9:0] in_counts;
@@ -3059,6 +3088,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   wire [4:0] \layer1.size ;
   wire \layer1.spiking ;
   wire [15:0] \layer1.v_reset ;
+  reg [4:0] layer_bad = 5'h00;
   output li;
   reg li = 1'h0;
   output membrane_write;
@@ -3124,123 +3154,140 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$12  = ! li;
   assign \$14  = ! li;
   assign \$16  = ! li;
-  assign \$18  = ! k;
-  assign \$19  = ! li;
-  assign \$21  = e + 1'h1;
-  assign \$22  = ! li;
-  assign \$24  = ! li;
-  assign \$26  = ! li;
-  assign \$29  = ! fsm_state;
-  assign \$30  = fsm_state == 1'h1;
-  assign \$31  = fsm_state == 2'h2;
-  assign \$32  = fsm_state == 2'h3;
-  assign \$33  = fsm_state == 3'h4;
-  assign \$34  = fsm_state == 3'h5;
-  assign \$35  = fsm_state == 3'h6;
-  assign \$36  = fsm_state == 3'h7;
-  assign \$37  = fsm_state == 4'h8;
-  assign \$38  = fsm_state == 4'h9;
-  assign \$40  = layer[14:13] + layer[17:15];
-  assign \$42  = k * 2'h2;
-  assign \$43  = \$42  + 1'h0;
-  assign \$44  = \$43  < layer[4:0];
-  assign \$45  = k * 2'h2;
-  assign \$46  = \$45  + 1'h1;
-  assign \$47  = \$46  < layer[4:0];
-  assign \$48  = k + 1'h1;
-  assign \$49  = \$48  >= layer[8:5];
-  assign \$50  = ~ clear;
-  assign \$51  = in_full & \$50 ;
-  assign \$54  = ! num_layers;
-  assign \$55  = e == e_end;
-  assign \$56  = ! \edge [1:0];
-  assign \$57  = ! \edge [1:0];
-  assign \$58  = cur ^ \edge [2];
-  assign \$59  = \$57  ? in_rbank : \$58 ;
-  assign \$60  = ! \edge [1:0];
-  assign \$181  = in_rbank * 3'h5;
-  assign \$61  = in_counts >> \$181 ;
-  assign \$62  = cur ^ \edge [2];
-  assign \$185  = { \$62 , \edge [1:0] } * 3'h5;
-  assign \$63  = counts >> \$185 ;
-  assign \$64  = \$60  ? \$61  : \$63 ;
-  assign \$66  = k[0] ? \$65  : 6'h00;
-  assign \$68  = k[1] ? \$67  : 6'h00;
-  assign \$69  = \$66  + \$68 ;
-  assign \$71  = k[2] ? \$70  : 8'h00;
-  assign \$73  = k[3] ? \$72  : 8'h00;
-  assign \$74  = \$71  + \$73 ;
-  assign \$75  = \$69  + \$74 ;
-  assign \$76  = ! \edge [1:0];
-  assign \$201  = in_rbank * 3'h5;
-  assign \$77  = in_counts >> \$201 ;
-  assign \$78  = cur ^ \edge [2];
-  assign \$205  = { \$78 , \edge [1:0] } * 3'h5;
-  assign \$79  = counts >> \$205 ;
-  assign \$80  = \$76  ? \$77  : \$79 ;
-  assign \$81  = | \$80 ;
-  assign \$82  = rd_n + 1'h1;
-  assign \$83  = rd_n + 1'h1;
-  assign \$84  = \$83  < cnt;
-  assign \$85  = drain_n != 2'h2;
-  assign \$86  = drain_n + 1'h1;
-  assign \$87  = k + 1'h1;
-  assign \$88  = li + 1'h1;
-  assign \$89  = \$88  >= num_layers;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = li + 1'h1;
+  assign \$18  = | edge_bad;
+  assign \$19  = ! k;
+  assign \$20  = ! li;
+  assign \$22  = e + 1'h1;
+  assign \$23  = ! li;
+  assign \$25  = ! li;
+  assign \$27  = ! li;
+  assign \$30  = ! fsm_state;
+  assign \$31  = fsm_state == 1'h1;
+  assign \$32  = fsm_state == 2'h2;
+  assign \$33  = fsm_state == 2'h3;
+  assign \$34  = fsm_state == 3'h4;
+  assign \$35  = fsm_state == 3'h5;
+  assign \$36  = fsm_state == 3'h6;
+  assign \$37  = fsm_state == 3'h7;
+  assign \$38  = fsm_state == 4'h8;
+  assign \$39  = fsm_state == 4'h9;
+  assign \$40  = fsm_state == 4'ha;
+  assign \$42  = layer[14:13] + layer[17:15];
+  assign \$44  = k * 2'h2;
+  assign \$45  = \$44  + 1'h0;
+  assign \$46  = \$45  < layer[4:0];
+  assign \$47  = k * 2'h2;
+  assign \$48  = \$47  + 1'h1;
+  assign \$49  = \$48  < layer[4:0];
+  assign \$50  = k + 1'h1;
+  assign \$51  = \$50  >= layer[8:5];
+  assign \$52  = ! layer[8:5];
+  assign \$53  = layer[8:5] > 4'h8;
+  assign \$54  = layer[8:5] * 2'h2;
+  assign \$55  = layer[4:0] > \$54 ;
+  assign \$56  = layer[17:15] > 3'h4;
+  assign \$57  = \edge [1:0] > 2'h2;
+  assign \$58  = \edge [15:11] > 5'h10;
+  assign \$59  = ~ clear;
+  assign \$60  = in_full & \$59 ;
+  assign \$63  = ! num_layers;
+  assign \$64  = | layer_bad;
+  assign \$65  = e == e_end;
+  assign \$66  = ! \edge [1:0];
+  assign \$67  = ! \edge [1:0];
+  assign \$68  = cur ^ \edge [2];
+  assign \$69  = \$67  ? in_rbank : \$68 ;
+  assign \$70  = ! \edge [1:0];
+  assign \$205  = in_rbank * 3'h5;
+  assign \$71  = in_counts >> \$205 ;
+  assign \$72  = cur ^ \edge [2];
+  assign \$209  = { \$72 , \edge [1:0] } * 3'h5;
+  assign \$73  = counts >> \$209 ;
+  assign \$74  = \$70  ? \$71  : \$73 ;
+  assign \$76  = k[0] ? \$75  : 6'h00;
+  assign \$78  = k[1] ? \$77  : 6'h00;
+  assign \$79  = \$76  + \$78 ;
+  assign \$81  = k[2] ? \$80  : 8'h00;
+  assign \$83  = k[3] ? \$82  : 8'h00;
+  assign \$84  = \$81  + \$83 ;
+  assign \$85  = \$79  + \$84 ;
+  assign \$86  = ! \edge [1:0];
+  assign \$225  = in_rbank * 3'h5;
+  assign \$87  = in_counts >> \$225 ;
+  assign \$88  = cur ^ \edge [2];
+  assign \$229  = { \$88 , \edge [1:0] } * 3'h5;
+  assign \$89  = counts >> \$229 ;
+  assign \$90  = \$86  ? \$87  : \$89 ;
+  assign \$91  = | \$90 ;
+  assign \$92  = | edge_bad;
+  assign \$93  = rd_n + 1'h1;
+  assign \$94  = rd_n + 1'h1;
+  assign \$95  = \$94  < cnt;
+  assign \$96  = drain_n != 2'h2;
+  assign \$97  = drain_n + 1'h1;
+  assign \$98  = k + 1'h1;
+  assign \$99  = li + 1'h1;
+  assign \$100  = \$99  >= num_layers;
+  assign \$102  = \$100  | \$101 ;
+  assign \$103  = li + 1'h1;
   always @(posedge clk)
-    layer0 <= \$94 ;
+    layer0 <= \$105 ;
   always @(posedge clk)
-    layer1 <= \$95 ;
+    layer1 <= \$106 ;
   always @(posedge clk)
-    edge0 <= \$96 ;
+    edge0 <= \$107 ;
   always @(posedge clk)
-    edge1 <= \$97 ;
+    edge1 <= \$108 ;
   always @(posedge clk)
-    edge2 <= \$98 ;
+    edge2 <= \$109 ;
   always @(posedge clk)
-    edge3 <= \$99 ;
+    edge3 <= \$110 ;
   always @(posedge clk)
-    num_layers <= \$100 ;
+    num_layers <= \$111 ;
   always @(posedge clk)
-    layer <= \$101 ;
+    layer <= \$112 ;
   always @(posedge clk)
-    e_end <= \$102 ;
+    e_end <= \$113 ;
   always @(posedge clk)
-    e <= \$103 ;
+    e <= \$114 ;
   always @(posedge clk)
-    \edge  <= \$104 ;
+    \edge  <= \$115 ;
   always @(posedge clk)
-    valid <= \$105 ;
+    valid <= \$116 ;
   always @(posedge clk)
-    last_row <= \$106 ;
+    last_row <= \$117 ;
   always @(posedge clk)
-    li <= \$107 ;
+    layer_bad <= \$118 ;
   always @(posedge clk)
-    busy_groups <= \$108 ;
+    edge_bad <= \$119 ;
   always @(posedge clk)
-    fsm_state <= \$109 ;
+    li <= \$120 ;
   always @(posedge clk)
-    k <= \$110 ;
+    busy_groups <= \$121 ;
   always @(posedge clk)
-    rd_src <= \$111 ;
+    fsm_state <= \$122 ;
   always @(posedge clk)
-    rd_from_input <= \$112 ;
+    k <= \$123 ;
   always @(posedge clk)
-    rd_bank <= \$113 ;
+    fault_info <= \$124 ;
   always @(posedge clk)
-    rd_n <= \$114 ;
+    rd_src <= \$125 ;
   always @(posedge clk)
-    cnt <= \$115 ;
+    rd_from_input <= \$126 ;
   always @(posedge clk)
-    row_wbase <= \$116 ;
+    rd_bank <= \$127 ;
   always @(posedge clk)
-    row_offset <= \$117 ;
+    rd_n <= \$128 ;
   always @(posedge clk)
-    events_left <= \$118 ;
+    cnt <= \$129 ;
   always @(posedge clk)
-    drain_n <= \$119 ;
+    row_wbase <= \$130 ;
+  always @(posedge clk)
+    row_offset <= \$131 ;
+  always @(posedge clk)
+    events_left <= \$132 ;
+  always @(posedge clk)
+    drain_n <= \$133 ;
   \npu_core_tiny.sequencer.counters  counters (
     .clear(\clear$25 ),
     .clk(clk),
@@ -3279,9 +3326,9 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
     (* full_case = 32'd1 *)
     casez (li)
       1'h0:
-          \$39  = layer0;
+          \$41  = layer0;
       1'h1:
-          \$39  = layer1;
+          \$41  = layer1;
     endcase
   end
   always @* begin
@@ -3289,13 +3336,13 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
     (* full_case = 32'd1 *)
     casez (e_new[1:0])
       2'h0:
-          \$41  = edge0;
+          \$43  = edge0;
       2'h1:
-          \$41  = edge1;
+          \$43  = edge1;
       2'h2:
-          \$41  = edge2;
+          \$43  = edge2;
       2'h3:
-          \$41  = edge3;
+          \$43  = edge3;
     endcase
   end
   always @* begin
@@ -3350,7 +3397,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
             inc[4] = 1'h1;
           end
         end
-      4'h6:
+      4'h7:
         begin
           if (\$16 ) begin
             inc[0] = 1'h1;
@@ -3358,41 +3405,42 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           if (\$17 ) begin
             inc[4] = 1'h1;
           end
-          if (events_left) begin
-            if (\$18 ) begin
-              if (\$19 ) begin
+          if (\$18 ) begin
+          end else if (events_left) begin
+            if (\$19 ) begin
+              if (\$20 ) begin
                 inc[2] = 1'h1;
               end
-              if (\$20 ) begin
+              if (\$21 ) begin
                 inc[6] = 1'h1;
               end
             end
           end
         end
-      4'h5:
+      4'h6:
         begin
-          if (\$22 ) begin
+          if (\$23 ) begin
             inc[0] = 1'h1;
           end
-          if (\$23 ) begin
-            inc[4] = 1'h1;
-          end
-        end
-      4'h7:
-        begin
           if (\$24 ) begin
-            inc[1] = 1'h1;
-          end
-          if (\$25 ) begin
-            inc[5] = 1'h1;
+            inc[4] = 1'h1;
           end
         end
       4'h8:
         begin
-          if (\$26 ) begin
+          if (\$25 ) begin
             inc[1] = 1'h1;
           end
+          if (\$26 ) begin
+            inc[5] = 1'h1;
+          end
+        end
+      4'h9:
+        begin
           if (\$27 ) begin
+            inc[1] = 1'h1;
+          end
+          if (\$28 ) begin
             inc[5] = 1'h1;
           end
         end
@@ -3427,17 +3475,19 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           busy = 1'h1;
       4'h4:
           busy = 1'h1;
-      4'h6:
-          busy = 1'h1;
-      4'h5:
-          busy = 1'h1;
       4'h7:
+          busy = 1'h1;
+      4'h6:
           busy = 1'h1;
       4'h8:
           busy = 1'h1;
       4'h9:
           busy = 1'h1;
+      4'ha:
+          busy = 1'h1;
       4'h1:
+          busy = 1'h1;
+      4'h5:
           busy = 1'h1;
     endcase
   end
@@ -3465,9 +3515,10 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           e_set = 1'h1;
       4'h4:
           /* empty */;
-      4'h6:
+      4'h7:
           (* full_case = 32'd1 *)
-          if (events_left) begin
+          if (\$18 ) begin
+          end else if (events_left) begin
           end else begin
             e_set = 1'h1;
           end
@@ -3485,11 +3536,12 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           e_new = { 1'h0, layer[14:13] };
       4'h4:
           /* empty */;
-      4'h6:
+      4'h7:
           (* full_case = 32'd1 *)
-          if (events_left) begin
+          if (\$18 ) begin
+          end else if (events_left) begin
           end else begin
-            e_new = \$21 [2:0];
+            e_new = \$22 [2:0];
           end
     endcase
   end
@@ -3517,8 +3569,9 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          if (events_left) begin
+      4'h7:
+          if (\$18 ) begin
+          end else if (events_left) begin
             issue = 1'h1;
           end
     endcase
@@ -3535,13 +3588,13 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
           /* empty */;
+      4'h6:
+          /* empty */;
       4'h8:
+          /* empty */;
+      4'h9:
           router_load = 1'h1;
     endcase
   end
@@ -3557,13 +3610,13 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
           /* empty */;
+      4'h6:
+          /* empty */;
       4'h8:
+          /* empty */;
+      4'h9:
           if (can_load) begin
             membrane_write = 1'h1;
           end
@@ -3581,15 +3634,15 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
+          /* empty */;
+      4'h6:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           /* empty */;
       4'h1:
           write_end = 1'h1;
@@ -3607,18 +3660,18 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
+          /* empty */;
+      4'h6:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
           /* empty */;
+      4'ha:
+          /* empty */;
       4'h1:
-          if (\$28 ) begin
+          if (\$29 ) begin
             end_step = 1'h1;
           end
     endcase
@@ -3635,41 +3688,69 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       4'h4:
           /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
       4'h7:
+          /* empty */;
+      4'h6:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
           /* empty */;
+      4'ha:
+          /* empty */;
       4'h1:
-          if (\$28 ) begin
+          if (\$29 ) begin
             step_done = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = layer0;
+    fault = 1'h0;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h5:
+          fault = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = layer0;
     casez (tables[53:51])
       3'h0:
           if (tables[49]) begin
             casez (tables[0])
               1'h0:
-                  \$94  = tables[45:8];
+                  \$105  = tables[45:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$94  = 38'h0000000000;
+      \$105  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = layer1;
+    \$106  = layer1;
     casez (tables[53:51])
       3'h0:
           if (tables[49]) begin
@@ -3678,17 +3759,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               1'h0:
                   /* empty */;
               1'h1:
-                  \$95  = tables[45:8];
+                  \$106  = tables[45:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$95  = 38'h0000000000;
+      \$106  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = edge0;
+    \$107  = edge0;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3696,17 +3777,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           if (tables[49]) begin
             casez (tables[1:0])
               2'h0:
-                  \$96  = tables[23:8];
+                  \$107  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$96  = 16'h0000;
+      \$107  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = edge1;
+    \$108  = edge1;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3716,17 +3797,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h0:
                   /* empty */;
               2'h1:
-                  \$97  = tables[23:8];
+                  \$108  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$97  = 16'h0000;
+      \$108  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = edge2;
+    \$109  = edge2;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3738,17 +3819,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h1:
                   /* empty */;
               2'h2:
-                  \$98  = tables[23:8];
+                  \$109  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$98  = 16'h0000;
+      \$109  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = edge3;
+    \$110  = edge3;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3763,17 +3844,17 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
               2'h2:
                   /* empty */;
               2'h3:
-                  \$99  = tables[23:8];
+                  \$110  = tables[23:8];
             endcase
           end
     endcase
     if (rst) begin
-      \$99  = 16'h0000;
+      \$110  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = num_layers;
+    \$111  = num_layers;
     casez (tables[53:51])
       3'h0:
           /* empty */;
@@ -3781,239 +3862,7 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
           /* empty */;
       3'h6:
           if (tables[49]) begin
-            \$100  = tables[9:8];
-          end
-    endcase
-    if (rst) begin
-      \$100  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = \$39 ;
-    if (rst) begin
-      \$101  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = \$40 [2:0];
-    if (rst) begin
-      \$102  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = e;
-    if (e_set) begin
-      \$103  = e_new;
-    end
-    if (rst) begin
-      \$103  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = \edge ;
-    if (e_set) begin
-      \$104  = \$41 ;
-    end
-    if (rst) begin
-      \$104  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = { \$47 , \$44  };
-    if (rst) begin
-      \$105  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = \$49 ;
-    if (rst) begin
-      \$106  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = li;
-    casez (fsm_state)
-      4'h0:
-          if (\$53 ) begin
-            \$107  = 1'h0;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$91 ) begin
-            end else begin
-              \$107  = \$92 [0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = busy_groups;
-    casez (fsm_state)
-      4'h0:
-          if (\$53 ) begin
-            \$108  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'h1:
-          if (\$93 ) begin
-            \$108  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$109  = fsm_state;
-    casez (fsm_state)
-      4'h0:
-          if (\$53 ) begin
-            (* full_case = 32'd1 *)
-            if (\$54 ) begin
-              \$109  = 4'h1;
-            end else begin
-              \$109  = 4'h2;
-            end
-          end
-      4'h2:
-          \$109  = 4'h3;
-      4'h3:
-          \$109  = 4'h4;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-            \$109  = 4'h5;
-          end else begin
-            \$109  = 4'h6;
-          end
-      4'h6:
-          (* full_case = 32'd1 *)
-          if (events_left) begin
-          end else begin
-            \$109  = 4'h4;
-          end
-      4'h5:
-          if (\$85 ) begin
-          end else if (drained) begin
-            \$109  = 4'h7;
-          end
-      4'h7:
-          \$109  = 4'h8;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-              \$109  = 4'h9;
-            end else begin
-              \$109  = 4'h3;
-            end
-          end
-      4'h9:
-          if (router_free) begin
-            (* full_case = 32'd1 *)
-            if (\$91 ) begin
-              \$109  = 4'h1;
-            end else begin
-              \$109  = 4'h2;
-            end
-          end
-      4'h1:
-          if (\$93 ) begin
-            \$109  = 4'h0;
-          end
-    endcase
-    if (rst) begin
-      \$109  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$110  = k;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          \$110  = 4'h0;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (can_load) begin
-            (* full_case = 32'd1 *)
-            if (last_row) begin
-            end else begin
-              \$110  = \$87 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$110  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$111  = rd_src;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$111  = \edge [1:0];
+            \$111  = tables[9:8];
           end
     endcase
     if (rst) begin
@@ -4022,182 +3871,465 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$112  = rd_from_input;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$112  = \$56 ;
-          end
-    endcase
+    \$112  = \$41 ;
     if (rst) begin
-      \$112  = 1'h0;
+      \$112  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = rd_bank;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$113  = \$59 ;
-          end
-    endcase
+    \$113  = \$42 [2:0];
     if (rst) begin
-      \$113  = 1'h0;
+      \$113  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = rd_n;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$114  = 5'h00;
-          end
-      4'h6:
-          if (events_left) begin
-            \$114  = \$82 [4:0];
-          end
-    endcase
+    \$114  = e;
+    if (e_set) begin
+      \$114  = e_new;
+    end
     if (rst) begin
-      \$114  = 5'h00;
+      \$114  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = cnt;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$115  = \$64 ;
-          end
-    endcase
+    \$115  = \edge ;
+    if (e_set) begin
+      \$115  = \$43 ;
+    end
     if (rst) begin
-      \$115  = 5'h00;
+      \$115  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = row_wbase;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$116  = \edge [10:3];
-          end
-    endcase
+    \$116  = { \$49 , \$46  };
     if (rst) begin
-      \$116  = 8'h00;
+      \$116  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$117  = row_offset;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$117  = \$75 [8:0];
-          end
-    endcase
+    \$117  = \$51 ;
     if (rst) begin
-      \$117  = 9'h000;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$118  = events_left;
-    casez (fsm_state)
-      4'h0:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          (* full_case = 32'd1 *)
-          if (\$55 ) begin
-          end else begin
-            \$118  = \$81 ;
-          end
-      4'h6:
-          if (events_left) begin
-            \$118  = \$84 ;
-          end
-    endcase
+    \$118  = { \$56 , 1'h0, \$55 , \$53 , \$52  };
     if (rst) begin
-      \$118  = 1'h0;
+      \$118  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$119  = drain_n;
+    \$119  = { 1'h0, \$58 , \$57  };
+    if (rst) begin
+      \$119  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$120  = li;
     casez (fsm_state)
       4'h0:
-          /* empty */;
+          if (\$62 ) begin
+            \$120  = 1'h0;
+          end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
+          /* empty */;
+      4'h7:
           /* empty */;
       4'h6:
           /* empty */;
-      4'h5:
-          if (\$85 ) begin
-            \$119  = \$86 [1:0];
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$102 ) begin
+            end else begin
+              \$120  = \$103 [0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$121  = busy_groups;
+    casez (fsm_state)
+      4'h0:
+          if (\$62 ) begin
+            \$121  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'h1:
+          if (\$104 ) begin
+            \$121  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$122  = fsm_state;
+    casez (fsm_state)
+      4'h0:
+          if (\$62 ) begin
+            (* full_case = 32'd1 *)
+            if (\$63 ) begin
+              \$122  = 4'h1;
+            end else begin
+              \$122  = 4'h2;
+            end
+          end
+      4'h2:
+          \$122  = 4'h3;
+      4'h3:
+          \$122  = 4'h4;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+            \$122  = 4'h5;
+          end else if (\$65 ) begin
+            \$122  = 4'h6;
+          end else begin
+            \$122  = 4'h7;
+          end
+      4'h7:
+          (* full_case = 32'd1 *)
+          if (\$92 ) begin
+            \$122  = 4'h5;
+          end else if (events_left) begin
+          end else begin
+            \$122  = 4'h4;
+          end
+      4'h6:
+          if (\$96 ) begin
           end else if (drained) begin
-            \$119  = 2'h0;
+            \$122  = 4'h8;
+          end
+      4'h8:
+          \$122  = 4'h9;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+              \$122  = 4'ha;
+            end else begin
+              \$122  = 4'h3;
+            end
+          end
+      4'ha:
+          if (router_free) begin
+            (* full_case = 32'd1 *)
+            if (\$102 ) begin
+              \$122  = 4'h1;
+            end else begin
+              \$122  = 4'h2;
+            end
+          end
+      4'h1:
+          if (\$104 ) begin
+            \$122  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$119  = 2'h0;
+      \$122  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$123  = k;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          \$123  = 4'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (can_load) begin
+            (* full_case = 32'd1 *)
+            if (last_row) begin
+            end else begin
+              \$123  = \$98 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$123  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$124  = fault_info;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$64 ) begin
+            \$124  = { layer_bad, 7'h00, li, 1'h0 };
+          end
+      4'h7:
+          if (\$92 ) begin
+            \$124  = { 2'h0, edge_bad, 5'h00, e, 1'h1 };
+          end
+    endcase
+    if (rst) begin
+      \$124  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$125  = rd_src;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$125  = \edge [1:0];
+          end
+    endcase
+    if (rst) begin
+      \$125  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$126  = rd_from_input;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$126  = \$66 ;
+          end
+    endcase
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$127  = rd_bank;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$127  = \$69 ;
+          end
+    endcase
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$128  = rd_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$128  = 5'h00;
+          end
+      4'h7:
+          if (\$92 ) begin
+          end else if (events_left) begin
+            \$128  = \$93 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$128  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$129  = cnt;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$129  = \$74 ;
+          end
+    endcase
+    if (rst) begin
+      \$129  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$130  = row_wbase;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$130  = \edge [10:3];
+          end
+    endcase
+    if (rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$131  = row_offset;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$131  = \$85 [8:0];
+          end
+    endcase
+    if (rst) begin
+      \$131  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$132  = events_left;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          (* full_case = 32'd1 *)
+          if (\$64 ) begin
+          end else if (\$65 ) begin
+          end else begin
+            \$132  = \$91 ;
+          end
+      4'h7:
+          if (\$92 ) begin
+          end else if (events_left) begin
+            \$132  = \$95 ;
+          end
+    endcase
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$133  = drain_n;
+    casez (fsm_state)
+      4'h0:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h6:
+          if (\$96 ) begin
+            \$133  = \$97 [1:0];
+          end else if (drained) begin
+            \$133  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$133  = 2'h0;
     end
   end
   assign rdata = counters_rdata;
@@ -4276,19 +4408,19 @@ module \npu_core_tiny.sequencer (clear, clk, rst, row_addr, rowbase, counters_rd
   assign \$13  = li;
   assign \$15  = li;
   assign \$17  = li;
-  assign \$20  = li;
-  assign \$23  = li;
-  assign \$25  = li;
-  assign \$27  = li;
-  assign \$28  = out_ready;
-  assign \$52  = 1'h1;
-  assign \$53  = \$51 ;
-  assign \$65  = { 1'h0, \edge [15:11] };
-  assign \$67  = { \edge [15:11], 1'h0 };
-  assign \$70  = { 1'h0, \edge [15:11], 2'h0 };
-  assign \$72  = { \edge [15:11], 3'h0 };
-  assign \$90  = li;
-  assign \$93  = out_ready;
+  assign \$21  = li;
+  assign \$24  = li;
+  assign \$26  = li;
+  assign \$28  = li;
+  assign \$29  = out_ready;
+  assign \$61  = 1'h1;
+  assign \$62  = \$60 ;
+  assign \$75  = { 1'h0, \edge [15:11] };
+  assign \$77  = { \edge [15:11], 1'h0 };
+  assign \$80  = { 1'h0, \edge [15:11], 2'h0 };
+  assign \$82  = { \edge [15:11], 3'h0 };
+  assign \$101  = li;
+  assign \$104  = out_ready;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -305,7 +305,7 @@ def test_boards_command_lists_capacity(capsys):
         assert r["baud"] == 115200 and r["transport"] in ("uart", "pcie")
     assert main(["boards"]) == 0
     text = capsys.readouterr().out
-    assert "icebreaker      iCE40UP5K    4      192     65536         0    36 MHz" in text
+    assert "icebreaker      iCE40UP5K    4      192     65536         0    30 MHz" in text
 
 
 def test_every_board_top_elaborates(tmp_path):

@@ -9,11 +9,24 @@ import pytest
 from linkutil import decode_replies, run_byte_stream, write_requests
 from netgen import random_input
 from spikeforge.contract.compiler import compile_network
-from spikeforge.contract.config import LAYER_FIELDS, Region, pack, unpack
+from spikeforge.contract.config import (
+    EDGE_FIELDS,
+    LAYER_FIELDS,
+    Region,
+    describe_fault,
+    pack,
+    unpack,
+)
 from spikeforge.contract.framing import Frame
 from spikeforge.contract.harness import decode_step, expected
-from spikeforge.contract.payloads import pack_read, pack_run, pack_write, unpack_read_reply
-from spikeforge.contract.protocol import Command, ErrorCode
+from spikeforge.contract.payloads import (
+    pack_read,
+    pack_run,
+    pack_write,
+    unpack_error,
+    unpack_read_reply,
+)
+from spikeforge.contract.protocol import ERROR_REPLY, Command, ErrorCode
 from spikeforge.contract.timing import COMPACT, PIPELINED, watchdog_clocks
 from spikeforge.gateware.link import SoC
 from test_link_engine import _config, _error, _net, _ok, _steps
@@ -36,36 +49,48 @@ def _check_run(reply, request, net, image, x):
 
 
 @pytest.mark.parametrize("timing", [COMPACT, PIPELINED], ids=lambda t: t.value)
-def test_bad_tables_still_end_their_steps(timing):
+def test_bad_tables_end_their_steps(timing):
     """The wedges the issue found: a layer count over ``max_layers`` (CONTROL 255)
-    and a layer entry with ``rows = 0``.  Each RUN answers (the steps end: the layer
-    walk stops at the last table entry, a row count of 0 runs one row); after
-    RESET and a reload the model is bit-exact."""
+    runs (the walk stops at the table's last entry); a layer entry with ``rows = 0``
+    and an edge whose source is past the layers stop the step with ERROR BAD_TABLE
+    naming the entry and the failed check, the core reset (its tables read back
+    zero); after RESET and a reload the model is bit-exact."""
     rng, net, config, image = _image()
     control = config.address(Region.CONTROL, 0, 0)
     layer0 = config.address(Region.LAYERS, 0, 0)
-    entry = unpack(LAYER_FIELDS(config), dict(image.writes)[layer0])
-    zero_rows = pack(LAYER_FIELDS(config), {**entry, "rows": 0})
+    edge0 = config.address(Region.EDGES, 0, 0)
+    stored = dict(image.writes)
+    zero_rows = pack(LAYER_FIELDS(config), {**unpack(LAYER_FIELDS(config), stored[layer0]),
+                                            "rows": 0})
+    bad_src = pack(EDGE_FIELDS(config), {**unpack(EDGE_FIELDS(config), stored[edge0]),
+                                         "src": config.max_layers + 1})
     x = random_input(rng, net, 3, 1)[:, 0, :]
     load = write_requests(image.writes, start_seq=10)
+    run = Frame(Command.RUN, 101, pack_run(_steps(x)))
     reqs = [*load,
-            Frame(Command.WRITE, 100, pack_write(control, [(1 << 32) - 1 & 0xFF])),
-            Frame(Command.RUN, 101, pack_run(_steps(x))),
-            Frame(Command.WRITE, 102, pack_write(control, [len(net.layers)])),
+            Frame(Command.WRITE, 100, pack_write(control, [255 & ((1 << 8) - 1)])),
+            run,
             Frame(Command.WRITE, 103, pack_write(layer0, [zero_rows])),
             Frame(Command.RUN, 104, pack_run(_steps(x))),
-            Frame(Command.RESET, 105),
+            Frame(Command.READ, 105, pack_read(control, 1)),
             *write_requests(image.writes, start_seq=110),
+            Frame(Command.WRITE, 150, pack_write(edge0, [bad_src])),
+            Frame(Command.RUN, 151, pack_run(_steps(x))),
+            Frame(Command.RESET, 152),
+            *write_requests(image.writes, start_seq=160),
             Frame(Command.RUN, 200, pack_run(_steps(x)))]
     out, _ = run_byte_stream(SoC(config=config, timing=timing),
                              b"".join(f.encode() for f in reqs), replies=len(reqs))
-    replies = decode_replies(out)
-    for rep, req in zip(replies, reqs, strict=True):
-        if req.cmd != Command.RUN:
-            assert _ok(rep, req) == b""
-    _ok(replies[len(load) + 1], reqs[len(load) + 1])  # the steps ended
-    _ok(replies[len(load) + 4], reqs[len(load) + 4])
-    _check_run(replies[-1], reqs[-1], net, image, x)
+    replies = dict(zip((f.seq for f in reqs), decode_replies(out), strict=True))
+    by_seq = {f.seq: f for f in reqs}
+    _ok(replies[101], run)  # the steps ended
+    for seq, words in ((104, "layer 0: rows is 0, size is over rows x lanes"),
+                       (151, "edge 0: src is over max_layers")):
+        assert (replies[seq].cmd, replies[seq].seq) == (ERROR_REPLY, seq)
+        code, message = unpack_error(replies[seq].payload)
+        assert code == ErrorCode.BAD_TABLE and describe_fault(message) == words, message
+    assert unpack_read_reply(_ok(replies[105], by_seq[105]), 1) == [0]  # core reset
+    _check_run(replies[200], by_seq[200], net, image, x)
 
 
 def test_watchdog_aborts_a_long_step():

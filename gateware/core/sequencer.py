@@ -32,6 +32,18 @@ EDGE with whether the list is empty, then with ``n + 1 < cnt`` as each event
 issues), so the decision to move to the next edge, and the edge register's load,
 wait for no compare.
 
+Checks: the entries a step walks are checked as it reaches them, from registers
+(no clock added): a LIF layer's entry in its first EDGE clock (``rows`` not 0 and
+at most ``ceil(max_neurons / P)``, ``size`` at most ``rows * P``, ``sbase`` below
+``neuron_depth``, ``ecount`` at most ``max_edges``: compares with constants, no
+adder), an edge's in
+its first EVENTS clock (``src`` at most ``max_layers``, ``nsrc`` at most
+``max(max_inputs, max_neurons)``, ``wbase`` below ``weight_depth``).  A failed
+check stops the step in FAULT (``fault`` high, ``fault_info`` naming the entry and
+the checks it failed) until the core is reset (the command engine does it and
+answers BAD_TABLE).  The layer count needs no check: the walk stops at the
+table's last entry.  An SSM layer's entry is not checked.
+
 ``busy`` reaches the lanes' memory ports from flip-flops (``busy_groups``,
 equal to ``busy`` in every clock: set when IDLE starts a step, cleared when
 STEP_END ends it), not from the state decode.
@@ -49,18 +61,37 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...contract.config import COUNTERS, EDGE_FIELDS, LAYER_FIELDS, SSM_FIELDS, CoreConfig, Region
+from ...contract.config import (
+    COUNTERS,
+    EDGE_CHECKS,
+    EDGE_FIELDS,
+    LAYER_CHECKS,
+    LAYER_FIELDS,
+    SSM_FIELDS,
+    CoreConfig,
+    Region,
+)
 from ...contract.timing import TimingProfile
 from ..counters import CounterBank
 from ..lane import shift_add_product
 from ..layouts import struct_layout
 from .host import view_layout
 
-__all__ = ["StepSequencer"]
+__all__ = ["StepSequencer", "FAULT_INFO_BITS"]
+
+FAULT_INFO_BITS = 1 + 8 + max(len(LAYER_CHECKS), len(EDGE_CHECKS))
+"""``fault_info``: bit 0 the kind (0 a layer, 1 an edge), bits 1..8 its index, then
+one bit per failed check (``contract.config.LAYER_CHECKS`` / ``EDGE_CHECKS``)."""
+
+
+def _fault_info(kind: int, index, failed):
+    """``fault_info`` (``FAULT_INFO_BITS``) for the entry ``index`` of ``kind``."""
+    index = Value.cast(index)[:8]
+    return Cat(Const(kind, 1), index, Const(0, 8 - len(index)), failed)
 
 
 class StepSequencer(wiring.Component):
@@ -81,7 +112,9 @@ class StepSequencer(wiring.Component):
     * neuron stage: ``row_addr``, ``row_start``, ``membrane_write`` out;
     * router and output: ``router_load``, ``write_end`` out; ``can_load``,
       ``router_free``, ``router_empty``, ``spike_event``, ``spike_layer``,
-      ``out_ready`` (the output FIFO has room) in.
+      ``out_ready`` (the output FIFO has room) in;
+    * ``fault``, ``fault_info`` out: the step stopped at a bad table entry (module
+      docs, Checks); the core stays in FAULT until it is reset.
     """
 
     def __init__(self, *, config: CoreConfig, timing: TimingProfile):
@@ -108,6 +141,7 @@ class StepSequencer(wiring.Component):
             "router_load": Out(1), "write_end": Out(1), "can_load": In(1),
             "router_free": In(1), "router_empty": In(1), "spike_event": In(1),
             "spike_layer": In(c.layer_bits), "out_ready": In(1),
+            "fault": Out(1), "fault_info": Out(FAULT_INFO_BITS),
         }
         if timing.pipelined:
             ports.update(counts_nz=In(n_lists), in_nz=In(2))
@@ -151,8 +185,30 @@ class StepSequencer(wiring.Component):
         m.d.comb += counters.inc[len(COUNTERS) * L + 1].eq(step_done)
         if c.has_ssm:
             m.d.comb += [self.ssm_entry.eq(tables.ssm[li]), self.cnt.eq(events.cnt)]
+        self._checks = self._entry_checks(m, edges)
         self._fsm(m, tables, edges, events, bump, step_done)
         return m
+
+    def _entry_checks(self, m, edges):
+        """The failed checks (module docs) of the layer entry ``layer`` and of the edge
+        register, each a clock after them (flip-flops, a bit per check)."""
+        c, layer, edge = self.config, self.layer, edges.edge
+        P = c.lanes
+        layer_bad = Signal(len(LAYER_CHECKS), name="layer_bad")
+        edge_bad = Signal(len(EDGE_CHECKS), name="edge_bad")
+
+        def over(field, limit):  # (no compare where the field cannot exceed the limit)
+            return field > limit if (1 << len(field)) - 1 > limit else Const(0, 1)
+
+        m.d.sync += [
+            layer_bad.eq(Cat(layer.rows == 0, over(layer.rows, -(-c.max_neurons // P)),
+                             layer.size > layer.rows * P, over(layer.sbase, c.neuron_depth - 1),
+                             over(layer.ecount, c.max_edges))),
+            edge_bad.eq(Cat(over(edge.src, c.max_layers),
+                            over(edge.nsrc, max(c.max_inputs, c.max_neurons)),
+                            over(edge.wbase, c.weight_depth - 1))),
+        ]
+        return SimpleNamespace(layer=layer_bad, edge=edge_bad)
 
     def _tables(self, m, counters, n_counters):
         """The layer, edge (and SSM) tables and the layer count, written by the host;
@@ -304,6 +360,8 @@ class StepSequencer(wiring.Component):
                     m.d.comb += [self.end_step.eq(1), step_done.eq(1)]
                     m.d.sync += busy_q.eq(0)
                     m.next = "IDLE"
+            with m.State("FAULT"):  # a bad table entry: until the core is reset
+                m.d.comb += [busy.eq(1), self.fault.eq(1)]
 
     def _row_states(self, m, edges, ev, bump):
         """The states of one row of a LIF layer (module docs)."""
@@ -320,10 +378,14 @@ class StepSequencer(wiring.Component):
                          edges.e_new.eq(layer.ebase), edges.e_row.eq(1)]
             bump(0)
             m.next = "EDGE"
+        checks = self._checks
         with m.State("EDGE"):
             m.d.comb += busy.eq(1)
             bump(0)
-            with m.If(edges.e == edges.e_end):
+            with m.If(checks.layer.any()):
+                m.d.sync += self.fault_info.eq(_fault_info(0, self.li, checks.layer))
+                m.next = "FAULT"
+            with m.Elif(edges.e == edges.e_end):
                 m.next = "DRAIN"
             with m.Else():
                 self._load_edge(m, edges.edge, ev)
@@ -331,7 +393,10 @@ class StepSequencer(wiring.Component):
         with m.State("EVENTS"):
             m.d.comb += busy.eq(1)
             bump(0)
-            with m.If(ev.events_left):
+            with m.If(checks.edge.any()):
+                m.d.sync += self.fault_info.eq(_fault_info(1, edges.e, checks.edge))
+                m.next = "FAULT"
+            with m.Elif(ev.events_left):
                 m.d.comb += self.issue.eq(1)
                 m.d.sync += [ev.n.eq(ev.n + 1), ev.events_left.eq(ev.n + 1 < ev.cnt)]
                 with m.If(k == 0):  # each event counted once, at its first row

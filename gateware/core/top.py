@@ -11,7 +11,8 @@ Host port: ``host_addr``/``host_wdata`` with ``host_we`` write one word;
 follow each other every clock.  Only while ``busy`` is low.  ``clear`` (one
 clock, idle only) empties the event lists of both banks (so recurrent edges see
 zeros at the next step) and zeroes the counters; membranes are reset by writing
-them.
+them.  ``fault`` (with ``fault_info``): a step stopped at a bad table entry
+(:mod:`.sequencer`, Checks); the core stays busy until it is reset.
 
 ``input`` stream: zero or more events ``(index, value, end=0)`` of one step
 followed by one marker with ``end=1``.  Spike inputs carry ``value = 1``;
@@ -54,7 +55,7 @@ from ..ssm import SSMUnit
 from .events import EventLists
 from .host import HostPort
 from .neuron import NeuronStage
-from .sequencer import StepSequencer
+from .sequencer import FAULT_INFO_BITS, StepSequencer
 from .synapse import SynapticPipeline
 
 __all__ = ["NPUCore"]
@@ -91,6 +92,8 @@ class NPUCore(CheckedComponent):
             "host_rvalid": Out(1),
             "clear": In(1),
             "busy": Out(1),
+            "fault": Out(1),
+            "fault_info": Out(FAULT_INFO_BITS),
             "input": In(stream.Signature(input_layout(c))),
             "output": Out(stream.Signature(self.record_layout)),
         })
@@ -137,7 +140,7 @@ class NPUCore(CheckedComponent):
             host.we.eq(self.host_we), host.re.eq(self.host_re),
             self.host_rdata.eq(host.rdata), self.host_rvalid.eq(host.rvalid),
             host.busy.eq(seq.busy), host.busy_groups.eq(seq.busy_groups),
-            self.busy.eq(seq.busy),
+            self.busy.eq(seq.busy), self.fault.eq(seq.fault), self.fault_info.eq(seq.fault_info),
             host.table_rdata.eq(seq.table_rdata), host.counters_rdata.eq(seq.counters_rdata),
             seq.tables.eq(host.views[groups]), seq.counters_re.eq(host.counters_re),
             seq.host_req.eq(host.host_req), seq.clear.eq(self.clear),

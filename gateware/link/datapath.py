@@ -70,18 +70,27 @@ class Datapath:
         self._watchdog(engine)
 
     def _watchdog(self, engine):
-        """RUN's step watchdog (:mod:`.run`): ``wd_restart`` loads the counter with
-        ``2**n - watchdog``, ``wd_count`` counts a clock, ``wd_expired`` (its top bit)
-        says the bound is reached."""
+        """RUN's step watchdog (:mod:`.run`): ``wd_restart`` starts it, ``wd_count``
+        counts a clock, ``wd_expired`` says ``watchdog`` clocks (rounded up to a
+        multiple of ``2**b``, ``b`` up to 8 for a bound of 2**16 and more) were
+        counted.  Timing: the clocks are counted in ``b`` bits whose wrap, registered
+        (a clock late), steps the count of blocks (from ``2**n - blocks`` up, its top
+        bit ``n`` the flag): no carry chain longer than the blocks'."""
         m = self.m
-        n = engine.watchdog.bit_length()
-        wd = Signal(n + 1, name="watchdog")
+        b = min(8, max(0, engine.watchdog.bit_length() - 8))
+        blocks = -(-engine.watchdog // (1 << b))
+        n = blocks.bit_length()
+        low, wrap = Signal(b, name="watchdog_low"), Signal(name="watchdog_wrap")
+        high = Signal(n + 1, name="watchdog")
         self.wd_restart, self.wd_count = Signal(name="wd_restart"), Signal(name="wd_count")
-        self.wd_expired = wd[n]
+        self.wd_expired = high[n]
         with m.If(self.wd_restart):
-            m.d.sync += wd.eq((1 << n) - engine.watchdog)
-        with m.Elif(self.wd_count & ~wd[n]):
-            m.d.sync += wd.eq(wd + 1)
+            m.d.sync += [low.eq(0), wrap.eq(0), high.eq((1 << n) - blocks)]
+        with m.Else():
+            m.d.sync += [low.eq(low + self.wd_count),
+                         wrap.eq(self.wd_count & (low == (1 << b) - 1))]
+            with m.If(wrap & ~high[n]):
+                m.d.sync += high.eq(high + 1)
 
     # ------------------------------------------------------------- registers
     def _registers(self, engine):
@@ -95,11 +104,13 @@ class Datapath:
                            engine.drop_bad_length, engine.drop_too_large, self.errors,
                            self.replays, self.steps_done])
 
-        # Sessions (``contract.protocol``): the current one (0: none), the form of the
-        # reply being made (its request's: 0 for the open form) and of the cached one.
+        # Sessions (``contract.protocol``): the current one (0: none), and whether the
+        # reply being made and the cached one are in the open form (an OPEN's reply, or
+        # a request that came in the open form; any other is in the current session's,
+        # which only an OPEN changes, and an OPEN replaces the cache).
         self.session = Signal(16)
-        self.reply_session = Signal(16)
-        self.cache_session = Signal(16)
+        self.reply_open = Signal()
+        self.cache_open = Signal()
         self.cache_valid = Signal()
         self.cache_seq = Signal(8)
         self.cache_crc = Signal(16)

@@ -42,6 +42,7 @@ from ...contract.info import MAX_INFO
 from ...contract.protocol import Command, ErrorCode
 from ...contract.timing import TimingProfile, watchdog_clocks
 from ..checks import CheckedComponent
+from ..core.sequencer import FAULT_INFO_BITS
 from ..layouts import input_layout, struct_layout
 from .datapath import HEADER, Datapath
 from .frame import BODY_ADDR_BITS, COUNTER_BITS, _lt_const
@@ -130,6 +131,8 @@ class CommandEngine(CheckedComponent):
             "clear": Out(1),
             "core_reset": Out(1),
             "core_busy": In(1),
+            "core_fault": In(1),
+            "core_fault_info": In(FAULT_INFO_BITS),
             "core_input": Out(stream.Signature(input_layout(c))),
             "core_output": In(stream.Signature(record)),
             "idle": Out(1),
@@ -163,7 +166,7 @@ class CommandEngine(CheckedComponent):
                 with m.If(~self.send_busy):
                     m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
                                  self.send_length.eq(d.cache_len),
-                                 self.send_session.eq(d.cache_session)]
+                                 self.send_session.eq(Mux(d.cache_open, 0, d.session))]
                     m.d.sync += replays.eq(replays + 1)
                     m.next = "IDLE"
 
@@ -173,7 +176,7 @@ class CommandEngine(CheckedComponent):
                 m.d.comb += [d.rp_load.eq(1), d.rp_const.eq(HEADER)]
                 with m.If(~self.send_busy):
                     m.d.sync += [cache_valid.eq(0), rcmd.eq(self.cmd | 0x80), k.eq(0),
-                                 d.reply_session.eq(Mux(self.open_form, 0, d.session)),
+                                 d.reply_open.eq(self.open_form | (self.cmd == Command.OPEN)),
                                  wp.eq(HEADER), d.i.eq(0), d.reached.eq(0), d.overflow.eq(0),
                                  d.bleft.eq(length),
                                  d.bleft_lt.eq(Cat(length == 0, _lt_const(length, 2),
@@ -226,10 +229,10 @@ class CommandEngine(CheckedComponent):
                 with m.If(k == 3):
                     m.d.sync += [k.eq(0), cache_valid.eq(1), cache_seq.eq(self.seq),
                                  cache_crc.eq(self.crc), d.cache_len.eq(wp),
-                                 d.cache_session.eq(d.reply_session)]
+                                 d.cache_open.eq(d.reply_open)]
                     m.d.comb += [self.frame_ack.eq(1), self.send.eq(1),
                                  self.send_length.eq(wp),
-                                 self.send_session.eq(d.reply_session)]
+                                 self.send_session.eq(Mux(d.reply_open, 0, d.session))]
                     m.next = "IDLE"
 
             self._info_states(m, d)
@@ -252,18 +255,20 @@ class CommandEngine(CheckedComponent):
 
     # ----------------------------------------------------------------- OPEN
     def _open_states(self, m, d):
-        """OPEN: the next session (1 .. 65535, then 1 again), and the reply: the
-        request's nonce and the session, six bytes from ``sh``."""
-        sh, k, session = d.sh, d.k, d.session
-        d.gather("OP_NONCE", 4, "OP_SET")
-        with m.State("OP_SET"):
-            new = Mux(session == 0xFFFF, 1, session + 1)
-            m.d.sync += [session.eq(new), sh.eq(Cat(sh[32:], new)), k.eq(0)]
-            m.next = "OP_PUT"
-        with m.State("OP_PUT"):
-            d.write_reply(d.wp, sh[:8])
-            m.d.sync += [sh.eq(sh[8:]), d.wp.eq(d.wp + 1), k.eq(k + 1)]
-            with m.If(k == 5):
+        """OPEN: the request's nonce copied into the reply as it is read, then the next
+        session (1 .. 65535, then 1 again) and its two bytes."""
+        k, session = d.k, d.session
+        with m.State("OP_NONCE"):
+            d.write_reply(d.wp, d.cur)
+            m.d.comb += d.rp_step.eq(1)
+            m.d.sync += [d.wp.eq(d.wp + 1), k.eq(k + 1)]
+            with m.If(k == 3):
+                m.d.sync += [k.eq(0), session.eq(Mux(session == 0xFFFF, 1, session + 1))]
+                m.next = "OP_SESSION"
+        with m.State("OP_SESSION"):
+            d.write_reply(d.wp, Mux(k[0], session[8:], session[:8]))
+            m.d.sync += [d.wp.eq(d.wp + 1), k.eq(k + 1)]
+            with m.If(k[0]):
                 m.d.sync += k.eq(0)  # (FINISH counts the header's bytes with it)
                 m.next = "FINISH"
 

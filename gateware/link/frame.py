@@ -186,14 +186,16 @@ class FrameDecoder(wiring.Component):
         crc_eq_s = Signal()     # the current session's form matches
         is_open = Signal()      # the frame is an OPEN
         upd = Signal(16)
+        crc_diff = Signal(16)   # computed XOR received: 0 in the open form, s in session s
+        m.d.comb += crc_diff.eq(upd ^ Cat(newer, emit_byte))
         with m.If(emit):
             m.d.sync += [body_len.eq(body_len + 1), older.eq(newer), newer.eq(emit_byte),
                          lt2.eq(body_len == 0), short.eq(_lt_const(body_len, MIN_BODY - 1)),
                          fits.eq(_lt_const(body_len, MAX_BODY - 1)),
                          over.eq(~_lt_const(body_len, MAX_BODY)),
                          len_eq.eq(len_field == body_len - (MIN_BODY - 1)),
-                         crc_eq.eq(upd == Cat(newer, emit_byte)),
-                         crc_eq_s.eq((upd ^ self.session) == Cat(newer, emit_byte)),
+                         crc_eq.eq(crc_diff == 0),
+                         crc_eq_s.eq(crc_diff == self.session),
                          upd.eq(crc16_update(Mux(lt2, 0xFFFF, upd), newer))]
             with m.If(~lt2):
                 m.d.sync += crc.eq(upd)

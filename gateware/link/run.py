@@ -24,6 +24,13 @@ bound RX_ABORT resets the core (``core_reset``, a clock: every flip-flop of the
 core back to its power-on value, the tables cleared; memories keep their words)
 and the reply is WATCHDOG.
 
+Bad tables: a core that stops a step at a bad table entry (``core_fault``, the
+sequencer's Checks) is reset the same way, and the reply is BAD_TABLE with a
+three-character message holding the sequencer's ``fault_info`` (the kind of
+entry, its index, the checks it failed), five bits per character as ``0x40 |
+bits`` (ASCII ``@`` .. ``_``), low bits first; ``contract.config.describe_fault``
+spells it out.
+
 Costs: 1 clock per payload byte to validate (one more per check of a gathered
 field in the ``fast`` form: 1, and 1 per step and per event), then per step 4,
 per event 6, the core's step, and 9 per record kept.
@@ -31,7 +38,7 @@ per event 6, the core's step, and 9 per record kept.
 
 from __future__ import annotations
 
-from amaranth import Cat, Mux, Signal
+from amaranth import Array, Cat, Const, Mux, Signal
 
 from ...contract.protocol import MAX_PAYLOAD, ErrorCode
 from .datapath import HEADER, Datapath
@@ -105,6 +112,25 @@ def run_validation_states(m, d: Datapath):
             d.error(ErrorCode.BAD_PAYLOAD)
 
 
+def _fault_states(m, d: Datapath, engine):
+    """RX_FAULT (the core reset, the fault latched) and RX_FAULT_MSG (the ERROR
+    reply: BAD_TABLE and the entry's three-character name, module docs)."""
+    info = Signal(15, name="fault_q")
+    with m.State("RX_FAULT"):
+        m.d.comb += engine.core_reset.eq(1)
+        d.write_reply(HEADER, int(ErrorCode.BAD_TABLE))
+        m.d.sync += [info.eq(engine.core_fault_info), d.rcmd.eq(0xFF),
+                     d.wp.eq(HEADER + 1), d.errors.eq(d.errors + 1), d.k.eq(0)]
+        m.next = "RX_FAULT_MSG"
+    with m.State("RX_FAULT_MSG"):
+        text = Array([Cat(info[i:i + 5], Const(0b010, 3)) for i in (0, 5, 10)])
+        d.write_reply(d.wp, text[d.k[:2]])
+        m.d.sync += [d.wp.eq(d.wp + 1), d.k.eq(d.k + 1)]
+        with m.If(d.k == 2):
+            m.d.sync += d.k.eq(0)
+            m.next = "FINISH"
+
+
 def run_execution_states(m, d: Datapath, engine):
     """The states RX_*: the steps executed on the ``engine``'s core, their records
     into the reply, then FINISH (or ERROR, TOO_LARGE or WATCHDOG)."""
@@ -115,6 +141,7 @@ def run_execution_states(m, d: Datapath, engine):
     with m.State("RX_ABORT"):
         m.d.comb += engine.core_reset.eq(1)
         d.error(ErrorCode.WATCHDOG)
+    _fault_states(m, d, engine)
     with m.State("RX_STEP"):
         m.d.comb += wd_restart.eq(1)
         with m.If(d.reached):
@@ -125,9 +152,12 @@ def run_execution_states(m, d: Datapath, engine):
     with m.State("RX_NEV_SET"):
         m.d.sync += [n_ev.eq(sh[48:56]), no_ev.eq(sh[48:56] == 0)]
         m.next = "RX_EVENT"
+    fault = engine.core_fault
     with m.State("RX_EVENT"):
         m.d.comb += wd_count.eq(1)
-        with m.If(expired):
+        with m.If(fault):
+            m.next = "RX_FAULT"
+        with m.Elif(expired):
             m.next = "RX_ABORT"
         with m.Elif(no_ev):
             m.d.comb += [core_input.valid.eq(1),
@@ -149,11 +179,16 @@ def run_execution_states(m, d: Datapath, engine):
         with m.If(core_input.ready):
             m.d.sync += [n_ev.eq(n_ev - 1), no_ev.eq(n_ev == 1)]
             m.next = "RX_EVENT"
+        with m.Elif(fault):
+            m.next = "RX_FAULT"
         with m.Elif(expired):
             m.next = "RX_ABORT"
     with m.State("RX_OUT"):
         m.d.comb += [wd_count.eq(1), engine.core_output.ready.eq(1)]
-        with m.If(expired):
+        with m.If(fault):
+            m.d.comb += engine.core_output.ready.eq(0)
+            m.next = "RX_FAULT"
+        with m.Elif(expired):
             m.d.comb += engine.core_output.ready.eq(0)
             m.next = "RX_ABORT"
         with m.Elif(engine.core_output.valid):
@@ -186,7 +221,9 @@ def run_execution_states(m, d: Datapath, engine):
             m.next = "RX_STEP"
     with m.State("RX_DRAIN"):
         m.d.comb += wd_count.eq(1)
-        with m.If(expired):
+        with m.If(fault):
+            m.next = "RX_FAULT"
+        with m.Elif(expired):
             m.next = "RX_ABORT"
         with m.Elif(~d.core_busy):
             with m.If(overflow):

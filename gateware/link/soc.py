@@ -135,6 +135,7 @@ class SoC(CheckedComponent):
             core.host_we.eq(eng.host_we), core.host_re.eq(eng.host_re),
             eng.host_rdata.eq(core.host_rdata), eng.host_rvalid.eq(core.host_rvalid),
             core.clear.eq(eng.clear), eng.core_busy.eq(core.busy),
+            eng.core_fault.eq(core.fault), eng.core_fault_info.eq(core.fault_info),
         ]
         wiring.connect(m, eng.core_input, core.input)
         wiring.connect(m, core.output, eng.core_output)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ..golden.integer import Format, bits_for
 
 __all__ = ["CoreConfig", "Region", "LAYER_FIELDS", "EDGE_FIELDS", "PARAM_FIELDS",
+           "LAYER_CHECKS", "EDGE_CHECKS", "describe_fault",
            "RECORD_FIELDS", "SSM_FIELDS", "SIGNED_FIELDS", "OPERANDS", "pack", "unpack",
            "RESET_CODES", "COUNTERS", "input_word", "MapEntry", "address_map", "FitError"]
 
@@ -318,6 +319,32 @@ def LAYER_FIELDS(c: CoreConfig):  # noqa: N802 - a table, named like one
             ("ebase", c.edge_bits), ("ecount", c.edge_bits + 1), ("spiking", 1),
             ("reset", 2), ("v_reset", c.u_bits), ("emit_values", 1)] \
         + ([("ssm", 1)] if c.has_ssm else [])
+
+
+LAYER_CHECKS = (("rows", "rows is 0"), ("rows_max", "rows is over ceil(max_neurons / lanes)"),
+                ("size", "size is over rows x lanes"),
+                ("sbase", "sbase is not below neuron_depth"),
+                ("edges", "ecount is over max_edges"))
+"""The checks of a LIF layer's entry a RUN makes as it reaches it (the sequencer's
+``fault_info`` bits, in this order), each with what its failure means."""
+EDGE_CHECKS = (("src", "src is over max_layers"),
+               ("nsrc", "nsrc is over max(max_inputs, max_neurons)"),
+               ("wbase", "wbase is not below weight_depth"))
+"""The checks of an edge entry, likewise."""
+
+
+def describe_fault(message: str) -> str | None:
+    """The device's BAD_TABLE message in words (``layer 0: rows is 0``), or None if it
+    is not one: three characters ``0x40 | bits`` holding five bits each, low first,
+    of the sequencer's ``fault_info`` (bit 0 the kind, 0 a layer and 1 an edge, bits
+    1 .. 8 the entry's index, then one bit per failed check)."""
+    if len(message) != 3 or any(not 0x40 <= ord(ch) < 0x60 for ch in message):
+        return None
+    info = sum((ord(ch) & 0x1F) << 5 * i for i, ch in enumerate(message))
+    index, failed = info >> 1 & 0xFF, info >> 9
+    kind, checks = ("edge", EDGE_CHECKS) if info & 1 else ("layer", LAYER_CHECKS)
+    what = [text for i, (_, text) in enumerate(checks) if failed >> i & 1]
+    return f"{kind} {index}: {', '.join(what) or 'no check named'}"
 
 
 OPERANDS = ("k", "v", "q")

@@ -63,6 +63,9 @@ Error codes (``ErrorCode``)::
                              with too many outputs)
     8  WATCHDOG              error reply: a RUN step ran past the device's
                              watchdog; the core was reset to its power-on state
+    9  BAD_TABLE             error reply: a RUN step reached a bad layer or edge
+                             entry (its message names it); the core was reset
+                             to its power-on state
 
 Python API: ``Command``, ``ErrorCode``, ``ProtocolError`` (``.code`` is its
 ``ErrorCode``), ``next_seq``, ``reply_cmd``, ``MAX_PAYLOAD`` and the integer
@@ -103,6 +106,7 @@ class ErrorCode(IntEnum):
     BUSY = 6
     TOO_LARGE = 7
     WATCHDOG = 8
+    BAD_TABLE = 9
 
 
 class ProtocolError(Exception):
