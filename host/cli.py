@@ -16,6 +16,7 @@ the subcommands are :mod:`.commands`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -361,7 +362,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     families = _error_families()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except tuple(t for types, _, _ in families for t in types) as exc:
         for types, code, prefix in families:
             if isinstance(exc, types):

@@ -266,3 +266,16 @@ def test_task_metadata_out_of_range_exits_3(tmp_path, capsys, field, value, prob
     rewrite(path, edit_doc=lambda doc: doc["meta"].update({field: value}), redigest=True)
     assert main(["eval", str(path)]) == 3
     assert capsys.readouterr().err == f"spikeforge: error: {path}: {problem}\n"
+
+
+def test_output_into_a_closed_pipe_is_no_error():
+    """``spikeforge boards --json | head -c 10``: the reader goes away; the command
+    ends quietly (no traceback), exit 0."""
+    script = Path(sys.executable).with_name("spikeforge")
+    exe = str(script) if script.exists() else shutil.which("spikeforge")
+    proc = subprocess.Popen([exe, "boards", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()  # (before the command has written everything)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == "", err
