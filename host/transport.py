@@ -34,6 +34,7 @@ import math
 import os
 import queue
 import random
+import select
 import socket
 import threading
 from urllib.parse import parse_qs, urlparse
@@ -89,6 +90,9 @@ class SerialTransport(Transport):
         if sock is not None:  # send each frame at once, not after the last one's ACK
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # socket://: reads straight from the socket (pyserial's read drops the bytes
+        # it has when the other end closes right after them, e.g. a BUSY reply).
+        self._sock = sock if url.startswith("socket://") else None
 
     def write(self, data: bytes) -> None:
         try:
@@ -100,6 +104,8 @@ class SerialTransport(Transport):
     def read(self, timeout: float) -> bytes:
         # Wait up to ``timeout`` for one byte, then take whatever else has arrived
         # (``in_waiting`` is no help: for socket:// it is 0 or 1, not a count).
+        if self._sock is not None:
+            return self._read_socket(timeout)
         try:
             self._set_timeout(timeout)
             data = self._port.read(1)
@@ -109,6 +115,17 @@ class SerialTransport(Transport):
             return data
         except (self._error, OSError) as exc:
             raise LinkClosed(f"{self.url}: {exc}") from None
+
+    def _read_socket(self, timeout: float) -> bytes:
+        """What has arrived on the socket, after waiting up to ``timeout`` for it."""
+        try:
+            ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+            data = self._sock.recv(65536) if ready else b""
+        except OSError as exc:
+            raise LinkClosed(f"{self.url}: read failed: {exc}") from None
+        if ready and not data:
+            raise LinkClosed(f"{self.url}: the other end closed the connection")
+        return data
 
     def _set_timeout(self, timeout: float) -> None:
         if self._port.timeout != timeout:  # a real port reconfigures on every change

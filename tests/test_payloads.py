@@ -140,7 +140,7 @@ U64_MAX = 2 ** 64 - 1
     (lambda: P.pack_run_reply([[1], [-1]]), "outputs[1][0] -1 is out of range "
                                             "0..18446744073709551615"),
     (lambda: P.pack_error(0, "x"), "error code 0 is not an ErrorCode"),
-    (lambda: P.pack_error(8, "x"), "error code 8 is not an ErrorCode"),
+    (lambda: P.pack_error(10, "x"), "error code 10 is not an ErrorCode"),
     (lambda: P.pack_error("BUSY", "x"), "error code 'BUSY' is not an ErrorCode"),
     (lambda: P.pack_error(ErrorCode.BUSY, b"x"), "error message b'x' is not a str"),
     (lambda: P.pack_error(ErrorCode.BUSY, "é" * 512),

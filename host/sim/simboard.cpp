@@ -5,8 +5,9 @@
 //
 // Prints "LISTENING <port>" once bound (port 0: a free one), serves one client at
 // a time and keeps the SoC's state across connections; exits on SIGTERM/SIGINT or
-// when stdin closes.  A second client, while one is connected, is sent the bytes
-// of --busy (the host's BUSY error frame) and closed at once.  When a client goes,
+// when stdin closes.  A second client, while one is connected, is answered its
+// first bytes with the bytes of --busy (the host's BUSY error frame) and closed
+// when it goes.  When a client goes,
 // the bytes it sent that the SoC has not taken yet go with it (at most 64 KiB are
 // read ahead), so a new client never waits behind an old one's backlog.  The clock runs while there is input to feed or the SoC is
 // busy (its `idle` output low), otherwise the harness sleeps in poll().
@@ -205,6 +206,11 @@ int main(int argc, char** argv) {
     int cfd = -1;
     uint64_t first_in = 0, last_out = 0, bytes_in = 0, bytes_out = 0;
     uint64_t sim_clocks = 0, sim_ns = 0;  // clocks simulated and the time they took
+    struct Refused {
+        int fd;
+        bool told;  // sent BUSY
+    };
+    std::vector<Refused> refused;          // second clients, until they go
     bool started = false;
     uint8_t buf[65536];
     // The client has gone: its unread bytes and what the SoC has not taken go too,
@@ -236,6 +242,25 @@ int main(int argc, char** argv) {
             ssize_t got = read(0, buf, sizeof buf);
             if (got <= 0) break;  // stdin closed: the parent is gone
         }
+        // Second clients: BUSY as the answer to their first bytes (sent at once, it
+        // could arrive before the client is ready for it: pyserial empties the input
+        // when it opens), then drained until they go (closing with their requests
+        // unread would reset the connection, BUSY perhaps unread).
+        for (size_t r = 0; r < refused.size();) {
+            ssize_t got = recv(refused[r].fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                close(refused[r].fd);
+                refused.erase(refused.begin() + r);
+                continue;
+            }
+            if (got > 0 && !refused[r].told) {
+                if (!busy_frame.empty())
+                    send(refused[r].fd, busy_frame.data(), busy_frame.size(), 0);
+                shutdown(refused[r].fd, SHUT_WR);
+                refused[r].told = true;
+            }
+            r++;
+        }
         if (rc > 0 && cfd >= 0 && fds[2].revents) {
             ssize_t got = 0;
             bool gone = fds[2].revents & (POLLRDHUP | POLLHUP | POLLERR);
@@ -256,9 +281,9 @@ int main(int argc, char** argv) {
         }
         if (rc > 0 && fds[1].revents) {
             int nfd = accept(lfd, nullptr, nullptr);
-            if (nfd >= 0 && cfd >= 0 && !client_gone(cfd)) {  // a second client: BUSY, closed
-                if (!busy_frame.empty()) send(nfd, busy_frame.data(), busy_frame.size(), 0);
-                close(nfd);
+            if (nfd >= 0 && cfd >= 0 && !client_gone(cfd)) {  // a second client: BUSY
+                if (refused.size() < 16) refused.push_back({nfd, false});
+                else close(nfd);
             } else if (nfd >= 0) {
                 if (cfd >= 0) end_client();
                 cfd = nfd;
