@@ -16,16 +16,25 @@ from netgen import small_model_file
 from safetensors.torch import save_file
 from spikeforge.golden.modeldoc import content_digest
 
-CASES: dict[str, Callable[[Path], tuple[list[str], str]]] = {}
-"""Case name -> a function that writes the bad file(s) into a folder and returns the
-command line that reads them and a fragment the error line must hold."""
+Case = Callable[[Path], tuple[list[str], str]]
 
 
-def case(fn):
-    name = fn.__name__.removeprefix("case_").replace("_", "-")
-    assert name not in CASES, name
-    CASES[name] = fn
-    return fn
+def registry() -> tuple[dict[str, Case], Callable[[Case], Case]]:
+    """A catalogue's cases (name -> a function that writes the bad file(s) into a
+    folder and returns the command line that reads them and a fragment the error line
+    must hold) and the decorator that adds ``case_<name>`` functions to it."""
+    cases: dict[str, Case] = {}
+
+    def case(fn: Case) -> Case:
+        name = fn.__name__.removeprefix("case_").replace("_", "-")
+        assert name not in cases, name
+        cases[name] = fn
+        return fn
+
+    return cases, case
+
+
+CASES, case = registry()
 
 
 def model(d: Path, name: str = "m.safetensors", **kw) -> Path:

@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import nir
 import numpy as np
+from malicious_models import registry
 
-CASES: dict[str, Callable[[Path], tuple[list[str], str]]] = {}
-"""Case name -> a function that writes the bad file(s) into a folder and returns the
-command line that reads them and a fragment the error line must hold."""
-
-
-def case(fn):
-    name = fn.__name__.removeprefix("case_").replace("_", "-")
-    assert name not in CASES, name
-    CASES[name] = fn
-    return fn
+CASES, case = registry()
 
 
 def neuron(n: int) -> nir.LIF:
