@@ -83,16 +83,35 @@ def describe(r: dict):
 def bench(url: str = "sim://demo", *, samples: int = 100) -> dict:
     """End-to-end throughput through a device (by default the simulated board over
     TCP): the first ``samples`` test samples of each shipped model, every one
-    checked against the golden model (wall-clock figures: they vary with load)."""
+    checked against the golden model (wall-clock figures: they vary with load).
+    On a simulated board, ``sim_clocks_per_second`` is its own simulation speed
+    over the whole run (the time spent ticking, not waiting for the host)."""
+    from urllib.parse import urlparse
+
+    from .device import Device
     from .device import open as open_device
     from .evaluate import evaluate_on_device
+    from .sim.simboard import SimBoard
+    from .transport import SerialTransport
 
     out: dict = {"device": url}
-    with open_device(url) as dev:
-        for task in TASKS:
-            _, net, meta = _model(task, False, False)
-            r = evaluate_on_device(dev, net, meta, limit=samples, membranes=False)
-            out[task] = {k: r[k] for k in ("samples", "timesteps", "samples_per_second",
-                                            "steps_per_second", "bit_exact")}
-            out[task]["clocks_per_step"] = r["counters"]["step_cycles"] / r["counters"]["steps"]
+    parsed = urlparse(url)
+    board = None
+    if parsed.scheme == "sim" and not parsed.query:
+        board = SimBoard((parsed.netloc + parsed.path).strip("/") or "demo", stats=True).start()
+    try:
+        with (Device(SerialTransport(board.url)) if board else open_device(url)) as dev:
+            for task in TASKS:
+                _, net, meta = _model(task, False, False)
+                r = evaluate_on_device(dev, net, meta, limit=samples, membranes=False)
+                out[task] = {k: r[k] for k in ("samples", "timesteps", "samples_per_second",
+                                                "steps_per_second", "bit_exact")}
+                out[task]["clocks_per_step"] = (r["counters"]["step_cycles"]
+                                                / r["counters"]["steps"])
+        if board is not None:
+            board.session()
+            out["sim_clocks_per_second"] = board.sim_speed
+    finally:
+        if board is not None:
+            board.close()
     return out

@@ -79,9 +79,7 @@ struct Board {
         top->rx___05Fvalid = 0;
         top->tx___05Fready = 1;
 #endif
-        top->rst = 1;
-        for (int i = 0; i < 4; i++) tick();
-        top->rst = 0;
+        // No reset input: the SoC starts from its registers' initial values.
         clocks = 0;
     }
     ~Board() {
@@ -103,10 +101,12 @@ struct Board {
 #endif
     }
 
+    // One clock: the inputs set with clk low and evaluated (the SoC's outputs
+    // are then those of this clock), then the rising edge.
     void tick() {
         top->clk = 0;
-        top->eval();
 #ifdef SIMBOARD_UART
+        top->eval();
         // Our transmitter: one bit every cpb clocks.
         if (tx_bit < 0 && !in.empty()) {
             tx_byte = in.front();

@@ -61,7 +61,15 @@ def _config(config) -> CoreConfig:
 
 
 def simboard_verilog(config: CoreConfig, *, uart: bool = False) -> str:
-    """Deterministic Verilog of the SoC top (module ``soc``) the board simulates."""
+    """Deterministic Verilog of the SoC top (module ``soc``) the board simulates.
+
+    The SoC runs in a clock domain without a reset input (ports: ``clk``, the
+    link's and ``idle``): it starts from its registers' initial values, as an
+    FPGA does after configuration.  A reset input would put every register's
+    next-state logic downstream of a top-level input, which Verilator then
+    evaluates on every ``eval()`` as well as at the clock edge; without it the
+    board simulates about 1.6 times as many clocks per second."""
+    from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
     from amaranth.back import verilog
 
     from ..contract.timing import PIPELINED
@@ -69,7 +77,16 @@ def simboard_verilog(config: CoreConfig, *, uart: bool = False) -> str:
 
     soc = SoC(config=config, link="uart", clk_freq=SIM_CLOCK_HZ, baud=SIM_BAUD,
               timing=PIPELINED) if uart else SoC(config=config, link="stream")
-    return verilog.convert(soc, name="soc", emit_src=False)
+
+    class ResetlessTop(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = ClockDomain("sync", reset_less=True)
+            m.submodules.soc = soc
+            return m
+
+    ports = [ClockSignal("sync"), *(port for _, _, port in soc.signature.flatten(soc))]
+    return verilog.convert(ResetlessTop(), name="soc", ports=ports, emit_src=False)
 
 
 SPEED_FLAGS = ("OPT_FAST=-O3", "OPT_GLOBAL=-O2")
