@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .integer import Format, LIFLayer, Network, NetworkError, Projection, signed_range
 from .nirexport import META_FORMAT, META_KIND, export_nir, to_graph
@@ -272,7 +273,8 @@ FIDELITY_VALUES = 1 << 21
 run goes a few samples at a time: the traces of a large network need not fit)."""
 
 
-def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
+def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | None = None, *,
+             progress: bool = False) -> dict:
     """How closely the integer model follows the discretised NIR dynamics on ``x``.
 
     Per layer: ``spike_agreement`` (the fraction of (step, sample, neuron) spike
@@ -282,7 +284,8 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
     ``[T, B, output size]``): the output spikes (or LI membranes) another
     simulator (e.g. snnTorch) produced on ``x``; the report then adds
     ``reference_agreement`` of the integer model and of the float model with it.
-    Both models run :data:`FIDELITY_VALUES` values' worth of samples at a time.
+    Both models run :data:`FIDELITY_VALUES` values' worth of samples at a time
+    (``progress``: a bar over the samples).
     """
     net = imported.net
     x = net.check_input(x)
@@ -302,6 +305,8 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
     against = dict.fromkeys(("integer", "float", "ref_sq"), 0)
     neurons = sum(layer.size for layer in net.layers)
     chunk = max(1, FIDELITY_VALUES // max(1, steps * neurons))
+    bar = tqdm(total=samples, desc="fidelity check", unit="sample", disable=not progress,
+               leave=False)
     for start in range(0, samples, chunk):
         xb = x[:, start:start + chunk]
         trace = net.run(xb)
@@ -331,6 +336,8 @@ def fidelity(imported: NirImport, x: torch.Tensor, reference: torch.Tensor | Non
                     (trace.membranes[net.output].double() / scale - r).pow(2).sum())
                 against["float"] += float((ref["membranes"][net.output] - r).pow(2).sum())
         del trace, ref
+        bar.update(int(xb.shape[1]))
+    bar.close()
     layers = {}
     for layer in net.layers:
         s, count = sums[layer.name], steps * samples * layer.size

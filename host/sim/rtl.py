@@ -76,15 +76,18 @@ def generate(config: CoreConfig, name: str = "npu_core", timing=None) -> str:
     return verilog.convert(NPUCore(config=config, timing=timing), name=name, emit_src=False)
 
 
-def write(names, out: Path) -> list[Path]:
-    """Write ``npu_core_<name>.v`` for each configuration name into ``out``.
+def write(names, out: Path, *, progress: bool = False) -> list[Path]:
+    """Write ``npu_core_<name>.v`` for each configuration name into ``out``
+    (``progress``: a bar over the configurations, a few seconds each).
 
     Each file is written to a temporary name and renamed, so an interrupted run
     leaves no half-written Verilog.
     """
+    from tqdm.auto import tqdm
+
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in names:
+    for name in tqdm(names, desc="Verilog", unit="config", disable=not progress, leave=False):
         text = generate(config_named(name), name=f"npu_core_{name}")
         path = out / f"npu_core_{name}.v"
         tmp = path.with_suffix(".v.tmp")
