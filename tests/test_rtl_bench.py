@@ -27,6 +27,12 @@ def test_digits_clocks_grow_with_input_events():
     # No input, no hidden spikes: only the fixed per-row work remains.
     assert quiet["hidden_spikes_per_step"] == 0
     assert quiet["overhead_clocks_per_step"] > 0
+    # The stated fixed overhead (per layer and per row, no event) is what the empty
+    # step costs, but for the end-of-step record, router waits and the first step's
+    # start (a few clocks).
+    fixed = result["fixed_overhead"]
+    assert fixed["per_step"] == 2 + 16 * fixed["per_row"]["hidden"] + 2 * fixed["per_row"]["out"]
+    assert 0 <= quiet["clocks_per_step"] - fixed["per_step"] <= 12
 
 
 def test_ssm_clocks_follow_the_cost_model():

@@ -89,7 +89,7 @@ def _digits_net(config: CoreConfig) -> Network:
     return net
 
 
-def digits(densities=(0.0, 0.1, 0.5), steps: int = 8) -> dict:
+def digits(densities=(0.0, 0.01, 0.1, 0.5), steps: int = 8) -> dict:
     config = REFERENCE_CONFIGS["digits"]
     net = _digits_net(config)
     image = compile_network(net, config)
@@ -117,10 +117,18 @@ def digits(densities=(0.0, 0.1, 0.5), steps: int = 8) -> dict:
             "overhead_clocks_per_step": (clocks - ideal) / steps,
             "sim_clocks_per_second": result.clocks / result.seconds if result.seconds else None,
         })
+    from ..contract.timing import COMPACT
+
+    edges = {layer.name: len(layer.inputs) for layer in net.layers}
+    per_row = {name: 2 * edges[name] + COMPACT.row_overhead + 2 for name in rows}
     return {"config": "digits", "lanes": config.lanes, "rows": rows, "points": points,
-            "overhead_model": "per row: 2 clocks per edge + 5 (setup, edge setup/end, "
-                              "pipeline drain) + 2 neuron clocks; per step: router waits "
-                              "and the end-of-step record"}
+            "fixed_overhead": {
+                "per_layer": 1, "per_row": per_row,
+                "per_step": len(rows) + sum(rows[n] * per_row[n] for n in rows),
+                "rule": f"per layer 1 clock; per row 2 per edge + {COMPACT.row_overhead} "
+                        f"(setup, edge setup/end, pipeline drain) + 2 neuron clocks, "
+                        f"whether or not an event came (boards/fit.py, the core's clock "
+                        f"model); router waits and the end-of-step record come on top"}}
 
 
 def _attention_net(config: CoreConfig, n: int, m: int, decay: float = 0.75) -> Network:
@@ -217,6 +225,10 @@ def describe(result: dict):
         yield (f"  dense P={d['lanes']:>2}: {d['synops_per_cycle']:.2f} synaptic ops/clock "
                f"({d['fraction_of_peak']:.3f} of P)")
     g = result["digits"]
+    f = g["fixed_overhead"]
+    rows = ", ".join(f"{n}: {g['rows'][n]} rows x {c}" for n, c in f["per_row"].items())
+    yield (f"  digits cost model: {f['per_step']} fixed clocks per step with no event "
+           f"({rows}, + {f['per_layer']} per layer)")
     for p in g["points"]:
         yield (f"  digits, {p['density'] * 100:>3.0f}% input spikes: "
                f"{p['clocks_per_step']:.0f} clocks/step (ideal {p['ideal_clocks_per_step']:.0f}, "
