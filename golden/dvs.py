@@ -69,6 +69,7 @@ __all__ = [
     "pixel_thresholds",
     "dvs_events",
     "event_digits",
+    "iter_event_digits",
     "event_digits_frames",
 ]
 
@@ -274,6 +275,20 @@ def event_digits(split: str = "test", *, threshold: float = 0.2, mismatch: float
     relative spread ``m`` of the pixels' thresholds; ``seed``: the sensor (its
     thresholds); ``steps``: sub-steps per saccade; ``amplitude``: the triangle's
     side in pixels (0: a static scene); ``background``: the screen's black level."""
+    events, labels = [], [np.zeros(0, dtype=np.int64)]
+    for part, part_labels in iter_event_digits(
+            split, threshold=threshold, mismatch=mismatch, seed=seed, steps=steps,
+            amplitude=amplitude, background=background, limit=limit, chunk=chunk):
+        events += part
+        labels.append(part_labels)
+    return events, np.concatenate(labels)
+
+
+def iter_event_digits(split: str = "test", *, threshold: float = 0.2, mismatch: float = 0.1,
+                      seed: int = 0, steps: int = 16, amplitude: float = AMPLITUDE,
+                      background: float = 0.1, limit: int | None = None, chunk: int = 64):
+    """:func:`event_digits` ``chunk`` samples at a time: yields ``(events, labels)`` per
+    chunk, in order (the events of a whole split need not be held at once)."""
     values, labels, _ = _digits(split)
     if limit is not None:
         _positive(limit, "limit", integer=True)
@@ -281,11 +296,10 @@ def event_digits(split: str = "test", *, threshold: float = 0.2, mismatch: float
     _positive(chunk, "chunk", integer=True)
     times, offsets = saccade_path(steps, amplitude=amplitude)
     c = pixel_thresholds(threshold, mismatch=mismatch, seed=seed)
-    events = []
     for start in range(0, len(values), chunk):
         g = render(values[start:start + chunk] / 16.0, offsets)
-        events += dvs_events(log_intensity(g, background=background), times, c)
-    return events, labels
+        yield (dvs_events(log_intensity(g, background=background), times, c),
+               labels[start:start + chunk])
 
 
 def event_digits_frames(split: str = "test", bins: int = DEFAULT_BINS, *, threshold: float = 0.2,

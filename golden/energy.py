@@ -440,17 +440,20 @@ def _firing_rates(net: Network, counts: dict, lif: list, steps: int, samples: in
 
 
 def estimate_run(net: Network, x: torch.Tensor, *, counters: dict | None = None,
-                 trace: Trace | None = None, source: str = "rtl-counters") -> dict:
+                 trace: Trace | None = None, source: str = "rtl-counters",
+                 ann_passes: int | None = None) -> dict:
     """The estimate of running ``x`` (``[T, B, input_size]``): from the hardware
     ``counters`` (per layer, summed over the samples) when given, else from the
     golden ``trace`` of ``x`` (run here if not given).  With both, the trace
     supplies the window activity the counters do not count (the zero-skipping
-    baseline's zeros; the SNN's figures are the counters')."""
+    baseline's zeros; the SNN's figures are the counters').  ``ann_passes``: as
+    :func:`estimate`'s."""
     if counters is not None:
         golden = None if trace is None else counts_from_trace(net, x, trace)
-        return estimate(net, counts_from_counters(net, counters, x, source=source,
-                                                  golden=golden))
-    return estimate(net, counts_from_trace(net, x, net.run(x) if trace is None else trace))
+        counts = counts_from_counters(net, counters, x, source=source, golden=golden)
+    else:
+        counts = counts_from_trace(net, x, net.run(x) if trace is None else trace)
+    return estimate(net, counts, ann_passes=ann_passes)
 
 
 def summary_line(e: dict) -> str:

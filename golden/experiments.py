@@ -7,6 +7,9 @@
                    budget (epochs, seed, sizes).
 ``recall-length``  associative recall through the SSM: one model per decay mode
                    (fixed, selective) trained at length 32, evaluated at each length.
+``sparsity``       static digits and event digits: accuracy vs spikes per synapse vs
+                   estimated energy against each baseline, over input encodings, T and
+                   activity penalties (:mod:`.sparsity`; outputs :mod:`.sparsityreport`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from .twin import SURROGATES
 
 __all__ = ["EXPERIMENTS", "run", "plot", "report", "describe"]
 
-EXPERIMENTS = ("timesteps", "surrogate", "recall-length")
+EXPERIMENTS = ("timesteps", "surrogate", "recall-length", "sparsity")
 DEFAULT_TIMESTEPS = [1, 2, 4, 8, 16, 32]
 DEFAULT_LENGTHS = [17, 24, 32, 48, 64, 96, 128]
 
@@ -79,22 +82,38 @@ def recall_length(*, lengths=None, epochs=None, seed=0, progress=False, **_) -> 
             "results": results}
 
 
-_RUNNERS = {"timesteps": timesteps, "surrogate": surrogate, "recall-length": recall_length}
+def _sparsity(**kwargs) -> dict:
+    from . import sparsity
+
+    return sparsity.run(**kwargs)
+
+
+_RUNNERS = {"timesteps": timesteps, "surrogate": surrogate, "recall-length": recall_length,
+            "sparsity": _sparsity}
+_OPTIONS = {"timesteps": "timesteps", "lengths": "recall-length", "grid": "sparsity",
+            "device": "sparsity", "device_samples": "sparsity"}
+"""Keyword arguments only one experiment takes (dropped for the others)."""
+CLI_OPTIONS = ("timesteps", "lengths", "epochs", "seed", "grid", "device", "device_samples")
+"""The ``spikeforge experiment`` options passed to :func:`run`."""
 
 
 def run(name: str, **kwargs) -> dict:
     if name not in _RUNNERS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
-    if name != "timesteps":
-        kwargs.pop("timesteps", None)
-    if name != "recall-length":
-        kwargs.pop("lengths", None)
+    for key, owner in _OPTIONS.items():
+        if name != owner:
+            kwargs.pop(key, None)
     return _RUNNERS[name](**kwargs)
 
 
 def describe(result: dict):
     """Human-readable lines for an experiment result."""
     name = result["experiment"]
+    if name == "sparsity":
+        from .sparsityreport import describe as lines
+
+        yield from lines(result)
+        return
     if name == "timesteps":
         yield "T   accuracy  synops/sample"
         for r in result["results"]:
@@ -118,8 +137,12 @@ def plot(result: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
     name = result["experiment"]
+    if name == "sparsity":
+        from .sparsityreport import plot as sparsity_plot
+
+        return sparsity_plot(result, path)
+    fig, ax = plt.subplots(figsize=(6, 4))
     if name == "timesteps":
         ts = [r["timesteps"] for r in result["results"]]
         ax.plot(ts, [r["accuracy"] for r in result["results"]], "o-", label="accuracy")
@@ -169,6 +192,10 @@ def report(result: dict, directory):
         raise ValueError(f"--plot {directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     name = result["experiment"]
+    if name == "sparsity":
+        from .sparsityreport import report as sparsity_report
+
+        return sparsity_report(result, directory)
     plot(result, directory / f"{name}.png")
     figures = [(f"Experiment {name}", f"{name}.png")]
     summary = {k: v for k, v in result.items() if k not in ("results", "details")}

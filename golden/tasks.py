@@ -18,11 +18,32 @@ Rate coding of a value ``p`` in ``0..p_max`` for sample id ``n`` (its index in
 the full data set), step ``t`` and channel ``i``: a spike iff
 ``(hash32(seed, n, t, i) >> 16) * p_max < p * 65536``, i.e. with probability
 exactly ``p / p_max`` over the 16-bit draw.  Direct coding presents the integer
-values themselves (signed int8) at every step.
+values themselves (signed int8) at every step.  Delta coding (temporal-difference
+coding, the input a change detector sends) presents the change of each value since
+the previous step, from nothing before the first::
+
+    x[t] = v[t] - v[t - 1],   v[-1] = 0        (signed int8)
+
+so that ``sum_{tau <= t} x[tau] = v[t]``; a static image (``v[t] = v``) gives its
+values once, at onset, and nothing after: ``x[0] = v``, ``x[t] = 0`` for ``t >= 1``.
+
+Event digits (``event_digits``): the emulated DVS recordings of the digits
+(:mod:`.dvs`, N-MNIST's 2 x 34 x 34 format, three saccades in 300 ms) reduced to
+64 inputs for the cores' ``max_inputs``: polarity merged, the central 32 x 32
+pixels (1..32) sum-pooled in 4 x 4 blocks, the window ``[0, 300 000)`` us in ``T``
+equal bins, and the count of each (bin, block) quantized by a step of ``q`` events::
+
+    c[k, 8 * ((y - 1) // 4) + (x - 1) // 4] = #{events (x, y, t, p): 1 <= x, y <= 32,
+                                                  floor(t * T / 300 000) = k}
+    input[k, j] = min(v_max, floor(c[k, j] / q))    v_max = 127 ("counts": int input),
+                                                   v_max = 1   ("spikes": spike input)
+
+The one-pixel border (4.3 % of the events) is dropped.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,15 +53,24 @@ __all__ = [
     "hash32",
     "rate_encode",
     "direct_encode",
+    "delta_encode",
     "Dataset",
     "digits",
     "RecallTask",
     "recall",
     "selective_copy",
     "ENCODINGS",
+    "EVENT_ENCODINGS",
+    "pool_events",
+    "event_digits",
 ]
 
-ENCODINGS = ("rate", "direct")
+ENCODINGS = ("rate", "direct", "delta")
+EVENT_ENCODINGS = ("counts", "spikes")
+EVENT_GRID = 8
+"""The event-digits inputs are an ``EVENT_GRID x EVENT_GRID`` grid of blocks."""
+EVENT_BLOCK = 4
+"""Sensor pixels per block side (the central ``EVENT_GRID * EVENT_BLOCK`` = 32 pixels)."""
 _M32 = np.uint64(0xFFFFFFFF)
 
 
@@ -95,6 +125,15 @@ def direct_encode(values: np.ndarray, steps: int) -> torch.Tensor:
     return x.unsqueeze(0).expand(steps, -1, -1).contiguous()
 
 
+def delta_encode(values: np.ndarray, steps: int) -> torch.Tensor:
+    """Delta-code the static ``values`` (``[B, D]``, signed int8 range) over ``steps``
+    steps: the values at step 0, zeros after (module docstring)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}")
+    x = direct_encode(values, 1)
+    return torch.cat([x, torch.zeros((steps - 1, *x.shape[1:]), dtype=x.dtype)])
+
+
 @dataclass
 class Dataset:
     """An intra-token split: ``x`` ``[n, D]`` ints, ``y`` ``[n]`` labels, ``ids`` global indices."""
@@ -116,6 +155,8 @@ class Dataset:
                                seed=seed)
         if encoding == "direct":
             return direct_encode(self.x[index], steps)
+        if encoding == "delta":
+            return delta_encode(self.x[index], steps)
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
 
 
@@ -141,6 +182,57 @@ def digits(split: str, *, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         test[members[: round(test_fraction * len(members))]] = True
     pick = test if split == "test" else ~test
     return Dataset(x=x[pick], y=y[pick], ids=ids[pick], p_max=16, classes=10)
+
+
+def pool_events(events: list[np.ndarray], bins: int) -> np.ndarray:
+    """The event counts ``c`` ``[B, bins, 64]`` (int64) of N-MNIST-format event arrays
+    (fields ``x``, ``y``, ``t``, ``p``; :func:`.dvs.event_digits`): polarity merged,
+    the central 32 x 32 pixels in 4 x 4 blocks, ``[0, 300 000)`` us in ``bins`` bins
+    (module docstring)."""
+    from .dvs import SACCADE_US
+
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, not {bins!r}")
+    window, side, n = 3 * SACCADE_US, EVENT_GRID * EVENT_BLOCK, EVENT_GRID * EVENT_GRID
+    flat = []
+    for b, e in enumerate(events):
+        keep = (e["x"] >= 1) & (e["x"] <= side) & (e["y"] >= 1) & (e["y"] <= side) \
+            & (e["t"] >= 0) & (e["t"] < window)
+        e = e[keep]
+        block = (e["y"] - 1) // EVENT_BLOCK * EVENT_GRID + (e["x"] - 1) // EVENT_BLOCK
+        flat.append((b * bins + e["t"] * bins // window) * n + block)
+    flat = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64)
+    counts = np.bincount(flat, minlength=len(events) * bins * n)
+    return counts.astype(np.int64).reshape(len(events), bins, n)
+
+
+@functools.lru_cache(maxsize=8)
+def _event_counts(split: str, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    from .dvs import iter_event_digits
+
+    counts, labels = [np.zeros((0, bins, EVENT_GRID ** 2), dtype=np.int64)], \
+        [np.zeros(0, dtype=np.int64)]
+    for events, part_labels in iter_event_digits(split):
+        counts.append(pool_events(events, bins))
+        labels.append(part_labels)
+    return np.concatenate(counts), np.concatenate(labels)
+
+
+def event_digits(split: str, bins: int, *, step: int = 1, encoding: str = "counts",
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x [bins, N, 64], labels [N])``: the event-digits inputs of a digits split
+    (``train`` / ``test``, the digits task's images seen by the emulated DVS with its
+    default settings) with ``step`` events per input level, as ``counts`` (int input,
+    0..127) or ``spikes`` (0/1) (module docstring).  Cached per ``(split, bins)``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if encoding not in EVENT_ENCODINGS:
+        raise ValueError(f"unknown event encoding {encoding!r}; choose one of {EVENT_ENCODINGS}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be a positive integer number of events, not {step!r}")
+    counts, labels = _event_counts(split, bins)
+    x = np.minimum(counts // step, 127 if encoding == "counts" else 1)
+    return torch.from_numpy(x.transpose(1, 0, 2).copy()), torch.from_numpy(labels)
 
 
 @dataclass

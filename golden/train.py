@@ -1,7 +1,11 @@
 """Training, quantization and evaluation of the task models.
 
-``digits`` (intra-token): input 64 pixels (rate-coded spikes or direct int8)
--> LIF hidden layer -> readout, over ``T`` virtual steps.  The readout is an
+``digits`` (intra-token): input 64 pixels (rate-coded spikes, or direct or
+delta-coded int8: :mod:`.tasks`) -> LIF hidden layer (and optionally a second,
+``hidden2``) -> readout, over ``T``
+virtual steps.  ``event-digits``: the same network on the emulated event camera's
+recordings of the digits, 64 pooled blocks in ``T`` time bins (event counts as int
+inputs, or spikes: :func:`.tasks.event_digits`).  The readout is an
 LI layer (decision: argmax of its last membrane) or a spiking LIF layer
 (decision: argmax of the spike counts; every gradient then passes a spike,
 which is what the surrogate experiment needs).
@@ -10,6 +14,21 @@ which is what the surrogate experiment needs).
 (memoryless, alpha = 0) -> SSM ``mem`` with ``k = key``, ``v = value``,
 ``q = key``; in selective mode a small ``gate`` LIF layer picks the decay row.
 The decision is the argmax of ``y`` at the query (last) token.
+
+Activity regularization (every task; ``activity_weight`` ``lambda``,
+``target_rate`` ``rho``): the loss adds, over the regularized layers ``L``
+(:data:`ACTIVITY_LAYERS`: the hidden spiking layers), each layer's squared
+distance of its firing rate from the target::
+
+    r_l = sum_{(t,b) in M} sum_i s_l[t, b, i] / (n_l |M|)    (spikes per neuron per step)
+    P   = lambda * sum_{l in L} (r_l - rho)**2
+
+``s_l`` the layer's spikes, ``n_l`` its size, ``M`` the counted (step, sample)
+pairs: every step of the intra-token tasks, the non-blank tokens of ``recall``.
+Above the target it lowers the spike count (sparsity, fewer synaptic events);
+below it raises it (recall's default, ``rho = 1/16``, ``lambda = 256``: one spike
+per token in a 16-neuron layer, which keeps the key layer from falling silent
+early in training; all-zero readouts are a local minimum of the loss).
 
 Every model is trained as a float twin with surrogate gradients, then
 fine-tuned in the twin's integer-exact mode (QAT) and exported with
@@ -31,9 +50,17 @@ from .integer import Format, Network
 from .quantize import READOUTS, enter_integer_mode, predict, to_integer
 from .twin import SURROGATES, TwinLIF, TwinNetwork, TwinSSM
 
-__all__ = ["DigitsConfig", "RecallConfig", "train", "evaluate", "TASKS", "task_data", "config_for"]
+__all__ = ["DigitsConfig", "EventDigitsConfig", "RecallConfig", "train", "evaluate", "TASKS",
+           "ACTIVITY_LAYERS", "task_data", "config_for", "activity_penalty", "firing_rates"]
 
-TASKS = ("digits", "recall")
+TASKS = ("digits", "recall", "event-digits")
+ACTIVITY_LAYERS = {"digits": ("hidden", "hidden2"), "event-digits": ("hidden", "hidden2"),
+                   "recall": ("key", "value")}
+"""The layers the activity penalty regularizes, per task, those the model has
+(module docstring)."""
+_INPUT_GAIN = {"rate": 1.0, "spikes": 1.0, "direct": 0.25, "delta": 0.5, "counts": 1.0}
+"""The hidden layer's initial weight scale per input encoding (larger inputs, smaller
+weights)."""
 LOGIT_SCALE = 8.0
 
 
@@ -41,6 +68,7 @@ LOGIT_SCALE = 8.0
 class DigitsConfig:
     timesteps: int = 8
     hidden: int = 128
+    hidden2: int = 0  # a second hidden LIF layer of this size (0: none)
     encoding: str = "rate"
     readout: str = "membrane"  # or "spikes"
     surrogate: str = "fast-sigmoid"
@@ -51,8 +79,22 @@ class DigitsConfig:
     seed: int = 0
     w_bits: int = 8
     encoding_seed: int = 0
+    activity_weight: float = 0.0
+    target_rate: float = 0.0
 
     task = "digits"
+
+
+@dataclass
+class EventDigitsConfig(DigitsConfig):
+    timesteps: int = 9  # time bins of the 300 ms recording
+    encoding: str = "counts"  # or "spikes"
+    event_step: int = 40  # events per input level
+    # Post-training quantization: QAT did not help here on average (it overfits a
+    # training loss already near zero).
+    qat_epochs: int = 0
+
+    task = "event-digits"
 
 
 @dataclass
@@ -64,8 +106,8 @@ class RecallConfig:
     mode: str = "fixed"  # or "selective"
     gate_bits: int = 2
     embed_init: str = "identity"  # or "random"
-    activity_weight: float = 1.0
-    target_spikes: float = 1.0
+    activity_weight: float = 256.0
+    target_rate: float = 1.0 / 16.0
     surrogate: str = "fast-sigmoid"
     epochs: int = 6
     qat_epochs: int = 0  # post-training quantization is already lossless here
@@ -84,12 +126,29 @@ def _check(cfg) -> None:
         raise ValueError(f"unknown surrogate {cfg.surrogate!r}; choose one of {SURROGATES}")
     if not 2 <= cfg.w_bits <= 16:
         raise ValueError(f"w_bits must be in 2..16, not {cfg.w_bits!r}")
+    weight = cfg.activity_weight
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+            not 0 <= weight < float("inf"):
+        raise ValueError(f"activity_weight must be a finite number >= 0, not {weight!r}")
+    rate = cfg.target_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"target_rate must be a firing rate in [0, 1] (spikes per neuron "
+                         f"per step), not {rate!r}")
+    if isinstance(cfg, EventDigitsConfig):
+        step = cfg.event_step
+        if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= 1 << 20:
+            raise ValueError(f"event_step must be an integer in 1..{1 << 20} (events per "
+                             f"input level), not {step!r}")
     if isinstance(cfg, DigitsConfig):
-        if cfg.encoding not in tasks.ENCODINGS:
-            raise ValueError(f"unknown encoding {cfg.encoding!r}; choose one of "
-                             f"{tasks.ENCODINGS}")
+        if cfg.encoding not in encodings(cfg.task):
+            raise ValueError(f"unknown encoding {cfg.encoding!r} for the {cfg.task} task; "
+                             f"choose one of {encodings(cfg.task)}")
         if cfg.readout not in ("membrane", "spikes"):
             raise ValueError(f"readout must be 'membrane' or 'spikes', not {cfg.readout!r}")
+        for name, lo in (("hidden", 1), ("hidden2", 0)):
+            size = getattr(cfg, name)
+            if isinstance(size, bool) or not isinstance(size, int) or not lo <= size <= 4096:
+                raise ValueError(f"{name} must be an integer in {lo}..4096, not {size!r}")
         if not 1 <= cfg.timesteps <= 1024:
             raise ValueError(f"timesteps must be in 1..1024, not {cfg.timesteps!r}")
     elif cfg.mode not in ("fixed", "selective"):
@@ -98,19 +157,33 @@ def _check(cfg) -> None:
         raise ValueError(f"embed_init must be 'identity' or 'random', not {cfg.embed_init!r}")
 
 
+def encodings(task: str) -> tuple[str, ...]:
+    """The input encodings of an intra-token task."""
+    return tasks.EVENT_ENCODINGS if task == "event-digits" else tasks.ENCODINGS
+
+
+def input_kind(encoding: str) -> str:
+    """The network input kind of an encoding: ``spike`` (0/1) or ``int``."""
+    return "spike" if encoding in ("rate", "spikes") else "int"
+
+
 # ------------------------------------------------------------------ builders
 def build_twin(cfg) -> TwinNetwork:
     fmt = Format(w_bits=cfg.w_bits)
     if isinstance(cfg, DigitsConfig):
-        hidden = TwinLIF("hidden", cfg.hidden, [("input", 64, False)],
-                         gain=(1.0 if cfg.encoding == "rate" else 0.25))
+        layers = [TwinLIF("hidden", cfg.hidden, [("input", 64, False)],
+                          gain=_INPUT_GAIN[cfg.encoding])]
+        last = ("hidden", cfg.hidden, False)
+        if cfg.hidden2:
+            layers.append(TwinLIF("hidden2", cfg.hidden2, [last]))
+            last = ("hidden2", cfg.hidden2, False)
         if cfg.readout == "membrane":
-            out = TwinLIF("out", 10, [("hidden", cfg.hidden, False)], spiking=False,
-                          reset="none", beta=1.0, learn_beta=False)
+            out = TwinLIF("out", 10, [last], spiking=False, reset="none", beta=1.0,
+                          learn_beta=False)
         else:
-            out = TwinLIF("out", 10, [("hidden", cfg.hidden, False)], gain=2.0)
-        return TwinNetwork(input_size=64, input_kind="spike" if cfg.encoding == "rate" else "int",
-                           layers=[hidden, out], output="out", fmt=fmt,
+            out = TwinLIF("out", 10, [last], gain=2.0)
+        return TwinNetwork(input_size=64, input_kind=input_kind(cfg.encoding),
+                           layers=[*layers, out], output="out", fmt=fmt,
                            surrogate=cfg.surrogate)
     d = cfg.n_keys + cfg.n_values + 1
     memoryless = dict(beta=0.0, learn_beta=False, reset="zero", gain=6.0)
@@ -143,6 +216,7 @@ def readout_rule(cfg) -> str:
 
 _META_INTS = {
     "digits": {"timesteps": (1, 1024), "encoding_seed": (-2**63, 2**63 - 1)},
+    "event-digits": {"timesteps": (1, 1024), "event_step": (1, 1 << 20)},
     "recall": {"length": (1, 1024), "n_pairs": (1, 256), "n_keys": (1, 256),
                "n_values": (1, 256), "train_size": (1, 100_000), "test_size": (1, 100_000),
                "seed": (-2**62, 2**62)},
@@ -168,9 +242,9 @@ def check_task_meta(meta: dict, split: str | None = None, net: Network | None = 
         value = meta.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise ValueError(f"metadata {name}={value!r} is not an integer in {lo}..{hi}")
-    if task == "digits" and meta.get("encoding") not in tasks.ENCODINGS:
+    if task != "recall" and meta.get("encoding") not in encodings(task):
         raise ValueError(f"metadata encoding={meta.get('encoding')!r} is not one of "
-                         f"{tasks.ENCODINGS}")
+                         f"{encodings(task)}")
     if meta.get("readout") not in READOUTS:
         raise ValueError(f"metadata readout={meta.get('readout')!r} is not one of {READOUTS}")
     if task == "recall":
@@ -182,9 +256,9 @@ def check_task_meta(meta: dict, split: str | None = None, net: Network | None = 
                              f"n_pairs={meta['n_pairs']} writes and a query")
         width, kind = meta["n_keys"] + meta["n_values"] + 1, "spike"
     else:
-        width, kind = 64, "spike" if meta["encoding"] == "rate" else "int"
+        width, kind = 64, input_kind(meta["encoding"])
     for name in (split,) if split else ("test", "train"):
-        if task == "digits":
+        if task != "recall":
             count, steps = len(tasks.digits(name).y), meta["timesteps"]
             given = f"timesteps={steps}"
         else:
@@ -205,6 +279,9 @@ def task_data(meta: dict, split: str, *, size: int | None = None):
         data = tasks.digits(split)
         x = data.encode(meta["encoding"], meta["timesteps"], seed=meta["encoding_seed"])
         return x, torch.from_numpy(data.y)
+    if meta["task"] == "event-digits":
+        return tasks.event_digits(split, meta["timesteps"], step=meta["event_step"],
+                                  encoding=meta["encoding"])
     if meta["task"] == "recall":
         count = size or (meta["train_size"] if split == "train" else meta["test_size"])
         seed = meta["seed"] * 2 + (1 if split == "train" else 2) + 1000
@@ -230,17 +307,26 @@ def _logits(twin: TwinNetwork, out: dict, readout: str) -> torch.Tensor:
     return final
 
 
-def _activity_penalty(twin, out, x, cfg) -> torch.Tensor:
-    """Recall: hold the mean spike count of the key and value layers on non-blank
-    tokens near ``cfg.target_spikes``.  Without it the key layer falls silent
-    early in training (all-zero readouts are a local minimum of the loss)."""
-    if not isinstance(cfg, RecallConfig) or cfg.activity_weight == 0:
+def firing_rates(out: dict, layers, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``r_l`` of the module docstring: each layer's spikes per neuron per counted
+    step, ``mask`` ``[T, B]`` (1: counted)."""
+    counted = mask.sum().clamp(min=1)
+    return {name: (out[name].sum(dim=2) * mask).sum() / counted / out[name].shape[2]
+            for name in layers}
+
+
+def activity_penalty(out: dict, x: torch.Tensor, cfg) -> torch.Tensor:
+    """The activity penalty ``P`` (module docstring) of a twin's outputs ``out`` on
+    the inputs ``x``, with ``cfg``'s weight, target and task."""
+    if cfg.activity_weight == 0:
         return torch.zeros(())
-    active = (x.sum(dim=2) > 0).to(out["key"].dtype)
+    layers = [name for name in ACTIVITY_LAYERS[cfg.task] if name in out]
+    dtype = out[layers[0]].dtype
+    mask = (x != 0).any(dim=2).to(dtype) if cfg.task == "recall" else \
+        torch.ones(x.shape[:2], dtype=dtype)
     penalty = torch.zeros(())
-    for name in ("key", "value"):
-        rate = (out[name].sum(dim=2) * active).sum() / active.sum().clamp(min=1)
-        penalty = penalty + (rate - cfg.target_spikes) ** 2
+    for rate in firing_rates(out, layers, mask).values():
+        penalty = penalty + (rate - cfg.target_rate) ** 2
     return cfg.activity_weight * penalty
 
 
@@ -261,7 +347,7 @@ def _fit(twin, x, y, cfg, epochs: int, *, desc: str, progress: bool) -> list[flo
             idx = order[i:i + cfg.batch]
             out = twin(x[:, idx])
             loss = nn.functional.cross_entropy(_logits(twin, out, readout), y[idx])
-            loss = loss + _activity_penalty(twin, out, x[:, idx], cfg)
+            loss = loss + activity_penalty(out, x[:, idx], cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -334,7 +420,7 @@ def evaluate(net: Network, meta: dict, *, split: str = "test", batch: int = 512)
     return report
 
 
-CONFIGS = {"digits": DigitsConfig, "recall": RecallConfig}
+CONFIGS = {"digits": DigitsConfig, "recall": RecallConfig, "event-digits": EventDigitsConfig}
 
 
 def config_for(task: str, **overrides):

@@ -249,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lengths", type=_int_list, help="lengths for 'recall-length'")
     p.add_argument("--epochs", type=_positive, help="training epochs per model")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", choices=("default", "full"), default="default",
+                   help="'sparsity': the points to train [default: a few minutes]")
+    p.add_argument("--device", metavar="URL",
+                   help="'sparsity': also run the best event-digits model on this device "
+                        "(sim://, a serial port, socket://) for bit_exact and the energy from "
+                        "the device's counters")
+    p.add_argument("--device-samples", type=_positive, default=100,
+                   help="'sparsity' --device: test samples to run [100]")
     common(p)
     p.set_defaults(func=cmd_experiment)
 

@@ -359,7 +359,7 @@ def cmd_import_nir(args) -> int:
             raise UsageError(f"--inputs {args.inputs}: cannot read it as .npz ({exc})") from exc
     else:
         x = random_input(imported.net, args.steps, args.samples, seed=args.seed)
-    fid = fidelity(imported, x, reference)
+    fid = fidelity(imported, x, reference, progress=_progress(args))
     meta = {"nir": {**imported.meta, "file": str(args.file)}}
     save_model(args.out, imported.net, meta)
     result = {"model": str(args.out), "layers": [
@@ -449,8 +449,8 @@ def cmd_export_nir(args) -> int:
 def cmd_experiment(args) -> int:
     from .golden import experiments
 
-    result = experiments.run(args.name, progress=_progress(args), timesteps=args.timesteps,
-                             lengths=args.lengths, epochs=args.epochs, seed=args.seed)
+    result = experiments.run(args.name, progress=_progress(args) and not args.json or args.progress,
+                             **{k: getattr(args, k) for k in experiments.CLI_OPTIONS})
     if args.plot and args.plot.suffix.lower() == ".png":
         experiments.plot(result, args.plot)
         result["plot"] = str(args.plot)
@@ -501,6 +501,9 @@ def cmd_bench(args) -> int:
                        f"samples/s, {d['steps_per_second']:.0f} steps/s end to end "
                        f"({d['clocks_per_step']:.0f} clocks per step), bit-exact: "
                        f"{d['bit_exact']}")
+            if r["device"].get("sim_clocks_per_second"):
+                yield (f"simulated board: {r['device']['sim_clocks_per_second'] / 1e6:.2f} M "
+                       f"clocks/s on its default configuration")
         if "boards" in r:
             yield "Boards (open-toolchain builds; synaptic ops/s = dense ops/clock x fmax):"
             yield from boards_bench.describe(r["boards"])
@@ -513,7 +516,7 @@ def cmd_rtl(args) -> int:
     from .sim.rtl import REFERENCE_CONFIGS, write
 
     names = list(REFERENCE_CONFIGS) if args.config == "all" else [args.config]
-    paths = write(names, args.out)
+    paths = write(names, args.out, progress=_progress(args))
     result = {"files": [str(p) for p in paths], "configs": names}
     _emit(result, args.json, lambda r: [f"wrote {p}" for p in r["files"]])
     return EXIT_OK

@@ -258,7 +258,7 @@ def test_installed_console_script_version():
     ("timesteps", 10_000_000, "metadata timesteps=10000000 is not an integer in 1..1024"),
     ("timesteps", -1, "metadata timesteps=-1 is not an integer in 1..1024"),
     ("timesteps", "8", "metadata timesteps='8' is not an integer in 1..1024"),
-    ("encoding", "pcm", "metadata encoding='pcm' is not one of ('rate', 'direct')"),
+    ("encoding", "pcm", "metadata encoding='pcm' is not one of ('rate', 'direct', 'delta')"),
     ("readout", None, "metadata readout=None is not one of ('last', 'sum', 'max')"),
 ])
 def test_task_metadata_out_of_range_exits_3(tmp_path, capsys, field, value, problem):
