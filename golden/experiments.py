@@ -10,6 +10,9 @@
 ``sparsity``       static digits and event digits: accuracy vs spikes per synapse vs
                    estimated energy against each baseline, over input encodings, T and
                    activity penalties (:mod:`.sparsity`; outputs :mod:`.sparsityreport`).
+``selectivity``    fixed vs selective decay on tasks that need selective state
+                   (selective copying, key-overwrite recall, MQAR), vs sequence length
+                   and state size (:mod:`.selectivity`; ``docs/selectivity.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .twin import SURROGATES
 
 __all__ = ["EXPERIMENTS", "run", "plot", "report", "describe"]
 
-EXPERIMENTS = ("timesteps", "surrogate", "recall-length", "sparsity")
+EXPERIMENTS = ("timesteps", "surrogate", "recall-length", "sparsity", "selectivity")
 DEFAULT_TIMESTEPS = [1, 2, 4, 8, 16, 32]
 DEFAULT_LENGTHS = [17, 24, 32, 48, 64, 96, 128]
 
@@ -88,11 +91,18 @@ def _sparsity(**kwargs) -> dict:
     return sparsity.run(**kwargs)
 
 
+def _selectivity(**kwargs) -> dict:
+    from . import selectivity
+
+    return selectivity.run(**kwargs)
+
+
 _RUNNERS = {"timesteps": timesteps, "surrogate": surrogate, "recall-length": recall_length,
-            "sparsity": _sparsity}
-_OPTIONS = {"timesteps": "timesteps", "lengths": "recall-length", "grid": "sparsity",
-            "device": "sparsity", "device_samples": "sparsity"}
-"""Keyword arguments only one experiment takes (dropped for the others)."""
+            "sparsity": _sparsity, "selectivity": _selectivity}
+_OPTIONS = {"timesteps": ("timesteps",), "lengths": ("recall-length", "selectivity"),
+            "grid": ("sparsity",), "device": ("sparsity", "selectivity"),
+            "device_samples": ("sparsity", "selectivity")}
+"""Keyword arguments only some experiments take (dropped for the others)."""
 CLI_OPTIONS = ("timesteps", "lengths", "epochs", "seed", "grid", "device", "device_samples")
 """The ``spikeforge experiment`` options passed to :func:`run`."""
 
@@ -100,19 +110,17 @@ CLI_OPTIONS = ("timesteps", "lengths", "epochs", "seed", "grid", "device", "devi
 def run(name: str, **kwargs) -> dict:
     if name not in _RUNNERS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
-    for key, owner in _OPTIONS.items():
-        if name != owner:
-            kwargs.pop(key, None)
+    for key, owners in _OPTIONS.items():
+        if name not in owners or kwargs.get(key) is None:
+            kwargs.pop(key, None)   # (None: the experiment's own default)
     return _RUNNERS[name](**kwargs)
 
 
 def describe(result: dict):
     """Human-readable lines for an experiment result."""
     name = result["experiment"]
-    if name == "sparsity":
-        from .sparsityreport import describe as lines
-
-        yield from lines(result)
+    if name in ("sparsity", "selectivity"):
+        yield from _module(name).describe(result)
         return
     if name == "timesteps":
         yield "T   accuracy  synops/sample"
@@ -139,9 +147,16 @@ def plot(result: dict, path) -> None:
 
     name = result["experiment"]
     if name == "sparsity":
-        from .sparsityreport import plot as sparsity_plot
+        return _module(name).plot(result, path)
+    if name == "selectivity":  # (its first figure: accuracy vs sequence length)
+        import shutil
+        import tempfile
+        from pathlib import Path
 
-        return sparsity_plot(result, path)
+        with tempfile.TemporaryDirectory() as tmp:
+            first = _module(name).plot(result, tmp)[0]
+            shutil.move(Path(tmp) / first, path)
+        return None
     fig, ax = plt.subplots(figsize=(6, 4))
     if name == "timesteps":
         ts = [r["timesteps"] for r in result["results"]]
@@ -192,10 +207,8 @@ def report(result: dict, directory):
         raise ValueError(f"--plot {directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     name = result["experiment"]
-    if name == "sparsity":
-        from .sparsityreport import report as sparsity_report
-
-        return sparsity_report(result, directory)
+    if name in ("sparsity", "selectivity"):
+        return _module(name).report(result, directory)
     plot(result, directory / f"{name}.png")
     figures = [(f"Experiment {name}", f"{name}.png")]
     summary = {k: v for k, v in result.items() if k not in ("results", "details")}
@@ -219,3 +232,14 @@ def report(result: dict, directory):
         summary["results"] = result["results"]
     return rep.write_report(directory, title=f"spikeforge experiment: {name}", summary=summary,
                             figures=figures, notes=notes)
+
+
+def _module(name: str):
+    """The module that describes, plots and reports experiment ``name``."""
+    if name == "sparsity":
+        from . import sparsityreport
+
+        return sparsityreport
+    from . import selectivity
+
+    return selectivity

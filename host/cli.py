@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a plot: FILE.png, or a folder DIR for "
                    "PNGs plus DIR/report.md")
     p.add_argument("--timesteps", type=_int_list, help="T values for 'timesteps'")
-    p.add_argument("--lengths", type=_int_list, help="lengths for 'recall-length'")
+    p.add_argument("--lengths", type=_int_list,
+                   help="lengths for 'recall-length' and 'selectivity'")
     p.add_argument("--epochs", type=_positive, help="training epochs per model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", choices=("default", "full"), default="default",
@@ -254,9 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="URL",
                    help="'sparsity': also run the best event-digits model on this device "
                         "(sim://, a serial port, socket://) for bit_exact and the energy from "
-                        "the device's counters")
-    p.add_argument("--device-samples", type=_positive, default=100,
-                   help="'sparsity' --device: test samples to run [100]")
+                        "the device's counters; 'selectivity': the selective models, for "
+                        "bit_exact")
+    p.add_argument("--device-samples", type=_positive,
+                   help="--device: test samples to run [100 for 'sparsity', 8 sequences "
+                        "for 'selectivity']")
     common(p)
     p.set_defaults(func=cmd_experiment)
 

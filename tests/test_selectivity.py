@@ -168,6 +168,33 @@ def test_plot_and_report_files(tiny, tmp_path):
         assert f"]({name})" in text
 
 
+def test_cli_runs_it_with_the_options_it_takes(tiny, tmp_path, capsys, monkeypatch):
+    """``spikeforge experiment selectivity``: --lengths, --epochs, --seed, --device and
+    --device-samples reach :func:`selectivity.run` (nothing else does; unset ones keep
+    its defaults); --json and --plot FILE.png / DIR as for every experiment."""
+    from spikeforge.cli import main
+
+    calls = []
+
+    def fake_run(**kwargs):
+        calls.append(kwargs)
+        return tiny
+
+    monkeypatch.setattr(selectivity, "run", fake_run)
+    assert main(["experiment", "selectivity", "--lengths", "16,64", "--epochs", "2",
+                 "--device", "sim://", "--json", "--plot", str(tmp_path / "a.png")]) == 0
+    assert calls[-1] == {"lengths": [16, 64], "epochs": 2, "seed": 0, "device": "sim://",
+                         "progress": False}
+    out = json.loads(capsys.readouterr().out)
+    assert out["experiment"] == "selectivity" and out["plot"] == str(tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["experiment", "selectivity", "--device-samples", "3", "--quiet",
+                 "--plot", str(tmp_path / "d")]) == 0
+    assert calls[-1] == {"epochs": None, "seed": 0, "device_samples": 3, "progress": False}
+    assert (tmp_path / "d" / "report.md").exists()
+    assert "overwrite" in capsys.readouterr().out
+
+
 def test_selective_models_are_bit_exact_on_the_simulated_board():
     """About 15 s once the simulated board is built (the first build about a minute)."""
     from spikeforge.sim.verilator import have_verilator
