@@ -27,7 +27,6 @@ from .commands import (
     EXIT_NETWORK,
     EXIT_USAGE,
     UsageError,
-    cmd_bench,
     cmd_boards,
     cmd_build,
     cmd_demo,
@@ -285,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=list(DEFAULT_BOARDS),
                    help=f"boards to build and measure [{','.join(DEFAULT_BOARDS)}]")
     common(p)
+    from .benchcmd import cmd_bench
+
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("sim-board", help="serve a simulated board (Verilator SoC) on a TCP port")

@@ -19,6 +19,7 @@ from modelkit import rewrite
 from netgen import small_model_file
 from sklearn.datasets import load_digits
 from spikeforge import __version__
+from spikeforge.boards.defs import BOARDS
 from spikeforge.cli import main
 from spikeforge.golden.modelfile import load_model, save_model
 from spikeforge.golden.quantize import to_integer
@@ -235,6 +236,17 @@ def test_bench_quick_json(capsys):
             assert p["sample_steps_per_second"] == pytest.approx(
                 p["batch"] * p["timesteps"] / p["seconds"])
     assert result["machine"]["cpus"] >= 1
+    # The sequence model per token: the core's clocks on the simulated board's
+    # configuration and on each board with an SSM unit, energy beside a KV cache.
+    seq = result["sequence"]
+    with_ssm = {name for name, b in BOARDS.items() if b.config.has_ssm}
+    assert set(seq["clocks"]) == {"sim", *with_ssm}
+    for name in with_ssm:
+        c = seq["clocks"][name]
+        assert c["us_per_token"] == pytest.approx(c["clocks_per_token"]
+                                                  / BOARDS[name].target_mhz)
+    assert [r["context"] for r in seq["energy"]["contexts"]] == [64, 256, 1024]
+    assert seq["energy"]["estimate"] is True
 
 
 # ----------------------------------------------------------------- version
