@@ -267,20 +267,30 @@ def _digits(split: str):
 def event_digits(split: str = "test", *, threshold: float = 0.2, mismatch: float = 0.1,
                  seed: int = 0, steps: int = 16, amplitude: float = AMPLITUDE,
                  background: float = 0.1, limit: int | None = None, chunk: int = 64,
-                 ) -> tuple[list[np.ndarray], np.ndarray]:
+                 progress: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
     """``(events, labels)``: the emulated recordings (module docstring) of a digits
     split (``test`` / ``train``: :func:`~spikeforge.golden.tasks.digits`' split;
     ``all``: the 1797 images in order), its first ``limit`` samples.
     ``threshold``: the contrast threshold ``C`` (log units); ``mismatch``: the
     relative spread ``m`` of the pixels' thresholds; ``seed``: the sensor (its
     thresholds); ``steps``: sub-steps per saccade; ``amplitude``: the triangle's
-    side in pixels (0: a static scene); ``background``: the screen's black level."""
+    side in pixels (0: a static scene); ``background``: the screen's black level;
+    ``progress``: a bar over the samples."""
+    from tqdm.auto import tqdm
+
     events, labels = [], [np.zeros(0, dtype=np.int64)]
-    for part, part_labels in iter_event_digits(
-            split, threshold=threshold, mismatch=mismatch, seed=seed, steps=steps,
-            amplitude=amplitude, background=background, limit=limit, chunk=chunk):
-        events += part
-        labels.append(part_labels)
+    total = len(_digits(split)[1])
+    if limit is not None:
+        _positive(limit, "limit", integer=True)
+        total = min(limit, total)
+    with tqdm(total=total, desc=f"event-digits ({split})", unit="sample",
+              disable=not progress, leave=False) as bar:
+        for part, part_labels in iter_event_digits(
+                split, threshold=threshold, mismatch=mismatch, seed=seed, steps=steps,
+                amplitude=amplitude, background=background, limit=limit, chunk=chunk):
+            events += part
+            labels.append(part_labels)
+            bar.update(len(part_labels))
     return events, np.concatenate(labels)
 
 
@@ -305,7 +315,8 @@ def iter_event_digits(split: str = "test", *, threshold: float = 0.2, mismatch: 
 def event_digits_frames(split: str = "test", bins: int = DEFAULT_BINS, *, threshold: float = 0.2,
                         mismatch: float = 0.1, seed: int = 0, steps: int = 16,
                         amplitude: float = AMPLITUDE, background: float = 0.1,
-                        limit: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                        limit: int | None = None, progress: bool = False,
+                        ) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(inputs [N, bins, 2, 34, 34] int64, labels [N], info)``: :func:`event_digits`
     binned by :func:`~spikeforge.golden.events.bin_events` over the fixed window
     ``[0, 3 * SACCADE_US)`` (``t0 = 0``, ``duration = 3 * SACCADE_US``: with
@@ -314,7 +325,7 @@ def event_digits_frames(split: str = "test", bins: int = DEFAULT_BINS, *, thresh
     _positive(bins, "bins", integer=True)
     settings = {"threshold": threshold, "mismatch": mismatch, "seed": seed, "steps": steps,
                 "amplitude": amplitude, "background": background}
-    events, labels = event_digits(split, limit=limit, **settings)
+    events, labels = event_digits(split, limit=limit, progress=progress, **settings)
     window = 3 * SACCADE_US
     inputs = np.zeros((len(events), bins, 2, *NMNIST_SIZE), dtype=np.int64)
     for i, e in enumerate(events):

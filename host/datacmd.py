@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .commands import EXIT_OK, UsageError, _check_out, _emit
+from .commands import EXIT_OK, UsageError, _check_out, _emit, _progress
 
 DATASETS = ("event-digits",)
 FORMATS = ("npz", "nmnist")
@@ -38,7 +38,7 @@ def cmd_data(args) -> int:
     from .golden import dvs
 
     options = {"threshold": args.threshold, "mismatch": args.mismatch, "seed": args.seed,
-               "steps": args.steps, "limit": args.limit}
+               "steps": args.steps, "limit": args.limit, "progress": _progress(args)}
     start = time.monotonic()
     if args.format == "npz":
         report = _write_npz(args.out, args.split, args.bins or dvs.DEFAULT_BINS, options)
@@ -74,7 +74,7 @@ def _write_nmnist(out: Path, split: str, options: dict) -> dict:
     return {"format": "nmnist", "split": split, "samples": len(events), "events": total,
             "events_per_sample": total / len(events) if len(events) else 0.0,
             "on_fraction": sum(int(e["p"].sum()) for e in events) / total if total else 0.0,
-            "settings": {k: v for k, v in options.items() if k != "limit"}}
+            "settings": {k: v for k, v in options.items() if k not in ("limit", "progress")}}
 
 
 def _lines(r):

@@ -329,7 +329,7 @@ def refusal(tmp_path, case):
     if case == "task model without data":
         return (["eval", str(path)], EXIT_MODEL_FILE,
                 f"{path}: the metadata names no known task (task=None; expected one of "
-                f"('digits', 'recall')); give it data with --data FILE")
+                f"('digits', 'recall', 'event-digits')); give it data with --data FILE")
     raise AssertionError(case)
 
 
