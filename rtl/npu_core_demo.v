@@ -1658,8 +1658,8 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
-  reg [6:0] \$52 ;
-  reg \$53 ;
+  reg \$52 ;
+  reg [7:0] \$53 ;
   reg [7:0] \$54 ;
   reg [7:0] \$55 ;
   reg [7:0] \$56 ;
@@ -1676,14 +1676,13 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   reg [7:0] \$66 ;
   reg [7:0] \$67 ;
   reg [7:0] \$68 ;
-  reg [7:0] \$69 ;
+  reg \$69 ;
   wire \$7 ;
-  reg \$70 ;
+  reg [6:0] \$70 ;
   reg [6:0] \$71 ;
-  reg [6:0] \$72 ;
+  reg \$72 ;
   reg \$73 ;
   reg \$74 ;
-  reg \$75 ;
   wire [8:0] \$8 ;
   wire \$9 ;
   input busy;
@@ -1746,6 +1745,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   wire [6:0] \in_counts[1] ;
   output in_full;
   reg in_full = 1'h0;
+  reg [6:0] in_position;
   output in_rbank;
   reg in_rbank = 1'h0;
   reg in_wbank = 1'h0;
@@ -4122,7 +4122,6 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
       input_events[in_wr__addr] <= in_wr__data;
   end
   assign \port__data$5  = input_events[{ rd_bank, rd_n[6:0] }];
-  assign \$25  = { cur, spike_src } == 4'hc;
   assign \$26  = count12 + 1'h1;
   assign \$27  = { cur, spike_src } == 4'hd;
   assign \$28  = count13 + 1'h1;
@@ -4154,51 +4153,51 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   always @(posedge clk)
     input_events_nrw <= \port__data$5 ;
   always @(posedge clk)
-    rd_from_input_q <= \$53 ;
+    rd_from_input_q <= \$52 ;
   always @(posedge clk)
-    count0 <= \$54 ;
+    count0 <= \$53 ;
   always @(posedge clk)
-    count1 <= \$55 ;
+    count1 <= \$54 ;
   always @(posedge clk)
-    count2 <= \$56 ;
+    count2 <= \$55 ;
   always @(posedge clk)
-    count3 <= \$57 ;
+    count3 <= \$56 ;
   always @(posedge clk)
-    count4 <= \$58 ;
+    count4 <= \$57 ;
   always @(posedge clk)
-    count5 <= \$59 ;
+    count5 <= \$58 ;
   always @(posedge clk)
-    count6 <= \$60 ;
+    count6 <= \$59 ;
   always @(posedge clk)
-    count7 <= \$61 ;
+    count7 <= \$60 ;
   always @(posedge clk)
-    count8 <= \$62 ;
+    count8 <= \$61 ;
   always @(posedge clk)
-    count9 <= \$63 ;
+    count9 <= \$62 ;
   always @(posedge clk)
-    count10 <= \$64 ;
+    count10 <= \$63 ;
   always @(posedge clk)
-    count11 <= \$65 ;
+    count11 <= \$64 ;
   always @(posedge clk)
-    count12 <= \$66 ;
+    count12 <= \$65 ;
   always @(posedge clk)
-    count13 <= \$67 ;
+    count13 <= \$66 ;
   always @(posedge clk)
-    count14 <= \$68 ;
+    count14 <= \$67 ;
   always @(posedge clk)
-    count15 <= \$69 ;
+    count15 <= \$68 ;
   always @(posedge clk)
-    in_full <= \$70 ;
+    in_full <= \$69 ;
   always @(posedge clk)
-    in_count0 <= \$71 ;
+    in_count0 <= \$70 ;
   always @(posedge clk)
-    in_count1 <= \$72 ;
+    in_count1 <= \$71 ;
   always @(posedge clk)
-    in_rbank <= \$73 ;
+    in_rbank <= \$72 ;
   always @(posedge clk)
-    in_wbank <= \$74 ;
+    in_wbank <= \$73 ;
   always @(posedge clk)
-    cur <= \$75 ;
+    cur <= \$74 ;
   assign \$1  = ! { cur, spike_src };
   assign \$2  = count0 + 1'h1;
   assign \$3  = { cur, spike_src } == 1'h1;
@@ -4223,6 +4222,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   assign \$22  = count10 + 1'h1;
   assign \$23  = { cur, spike_src } == 4'hb;
   assign \$24  = count11 + 1'h1;
+  assign \$25  = { cur, spike_src } == 4'hc;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
@@ -4276,29 +4276,50 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
     (* full_case = 32'd1 *)
     casez (in_wbank)
       1'h0:
-          \$52  = in_count0;
+          in_position = in_count0;
       1'h1:
-          \$52  = in_count1;
+          in_position = in_count1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$53  = rd_from_input;
+    \$52  = rd_from_input;
     if (rst) begin
-      \$53  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$54  = count0;
+    \$53  = count0;
     if (wr_event) begin
       if (\$1 ) begin
-        \$54  = \$2 [7:0];
+        \$53  = \$2 [7:0];
       end
     end
     if (end_step) begin
       casez ({ \$38 , 3'h0 })
         4'h0:
+            \$53  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$53  = 8'h00;
+    end
+    if (rst) begin
+      \$53  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$54  = count1;
+    if (wr_event) begin
+      if (\$3 ) begin
+        \$54  = \$4 [7:0];
+      end
+    end
+    if (end_step) begin
+      casez ({ \$39 , 3'h1 })
+        4'h1:
             \$54  = 8'h00;
       endcase
     end
@@ -4311,15 +4332,15 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$55  = count1;
+    \$55  = count2;
     if (wr_event) begin
-      if (\$3 ) begin
-        \$55  = \$4 [7:0];
+      if (\$5 ) begin
+        \$55  = \$6 [7:0];
       end
     end
     if (end_step) begin
-      casez ({ \$39 , 3'h1 })
-        4'h1:
+      casez ({ \$40 , 3'h2 })
+        4'h2:
             \$55  = 8'h00;
       endcase
     end
@@ -4332,15 +4353,15 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$56  = count2;
+    \$56  = count3;
     if (wr_event) begin
-      if (\$5 ) begin
-        \$56  = \$6 [7:0];
+      if (\$7 ) begin
+        \$56  = \$8 [7:0];
       end
     end
     if (end_step) begin
-      casez ({ \$40 , 3'h2 })
-        4'h2:
+      casez ({ \$41 , 3'h3 })
+        4'h3:
             \$56  = 8'h00;
       endcase
     end
@@ -4353,15 +4374,15 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$57  = count3;
+    \$57  = count4;
     if (wr_event) begin
-      if (\$7 ) begin
-        \$57  = \$8 [7:0];
+      if (\$9 ) begin
+        \$57  = \$10 [7:0];
       end
     end
     if (end_step) begin
-      casez ({ \$41 , 3'h3 })
-        4'h3:
+      casez ({ \$42 , 3'h4 })
+        4'h4:
             \$57  = 8'h00;
       endcase
     end
@@ -4374,76 +4395,55 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$58  = count4;
-    if (wr_event) begin
-      if (\$9 ) begin
-        \$58  = \$10 [7:0];
-      end
-    end
-    if (end_step) begin
-      casez ({ \$42 , 3'h4 })
-        4'h4:
-            \$58  = 8'h00;
-      endcase
-    end
-    if (\$45 ) begin
-      \$58  = 8'h00;
-    end
-    if (rst) begin
-      \$58  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$59  = count5;
+    \$58  = count5;
     if (wr_event) begin
       if (\$11 ) begin
-        \$59  = \$12 [7:0];
+        \$58  = \$12 [7:0];
       end
     end
     if (\$45 ) begin
-      \$59  = 8'h00;
+      \$58  = 8'h00;
     end
     if (rst) begin
-      \$59  = 8'h00;
+      \$58  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$60  = count6;
+    \$59  = count6;
     if (wr_event) begin
       if (\$13 ) begin
-        \$60  = \$14 [7:0];
+        \$59  = \$14 [7:0];
       end
     end
     if (\$45 ) begin
-      \$60  = 8'h00;
+      \$59  = 8'h00;
     end
     if (rst) begin
-      \$60  = 8'h00;
+      \$59  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$61  = count7;
+    \$60  = count7;
     if (wr_event) begin
       if (\$15 ) begin
-        \$61  = \$16 [7:0];
+        \$60  = \$16 [7:0];
       end
     end
     if (\$45 ) begin
-      \$61  = 8'h00;
+      \$60  = 8'h00;
     end
     if (rst) begin
-      \$61  = 8'h00;
+      \$60  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$62  = count8;
+    \$61  = count8;
     if (wr_event) begin
       if (\$17 ) begin
-        \$62  = \$18 [7:0];
+        \$61  = \$18 [7:0];
       end
     end
     if (end_step) begin
@@ -4452,6 +4452,30 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
         4'h0:
             /* empty */;
         4'h8:
+            \$61  = 8'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$61  = 8'h00;
+    end
+    if (rst) begin
+      \$61  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$62  = count9;
+    if (wr_event) begin
+      if (\$19 ) begin
+        \$62  = \$20 [7:0];
+      end
+    end
+    if (end_step) begin
+      (* full_case = 32'd1 *)
+      casez ({ \$39 , 3'h1 })
+        4'h1:
+            /* empty */;
+        4'h9:
             \$62  = 8'h00;
       endcase
     end
@@ -4464,18 +4488,18 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$63  = count9;
+    \$63  = count10;
     if (wr_event) begin
-      if (\$19 ) begin
-        \$63  = \$20 [7:0];
+      if (\$21 ) begin
+        \$63  = \$22 [7:0];
       end
     end
     if (end_step) begin
       (* full_case = 32'd1 *)
-      casez ({ \$39 , 3'h1 })
-        4'h1:
+      casez ({ \$40 , 3'h2 })
+        4'h2:
             /* empty */;
-        4'h9:
+        4'ha:
             \$63  = 8'h00;
       endcase
     end
@@ -4488,18 +4512,18 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$64  = count10;
+    \$64  = count11;
     if (wr_event) begin
-      if (\$21 ) begin
-        \$64  = \$22 [7:0];
+      if (\$23 ) begin
+        \$64  = \$24 [7:0];
       end
     end
     if (end_step) begin
       (* full_case = 32'd1 *)
-      casez ({ \$40 , 3'h2 })
-        4'h2:
+      casez ({ \$41 , 3'h3 })
+        4'h3:
             /* empty */;
-        4'ha:
+        4'hb:
             \$64  = 8'h00;
       endcase
     end
@@ -4512,34 +4536,10 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$65  = count11;
-    if (wr_event) begin
-      if (\$23 ) begin
-        \$65  = \$24 [7:0];
-      end
-    end
-    if (end_step) begin
-      (* full_case = 32'd1 *)
-      casez ({ \$41 , 3'h3 })
-        4'h3:
-            /* empty */;
-        4'hb:
-            \$65  = 8'h00;
-      endcase
-    end
-    if (\$45 ) begin
-      \$65  = 8'h00;
-    end
-    if (rst) begin
-      \$65  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$66  = count12;
+    \$65  = count12;
     if (wr_event) begin
       if (\$25 ) begin
-        \$66  = \$26 [7:0];
+        \$65  = \$26 [7:0];
       end
     end
     if (end_step) begin
@@ -4556,22 +4556,22 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
         4'h4:
             /* empty */;
         4'hc:
-            \$66  = 8'h00;
+            \$65  = 8'h00;
       endcase
     end
     if (\$45 ) begin
-      \$66  = 8'h00;
+      \$65  = 8'h00;
     end
     if (rst) begin
-      \$66  = 8'h00;
+      \$65  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$67  = count13;
+    \$66  = count13;
     if (wr_event) begin
       if (\$27 ) begin
-        \$67  = \$28 [7:0];
+        \$66  = \$28 [7:0];
       end
     end
     if (end_step) begin
@@ -4587,18 +4587,18 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
       
     end
     if (\$45 ) begin
-      \$67  = 8'h00;
+      \$66  = 8'h00;
     end
     if (rst) begin
-      \$67  = 8'h00;
+      \$66  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$68  = count14;
+    \$67  = count14;
     if (wr_event) begin
       if (\$29 ) begin
-        \$68  = \$30 [7:0];
+        \$67  = \$30 [7:0];
       end
     end
     if (end_step) begin
@@ -4614,18 +4614,18 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
       
     end
     if (\$45 ) begin
-      \$68  = 8'h00;
+      \$67  = 8'h00;
     end
     if (rst) begin
-      \$68  = 8'h00;
+      \$67  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$69  = count15;
+    \$68  = count15;
     if (wr_event) begin
       if (\$31 ) begin
-        \$69  = \$32 [7:0];
+        \$68  = \$32 [7:0];
       end
     end
     if (end_step) begin
@@ -4641,46 +4641,78 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
       
     end
     if (\$45 ) begin
-      \$69  = 8'h00;
+      \$68  = 8'h00;
     end
     if (rst) begin
-      \$69  = 8'h00;
+      \$68  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$70  = in_full;
+    \$69  = in_full;
     if (\$33 ) begin
       if (input__payload[15]) begin
-        \$70  = 1'h1;
+        \$69  = 1'h1;
       end
     end
     if (start_step) begin
-      \$70  = 1'h0;
+      \$69  = 1'h0;
     end
     if (\$45 ) begin
-      \$70  = 1'h0;
+      \$69  = 1'h0;
     end
     if (rst) begin
-      \$70  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$71  = in_count0;
+    \$70  = in_count0;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
         casez (in_wbank)
           1'h0:
-              \$71  = \$35 [6:0];
+              \$70  = \$35 [6:0];
         endcase
       end
     end
     if (start_step) begin
       casez (\$37 )
         1'h0:
+            \$70  = 7'h00;
+      endcase
+    end
+    if (\$45 ) begin
+      \$70  = 7'h00;
+    end
+    if (rst) begin
+      \$70  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$71  = in_count1;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (input__payload[15]) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (in_wbank)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$71  = \$35 [6:0];
+        endcase
+      end
+    end
+    if (start_step) begin
+      (* full_case = 32'd1 *)
+      casez (\$37 )
+        1'h0:
+            /* empty */;
+        1'h1:
             \$71  = 7'h00;
       endcase
     end
@@ -4693,41 +4725,22 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$72  = in_count1;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (input__payload[15]) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (in_wbank)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$72  = \$35 [6:0];
-        endcase
-      end
-    end
+    \$72  = in_rbank;
     if (start_step) begin
-      (* full_case = 32'd1 *)
-      casez (\$37 )
-        1'h0:
-            /* empty */;
-        1'h1:
-            \$72  = 7'h00;
-      endcase
-    end
-    if (\$45 ) begin
-      \$72  = 7'h00;
+      \$72  = in_wbank;
     end
     if (rst) begin
-      \$72  = 7'h00;
+      \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$73  = in_rbank;
+    \$73  = in_wbank;
     if (start_step) begin
-      \$73  = in_wbank;
+      \$73  = \$36 ;
+    end
+    if (\$45 ) begin
+      \$73  = 1'h0;
     end
     if (rst) begin
       \$73  = 1'h0;
@@ -4735,28 +4748,15 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$74  = in_wbank;
-    if (start_step) begin
-      \$74  = \$36 ;
-    end
-    if (\$45 ) begin
-      \$74  = 1'h0;
-    end
-    if (rst) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$75  = cur;
+    \$74  = cur;
     if (end_step) begin
-      \$75  = \$43 ;
+      \$74  = \$43 ;
     end
     if (\$45 ) begin
-      \$75  = 1'h0;
+      \$74  = 1'h0;
     end
     if (rst) begin
-      \$75  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
@@ -4766,7 +4766,7 @@ module \npu_core_demo.lists (input__payload, input__valid, clk, rst, wr_value, i
       (* full_case = 32'd1 *)
       if (input__payload[15]) begin
       end else begin
-        in_wr__addr = { in_wbank, \$52  };
+        in_wr__addr = { in_wbank, in_position };
       end
     end
   end

@@ -842,10 +842,10 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   wire [7:0] \$29 ;
   wire \$3 ;
   reg [3:0] \$30 ;
-  wire \$31 ;
+  reg [4:0] \$31 ;
   wire \$32 ;
   wire \$33 ;
-  reg [3:0] \$34 ;
+  wire \$34 ;
   reg \$35 ;
   reg [4:0] \$36 ;
   reg [4:0] \$37 ;
@@ -911,6 +911,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   wire [4:0] \in_counts[1] ;
   output in_full;
   reg in_full = 1'h0;
+  wire [3:0] in_position;
   output in_rbank;
   reg in_rbank = 1'h0;
   reg in_wbank = 1'h0;
@@ -1195,10 +1196,10 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign \$28  = rd_from_input_q ? input_events_nrw[3:0] : events_nrw[3:0];
   assign \$29  = rd_from_input_q ? input_events_nrw[11:4] : events_nrw[11:4];
   assign spike_src = \port$1000$2 [0] + 1'h1;
-  assign \$31  = ~ in_full;
-  assign \$32  = ~ clear;
-  assign input__ready = \$31  & \$32 ;
-  assign \$33  = input__valid & input__ready;
+  assign \$32  = ~ in_full;
+  assign \$33  = ~ clear;
+  assign input__ready = \$32  & \$33 ;
+  assign \$34  = input__valid & input__ready;
   always @(posedge clk)
     events_nrw <= port__data;
   always @(posedge clk)
@@ -1459,18 +1460,18 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     in_wr__addr = 5'h00;
-    if (\$33 ) begin
+    if (\$34 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
-        in_wr__addr = { in_wbank, \$34  };
+        in_wr__addr = { in_wbank, \$31 [3:0] };
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     in_wr__data = 12'h000;
-    if (\$33 ) begin
+    if (\$34 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -1482,7 +1483,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     in_wr__en = 1'h0;
-    if (\$33 ) begin
+    if (\$34 ) begin
       (* full_case = 32'd1 *)
       if (input__payload[12]) begin
       end else begin
@@ -1527,9 +1528,9 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
     (* full_case = 32'd1 *)
     casez (in_wbank)
       1'h0:
-          \$34  = in_count0[3:0];
+          \$31  = in_count0;
       1'h1:
-          \$34  = in_count1[3:0];
+          \$31  = in_count1;
     endcase
   end
   always @* begin
@@ -1588,6 +1589,7 @@ module \npu_core_tiny.lists (input__payload, input__valid, clk, rst, input__read
   assign wr_index = { 1'h0, \port$1000$2 [4:1] };
   assign wr_value = 8'h01;
   assign ev_wr__en = wr_event;
+  assign in_position = \$31 [3:0];
   assign \events_nrw.index  = events_nrw[3:0];
   assign \events_nrw.value  = events_nrw[11:4];
   assign \port__data.index  = port__data[3:0];

@@ -167,6 +167,24 @@ def test_core_matches_golden(seed):
     assert counters[n * config.max_layers + 1] == len(x)  # steps
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_more_neurons_than_inputs(seed):
+    """``max_inputs`` well below ``max_neurons`` (event indices wider than the input
+    lists' counts): the input's second bank is read where it was written, so every
+    step after the first equals the golden model too (it read nothing, or another
+    bank's events, when the write address put the bank bit below the index bits)."""
+    rng = random.Random(f"more-neurons:{seed}")
+    net = random_network(rng, max_ssm=0, ssm_prob=0.0, max_lif=2, max_size=8,
+                         fmt=Format(u_bits=rng.randint(6, 12), w_bits=rng.randint(2, 8),
+                                    frac_bits=rng.randint(0, 8), in_bits=rng.randint(2, 8)))
+    x = random_input(rng, net, 5, 1)[:, 0, :]
+    lanes = rng.choice([1, 2, 3])
+    config = dataclasses.replace(_core_config(net, lanes), max_neurons=lanes * 16 + 1,
+                                 max_inputs=8, neuron_depth=32)
+    assert config.idx_bits > config.max_inputs.bit_length()
+    check_run(net, x, run_core(net, config, x, timing=_timing_for(seed * 4)))
+
+
 @pytest.mark.parametrize("group", TIMING_GROUPS)
 def test_random_cases_cover_every_bin(group, coverage_tables):
     """The cases of :func:`test_core_matches_golden` of each timing profile hit every

@@ -153,13 +153,18 @@ class EventLists(wiring.Component):
         """The input's double buffer."""
         c = self.config
         in_wbank = self._in_wbank = Signal(name="in_wbank")
+        # The write position in ``idx_bits`` bits, as the read address has it, so the
+        # bank bit sits above them on both sides (``in_counts`` is narrower when
+        # ``max_inputs`` is well below ``max_neurons``).
+        position = Signal(c.idx_bits, name="in_position")
+        m.d.comb += position.eq(in_counts[in_wbank])
         m.d.comb += self.input.ready.eq(~self.in_full & ~self.clear)
         with m.If(self.input.valid & self.input.ready):
             with m.If(self.input.payload.end):
                 m.d.sync += self.in_full.eq(1)
             with m.Else():
                 m.d.comb += [
-                    in_wr.addr.eq(Cat(in_counts[in_wbank][:c.idx_bits], in_wbank)),
+                    in_wr.addr.eq(Cat(position, in_wbank)),
                     in_wr.data.index.eq(self.input.payload.index),
                     in_wr.data.value.eq(self.input.payload.value),
                     in_wr.en.eq(1),
