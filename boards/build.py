@@ -145,10 +145,11 @@ def fit_model(model: Path, config: CoreConfig) -> dict:
 
     net, _meta = load_model(model)
     image = compile_network(net, config)
+    lif = [layer for layer in net.layers if layer.kind != "ssm"]
     return {"model": str(model), "layers": image.num_layers,
-            "neurons": sum(layer.size for layer in net.layers),
-            "synapses": sum(int(p.weight.numel()) for layer in net.layers
-                            for p in layer.inputs)}
+            "neurons": sum(layer.size for layer in lif),
+            "synapses": sum(int(p.weight.numel()) for layer in lif for p in layer.inputs),
+            "ssm_state": sum(layer.n * layer.m for layer in net.layers if layer.kind == "ssm")}
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent

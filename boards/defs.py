@@ -83,6 +83,13 @@ ECP5_25_CONFIG = CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=256,
 ECP5_85_CONFIG = CoreConfig(lanes=32, fmt=Format(acc_bits=25), max_layers=4, max_edges=8,
                             max_neurons=512, max_inputs=512, max_fanin=512, neuron_depth=32,
                             weight_depth=4096)
+# The same neuron and synapse capacity on 16 lanes, with an SSM unit for sequence
+# models: states up to 32 x 32 (64 cells per lane), gates of up to 4 bits.  The SSM
+# unit takes three multipliers per lane: on 32 lanes the 85F has too few (156).
+ECP5_85_SSM_CONFIG = CoreConfig(lanes=16, fmt=Format(acc_bits=25), max_layers=4, max_edges=8,
+                                max_neurons=512, max_inputs=512, max_fanin=512,
+                                neuron_depth=64, weight_depth=8192, ssm_max_n=32,
+                                ssm_max_m=32, ssm_depth=64, ssm_param_depth=1024)
 
 BOARDS = {b.name: b for b in [
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40UP5K-SG48), weights in SPRAM",
@@ -91,6 +98,13 @@ BOARDS = {b.name: b for b in [
     Board("ulx3s-85f", "Radiona ULX3S with LFE5U-85F", "ulx3s:ULX3S_85F_Platform", "ecp5",
           "LFE5U-85F", "clk25", 100.0, ECP5_85_CONFIG, _ECP5_85, leds=8,
           seed=2, timing=PIPELINED,  # (docs/boards.md, "Timing")
+          nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
+                           "--router", "router1")),
+    # The SSM unit's state pass (decay multiply, add, saturate, q * S' multiply and
+    # accumulate in one clock, 52 logic levels) runs at 27.5 MHz: it ships at 25 MHz.
+    Board("ulx3s-85f-ssm", "Radiona ULX3S with LFE5U-85F, 16 lanes and an SSM unit (sequence "
+          "models)", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F", "clk25", 25.0,
+          ECP5_85_SSM_CONFIG, _ECP5_85, leds=8, seed=2, timing=PIPELINED,
           nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
                            "--router", "router1")),
     Board("ulx3s-25f", "Radiona ULX3S with LFE5U-25F", "ulx3s:ULX3S_25F_Platform", "ecp5",

@@ -36,6 +36,10 @@ _ECP5_25 = CoreConfig(lanes=8, max_layers=4, max_edges=8, max_neurons=256, max_i
 _ECP5_85 = CoreConfig(lanes=32, fmt=Format(acc_bits=25), max_layers=4, max_edges=8,
                       max_neurons=512, max_inputs=512, max_fanin=512, neuron_depth=32,
                       weight_depth=4096)
+_ECP5_85_SSM = CoreConfig(lanes=16, fmt=Format(acc_bits=25), max_layers=4, max_edges=8,
+                          max_neurons=512, max_inputs=512, max_fanin=512, neuron_depth=64,
+                          weight_depth=8192, ssm_max_n=32, ssm_max_m=32, ssm_depth=64,
+                          ssm_param_depth=1024)
 
 RECORDED = [
     {"family": "ice40", "timing": "compact", "config": _ICE40,
@@ -46,6 +50,10 @@ RECORDED = [
      "build": "ulx3s-85f, soc top, nextpnr seed 2 (router1), December 2026 (docs/boards.md, "
               "Results)",
      "LUT": 21126, "FF": 13564, "BRAM": 137, "DSP": 64, "fmax_mhz": 109.18},
+    {"family": "ecp5", "timing": "pipelined", "config": _ECP5_85_SSM,
+     "build": "ulx3s-85f-ssm, soc top, nextpnr seed 2 (router1) at 25 MHz, 8 December 2026 "
+              "(docs/boards.md, Results)",
+     "LUT": 30113, "FF": 10330, "BRAM": 109, "DSP": 82, "fmax_mhz": 28.73},
 ]
 """Place-and-route reports of reference builds (``LUT``: nextpnr's logic cells, on
 iCE40 LUT4 + FF cells, on ECP5 ``TRELLIS_COMB``)."""

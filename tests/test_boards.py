@@ -43,7 +43,8 @@ def test_every_board_is_complete():
         assert capacity(b) == {
             "board": name, "lanes": c.lanes, "neurons": c.lanes * c.neuron_depth,
             "neurons_per_layer": c.max_neurons, "inputs": c.max_inputs,
-            "synapses": c.lanes * c.weight_depth, "layers": c.max_layers, "ssm_state": 0,
+            "synapses": c.lanes * c.weight_depth, "layers": c.max_layers,
+            "ssm_state": c.lanes * c.ssm_depth,
             "target_mhz": b.target_mhz, "family": b.family, "device": b.device}
     families = {b.family for b in BOARDS.values()}
     assert families == {"ice40", "ecp5", "xilinx"}

@@ -33,8 +33,8 @@ from spikeforge.golden.integer import Format, LIFLayer, Network, Operand, Projec
 from spikeforge.golden.modelfile import load_model, save_model
 
 I64 = torch.int64
-DIGITS_FITS = {"icebreaker", "ulx3s-85f", "ulx3s-25f", "orangecrab-25f", "icesugar-pro",
-               "litefury"}
+DIGITS_FITS = {"icebreaker", "ulx3s-85f", "ulx3s-85f-ssm", "ulx3s-25f", "orangecrab-25f",
+               "icesugar-pro", "litefury"}
 """The boards the digits network is known to fit (docs/boards.md)."""
 
 
@@ -145,6 +145,20 @@ def test_recall_fits_only_boards_with_an_ssm_unit(capsys):
         assert "(SSM state): layer 'mem' is an SSM layer" in err and err.count("\n") == 1
 
 
+def test_build_preflight_counts_lif_and_ssm_layers_apart():
+    """``build --model``'s fit step on a model with an SSM layer (it has no ``size``
+    or ``inputs``): neurons and synapses of the LIF layers, state cells of the SSM."""
+    net, _ = load_model(shipped_model("recall"))
+    board = next(b for b in BOARDS.values() if b.config.has_ssm)
+    used = bbuild.fit_model(shipped_model("recall"), board.config)
+    lif = [la for la in net.layers if la.kind == "lif"]
+    (mem,) = [la for la in net.layers if la.kind == "ssm"]
+    assert used["neurons"] == sum(la.size for la in lif) == 16 + 16
+    assert used["synapses"] == sum(p.weight.numel() for la in lif for p in la.inputs)
+    assert used["ssm_state"] == mem.n * mem.m == 256
+    assert bbuild.fit_model(shipped_model("digits"), board.config)["ssm_state"] == 0
+
+
 def test_one_board_that_does_not_fit(capsys):
     board = next((n for n, b in BOARDS.items() if not b.config.has_ssm), None)
     if board is None:
@@ -253,7 +267,11 @@ def test_resource_estimates():
             assert e["kind"] == "none" and e["resources"] == {}
             continue
         assert e["kind"] in ("recorded", "synthesis"), name
-        assert e["resources"]["DSP"]["used"] == 2 * board.config.lanes  # two per lane
+        lanes, dsp = board.config.lanes, e["resources"]["DSP"]["used"]
+        if board.config.has_ssm:  # the SSM unit's three multipliers per lane on top
+            assert 2 * lanes + 3 * lanes <= dsp <= 2 * lanes + 3 * lanes + 2, name
+        else:
+            assert dsp == 2 * lanes, name  # two per lane
     for rec in RECORDED:  # a recorded build's figures as recorded
         board = next(b for b in BOARDS.values() if b.family == rec["family"]
                      and b.config == rec["config"])
