@@ -33,7 +33,7 @@ def cmd_bench(args) -> int:
         else:
             result["rtl"] = {"skipped": "missing: " + ", ".join(missing_tools())}
     if not args.quiet:
-        print("bench: the sequence model's clocks and energy per token", file=sys.stderr)
+        print("bench: the language model's clocks and energy per token", file=sys.stderr)
     result["sequence"] = sequence_bench()
     if not args.no_rtl and not args.no_boards and "skipped" not in result["rtl"]:
         from .boards import bench as boards_bench
@@ -73,7 +73,7 @@ def _sequence_lines(s: dict):
     clocks = ", ".join(f"{name} {c['clocks_per_token']:.0f}"
                        + (f" ({c['us_per_token']:.2f} us)" if "us_per_token" in c else "")
                        for name, c in s["clocks"].items())
-    yield f"sequence model {s['model']}: clocks per token (core's clock model): {clocks}"
+    yield f"language model {s['model']}: clocks per token (core's clock model): {clocks}"
     yield (f"  energy per token (ESTIMATE): {e['snn_pj_per_token']:.0f} pJ, of which the SSM "
            f"{e['ssm_pj_per_token']:.0f}; a KV-cache transformer of the same width: "
            + ", ".join(f"{r['transformer_pj_per_token']:.0f} pJ at context {r['context']} "

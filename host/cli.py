@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .datacmd import add_parser as add_data_parser
 
     add_data_parser(sub, common, _positive)
+    from .generate import add_parser as add_generate_parser
+
+    add_generate_parser(sub, common, positive_float=_positive_float, count=_non_negative)
 
     from .stream import cmd_stream
 

@@ -117,39 +117,40 @@ def bench(url: str = "sim://demo", *, samples: int = 100) -> dict:
     return out
 
 
-def sequence_bench(*, samples: int = 200) -> dict:
-    """The shipped recall model as the sequence model (an SSM token mixer): clocks
-    per token by the core's clock model on the simulated board's configuration and
-    on each board with an SSM unit, and its energy per token beside a transformer
-    with a KV cache of the same width at contexts 64, 256 and 1024 (an ESTIMATE,
-    :mod:`.golden.tokenenergy`), on the first ``samples`` test sequences.
+def sequence_bench(*, sequences: int = 8, length: int = 256) -> dict:
+    """The shipped character language model (``docs/lm.md``) per token: clocks by the
+    core's clock model on the simulated board's configuration for it (``charlm``)
+    and on each board with an SSM unit, and its energy per token beside a
+    transformer with a KV cache of the same width at contexts 64, 256 and 1024 (an
+    ESTIMATE, :mod:`.golden.tokenenergy`), on ``sequences`` stretches of
+    ``length`` held-out characters.
 
     The clock model is the core's own count when nothing holds its output back; on
-    a device the command engine takes 9 clocks per output record (17 per recall
-    token), which holds the core back: the device bench's ``clocks_per_step``
-    (hardware counters) is that figure."""
-    from .boards.defs import BOARDS
-    from .boards.fit import fit_report, sample_clocks
-    from .contract.timing import COMPACT
-    from .golden.energy import counts_from_trace
-    from .golden.tokenenergy import token_energy
-    from .golden.train import task_data
-    from .sim.rtl import config_named
-    from .transport import SimTransport
+    a device the command engine takes 9 clocks per output record (64 per token
+    here), which can hold the core back (the device's counters count that)."""
+    import torch
 
-    path, net, meta = _model("recall", False, False)
-    x, _ = task_data(meta, "test")
-    x = x[:, :samples]
+    from .boards.defs import BOARDS
+    from .boards.fit import check_fit, sample_clocks
+    from .contract.timing import COMPACT
+    from .golden import chardata
+    from .golden.energy import counts_from_trace
+    from .golden.modelfile import load_model
+    from .golden.tokenenergy import token_energy
+    from .sim.rtl import config_named
+
+    net, _ = load_model(shipped_model("charlm"))
+    ids = chardata.split()["heldout"][:sequences * length].reshape(sequences, length)
+    x = torch.nn.functional.one_hot(ids.T, net.input_size).to(torch.int64)  # [T, B, D]
     trace = net.run(x)
-    steps = int(x.shape[0])
-    sim = float(sample_clocks(net, x, trace, config_named(SimTransport.DEFAULT_CONFIG),
-                              COMPACT).double().mean())
-    clocks = {"sim": {"config": SimTransport.DEFAULT_CONFIG, "clocks_per_token": sim / steps}}
-    boards = [b for b in BOARDS.values() if b.config.has_ssm]
-    for entry in fit_report(path, boards, limit=samples)["boards"]:
-        per_token = entry["clocks"]["per_step"]
-        clocks[entry["board"]] = {"clocks_per_token": per_token,
-                                  "us_per_token": per_token / entry["clock_mhz"]}
-    return {"model": "recall (the stand-in: no language model is shipped yet)",
-            "tokens": steps * int(x.shape[1]), "clocks": clocks,
+    # name -> (configuration, timing profile, clock in MHz or None)
+    targets = {"sim (charlm)": (config_named("charlm"), COMPACT, None)}
+    targets.update((b.name, (b.config, b.timing, b.target_mhz)) for b in BOARDS.values()
+                   if b.config.has_ssm and check_fit(net, b.config)["fits"])
+    clocks = {}
+    for name, (config, timing, mhz) in targets.items():
+        per_token = float(sample_clocks(net, x, trace, config, timing).double().mean()) / length
+        clocks[name] = {"clocks_per_token": per_token,
+                        **({"us_per_token": per_token / mhz} if mhz else {})}
+    return {"model": "charlm (docs/lm.md)", "tokens": sequences * length, "clocks": clocks,
             "energy": token_energy(net, counts_from_trace(net, x, trace))}

@@ -236,11 +236,12 @@ def test_bench_quick_json(capsys):
             assert p["sample_steps_per_second"] == pytest.approx(
                 p["batch"] * p["timesteps"] / p["seconds"])
     assert result["machine"]["cpus"] >= 1
-    # The sequence model per token: the core's clocks on the simulated board's
-    # configuration and on each board with an SSM unit, energy beside a KV cache.
+    # The language model per token: the core's clocks on the simulated board's
+    # configuration for it and on each board with an SSM unit that holds it, energy
+    # beside a KV cache.
     seq = result["sequence"]
     with_ssm = {name for name, b in BOARDS.items() if b.config.has_ssm}
-    assert set(seq["clocks"]) == {"sim", *with_ssm}
+    assert set(seq["clocks"]) == {"sim (charlm)", *with_ssm} and with_ssm
     for name in with_ssm:
         c = seq["clocks"][name]
         assert c["us_per_token"] == pytest.approx(c["clocks_per_token"]

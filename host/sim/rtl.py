@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from ..contract.config import CoreConfig
+from ..golden.integer import Format
 
 __all__ = ["REFERENCE_CONFIGS", "BENCH_CONFIGS", "generate", "write", "lint", "LINT_WAIVERS",
            "config_named"]
@@ -37,6 +38,12 @@ BENCH_CONFIGS = {
                      max_fanin=256, neuron_depth=16, weight_depth=4096),
     "p32": CoreConfig(lanes=32, max_layers=4, max_edges=8, max_neurons=256, max_inputs=256,
                       max_fanin=256, neuron_depth=16, weight_depth=2048),
+    # The character language model (docs/lm.md): 64 symbols -> embed 32 -> SSM 32 x 32
+    # -> hidden 256 (recurrent: a fan-in of 320) -> out 64, with P = 8.
+    "charlm": CoreConfig(lanes=8, fmt=Format(acc_bits=25), max_layers=4, max_edges=8,
+                         max_neurons=256, max_inputs=64, max_fanin=512, neuron_depth=64,
+                         weight_depth=16384, ssm_max_n=32, ssm_max_m=32, ssm_depth=128,
+                         ssm_param_depth=512),
 }
 """Built on demand for benchmarks (not checked in: the Verilog is large)."""
 
