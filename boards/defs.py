@@ -101,9 +101,9 @@ BOARDS = {b.name: b for b in [
           nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
                            "--router", "router1")),
     # The SSM unit's state pass (decay multiply, add, saturate, q * S' multiply and
-    # accumulate in one clock, 52 logic levels) runs at 27.5 MHz: it ships at 25 MHz.
+    # accumulate in one clock, 52 logic levels) runs at 22.6-28.7 MHz: it ships at 20 MHz.
     Board("ulx3s-85f-ssm", "Radiona ULX3S with LFE5U-85F, 16 lanes and an SSM unit (sequence "
-          "models)", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F", "clk25", 25.0,
+          "models)", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F", "clk25", 20.0,
           ECP5_85_SSM_CONFIG, _ECP5_85, leds=8, seed=2, timing=PIPELINED,
           nextpnr_options=("--placer-heap-timingweight", "40", "--placer-heap-critexp", "4",
                            "--router", "router1")),
